@@ -1,0 +1,44 @@
+"""interlace: linear mixed models with crossed random effects, fast and differentiable on JAX.
+
+>>> import interlace
+>>> df = interlace.datasets.exam_scores()
+>>> result = interlace.fit("score ~ hours_studied + prior_gpa", data=df,
+...                        groups=["student_id", "school_id"])   # doctest: +SKIP
+"""
+
+import jax as _jax
+
+# Mixed-model likelihoods need float64: variance components near the boundary and
+# log-determinants of large systems lose too much in float32.
+_jax.config.update("jax_enable_x64", True)
+
+from . import datasets  # noqa: E402
+from ._crossprod import CrossProducts, cross_products  # noqa: E402
+from ._deviance import profiled_deviance  # noqa: E402
+from ._errors import (  # noqa: E402
+    DataError,
+    FormulaError,
+    InterlaceError,
+    MissingColumnError,
+    ModelSpecError,
+)
+from ._fit import fit  # noqa: E402
+from ._result import CrossedLMEResult  # noqa: E402
+from ._singular import isSingular  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "fit",
+    "CrossedLMEResult",
+    "isSingular",
+    "datasets",
+    "profiled_deviance",
+    "cross_products",
+    "CrossProducts",
+    "InterlaceError",
+    "FormulaError",
+    "DataError",
+    "MissingColumnError",
+    "ModelSpecError",
+]

@@ -1,0 +1,213 @@
+"""``CrossedLMEResult``: the fitted model, in pandas (the pandas edge, outbound).
+
+Everything a user reads is a pandas object labelled by term names and level labels.
+Inference on fixed effects uses the normal approximation: ``z = beta / se``, two-sided
+``p = 2 (1 - Phi(|z|))``, 95% interval ``beta -/+ 1.96 se`` (the results page's
+convention; ``conf_int(level)`` gives intervals with the exact normal quantile).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from ._bootstrap import chunked_replicates, weighted_mean, weighted_median
+from ._design import Design, fixed_matrix_for
+from ._errors import MissingColumnError, ModelSpecError
+from ._singular import theta_is_singular
+
+__all__ = ["CrossedLMEResult"]
+
+_STATISTICS = {"median": weighted_median, "mean": weighted_mean}
+
+
+@dataclass(frozen=True, repr=False)
+class CrossedLMEResult:
+    """A fitted linear mixed model with crossed random intercepts.
+
+    Attributes follow the results page: ``fe_params``, ``fe_bse``, ``fe_pvalues``,
+    ``fe_conf_int``, ``fe_cov``, ``variance_components``, ``scale``, ``random_effects``,
+    ``fittedvalues``, ``resid``, ``aic``, ``bic``, ``llf``, ``converged``, ``nobs``,
+    ``ngroups``; plus ``theta`` (relative standard deviations ``sigma_j / sigma``),
+    ``deviance`` (``-2 llf``: lme4's REML criterion or ML deviance), ``method``,
+    ``n_iterations`` and ``n_evaluations``.
+    """
+
+    fe_params: pd.Series
+    fe_cov: pd.DataFrame
+    scale: float
+    variance_components: dict[str, float]
+    random_effects: dict[str, pd.Series]
+    fittedvalues: pd.Series
+    resid: pd.Series
+    theta: pd.Series
+    deviance: float
+    llf: float
+    method: str
+    converged: bool
+    n_iterations: int
+    n_evaluations: int
+    formula: str
+    design: Design = field(compare=False)
+
+    # --- fixed-effect inference (normal approximation) --------------------------------
+    @property
+    def fe_bse(self) -> pd.Series:
+        """Standard errors: square roots of the diagonal of ``fe_cov``."""
+        return pd.Series(np.sqrt(np.diag(self.fe_cov.to_numpy())), index=self.fe_params.index)
+
+    @property
+    def fe_zvalues(self) -> pd.Series:
+        return self.fe_params / self.fe_bse
+
+    @property
+    def fe_pvalues(self) -> pd.Series:
+        """Two-sided p-values of the z-test, ``2 (1 - Phi(|beta / se|))``."""
+        return pd.Series(2.0 * _st.norm.sf(np.abs(self.fe_zvalues)), index=self.fe_params.index)
+
+    @property
+    def fe_conf_int(self) -> pd.DataFrame:
+        """95% Wald intervals ``beta -/+ 1.96 se``, columns ``2.5 %`` and ``97.5 %``."""
+        return self._wald(1.96, "2.5 %", "97.5 %")
+
+    def conf_int(self, level: float = 0.95) -> pd.DataFrame:
+        """Wald intervals at ``level`` with the exact quantile ``z = Phi^-1((1+level)/2)``
+        (as lme4's ``confint(fit, method = "Wald")``)."""
+        if not 0 < level < 1:
+            raise ModelSpecError(f"level must be between 0 and 1, got {level!r}.")
+        a = (1 - level) / 2
+        return self._wald(float(_st.norm.ppf(1 - a)), f"{100 * a:g} %", f"{100 * (1 - a):g} %")
+
+    def _wald(self, z: float, lo: str, hi: str) -> pd.DataFrame:
+        return pd.DataFrame({lo: self.fe_params - z * self.fe_bse, hi: self.fe_params + z * self.fe_bse})
+
+    # --- model-level quantities -------------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return self.design.nobs
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        return {name: len(lev) for name, lev in zip(self.design.factor_names, self.design.levels)}
+
+    @property
+    def df_modelwc(self) -> int:
+        """Number of estimated parameters ``k``: fixed effects, variances, residual."""
+        return len(self.fe_params) + len(self.theta) + 1
+
+    @property
+    def aic(self) -> float:
+        """``-2 llf + 2 k`` (Akaike 1974)."""
+        return -2.0 * self.llf + 2.0 * self.df_modelwc
+
+    @property
+    def bic(self) -> float:
+        """``-2 llf + k log(n)`` (Schwarz 1978)."""
+        return -2.0 * self.llf + self.df_modelwc * math.log(self.nobs)
+
+    @property
+    def is_singular(self) -> bool:
+        return theta_is_singular(self.theta.to_numpy())
+
+    # --- prediction -------------------------------------------------------------------
+    def predict(self, newdata: pd.DataFrame | None = None, include_re: bool = True) -> pd.Series:
+        """Predictions ``X beta (+ sum_j b_j[level])``.
+
+        Conditional (with BLUPs) by default, marginal with ``include_re=False``. In
+        ``newdata``, levels not seen in the fit get a BLUP of 0 (the population mean);
+        a categorical fixed-effect level not seen in the fit raises ``DataError``.
+        """
+        beta = self.fe_params.to_numpy()
+        if newdata is None:
+            eta = self.design.X @ beta
+            frame, index = None, self.design.row_index
+        else:
+            if not isinstance(newdata, pd.DataFrame):
+                raise ModelSpecError("newdata must be a pandas DataFrame.")
+            eta = fixed_matrix_for(self.design, newdata) @ beta
+            frame, index = newdata, newdata.index
+        if include_re:
+            for name, codes, lev in zip(self.design.factor_names, self.design.codes,
+                                        self.design.levels):
+                blup = self.random_effects[name].to_numpy()
+                if frame is None:
+                    eta = eta + blup[codes]
+                else:
+                    eta = eta + _blups_for(frame, name, lev, blup)
+        return pd.Series(eta, index=index, name="predicted")
+
+    # --- bootstrap --------------------------------------------------------------------
+    def bootstrap_se(
+        self,
+        statistic: str | Callable = "median",
+        n_bootstrap: int = 1000,
+        resample_level: str = "group",
+        seed: int | None = None,
+        group: str | None = None,
+    ) -> float:
+        """Bootstrap standard error of a scalar statistic of the response.
+
+        ``resample_level="group"`` resamples the levels of ``group`` (default: the first
+        grouping factor) with replacement and keeps all rows of each sampled level (the
+        cluster bootstrap); ``"observation"`` resamples rows. ``statistic`` is
+        ``"median"``, ``"mean"`` or a JAX-traceable ``f(y, weights) -> scalar`` where
+        ``weights`` are the multiplicities of the rows. All replicates run in one
+        vectorised call. Returns the standard deviation (ddof=1) of the replicates.
+        """
+        stat = _STATISTICS.get(statistic) if isinstance(statistic, str) else statistic
+        if stat is None or not callable(stat):
+            raise ModelSpecError(
+                f"statistic must be 'median', 'mean' or a callable f(y, weights); got {statistic!r}."
+            )
+        if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
+            raise ModelSpecError("n_bootstrap must be an integer of at least 2.")
+        if resample_level == "observation":
+            codes, n_levels = None, 0
+        elif resample_level == "group":
+            names = self.design.factor_names
+            group = names[0] if group is None else group
+            if group not in names:
+                raise ModelSpecError(f"group={group!r} is not a grouping factor of the model {list(names)}.")
+            codes = self.design.codes[names.index(group)]
+            n_levels = len(self.design.levels[names.index(group)])
+        else:
+            raise ModelSpecError(
+                f"resample_level must be 'group' or 'observation', got {resample_level!r}."
+            )
+        reps = chunked_replicates(seed, self.design.y, codes, n_levels, stat, int(n_bootstrap))
+        return float(np.std(reps, ddof=1))
+
+    # --- text -------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{k}: {v}" for k, v in self.ngroups.items())
+        return (
+            f"<CrossedLMEResult {self.method} '{self.formula}' nobs={self.nobs} "
+            f"groups=({groups}) llf={self.llf:.4f} converged={self.converged}>"
+        )
+
+    def summary(self) -> str:
+        """An lme4-style text summary (``print(result.summary())``)."""
+        from ._summary import format_summary
+
+        return format_summary(self)
+
+
+def _blups_for(frame: pd.DataFrame, name: str, levels: pd.Index, blup: np.ndarray) -> np.ndarray:
+    """BLUP of each row's level of factor ``name`` (``a:b`` joins columns); 0 if unseen."""
+    cols = name.split(":")
+    absent = [c for c in cols if c not in frame.columns]
+    if absent:
+        raise MissingColumnError(
+            f"newdata lacks grouping column(s) {absent}; add them, or use include_re=False "
+            "for population-level predictions."
+        )
+    key = frame[cols[0]] if len(cols) == 1 else frame[cols].astype(str).agg(":".join, axis=1)
+    pos = levels.get_indexer(pd.Index(key))
+    return np.where(pos >= 0, blup[np.maximum(pos, 0)], 0.0)
+
+

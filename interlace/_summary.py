@@ -1,0 +1,59 @@
+"""lme4-style text summary of a :class:`CrossedLMEResult` (``summary(lmer(...))``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ._singular import SINGULAR_MESSAGE
+
+__all__ = ["format_summary"]
+
+
+def _format_p(p: float) -> str:
+    return "<2e-16" if p < 2e-16 else f"{p:.3g}"
+
+
+def format_summary(res) -> str:
+    """Header, criterion, scaled residuals, random effects, fixed effects, notes."""
+    d = res.design
+    random_terms = " + ".join(f"(1 | {g})" for g in d.factor_names)
+    formula = res.formula if "|" in res.formula else f"{res.formula} + {random_terms}"
+    lines = []
+    if res.method == "REML":
+        lines += ["Linear mixed model fit by REML", f"Formula: {formula}", "",
+                  f"REML criterion at convergence: {res.deviance:.4f}", ""]
+    else:
+        lines += ["Linear mixed model fit by maximum likelihood", f"Formula: {formula}", "",
+                  f"{'AIC':>10}{'BIC':>10}{'logLik':>10}{'deviance':>10}{'df.resid':>10}",
+                  f"{res.aic:>10.1f}{res.bic:>10.1f}{res.llf:>10.1f}{res.deviance:>10.1f}"
+                  f"{res.nobs - res.df_modelwc:>10d}", ""]
+    scaled = res.resid.to_numpy() / np.sqrt(res.scale)
+    q = np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1])
+    lines += ["Scaled residuals:",
+              "".join(f"{h:>10}" for h in ("Min", "1Q", "Median", "3Q", "Max")),
+              "".join(f"{v:>10.4f}" for v in q), ""]
+    width = max(len("Residual"), *(len(g) for g in d.factor_names))
+    lines += ["Random effects:",
+              f" {'Groups':<{width}} {'Name':<12}{'Variance':>12}{'Std.Dev.':>12}"]
+    for g, v in res.variance_components.items():
+        lines.append(f" {g:<{width}} {'(Intercept)':<12}{v:>12.4f}{np.sqrt(v):>12.4f}")
+    lines.append(f" {'Residual':<{width}} {'':<12}{res.scale:>12.4f}{np.sqrt(res.scale):>12.4f}")
+    groups = "; ".join(f"{k}, {v}" for k, v in res.ngroups.items())
+    lines += [f"Number of obs: {res.nobs}, groups:  {groups}", ""]
+    table = pd.DataFrame({
+        "Estimate": res.fe_params.map("{:.6g}".format),
+        "Std. Error": res.fe_bse.map("{:.6g}".format),
+        "z value": res.fe_zvalues.map("{:.3f}".format),
+        "Pr(>|z|)": res.fe_pvalues.map(_format_p),
+    })
+    lines += ["Fixed effects:", table.to_string(), ""]
+    if d.dropped_fe:
+        lines.append(f"fixed-effect model matrix is rank deficient so dropping "
+                     f"{len(d.dropped_fe)} columns / coefficients: {list(d.dropped_fe)}")
+    status = "converged" if res.converged else "did NOT converge"
+    lines.append(f"optimizer (L-BFGS, optax) {status} after {res.n_iterations} iterations, "
+                 f"{res.n_evaluations} deviance evaluations")
+    if res.is_singular:
+        lines.append(SINGULAR_MESSAGE)
+    return "\n".join(lines)
