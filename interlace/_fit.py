@@ -1,7 +1,8 @@
 """``interlace.fit``: formula and DataFrame in, :class:`CrossedLMEResult` out.
 
 Pipeline: :func:`build_design` (validation, arrays) -> :func:`cross_products` (one pass
-over the rows) -> :func:`minimize_deviance` (compiled L-BFGS over ``theta``) ->
+over the rows) -> :func:`moment_start` (ANOVA start values) ->
+:func:`minimize_deviance` (compiled L-BFGS over ``theta``) ->
 :func:`estimates` (one back-substitution) -> pandas result.
 """
 
@@ -21,6 +22,7 @@ from ._errors import ModelSpecError
 from ._optimize import minimize_deviance
 from ._result import CrossedLMEResult
 from ._singular import SINGULAR_MESSAGE, theta_is_singular
+from ._start import moment_start
 
 __all__ = ["fit"]
 
@@ -66,7 +68,8 @@ def fit(
     cp = cross_products(list(design.codes), nlev, design.X, design.y)
 
     k = len(nlev)
-    opt = minimize_deviance(jnp.ones(k), cp, reml=reml, maxiter=int(maxiter))
+    theta0 = moment_start(list(design.codes), nlev, design.X, design.y)[list(cp.order)]
+    opt = minimize_deviance(jnp.asarray(theta0), cp, reml=reml, maxiter=int(maxiter))
     est = estimates(opt.theta, cp, reml=reml)
 
     # Back from the internal order (largest factor first) to the user's order.

@@ -230,7 +230,11 @@ meta <- list(
     "varcomp/sdcomp come from as.data.frame(VarCorr(fit)) keyed by grp (incl. Residual)",
     "ranef holds the conditional modes (BLUPs) of the intercepts, per factor {level: value}",
     "fitted holds fitted(fit); where fitted_rows is present it gives the 0-based rows of the values",
-    "devcomp is getME(fit, 'devcomp')$cmp (finite entries only)"
+    "devcomp is getME(fit, 'devcomp')$cmp (finite entries only)",
+    paste("reruns reproduce criterion/logLik to ~1e-15 relative but parameters only to ~1e-7",
+          "(penicillin_REML theta): the profiled criterion is flat at double precision and",
+          "lme4's numerics round differently with memory alignment (ASLR); compare estimates",
+          "with rtol ~1e-6, or evaluate your criterion at the stored theta")
   ),
   data = lapply(models, function(s) list(file = s$file, nrow = nrow(s$data)))
 )

@@ -1,0 +1,47 @@
+"""Shared fixtures: expensive fits are made once per session and reused."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+import interlace
+
+DATA = Path(__file__).parent / "data"
+PAGE_FORMULA = "score ~ hours_studied + prior_gpa"
+PAGE_GROUPS = ["student_id", "school_id"]
+
+
+def fit_quiet(*args, **kwargs):
+    """interlace.fit with its warnings recorded; returns (result, [warning messages])."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = interlace.fit(*args, **kwargs)
+    return result, [str(w.message) for w in caught]
+
+
+@pytest.fixture(scope="session")
+def page_df():
+    return interlace.datasets.exam_scores()
+
+
+@pytest.fixture(scope="session")
+def page_fit(page_df):
+    return fit_quiet(PAGE_FORMULA, data=page_df, groups=PAGE_GROUPS)
+
+
+@pytest.fixture(scope="session")
+def page_result(page_fit):
+    return page_fit[0]
+
+
+@pytest.fixture(scope="session")
+def lme4_refs():
+    path = DATA / "lme4_references.json"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: regenerate it with tests/data/make_lme4_references.R")
+    with open(path) as fh:
+        return json.load(fh)
