@@ -76,6 +76,8 @@ def fit(
     theta_int = np.asarray(opt.theta)
     theta = np.empty(k)
     theta[list(cp.order)] = theta_int
+    grad = np.empty(k)
+    grad[list(cp.order)] = np.asarray(opt.grad)
     blup_int = [np.asarray(est["b1"])]
     offset = 0
     for q in cp.nlevels[1:]:
@@ -117,6 +119,7 @@ def fit(
         converged=converged,
         n_iterations=int(opt.iterations),
         n_evaluations=int(opt.evaluations),
+        grad_theta=pd.Series(grad, index=pd.Index(names), name="grad_theta"),
         formula=formula,
         design=design,
     )

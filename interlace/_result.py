@@ -35,7 +35,8 @@ class CrossedLMEResult:
     ``fittedvalues``, ``resid``, ``aic``, ``bic``, ``llf``, ``converged``, ``nobs``,
     ``ngroups``; plus ``theta`` (relative standard deviations ``sigma_j / sigma``),
     ``deviance`` (``-2 llf``: lme4's REML criterion or ML deviance), ``method``,
-    ``n_iterations`` and ``n_evaluations``.
+    ``n_iterations``, ``n_evaluations`` and ``grad_theta`` (the deviance's gradient in
+    ``theta`` at the optimum, a convergence check).
     """
 
     fe_params: pd.Series
@@ -52,6 +53,7 @@ class CrossedLMEResult:
     converged: bool
     n_iterations: int
     n_evaluations: int
+    grad_theta: pd.Series
     formula: str
     design: Design = field(compare=False)
 
