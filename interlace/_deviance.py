@@ -24,6 +24,8 @@ triangular inverse and one product instead of differentiating through the factor
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -95,6 +97,7 @@ def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> j
     return logdet + nu * (1.0 + _LOG_2PI + log_ryy2 - jnp.log(nu))
 
 
+@partial(jax.jit, static_argnames=("reml",))
 def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
     """Fixed effects, BLUPs, residual variance and ``vcov(beta)`` at ``theta``.
 

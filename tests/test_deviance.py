@@ -1,0 +1,116 @@
+"""The numerical core against a naive dense implementation (tests/dense_reference.py).
+
+Sizes are small so that ``V`` (n x n) can be built; the blocked core never builds it.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import interlace
+from interlace._crossprod import cross_products
+from interlace._deviance import cholesky_logdiag, estimates, profiled_deviance, tail_schur
+from interlace._optimize import minimize_deviance
+
+from .dense_reference import dense_fit_at
+
+N, NLEVELS = 120, [9, 17, 4]  # the largest factor is not first: exercises the reordering
+
+
+@pytest.fixture(scope="module")
+def problem():
+    rng = np.random.default_rng(3)
+    codes = [rng.integers(0, q, N) for q in NLEVELS]
+    X = np.column_stack([np.ones(N), rng.normal(size=N), rng.uniform(size=N)])
+    effects = [rng.normal(scale=s, size=q) for s, q in zip((1.0, 0.5, 0.8), NLEVELS)]
+    y = X @ [1.0, 0.5, -2.0] + sum(e[c] for e, c in zip(effects, codes)) + rng.normal(size=N)
+    cp = cross_products(codes, NLEVELS, X, y)
+    return codes, X, y, cp
+
+
+THETAS = [np.array([0.7, 0.4, 1.3]), np.array([1e-3, 2.0, 0.2]), np.array([0.0, 0.5, 0.5])]
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("theta", THETAS, ids=["interior", "small", "boundary"])
+def test_deviance_and_estimates_match_dense(problem, theta, reml):
+    codes, X, y, cp = problem
+    ref = dense_fit_at(theta, codes, NLEVELS, X, y, reml)
+    th = jnp.asarray(theta[list(cp.order)])
+    assert float(profiled_deviance(th, cp, reml=reml)) == pytest.approx(ref["deviance"], rel=1e-12)
+    est = estimates(th, cp, reml=reml)
+    np.testing.assert_allclose(est["beta"], ref["beta"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est["fe_cov"], ref["fe_cov"], rtol=1e-10, atol=1e-14)
+    assert float(est["sigma2"]) == pytest.approx(ref["sigma2"], rel=1e-11)
+    internal = [np.asarray(est["b1"])] + np.split(np.asarray(est["b_tail"]),
+                                                   np.cumsum(cp.nlevels[1:])[:-1])
+    for pos, user in enumerate(cp.order):
+        np.testing.assert_allclose(internal[pos], ref["blups"][user], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_gradient_matches_central_differences(problem, reml):
+    *_, cp = problem
+    th = jnp.array([0.6, 0.3, 1.1])
+    grad = jax.grad(profiled_deviance)(th, cp, reml=reml)
+    h = 1e-6
+    fd = [(profiled_deviance(th.at[i].add(h), cp, reml=reml)
+           - profiled_deviance(th.at[i].add(-h), cp, reml=reml)) / (2 * h) for i in range(3)]
+    np.testing.assert_allclose(grad, fd, rtol=1e-6)  # central differences: O(h^2) ~ 1e-8
+
+
+def test_cholesky_logdiag_vjp_against_autodiff_of_the_factorisation(problem):
+    *_, cp = problem
+    S = tail_schur(jnp.array([0.6, 0.3, 1.1]), cp)
+    g = jnp.linspace(0.5, 2.0, S.shape[0])
+
+    def plain(S):  # differentiate straight through LAPACK's factorisation
+        Sym = jnp.tril(S) + jnp.tril(S, -1).T
+        return jnp.sum(g * jnp.log(jnp.diagonal(jnp.linalg.cholesky(Sym))))
+
+    ours = jax.grad(lambda S: jnp.sum(g * cholesky_logdiag(S)))(S)
+    np.testing.assert_allclose(ours, jnp.tril(jax.grad(plain)(S)), rtol=1e-9, atol=1e-12)
+
+
+def test_only_the_lower_triangle_is_read(problem):
+    *_, cp = problem
+    S = tail_schur(jnp.array([0.6, 0.3, 1.1]), cp)
+    junk = jnp.triu(jnp.full_like(S, 7.0), 1)
+    np.testing.assert_array_equal(cholesky_logdiag(S), cholesky_logdiag(S + junk))
+
+
+def test_cross_products_never_store_rows(problem):
+    codes, X, y, cp = problem
+    leaves = jax.tree_util.tree_leaves(cp)
+    assert all(N not in leaf.shape for leaf in leaves)  # memory is levels and pairs only
+    assert cp.order == (1, 0, 2) and cp.nlevels == (17, 9, 4)
+    assert cp.tail.shape == (9 + 4 + 3 + 1,) * 2  # the largest factor never enters a dense block
+
+
+def test_optimizer_reaches_the_dense_optimum(problem):
+    from .dense_reference import dense_optimum
+
+    codes, X, y, cp = problem
+    ref = dense_optimum(codes, NLEVELS, X, y, reml=True)
+    opt = minimize_deviance(jnp.ones(3), cp, reml=True)
+    assert bool(opt.converged)
+    assert float(opt.deviance) <= ref["deviance"] + 1e-9 * abs(ref["deviance"])
+    theta_user = np.empty(3)
+    theta_user[list(cp.order)] = np.asarray(opt.theta)
+    np.testing.assert_allclose(theta_user, ref["theta"], rtol=1e-4, atol=1e-6)
+
+
+def test_deviance_composes_with_jit_grad_and_vmap(problem):
+    *_, cp = problem
+    thetas = jnp.array([[0.6, 0.3, 1.1], [0.2, 0.9, 0.4]])
+    value_and_grad = jax.value_and_grad(lambda t, c: profiled_deviance(t, c, reml=True))
+    batched = jax.jit(jax.vmap(value_and_grad, in_axes=(0, None)))
+    vals, grads = batched(thetas, cp)
+    for i in range(2):
+        v, g = value_and_grad(thetas[i], cp)
+        assert float(vals[i]) == pytest.approx(float(v), rel=1e-12)
+        np.testing.assert_allclose(grads[i], g, rtol=1e-10)
+    assert interlace.profiled_deviance is profiled_deviance  # public name
