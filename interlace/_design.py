@@ -63,6 +63,15 @@ def _factor(data: pd.DataFrame, term: RandomTerm) -> tuple[np.ndarray, pd.Index]
     return codes.astype(np.int64), pd.Index(levels, name=term.name)
 
 
+def _check_numeric_response(col: pd.Series, name: str) -> None:
+    numeric = pd.api.types.is_numeric_dtype(col)
+    if (not numeric or pd.api.types.is_bool_dtype(col) or pd.api.types.is_complex_dtype(col)):
+        raise DataError(
+            f"The response {name!r} must be numeric (real-valued), but its dtype is "
+            f"{col.dtype}. Convert it with pd.to_numeric() or pick a numeric column."
+        )
+
+
 def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> list[int]:
     """Indices of columns to keep: each column is kept unless it lies in the span of the
     columns kept before it (lme4 keeps the first columns of a pivoted QR the same way)."""
@@ -111,9 +120,14 @@ def build_design(
         fixed_formula = formulaic.Formula(parsed.fixed)
     except Exception as exc:  # formulaic raises its own parser errors
         raise FormulaError(f"Cannot parse the fixed part {parsed.fixed!r}: {exc}") from exc
-    fixed_vars = set(fixed_formula.required_variables)
     group_cols = [c for t in terms for c in t.columns]
-    needed = list(dict.fromkeys([parsed.response, *sorted(fixed_vars - {parsed.response}),
+    position = {c: i for i, c in enumerate(data.columns)}
+
+    def in_data_order(names) -> list[str]:
+        return sorted(names, key=lambda c: (position.get(c, len(position)), str(c)))
+
+    needed = list(dict.fromkeys([*in_data_order(fixed_formula.lhs.required_variables),
+                                 *in_data_order(fixed_formula.rhs.required_variables),
                                  *group_cols]))
     missing = [c for c in needed if c not in data.columns]
     if missing:
@@ -121,20 +135,15 @@ def build_design(
             f"Column(s) {missing} named by the model are not in the data. "
             f"Available columns: {list(data.columns)}."
         )
-    used = [c for c in needed if c in data.columns]
-    frame = data[used]  # a new frame: the caller's is never touched
+    frame = data[needed]  # a new frame: the caller's is never touched
 
-    y_col = frame[parsed.response]
-    if not (pd.api.types.is_numeric_dtype(y_col) and not pd.api.types.is_bool_dtype(y_col)):
-        raise DataError(
-            f"The response {parsed.response!r} must be numeric, but its dtype is "
-            f"{y_col.dtype}. Convert it with pd.to_numeric() or pick a numeric column."
-        )
+    if parsed.response in frame.columns:  # a plain column (not a transform of one)
+        _check_numeric_response(frame[parsed.response], parsed.response)
     incomplete = frame.isna().any(axis=1)
     if incomplete.all():
         raise DataError("Every row has a missing value in a column the model uses; nothing to fit.")
     if incomplete.any():
-        bad_cols = [c for c in used if frame[c].isna().any()]
+        bad_cols = [c for c in needed if frame[c].isna().any()]
         warnings.warn(
             f"Dropped {int(incomplete.sum())} of {len(frame)} rows with missing values "
             f"(NaN/None) in {bad_cols}. Impute or drop them yourself to silence this.",
@@ -142,15 +151,21 @@ def build_design(
             stacklevel=3,
         )
         frame = frame.loc[~incomplete]
-    y = frame[parsed.response].to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(y)):
-        raise DataError(f"The response {parsed.response!r} contains infinite values.")
 
     try:
         mm = fixed_formula.get_model_matrix(frame, na_action="raise")
     except Exception as exc:
-        raise FormulaError(f"Cannot build the fixed effects of {parsed.fixed!r}: {exc}") from exc
-    rhs = mm.rhs if hasattr(mm, "rhs") else mm
+        raise FormulaError(f"Cannot build the model matrices of {parsed.fixed!r}: {exc}") from exc
+    if mm.lhs.shape[1] != 1:
+        raise DataError(
+            f"The response {parsed.response!r} must be one numeric column, but it expands "
+            f"to {mm.lhs.shape[1]} columns {list(mm.lhs.columns)}."
+        )
+    y = np.asarray(mm.lhs, dtype=np.float64)[:, 0]
+    rhs = mm.rhs
+    if not np.all(np.isfinite(y)):
+        raise DataError(f"The response {parsed.response!r} contains infinite values.")
+
     X = np.asarray(rhs, dtype=np.float64)
     fe_names = [str(c) for c in rhs.columns]
     if X.shape[1] == 0:
@@ -203,6 +218,12 @@ def fixed_matrix_for(design: Design, newdata: pd.DataFrame) -> np.ndarray:
     Raises :class:`DataError` when a categorical predictor has a level not seen in the
     fit (its effect was never estimated).
     """
+    absent = [c for c in sorted(design.model_spec.required_variables) if c not in newdata.columns]
+    if absent:
+        raise MissingColumnError(
+            f"newdata lacks column(s) {absent} that the fixed effects need. "
+            f"Available columns: {list(newdata.columns)}."
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:

@@ -41,21 +41,43 @@ class ParsedFormula:
 _NAME = r"[A-Za-z_.][A-Za-z0-9_.]*"
 
 
-def _find_random_terms(rhs: str) -> list[tuple[int, int]]:
-    """Spans (start, end) of top-level parenthesised groups that contain a ``|``."""
-    spans, stack = [], []
+def _split_top_level_plus(rhs: str) -> list[str]:
+    """Split ``rhs`` at the ``+`` signs that are outside parentheses."""
+    parts, depth, current = [], 0, []
     for i, ch in enumerate(rhs):
         if ch == "(":
-            stack.append(i)
+            depth += 1
         elif ch == ")":
-            if not stack:
+            depth -= 1
+            if depth < 0:
                 raise FormulaError(f"Unbalanced ')' at position {i} in {rhs!r}.")
-            start = stack.pop()
-            if not stack and "|" in rhs[start:i]:
-                spans.append((start, i + 1))
-    if stack:
+        if ch == "+" and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(ch)
+    if depth != 0:
         raise FormulaError(f"Unbalanced '(' in {rhs!r}: every '(' needs a matching ')'.")
-    return spans
+    parts.append("".join(current).strip())
+    return parts
+
+
+def _is_wrapped(part: str) -> bool:
+    """True when ``part`` is one parenthesised group: its first '(' closes at the end."""
+    if not (part.startswith("(") and part.endswith(")")):
+        return False
+    depth = 0
+    for i, ch in enumerate(part):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i < len(part) - 1:
+            return False  # e.g. "(a) * (b | g)": not a single group
+    return True
+
+
+def _is_random_term(part: str) -> bool:
+    """``(lhs | g)``: one parenthesised group, spanning the whole part, with a ``|``."""
+    return _is_wrapped(part) and "|" in part
 
 
 def parse_random_term(term: str) -> list[RandomTerm]:
@@ -67,7 +89,9 @@ def parse_random_term(term: str) -> list[RandomTerm]:
     text = term.strip()
     if not (text.startswith("(") and text.endswith(")")):
         raise FormulaError(f"Random term {term!r} must be written in parentheses, like '(1 | g)'.")
-    inner = text[1:-1]
+    inner = text[1:-1].strip()
+    while _is_wrapped(inner):  # redundant parentheses: ((1 | g))
+        inner = inner[1:-1].strip()
     if inner.count("|") == 0:
         raise FormulaError(f"Random term {term!r} has no '|': write it as '(1 | g)'.")
     if "||" in inner:
@@ -75,6 +99,15 @@ def parse_random_term(term: str) -> list[RandomTerm]:
     else:
         lhs, group = inner.split("|", 1)
     lhs, group = lhs.strip(), group.strip()
+    while lhs.startswith("(") and lhs.endswith(")"):
+        lhs = lhs[1:-1].strip()
+    if not lhs:
+        raise FormulaError(f"Random term {term!r} has nothing before '|': write '(1 | g)'.")
+    if lhs.replace(" ", "") in ("0", "-1", "0-1"):
+        raise FormulaError(
+            f"Random term {term!r} has neither an intercept nor a slope: nothing to estimate. "
+            "Write '(1 | g)' for a random intercept."
+        )
     if "|" in group:
         raise FormulaError(f"Random term {term!r} has more than one '|'.")
     if not group:
@@ -108,19 +141,22 @@ def parse_formula(formula: str) -> ParsedFormula:
     lhs, rhs = (s.strip() for s in formula.split("~"))
     if not lhs:
         raise FormulaError(f"Formula {formula!r} has no response on the left of '~'.")
-    spans = _find_random_terms(rhs)
     random: list[RandomTerm] = []
-    fixed_rhs = rhs
-    for start, end in reversed(spans):
-        random[:0] = parse_random_term(rhs[start:end])
-        fixed_rhs = fixed_rhs[:start] + fixed_rhs[end:]
-    # Tidy the '+' signs left behind by removed terms.
-    fixed_rhs = re.sub(r"\+\s*(\+\s*)+", "+ ", fixed_rhs)
-    fixed_rhs = re.sub(r"^\s*\+\s*|\s*\+\s*$", "", fixed_rhs).strip()
-    if "|" in fixed_rhs:
-        raise FormulaError(
-            f"Formula {formula!r}: a '|' outside parentheses; write random terms as '(1 | g)'."
-        )
-    if not fixed_rhs:
-        fixed_rhs = "1"
+    fixed_parts = []
+    for part in _split_top_level_plus(rhs):
+        if not part:
+            raise FormulaError(
+                f"Formula {formula!r} has an empty term: a '+' with nothing on one side."
+            )
+        if _is_random_term(part):
+            random.extend(parse_random_term(part))
+        elif "|" in part:
+            raise FormulaError(
+                f"Formula {formula!r}: the term {part!r} has a '|' outside parentheses or a "
+                "random term that does not stand alone. Write each random term in "
+                "parentheses, joined to the rest by '+': 'y ~ x + (1 | g)'."
+            )
+        else:
+            fixed_parts.append(part)
+    fixed_rhs = " + ".join(fixed_parts) if fixed_parts else "1"
     return ParsedFormula(response=lhs, fixed=f"{lhs} ~ {fixed_rhs}", random=tuple(random))

@@ -18,7 +18,7 @@ from scipy import stats as _st
 
 from ._bootstrap import chunked_replicates, weighted_mean, weighted_median
 from ._design import Design, fixed_matrix_for
-from ._errors import MissingColumnError, ModelSpecError
+from ._errors import DataError, MissingColumnError, ModelSpecError
 from ._singular import theta_is_singular
 
 __all__ = ["CrossedLMEResult"]
@@ -130,7 +130,9 @@ class CrossedLMEResult:
             frame, index = None, self.design.row_index
         else:
             if not isinstance(newdata, pd.DataFrame):
-                raise ModelSpecError("newdata must be a pandas DataFrame.")
+                raise DataError(
+                    f"newdata must be a pandas DataFrame, got {type(newdata).__name__}."
+                )
             eta = fixed_matrix_for(self.design, newdata) @ beta
             frame, index = newdata, newdata.index
         if include_re:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import warnings
-from pathlib import Path
+import os
 
-import pytest
+# The dense reference (tests/dense_reference.py) makes many small BLAS calls; OpenBLAS's
+# thread pool only adds contention on a 2-core machine. Set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import interlace
+import json  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+import interlace  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 PAGE_FORMULA = "score ~ hours_studied + prior_gpa"

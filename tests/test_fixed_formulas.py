@@ -87,3 +87,10 @@ def test_interaction_and_nested_factors(frame):
     inter, _ = fit_quiet("y ~ x + (1 | h:g) + (1 | h)", frame)
     assert inter.deviance == pytest.approx(nested.deviance, rel=1e-12)
     assert set(inter.random_effects["h:g"].index) == set(hg)
+
+
+def test_transformed_response(frame):
+    shifted = frame.assign(y=frame.y + 10)
+    res, _ = fit_quiet("np.log(y) ~ x", shifted, groups=["g", "h"])
+    X = np.column_stack([np.ones(len(frame)), frame.x])
+    _check(res, X, np.log(shifted.y.to_numpy()), [frame.g, frame.h])

@@ -1,0 +1,149 @@
+"""The lme4-style formula parser: ``parse_formula`` and ``parse_random_term``.
+
+Two tables: formulas the parser accepts (with the response, the fixed formula handed to
+formulaic and the grouping-factor names it must return), and malformed formulas with
+the ``FormulaError`` message they must raise. No data, no JAX: this file is instant.
+"""
+
+from __future__ import annotations
+
+import formulaic
+import pytest
+
+from interlace import FormulaError
+from interlace._formula import ParsedFormula, RandomTerm, parse_formula, parse_random_term
+
+# --------------------------------------------------------------------------------------
+# Accepted formulas: (formula, response, fixed formula, grouping-factor names).
+# --------------------------------------------------------------------------------------
+VALID = [
+    pytest.param("y ~ x + (1 | g)", "y", "y ~ x", ("g",), id="fixed-then-random"),
+    pytest.param("y ~ (1|g) + x", "y", "y ~ x", ("g",), id="random-first-no-spaces"),
+    pytest.param("y~(1|g)+x", "y", "y ~ x", ("g",), id="no-spaces-at-all"),
+    pytest.param("  y   ~   x   +   (  1  |  g  )  ", "y", "y ~ x", ("g",), id="extra-spaces"),
+    pytest.param("y ~ x + (1|g) + z", "y", "y ~ x + z", ("g",), id="random-in-the-middle"),
+    pytest.param("y ~ 1 + (1 | a) + (1 | b)", "y", "y ~ 1", ("a", "b"), id="two-crossed"),
+    pytest.param("y ~ (1 | b) + (1 | a)", "y", "y ~ 1", ("b", "a"), id="order-kept"),
+    pytest.param("y ~ (1 | a:b)", "y", "y ~ 1", ("a:b",), id="interaction"),
+    pytest.param("y ~ (1 | a/b)", "y", "y ~ 1", ("a", "a:b"), id="nested"),
+    pytest.param("y ~ (1 | a/b/c)", "y", "y ~ 1", ("a", "a:b", "a:b:c"), id="nested-3"),
+    pytest.param("y ~ (1 | a:b/c)", "y", "y ~ 1", ("a:b", "a:b:c"), id="nested-in-interaction"),
+    pytest.param("y ~ (1 | a / b)", "y", "y ~ 1", ("a", "a:b"), id="nested-spaces"),
+    pytest.param("y ~ x*z + (1|g)", "y", "y ~ x*z", ("g",), id="fixed-interaction"),
+    pytest.param("y ~ (1|g)", "y", "y ~ 1", ("g",), id="random-only"),
+    pytest.param("y ~ 0 + x + (1|g)", "y", "y ~ 0 + x", ("g",), id="no-intercept"),
+    pytest.param("y ~ x - 1 + (1|g)", "y", "y ~ x - 1", ("g",), id="minus-one"),
+    pytest.param("y ~ log(x) + C(f) + (1|g)", "y", "y ~ log(x) + C(f)", ("g",),
+                 id="parentheses-without-bar-stay-fixed"),
+    pytest.param("y ~ (x + z) + (1|g)", "y", "y ~ (x + z)", ("g",), id="grouped-fixed-terms"),
+    pytest.param("y ~ (1 || g)", "y", "y ~ 1", ("g",), id="double-bar-intercept"),
+    pytest.param("y ~ (0 + 1 | g)", "y", "y ~ 1", ("g",), id="explicit-0+1"),
+    pytest.param("score_2 ~ x.1 + (1 | school_id) + (1 | student.id)", "score_2",
+                 "score_2 ~ x.1", ("school_id", "student.id"), id="underscores-and-dots"),
+    pytest.param("y ~ x + ((1 | g))", "y", "y ~ x", ("g",), id="redundant-parentheses"),
+    pytest.param("np.log(y) ~ x + (1 | g)", "np.log(y)", "np.log(y) ~ x", ("g",),
+                 id="transformed-response"),
+]
+
+
+@pytest.mark.parametrize("formula, response, fixed, groups", VALID)
+def test_parse_formula(formula, response, fixed, groups):
+    parsed = parse_formula(formula)
+    assert isinstance(parsed, ParsedFormula)
+    assert parsed.response == response
+    assert parsed.fixed == fixed
+    assert tuple(t.name for t in parsed.random) == groups
+    assert all(isinstance(t, RandomTerm) for t in parsed.random)
+    # The fixed part is what formulaic must be able to read.
+    assert "|" not in parsed.fixed
+    formulaic.Formula(parsed.fixed)
+
+
+def test_nested_terms_keep_their_columns():
+    parsed = parse_formula("y ~ (1 | a/b/c)")
+    assert [t.columns for t in parsed.random] == [("a",), ("a", "b"), ("a", "b", "c")]
+
+
+# --------------------------------------------------------------------------------------
+# parse_random_term on its own.
+# --------------------------------------------------------------------------------------
+RANDOM_TERMS = [
+    pytest.param("(1 | g)", [("g",)], id="simple"),
+    pytest.param("  (1|g)  ", [("g",)], id="padded"),
+    pytest.param("(1 | a:b)", [("a", "b")], id="interaction"),
+    pytest.param("(1 | a : b)", [("a", "b")], id="interaction-spaces"),
+    pytest.param("(1 | a/b)", [("a",), ("a", "b")], id="nested"),
+    pytest.param("(+1 | g)", [("g",)], id="plus-one"),
+    pytest.param("(1 + 0 | g)", [("g",)], id="one-plus-zero"),
+]
+
+
+@pytest.mark.parametrize("term, columns", RANDOM_TERMS)
+def test_parse_random_term(term, columns):
+    terms = parse_random_term(term)
+    assert [t.columns for t in terms] == columns
+    assert [t.name for t in terms] == [":".join(c) for c in columns]
+
+
+@pytest.mark.parametrize("term, pattern", [
+    pytest.param("1 | g", r"must be written in parentheses", id="no-parentheses"),
+    pytest.param("(1 + g)", r"has no '\|'", id="no-bar"),
+    pytest.param("(1 | )", r"names no grouping factor after '\|'", id="no-group"),
+    pytest.param("(1 | g | h)", r"more than one '\|'", id="two-bars"),
+    pytest.param("(x | g)", r"random slopes .* not implemented", id="slope"),
+    pytest.param("(1 | g:)", r"'' is not a column name", id="dangling-colon"),
+    pytest.param("(1 | a//b)", r"'' is not a column name", id="double-slash"),
+])
+def test_parse_random_term_rejects(term, pattern):
+    with pytest.raises(FormulaError, match=pattern):
+        parse_random_term(term)
+
+
+# --------------------------------------------------------------------------------------
+# Malformed formulas: (formula, regex of the FormulaError message).
+# --------------------------------------------------------------------------------------
+MALFORMED = [
+    pytest.param("y ~ x + (1 | g", r"Unbalanced '\('", id="unbalanced-open"),
+    pytest.param("y ~ x + 1 | g)", r"Unbalanced '\)'", id="unbalanced-close"),
+    pytest.param("y ~ x + ((1 | g)", r"Unbalanced '\('", id="unbalanced-nested-open"),
+    pytest.param("y ~ x + (1 | g))", r"Unbalanced '\)'", id="unbalanced-extra-close"),
+    pytest.param("y x + (1 | g)", r"'y x \+ \(1 \| g\)' must have exactly one '~'", id="no-tilde"),
+    pytest.param("y ~ x ~ z + (1 | g)", r"must have exactly one '~'", id="two-tildes"),
+    pytest.param(" ~ x + (1 | g)", r"no response on the left of '~'", id="empty-response"),
+    pytest.param("~ (1 | g)", r"no response on the left of '~'", id="one-sided"),
+    pytest.param("y ~ (1 | )", r"'\(1 \| \)' names no grouping factor", id="empty-group"),
+    pytest.param("y ~ (| g)", r"(?i)(nothing|empty)[^.]*'\|'", id="empty-lhs"),
+    pytest.param("y ~ ( | g)", r"(?i)(nothing|empty)[^.]*'\|'", id="blank-lhs"),
+    pytest.param("y ~ (1 | g | h)", r"'\(1 \| g \| h\)' has more than one '\|'", id="two-bars"),
+    pytest.param("y ~ x | g", r"'\|' outside parentheses", id="bar-outside-parentheses"),
+    pytest.param("y ~ x + (1|g) + z | h", r"'\|' outside parentheses", id="bar-outside-too"),
+    pytest.param("y ~ (0 | g)", r"neither an intercept nor a slope", id="zero-term"),
+    pytest.param("y ~ (1 + x | g)", r"'\(1 \+ x \| g\)'.*random slopes.*not implemented",
+                 id="random-slope"),
+    pytest.param("y ~ (x | g)", r"not implemented", id="random-slope-implicit-intercept"),
+    pytest.param("y ~ (0 + x | g)", r"not implemented", id="random-slope-no-intercept"),
+    pytest.param("y ~ (x || g)", r"'\(x \|\| g\)'.*not implemented", id="uncorrelated-slope"),
+    pytest.param("y ~ (1 | g + h)", r"'g \+ h' is not a column name", id="group-is-a-sum"),
+    pytest.param("y ~ (1 | log(g))", r"'log\(g\)' is not a column name", id="group-is-a-call"),
+    pytest.param("y ~ (1 | 2g)", r"'2g' is not a column name", id="group-starts-with-digit"),
+    # A random term must be a top-level '+' summand; the message should say so.
+    pytest.param("y ~ x (1 | g)", r"'\+'", id="juxtaposed-after"),
+    pytest.param("y ~ (1 | g) x", r"'\+'", id="juxtaposed-before"),
+    pytest.param("y ~ (1 | g)(1 | h)", r"'\+'", id="juxtaposed-terms"),
+    pytest.param("y ~ (1 | g) * x", r"'\+'", id="random-term-times-x"),
+    pytest.param("y ~ x:(1 | g)", r"'\+'", id="random-term-in-interaction"),
+    pytest.param("y ~ x + (1 | g) +", r"'\+'", id="dangling-plus"),
+]
+
+
+@pytest.mark.parametrize("formula, pattern", MALFORMED)
+def test_parse_formula_rejects(formula, pattern):
+    with pytest.raises(FormulaError, match=pattern) as info:
+        parse_formula(formula)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("formula", [None, 3, ["y ~ x"], b"y ~ x + (1|g)"])
+def test_formula_must_be_a_string(formula):
+    with pytest.raises(FormulaError, match=r"formula must be a string"):
+        parse_formula(formula)
