@@ -1,21 +1,24 @@
 """The one pass over the rows: cross-products of ``[Z X y]`` from integer level codes.
 
 Model (Bates et al. 2015, JSS 67(1), sec. 3): ``y = X b + Z Lambda(theta) u + e``. A
-profiled-deviance evaluation needs only ``A = [Z X y]' [Z X y]``, which we compute once
-here with segment sums over the level codes and then never touch the rows again.
+profiled-deviance evaluation needs only ``A = [Z X y]' [Z X y]``, computed once here with
+segment sums over level codes; after that no evaluation touches the rows again.
 
-Factors are ordered by number of levels, largest first (``order``). Writing ``Z1`` for
-the largest factor and ``R = [Z_tail X y]`` for everything else (``t`` columns):
+Each random term ``r`` has ``q_r`` levels and ``k_r`` columns ``X_r`` (1 for an
+intercept); its block of ``Z`` has ``q_r k_r`` columns, level-major (``l k_r + j``). The
+term with the largest ``q_r k_r`` goes first (``order``); call it term 1 and write
+``R = [Z_tail X y]`` for the ``t`` columns of everything else:
 
-* ``Z1' Z1`` is diagonal: ``counts1`` (one count per level of factor 1).
+* ``Z1' Z1`` is block diagonal: ``A1[l] = sum_{i in level l} x_i x_i'`` (``k1 x k1``).
 * ``R' R`` is the dense ``t x t`` tail block (stored as its lower triangle).
-* ``C = Z1' R`` is sparse (``q1 x t``). The Schur complement of the first block needs
-  ``C' diag(w) C = sum_l w_l c_l c_l'`` over the rows ``c_l`` of ``C``; its nonzero
-  products ``C[l,a] C[l,b]`` (``a >= b``) are precomputed as *update entries* so that
-  each evaluation is one gather and one scatter-add of length ``m``.
+* ``C = Z1' R`` is sparse. The Schur complement of the first block needs
+  ``sum_l C_l' W_l C_l`` over the ``k1 x t`` row blocks ``C_l`` of ``C``, with a small
+  ``k1 x k1`` weight ``W_l(theta)``. Its nonzero products ``C_l[:, a] C_l[:, b]'``
+  (``a >= b``) are precomputed as *update entries*, so each evaluation is one gather
+  and one scatter-add.
 
-Memory: O(levels + level pairs + update entries), never O(rows) beyond the inputs, and
-no dense ``n x q`` or ``q1 x q1`` matrix is ever formed.
+Memory: levels, level pairs and update entries, never rows; no dense ``n x q`` or
+``q1 x q1`` matrix is formed.
 """
 
 from __future__ import annotations
@@ -24,37 +27,61 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from ._theta import tril_index
+
 __all__ = ["CrossProducts", "cross_products"]
 
 
 class CrossProducts(eqx.Module):
-    """Sufficient statistics of a crossed random-intercept model (a JAX pytree)."""
+    """Sufficient statistics of a crossed random-effects model (a JAX pytree).
 
-    counts1: jnp.ndarray  # (q1,) rows per level of the largest factor
-    tail: jnp.ndarray  # (t, t) lower triangle of [Z_tail X y]'[Z_tail X y]
-    tail_factor: jnp.ndarray  # (t,) factor position (1..k-1) of each tail column, 0 for X, y
-    upd_level: jnp.ndarray  # (m,) level of factor 1 of each update entry
+    ``theta`` is laid out in the internal term order ``order`` (see ``_theta``).
+    """
+
+    A1: jnp.ndarray  # (q1, k1, k1) per-level cross-products of term 1
+    tail: jnp.ndarray  # (t, t) lower triangle of R'R
+    is_z: jnp.ndarray  # (t,) 1.0 for the tail's Z columns, 0.0 for X and y
+    tail_theta: jnp.ndarray  # (t,) theta index of each tail column (diagonal tails), -1: X, y
+    lam_row: jnp.ndarray  # entries of the tail's block-diagonal Lambda_t: row,
+    lam_col: jnp.ndarray  # column,
+    lam_theta: jnp.ndarray  # and theta index (-1 for the identity on X and y)
+    upd_level: jnp.ndarray  # (m,) level of term 1 of each update entry
     upd_flat: jnp.ndarray  # (m,) flat index a * t + b (a >= b) into the tail
-    upd_prod: jnp.ndarray  # (m,) C[l, a] * C[l, b]
-    c_level: jnp.ndarray  # (nnz,) COO of C = Z1' [Z_tail X y]: row (level of factor 1)
-    c_col: jnp.ndarray  # (nnz,) column in the tail
-    c_val: jnp.ndarray  # (nnz,) value
+    upd_prod: jnp.ndarray  # (m, k1 * k1) products C_l[j, a] C_l[j', b]
+    c_row: jnp.ndarray  # COO of C = Z1'R: row l * k1 + j,
+    c_col: jnp.ndarray  # tail column,
+    c_val: jnp.ndarray  # value
     n: int = eqx.field(static=True)
     p: int = eqx.field(static=True)
-    nlevels: tuple[int, ...] = eqx.field(static=True)  # in internal (sorted) order
-    order: tuple[int, ...] = eqx.field(static=True)  # internal position -> user factor
+    nlevels: tuple[int, ...] = eqx.field(static=True)  # per term, internal order
+    ks: tuple[int, ...] = eqx.field(static=True)  # columns per term, internal order
+    order: tuple[int, ...] = eqx.field(static=True)  # internal position -> user term
 
     @property
     def q1(self) -> int:
         return self.nlevels[0]
 
     @property
+    def k1(self) -> int:
+        return self.ks[0]
+
+    @property
     def q_tail(self) -> int:
-        return int(sum(self.nlevels[1:]))
+        return int(sum(q * k for q, k in zip(self.nlevels[1:], self.ks[1:])))
 
     @property
     def t(self) -> int:
         return self.q_tail + self.p + 1
+
+    @property
+    def tail_diagonal(self) -> bool:
+        """All tail terms are scalar (``k = 1``): ``Lambda_t`` is diagonal."""
+        return all(k == 1 for k in self.ks[1:])
+
+    @property
+    def theta_offsets(self) -> tuple[int, ...]:
+        sizes = [k * (k + 1) // 2 for k in self.ks]
+        return tuple(int(v) for v in np.concatenate([[0], np.cumsum(sizes)]))
 
 
 def _segment_sums(codes: np.ndarray, values: np.ndarray, nlev: int) -> np.ndarray:
@@ -68,8 +95,8 @@ def _segment_sums(codes: np.ndarray, values: np.ndarray, nlev: int) -> np.ndarra
 def _update_entries(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, t: int):
     """All within-row products of a CSR matrix with sorted columns, lower triangle only.
 
-    Returns (row, flat index a * t + b with a >= b, product) for every pair of nonzeros
-    (k', k) in one row with k' <= k.
+    ``vals`` is ``(nnz, k)``: each stored element is a length-``k`` vector. Returns (row,
+    flat index ``a * t + b`` with ``a >= b``, ``outer(v_a, v_b)`` flattened to ``k * k``).
     """
     nnz = cols.shape[0]
     row_of = np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
@@ -79,70 +106,123 @@ def _update_entries(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, t: i
     within = np.arange(k.shape[0]) - np.repeat(np.cumsum(reps) - reps, reps)
     k2 = indptr[row_of[k]] + within
     a, b = cols[k], cols[k2]
-    return row_of[k], a.astype(np.int64) * t + b, vals[k] * vals[k2]
+    prod = (vals[k][:, :, None] * vals[k2][:, None, :]).reshape(k.shape[0], -1)
+    return row_of[k], a.astype(np.int64) * t + b, prod
 
 
 def cross_products(
-    codes: list[np.ndarray], nlevels: list[int], X: np.ndarray, y: np.ndarray
+    codes: list[np.ndarray], nlevels: list[int], X: np.ndarray, y: np.ndarray,
+    term_X: list[np.ndarray] | None = None,
 ) -> CrossProducts:
-    """Build :class:`CrossProducts` for crossed random intercepts in one pass over rows."""
-    k = len(codes)
-    order = tuple(int(i) for i in np.argsort(-np.asarray(nlevels), kind="stable"))
-    codes = [np.asarray(codes[i], dtype=np.int64) for i in order]
-    nlev = [int(nlevels[i]) for i in order]
+    """Build :class:`CrossProducts` in one pass over the rows.
+
+    ``codes[r]`` (level codes), ``nlevels[r]`` and ``term_X[r]`` (``n x k_r`` columns;
+    default: an intercept) describe random term ``r``; ``X`` and ``y`` the fixed part.
+    """
     n, p = X.shape
+    if term_X is None:
+        term_X = [np.ones((n, 1)) for _ in codes]
+    term_X = [np.asarray(z, dtype=np.float64).reshape(n, -1) for z in term_X]
+    size = [q * z.shape[1] for q, z in zip(nlevels, term_X)]
+    first = int(np.argmax(size))  # the largest block stays block-diagonal
+    rest = sorted((i for i in range(len(codes)) if i != first), key=lambda i: -nlevels[i])
+    order = (first, *rest)
+    codes = [np.asarray(codes[i], dtype=np.int64) for i in order]
+    Zx = [term_X[i] for i in order]
+    nlev = [int(nlevels[i]) for i in order]
+    ks = [z.shape[1] for z in Zx]
     XY = np.column_stack([X, y]).astype(np.float64)
-    q1 = nlev[0]
-    offsets = np.concatenate([[0], np.cumsum(nlev[1:])]).astype(np.int64)
+    q1, k1 = nlev[0], ks[0]
+    offsets = np.concatenate([[0], np.cumsum([q * k for q, k in zip(nlev[1:], ks[1:])])])
+    offsets = offsets.astype(np.int64)
     qt = int(offsets[-1])
     t = qt + p + 1
+    theta_off = np.concatenate([[0], np.cumsum([k * (k + 1) // 2 for k in ks])])
 
-    counts1 = np.bincount(codes[0], minlength=q1).astype(np.float64)
+    A1 = np.zeros((q1, k1, k1))
+    for j in range(k1):
+        for jj in range(k1):
+            A1[:, j, jj] = np.bincount(codes[0], weights=Zx[0][:, j] * Zx[0][:, jj], minlength=q1)
 
     tail = np.zeros((t, t))
-    for j in range(1, k):
-        oj, qj = offsets[j - 1], nlev[j]
-        tail[oj:oj + qj, oj:oj + qj] = np.diag(np.bincount(codes[j], minlength=qj))
-        for i in range(1, j):  # factor j sits below factor i: lower triangle
-            oi, qi = offsets[i - 1], nlev[i]
-            pair = np.bincount(codes[j] * qi + codes[i], minlength=qj * qi)
-            tail[oj:oj + qj, oi:oi + qi] = pair.reshape(qj, qi)
-        tail[qt:, oj:oj + qj] = _segment_sums(codes[j], XY, qj).T
+    for r in range(1, len(codes)):
+        o, q, k, c = offsets[r - 1], nlev[r], ks[r], codes[r]
+        for j in range(k):  # block (r, r): one k x k block per level
+            for jj in range(j + 1):
+                w = np.bincount(c, weights=Zx[r][:, j] * Zx[r][:, jj], minlength=q)
+                tail[o + np.arange(q) * k + j, o + np.arange(q) * k + jj] = w
+        for s in range(1, r):  # block (r, s), s before r: lower triangle
+            os_, qs, ks_ = offsets[s - 1], nlev[s], ks[s]
+            for j in range(k):
+                for jj in range(ks_):
+                    pair = np.bincount(c * qs + codes[s], weights=Zx[r][:, j] * Zx[s][:, jj],
+                                       minlength=q * qs).reshape(q, qs)
+                    tail[o + j:o + q * k:k, os_ + jj:os_ + qs * ks_:ks_] = pair
+        for j in range(k):
+            tail[qt:, o + j:o + q * k:k] = _segment_sums(c, Zx[r][:, [j]] * XY, q).T
     tail[qt:, qt:] = np.tril(XY.T @ XY)
-    tail_factor = np.concatenate(
-        [np.full(nlev[j], j) for j in range(1, k)] + [np.zeros(p + 1, dtype=np.int64)]
-    ).astype(np.int64)
 
-    # C = Z1' [Z_tail X y] in COO: sparse pair counts, then the dense Z1' [X y] block.
-    rows, cols, vals = [], [], []
-    for j in range(1, k):
-        key, cnt = np.unique(codes[0] * nlev[j] + codes[j], return_counts=True)
-        rows.append(key // nlev[j])
-        cols.append(offsets[j - 1] + key % nlev[j])
-        vals.append(cnt.astype(np.float64))
-    zxy = _segment_sums(codes[0], XY, q1)
-    rows.append(np.repeat(np.arange(q1), p + 1))
-    cols.append(np.tile(np.arange(qt, t), q1))
-    vals.append(zxy.ravel())
-    rows, cols, vals = (np.concatenate(a) for a in (rows, cols, vals))
-    perm = np.lexsort((cols, rows))
-    rows, cols, vals = rows[perm], cols[perm], vals[perm]
-    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=q1))])
-    upd_level, upd_flat, upd_prod = _update_entries(indptr, cols, vals, t)
+    # Lambda_t: per tail term and level, the lower triangle of T_r; identity on X and y.
+    lam_row, lam_col, lam_theta = [], [], []
+    tail_theta = np.full(t, -1, dtype=np.int64)
+    for r in range(1, len(codes)):
+        o, q, k = offsets[r - 1], nlev[r], ks[r]
+        rows, cols = tril_index(k)
+        base = o + np.repeat(np.arange(q) * k, len(rows))
+        lam_row.append(base + np.tile(rows, q))
+        lam_col.append(base + np.tile(cols, q))
+        lam_theta.append(np.tile(theta_off[r] + np.arange(len(rows)), q))
+        if k == 1:
+            tail_theta[o:o + q] = theta_off[r]
+    lam_row.append(np.arange(qt, t))
+    lam_col.append(np.arange(qt, t))
+    lam_theta.append(np.full(p + 1, -1))
+    lam_row, lam_col, lam_theta = (np.concatenate(a).astype(np.int64)
+                                   for a in (lam_row, lam_col, lam_theta))
+
+    # C = Z1'R as (level of term 1, tail column) -> k1-vector, then as COO rows l*k1 + j.
+    lev, col, vec = [], [], []
+    for r in range(1, len(codes)):
+        o, q, k = offsets[r - 1], nlev[r], ks[r]
+        key, inverse = np.unique(codes[0] * q + codes[r], return_inverse=True)
+        for jj in range(k):
+            v = np.stack([np.bincount(inverse, weights=Zx[0][:, j] * Zx[r][:, jj],
+                                      minlength=key.shape[0]) for j in range(k1)], axis=1)
+            lev.append(key // q)
+            col.append(o + (key % q) * k + jj)
+            vec.append(v)
+    zxy = np.stack([_segment_sums(codes[0], Zx[0][:, [j]] * XY, q1) for j in range(k1)], axis=2)
+    lev.append(np.repeat(np.arange(q1), p + 1))
+    col.append(np.tile(np.arange(qt, t), q1))
+    vec.append(zxy.reshape(q1 * (p + 1), k1))
+    lev, col, vec = np.concatenate(lev), np.concatenate(col), np.concatenate(vec)
+    perm = np.lexsort((col, lev))
+    lev, col, vec = lev[perm], col[perm], vec[perm]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(lev, minlength=q1))])
+    upd_level, upd_flat, upd_prod = _update_entries(indptr, col, vec, t)
     perm = np.argsort(upd_flat, kind="stable")  # sorted scatter targets
 
+    c_row = (lev[:, None] * k1 + np.arange(k1)[None, :]).ravel()
+    c_col = np.repeat(col, k1)
+    c_val = vec.ravel()
+
     return CrossProducts(
-        counts1=jnp.asarray(counts1),
+        A1=jnp.asarray(A1),
         tail=jnp.asarray(tail),
-        tail_factor=jnp.asarray(tail_factor),
+        is_z=jnp.asarray((np.arange(t) < qt).astype(np.float64)),
+        tail_theta=jnp.asarray(tail_theta),
+        lam_row=jnp.asarray(lam_row),
+        lam_col=jnp.asarray(lam_col),
+        lam_theta=jnp.asarray(lam_theta),
         upd_level=jnp.asarray(upd_level[perm]),
         upd_flat=jnp.asarray(upd_flat[perm]),
         upd_prod=jnp.asarray(upd_prod[perm]),
-        c_level=jnp.asarray(rows),
-        c_col=jnp.asarray(cols),
-        c_val=jnp.asarray(vals),
+        c_row=jnp.asarray(c_row),
+        c_col=jnp.asarray(c_col),
+        c_val=jnp.asarray(c_val),
         n=int(n),
         p=int(p),
         nlevels=tuple(nlev),
+        ks=tuple(int(k) for k in ks),
         order=order,
     )

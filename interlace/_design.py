@@ -19,17 +19,35 @@ import pandas as pd
 from ._errors import DataError, FormulaError, MissingColumnError, ModelSpecError
 from ._formula import ParsedFormula, RandomTerm, parse_formula
 
-__all__ = ["Design", "build_design", "fixed_matrix_for"]
+__all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for"]
+
+
+@dataclass(frozen=True)
+class TermDesign:
+    """One random term ``(lhs | factor)``: level codes and its ``n x k`` columns."""
+
+    factor: str
+    lhs: str
+    codes: np.ndarray  # (n,) int level codes of the grouping factor
+    levels: pd.Index  # level labels
+    X: np.ndarray  # (n, k) the term's columns
+    columns: tuple[str, ...]  # lme4 names: "(Intercept)", "x", ...
+    spec: Any  # formulaic ModelSpec of lhs, for predict()
+
+    @property
+    def k(self) -> int:
+        return int(self.X.shape[1])
 
 
 @dataclass(frozen=True)
 class Design:
-    """Arrays of a crossed random-intercept model, plus the labels to map them back."""
+    """Arrays of a crossed random-effects model, plus the labels to map them back."""
 
     y: np.ndarray  # (n,)
     X: np.ndarray  # (n, p)
     fe_names: tuple[str, ...]
-    factor_names: tuple[str, ...]  # grouping factors in the user's order
+    terms: tuple[TermDesign, ...]  # random terms in the user's order
+    factor_names: tuple[str, ...]  # distinct grouping factors, in order of appearance
     codes: tuple[np.ndarray, ...]  # per factor, (n,) int level codes
     levels: tuple[pd.Index, ...]  # per factor, the level labels
     row_index: pd.Index  # index labels of the rows used
@@ -50,7 +68,7 @@ def _as_terms(groups: str | Sequence[str] | None) -> list[RandomTerm]:
         groups = [groups]
     if not isinstance(groups, (list, tuple)) or not all(isinstance(g, str) for g in groups):
         raise ModelSpecError("groups= must be a column name or a list of column names.")
-    return [RandomTerm(tuple(c.strip() for c in g.split(":"))) for g in groups]
+    return [RandomTerm(tuple(c.strip() for c in g.split(":")), "1") for g in groups]
 
 
 def _factor(data: pd.DataFrame, term: RandomTerm) -> tuple[np.ndarray, pd.Index]:
@@ -61,6 +79,41 @@ def _factor(data: pd.DataFrame, term: RandomTerm) -> tuple[np.ndarray, pd.Index]
         col = data[list(term.columns)].astype(str).agg(":".join, axis=1)
     codes, levels = pd.factorize(col, sort=True)
     return codes.astype(np.int64), pd.Index(levels, name=term.name)
+
+
+def term_matrix_for(term: TermDesign, newdata: pd.DataFrame) -> np.ndarray:
+    """The columns of random term ``term`` for ``newdata`` (same coding as in the fit)."""
+    absent = [c for c in sorted(term.spec.required_variables) if c not in newdata.columns]
+    if absent:
+        raise MissingColumnError(
+            f"newdata lacks column(s) {absent} of the random term ({term.lhs} | {term.factor}); "
+            "add them, or use include_re=False for population-level predictions."
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            mm = term.spec.get_model_matrix(newdata, na_action="ignore")
+        except Warning as w:
+            raise DataError(f"newdata has a level the random term ({term.lhs} | "
+                            f"{term.factor}) never saw: {w}") from None
+    return np.asarray(mm, dtype=np.float64)
+
+
+def _term_design(term: RandomTerm, formula_, frame: pd.DataFrame, codes: np.ndarray,
+                 levels: pd.Index) -> TermDesign:
+    """The columns of one random term; formulaic's ``Intercept`` is named as in lme4."""
+    try:
+        mm = formula_.get_model_matrix(frame, na_action="raise")
+    except Exception as exc:
+        raise FormulaError(f"Cannot build the random term {str(term)!r}: {exc}") from exc
+    X = np.asarray(mm, dtype=np.float64)
+    if X.shape[1] == 0:
+        raise FormulaError(f"Random term {str(term)!r} has no columns.")
+    if not np.all(np.isfinite(X)):
+        raise DataError(f"Random term {str(term)!r} has infinite values.")
+    columns = tuple("(Intercept)" if str(c) == "Intercept" else str(c) for c in mm.columns)
+    return TermDesign(factor=term.name, lhs=term.lhs, codes=codes, levels=levels, X=X,
+                      columns=columns, spec=mm.model_spec)
 
 
 def _check_numeric_response(col: pd.Series, name: str) -> None:
@@ -105,9 +158,10 @@ def build_design(
     parsed: ParsedFormula = parse_formula(formula)
     terms = list(parsed.random) + _as_terms(groups)
     names = [t.name for t in terms]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    keys = [(t.name, t.lhs.replace(" ", "")) for t in terms]
+    dupes = sorted({str(t) for t, key in zip(terms, keys) if keys.count(key) > 1})
     if dupes:
-        raise ModelSpecError(f"Grouping factor(s) {dupes} are given more than once.")
+        raise ModelSpecError(f"Random term(s) {dupes} are given more than once.")
     if not terms:
         raise ModelSpecError(
             "The model has no random effects: pass groups=['g'] or write '(1 | g)' in the "
@@ -121,6 +175,13 @@ def build_design(
     except Exception as exc:  # formulaic raises its own parser errors
         raise FormulaError(f"Cannot parse the fixed part {parsed.fixed!r}: {exc}") from exc
     group_cols = [c for t in terms for c in t.columns]
+    term_formulas = []
+    for t in terms:
+        try:
+            term_formulas.append(formulaic.Formula(t.lhs))
+        except Exception as exc:
+            raise FormulaError(f"Cannot parse the random term {str(t)!r}: {exc}") from exc
+    group_cols += [v for f in term_formulas for v in sorted(f.required_variables)]
     position = {c: i for i, c in enumerate(data.columns)}
 
     def in_data_order(names) -> list[str]:
@@ -184,29 +245,41 @@ def build_design(
         X = X[:, keep]
         fe_names = [fe_names[j] for j in keep]
 
-    codes, levels = [], []
     n = len(frame)
-    for term in terms:
-        c, lev = _factor(frame, term)
-        if len(lev) < 2:
-            raise DataError(
-                f"Grouping factor {term.name!r} has {len(lev)} level(s); a random effect "
-                "needs at least 2. Drop it from groups= or check the column."
+    factors: dict[str, tuple[np.ndarray, pd.Index]] = {}
+    term_designs = []
+    for term, formula_ in zip(terms, term_formulas):
+        if term.name not in factors:
+            c, lev = _factor(frame, term)
+            if len(lev) < 2:
+                raise DataError(
+                    f"Grouping factor {term.name!r} has {len(lev)} level(s); a random effect "
+                    "needs at least 2. Drop it from groups= or check the column."
+                )
+            if len(lev) >= n:
+                raise DataError(
+                    f"Grouping factor {term.name!r} has {len(lev)} levels for {n} rows: with "
+                    "one row per level its variance cannot be told apart from the residual "
+                    "variance. Drop it from groups=."
+                )
+            factors[term.name] = (c, lev)
+        c, lev = factors[term.name]
+        term_designs.append(_term_design(term, formula_, frame, c, lev))
+    for name in factors:
+        cols = [col for td in term_designs if td.factor == name for col in td.columns]
+        repeated = sorted({col for col in cols if cols.count(col) > 1})
+        if repeated:
+            raise ModelSpecError(
+                f"Grouping factor {name!r} gets column(s) {repeated} from more than one random "
+                "term; each column may vary over a factor once."
             )
-        if len(lev) >= n:
-            raise DataError(
-                f"Grouping factor {term.name!r} has {len(lev)} levels for {n} rows: with one "
-                "row per level its variance cannot be told apart from the residual variance. "
-                "Drop it from groups=."
-            )
-        codes.append(c)
-        levels.append(lev)
     if n <= X.shape[1]:
         raise DataError(f"{n} rows are too few for {X.shape[1]} fixed-effect columns.")
 
     return Design(
-        y=y, X=X, fe_names=tuple(fe_names), factor_names=tuple(t.name for t in terms),
-        codes=tuple(codes), levels=tuple(levels), row_index=frame.index,
+        y=y, X=X, fe_names=tuple(fe_names), terms=tuple(term_designs),
+        factor_names=tuple(factors), codes=tuple(v[0] for v in factors.values()),
+        levels=tuple(v[1] for v in factors.values()), row_index=frame.index,
         model_spec=rhs.model_spec, dropped_fe=dropped, formula=formula,
         response=parsed.response,
     )

@@ -1,20 +1,21 @@
-"""The profiled deviance of a crossed random-intercept model, as a pure JAX function.
+"""The profiled deviance of a crossed random-effects model, as a pure JAX function.
 
 Notation of Bates, Maechler, Bolker & Walker (2015), JSS 67(1), eqs. (18)-(34): with
-``Lambda(theta)`` diagonal (one relative standard deviation ``theta_j`` per factor), the
-penalised system ``[Lambda'Z'Z Lambda + I, Lambda'Z'X, Lambda'Z'y; ...; y'y]`` has the
+``Lambda(theta)`` block diagonal (``I_{q_r} (x) T_r`` per term, ``T_r`` lower
+triangular; ``T_r = theta_r`` for an intercept), the penalised system ``[Lambda'Z'Z Lambda + I, Lambda'Z'X, Lambda'Z'y; ...; y'y]`` has the
 Cholesky factor ``[L_Z; R_ZX' L_X; r_Zy' r_Xy' r_yy]`` and
 
     ML:   d(theta) = log|L_Z|^2 + n (1 + log(2 pi r_yy^2 / n))
     REML: d(theta) = log|L_Z|^2 + log|L_X|^2 + (n-p) (1 + log(2 pi r_yy^2 / (n-p)))
 
-Blocked elimination: the largest factor's block ``D = theta_1^2 diag(counts1) + I`` is
-diagonal, so eliminating it leaves the dense tail Schur complement
+Blocked elimination: the first term's block has one ``k1 x k1`` block per level,
+``D_l = T1' A1_l T1 + I``, so eliminating it leaves the dense tail Schur complement
 
-    S = Lambda_t (R'R - C' diag(w) C) Lambda_t + I_z,   w = theta_1^2 / (theta_1^2 counts1 + 1),
+    S = Lambda_t' (R'R - sum_l C_l' W_l C_l) Lambda_t + I_z,   W_l = T1 D_l^-1 T1',
 
-with ``R = [Z_tail X y]`` and ``C = Z1'R``; ``log|L_Z|^2 = sum log D + log|S_zz|`` and the
-remaining terms come from the diagonal of ``chol(S)``. One dense Cholesky per evaluation.
+with ``R = [Z_tail X y]`` and ``C = Z1'R``; ``log|L_Z|^2 = sum_l log|D_l| + log|S_zz|``
+and the other terms come from the diagonal of ``chol(S)``. One dense Cholesky per
+evaluation; for an intercept ``W_l = theta_1^2 / (theta_1^2 n_l + 1)``.
 
 The gradient uses a custom VJP of ``log diag(chol(S))`` (:func:`cholesky_logdiag`): for
 cotangent ``g``, ``d/dS sum_i g_i log L_ii = 1/2 L^-T diag(g) L^-1`` (from
@@ -32,6 +33,7 @@ from jax import lax
 from jax.scipy.linalg import solve_triangular
 
 from ._crossprod import CrossProducts
+from ._theta import tril_index
 
 __all__ = ["cholesky_logdiag", "tail_schur", "profiled_deviance", "estimates"]
 
@@ -60,25 +62,51 @@ def _cholesky_logdiag_bwd(L, g):
 cholesky_logdiag.defvjp(_cholesky_logdiag_fwd, _cholesky_logdiag_bwd)
 
 
-def _tail_scale(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
-    """Diagonal of ``Lambda_t``: theta of the column's factor, 1 for X and y columns."""
-    return jnp.where(cp.tail_factor > 0, theta[cp.tail_factor], 1.0)
+def _first_block(theta: jnp.ndarray, cp: CrossProducts):
+    """Term 1: ``T1``, ``log|D|`` with ``D_l = T1' A1_l T1 + I`` and the Schur weights
+    ``W_l = T1 D_l^-1 T1'`` (``k1 x k1`` per level)."""
+    k1 = cp.k1
+    if k1 == 1:
+        th = theta[0]
+        d = th**2 * cp.A1[:, 0, 0] + 1.0
+        return th.reshape(1, 1), jnp.sum(jnp.log(d)), (th**2 / d)[:, None, None]
+    rows, cols = tril_index(k1)
+    T1 = jnp.zeros((k1, k1), theta.dtype).at[rows, cols].set(theta[: len(rows)])
+    D = jnp.einsum("ji,ljk,km->lim", T1, cp.A1, T1) + jnp.eye(k1)
+    L1 = jnp.linalg.cholesky(D)
+    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L1, axis1=1, axis2=2)))
+    M = solve_triangular(L1, jnp.broadcast_to(T1.T, D.shape), lower=True)  # L^-1 T1'
+    return T1, logdet, jnp.einsum("lji,ljk->lik", M, M)
+
+
+def _lambda_values(theta: jnp.ndarray, index: jnp.ndarray) -> jnp.ndarray:
+    """Entries of ``Lambda_t`` from their ``theta`` index (-1: the identity on X, y)."""
+    return jnp.where(index >= 0, theta[jnp.maximum(index, 0)], 1.0)
 
 
 def tail_schur(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     """Lower triangle of the tail Schur complement ``S`` (module docstring), ``(t, t)``.
 
-    ``theta`` is in the internal factor order ``cp.order`` (largest factor first).
+    ``theta`` is in the internal term order ``cp.order``.
     """
     t = cp.t
-    th1 = theta[0]
-    w = th1**2 / (th1**2 * cp.counts1 + 1.0)
+    _, _, W = _first_block(theta, cp)
+    w = W.reshape(W.shape[0], -1)[cp.upd_level]  # (m, k1*k1)
     update = jax.ops.segment_sum(
-        w[cp.upd_level] * cp.upd_prod, cp.upd_flat, num_segments=t * t, indices_are_sorted=True
+        jnp.sum(w * cp.upd_prod, axis=1), cp.upd_flat, num_segments=t * t,
+        indices_are_sorted=True,
     ).reshape(t, t)
-    lam = _tail_scale(theta, cp)
-    S = (cp.tail - update) * lam[:, None] * lam[None, :]
-    return S + jnp.diag((cp.tail_factor > 0).astype(S.dtype))
+    M = cp.tail - update
+    if cp.tail_diagonal:
+        lam = _lambda_values(theta, cp.tail_theta)
+        S = M * lam[:, None] * lam[None, :]
+    else:  # S = Lambda_t' M Lambda_t with a sparse block-diagonal Lambda_t
+        vals = _lambda_values(theta, cp.lam_theta)
+        M = M + jnp.tril(M, -1).T
+        ML = jax.ops.segment_sum((M[:, cp.lam_row] * vals).T, cp.lam_col, num_segments=t).T
+        S = jnp.tril(jax.ops.segment_sum(ML[cp.lam_row, :] * vals[:, None], cp.lam_col,
+                                         num_segments=t))
+    return S + jnp.diag(cp.is_z)
 
 
 def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> jnp.ndarray:
@@ -88,7 +116,7 @@ def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> j
     ``deviance(fit)`` (ML) or ``REMLcrit(fit)`` (REML). Pure: ``jit``/``grad``/``vmap`` it.
     """
     qt, p, n = cp.q_tail, cp.p, cp.n
-    log_d1 = jnp.sum(jnp.log1p(theta[0] ** 2 * cp.counts1))
+    _, log_d1, _ = _first_block(theta, cp)
     logdiag = cholesky_logdiag(tail_schur(theta, cp))
     nu = n - p if reml else n
     k = qt + p if reml else qt
@@ -101,23 +129,27 @@ def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> j
 def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
     """Fixed effects, BLUPs, residual variance and ``vcov(beta)`` at ``theta``.
 
-    Returns a dict with ``beta`` (p,), ``b1`` (BLUPs of the largest factor), ``b_tail``
-    (BLUPs of the other factors, concatenated in internal order), ``sigma2``
+    Returns a dict with ``beta`` (p,), ``b1`` (``(q1, k1)`` BLUPs of term 1), ``b_tail``
+    (BLUPs of the other terms, level-major, concatenated in internal order), ``sigma2``
     (``r_yy^2 / nu``), ``fe_cov`` (``sigma2 (L_X L_X')^-1``, lme4's ``vcov``) and
     ``deviance``. Back-substitution through the blocked factor (JSS eqs. 31-33).
     """
     qt, p, n, t = cp.q_tail, cp.p, cp.n, cp.t
+    T1, _, _ = _first_block(theta, cp)
     S = tail_schur(theta, cp)
     L = lax.linalg.cholesky(S, symmetrize_input=False)
     # Tail unknowns x = [u_tail; beta] solve S[:-1,:-1] x = S[:-1,-1]: x = L11^-T l21.
     x = solve_triangular(L[:-1, :-1].T, L[-1, :-1], lower=False)
-    lam = _tail_scale(theta, cp)
-    th1 = theta[0]
-    d1 = th1**2 * cp.counts1 + 1.0
-    # u1 = D^-1 Lambda_1 Z1' (y - [Z_tail Lambda_t, X] x): C holds Z1'[Z_tail X y].
-    coef = jnp.concatenate([lam[:-1] * x, jnp.array([-1.0], dtype=x.dtype)])
-    cx = jax.ops.segment_sum(cp.c_val * coef[cp.c_col], cp.c_level, num_segments=cp.q1)
-    u1 = -th1 * cx / d1
+    # Lambda_t [u_tail; beta]: the tail BLUPs (beta passes through the identity).
+    vals = _lambda_values(theta, cp.lam_theta)
+    x_ext = jnp.concatenate([x, jnp.zeros(1, x.dtype)])
+    lam_x = jax.ops.segment_sum(vals * x_ext[cp.lam_col], cp.lam_row, num_segments=t)[:-1]
+    # u1_l = D_l^-1 T1' Z1_l'(y - [Z_tail Lambda_t, X] x); C holds Z1'[Z_tail X y].
+    coef = jnp.concatenate([lam_x, jnp.array([-1.0], dtype=x.dtype)])
+    cx = jax.ops.segment_sum(cp.c_val * coef[cp.c_col], cp.c_row, num_segments=cp.q1 * cp.k1)
+    rhs = -(cx.reshape(cp.q1, cp.k1) @ T1)  # rows: (T1' r_l)'
+    D = jnp.einsum("ji,ljk,km->lim", T1, cp.A1, T1) + jnp.eye(cp.k1)
+    u1 = jnp.linalg.solve(D, rhs[..., None])[..., 0]
     nu = n - p if reml else n
     sigma2 = L[-1, -1] ** 2 / nu
     LX = L[qt:qt + p, qt:qt + p]
@@ -125,8 +157,8 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
     fe_cov = sigma2 * (LXinv.T @ LXinv)
     return {
         "beta": x[qt:],
-        "b1": th1 * u1,
-        "b_tail": lam[:qt] * x[:qt],
+        "b1": u1 @ T1.T,
+        "b_tail": lam_x[:qt],
         "sigma2": sigma2,
         "fe_cov": fe_cov,
         "deviance": profiled_deviance(theta, cp, reml=reml),

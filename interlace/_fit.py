@@ -1,9 +1,8 @@
 """``interlace.fit``: formula and DataFrame in, :class:`CrossedLMEResult` out.
 
 Pipeline: :func:`build_design` (validation, arrays) -> :func:`cross_products` (one pass
-over the rows) -> :func:`moment_start` (ANOVA start values) ->
-:func:`minimize_deviance` (compiled L-BFGS over ``theta``) ->
-:func:`estimates` (one back-substitution) -> pandas result.
+over the rows) -> starting values -> :func:`minimize_deviance` (compiled L-BFGS over
+``theta``) -> :func:`estimates` (one back-substitution) -> pandas result.
 """
 
 from __future__ import annotations
@@ -16,13 +15,14 @@ import numpy as np
 import pandas as pd
 
 from ._crossprod import cross_products
-from ._design import build_design
+from ._design import Design, build_design
 from ._deviance import estimates
 from ._errors import ModelSpecError
 from ._optimize import minimize_deviance
 from ._result import CrossedLMEResult
 from ._singular import SINGULAR_MESSAGE, theta_is_singular
 from ._start import moment_start
+from ._theta import diagonal_mask, normalize_signs, theta_names, tril_index, unpack_T
 
 __all__ = ["fit"]
 
@@ -35,19 +35,21 @@ def fit(
     *,
     maxiter: int = 500,
 ) -> CrossedLMEResult:
-    """Fit a linear mixed model with crossed random intercepts.
+    """Fit a linear mixed model with crossed (or nested) random effects.
 
     Parameters
     ----------
     formula
         ``"y ~ x1 + x2"`` (formulaic syntax for the fixed part: categorical predictors,
-        ``C(...)``, interactions, transforms, ``y ~ 1``). Random intercepts may also be
-        written in the formula as lme4 terms: ``(1 | g)``, ``(1 | a:b)``, ``(1 | a/b)``.
+        ``C(...)``, interactions, transforms, ``y ~ 1``), optionally with lme4 random
+        terms: ``(1 | g)``, ``(1 + x | g)``, ``(x || g)``, ``(0 + x | g)``,
+        ``(1 | a:b)``, ``(1 | a/b)``.
     data
         A DataFrame; it is never modified. Rows with a missing value in a column the
         model uses are dropped with a warning that says how many.
     groups
-        Column name(s) of crossed grouping factors, one random intercept each.
+        Column name(s) of crossed grouping factors, one random intercept each
+        (shorthand for ``(1 | g)`` terms; may be combined with terms in the formula).
     method
         ``"REML"`` (default, lme4's default) or ``"ML"`` (for likelihood-ratio tests of
         fixed effects).
@@ -57,61 +59,45 @@ def fit(
     Returns
     -------
     CrossedLMEResult
-        Warns ``boundary (singular) fit: see help(interlace.isSingular)`` when a variance
-        component is estimated at zero (lme4's rule, :func:`interlace.isSingular`).
+        Warns ``boundary (singular) fit: see help(interlace.isSingular)`` when a
+        variance is estimated at zero or a correlation at +-1 (lme4's rule).
     """
     if method not in ("REML", "ML"):
         raise ModelSpecError(f"method must be 'REML' or 'ML', got {method!r}.")
     reml = method == "REML"
     design = build_design(formula, data, groups)
-    nlev = [len(lev) for lev in design.levels]
-    cp = cross_products(list(design.codes), nlev, design.X, design.y)
+    terms = design.terms
+    ks = [t.k for t in terms]
+    cp = cross_products([t.codes for t in terms], [len(t.levels) for t in terms],
+                        design.X, design.y, [t.X for t in terms])
 
-    k = len(nlev)
-    theta0 = moment_start(list(design.codes), nlev, design.X, design.y)[list(cp.order)]
+    theta0 = _to_internal(_start_values(design), ks, cp.order)
     opt = minimize_deviance(jnp.asarray(theta0), cp, reml=reml, maxiter=int(maxiter))
     est = estimates(opt.theta, cp, reml=reml)
 
-    # Back from the internal order (largest factor first) to the user's order.
-    theta_int = np.asarray(opt.theta)
-    theta = np.empty(k)
-    theta[list(cp.order)] = theta_int
-    grad = np.empty(k)
-    grad[list(cp.order)] = np.asarray(opt.grad)
-    blup_int = [np.asarray(est["b1"])]
-    offset = 0
-    for q in cp.nlevels[1:]:
-        blup_int.append(np.asarray(est["b_tail"])[offset:offset + q])
-        offset += q
-    blups = [None] * k
-    for pos, user in enumerate(cp.order):
-        blups[user] = blup_int[pos]
+    raw = _to_user(np.asarray(opt.theta), ks, cp.order)
+    theta = normalize_signs(raw, ks)
+    grad = _to_user(np.asarray(opt.grad), ks, cp.order) * np.where(raw * theta < 0, -1.0, 1.0)
+    blups = _blups_by_term(est, cp)
 
-    names = design.factor_names
     sigma2 = float(est["sigma2"])
     fe_index = pd.Index(design.fe_names)
-    fe_params = pd.Series(np.asarray(est["beta"]), index=fe_index)
-    fe_cov = pd.DataFrame(np.asarray(est["fe_cov"]), index=fe_index, columns=fe_index)
-    random_effects = {
-        name: pd.Series(b, index=pd.Index(lev.to_numpy()), name=name)
-        for name, b, lev in zip(names, blups, design.levels)
-    }
-    fitted = design.X @ fe_params.to_numpy()
-    for b, codes in zip(blups, design.codes):
-        fitted = fitted + b[codes]
-    fittedvalues = pd.Series(fitted, index=design.row_index, name="fittedvalues")
-    resid = pd.Series(design.y - fitted, index=design.row_index, name="resid")
+    fitted = design.X @ np.asarray(est["beta"])
+    for term, b in zip(terms, blups):
+        fitted = fitted + np.sum(term.X * b[term.codes], axis=1)
+    names = [name for t in terms for name in theta_names(t.factor, t.columns)]
     deviance = float(opt.deviance)
     converged = bool(opt.converged)
+    singular = theta_is_singular(theta[diagonal_mask(ks)])
 
     result = CrossedLMEResult(
-        fe_params=fe_params,
-        fe_cov=fe_cov,
+        fe_params=pd.Series(np.asarray(est["beta"]), index=fe_index),
+        fe_cov=pd.DataFrame(np.asarray(est["fe_cov"]), index=fe_index, columns=fe_index),
         scale=sigma2,
-        variance_components={n: float(t**2 * sigma2) for n, t in zip(names, theta)},
-        random_effects=random_effects,
-        fittedvalues=fittedvalues,
-        resid=resid,
+        variance_components=_variance_components(design, theta, sigma2),
+        random_effects=_random_effects(design, blups),
+        fittedvalues=pd.Series(fitted, index=design.row_index, name="fittedvalues"),
+        resid=pd.Series(design.y - fitted, index=design.row_index, name="resid"),
         theta=pd.Series(theta, index=pd.Index(names), name="theta"),
         deviance=deviance,
         llf=-0.5 * deviance,
@@ -122,6 +108,7 @@ def fit(
         grad_theta=pd.Series(grad, index=pd.Index(names), name="grad_theta"),
         formula=formula,
         design=design,
+        term_blups=tuple(blups),
     )
     if not converged:
         warnings.warn(
@@ -131,6 +118,98 @@ def fit(
             UserWarning,
             stacklevel=2,
         )
-    if theta_is_singular(theta):
+    if singular:
         warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=2)
     return result
+
+
+def _start_values(design: Design) -> np.ndarray:
+    """ANOVA moment estimates for intercept-only terms, lme4's identity for the others."""
+    parts = []
+    for term in design.terms:
+        if term.columns == ("(Intercept)",):
+            parts.append(moment_start([term.codes], [len(term.levels)], design.X, design.y))
+        else:
+            rows, cols = tril_index(term.k)
+            parts.append((rows == cols).astype(float))
+    return np.concatenate(parts)
+
+
+def _blocks(ks: list[int]) -> list[slice]:
+    sizes = [k * (k + 1) // 2 for k in ks]
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+
+
+def _to_internal(theta_user: np.ndarray, ks: list[int], order: tuple[int, ...]) -> np.ndarray:
+    blocks = _blocks(ks)
+    return np.concatenate([theta_user[blocks[i]] for i in order])
+
+
+def _to_user(theta_int: np.ndarray, ks: list[int], order: tuple[int, ...]) -> np.ndarray:
+    internal = _blocks([ks[i] for i in order])
+    out = np.empty_like(theta_int)
+    user = _blocks(ks)
+    for pos, i in enumerate(order):
+        out[user[i]] = theta_int[internal[pos]]
+    return out
+
+
+def _blups_by_term(est: dict, cp) -> list[np.ndarray]:
+    """BLUPs as one ``(levels, k)`` array per term, in the user's term order."""
+    internal = [np.asarray(est["b1"])]
+    flat, start = np.asarray(est["b_tail"]), 0
+    for q, k in zip(cp.nlevels[1:], cp.ks[1:]):
+        internal.append(flat[start:start + q * k].reshape(q, k))
+        start += q * k
+    out = [None] * len(internal)
+    for pos, i in enumerate(cp.order):
+        out[i] = internal[pos]
+    return out
+
+
+def _factor_terms(design: Design, name: str) -> list[int]:
+    return [i for i, t in enumerate(design.terms) if t.factor == name]
+
+
+def _intercept_only(design: Design, name: str) -> bool:
+    idx = _factor_terms(design, name)
+    return len(idx) == 1 and design.terms[idx[0]].columns == ("(Intercept)",)
+
+
+def _variance_components(design: Design, theta: np.ndarray, sigma2: float) -> dict:
+    """Per factor: the variance (intercept only) or the covariance DataFrame
+    ``sigma^2 T T'`` over all its terms (block diagonal across terms)."""
+    blocks = _blocks([t.k for t in design.terms])
+    out: dict = {}
+    for name in design.factor_names:
+        idx = _factor_terms(design, name)
+        covs = [sigma2 * (lambda T: T @ T.T)(unpack_T(theta[blocks[i]], design.terms[i].k))
+                for i in idx]
+        if _intercept_only(design, name):
+            out[name] = float(covs[0][0, 0])
+            continue
+        cols = [c for i in idx for c in design.terms[i].columns]
+        full = np.zeros((len(cols), len(cols)))
+        start = 0
+        for cov in covs:
+            full[start:start + len(cov), start:start + len(cov)] = cov
+            start += len(cov)
+        out[name] = pd.DataFrame(full, index=cols, columns=cols)
+    return out
+
+
+def _random_effects(design: Design, blups: list[np.ndarray]) -> dict:
+    """Per factor: a Series of BLUPs (intercept only) or a DataFrame, one column per term
+    column (lme4's ``ranef``), indexed by level."""
+    out: dict = {}
+    for name, levels in zip(design.factor_names, design.levels):
+        idx = _factor_terms(design, name)
+        index = pd.Index(levels.to_numpy())
+        if _intercept_only(design, name):
+            out[name] = pd.Series(blups[idx[0]][:, 0], index=index, name=name)
+        else:
+            cols = [c for i in idx for c in design.terms[i].columns]
+            out[name] = pd.DataFrame(np.concatenate([blups[i] for i in idx], axis=1),
+                                     index=index, columns=cols)
+    return out

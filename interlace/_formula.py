@@ -1,13 +1,19 @@
 """Split an lme4-style formula into its fixed part and its random-effect terms.
 
 formulaic parses only the fixed part: in its grammar ``|`` separates formula parts, so
-``(1 | g)`` must be removed before formulaic sees the formula. This module finds the
-parenthesised random terms, checks each one, and returns the fixed formula plus the list
-of grouping factors that carry a random intercept.
+random terms must be removed before formulaic sees the formula. This module splits the
+right-hand side at top-level ``+``, parses each parenthesised ``(lhs | group)`` term with
+lme4's meaning, and returns the fixed formula plus the list of random terms:
 
-Supported here: random intercepts ``(1 | g)``, including interactions ``(1 | a:b)`` and
-nesting ``(1 | a/b)`` (lme4: ``(1 | a) + (1 | a:b)``). Random slopes are recognised and
-rejected with a clear error until they are implemented.
+* ``(1 | g)`` intercept; ``(1 + x | g)`` and ``(x | g)`` correlated intercept and slope
+  (an intercept is implied, as in R); ``(0 + x | g)`` / ``(x - 1 | g)`` slope only;
+  ``(1 + x + z | g)`` several slopes; a factor ``cond`` gives one column per contrast.
+* ``(1 + x || g)`` uncorrelated: one term per column, ``(1 | g) + (0 + x | g)``.
+* ``(1 | a/b)`` nested = ``(1 | a) + (1 | b:a)`` (lme4's names); ``(1 | a:b)`` the
+  interaction factor.
+
+The left-hand side of a term is kept as a formulaic formula string and turned into
+columns by the design module.
 """
 
 from __future__ import annotations
@@ -22,13 +28,18 @@ __all__ = ["RandomTerm", "ParsedFormula", "parse_formula", "parse_random_term"]
 
 @dataclass(frozen=True)
 class RandomTerm:
-    """A random intercept for the grouping factor made of ``columns`` (joined by ``:``)."""
+    """Random effects ``lhs`` (a formulaic right-hand side such as ``"1 + x"``) varying
+    over the levels of the grouping factor made of ``columns`` (joined by ``:``)."""
 
     columns: tuple[str, ...]
+    lhs: str = "1"
 
     @property
     def name(self) -> str:
         return ":".join(self.columns)
+
+    def __str__(self) -> str:
+        return f"({self.lhs} | {self.name})"
 
 
 @dataclass(frozen=True)
@@ -80,11 +91,32 @@ def _is_random_term(part: str) -> bool:
     return _is_wrapped(part) and "|" in part
 
 
-def parse_random_term(term: str) -> list[RandomTerm]:
-    """Parse one ``(lhs | group)`` term into random intercepts (lme4 semantics).
+def _uncorrelated(lhs: str, term: str) -> list[str]:
+    """``1 + x + z`` under ``||`` -> ``["1", "0 + x", "0 + z"]`` (lme4's expansion)."""
+    parts = [p.strip() for p in _split_top_level_plus(lhs)]
+    if any(not p for p in parts):
+        raise FormulaError(f"Random term {term!r} has an empty term before '||'.")
+    intercept = True
+    others = []
+    for p in parts:
+        compact = p.replace(" ", "")
+        if compact == "1":
+            continue
+        if compact in ("0", "-1"):
+            intercept = False
+        elif compact.endswith("-1"):
+            intercept = False
+            others.append(compact[:-2])
+        else:
+            others.append(p)
+    return (["1"] if intercept else []) + [f"0 + {o}" for o in others]
 
-    ``(1 | a/b)`` expands to ``(1 | a) + (1 | a:b)``; ``(1 | a:b)`` is one factor made of
-    the interaction of ``a`` and ``b``.
+
+def parse_random_term(term: str) -> list[RandomTerm]:
+    """Parse one ``(lhs | group)`` term into :class:`RandomTerm` s (lme4 semantics).
+
+    ``(1 | a/b)`` expands to ``(1 | a) + (1 | b:a)``; ``(1 | a:b)`` is one factor made of
+    the interaction of ``a`` and ``b``; ``(x || g)`` to ``(1 | g) + (0 + x | g)``.
     """
     text = term.strip()
     if not (text.startswith("(") and text.endswith(")")):
@@ -94,7 +126,8 @@ def parse_random_term(term: str) -> list[RandomTerm]:
         inner = inner[1:-1].strip()
     if inner.count("|") == 0:
         raise FormulaError(f"Random term {term!r} has no '|': write it as '(1 | g)'.")
-    if "||" in inner:
+    correlated = "||" not in inner
+    if not correlated:
         lhs, group = inner.split("||", 1)
     else:
         lhs, group = inner.split("|", 1)
@@ -112,11 +145,7 @@ def parse_random_term(term: str) -> list[RandomTerm]:
         raise FormulaError(f"Random term {term!r} has more than one '|'.")
     if not group:
         raise FormulaError(f"Random term {term!r} names no grouping factor after '|'.")
-    if lhs.replace(" ", "") not in ("1", "+1", "1+0", "0+1"):
-        raise FormulaError(
-            f"Random term {term!r}: only random intercepts '(1 | g)' are supported so far; "
-            "random slopes such as '(1 + x | g)' are not implemented yet."
-        )
+    lhss = [lhs] if correlated else _uncorrelated(lhs, term)
     parts = [p.strip() for p in group.split("/")]
     for part in parts:
         for col in part.split(":"):
@@ -127,13 +156,14 @@ def parse_random_term(term: str) -> list[RandomTerm]:
                 )
     terms, prefix = [], []
     for part in parts:
-        prefix = prefix + [c.strip() for c in part.split(":")]
-        terms.append(RandomTerm(tuple(prefix)))
+        # lme4 names a nested factor inner-first: (1 | a/b) gives "a" and "b:a"
+        prefix = [c.strip() for c in part.split(":")] + prefix
+        terms.extend(RandomTerm(tuple(prefix), side) for side in lhss)
     return terms
 
 
 def parse_formula(formula: str) -> ParsedFormula:
-    """Split ``formula`` into response, fixed formula and random-intercept terms."""
+    """Split ``formula`` into response, fixed formula and random terms."""
     if not isinstance(formula, str):
         raise FormulaError(f"formula must be a string like 'y ~ x', got {type(formula).__name__}.")
     if formula.count("~") != 1:

@@ -17,9 +17,10 @@ import pandas as pd
 from scipy import stats as _st
 
 from ._bootstrap import chunked_replicates, weighted_mean, weighted_median
-from ._design import Design, fixed_matrix_for
+from ._design import Design, fixed_matrix_for, term_matrix_for
 from ._errors import DataError, MissingColumnError, ModelSpecError
 from ._singular import theta_is_singular
+from ._theta import diagonal_mask
 
 __all__ = ["CrossedLMEResult"]
 
@@ -33,7 +34,8 @@ class CrossedLMEResult:
     Attributes follow the results page: ``fe_params``, ``fe_bse``, ``fe_pvalues``,
     ``fe_conf_int``, ``fe_cov``, ``variance_components``, ``scale``, ``random_effects``,
     ``fittedvalues``, ``resid``, ``aic``, ``bic``, ``llf``, ``converged``, ``nobs``,
-    ``ngroups``; plus ``theta`` (relative standard deviations ``sigma_j / sigma``),
+    ``ngroups``; plus ``theta`` (entries of the relative covariance factors, lme4's
+    layout and names: ``sigma_g / sigma`` for an intercept),
     ``deviance`` (``-2 llf``: lme4's REML criterion or ML deviance), ``method``,
     ``n_iterations``, ``n_evaluations`` and ``grad_theta`` (the deviance's gradient in
     ``theta`` at the optimum, a convergence check).
@@ -56,6 +58,7 @@ class CrossedLMEResult:
     grad_theta: pd.Series
     formula: str
     design: Design = field(compare=False)
+    term_blups: tuple = field(compare=False, default=())  # per term, (levels, k) arrays
 
     # --- fixed-effect inference (normal approximation) --------------------------------
     @property
@@ -114,15 +117,18 @@ class CrossedLMEResult:
 
     @property
     def is_singular(self) -> bool:
-        return theta_is_singular(self.theta.to_numpy())
+        """lme4's rule: a diagonal ``theta`` (a relative sd) below 1e-4."""
+        mask = diagonal_mask([t.k for t in self.design.terms])
+        return theta_is_singular(self.theta.to_numpy()[mask])
 
     # --- prediction -------------------------------------------------------------------
     def predict(self, newdata: pd.DataFrame | None = None, include_re: bool = True) -> pd.Series:
         """Predictions ``X beta (+ sum_j b_j[level])``.
 
-        Conditional (with BLUPs) by default, marginal with ``include_re=False``. In
-        ``newdata``, levels not seen in the fit get a BLUP of 0 (the population mean);
-        a categorical fixed-effect level not seen in the fit raises ``DataError``.
+        Conditional (with BLUPs, random slopes applied to ``newdata``'s columns) by
+        default, marginal with ``include_re=False``. In ``newdata``, levels not seen in
+        the fit get BLUPs of 0 (the population mean); a categorical fixed-effect level
+        not seen in the fit raises ``DataError``.
         """
         beta = self.fe_params.to_numpy()
         if newdata is None:
@@ -136,13 +142,13 @@ class CrossedLMEResult:
             eta = fixed_matrix_for(self.design, newdata) @ beta
             frame, index = newdata, newdata.index
         if include_re:
-            for name, codes, lev in zip(self.design.factor_names, self.design.codes,
-                                        self.design.levels):
-                blup = self.random_effects[name].to_numpy()
+            for term, blup in zip(self.design.terms, self.term_blups):
                 if frame is None:
-                    eta = eta + blup[codes]
+                    eta = eta + np.sum(term.X * blup[term.codes], axis=1)
                 else:
-                    eta = eta + _blups_for(frame, name, lev, blup)
+                    Xr = term_matrix_for(term, frame)
+                    eta = eta + np.sum(Xr * _blups_for(frame, term.factor, term.levels, blup),
+                                       axis=1)
         return pd.Series(eta, index=index, name="predicted")
 
     # --- bootstrap --------------------------------------------------------------------
@@ -202,7 +208,8 @@ class CrossedLMEResult:
 
 
 def _blups_for(frame: pd.DataFrame, name: str, levels: pd.Index, blup: np.ndarray) -> np.ndarray:
-    """BLUP of each row's level of factor ``name`` (``a:b`` joins columns); 0 if unseen."""
+    """``(rows, k)`` BLUPs of each row's level of factor ``name`` (``a:b`` joins
+    columns); zero for a level not seen in the fit."""
     cols = name.split(":")
     absent = [c for c in cols if c not in frame.columns]
     if absent:
@@ -212,6 +219,6 @@ def _blups_for(frame: pd.DataFrame, name: str, levels: pd.Index, blup: np.ndarra
         )
     key = frame[cols[0]] if len(cols) == 1 else frame[cols].astype(str).agg(":".join, axis=1)
     pos = levels.get_indexer(pd.Index(key))
-    return np.where(pos >= 0, blup[np.maximum(pos, 0)], 0.0)
+    return np.where((pos >= 0)[:, None], blup[np.maximum(pos, 0)], 0.0)
 
 

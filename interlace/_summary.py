@@ -14,11 +14,31 @@ def _format_p(p: float) -> str:
     return "<2e-16" if p < 2e-16 else f"{p:.3g}"
 
 
+def _random_effect_rows(res) -> list[tuple[str, str, float, str]]:
+    """(group, name, variance, correlations) rows as lme4 prints ``VarCorr``."""
+    rows = []
+    for g, vc in res.variance_components.items():
+        if not isinstance(vc, pd.DataFrame):
+            rows.append((g, "(Intercept)", vc, ""))
+            continue
+        cov = vc.to_numpy()
+        sd = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            corr = cov / np.outer(sd, sd)
+        for i, name in enumerate(vc.columns):
+            cells = " ".join(f"{corr[i, j]:5.2f}" for j in range(i))
+            rows.append((g if i == 0 else "", name, cov[i, i], cells))
+    return rows
+
+
 def format_summary(res) -> str:
     """Header, criterion, scaled residuals, random effects, fixed effects, notes."""
     d = res.design
-    random_terms = " + ".join(f"(1 | {g})" for g in d.factor_names)
-    formula = res.formula if "|" in res.formula else f"{res.formula} + {random_terms}"
+    formula = res.formula
+    shorthand = [t for t in d.terms if f"| {t.factor})" not in formula
+                 and f"|{t.factor})" not in formula]
+    if shorthand:  # terms given through groups=
+        formula = formula + "".join(f" + (1 | {t.factor})" for t in shorthand)
     lines = []
     if res.method == "REML":
         lines += ["Linear mixed model fit by REML", f"Formula: {formula}", "",
@@ -33,12 +53,16 @@ def format_summary(res) -> str:
     lines += ["Scaled residuals:",
               "".join(f"{h:>10}" for h in ("Min", "1Q", "Median", "3Q", "Max")),
               "".join(f"{v:>10.4f}" for v in q), ""]
-    width = max(len("Residual"), *(len(g) for g in d.factor_names))
+    rows = _random_effect_rows(res) + [("Residual", "", res.scale, "")]
+    gw = max(len("Groups"), *(len(r[0]) for r in rows))
+    nw = max(len("Name"), *(len(r[1]) for r in rows))
+    has_corr = any(r[3] for r in rows)
     lines += ["Random effects:",
-              f" {'Groups':<{width}} {'Name':<12}{'Variance':>12}{'Std.Dev.':>12}"]
-    for g, v in res.variance_components.items():
-        lines.append(f" {g:<{width}} {'(Intercept)':<12}{v:>12.4f}{np.sqrt(v):>12.4f}")
-    lines.append(f" {'Residual':<{width}} {'':<12}{res.scale:>12.4f}{np.sqrt(res.scale):>12.4f}")
+              f" {'Groups':<{gw}} {'Name':<{nw}} {'Variance':>12} {'Std.Dev.':>12}"
+              + ("  Corr" if has_corr else "")]
+    for g, name, var, corr in rows:
+        lines.append(f" {g:<{gw}} {name:<{nw}} {var:>12.4f} {np.sqrt(var):>12.4f}"
+                     + (f"  {corr}" if corr else ""))
     groups = "; ".join(f"{k}, {v}" for k, v in res.ngroups.items())
     lines += [f"Number of obs: {res.nobs}, groups:  {groups}", ""]
     table = pd.DataFrame({

@@ -47,3 +47,36 @@ def dense_optimum(codes, nlevels, X, y, reml):
     out = dense_fit_at(best.x, codes, nlevels, X, y, reml)
     out["theta"] = best.x
     return out
+
+
+def dense_terms_deviance(theta, codes, nlevels, term_X, X, y, reml):
+    """Profiled deviance for general random terms: term ``r`` has columns ``term_X[r]``
+    (``n x k_r``) and a lower-triangular factor ``T_r`` whose lower triangle, column by
+    column, is its slice of ``theta``; ``V = sum_r Z_r (I (x) T_r T_r') Z_r' + I``."""
+    n, p = X.shape
+    V = np.eye(n)
+    start, parts = 0, []
+    for c, q, Xr in zip(codes, nlevels, term_X):
+        k = Xr.shape[1]
+        T = np.zeros((k, k))
+        rows, cols = np.tril_indices(k)
+        order = np.lexsort((rows, cols))  # column-major lower triangle
+        T[rows[order], cols[order]] = theta[start:start + len(rows)]
+        start += len(rows)
+        Zr = np.concatenate([np.eye(q)[c] * Xr[:, [j]] for j in range(k)], axis=1)
+        # columns j * q + l; the level-l block couples columns l, q + l, ...
+        G = np.kron(T @ T.T, np.eye(q))
+        V += Zr @ G @ Zr.T
+        parts.append((Zr, G, q, k))
+    Vi = np.linalg.inv(V)
+    XtViX = X.T @ Vi @ X
+    beta = np.linalg.solve(XtViX, X.T @ Vi @ y)
+    r = y - X @ beta
+    nu = n - p if reml else n
+    sigma2 = r @ Vi @ r / nu
+    dev = nu * (1 + np.log(2 * np.pi * sigma2)) + np.linalg.slogdet(V)[1]
+    if reml:
+        dev += np.linalg.slogdet(XtViX)[1]
+    # BLUPs b_r = G_r Z_r' V^-1 r, reshaped to (levels, k)
+    blups = [(G @ Zr.T @ Vi @ r).reshape(k, q).T for Zr, G, q, k in parts]
+    return dev, beta, sigma2, blups

@@ -78,15 +78,15 @@ def test_random_terms_in_formula_equal_groups(frame):
 
 
 def test_interaction_and_nested_factors(frame):
-    nested, _ = fit_quiet("y ~ x + (1 | h/g)", frame)  # lme4: (1 | h) + (1 | h:g)
-    assert list(nested.variance_components) == ["h", "h:g"]
-    hg = frame.h + ":" + frame.g
-    assert nested.ngroups["h:g"] == hg.nunique()
+    nested, _ = fit_quiet("y ~ x + (1 | h/g)", frame)  # lme4: (1 | h) + (1 | g:h)
+    assert list(nested.variance_components) == ["h", "g:h"]
+    hg = frame.g + ":" + frame.h
+    assert nested.ngroups["g:h"] == hg.nunique()
     X = np.column_stack([np.ones(len(frame)), frame.x])
     _check(nested, X, frame.y.to_numpy(), [frame.h, hg])
-    inter, _ = fit_quiet("y ~ x + (1 | h:g) + (1 | h)", frame)
+    inter, _ = fit_quiet("y ~ x + (1 | g:h) + (1 | h)", frame)
     assert inter.deviance == pytest.approx(nested.deviance, rel=1e-12)
-    assert set(inter.random_effects["h:g"].index) == set(hg)
+    assert set(inter.random_effects["g:h"].index) == set(hg)
 
 
 def test_transformed_response(frame):

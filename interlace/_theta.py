@@ -1,0 +1,58 @@
+"""The covariance parameters ``theta``: layout, names, bounds and sign convention.
+
+Each random term with ``k`` columns has a lower-triangular relative covariance factor
+``T`` (``k x k``): its covariance is ``sigma^2 T T'`` (Bates et al. 2015, JSS 67(1),
+sec. 2.2). ``theta`` stacks the lower triangles column by column, as lme4 does: for
+``k = 2``, ``(T11, T21, T22)``. Diagonal entries have lower bound 0 in lme4; here they
+are unconstrained during optimisation and signs are fixed afterwards (``T`` and ``T D``
+with ``D = diag(+-1)`` give the same covariance), as MixedModels.jl does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["tril_index", "theta_names", "normalize_signs", "diagonal_mask", "unpack_T"]
+
+
+def tril_index(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each ``theta`` entry of a ``k x k`` factor (column-major)."""
+    rows, cols = [], []
+    for j in range(k):
+        for i in range(j, k):
+            rows.append(i)
+            cols.append(j)
+    return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+
+
+def theta_names(factor: str, columns: tuple[str, ...]) -> list[str]:
+    """lme4's names: ``g.(Intercept)`` on the diagonal, ``g.x.(Intercept)`` below it."""
+    rows, cols = tril_index(len(columns))
+    return [f"{factor}.{columns[i]}" if i == j else f"{factor}.{columns[i]}.{columns[j]}"
+            for i, j in zip(rows, cols)]
+
+
+def diagonal_mask(ks: list[int]) -> np.ndarray:
+    """True for the ``theta`` entries on a diagonal (lme4's lower bound 0)."""
+    return np.concatenate([r == c for r, c in (tril_index(k) for k in ks)])
+
+
+def unpack_T(theta_term: np.ndarray, k: int) -> np.ndarray:
+    """The ``k x k`` lower-triangular factor of one term from its ``theta`` entries."""
+    T = np.zeros((k, k))
+    rows, cols = tril_index(k)
+    T[rows, cols] = theta_term
+    return T
+
+
+def normalize_signs(theta: np.ndarray, ks: list[int]) -> np.ndarray:
+    """Flip columns of each ``T`` so that its diagonal is non-negative (lme4's bounds)."""
+    out, start = np.array(theta, dtype=float), 0
+    for k in ks:
+        rows, cols = tril_index(k)
+        seg = out[start:start + len(rows)]
+        diag = {c: seg[n] for n, (r, c) in enumerate(zip(rows, cols)) if r == c}
+        seg *= np.array([-1.0 if diag[c] < 0 else 1.0 for c in cols])
+        out[start:start + len(rows)] = seg
+        start += len(rows)
+    return out

@@ -1,0 +1,342 @@
+# Regenerate the lme4 reference data for random slopes and nested factors
+# that interlace's Python tests read. (The tests never run R; they read the
+# files this script writes.) Companion of tests/data/make_lme4_references.R,
+# with the same conventions (%.17g numbers, tight nloptwrap settings, versions
+# in meta).
+#
+# Dependencies (Debian/Ubuntu packages; nloptr comes in with lme4):
+#   apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
+#       r-base-core r-cran-lme4 r-cran-jsonlite
+#
+# Run from the repository root:
+#   python3 tests/data/make_slope_data.py     # only if crossed_slopes.csv is missing
+#   Rscript tests/data/make_lme4_slope_references.R
+#
+# Writes, into tests/data/:
+#   sleepstudy.csv      lme4::sleepstudy (Reaction, Days, Subject)
+#   pastes.csv          lme4::Pastes     (strength, batch, cask, sample)
+#   lme4_slope_references.json  fits of every model below, REML and ML
+# and reads tests/data/crossed_slopes.csv, which is made in Python with numpy
+# by tests/data/make_slope_data.py (not by this script).
+
+suppressPackageStartupMessages({
+  library(lme4)
+  library(jsonlite)
+})
+
+data_dir <- file.path("tests", "data")
+if (!dir.exists(data_dir)) {
+  stop("run this script from the repository root: Rscript tests/data/make_lme4_slope_references.R")
+}
+
+# ---------------------------------------------------------------------------
+# Full-precision JSON numbers. jsonlite caps numbers at 15 significant digits,
+# so doubles are formatted here with %.17g (round-trips exactly) and inserted
+# verbatim (toJSON(json_verbatim = TRUE)).
+# (Helpers copied from make_lme4_references.R; jmat differs only in wrapping
+# the row/col names in I() so that a 1 x 1 matrix keeps JSON arrays of names
+# instead of being unboxed to a bare string by auto_unbox.)
+# ---------------------------------------------------------------------------
+fmt17 <- function(x) {
+  x <- as.double(x)
+  out <- sprintf("%.17g", x)
+  out[!is.finite(x)] <- "null"
+  out
+}
+jnum <- function(x) {            # one number
+  stopifnot(length(x) == 1L)
+  structure(fmt17(x), class = "json")
+}
+jarr <- function(x) {            # JSON array of numbers
+  structure(paste0("[", paste(fmt17(x), collapse = ","), "]"), class = "json")
+}
+jobj <- function(x) {            # named numbers -> JSON object {name: number}
+  stopifnot(!is.null(names(x)))
+  out <- lapply(unname(x), jnum)
+  names(out) <- names(x)
+  out
+}
+jmat <- function(m) {            # matrix -> row-major with names (always arrays)
+  m <- as.matrix(m)
+  list(rownames = I(rownames(m)), colnames = I(colnames(m)),
+       values = lapply(seq_len(nrow(m)), function(i) jarr(m[i, ])))
+}
+
+# ---------------------------------------------------------------------------
+# Data files
+# ---------------------------------------------------------------------------
+write_data <- function(df, path) {
+  con <- if (grepl("\\.gz$", path)) gzfile(path, "w") else file(path, "w")
+  on.exit(close(con))
+  # Doubles with %.17g so values round-trip exactly; factors as their level
+  # labels.
+  out <- df
+  for (nm in names(out)) {
+    if (is.double(out[[nm]])) out[[nm]] <- fmt17(out[[nm]])
+    else out[[nm]] <- as.character(out[[nm]])
+  }
+  write.csv(out, con, row.names = FALSE, quote = FALSE)
+}
+
+check_roundtrip <- function(df, path) {
+  back <- read.csv(path, colClasses = "character")
+  stopifnot(identical(names(back), names(df)), nrow(back) == nrow(df))
+  for (nm in names(df)) {
+    if (is.factor(df[[nm]])) {
+      stopifnot(identical(back[[nm]], as.character(df[[nm]])))
+    } else {
+      stopifnot(identical(as.double(back[[nm]]), as.double(df[[nm]])))
+    }
+  }
+  invisible(TRUE)
+}
+
+sleepstudy <- lme4::sleepstudy[, c("Reaction", "Days", "Subject")]
+pastes <- lme4::Pastes[, c("strength", "batch", "cask", "sample")]
+
+files <- list(
+  sleepstudy = list(df = sleepstudy, file = "sleepstudy.csv"),
+  pastes = list(df = pastes, file = "pastes.csv")
+)
+for (f in files) {
+  path <- file.path(data_dir, f$file)
+  write_data(f$df, path)
+  check_roundtrip(f$df, path)
+  cat("wrote", path, "\n")
+}
+
+crossed_path <- file.path(data_dir, "crossed_slopes.csv")
+if (!file.exists(crossed_path)) {
+  stop(crossed_path, " is missing: run python3 tests/data/make_slope_data.py first")
+}
+crossed <- read.csv(crossed_path,
+                    colClasses = c("character", "character", "character",
+                                   "numeric", "numeric"))
+stopifnot(identical(names(crossed), c("subject", "item", "cond", "t", "y")),
+          nrow(crossed) == 960L)
+crossed$subject <- factor(crossed$subject)
+crossed$item <- factor(crossed$item)
+crossed$cond <- factor(crossed$cond, levels = c("a", "b"))
+
+# ---------------------------------------------------------------------------
+# New data for predict(): 4 rows per model, with one seen and one unseen level
+# of every grouping factor (unseen levels get random effect 0 under
+# allow.new.levels = TRUE). Grouping columns are character here; rows are
+# stored in the JSON as records so Python can rebuild the frame.
+# ---------------------------------------------------------------------------
+nd_sleepstudy <- data.frame(
+  Days = c(0, 4.5, 2, 12),
+  Subject = c("308", "308", "999", "999"),
+  stringsAsFactors = FALSE
+)
+# Grouping factors are batch and cask:batch. Rows: batch & cask:batch seen;
+# batch seen, cask:batch unseen (cask "d" is not a level of Pastes$cask);
+# both unseen; both seen.
+nd_pastes <- data.frame(
+  batch = c("A", "A", "Z", "J"),
+  cask = c("a", "d", "a", "c"),
+  stringsAsFactors = FALSE
+)
+# All four seen/unseen combinations of (subject, item).
+nd_crossed <- data.frame(
+  subject = c("S01", "S01", "S99", "S99"),
+  item = c("I01", "I99", "I01", "I99"),
+  cond = c("a", "b", "b", "a"),
+  t = c(0, 0.25, 0.5, 1),
+  stringsAsFactors = FALSE
+)
+
+# ---------------------------------------------------------------------------
+# Fits
+# ---------------------------------------------------------------------------
+opt_ctrl <- list(xtol_abs = 1e-12, ftol_abs = 1e-14,
+                 xtol_rel = 1e-12, ftol_rel = 1e-14, maxeval = 1e5)
+ctrl <- lmerControl(optimizer = "nloptwrap", optCtrl = opt_ctrl)
+
+models <- list(
+  sleepstudy_corr = list(data = sleepstudy, file = "sleepstudy.csv",
+                         formula = "Reaction ~ Days + (Days | Subject)",
+                         newdata = nd_sleepstudy,
+                         methods = c("REML", "ML")),
+  sleepstudy_uncorr = list(data = sleepstudy, file = "sleepstudy.csv",
+                           formula = "Reaction ~ Days + (Days || Subject)",
+                           newdata = nd_sleepstudy,
+                           methods = c("REML", "ML")),
+  sleepstudy_slope_only = list(data = sleepstudy, file = "sleepstudy.csv",
+                               formula = "Reaction ~ Days + (0 + Days | Subject)",
+                               newdata = nd_sleepstudy,
+                               methods = c("REML", "ML")),
+  pastes_nested = list(data = pastes, file = "pastes.csv",
+                       formula = "strength ~ 1 + (1 | batch/cask)",
+                       newdata = nd_pastes,
+                       methods = c("REML", "ML")),
+  crossed_slopes = list(data = crossed, file = "crossed_slopes.csv",
+                        formula = "y ~ t + cond + (1 + t | subject) + (1 | item)",
+                        newdata = nd_crossed,
+                        methods = c("REML", "ML")),
+  crossed_cond_slope = list(data = crossed, file = "crossed_slopes.csv",
+                            formula = "y ~ cond + (1 + cond | subject) + (1 | item)",
+                            newdata = nd_crossed,
+                            methods = c("REML", "ML"))
+)
+
+# newdata as a list of records; doubles as full-precision numbers.
+records <- function(df) {
+  lapply(seq_len(nrow(df)), function(i) {
+    row <- lapply(names(df), function(nm) {
+      v <- df[[nm]][i]
+      if (is.double(v)) jnum(v) else as.character(v)
+    })
+    names(row) <- names(df)
+    row
+  })
+}
+
+summarise_varcorr <- function(fit) {
+  vc <- VarCorr(fit)
+  out <- lapply(vc, function(m) {
+    list(cov = jmat(m),
+         stddev = jobj(attr(m, "stddev")),
+         correlation = jmat(attr(m, "correlation")))
+  })
+  names(out) <- names(vc)
+  out
+}
+
+summarise_ranef <- function(fit) {
+  re <- ranef(fit)
+  out <- lapply(re, function(d) {
+    cols <- lapply(colnames(d), function(cn) jobj(setNames(d[[cn]], rownames(d))))
+    names(cols) <- colnames(d)
+    cols
+  })
+  names(out) <- names(re)
+  out
+}
+
+summarise_fit <- function(name, spec, method, fit, fit_warnings) {
+  reml <- method == "REML"
+  ll <- logLik(fit)
+  vcdf <- as.data.frame(VarCorr(fit))
+  V <- as.matrix(vcov(fit))
+  fe <- fixef(fit)
+  theta <- getME(fit, "theta")
+  lower <- getME(fit, "lower")
+  stopifnot(length(lower) == length(theta))
+  names(lower) <- names(theta)
+  pred <- predict(fit, newdata = spec$newdata, allow.new.levels = TRUE)
+  cmp <- getME(fit, "devcomp")$cmp
+  oi <- fit@optinfo
+  list(
+    model = name,
+    data_file = spec$file,
+    formula = spec$formula,
+    method = method,
+    REML = reml,
+    nobs = nobs(fit),
+    criterion_name = if (reml) "REMLcrit" else "deviance",
+    criterion = jnum(if (reml) REMLcrit(fit) else deviance(fit)),
+    logLik = jnum(as.numeric(ll)),
+    AIC = jnum(AIC(fit)),
+    BIC = jnum(BIC(fit)),
+    df = as.integer(attr(ll, "df")),
+    theta = jobj(theta),
+    theta_lower = jobj(lower),
+    sigma = jnum(sigma(fit)),
+    sigma2 = jnum(sigma(fit)^2),
+    varcorr = summarise_varcorr(fit),
+    varcorr_df = lapply(seq_len(nrow(vcdf)), function(i) {
+      list(grp = vcdf$grp[i],
+           var1 = if (is.na(vcdf$var1[i])) NULL else vcdf$var1[i],
+           var2 = if (is.na(vcdf$var2[i])) NULL else vcdf$var2[i],
+           vcov = jnum(vcdf$vcov[i]), sdcor = jnum(vcdf$sdcor[i]))
+    }),
+    fixef = jobj(fe),
+    fixef_se = jobj(setNames(sqrt(diag(V)), names(fe))),
+    vcov = jmat(V),
+    isSingular = isSingular(fit),
+    ngrps = as.list(ngrps(fit)),
+    ranef = summarise_ranef(fit),
+    fitted = jarr(unname(fitted(fit))),
+    predict_new = list(newdata = records(spec$newdata),
+                       values = jarr(unname(pred))),
+    devcomp = jobj(cmp[is.finite(cmp)]),
+    optinfo = list(optimizer = oi$optimizer,
+                   feval = oi$feval,
+                   conv = oi$conv$opt,
+                   messages = I(as.character(unlist(oi$conv$lme4$messages))),
+                   warnings = I(as.character(unlist(oi$warnings))),
+                   fit_warnings = I(as.character(fit_warnings)))
+  )
+}
+
+fits <- list()
+for (name in names(models)) {
+  spec <- models[[name]]
+  for (method in spec$methods) {
+    key <- paste0(name, "_", method)
+    fit_warnings <- character(0)
+    t0 <- proc.time()[["elapsed"]]
+    fit <- withCallingHandlers(
+      lmer(as.formula(spec$formula), data = spec$data,
+           REML = (method == "REML"), control = ctrl),
+      warning = function(w) {
+        fit_warnings <<- c(fit_warnings, conditionMessage(w))
+        invokeRestart("muffleWarning")
+      },
+      message = function(m) {
+        fit_warnings <<- c(fit_warnings, trimws(conditionMessage(m)))
+        invokeRestart("muffleMessage")
+      })
+    dt <- proc.time()[["elapsed"]] - t0
+    fits[[key]] <- summarise_fit(name, spec, method, fit, fit_warnings)
+    cat(sprintf("%-30s logLik = %.10f  singular = %-5s  (%.1f s)\n", key,
+                as.numeric(logLik(fit)), isSingular(fit), dt))
+    for (w in unique(c(fit_warnings, unlist(fit@optinfo$conv$lme4$messages))))
+      cat("    note:", w, "\n")
+  }
+}
+
+meta <- list(
+  R_version = R.version.string,
+  lme4_version = as.character(packageVersion("lme4")),
+  Matrix_version = as.character(packageVersion("Matrix")),
+  nloptr_version = as.character(packageVersion("nloptr")),
+  jsonlite_version = as.character(packageVersion("jsonlite")),
+  generated_by = "Rscript tests/data/make_lme4_slope_references.R",
+  control = list(optimizer = "nloptwrap",
+                 optCtrl = lapply(opt_ctrl, jnum)),
+  notes = c(
+    "criterion is REMLcrit(fit) for REML fits and deviance(fit) for ML fits",
+    "vcov and every matrix {rownames, colnames, values} are row-major: values[i][j] = M[rownames[i], colnames[j]]; rownames/colnames are always arrays",
+    paste("theta is getME(fit, 'theta') in lme4's order: random-effect terms sorted by decreasing",
+          "number of levels of their grouping factor (ties keep formula order), and within a term",
+          "the lower triangle of its relative Cholesky factor column by column",
+          "(e.g. Subject.(Intercept), Subject.Days.(Intercept), Subject.Days);",
+          "theta_lower is getME(fit, 'lower') (0 for diagonal entries, -Inf -> null for off-diagonal)"),
+    paste("varcorr is VarCorr(fit), keyed by its element names (a || term gives one element per",
+          "column, e.g. Subject and Subject.1): cov (covariance matrix, absolute scale),",
+          "stddev and correlation; the residual sd is sigma"),
+    "varcorr_df is as.data.frame(VarCorr(fit)) as records (var2 present on covariance rows only)",
+    paste("ranef holds the conditional modes per grouping factor as ranef(fit) names them,",
+          "{column: {level: value}}; ranef merges the terms of (Days || Subject) into one",
+          "factor Subject with both columns"),
+    "fitted holds fitted(fit) for every row of the data file, in file order",
+    paste("predict_new.values is predict(fit, newdata, allow.new.levels = TRUE) for the rows in",
+          "predict_new.newdata (grouping columns are strings; unseen levels get random effect 0)"),
+    "devcomp is getME(fit, 'devcomp')$cmp (finite entries only)",
+    paste("optinfo.fit_warnings holds warnings/messages raised by lmer() (e.g. 'boundary (singular)",
+          "fit'); optinfo.messages are lme4's convergence-check messages"),
+    paste("reruns reproduce criterion/logLik to ~1e-15 relative but parameters only to ~1e-7:",
+          "the profiled criterion is flat at double precision and lme4's numerics round",
+          "differently with memory alignment (ASLR); compare estimates with rtol ~1e-6, or",
+          "evaluate your criterion at the stored theta")
+  ),
+  data = lapply(models, function(s) list(file = s$file, nrow = nrow(s$data)))
+)
+
+json <- toJSON(list(meta = meta, fits = fits), auto_unbox = TRUE,
+               json_verbatim = TRUE, pretty = FALSE, null = "null", na = "null")
+out_path <- file.path(data_dir, "lme4_slope_references.json")
+writeLines(json, out_path)
+cat("wrote", out_path, "\n")
