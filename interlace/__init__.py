@@ -23,6 +23,15 @@ from ._errors import (  # noqa: E402
     ModelSpecError,
 )
 from ._fit import fit  # noqa: E402
+from ._arrays import ModelArrays  # noqa: E402
+from ._functional import (  # noqa: E402
+    blups,
+    deviance,
+    fit_arrays,
+    fit_many,
+    loglik,
+    model_arrays,
+)
 from ._result import CrossedLMEResult  # noqa: E402
 from ._singular import isSingular  # noqa: E402
 
@@ -34,6 +43,13 @@ __all__ = [
     "isSingular",
     "datasets",
     "profiled_deviance",
+    "model_arrays",
+    "ModelArrays",
+    "deviance",
+    "loglik",
+    "blups",
+    "fit_arrays",
+    "fit_many",
     "cross_products",
     "CrossProducts",
     "InterlaceError",

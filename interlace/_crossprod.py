@@ -29,7 +29,7 @@ import numpy as np
 
 from ._theta import tril_index
 
-__all__ = ["CrossProducts", "cross_products"]
+__all__ = ["CrossProducts", "cross_products", "update_pairs", "outer_products"]
 
 
 class CrossProducts(eqx.Module):
@@ -51,7 +51,7 @@ class CrossProducts(eqx.Module):
     c_row: jnp.ndarray  # COO of C = Z1'R: row l * k1 + j,
     c_col: jnp.ndarray  # tail column,
     c_val: jnp.ndarray  # value
-    n: int = eqx.field(static=True)
+    n: jnp.ndarray  # number of observations (sum of weights), a float scalar
     p: int = eqx.field(static=True)
     nlevels: tuple[int, ...] = eqx.field(static=True)  # per term, internal order
     ks: tuple[int, ...] = eqx.field(static=True)  # columns per term, internal order
@@ -92,11 +92,12 @@ def _segment_sums(codes: np.ndarray, values: np.ndarray, nlev: int) -> np.ndarra
     )
 
 
-def _update_entries(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, t: int):
-    """All within-row products of a CSR matrix with sorted columns, lower triangle only.
+def update_pairs(indptr: np.ndarray, cols: np.ndarray, t: int):
+    """All within-row pairs of a CSR matrix with sorted columns, lower triangle only.
 
-    ``vals`` is ``(nnz, k)``: each stored element is a length-``k`` vector. Returns (row,
-    flat index ``a * t + b`` with ``a >= b``, ``outer(v_a, v_b)`` flattened to ``k * k``).
+    Returns (row, flat index ``a * t + b`` with ``a >= b``, k, k2): for every pair of
+    stored elements ``k2 <= k`` in one row, ``a = cols[k]`` and ``b = cols[k2]``, sorted
+    by flat index (the scatter targets of the Schur update).
     """
     nnz = cols.shape[0]
     row_of = np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
@@ -105,9 +106,14 @@ def _update_entries(indptr: np.ndarray, cols: np.ndarray, vals: np.ndarray, t: i
     k = np.repeat(np.arange(nnz), reps)
     within = np.arange(k.shape[0]) - np.repeat(np.cumsum(reps) - reps, reps)
     k2 = indptr[row_of[k]] + within
-    a, b = cols[k], cols[k2]
-    prod = (vals[k][:, :, None] * vals[k2][:, None, :]).reshape(k.shape[0], -1)
-    return row_of[k], a.astype(np.int64) * t + b, prod
+    flat = cols[k].astype(np.int64) * t + cols[k2]
+    perm = np.argsort(flat, kind="stable")
+    return row_of[k][perm], flat[perm], k[perm], k2[perm]
+
+
+def outer_products(vec, k, k2):
+    """``vec[k] (x) vec[k2]`` flattened to ``k1 * k1`` (numpy or JAX arrays)."""
+    return (vec[k][:, :, None] * vec[k2][:, None, :]).reshape(k.shape[0], -1)
 
 
 def cross_products(
@@ -199,8 +205,7 @@ def cross_products(
     perm = np.lexsort((col, lev))
     lev, col, vec = lev[perm], col[perm], vec[perm]
     indptr = np.concatenate([[0], np.cumsum(np.bincount(lev, minlength=q1))])
-    upd_level, upd_flat, upd_prod = _update_entries(indptr, col, vec, t)
-    perm = np.argsort(upd_flat, kind="stable")  # sorted scatter targets
+    upd_level, upd_flat, upd_k, upd_k2 = update_pairs(indptr, col, t)
 
     c_row = (lev[:, None] * k1 + np.arange(k1)[None, :]).ravel()
     c_col = np.repeat(col, k1)
@@ -214,13 +219,13 @@ def cross_products(
         lam_row=jnp.asarray(lam_row),
         lam_col=jnp.asarray(lam_col),
         lam_theta=jnp.asarray(lam_theta),
-        upd_level=jnp.asarray(upd_level[perm]),
-        upd_flat=jnp.asarray(upd_flat[perm]),
-        upd_prod=jnp.asarray(upd_prod[perm]),
+        upd_level=jnp.asarray(upd_level),
+        upd_flat=jnp.asarray(upd_flat),
+        upd_prod=jnp.asarray(outer_products(vec, upd_k, upd_k2)),
         c_row=jnp.asarray(c_row),
         c_col=jnp.asarray(c_col),
         c_val=jnp.asarray(c_val),
-        n=int(n),
+        n=jnp.asarray(float(n)),
         p=int(p),
         nlevels=tuple(nlev),
         ks=tuple(int(k) for k in ks),

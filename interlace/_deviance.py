@@ -35,7 +35,7 @@ from jax.scipy.linalg import solve_triangular
 from ._crossprod import CrossProducts
 from ._theta import tril_index
 
-__all__ = ["cholesky_logdiag", "tail_schur", "profiled_deviance", "estimates"]
+__all__ = ["cholesky_logdiag", "tail_schur", "profiled_deviance", "estimates", "log_likelihood"]
 
 _LOG_2PI = 1.8378770664093453
 
@@ -44,11 +44,18 @@ _LOG_2PI = 1.8378770664093453
 def cholesky_logdiag(S: jnp.ndarray) -> jnp.ndarray:
     """``log(diag(chol(S)))`` for a symmetric positive definite ``S`` given by its lower
     triangle (the strict upper triangle is ignored)."""
-    return jnp.log(jnp.diagonal(lax.linalg.cholesky(S, symmetrize_input=False)))
+    return jnp.log(jnp.diagonal(_cholesky_of_lower(S)))
+
+
+def _cholesky_of_lower(S: jnp.ndarray) -> jnp.ndarray:
+    """``chol(S)`` from ``S``'s lower triangle, differentiable as a symmetric matrix
+    (autodiff of a lower-only input would treat the zero upper triangle as data; this
+    matters for second derivatives, which differentiate through the VJP's residual)."""
+    return lax.linalg.cholesky(S + jnp.tril(S, -1).T, symmetrize_input=True)
 
 
 def _cholesky_logdiag_fwd(S):
-    L = lax.linalg.cholesky(S, symmetrize_input=False)
+    L = _cholesky_of_lower(S)
     return jnp.log(jnp.diagonal(L)), L
 
 
@@ -136,8 +143,7 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
     """
     qt, p, n, t = cp.q_tail, cp.p, cp.n, cp.t
     T1, _, _ = _first_block(theta, cp)
-    S = tail_schur(theta, cp)
-    L = lax.linalg.cholesky(S, symmetrize_input=False)
+    L = _cholesky_of_lower(tail_schur(theta, cp))
     # Tail unknowns x = [u_tail; beta] solve S[:-1,:-1] x = S[:-1,-1]: x = L11^-T l21.
     x = solve_triangular(L[:-1, :-1].T, L[-1, :-1], lower=False)
     # Lambda_t [u_tail; beta]: the tail BLUPs (beta passes through the identity).
@@ -163,3 +169,23 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
         "fe_cov": fe_cov,
         "deviance": profiled_deviance(theta, cp, reml=reml),
     }
+
+
+def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
+                   cp: CrossProducts) -> jnp.ndarray:
+    """Full (not profiled) ML log-likelihood ``log L(beta, theta, sigma)``.
+
+    ``-2 log L = n log(2 pi sigma^2) + log|L_Z|^2 + (r_yy^2 + |L_X'(beta - beta_hat)|^2)
+    / sigma^2`` (JSS 67(1), eqs. 32-33: the penalised residual sum of squares at
+    ``beta`` exceeds its minimum ``r_yy^2`` by a quadratic form in ``L_X``). Its maximum
+    over ``beta`` and ``sigma`` is ``-profiled_deviance(theta, reml=False) / 2``.
+    """
+    qt, p = cp.q_tail, cp.p
+    _, log_d1, _ = _first_block(theta, cp)
+    L = _cholesky_of_lower(tail_schur(theta, cp))
+    logdet_z = log_d1 + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)[:qt]))
+    beta_hat = solve_triangular(L[:-1, :-1].T, L[-1, :-1], lower=False)[qt:]
+    LX = L[qt:qt + p, qt:qt + p]
+    excess = jnp.sum((LX.T @ (beta - beta_hat)) ** 2)
+    pwrss = L[-1, -1] ** 2 + excess
+    return -0.5 * (cp.n * (_LOG_2PI + 2.0 * jnp.log(sigma)) + logdet_z + pwrss / sigma**2)

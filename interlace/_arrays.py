@@ -1,0 +1,133 @@
+"""A model's data as a JAX pytree, and its cross-products as a JAX function of the data.
+
+:func:`cross_products` (numpy) is the fast one-pass builder for fitting. This module
+gives the same :class:`CrossProducts` as a pure JAX function of the row data
+``(weights, X, y, term columns)``, with the index structure (which depends only on the
+level codes) precomputed once. That makes the deviance differentiable in ``y`` and
+``X``, lets ``jax.vmap`` run many responses or many weight vectors (bootstrap
+resamples, case deletions) through one compiled fit, and lets the row sums shard
+across devices.
+
+Row ``i`` touches ``m = sum_{tail} k_r + p + 1`` tail columns (``row_cols[i]``), with
+values ``v_i = [x_{r,i} ..., x_i, y_i]``. Then, with weights ``w``:
+
+* ``A1[l] = sum_{i in l} w_i x1_i x1_i'``;
+* ``R'R = sum_i w_i v_i v_i'`` scattered to ``(row_cols[i, a], row_cols[i, b])``;
+* ``C = Z1'R``: ``sum_i w_i x1_i v_ia`` scattered to the stored ``(level, column)`` pair
+  ``pos[i, a]``; the Schur update products are ``C``'s outer products (``_crossprod``).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._crossprod import CrossProducts, cross_products, outer_products, update_pairs
+
+__all__ = ["ModelArrays", "model_arrays_from", "cross_products_of"]
+
+
+class ModelArrays(eqx.Module):
+    """Row data of a model plus the static index structure of its cross-products.
+
+    Differentiable leaves: ``y`` (n,), ``X`` (n, p), ``term_X`` (per term, internal
+    order, (n, k)), ``weights`` (n,). Replace them with :meth:`replace` (e.g. a
+    response produced by upstream JAX code); the structure stays valid as long as the
+    level codes do not change.
+    """
+
+    y: jnp.ndarray
+    X: jnp.ndarray
+    term_X: tuple
+    weights: jnp.ndarray
+    template: CrossProducts  # index arrays (values of the original data)
+    codes1: jnp.ndarray  # (n,) level of term 1
+    row_cols: jnp.ndarray  # (n, m) tail column of each row value
+    pair_flat: jnp.ndarray  # (n, m(m+1)/2) flat tail index of each within-row pair
+    pos: jnp.ndarray  # (n, m) stored (level, column) pair of C for each row value
+    upd_k: jnp.ndarray  # (entries,) first factor of each Schur update product
+    upd_k2: jnp.ndarray  # (entries,) second factor
+    pair_a: tuple = eqx.field(static=True)  # within-row value pairs (a >= b)
+    pair_b: tuple = eqx.field(static=True)
+    n_stored: int = eqx.field(static=True)  # stored (level, column) pairs of C
+    fe_names: tuple = eqx.field(static=True, default=())  # labels for results
+    theta_names: tuple = eqx.field(static=True, default=())
+
+    def replace(self, **leaves) -> "ModelArrays":
+        """A copy with some of ``y``, ``X``, ``term_X``, ``weights`` replaced."""
+        names = list(leaves)
+        return eqx.tree_at(lambda m: [getattr(m, k) for k in names], self,
+                           [leaves[k] for k in names])
+
+
+def model_arrays_from(codes, nlevels, X, y, term_X, weights=None, fe_names=(),
+                      theta_names=()) -> ModelArrays:
+    """Precompute the structure for ``codes`` and wrap the data (term order as given;
+    stored internally in :class:`CrossProducts`' order)."""
+    n, p = X.shape
+    template = cross_products(codes, nlevels, X, y, term_X)
+    order = template.order
+    codes = [np.asarray(codes[i], dtype=np.int64) for i in order]
+    term_X = [np.asarray(term_X[i], dtype=np.float64).reshape(n, -1) for i in order]
+    nlev, ks, t = template.nlevels, template.ks, template.t
+    qt = template.q_tail
+    cols, offset = [], 0
+    for c, q, k in zip(codes[1:], nlev[1:], ks[1:]):
+        cols.append(offset + c[:, None] * k + np.arange(k)[None, :])
+        offset += q * k
+    cols.append(np.broadcast_to(np.arange(qt, t), (n, p + 1)))
+    row_cols = np.concatenate(cols, axis=1).astype(np.int64)
+    m = row_cols.shape[1]
+    pair_a, pair_b = (np.asarray(v) for v in zip(*[(a, b) for a in range(m)
+                                                    for b in range(a + 1)]))
+    keys = codes[0][:, None] * t + row_cols
+    stored, pos = np.unique(keys.ravel(), return_inverse=True)
+    lev, col = stored // t, stored % t
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(lev, minlength=nlev[0]))])
+    upd_level, upd_flat, upd_k, upd_k2 = update_pairs(indptr, col, t)
+    if not (np.array_equal(upd_flat, np.asarray(template.upd_flat))
+            and np.array_equal(upd_level, np.asarray(template.upd_level))):
+        raise AssertionError("internal: JAX and numpy cross-product layouts differ")
+    w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    return ModelArrays(
+        y=jnp.asarray(y, dtype=jnp.float64),
+        X=jnp.asarray(X, dtype=jnp.float64),
+        term_X=tuple(jnp.asarray(z) for z in term_X),
+        weights=jnp.asarray(w),
+        template=template,
+        codes1=jnp.asarray(codes[0]),
+        row_cols=jnp.asarray(row_cols),
+        pair_flat=jnp.asarray(row_cols[:, pair_a] * t + row_cols[:, pair_b]),
+        pos=jnp.asarray(pos.reshape(n, m)),
+        upd_k=jnp.asarray(upd_k),
+        upd_k2=jnp.asarray(upd_k2),
+        pair_a=tuple(int(a) for a in pair_a),
+        pair_b=tuple(int(b) for b in pair_b),
+        n_stored=int(stored.shape[0]),
+        fe_names=tuple(fe_names),
+        theta_names=tuple(theta_names),
+    )
+
+
+def cross_products_of(ma: ModelArrays) -> CrossProducts:
+    """:class:`CrossProducts` of ``ma``'s current data: pure JAX, so ``grad`` (in ``y``,
+    ``X``, term columns, weights), ``vmap`` and sharding over rows apply."""
+    cp = ma.template
+    t, q1, k1 = cp.t, cp.q1, cp.k1
+    w = ma.weights
+    V = jnp.concatenate([*ma.term_X[1:], ma.X, ma.y[:, None]], axis=1)  # (n, m)
+    x1 = ma.term_X[0]
+    A1 = jax.ops.segment_sum(w[:, None, None] * x1[:, :, None] * x1[:, None, :], ma.codes1,
+                             num_segments=q1)
+    pa, pb = np.asarray(ma.pair_a), np.asarray(ma.pair_b)
+    tail = jax.ops.segment_sum((w[:, None] * V[:, pa] * V[:, pb]).ravel(),
+                               ma.pair_flat.ravel(), num_segments=t * t).reshape(t, t)
+    contrib = w[:, None, None] * V[:, :, None] * x1[:, None, :]  # (n, m, k1)
+    vec = jax.ops.segment_sum(contrib.reshape(-1, k1), ma.pos.ravel(), num_segments=ma.n_stored)
+    return eqx.tree_at(
+        lambda c: (c.A1, c.tail, c.upd_prod, c.c_val, c.n),
+        cp,
+        (A1, tail, outer_products(vec, ma.upd_k, ma.upd_k2), vec.ravel(), jnp.sum(w)),
+    )

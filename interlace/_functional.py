@@ -1,0 +1,183 @@
+"""The public functional layer: pure JAX functions of a model's arrays.
+
+Build a model's arrays once with :func:`model_arrays` (the pandas/formula edge), then
+use plain functions of arrays that compose with ``jax.jit``, ``jax.grad`` and
+``jax.vmap``: the profiled deviance of ``theta``, the full log-likelihood of
+``(beta, theta, sigma)``, the BLUPs, and :func:`fit_arrays`, a fit whose estimates are
+differentiable in the data by the implicit function theorem. ``theta`` is in the
+user's term order with lme4's layout (:mod:`interlace._theta`), as in
+``CrossedLMEResult.theta``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ._arrays import ModelArrays, cross_products_of, model_arrays_from
+from ._design import build_design
+from ._deviance import estimates, log_likelihood, profiled_deviance
+from ._errors import DataError, ModelSpecError
+from ._optimize import minimize_deviance
+from ._theta import theta_names, tril_index
+
+__all__ = ["model_arrays", "deviance", "loglik", "blups", "fit_arrays", "fit_many"]
+
+
+def model_arrays(formula: str, data: pd.DataFrame,
+                 groups: str | Sequence[str] | None = None) -> ModelArrays:
+    """The arrays of a model (a pytree): response, fixed and random-term columns, unit
+    weights and the index structure of its cross-products. Same formula syntax and
+    input checks as :func:`interlace.fit`."""
+    return _arrays_of(build_design(formula, data, groups))
+
+
+def _arrays_of(d) -> ModelArrays:
+    terms = d.terms
+    names = [nm for t in terms for nm in theta_names(t.factor, t.columns)]
+    return model_arrays_from([t.codes for t in terms], [len(t.levels) for t in terms], d.X,
+                             d.y, [t.X for t in terms], fe_names=d.fe_names, theta_names=names)
+
+
+def _blocks(ks):
+    sizes = [k * (k + 1) // 2 for k in ks]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:])]
+
+
+def _user_ks(ma: ModelArrays) -> list[int]:
+    ks = [0] * len(ma.template.order)
+    for pos, user in enumerate(ma.template.order):
+        ks[user] = ma.template.ks[pos]
+    return ks
+
+
+def _to_internal(theta: jnp.ndarray, ma: ModelArrays) -> jnp.ndarray:
+    blocks = _blocks(_user_ks(ma))
+    return theta[np.concatenate([blocks[i] for i in ma.template.order])]
+
+
+def _to_user(theta_int: jnp.ndarray, ma: ModelArrays) -> jnp.ndarray:
+    internal = _blocks(list(ma.template.ks))
+    inverse = np.empty(sum(len(b) for b in internal), dtype=int)
+    user = _blocks(_user_ks(ma))
+    for pos, i in enumerate(ma.template.order):
+        inverse[user[i]] = internal[pos]
+    return theta_int[inverse]
+
+
+def _normalize_signs(theta_int: jnp.ndarray, ma: ModelArrays) -> jnp.ndarray:
+    """Flip columns of each ``T`` to a non-negative diagonal (JAX, differentiable)."""
+    signs, start = [], 0
+    for k in ma.template.ks:
+        rows, cols = tril_index(k)
+        diag = theta_int[start + np.flatnonzero(rows == cols)]  # one per column
+        signs.append(jnp.where(diag[cols] < 0, -1.0, 1.0))
+        start += len(rows)
+    return theta_int * jnp.concatenate(signs)
+
+
+def deviance(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> jnp.ndarray:
+    """Profiled deviance at ``theta`` (lme4's REML criterion or ML deviance)."""
+    return profiled_deviance(_to_internal(theta, model), cross_products_of(model), reml=reml)
+
+
+def loglik(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
+           model: ModelArrays) -> jnp.ndarray:
+    """Full ML log-likelihood of ``(beta, theta, sigma)`` (not profiled)."""
+    return log_likelihood(beta, _to_internal(theta, model), sigma, cross_products_of(model))
+
+
+def blups(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> list[jnp.ndarray]:
+    """BLUPs at ``theta``: one ``(levels, k)`` array per term, in the user's order."""
+    cp = cross_products_of(model)
+    est = estimates(_to_internal(theta, model), cp, reml=reml)
+    internal = [est["b1"]]
+    start = 0
+    for q, k in zip(cp.nlevels[1:], cp.ks[1:]):
+        internal.append(est["b_tail"][start:start + q * k].reshape(q, k))
+        start += q * k
+    out = [None] * len(internal)
+    for pos, i in enumerate(cp.order):
+        out[i] = internal[pos]
+    return out
+
+
+def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | None = None,
+               maxiter: int = 500) -> dict:
+    """Fit by L-BFGS and return ``beta``, ``theta`` (user order, lme4 signs), ``sigma``,
+    ``deviance`` and ``converged``: a pure function of ``model``'s arrays.
+
+    Gradients of the estimates with respect to the data follow the implicit function
+    theorem, not the optimiser's iterations: at the optimum ``grad_theta d = 0``, so
+    ``d theta / d data = -H^-1 d(grad_theta d) / d data``. We return
+    ``theta* - H^-1 grad_theta d(theta*)`` with ``theta*`` and ``H`` held constant: its
+    value is ``theta*`` (plus a negligible Newton correction) and its derivative is
+    exactly the implicit one. ``beta`` and ``sigma`` are then differentiable functions
+    of ``theta`` and the data.
+    """
+    cp = cross_products_of(model)
+    start = (jnp.ones(model.template.theta_offsets[-1]) if theta0 is None
+             else _to_internal(jnp.asarray(theta0), model))
+    opt = minimize_deviance(start, jax.lax.stop_gradient(cp), reml=reml, maxiter=maxiter)
+    theta_star = jax.lax.stop_gradient(opt.theta)
+
+    def grad_theta(th, c):
+        return jax.grad(profiled_deviance)(th, c, reml=reml)
+
+    hessian = jax.lax.stop_gradient(jax.jacrev(grad_theta)(theta_star, cp))
+    theta = theta_star - jnp.linalg.solve(hessian, grad_theta(theta_star, cp))
+    est = estimates(theta, cp, reml=reml)
+    return {
+        "beta": est["beta"],
+        "theta": _to_user(_normalize_signs(theta, model), model),
+        "sigma": jnp.sqrt(est["sigma2"]),
+        "deviance": est["deviance"],
+        "converged": opt.converged,
+    }
+
+
+def fit_many(formula: str, data: pd.DataFrame, responses, groups=None, method: str = "REML",
+             *, batch_size: int = 1000) -> pd.DataFrame:
+    """Fit one model per response column, all sharing ``formula``'s design, with one
+    compiled, vectorised call per batch (``jax.vmap`` of :func:`fit_arrays`).
+
+    ``responses`` is an ``(n, B)`` array or DataFrame whose rows align with ``data``
+    (rows ``data`` drops for missing values are dropped from it too). Returns a
+    DataFrame with one row per response: fixed effects, theta (lme4's names), sigma,
+    deviance and converged.
+    """
+    if method not in ("REML", "ML"):
+        raise ModelSpecError(f"method must be 'REML' or 'ML', got {method!r}.")
+    design = build_design(formula, data, groups)
+    model = _arrays_of(design)
+    frame = responses if isinstance(responses, pd.DataFrame) else pd.DataFrame(
+        np.asarray(responses), index=data.index)
+    if len(frame) != len(data):
+        raise DataError(f"responses has {len(frame)} rows but data has {len(data)}.")
+    frame = frame.set_axis(data.index, axis=0)
+    Y = frame.loc[design.row_index].to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(Y)):
+        raise DataError("responses contain NaN or infinite values in rows the model uses.")
+
+    @jax.jit
+    def batch(Yb):
+        return jax.vmap(lambda y: fit_arrays(model.replace(y=y), reml=method == "REML"))(Yb)
+
+    parts = []
+    for start in range(0, Y.shape[1], batch_size):
+        out = batch(jnp.asarray(Y[:, start:start + batch_size].T))
+        parts.append({key: np.asarray(v) for key, v in out.items()})
+    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    table = pd.DataFrame(out["beta"], columns=list(model.fe_names), index=frame.columns)
+    for j, name in enumerate(model.theta_names):
+        table[name] = out["theta"][:, j]
+    table["sigma"] = out["sigma"]
+    table["deviance"] = out["deviance"]
+    table["converged"] = out["converged"]
+    return table
+
