@@ -1,0 +1,310 @@
+"""Time interlace against lme4 on the same models, in the same run.
+
+Run from the repository root:  python benchmarks/run_benchmarks.py [--repeats N]
+(``make bench`` does this). Writes benchmarks/RESULTS.md and benchmarks/out/*.json.
+
+Per model, each repetition runs, in this order:
+  1. interlace in a fresh process (subprocess: interpreter start + import + data load +
+     compile + fit; wall time measured here, plus the child's own breakdown and peak RSS);
+  2. one compiled interlace fit in this process (after one untimed warm-up fit);
+  3. one lme4 fit in a long-lived Rscript process (benchmarks/lme4_fit.R, after one
+     untimed warm-up fit), timed inside R around lmer() only.
+Tables report medians and the ratio lme4 / interlace (compiled). No timing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from importlib.metadata import version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PAGE_CSV = "tests/data/results_page.csv"
+INSTEVAL_CSV = "tests/data/insteval.csv.gz"
+INSTEVAL_FORMULA = "y ~ service + (1 | s) + (1 | d) + (1 | dept)"
+MODELS = {  # key -> (title, data file, formula, method, default repeats)
+    "page_REML": ("Results page (REML)", PAGE_CSV,
+                  "score ~ hours_studied + prior_gpa + (1 | student_id) + (1 | school_id)",
+                  "REML", 5),
+    "insteval_REML": ("InstEval (REML)", INSTEVAL_CSV, INSTEVAL_FORMULA, "REML", 3),
+    "insteval_ML": ("InstEval (ML)", INSTEVAL_CSV, INSTEVAL_FORMULA, "ML", 3),
+}
+
+# The fresh-process run: everything a user pays for on the first fit of a new session.
+CHILD = """
+import json, resource, sys, time, warnings
+t0 = time.perf_counter()
+import pandas as pd, interlace
+t1 = time.perf_counter()
+path, formula, method = sys.argv[1:4]
+data = pd.read_csv(path, dtype={"s": str, "d": str, "dept": str, "service": str})
+t2 = time.perf_counter()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    r = interlace.fit(formula, data, method=method)
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "load_s": t2 - t1, "fit_s": t3 - t2,
+                  "deviance": r.deviance, "converged": r.converged,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def load(path):
+    import pandas as pd
+    return pd.read_csv(ROOT / path, dtype={"s": str, "d": str, "dept": str, "service": str})
+
+
+def fresh_fit(path, formula, method):
+    t0 = time.perf_counter()
+    # cwd is benchmarks/out, not the repo root, so that the child imports interlace the
+    # same way this process does (installed package or PYTHONPATH), not from ./interlace.
+    out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / path), formula, method],
+                         cwd=HERE / "out", capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(f"fresh-process fit failed:\n{out.stderr[-3000:]}")
+    return {"wall_s": wall, **json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+def compiled_fit(interlace, data, formula, method):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the page model is a singular fit, as in lme4
+        t0, c0 = time.perf_counter(), time.process_time()
+        r = interlace.fit(formula, data, method=method)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"seconds": seconds, "cpu_s": cpu, "deviance": r.deviance, "converged": r.converged,
+            "singular": bool(interlace.isSingular(r)),
+            "n_iterations": r.n_iterations, "n_evaluations": r.n_evaluations}
+
+
+class Lme4:
+    """The long-lived Rscript process of benchmarks/lme4_fit.R."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(["Rscript", str(HERE / "lme4_fit.R")], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        _, self.r_version, self.lme4_version, self.blas = self._line("READY")
+
+    def _line(self, tag):
+        fields = self.proc.stdout.readline().rstrip("\n").split("\t")
+        if fields[0] != tag:
+            raise RuntimeError(f"lme4_fit.R: expected {tag}, got {fields!r}")
+        return fields
+
+    def fit(self, key):
+        self.proc.stdin.write(key + "\n")
+        self.proc.stdin.flush()
+        _, _, sec, cpu, crit, feval, singular, msgs = self._line("RESULT")
+        return {"seconds": float(sec), "cpu_s": float(cpu), "deviance": float(crit),
+                "feval": int(feval), "singular": singular == "1",
+                "convergence_messages": int(msgs)}
+
+    def close(self):
+        self.proc.communicate("QUIT\n")
+
+
+def git(*args):
+    if shutil.which("git") is None:
+        return ""
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+
+def environment(interlace):
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
+                if ln.startswith("model name")), platform.processor())
+    mem_kib = next(int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("MemTotal"))
+    os_name = platform.platform()
+    if Path("/etc/os-release").exists():
+        rel = dict(ln.rstrip().split("=", 1) for ln in open("/etc/os-release") if "=" in ln)
+        os_name = f"{rel.get('PRETTY_NAME', '').strip(chr(34))} ({platform.platform()})"
+    where = Path(interlace.__file__).resolve().parent
+    if where == ROOT / "interlace":  # say which source was measured
+        where = "working tree at " + (git("rev-parse", "--short", "HEAD") or "unknown commit")
+        if git("status", "--porcelain", "--", "interlace"):
+            where += " + uncommitted changes under interlace/"
+    pkgs = {p: version(p) for p in ("jax", "jaxlib", "optax", "numpy", "pandas", "interlace")}
+    return {"cpu": cpu, "cores": os.cpu_count(), "affinity": sorted(os.sched_getaffinity(0)),
+            "ram_gib": round(mem_kib / 2**20, 1), "os": os_name,
+            "python": platform.python_version(), "packages": pkgs, "interlace_from": str(where)}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="repetitions for every model (default: 5 for the page, 3 for InstEval)")
+    ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    ap.add_argument("--no-lme4", action="store_true", help="skip lme4 even if Rscript is found")
+    ap.add_argument("--cpus", type=int, nargs="+", default=None,
+                    help="pin this process and its children (R, fresh processes) to these CPUs")
+    ap.add_argument("--note", default="", help="free text to print in RESULTS.md")
+    ap.add_argument("--render", metavar="JSON", help="only rewrite RESULTS.md from a saved "
+                    "benchmarks/out/timings_*.json (with --note, replacing its note)")
+    args = ap.parse_args()
+    if args.render:
+        raw = json.loads(Path(args.render).read_text())
+        raw["note"] = args.note or raw.get("note", "")
+        raw.setdefault("raw_file", f"benchmarks/out/{Path(args.render).name}")
+        (HERE / "RESULTS.md").write_text(render(raw))
+        return
+    if args.cpus:
+        os.sched_setaffinity(0, args.cpus)
+
+    import interlace
+    started = dt.datetime.now().astimezone()
+    (HERE / "out").mkdir(exist_ok=True)
+    env = environment(interlace)
+    lme4 = None
+    if args.no_lme4:
+        lme4_note = "skipped (--no-lme4)"
+    elif shutil.which("Rscript") is None:
+        lme4_note = "skipped: Rscript is not on PATH"
+    else:
+        lme4 = Lme4()
+        lme4_note = f"{lme4.r_version}, lme4 {lme4.lme4_version}, BLAS {lme4.blas}"
+    print(f"lme4: {lme4_note}", flush=True)
+
+    results = {}
+    for key in args.models:
+        title, path, formula, method, default_reps = MODELS[key]
+        reps = args.repeats or default_reps
+        data = load(path)
+        compiled_fit(interlace, data, formula, method)  # warm-up: compiles this shape
+        if lme4:
+            lme4.fit(key)  # warm-up, so both sides are timed warm
+        runs = {"fresh": [], "compiled": [], "lme4": []}
+        for i in range(reps):
+            runs["fresh"].append(fresh_fit(path, formula, method))
+            runs["compiled"].append(compiled_fit(interlace, data, formula, method))
+            if lme4:
+                runs["lme4"].append(lme4.fit(key))
+            line = " | ".join(f"{k} {v[-1].get('seconds', v[-1].get('wall_s')):.3f}s"
+                              + (f" (cpu {v[-1]['cpu_s']:.3f}s)" if "cpu_s" in v[-1] else "")
+                              for k, v in runs.items() if v)
+            print(f"{title} rep {i + 1}/{reps}: {line}", flush=True)
+        results[key] = summarise(title, formula, method, reps, runs)
+    if lme4:
+        lme4.close()
+
+    command = shlex.join(["python", *sys.argv])
+    if os.environ.get("PYTHONPATH"):
+        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
+    raw = {"date": started.isoformat(timespec="seconds"), "command": command,
+           "python_executable": sys.executable, "environment": env, "lme4": lme4_note,
+           "note": args.note, "results": results}
+    out_dir = HERE / "out"
+    stamp = started.strftime("%Y%m%dT%H%M%S")
+    raw["raw_file"] = f"benchmarks/out/timings_{stamp}.json"
+    for name in (f"timings_{stamp}.json", "timings_latest.json"):
+        (out_dir / name).write_text(json.dumps(raw, indent=2) + "\n")
+    (HERE / "RESULTS.md").write_text(render(raw))
+    print(f"wrote {HERE / 'RESULTS.md'} and {out_dir / f'timings_{stamp}.json'}")
+
+
+def summarise(title, formula, method, reps, runs):
+    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
+    c, f, r = runs["compiled"], runs["fresh"], runs["lme4"]
+    s = {"title": title, "formula": formula, "method": method, "repeats": reps, "runs": runs,
+         "compiled_median_s": med([x["seconds"] for x in c]),
+         "compiled_min_s": min(x["seconds"] for x in c),
+         "compiled_cpu_median_s": med([x["cpu_s"] for x in c]),
+         "lme4_cpu_median_s": med([x["cpu_s"] for x in r]),
+         "fresh_median_s": med([x["wall_s"] for x in f]),
+         "fresh_fit_median_s": med([x["fit_s"] for x in f]),
+         "peak_rss_mib": max(x["peak_rss_mib"] for x in f),
+         "n_evaluations": c[-1]["n_evaluations"], "n_iterations": c[-1]["n_iterations"],
+         "converged": all(x["converged"] for x in c + f), "singular": c[-1]["singular"],
+         "deviance": c[-1]["deviance"], "lme4_median_s": med([x["seconds"] for x in r]),
+         "lme4_min_s": min((x["seconds"] for x in r), default=None)}
+    if r:
+        s.update(lme4_deviance=r[-1]["deviance"], lme4_feval=r[-1]["feval"],
+                 lme4_singular=r[-1]["singular"],
+                 lme4_convergence_messages=max(x["convergence_messages"] for x in r),
+                 ratio=s["lme4_median_s"] / s["compiled_median_s"],
+                 ratio_fresh=s["lme4_median_s"] / s["fresh_median_s"],
+                 deviance_rel_diff=(s["deviance"] - r[-1]["deviance"]) / abs(r[-1]["deviance"]))
+    return s
+
+
+def render(raw):
+    env, pk = raw["environment"], raw["environment"]["packages"]
+    lines = [
+        "# Benchmarks: interlace vs lme4", "",
+        f"Generated by `{raw['command']}` (from the repository root; `make bench` runs this "
+        f"script) on {raw['date']}. Raw timings: `{raw['raw_file']}`.", "",
+        f"- Machine: {env['cpu']}, {env['cores']} cores, {env['ram_gib']} GiB RAM; "
+        f"processes allowed on CPUs {env['affinity']}",
+        f"- OS: {env['os']}",
+        f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in pk.items())
+        + f" (interlace imported from {env['interlace_from']})",
+        f"- lme4: {raw['lme4']}", "",
+        *([f"Note: {raw['note']}", ""] if raw["note"] else []),
+        "Times are wall-clock seconds, medians over the repetitions. *Compiled*: one "
+        "`interlace.fit` call in a process that has already fitted the same shapes once. "
+        "*Fresh process*: a new Python process that imports interlace, reads the CSV, "
+        "compiles and fits (the first fit of a session). *lme4*: `lmer()` with default "
+        "control, timed inside R around the call only. Ratio = lme4 / interlace. CPU time "
+        "(user + system, all threads) shows how much of the machine each side used: XLA "
+        "uses every core it is allowed; R's threads depend on its BLAS (named above; the "
+        "reference BLAS is single-threaded). The "
+        "deviance is lme4's criterion: REMLcrit for REML, deviance for ML.", "",
+        "Alternation: lme4 runs in one long-lived Rscript process (`benchmarks/lme4_fit.R`) "
+        "that fits on request, so each repetition is one fresh-process interlace fit, one "
+        "compiled interlace fit and one lme4 fit, in that order; drift in machine load "
+        "hits both libraries alike. Each side gets one untimed warm-up fit per model first. "
+        "interlace enables no persistent compilation cache, so every fresh process compiles.",
+        "",
+    ]
+    lines += ["## Summary", "", "| model | interlace compiled | interlace fresh process | lme4 "
+              "| lme4 / compiled | lme4 / fresh |", "|---|---|---|---|---|---|"]
+    for s in raw["results"].values():
+        r = (f"{s['lme4_median_s']:.3f} s | {s['ratio']:#.3g}x | {s['ratio_fresh']:#.3g}x"
+             if s.get("ratio") is not None else "n/a | n/a | n/a")
+        lines.append(f"| {s['title']} | {s['compiled_median_s']:.3f} s "
+                     f"| {s['fresh_median_s']:.2f} s | {r} |")
+    lines.append("")
+    for s in raw["results"].values():
+        yn = lambda b: "yes" if b else "no"  # noqa: E731
+        na = f"n/a (lme4 {raw['lme4']})"
+        have = "ratio" in s
+        rows = [
+            ("interlace compiled fit: median (min); CPU time",
+             f"{s['compiled_median_s']:.3f} s ({s['compiled_min_s']:.3f} s); "
+             f"CPU {s['compiled_cpu_median_s']:.3f} s"),
+            ("interlace fresh process: median (of which fit incl. compile); peak RSS",
+             f"{s['fresh_median_s']:.2f} s ({s['fresh_fit_median_s']:.2f} s); "
+             f"{s['peak_rss_mib']:.0f} MiB"),
+            ("lme4 `lmer()`: median (min); CPU time",
+             f"{s['lme4_median_s']:.3f} s ({s['lme4_min_s']:.3f} s); "
+             f"CPU {s['lme4_cpu_median_s']:.3f} s" if have else na),
+            ("ratio lme4 / interlace: compiled; fresh process",
+             f"{s['ratio']:#.3g}x; {s['ratio_fresh']:#.3g}x" if have else na),
+            ("evaluations: interlace value+gradient (L-BFGS iterations); lme4 feval",
+             f"{s['n_evaluations']} ({s['n_iterations']}); {s['lme4_feval'] if have else na}"),
+            ("deviance, interlace", f"{s['deviance']:.10f} (converged: {yn(s['converged'])})"),
+            ("deviance, lme4", f"{s['lme4_deviance']:.10f}" if have else na),
+            ("relative difference (interlace - lme4) / lme4",
+             f"{s['deviance_rel_diff']:+.2e}" if have else na),
+            ("singular fit: interlace; lme4 (lme4 convergence warnings besides singular)",
+             f"{yn(s['singular'])}; " + (f"{yn(s['lme4_singular'])} "
+                                          f"({s['lme4_convergence_messages']})" if have else na)),
+        ]
+        lines += [f"## {s['title']}", "", f"`{s['formula']}`, {s['method']}, "
+                  f"{s['repeats']} repetition(s)", "", "| | |", "|---|---|"]
+        lines += [f"| {a} | {b} |" for a, b in rows] + [""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
