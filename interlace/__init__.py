@@ -33,6 +33,7 @@ from ._functional import (  # noqa: E402
     model_arrays,
 )
 from ._result import CrossedLMEResult  # noqa: E402
+from ._sharding import device_mesh, shard_leading, shard_rows  # noqa: E402
 from ._singular import isSingular  # noqa: E402
 
 __version__ = "0.1.0"
@@ -50,6 +51,9 @@ __all__ = [
     "blups",
     "fit_arrays",
     "fit_many",
+    "device_mesh",
+    "shard_rows",
+    "shard_leading",
     "cross_products",
     "CrossProducts",
     "InterlaceError",
