@@ -191,6 +191,14 @@ def build_design(
                                  *in_data_order(fixed_formula.rhs.required_variables),
                                  *group_cols]))
     missing = [c for c in needed if c not in data.columns]
+    for term, formula_ in zip(terms, term_formulas):
+        absent = [c for c in (*term.columns, *sorted(formula_.required_variables))
+                  if c not in data.columns]
+        if absent:
+            raise MissingColumnError(
+                f"Random term {str(term)!r} names column(s) {absent} that are not in the "
+                f"data. Available columns: {list(data.columns)}."
+            )
     if missing:
         raise MissingColumnError(
             f"Column(s) {missing} named by the model are not in the data. "

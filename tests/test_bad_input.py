@@ -422,3 +422,12 @@ BOOTSTRAP = [
 def test_bootstrap_se_rejects_bad_arguments(page_result, kwargs, pattern):
     with pytest.raises(ModelSpecError, match=pattern):
         page_result.bootstrap_se(seed=0, **kwargs)
+
+
+@pytest.mark.parametrize("formula, pattern", [
+    ("score ~ 1 + (1 + zz | student_id)", r"Random term '\(1 \+ zz \| student_id\)'.*\['zz'\]"),
+    ("score ~ 1 + (1 | student_id/nope)", r"Random term '\(1 \| nope:student_id\)'.*\['nope'\]"),
+])
+def test_random_term_with_missing_column_is_named(page_df, formula, pattern):
+    with pytest.raises(MissingColumnError, match=pattern):
+        interlace.fit(formula, page_df)
