@@ -13,6 +13,7 @@ import jax as _jax
 _jax.config.update("jax_enable_x64", True)
 
 from . import datasets  # noqa: E402
+from ._anova import AnovaTable, anova  # noqa: E402
 from ._crossprod import CrossProducts, cross_products  # noqa: E402
 from ._deviance import profiled_deviance  # noqa: E402
 from ._errors import (  # noqa: E402
@@ -42,6 +43,8 @@ __all__ = [
     "fit",
     "CrossedLMEResult",
     "isSingular",
+    "anova",
+    "AnovaTable",
     "datasets",
     "profiled_deviance",
     "model_arrays",

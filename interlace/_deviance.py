@@ -40,10 +40,49 @@ __all__ = ["cholesky_logdiag", "tail_schur", "profiled_deviance", "estimates", "
 _LOG_2PI = 1.8378770664093453
 
 
-@jax.custom_vjp
+# Matrices up to this size are factorised by unrolled elementwise code: under ``vmap``
+# (thousands of small refits) that vectorises, where LAPACK would loop per matrix.
+_SMALL = 8
+
+
+def unrolled_cholesky(A: jnp.ndarray) -> jnp.ndarray:
+    """Cholesky factor of symmetric ``A`` (``[..., n, n]``, small ``n``), written out
+    element by element (Cholesky-Banachiewicz); plain autodiff applies."""
+    n = A.shape[-1]
+    L = [[None] * n for _ in range(n)]
+    for j in range(n):
+        L[j][j] = jnp.sqrt(A[..., j, j] - sum(L[j][k] ** 2 for k in range(j)))
+        for i in range(j + 1, n):
+            L[i][j] = (A[..., i, j] - sum(L[i][k] * L[j][k] for k in range(j))) / L[j][j]
+    zero = jnp.zeros_like(A[..., 0, 0])
+    return jnp.stack([jnp.stack([L[i][j] if j <= i else zero for j in range(n)], -1)
+                      for i in range(n)], -2)
+
+
+def unrolled_tril_inverse(L: jnp.ndarray) -> jnp.ndarray:
+    """Inverse of a small lower-triangular ``L`` (``[..., n, n]``) by forward substitution."""
+    n = L.shape[-1]
+    X = [[None] * n for _ in range(n)]
+    zero = jnp.zeros_like(L[..., 0, 0])
+    for j in range(n):
+        X[j][j] = 1.0 / L[..., j, j]
+        for i in range(j + 1, n):
+            X[i][j] = -sum(L[..., i, k] * X[k][j] for k in range(j, i)) / L[..., i, i]
+    return jnp.stack([jnp.stack([X[i][j] if j <= i else zero for j in range(n)], -1)
+                      for i in range(n)], -2)
+
+
 def cholesky_logdiag(S: jnp.ndarray) -> jnp.ndarray:
     """``log(diag(chol(S)))`` for a symmetric positive definite ``S`` given by its lower
-    triangle (the strict upper triangle is ignored)."""
+    triangle (the strict upper triangle is ignored). Large ``S``: custom VJP (module
+    docstring); small ``S``: unrolled code and plain autodiff."""
+    if S.shape[-1] <= _SMALL:
+        return jnp.log(jnp.diagonal(_cholesky_of_lower(S), axis1=-2, axis2=-1))
+    return _cholesky_logdiag_large(S)
+
+
+@jax.custom_vjp
+def _cholesky_logdiag_large(S: jnp.ndarray) -> jnp.ndarray:
     return jnp.log(jnp.diagonal(_cholesky_of_lower(S)))
 
 
@@ -51,7 +90,10 @@ def _cholesky_of_lower(S: jnp.ndarray) -> jnp.ndarray:
     """``chol(S)`` from ``S``'s lower triangle, differentiable as a symmetric matrix
     (autodiff of a lower-only input would treat the zero upper triangle as data; this
     matters for second derivatives, which differentiate through the VJP's residual)."""
-    return lax.linalg.cholesky(S + jnp.tril(S, -1).T, symmetrize_input=True)
+    full = jnp.tril(S) + jnp.swapaxes(jnp.tril(S, -1), -1, -2)
+    if S.shape[-1] <= _SMALL:
+        return unrolled_cholesky(full)
+    return lax.linalg.cholesky(full, symmetrize_input=True)
 
 
 def _cholesky_logdiag_fwd(S):
@@ -66,7 +108,7 @@ def _cholesky_logdiag_bwd(L, g):
     return (jnp.tril(G) - 0.5 * jnp.diag(jnp.diagonal(G)),)
 
 
-cholesky_logdiag.defvjp(_cholesky_logdiag_fwd, _cholesky_logdiag_bwd)
+_cholesky_logdiag_large.defvjp(_cholesky_logdiag_fwd, _cholesky_logdiag_bwd)
 
 
 def _first_block(theta: jnp.ndarray, cp: CrossProducts):
@@ -80,9 +122,13 @@ def _first_block(theta: jnp.ndarray, cp: CrossProducts):
     rows, cols = tril_index(k1)
     T1 = jnp.zeros((k1, k1), theta.dtype).at[rows, cols].set(theta[: len(rows)])
     D = jnp.einsum("ji,ljk,km->lim", T1, cp.A1, T1) + jnp.eye(k1)
-    L1 = jnp.linalg.cholesky(D)
+    if k1 <= _SMALL:
+        L1 = unrolled_cholesky(D)
+        M = unrolled_tril_inverse(L1) @ T1.T  # L^-1 T1'
+    else:
+        L1 = jnp.linalg.cholesky(D)
+        M = solve_triangular(L1, jnp.broadcast_to(T1.T, D.shape), lower=True)
     logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L1, axis1=1, axis2=2)))
-    M = solve_triangular(L1, jnp.broadcast_to(T1.T, D.shape), lower=True)  # L^-1 T1'
     return T1, logdet, jnp.einsum("lji,ljk->lik", M, M)
 
 
@@ -189,3 +235,26 @@ def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
     excess = jnp.sum((LX.T @ (beta - beta_hat)) ** 2)
     pwrss = L[-1, -1] ** 2 + excess
     return -0.5 * (cp.n * (_LOG_2PI + 2.0 * jnp.log(sigma)) + logdet_z + pwrss / sigma**2)
+
+
+def deviance_varpar(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts, *,
+                    reml: bool) -> jnp.ndarray:
+    """``-2 log L`` at ``(theta, sigma)`` with ``beta`` profiled out, ``sigma`` not:
+    ``log|L_Z|^2 [+ log|L_X|^2] + nu log(2 pi sigma^2) + r_yy^2 / sigma^2`` (lmerTest's
+    variance-parameter deviance; its minimum over ``sigma`` is :func:`profiled_deviance`)."""
+    qt, p = cp.q_tail, cp.p
+    _, log_d1, _ = _first_block(theta, cp)
+    logdiag = cholesky_logdiag(tail_schur(theta, cp))
+    nu = cp.n - p if reml else cp.n
+    k = qt + p if reml else qt
+    logdet = log_d1 + 2.0 * jnp.sum(logdiag[:k])
+    return logdet + nu * (_LOG_2PI + 2.0 * jnp.log(sigma)) + jnp.exp(2.0 * logdiag[-1]) / sigma**2
+
+
+def vcov_beta(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
+    """``sigma^2 (L_X L_X')^-1``: the covariance of ``beta_hat`` at ``(theta, sigma)``."""
+    qt, p = cp.q_tail, cp.p
+    L = _cholesky_of_lower(tail_schur(theta, cp))
+    LX = L[qt:qt + p, qt:qt + p]
+    LXinv = solve_triangular(LX, jnp.eye(p, dtype=LX.dtype), lower=True)
+    return sigma**2 * (LXinv.T @ LXinv)

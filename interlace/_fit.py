@@ -24,7 +24,7 @@ from ._singular import SINGULAR_MESSAGE, theta_is_singular
 from ._start import moment_start
 from ._theta import diagonal_mask, normalize_signs, theta_names, tril_index, unpack_T
 
-__all__ = ["fit"]
+__all__ = ["fit", "fit_design"]
 
 
 def fit(
@@ -64,8 +64,15 @@ def fit(
     """
     if method not in ("REML", "ML"):
         raise ModelSpecError(f"method must be 'REML' or 'ML', got {method!r}.")
+    return fit_design(build_design(formula, data, groups), method, maxiter=maxiter,
+                      stacklevel=3)
+
+
+def fit_design(design: Design, method: str, *, maxiter: int = 500,
+               stacklevel: int = 2) -> CrossedLMEResult:
+    """Fit the model of an already built :class:`Design` (e.g. to refit by ML)."""
     reml = method == "REML"
-    design = build_design(formula, data, groups)
+    formula = design.formula
     terms = design.terms
     ks = [t.k for t in terms]
     cp = cross_products([t.codes for t in terms], [len(t.levels) for t in terms],
@@ -116,10 +123,10 @@ def fit(
             f"= {float(np.max(np.abs(np.asarray(opt.grad)))):.3g}); estimates may be unreliable. "
             "Try rescaling predictors or raising maxiter.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=stacklevel,
         )
     if singular:
-        warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=2)
+        warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=stacklevel)
     return result
 
 

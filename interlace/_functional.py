@@ -108,7 +108,7 @@ def blups(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> list[
 
 
 def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | None = None,
-               maxiter: int = 500) -> dict:
+               maxiter: int = 500, implicit: bool = True, precond=None) -> dict:
     """Fit by L-BFGS and return ``beta``, ``theta`` (user order, lme4 signs), ``sigma``,
     ``deviance`` and ``converged``: a pure function of ``model``'s arrays.
 
@@ -118,19 +118,22 @@ def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | N
     ``theta* - H^-1 grad_theta d(theta*)`` with ``theta*`` and ``H`` held constant: its
     value is ``theta*`` (plus a negligible Newton correction) and its derivative is
     exactly the implicit one. ``beta`` and ``sigma`` are then differentiable functions
-    of ``theta`` and the data.
+    of ``theta`` and the data. ``implicit=False`` skips that step (no Hessian): use it
+    for refits that need values only, such as bootstrap replicates. ``precond`` (in the
+    internal term order) rescales the search, see :func:`minimize_deviance`.
     """
     cp = cross_products_of(model)
     start = (jnp.ones(model.template.theta_offsets[-1]) if theta0 is None
              else _to_internal(jnp.asarray(theta0), model))
-    opt = minimize_deviance(start, jax.lax.stop_gradient(cp), reml=reml, maxiter=maxiter)
-    theta_star = jax.lax.stop_gradient(opt.theta)
+    opt = minimize_deviance(start, jax.lax.stop_gradient(cp), reml=reml, maxiter=maxiter,
+                            precond=precond)
+    theta = theta_star = jax.lax.stop_gradient(opt.theta)
+    if implicit:
+        def grad_theta(th, c):
+            return jax.grad(profiled_deviance)(th, c, reml=reml)
 
-    def grad_theta(th, c):
-        return jax.grad(profiled_deviance)(th, c, reml=reml)
-
-    hessian = jax.lax.stop_gradient(jax.jacrev(grad_theta)(theta_star, cp))
-    theta = theta_star - jnp.linalg.solve(hessian, grad_theta(theta_star, cp))
+        hessian = jax.lax.stop_gradient(jax.jacrev(grad_theta)(theta_star, cp))
+        theta = theta_star - jnp.linalg.solve(hessian, grad_theta(theta_star, cp))
     est = estimates(theta, cp, reml=reml)
     return {
         "beta": est["beta"],

@@ -2,8 +2,9 @@
 
 The whole loop runs inside ``jax.jit`` as a ``lax.while_loop``: ``jax.value_and_grad``
 of the deviance feeds ``optax.lbfgs`` with its zoom line search (strong Wolfe). ``theta``
-is unconstrained during the search; the deviance is even in each ``theta_j`` so the sign
-is fixed afterwards (``|theta|``), as MixedModels.jl does. A boundary optimum
+is unconstrained during the search; the deviance does not change when a column of a
+relative covariance factor changes sign, so signs are fixed afterwards, as
+MixedModels.jl does. A boundary optimum
 (``theta_j = 0``, a singular fit) is an ordinary stationary point of that even function.
 
 Stopping rule: the gradient is small (``max |g| <= gtol * (1 + |d|)``), or the deviance
@@ -29,7 +30,7 @@ __all__ = ["OptimResult", "minimize_deviance"]
 
 
 class OptimResult(NamedTuple):
-    theta: jnp.ndarray  # (k,) non-negative, internal factor order
+    theta: jnp.ndarray  # (k,) internal term order; column signs not yet normalised
     deviance: jnp.ndarray  # scalar
     grad: jnp.ndarray  # (k,) at theta
     iterations: jnp.ndarray  # int
@@ -47,11 +48,21 @@ def minimize_deviance(
     gtol: float = 1e-10,
     ftol: float = 1e-15,
     patience: int = 3,
+    precond: jnp.ndarray | None = None,
 ) -> OptimResult:
-    """L-BFGS minimisation of :func:`profiled_deviance` from ``theta0`` (one jit call)."""
+    """L-BFGS minimisation of :func:`profiled_deviance` from ``theta0`` (one jit call).
 
-    def fun(theta):
-        return profiled_deviance(theta, cp, reml=reml)
+    ``precond`` (``P``, k x k) optimises over ``phi`` with ``theta = theta0 + P phi``;
+    ``P = chol(H)^-T`` from a Hessian ``H`` near the optimum makes the problem
+    well-scaled, so that the first L-BFGS steps need no long line searches (used for
+    batches of refits near a known fit). The returned ``theta`` and ``grad`` are raw:
+    signs of the factors' columns are fixed by the callers (``_theta.normalize_signs``).
+    """
+    P = jnp.eye(theta0.shape[0], dtype=theta0.dtype) if precond is None else precond
+    origin = theta0
+
+    def fun(phi):
+        return profiled_deviance(origin + P @ phi, cp, reml=reml)
 
     solver = optax.lbfgs(
         linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=30, initial_guess_strategy="one")
@@ -78,13 +89,16 @@ def minimize_deviance(
         nev = nev + otu.tree_get(state, "num_linesearch_steps")
         return theta_new, state, it + 1, stall, f_new, nev, done
 
-    state0 = solver.init(theta0)
+    phi0 = jnp.zeros_like(theta0)
+    state0 = solver.init(phi0)
     zero = jnp.asarray(0)
-    carry0 = (theta0, state0, zero, zero, jnp.asarray(jnp.inf), zero, jnp.asarray(False))
-    theta, _, it, stall, _, evaluations, _ = jax.lax.while_loop(cond, body, carry0)
-    value, grad = jax.value_and_grad(fun)(theta)
+    carry0 = (phi0, state0, zero, zero, jnp.asarray(jnp.inf), zero, jnp.asarray(False))
+    phi, _, it, stall, _, evaluations, _ = jax.lax.while_loop(cond, body, carry0)
+    theta = origin + P @ phi
+    value, grad = jax.value_and_grad(lambda th: profiled_deviance(th, cp, reml=reml))(theta)
+    scaled = P.T @ grad  # the gradient the stopping rule saw
     converged = jnp.isfinite(value) & (
-        small_grad(value, grad)
-        | ((stall >= patience) & (jnp.max(jnp.abs(grad)) <= 1e3 * gtol * (1.0 + jnp.abs(value))))
+        small_grad(value, scaled)
+        | ((stall >= patience) & (jnp.max(jnp.abs(scaled)) <= 1e3 * gtol * (1.0 + jnp.abs(value))))
     )
-    return OptimResult(jnp.abs(theta), value, grad * jnp.sign(theta), it, evaluations, converged)
+    return OptimResult(theta, value, grad, it, evaluations, converged)

@@ -192,6 +192,66 @@ class CrossedLMEResult:
         reps = chunked_replicates(seed, self.design.y, codes, n_levels, stat, int(n_bootstrap))
         return float(np.std(reps, ddof=1))
 
+    # --- inference tables ------------------------------------------------------------------
+    def coef_table(self, ddf: str = "normal") -> pd.DataFrame:
+        """Fixed-effect table. ``ddf="normal"``: z-tests (the page's p-values);
+        ``ddf="satterthwaite"``: t-tests with Satterthwaite degrees of freedom
+        (lmerTest's default), from the autodiff Hessian of the deviance."""
+        if ddf == "normal":
+            return pd.DataFrame({"Estimate": self.fe_params, "Std. Error": self.fe_bse,
+                                 "z value": self.fe_zvalues, "Pr(>|z|)": self.fe_pvalues})
+        if ddf == "satterthwaite":
+            from ._satterthwaite import satterthwaite
+
+            return satterthwaite(self)
+        raise ModelSpecError(f"ddf must be 'normal' or 'satterthwaite', got {ddf!r}.")
+
+    def confint(self, method: str = "wald", level: float = 0.95, n_bootstrap: int = 1000,
+                seed: int | None = None) -> pd.DataFrame:
+        """Intervals for ``sd_*``/``cor_*``/``sigma`` and the fixed effects (lme4's
+        ``confint(oldNames = FALSE)`` rows). ``wald``: fixed effects only (NaN for the
+        variance parameters, as lme4); ``bootstrap``: percentile intervals of a
+        parametric bootstrap. Profile-likelihood intervals are not implemented yet."""
+        from ._simulate import sdcor_names, sdcor_values
+
+        names = sdcor_names(self.design.terms)
+        if method == "wald":
+            wald = self.conf_int(level)
+            top = pd.DataFrame(np.nan, index=names, columns=wald.columns)
+            return pd.concat([top, wald])
+        if method == "bootstrap":
+            boot = self.parametric_bootstrap(n_bootstrap, seed)
+            ci = boot.conf_int("percentile", level)
+            return ci.loc[names + list(self.fe_params.index)]
+        if method == "profile":
+            raise ModelSpecError(
+                "Profile-likelihood intervals are not implemented yet; use "
+                "method='bootstrap' (parametric bootstrap percentiles) or 'wald'."
+            )
+        raise ModelSpecError(f"method must be 'wald', 'bootstrap' or 'profile', got {method!r}.")
+
+    # --- simulation and parametric bootstrap -------------------------------------------
+    def simulate(self, n: int = 1, seed: int | None = None) -> pd.DataFrame:
+        """``n`` responses drawn from the fitted model with new random effects and
+        residuals (lme4's ``simulate(fit)``); columns ``sim_1 ... sim_n``."""
+        from ._simulate import _key, simulate_responses
+
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ModelSpecError("n must be a positive integer.")
+        Y = np.asarray(simulate_responses(self, int(n), _key(seed)))
+        return pd.DataFrame(Y.T, index=self.design.row_index,
+                            columns=[f"sim_{i + 1}" for i in range(n)])
+
+    def parametric_bootstrap(self, n_bootstrap: int = 1000, seed: int | None = None,
+                             statistic: Callable | None = None):
+        """Refit the model to ``n_bootstrap`` simulated responses in one vectorised,
+        compiled call (lme4's ``bootMer(type = "parametric")``); returns a
+        :class:`~interlace._simulate.BootstrapResult` with the replicates, ``se()`` and
+        ``conf_int(method="percentile"|"basic")``."""
+        from ._simulate import parametric_bootstrap
+
+        return parametric_bootstrap(self, n_bootstrap, seed, statistic)
+
     # --- text -------------------------------------------------------------------------
     def __repr__(self) -> str:
         groups = ", ".join(f"{k}: {v}" for k, v in self.ngroups.items())

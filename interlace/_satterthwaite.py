@@ -1,0 +1,54 @@
+"""Satterthwaite degrees of freedom for fixed effects (lmerTest's method).
+
+For a contrast ``l`` (here each coefficient), with variance parameters
+``psi = (theta, sigma)`` and ``v(psi) = l' C(psi) l``, ``C = sigma^2 (L_X L_X')^-1``:
+
+    df = 2 v^2 / (g' A g),   g = dv / dpsi,   A = 2 H^-1,
+
+where ``H`` is the Hessian of the (REML or ML) deviance in ``psi`` (Kuznetsova,
+Brockhoff & Christensen 2017, JSS 82(13), eqs. 6-8). lmerTest differentiates
+numerically; here ``g`` and ``H`` come from autodiff.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from scipy import stats as _st
+
+from ._deviance import deviance_varpar, vcov_beta
+
+__all__ = ["satterthwaite"]
+
+
+def satterthwaite(result) -> pd.DataFrame:
+    """Estimate, Std. Error, df, t value and Pr(>|t|) per fixed effect (lmerTest's
+    ``summary`` table) for a fitted :class:`CrossedLMEResult`."""
+    from ._functional import _arrays_of, _to_internal
+
+    model = _arrays_of(result.design)
+    cp = model.template
+    reml = result.method == "REML"
+    psi = jnp.concatenate([jnp.asarray(result.theta.to_numpy()),
+                           jnp.asarray([np.sqrt(result.scale)])])
+
+    def deviance(v):
+        return deviance_varpar(_to_internal(v[:-1], model), v[-1], cp, reml=reml)
+
+    def cov(v):
+        return vcov_beta(_to_internal(v[:-1], model), v[-1], cp)
+
+    H = jax.jacrev(jax.grad(deviance))(psi)
+    A = 2.0 * jnp.linalg.pinv(0.5 * (H + H.T))
+    C = cov(psi)
+    J = jax.jacrev(lambda v: jnp.diagonal(cov(v)))(psi)  # (p, len(psi))
+    var = jnp.diagonal(C)
+    df = np.asarray(2.0 * var**2 / jnp.einsum("ij,jk,ik->i", J, A, J))
+    beta = result.fe_params.to_numpy()
+    se = np.sqrt(np.asarray(var))
+    t = beta / se
+    return pd.DataFrame({"Estimate": beta, "Std. Error": se, "df": df, "t value": t,
+                         "Pr(>|t|)": 2.0 * _st.t.sf(np.abs(t), df)},
+                        index=result.fe_params.index)
