@@ -12,6 +12,27 @@ import jax as _jax
 # log-determinants of large systems lose too much in float32.
 _jax.config.update("jax_enable_x64", True)
 
+
+def _enable_compilation_cache() -> None:
+    """Reuse compiled fits across processes: JAX's persistent compilation cache in
+    ``$XDG_CACHE_HOME/interlace/jax`` (default ``~/.cache``), unless the user configured
+    one already or set ``INTERLACE_NO_COMPILATION_CACHE=1``."""
+    import os
+
+    if os.environ.get("INTERLACE_NO_COMPILATION_CACHE") or _jax.config.jax_compilation_cache_dir:
+        return
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "interlace", "jax")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:  # read-only home: run without the cache
+        return
+    _jax.config.update("jax_compilation_cache_dir", path)
+    _jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
+_enable_compilation_cache()
+
 from . import datasets  # noqa: E402
 from ._anova import AnovaTable, anova  # noqa: E402
 from ._crossprod import CrossProducts, cross_products  # noqa: E402
