@@ -34,6 +34,7 @@ def fit(
     method: str = "REML",
     *,
     maxiter: int = 500,
+    verbose: bool = False,
 ) -> CrossedLMEResult:
     """Fit a linear mixed model with crossed (or nested) random effects.
 
@@ -55,6 +56,8 @@ def fit(
         fixed effects).
     maxiter
         Most L-BFGS iterations; a fit that stops there has ``converged=False``.
+    verbose
+        Print each iteration's deviance as the optimizer runs (for long fits).
 
     Returns
     -------
@@ -65,11 +68,11 @@ def fit(
     if method not in ("REML", "ML"):
         raise ModelSpecError(f"method must be 'REML' or 'ML', got {method!r}.")
     return fit_design(build_design(formula, data, groups), method, maxiter=maxiter,
-                      stacklevel=3)
+                      stacklevel=3, verbose=verbose)
 
 
-def fit_design(design: Design, method: str, *, maxiter: int = 500,
-               stacklevel: int = 2) -> CrossedLMEResult:
+def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: int = 2,
+               verbose: bool = False) -> CrossedLMEResult:
     """Fit the model of an already built :class:`Design` (e.g. to refit by ML)."""
     reml = method == "REML"
     formula = design.formula
@@ -79,7 +82,11 @@ def fit_design(design: Design, method: str, *, maxiter: int = 500,
                         design.X, design.y, [t.X for t in terms])
 
     theta0 = _to_internal(_start_values(design), ks, cp.order)
-    opt = minimize_deviance(jnp.asarray(theta0), cp, reml=reml, maxiter=int(maxiter))
+    if verbose:
+        print(f"interlace: {design.nobs} rows, {cp.t} tail columns, {len(theta0)} theta; "
+              f"fitting by {method}")
+    opt = minimize_deviance(jnp.asarray(theta0), cp, reml=reml, maxiter=int(maxiter),
+                            verbose=bool(verbose))
     est = estimates(opt.theta, cp, reml=reml)
 
     raw = _to_user(np.asarray(opt.theta), ks, cp.order)

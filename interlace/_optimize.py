@@ -38,7 +38,7 @@ class OptimResult(NamedTuple):
     converged: jnp.ndarray  # bool
 
 
-@partial(jax.jit, static_argnames=("reml", "maxiter", "patience"))
+@partial(jax.jit, static_argnames=("reml", "maxiter", "patience", "verbose"))
 def minimize_deviance(
     theta0: jnp.ndarray,
     cp: CrossProducts,
@@ -49,6 +49,7 @@ def minimize_deviance(
     ftol: float = 1e-15,
     patience: int = 3,
     precond: jnp.ndarray | None = None,
+    verbose: bool = False,
 ) -> OptimResult:
     """L-BFGS minimisation of :func:`profiled_deviance` from ``theta0`` (one jit call).
 
@@ -57,6 +58,7 @@ def minimize_deviance(
     well-scaled, so that the first L-BFGS steps need no long line searches (used for
     batches of refits near a known fit). The returned ``theta`` and ``grad`` are raw:
     signs of the factors' columns are fixed by the callers (``_theta.normalize_signs``).
+    ``verbose`` prints each iteration's deviance while the compiled loop runs.
     """
     P = jnp.eye(theta0.shape[0], dtype=theta0.dtype) if precond is None else precond
     origin = theta0
@@ -87,6 +89,9 @@ def minimize_deviance(
         stall = jnp.where(rel <= ftol, stall + 1, 0)
         done = small_grad(f_new, g_new) | ~jnp.isfinite(f_new)
         nev = nev + otu.tree_get(state, "num_linesearch_steps")
+        if verbose:  # printed from inside the compiled loop as it runs
+            jax.debug.print("iteration {i:4d}  deviance {f:.10g}  max|grad| {g:.3g}",
+                            i=it + 1, f=f_new, g=jnp.max(jnp.abs(g_new)), ordered=True)
         return theta_new, state, it + 1, stall, f_new, nev, done
 
     phi0 = jnp.zeros_like(theta0)

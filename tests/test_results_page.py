@@ -191,3 +191,16 @@ def test_cluster_se_exceeds_observation_se(page_result):
     cluster = page_result.bootstrap_se("median", 20_000, resample_level="group", seed=1)
     obs = page_result.bootstrap_se("median", 20_000, resample_level="observation", seed=1)
     assert cluster > 1.15 * obs
+
+
+def test_verbose_fit_reports_iterations(page_df, capfd):
+    import warnings as _w
+
+    with _w.catch_warnings():
+        _w.simplefilter("ignore")
+        res = interlace.fit("score ~ hours_studied + prior_gpa", data=page_df,
+                            groups=PAGE_GROUPS, verbose=True)
+    out = capfd.readouterr().out
+    assert "fitting by REML" in out
+    assert out.count("iteration") == res.n_iterations
+    assert f"{res.deviance:.6g}"[:6] in out
