@@ -211,7 +211,8 @@ class CrossedLMEResult:
         """Intervals for ``sd_*``/``cor_*``/``sigma`` and the fixed effects (lme4's
         ``confint(oldNames = FALSE)`` rows). ``wald``: fixed effects only (NaN for the
         variance parameters, as lme4); ``bootstrap``: percentile intervals of a
-        parametric bootstrap. Profile-likelihood intervals are not implemented yet."""
+        parametric bootstrap; ``profile``: profile-likelihood intervals of the ML
+        deviance, as lme4 computes them (also for REML fits)."""
         from ._simulate import sdcor_names, sdcor_values
 
         names = sdcor_names(self.design.terms)
@@ -224,10 +225,9 @@ class CrossedLMEResult:
             ci = boot.conf_int("percentile", level)
             return ci.loc[names + list(self.fe_params.index)]
         if method == "profile":
-            raise ModelSpecError(
-                "Profile-likelihood intervals are not implemented yet; use "
-                "method='bootstrap' (parametric bootstrap percentiles) or 'wald'."
-            )
+            from ._profile import profile_confint
+
+            return profile_confint(self, level)
         raise ModelSpecError(f"method must be 'wald', 'bootstrap' or 'profile', got {method!r}.")
 
     # --- simulation and parametric bootstrap -------------------------------------------

@@ -1,0 +1,182 @@
+"""Profile-likelihood confidence intervals (lme4's ``confint(fit, method = "profile")``).
+
+As lme4 does, the profile is of the ML deviance, also for REML fits (the model is
+refitted by ML first). For a parameter ``psi_i`` (a standard deviation, a correlation,
+``sigma`` or a fixed effect) the profiled deviance ``d_i(v)`` minimises the deviance
+over all other parameters with ``psi_i = v``; the interval is where the signed root
+``zeta(v) = sign(v - psi_hat) sqrt(d_i(v) - d_min)`` lies within the normal quantiles
+(Bates et al. 2015, sec. 5.1.2). We find the two roots with Brent's method instead of
+interpolating a spline through a grid, so the ends are exact to the root tolerance.
+
+Variance parameters are optimised as ``(log sd, atanh cor, log sigma)`` with ``beta``
+profiled out analytically (:func:`deviance_varpar`); a fixed effect ``beta_j = v`` is
+the ML fit of the model with offset ``v x_j`` and without column ``j``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+from scipy import optimize as _opt
+from scipy import stats as _st
+
+from ._deviance import deviance_varpar, unrolled_cholesky
+from ._theta import tril_index
+
+__all__ = ["profile_confint"]
+
+
+def _theta_from_sdcor(z: jnp.ndarray, ks: list[int]) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``theta`` (user layout) and ``sigma`` from ``z`` = per term, in lme4's sd/cor order
+    (lower triangle column-major: log sd on the diagonal, atanh cor below), then log sigma."""
+    sigma = jnp.exp(z[-1])
+    parts, start = [], 0
+    for k in ks:
+        rows, cols = tril_index(k)
+        seg = z[start:start + len(rows)]
+        start += len(rows)
+        sd = jnp.exp(jnp.stack([seg[n] for n, (r, c) in enumerate(zip(rows, cols)) if r == c]))
+        R = jnp.eye(k)
+        for n, (r, c) in enumerate(zip(rows, cols)):
+            if r != c:
+                R = R.at[r, c].set(jnp.tanh(seg[n])).at[c, r].set(jnp.tanh(seg[n]))
+        T = unrolled_cholesky(R * sd[:, None] * sd[None, :]) / sigma
+        parts.append(T[rows, cols])
+    return jnp.concatenate(parts), sigma
+
+
+def _minimize(f, x0, maxiter=300):
+    """Unconstrained L-BFGS (optax, zoom line search) of a scalar JAX function."""
+    solver = optax.lbfgs()
+    vg = optax.value_and_grad_from_state(f)
+
+    def body(carry):
+        x, state, i = carry
+        v, g = vg(x, state=state)
+        u, state = solver.update(g, state, x, value=v, grad=g, value_fn=f)
+        return optax.apply_updates(x, u), state, i + 1
+
+    def cond(carry):
+        _, state, i = carry
+        g = optax.tree_utils.tree_get(state, "grad")
+        return (i == 0) | ((i < maxiter) & (jnp.max(jnp.abs(g)) > 1e-9 * (1 + jnp.abs(
+            optax.tree_utils.tree_get(state, "value")))))
+
+    x, _, _ = jax.lax.while_loop(cond, body, (x0, solver.init(x0), 0))
+    return x, f(x)
+
+
+def profile_confint(result, level: float = 0.95) -> pd.DataFrame:
+    """Profile intervals for ``sd_*``, ``cor_*``, ``sigma`` and the fixed effects."""
+    from ._fit import fit_design
+    from ._functional import _arrays_of, _to_internal
+    from ._simulate import sdcor_names, sdcor_values
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ml = result if result.method == "ML" else fit_design(result.design, "ML")
+    d = ml.design
+    ks = [t.k for t in d.terms]
+    model = _arrays_of(d)
+    cp = model.template
+    d_min = ml.deviance
+    zq = float(_st.norm.ppf(0.5 + level / 2))
+
+    def dev_z(z):
+        theta, sigma = _theta_from_sdcor(z, ks)
+        return deviance_varpar(_to_internal(theta, model), sigma, cp, reml=False)
+
+    sdcor = sdcor_values(ml.theta.to_numpy()[None], np.array([np.sqrt(ml.scale)]), d.terms)[0]
+    names = sdcor_names(d.terms)
+    is_sd = np.array([nm.startswith("sd_") for nm in names[:-1]] + [True])
+    with np.errstate(divide="ignore"):
+        z_hat = np.where(is_sd, np.log(np.maximum(sdcor, 1e-8)),
+                         np.arctanh(np.clip(sdcor, -1 + 1e-8, 1 - 1e-8)))
+    nz = z_hat.shape[0]
+
+    @jax.jit
+    def profile_var(i, value, start):
+        """min over the other z with z_i = value (i traced: one compile for all)."""
+        mask = jnp.arange(nz) == i
+
+        def f(free):
+            return dev_z(jnp.where(mask, value, free))
+
+        free, val = _minimize(f, start)
+        return jnp.where(mask, value, free), val
+
+    rows = {}
+    for i, name in enumerate(names):
+        start = jnp.asarray(z_hat)
+
+        def zeta(v, i=i, name=name):
+            z = np.log(v) if is_sd[i] else np.arctanh(v)
+            _, val = profile_var(i, z, start)
+            return np.sign(v - sdcor[i]) * np.sqrt(max(float(val) - d_min, 0.0))
+
+        lo_bound, hi_bound = (0.0, np.inf) if is_sd[i] else (-1.0, 1.0)
+        rows[name] = (_root(zeta, sdcor[i], -zq, lo_bound), _root(zeta, sdcor[i], zq, hi_bound))
+
+    for j, name in enumerate(ml.fe_params.index):
+        rows[name] = _fixed_effect_interval(ml, j, zq, d_min)
+    return pd.DataFrame(rows, index=[f"{100 * (0.5 - level / 2):g} %",
+                                     f"{100 * (0.5 + level / 2):g} %"]).T
+
+
+def _root(zeta, est: float, target: float, bound: float) -> float:
+    """Where ``zeta(v) = target`` moving from ``est`` towards ``bound``; the bound itself
+    (0 for an sd, +-1 for a correlation) if ``zeta`` never gets there."""
+    direction = np.sign(target)
+    step = 0.1 * max(abs(est), 1e-3)
+    lo = est
+    for _ in range(60):
+        hi = lo + direction * step
+        if np.isfinite(bound) and (hi - bound) * direction >= 0:
+            hi = bound - direction * 1e-9 * max(1.0, abs(bound))
+            if (zeta(hi) - target) * direction < 0:
+                return float(bound)
+            break
+        if (zeta(hi) - target) * direction >= 0:
+            break
+        lo, step = hi, step * 2
+    return float(_opt.brentq(lambda v: zeta(v) - target, min(lo, hi), max(lo, hi),
+                             xtol=1e-10 * max(1.0, abs(est)), rtol=1e-12))
+
+
+def _fixed_effect_interval(ml, j: int, zq: float, d_min: float) -> tuple[float, float]:
+    """ML fit with ``beta_j`` fixed: offset ``v x_j``, column ``j`` dropped."""
+    from ._arrays import cross_products_of, model_arrays_from
+    from ._functional import _to_internal
+    from ._optimize import minimize_deviance
+
+    d = ml.design
+    X = np.delete(d.X, j, axis=1)
+    xj = d.X[:, j]
+    if X.shape[1] == 0:
+        X = np.zeros((d.nobs, 0))
+    terms = d.terms
+    model = model_arrays_from([t.codes for t in terms], [len(t.levels) for t in terms], X,
+                              d.y, [t.X for t in terms])
+    start = _to_internal(jnp.asarray(ml.theta.to_numpy()), model)
+    y = jnp.asarray(d.y)
+    x = jnp.asarray(xj)
+
+    @jax.jit
+    def dev(v):
+        cp = cross_products_of(model.replace(y=y - v * x))
+        return minimize_deviance(start, cp, reml=False).deviance
+
+    est = float(ml.fe_params.iloc[j])
+
+    def zeta(v):
+        return np.sign(v - est) * np.sqrt(max(float(dev(v)) - d_min, 0.0))
+
+    se = float(ml.fe_bse.iloc[j])
+    lo = _opt.brentq(lambda v: zeta(v) + zq, est - 3 * zq * se, est, xtol=1e-10, rtol=1e-12)
+    hi = _opt.brentq(lambda v: zeta(v) - zq, est, est + 3 * zq * se, xtol=1e-10, rtol=1e-12)
+    return float(lo), float(hi)
