@@ -157,7 +157,6 @@ def build_design(
         raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
     parsed: ParsedFormula = parse_formula(formula)
     terms = list(parsed.random) + _as_terms(groups)
-    names = [t.name for t in terms]
     keys = [(t.name, t.lhs.replace(" ", "")) for t in terms]
     dupes = sorted({str(t) for t, key in zip(terms, keys) if keys.count(key) > 1})
     if dupes:

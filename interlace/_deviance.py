@@ -2,7 +2,8 @@
 
 Notation of Bates, Maechler, Bolker & Walker (2015), JSS 67(1), eqs. (18)-(34): with
 ``Lambda(theta)`` block diagonal (``I_{q_r} (x) T_r`` per term, ``T_r`` lower
-triangular; ``T_r = theta_r`` for an intercept), the penalised system ``[Lambda'Z'Z Lambda + I, Lambda'Z'X, Lambda'Z'y; ...; y'y]`` has the
+triangular; ``T_r = theta_r`` for an intercept), the penalised system
+``[Lambda'Z'Z Lambda + I, Lambda'Z'X, Lambda'Z'y; ...; y'y]`` has the
 Cholesky factor ``[L_Z; R_ZX' L_X; r_Zy' r_Xy' r_yy]`` and
 
     ML:   d(theta) = log|L_Z|^2 + n (1 + log(2 pi r_yy^2 / n))

@@ -67,7 +67,8 @@ def minimize_deviance(
         return profiled_deviance(origin + P @ phi, cp, reml=reml)
 
     solver = optax.lbfgs(
-        linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=30, initial_guess_strategy="one")
+        linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=30,
+                                                  initial_guess_strategy="one")
     )
     value_and_grad = optax.value_and_grad_from_state(fun)
 

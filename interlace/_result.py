@@ -89,7 +89,8 @@ class CrossedLMEResult:
         return self._wald(float(_st.norm.ppf(1 - a)), f"{100 * a:g} %", f"{100 * (1 - a):g} %")
 
     def _wald(self, z: float, lo: str, hi: str) -> pd.DataFrame:
-        return pd.DataFrame({lo: self.fe_params - z * self.fe_bse, hi: self.fe_params + z * self.fe_bse})
+        return pd.DataFrame({lo: self.fe_params - z * self.fe_bse,
+                             hi: self.fe_params + z * self.fe_bse})
 
     # --- model-level quantities -------------------------------------------------------
     @property
@@ -172,7 +173,8 @@ class CrossedLMEResult:
         stat = _STATISTICS.get(statistic) if isinstance(statistic, str) else statistic
         if stat is None or not callable(stat):
             raise ModelSpecError(
-                f"statistic must be 'median', 'mean' or a callable f(y, weights); got {statistic!r}."
+                "statistic must be 'median', 'mean' or a callable f(y, weights); "
+                f"got {statistic!r}."
             )
         if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
             raise ModelSpecError("n_bootstrap must be an integer of at least 2.")
@@ -182,7 +184,9 @@ class CrossedLMEResult:
             names = self.design.factor_names
             group = names[0] if group is None else group
             if group not in names:
-                raise ModelSpecError(f"group={group!r} is not a grouping factor of the model {list(names)}.")
+                raise ModelSpecError(
+                    f"group={group!r} is not a grouping factor of the model {list(names)}."
+                )
             codes = self.design.codes[names.index(group)]
             n_levels = len(self.design.levels[names.index(group)])
         else:
@@ -213,7 +217,7 @@ class CrossedLMEResult:
         variance parameters, as lme4); ``bootstrap``: percentile intervals of a
         parametric bootstrap; ``profile``: profile-likelihood intervals of the ML
         deviance, as lme4 computes them (also for REML fits)."""
-        from ._simulate import sdcor_names, sdcor_values
+        from ._simulate import sdcor_names
 
         names = sdcor_names(self.design.terms)
         if method == "wald":

@@ -11,13 +11,11 @@ import numpy as np
 from scipy.optimize import minimize
 
 
-def dense_fit_at(theta, codes, nlevels, X, y, reml):
-    """Profiled deviance, beta, sigma^2, vcov(beta) and BLUPs at ``theta`` (user order)."""
+def _gls(V, X, y, reml):
+    """Generalised least squares with relative covariance ``V``: the profiled deviance
+    ``nu (1 + log(2 pi sigma^2)) + log|V| [+ log|X'V^-1 X|]``, beta, sigma^2, vcov,
+    ``V^-1`` and the residual ``y - X beta``."""
     n, p = X.shape
-    Z = np.concatenate([np.eye(q)[c] for c, q in zip(codes, nlevels)], axis=1)
-    lam = np.concatenate([np.full(q, t) for q, t in zip(nlevels, theta)])
-    ZL = Z * lam
-    V = ZL @ ZL.T + np.eye(n)
     Vi = np.linalg.inv(V)
     XtViX = X.T @ Vi @ X
     beta = np.linalg.solve(XtViX, X.T @ Vi @ y)
@@ -27,10 +25,20 @@ def dense_fit_at(theta, codes, nlevels, X, y, reml):
     dev = nu * (1 + np.log(2 * np.pi * sigma2)) + np.linalg.slogdet(V)[1]
     if reml:
         dev += np.linalg.slogdet(XtViX)[1]
+    return dev, beta, sigma2, sigma2 * np.linalg.inv(XtViX), Vi, r
+
+
+def dense_fit_at(theta, codes, nlevels, X, y, reml):
+    """Profiled deviance, beta, sigma^2, vcov(beta) and BLUPs at ``theta`` (user order)."""
+    n = X.shape[0]
+    Z = np.concatenate([np.eye(q)[c] for c, q in zip(codes, nlevels)], axis=1)
+    lam = np.concatenate([np.full(q, t) for q, t in zip(nlevels, theta)])
+    ZL = Z * lam
+    dev, beta, sigma2, fe_cov, Vi, r = _gls(ZL @ ZL.T + np.eye(n), X, y, reml)
     blups = lam * (ZL.T @ Vi @ r)
     split = np.split(blups, np.cumsum(nlevels)[:-1])
-    return {"deviance": dev, "beta": beta, "sigma2": sigma2,
-            "fe_cov": sigma2 * np.linalg.inv(XtViX), "blups": split}
+    return {"deviance": dev, "beta": beta, "sigma2": sigma2, "fe_cov": fe_cov,
+            "blups": split}
 
 
 def dense_optimum(codes, nlevels, X, y, reml):
@@ -53,7 +61,7 @@ def dense_terms_deviance(theta, codes, nlevels, term_X, X, y, reml):
     """Profiled deviance for general random terms: term ``r`` has columns ``term_X[r]``
     (``n x k_r``) and a lower-triangular factor ``T_r`` whose lower triangle, column by
     column, is its slice of ``theta``; ``V = sum_r Z_r (I (x) T_r T_r') Z_r' + I``."""
-    n, p = X.shape
+    n = X.shape[0]
     V = np.eye(n)
     start, parts = 0, []
     for c, q, Xr in zip(codes, nlevels, term_X):
@@ -68,15 +76,7 @@ def dense_terms_deviance(theta, codes, nlevels, term_X, X, y, reml):
         G = np.kron(T @ T.T, np.eye(q))
         V += Zr @ G @ Zr.T
         parts.append((Zr, G, q, k))
-    Vi = np.linalg.inv(V)
-    XtViX = X.T @ Vi @ X
-    beta = np.linalg.solve(XtViX, X.T @ Vi @ y)
-    r = y - X @ beta
-    nu = n - p if reml else n
-    sigma2 = r @ Vi @ r / nu
-    dev = nu * (1 + np.log(2 * np.pi * sigma2)) + np.linalg.slogdet(V)[1]
-    if reml:
-        dev += np.linalg.slogdet(XtViX)[1]
+    dev, beta, sigma2, _, Vi, r = _gls(V, X, y, reml)
     # BLUPs b_r = G_r Z_r' V^-1 r, reshaped to (levels, k)
     blups = [(G @ Zr.T @ Vi @ r).reshape(k, q).T for Zr, G, q, k in parts]
     return dev, beta, sigma2, blups

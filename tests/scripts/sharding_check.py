@@ -8,7 +8,6 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 import interlace
 from interlace._arrays import cross_products_of
