@@ -3,14 +3,16 @@
 # freedom, parametric bootstrap) that interlace's Python tests read. (The tests
 # never run R; they read the file this script writes.) Companion of
 # tests/data/make_lme4_references.R and make_lme4_slope_references.R, with the
-# same conventions (%.17g numbers, tight nloptwrap settings, versions in meta).
+# same conventions (%.17g numbers, tight nloptwrap settings, versions in meta),
+# which all three take from tests/data/lme4_reference_helpers.R.
 #
 # Dependencies (Debian/Ubuntu packages; nloptr comes in with lme4):
 #   apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
 #       r-base-core r-cran-lme4 r-cran-jsonlite r-cran-lmertest
 #
-# Run from the repository root (takes a few minutes: two 1000-replicate
-# parametric bootstraps):
+# Run from the repository root (the script sources the shared helpers in
+# tests/data/lme4_reference_helpers.R, which must be present; takes a few
+# minutes: two 1000-replicate parametric bootstraps):
 #   Rscript tests/data/make_lme4_inference_references.R
 #
 # Reads, from tests/data/ (written by the other scripts, not by this one):
@@ -19,66 +21,16 @@
 #   results_page.csv    (make_results_page_csv.py)
 # Writes tests/data/lme4_inference_references.json.
 
-suppressPackageStartupMessages({
-  library(lme4)
-  library(jsonlite)
-  # lmerTest is used through lmerTest:: only (not attached), so that every
-  # other fit here is a plain lme4 lmerMod and anova()/confint() are lme4's.
-  invisible(loadNamespace("lmerTest"))
-})
-
-data_dir <- file.path("tests", "data")
-if (!dir.exists(data_dir)) {
+helpers <- file.path("tests", "data", "lme4_reference_helpers.R")
+if (!file.exists(helpers)) {
   stop("run this script from the repository root: Rscript tests/data/make_lme4_inference_references.R")
 }
+source(helpers)  # data_dir, JSON number helpers, capture, data I/O, ctrl, meta, output
+# lmerTest is used through lmerTest:: only (not attached), so that every other
+# fit here is a plain lme4 lmerMod and anova()/confint() are lme4's.
+suppressPackageStartupMessages(invisible(loadNamespace("lmerTest")))
 
-# ---------------------------------------------------------------------------
-# Full-precision JSON numbers. jsonlite caps numbers at 15 significant digits,
-# so doubles are formatted here with %.17g (round-trips exactly) and inserted
-# verbatim (toJSON(json_verbatim = TRUE)).
-# (Helpers copied from make_lme4_slope_references.R.)
-# ---------------------------------------------------------------------------
-fmt17 <- function(x) {
-  x <- as.double(x)
-  out <- sprintf("%.17g", x)
-  out[!is.finite(x)] <- "null"
-  out
-}
-jnum <- function(x) {            # one number
-  stopifnot(length(x) == 1L)
-  structure(fmt17(x), class = "json")
-}
-jarr <- function(x) {            # JSON array of numbers
-  structure(paste0("[", paste(fmt17(x), collapse = ","), "]"), class = "json")
-}
-jobj <- function(x) {            # named numbers -> JSON object {name: number}
-  stopifnot(!is.null(names(x)))
-  out <- lapply(unname(x), jnum)
-  names(out) <- names(x)
-  out
-}
-jmat <- function(m) {            # matrix -> row-major with names (always arrays)
-  m <- as.matrix(m)
-  list(rownames = I(rownames(m)), colnames = I(colnames(m)),
-       values = lapply(seq_len(nrow(m)), function(i) jarr(m[i, ])))
-}
-
-# Evaluate expr, collecting (and muffling) its warnings and messages.
-capture <- function(expr) {
-  warns <- character(0)
-  msgs <- character(0)
-  value <- withCallingHandlers(
-    expr,
-    warning = function(w) {
-      warns <<- c(warns, conditionMessage(w))
-      invokeRestart("muffleWarning")
-    },
-    message = function(m) {
-      msgs <<- c(msgs, trimws(conditionMessage(m)))
-      invokeRestart("muffleMessage")
-    })
-  list(value = value, warnings = warns, messages = msgs)
-}
+# Print the warnings and messages collected by capture().
 show_notes <- function(label, cap) {
   for (w in unique(cap$warnings)) cat("    [", label, "] warning:", w, "\n")
   for (m in unique(cap$messages)) cat("    [", label, "] message:", m, "\n")
@@ -87,14 +39,6 @@ show_notes <- function(label, cap) {
 # ---------------------------------------------------------------------------
 # Data (read from the CSVs the other scripts write)
 # ---------------------------------------------------------------------------
-read_checked <- function(file, colClasses, nrow_expected) {
-  path <- file.path(data_dir, file)
-  if (!file.exists(path)) stop(path, " is missing: run the script that makes it first")
-  df <- read.csv(path, colClasses = colClasses)
-  stopifnot(identical(names(df), names(colClasses)), nrow(df) == nrow_expected)
-  df
-}
-
 sleepstudy <- read_checked("sleepstudy.csv",
                            c(Reaction = "numeric", Days = "numeric",
                              Subject = "character"), 180L)
@@ -104,21 +48,13 @@ dyestuff <- read_checked("dyestuff.csv",
                          c(Batch = "character", Yield = "numeric"), 30L)
 dyestuff$Batch <- factor(dyestuff$Batch)
 
-results_page <- read_checked("results_page.csv",
-                             c(score = "numeric", hours_studied = "numeric",
-                               prior_gpa = "numeric", student_id = "character",
-                               school_id = "character"), 300L)
-results_page$student_id <- factor(results_page$student_id)
-results_page$school_id <- factor(results_page$school_id)
+results_page <- read_results_page()
 
 # ---------------------------------------------------------------------------
-# Control. Every fit gets ctrl (the symbol `ctrl` is what lands in the fit's
-# call, and bootMer evaluates fit@call$control to control its refits).
+# Control. Every fit gets ctrl, the tight control defined in the helpers (the
+# symbol `ctrl` is what lands in the fit's call, and bootMer evaluates
+# fit@call$control to control its refits).
 # ---------------------------------------------------------------------------
-opt_ctrl <- list(xtol_abs = 1e-12, ftol_abs = 1e-14,
-                 xtol_rel = 1e-12, ftol_rel = 1e-14, maxeval = 1e5)
-ctrl <- lmerControl(optimizer = "nloptwrap", optCtrl = opt_ctrl)
-
 fit_info <- function(fit) {
   list(REML = isREML(fit),
        logLik = jnum(as.numeric(logLik(fit))),
@@ -310,8 +246,7 @@ for (name in names(ci_specs)) {
       list(data_file = spec$data_file, formula = spec$formula, method = method,
            REML = method == "REML", call = "confint(fit, method = 'Wald', oldNames = FALSE)"),
       ci_entry(w_cap),
-      list(fixef = jobj(fixef(fit)),
-           fixef_se = jobj(setNames(sqrt(diag(as.matrix(vcov(fit)))), names(fixef(fit))))))
+      fixef_summary(fit)[c("fixef", "fixef_se")])
     ci <- ci1_cap$value
     cat(sprintf("  %-16s profile (%.1f s)\n", key, dt))
     for (i in seq_len(nrow(ci)))
@@ -482,17 +417,9 @@ bootmer <- list(
 # Write
 # ---------------------------------------------------------------------------
 si <- sessionInfo()
-meta <- list(
-  R_version = R.version.string,
-  lme4_version = as.character(packageVersion("lme4")),
-  lmerTest_version = as.character(packageVersion("lmerTest")),
-  Matrix_version = as.character(packageVersion("Matrix")),
-  nloptr_version = as.character(packageVersion("nloptr")),
-  numDeriv_version = as.character(packageVersion("numDeriv")),
-  jsonlite_version = as.character(packageVersion("jsonlite")),
-  generated_by = "Rscript tests/data/make_lme4_inference_references.R",
-  control = list(optimizer = "nloptwrap",
-                 optCtrl = lapply(opt_ctrl, jnum)),
+meta <- c(reference_meta("make_lme4_inference_references.R",
+                         packages = c("lme4", "lmerTest", "Matrix", "nloptr",
+                                      "numDeriv", "jsonlite")), list(
   machine = list(platform = R.version$platform,
                  cpu_cores = parallel::detectCores(),
                  BLAS = if (is.null(si$BLAS)) "" else si$BLAS,
@@ -532,16 +459,12 @@ meta <- list(
           "on the seed and RNGkind only, so tight and default_control see the same",
           "simulated data and differ only through optimizer tolerance")
   )
-)
+))
 
-json <- toJSON(list(meta = meta,
-                    anova = anova_results,
-                    confint_profile = confint_profile,
-                    confint_wald = confint_wald,
-                    satterthwaite = satterthwaite,
-                    bootmer = bootmer),
-               auto_unbox = TRUE, json_verbatim = TRUE, pretty = FALSE,
-               null = "null", na = "null")
-out_path <- file.path(data_dir, "lme4_inference_references.json")
-writeLines(json, out_path)
-cat("wrote", out_path, "\n")
+write_reference_json(list(meta = meta,
+                          anova = anova_results,
+                          confint_profile = confint_profile,
+                          confint_wald = confint_wald,
+                          satterthwaite = satterthwaite,
+                          bootmer = bootmer),
+                     "lme4_inference_references.json")

@@ -5,7 +5,8 @@
 #   apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
 #       r-base-core r-cran-lme4 r-cran-jsonlite
 #
-# Run from the repository root:
+# Run from the repository root (the script sources the shared helpers in
+# tests/data/lme4_reference_helpers.R, which must be present):
 #   python3 tests/data/make_results_page_csv.py     # only if results_page.csv is missing
 #   Rscript tests/data/make_lme4_references.R
 #
@@ -17,74 +18,15 @@
 # and reads tests/data/results_page.csv, which is made in Python with numpy
 # by tests/data/make_results_page_csv.py (not by this script).
 
-suppressPackageStartupMessages({
-  library(lme4)
-  library(jsonlite)
-})
-
-data_dir <- file.path("tests", "data")
-if (!dir.exists(data_dir)) {
+helpers <- file.path("tests", "data", "lme4_reference_helpers.R")
+if (!file.exists(helpers)) {
   stop("run this script from the repository root: Rscript tests/data/make_lme4_references.R")
 }
-
-# ---------------------------------------------------------------------------
-# Full-precision JSON numbers. jsonlite caps numbers at 15 significant digits,
-# so doubles are formatted here with %.17g (round-trips exactly) and inserted
-# verbatim (toJSON(json_verbatim = TRUE)).
-# ---------------------------------------------------------------------------
-fmt17 <- function(x) {
-  x <- as.double(x)
-  out <- sprintf("%.17g", x)
-  out[!is.finite(x)] <- "null"
-  out
-}
-jnum <- function(x) {            # one number
-  stopifnot(length(x) == 1L)
-  structure(fmt17(x), class = "json")
-}
-jarr <- function(x) {            # JSON array of numbers
-  structure(paste0("[", paste(fmt17(x), collapse = ","), "]"), class = "json")
-}
-jobj <- function(x) {            # named numbers -> JSON object {name: number}
-  stopifnot(!is.null(names(x)))
-  out <- lapply(unname(x), jnum)
-  names(out) <- names(x)
-  out
-}
-jmat <- function(m) {            # matrix -> row-major with names
-  list(rownames = rownames(m), colnames = colnames(m),
-       values = lapply(seq_len(nrow(m)), function(i) jarr(m[i, ])))
-}
+source(helpers)  # data_dir, JSON number helpers, data I/O, ctrl, meta, output
 
 # ---------------------------------------------------------------------------
 # Data files
 # ---------------------------------------------------------------------------
-write_data <- function(df, path) {
-  con <- if (grepl("\\.gz$", path)) gzfile(path, "w") else file(path, "w")
-  on.exit(close(con))
-  # Doubles with %.17g so values round-trip exactly (all of these are
-  # integer-valued anyway); factors as their level labels.
-  out <- df
-  for (nm in names(out)) {
-    if (is.double(out[[nm]])) out[[nm]] <- fmt17(out[[nm]])
-    else out[[nm]] <- as.character(out[[nm]])
-  }
-  write.csv(out, con, row.names = FALSE, quote = FALSE)
-}
-
-check_roundtrip <- function(df, path) {
-  back <- read.csv(path, colClasses = "character")
-  stopifnot(identical(names(back), names(df)), nrow(back) == nrow(df))
-  for (nm in names(df)) {
-    if (is.factor(df[[nm]])) {
-      stopifnot(identical(back[[nm]], as.character(df[[nm]])))
-    } else {
-      stopifnot(identical(as.double(back[[nm]]), as.double(df[[nm]])))
-    }
-  }
-  invisible(TRUE)
-}
-
 dyestuff <- lme4::Dyestuff[, c("Batch", "Yield")]
 penicillin <- lme4::Penicillin[, c("diameter", "plate", "sample")]
 insteval <- lme4::InstEval[, c("s", "d", "dept", "service", "y")]
@@ -95,31 +37,13 @@ files <- list(
   penicillin = list(df = penicillin, file = "penicillin.csv"),
   insteval = list(df = insteval, file = "insteval.csv.gz")
 )
-for (f in files) {
-  path <- file.path(data_dir, f$file)
-  write_data(f$df, path)
-  check_roundtrip(f$df, path)
-  cat("wrote", path, "\n")
-}
+write_data_files(files)
 
-results_path <- file.path(data_dir, "results_page.csv")
-if (!file.exists(results_path)) {
-  stop(results_path, " is missing: run python3 tests/data/make_results_page_csv.py first")
-}
-results_page <- read.csv(results_path,
-                         colClasses = c("numeric", "numeric", "numeric",
-                                        "character", "character"))
-stopifnot(nrow(results_page) == 300L)
-results_page$student_id <- factor(results_page$student_id)
-results_page$school_id <- factor(results_page$school_id)
+results_page <- read_results_page()
 
 # ---------------------------------------------------------------------------
-# Fits
+# Fits (all with the tight control ctrl from the helpers)
 # ---------------------------------------------------------------------------
-opt_ctrl <- list(xtol_abs = 1e-12, ftol_abs = 1e-14,
-                 xtol_rel = 1e-12, ftol_rel = 1e-14, maxeval = 1e5)
-ctrl <- lmerControl(optimizer = "nloptwrap", optCtrl = opt_ctrl)
-
 models <- list(
   dyestuff = list(data = dyestuff, file = "dyestuff.csv",
                   formula = "Yield ~ 1 + (1 | Batch)",
@@ -140,11 +64,7 @@ models <- list(
 )
 
 summarise_fit <- function(name, spec, method, fit) {
-  reml <- method == "REML"
-  ll <- logLik(fit)
   vc <- as.data.frame(VarCorr(fit))
-  V <- as.matrix(vcov(fit))
-  fe <- fixef(fit)
   re <- ranef(fit)
   fv <- unname(fitted(fit))
   n <- length(fv)
@@ -164,38 +84,28 @@ summarise_fit <- function(name, spec, method, fit) {
   })
   cmp <- getME(fit, "devcomp")$cmp
   oi <- fit@optinfo
-  out <- list(
-    model = name,
-    data_file = spec$file,
-    formula = spec$formula,
-    method = method,
-    REML = reml,
-    nobs = nobs(fit),
-    criterion_name = if (reml) "REMLcrit" else "deviance",
-    criterion = jnum(if (reml) REMLcrit(fit) else deviance(fit)),
-    logLik = jnum(as.numeric(ll)),
-    AIC = jnum(AIC(fit)),
-    BIC = jnum(BIC(fit)),
-    df = as.integer(attr(ll, "df")),
-    theta = jobj(getME(fit, "theta")),
-    sigma = jnum(sigma(fit)),
-    sigma2 = jnum(sigma(fit)^2),
-    varcomp = jobj(setNames(vc$vcov, vc$grp)),
-    sdcomp = jobj(setNames(vc$sdcor, vc$grp)),
-    fixef = jobj(fe),
-    fixef_se = jobj(setNames(sqrt(diag(V)), names(fe))),
-    vcov = jmat(V),
-    isSingular = isSingular(fit),
-    ngrps = as.list(ngrps(fit)),
-    ranef = blups,
-    fitted_rows = fitted_rows,
-    fitted = jarr(fitted_vals),
-    devcomp = jobj(cmp[is.finite(cmp)]),
-    optinfo = list(optimizer = oi$optimizer,
-                   feval = oi$feval,
-                   conv = oi$conv$opt,
-                   messages = as.list(unlist(oi$conv$lme4$messages)),
-                   warnings = as.list(unlist(oi$warnings)))
+  out <- c(
+    fit_header(name, spec, method, fit),
+    list(
+      theta = jobj(getME(fit, "theta")),
+      sigma = jnum(sigma(fit)),
+      sigma2 = jnum(sigma(fit)^2),
+      varcomp = jobj(setNames(vc$vcov, vc$grp)),
+      sdcomp = jobj(setNames(vc$sdcor, vc$grp))),
+    # vcov row/col names unboxed (a bare string for 1 x 1), as this file always had
+    fixef_summary(fit, names_as_arrays = FALSE),
+    list(
+      isSingular = isSingular(fit),
+      ngrps = as.list(ngrps(fit)),
+      ranef = blups,
+      fitted_rows = fitted_rows,
+      fitted = jarr(fitted_vals),
+      devcomp = jobj(cmp[is.finite(cmp)]),
+      optinfo = list(optimizer = oi$optimizer,
+                     feval = oi$feval,
+                     conv = oi$conv$opt,
+                     messages = as.list(unlist(oi$conv$lme4$messages)),
+                     warnings = as.list(unlist(oi$warnings))))
   )
   if (is.null(fitted_rows)) out$fitted_rows <- NULL
   out
@@ -215,15 +125,7 @@ for (name in names(models)) {
   }
 }
 
-meta <- list(
-  R_version = R.version.string,
-  lme4_version = as.character(packageVersion("lme4")),
-  Matrix_version = as.character(packageVersion("Matrix")),
-  nloptr_version = as.character(packageVersion("nloptr")),
-  jsonlite_version = as.character(packageVersion("jsonlite")),
-  generated_by = "Rscript tests/data/make_lme4_references.R",
-  control = list(optimizer = "nloptwrap",
-                 optCtrl = lapply(opt_ctrl, jnum)),
+meta <- c(reference_meta("make_lme4_references.R"), list(
   notes = c(
     "criterion is REMLcrit(fit) for REML fits and deviance(fit) for ML fits",
     "vcov is row-major: values[i][j] = vcov[rownames[i], colnames[j]]",
@@ -236,11 +138,7 @@ meta <- list(
           "lme4's numerics round differently with memory alignment (ASLR); compare estimates",
           "with rtol ~1e-6, or evaluate your criterion at the stored theta")
   ),
-  data = lapply(models, function(s) list(file = s$file, nrow = nrow(s$data)))
-)
+  data = data_meta(models)
+))
 
-json <- toJSON(list(meta = meta, fits = fits), auto_unbox = TRUE,
-               json_verbatim = TRUE, pretty = FALSE, null = "null", na = "null")
-out_path <- file.path(data_dir, "lme4_references.json")
-writeLines(json, out_path)
-cat("wrote", out_path, "\n")
+write_reference_json(list(meta = meta, fits = fits), "lme4_references.json")

@@ -2,13 +2,14 @@
 # that interlace's Python tests read. (The tests never run R; they read the
 # files this script writes.) Companion of tests/data/make_lme4_references.R,
 # with the same conventions (%.17g numbers, tight nloptwrap settings, versions
-# in meta).
+# in meta), which both take from tests/data/lme4_reference_helpers.R.
 #
 # Dependencies (Debian/Ubuntu packages; nloptr comes in with lme4):
 #   apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y \
 #       r-base-core r-cran-lme4 r-cran-jsonlite
 #
-# Run from the repository root:
+# Run from the repository root (the script sources the shared helpers in
+# tests/data/lme4_reference_helpers.R, which must be present):
 #   python3 tests/data/make_slope_data.py     # only if crossed_slopes.csv is missing
 #   Rscript tests/data/make_lme4_slope_references.R
 #
@@ -19,78 +20,15 @@
 # and reads tests/data/crossed_slopes.csv, which is made in Python with numpy
 # by tests/data/make_slope_data.py (not by this script).
 
-suppressPackageStartupMessages({
-  library(lme4)
-  library(jsonlite)
-})
-
-data_dir <- file.path("tests", "data")
-if (!dir.exists(data_dir)) {
+helpers <- file.path("tests", "data", "lme4_reference_helpers.R")
+if (!file.exists(helpers)) {
   stop("run this script from the repository root: Rscript tests/data/make_lme4_slope_references.R")
 }
-
-# ---------------------------------------------------------------------------
-# Full-precision JSON numbers. jsonlite caps numbers at 15 significant digits,
-# so doubles are formatted here with %.17g (round-trips exactly) and inserted
-# verbatim (toJSON(json_verbatim = TRUE)).
-# (Helpers copied from make_lme4_references.R; jmat differs only in wrapping
-# the row/col names in I() so that a 1 x 1 matrix keeps JSON arrays of names
-# instead of being unboxed to a bare string by auto_unbox.)
-# ---------------------------------------------------------------------------
-fmt17 <- function(x) {
-  x <- as.double(x)
-  out <- sprintf("%.17g", x)
-  out[!is.finite(x)] <- "null"
-  out
-}
-jnum <- function(x) {            # one number
-  stopifnot(length(x) == 1L)
-  structure(fmt17(x), class = "json")
-}
-jarr <- function(x) {            # JSON array of numbers
-  structure(paste0("[", paste(fmt17(x), collapse = ","), "]"), class = "json")
-}
-jobj <- function(x) {            # named numbers -> JSON object {name: number}
-  stopifnot(!is.null(names(x)))
-  out <- lapply(unname(x), jnum)
-  names(out) <- names(x)
-  out
-}
-jmat <- function(m) {            # matrix -> row-major with names (always arrays)
-  m <- as.matrix(m)
-  list(rownames = I(rownames(m)), colnames = I(colnames(m)),
-       values = lapply(seq_len(nrow(m)), function(i) jarr(m[i, ])))
-}
+source(helpers)  # data_dir, JSON number helpers, data I/O, ctrl, meta, output
 
 # ---------------------------------------------------------------------------
 # Data files
 # ---------------------------------------------------------------------------
-write_data <- function(df, path) {
-  con <- if (grepl("\\.gz$", path)) gzfile(path, "w") else file(path, "w")
-  on.exit(close(con))
-  # Doubles with %.17g so values round-trip exactly; factors as their level
-  # labels.
-  out <- df
-  for (nm in names(out)) {
-    if (is.double(out[[nm]])) out[[nm]] <- fmt17(out[[nm]])
-    else out[[nm]] <- as.character(out[[nm]])
-  }
-  write.csv(out, con, row.names = FALSE, quote = FALSE)
-}
-
-check_roundtrip <- function(df, path) {
-  back <- read.csv(path, colClasses = "character")
-  stopifnot(identical(names(back), names(df)), nrow(back) == nrow(df))
-  for (nm in names(df)) {
-    if (is.factor(df[[nm]])) {
-      stopifnot(identical(back[[nm]], as.character(df[[nm]])))
-    } else {
-      stopifnot(identical(as.double(back[[nm]]), as.double(df[[nm]])))
-    }
-  }
-  invisible(TRUE)
-}
-
 sleepstudy <- lme4::sleepstudy[, c("Reaction", "Days", "Subject")]
 pastes <- lme4::Pastes[, c("strength", "batch", "cask", "sample")]
 
@@ -98,22 +36,12 @@ files <- list(
   sleepstudy = list(df = sleepstudy, file = "sleepstudy.csv"),
   pastes = list(df = pastes, file = "pastes.csv")
 )
-for (f in files) {
-  path <- file.path(data_dir, f$file)
-  write_data(f$df, path)
-  check_roundtrip(f$df, path)
-  cat("wrote", path, "\n")
-}
+write_data_files(files)
 
-crossed_path <- file.path(data_dir, "crossed_slopes.csv")
-if (!file.exists(crossed_path)) {
-  stop(crossed_path, " is missing: run python3 tests/data/make_slope_data.py first")
-}
-crossed <- read.csv(crossed_path,
-                    colClasses = c("character", "character", "character",
-                                   "numeric", "numeric"))
-stopifnot(identical(names(crossed), c("subject", "item", "cond", "t", "y")),
-          nrow(crossed) == 960L)
+crossed <- read_checked("crossed_slopes.csv",
+                        c(subject = "character", item = "character",
+                          cond = "character", t = "numeric", y = "numeric"), 960L,
+                        how = "run python3 tests/data/make_slope_data.py first")
 crossed$subject <- factor(crossed$subject)
 crossed$item <- factor(crossed$item)
 crossed$cond <- factor(crossed$cond, levels = c("a", "b"))
@@ -147,12 +75,8 @@ nd_crossed <- data.frame(
 )
 
 # ---------------------------------------------------------------------------
-# Fits
+# Fits (all with the tight control ctrl from the helpers)
 # ---------------------------------------------------------------------------
-opt_ctrl <- list(xtol_abs = 1e-12, ftol_abs = 1e-14,
-                 xtol_rel = 1e-12, ftol_rel = 1e-14, maxeval = 1e5)
-ctrl <- lmerControl(optimizer = "nloptwrap", optCtrl = opt_ctrl)
-
 models <- list(
   sleepstudy_corr = list(data = sleepstudy, file = "sleepstudy.csv",
                          formula = "Reaction ~ Days + (Days | Subject)",
@@ -215,11 +139,7 @@ summarise_ranef <- function(fit) {
 }
 
 summarise_fit <- function(name, spec, method, fit, fit_warnings) {
-  reml <- method == "REML"
-  ll <- logLik(fit)
   vcdf <- as.data.frame(VarCorr(fit))
-  V <- as.matrix(vcov(fit))
-  fe <- fixef(fit)
   theta <- getME(fit, "theta")
   lower <- getME(fit, "lower")
   stopifnot(length(lower) == length(theta))
@@ -227,46 +147,35 @@ summarise_fit <- function(name, spec, method, fit, fit_warnings) {
   pred <- predict(fit, newdata = spec$newdata, allow.new.levels = TRUE)
   cmp <- getME(fit, "devcomp")$cmp
   oi <- fit@optinfo
-  list(
-    model = name,
-    data_file = spec$file,
-    formula = spec$formula,
-    method = method,
-    REML = reml,
-    nobs = nobs(fit),
-    criterion_name = if (reml) "REMLcrit" else "deviance",
-    criterion = jnum(if (reml) REMLcrit(fit) else deviance(fit)),
-    logLik = jnum(as.numeric(ll)),
-    AIC = jnum(AIC(fit)),
-    BIC = jnum(BIC(fit)),
-    df = as.integer(attr(ll, "df")),
-    theta = jobj(theta),
-    theta_lower = jobj(lower),
-    sigma = jnum(sigma(fit)),
-    sigma2 = jnum(sigma(fit)^2),
-    varcorr = summarise_varcorr(fit),
-    varcorr_df = lapply(seq_len(nrow(vcdf)), function(i) {
-      list(grp = vcdf$grp[i],
-           var1 = if (is.na(vcdf$var1[i])) NULL else vcdf$var1[i],
-           var2 = if (is.na(vcdf$var2[i])) NULL else vcdf$var2[i],
-           vcov = jnum(vcdf$vcov[i]), sdcor = jnum(vcdf$sdcor[i]))
-    }),
-    fixef = jobj(fe),
-    fixef_se = jobj(setNames(sqrt(diag(V)), names(fe))),
-    vcov = jmat(V),
-    isSingular = isSingular(fit),
-    ngrps = as.list(ngrps(fit)),
-    ranef = summarise_ranef(fit),
-    fitted = jarr(unname(fitted(fit))),
-    predict_new = list(newdata = records(spec$newdata),
-                       values = jarr(unname(pred))),
-    devcomp = jobj(cmp[is.finite(cmp)]),
-    optinfo = list(optimizer = oi$optimizer,
-                   feval = oi$feval,
-                   conv = oi$conv$opt,
-                   messages = I(as.character(unlist(oi$conv$lme4$messages))),
-                   warnings = I(as.character(unlist(oi$warnings))),
-                   fit_warnings = I(as.character(fit_warnings)))
+  c(
+    fit_header(name, spec, method, fit),
+    list(
+      theta = jobj(theta),
+      theta_lower = jobj(lower),
+      sigma = jnum(sigma(fit)),
+      sigma2 = jnum(sigma(fit)^2),
+      varcorr = summarise_varcorr(fit),
+      varcorr_df = lapply(seq_len(nrow(vcdf)), function(i) {
+        list(grp = vcdf$grp[i],
+             var1 = if (is.na(vcdf$var1[i])) NULL else vcdf$var1[i],
+             var2 = if (is.na(vcdf$var2[i])) NULL else vcdf$var2[i],
+             vcov = jnum(vcdf$vcov[i]), sdcor = jnum(vcdf$sdcor[i]))
+      })),
+    fixef_summary(fit),
+    list(
+      isSingular = isSingular(fit),
+      ngrps = as.list(ngrps(fit)),
+      ranef = summarise_ranef(fit),
+      fitted = jarr(unname(fitted(fit))),
+      predict_new = list(newdata = records(spec$newdata),
+                         values = jarr(unname(pred))),
+      devcomp = jobj(cmp[is.finite(cmp)]),
+      optinfo = list(optimizer = oi$optimizer,
+                     feval = oi$feval,
+                     conv = oi$conv$opt,
+                     messages = I(as.character(unlist(oi$conv$lme4$messages))),
+                     warnings = I(as.character(unlist(oi$warnings))),
+                     fit_warnings = I(as.character(fit_warnings))))
   )
 }
 
@@ -275,20 +184,12 @@ for (name in names(models)) {
   spec <- models[[name]]
   for (method in spec$methods) {
     key <- paste0(name, "_", method)
-    fit_warnings <- character(0)
     t0 <- proc.time()[["elapsed"]]
-    fit <- withCallingHandlers(
-      lmer(as.formula(spec$formula), data = spec$data,
-           REML = (method == "REML"), control = ctrl),
-      warning = function(w) {
-        fit_warnings <<- c(fit_warnings, conditionMessage(w))
-        invokeRestart("muffleWarning")
-      },
-      message = function(m) {
-        fit_warnings <<- c(fit_warnings, trimws(conditionMessage(m)))
-        invokeRestart("muffleMessage")
-      })
+    fit_cap <- capture(lmer(as.formula(spec$formula), data = spec$data,
+                            REML = (method == "REML"), control = ctrl))
     dt <- proc.time()[["elapsed"]] - t0
+    fit <- fit_cap$value
+    fit_warnings <- fit_cap$all  # warnings and messages, in the order raised
     fits[[key]] <- summarise_fit(name, spec, method, fit, fit_warnings)
     cat(sprintf("%-30s logLik = %.10f  singular = %-5s  (%.1f s)\n", key,
                 as.numeric(logLik(fit)), isSingular(fit), dt))
@@ -297,15 +198,7 @@ for (name in names(models)) {
   }
 }
 
-meta <- list(
-  R_version = R.version.string,
-  lme4_version = as.character(packageVersion("lme4")),
-  Matrix_version = as.character(packageVersion("Matrix")),
-  nloptr_version = as.character(packageVersion("nloptr")),
-  jsonlite_version = as.character(packageVersion("jsonlite")),
-  generated_by = "Rscript tests/data/make_lme4_slope_references.R",
-  control = list(optimizer = "nloptwrap",
-                 optCtrl = lapply(opt_ctrl, jnum)),
+meta <- c(reference_meta("make_lme4_slope_references.R"), list(
   notes = c(
     "criterion is REMLcrit(fit) for REML fits and deviance(fit) for ML fits",
     "vcov and every matrix {rownames, colnames, values} are row-major: values[i][j] = M[rownames[i], colnames[j]]; rownames/colnames are always arrays",
@@ -332,11 +225,7 @@ meta <- list(
           "differently with memory alignment (ASLR); compare estimates with rtol ~1e-6, or",
           "evaluate your criterion at the stored theta")
   ),
-  data = lapply(models, function(s) list(file = s$file, nrow = nrow(s$data)))
-)
+  data = data_meta(models)
+))
 
-json <- toJSON(list(meta = meta, fits = fits), auto_unbox = TRUE,
-               json_verbatim = TRUE, pretty = FALSE, null = "null", na = "null")
-out_path <- file.path(data_dir, "lme4_slope_references.json")
-writeLines(json, out_path)
-cat("wrote", out_path, "\n")
+write_reference_json(list(meta = meta, fits = fits), "lme4_slope_references.json")
