@@ -91,15 +91,10 @@ def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
                       refitted_ml=refitted)
 
 
-def _deviance_of(out):
-    """The refit's deviance (a module-level function: jit caches on its identity)."""
-    return out["deviance"]
-
-
 def _bootstrap_lrt(small, large, n_bootstrap: int, seed) -> float:
     """Parametric-bootstrap p-value of the LR statistic, simulating from ``small``."""
     from ._functional import _arrays_of
-    from ._simulate import _key, refit_all, simulate_responses
+    from ._simulate import _deviance_of, _key, refit_all, simulate_responses
 
     Y = simulate_responses(small, int(n_bootstrap), _key(seed))
     devs = []

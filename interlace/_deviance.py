@@ -43,6 +43,7 @@ _LOG_2PI = 1.8378770664093453
 
 # Matrices up to this size are factorised by unrolled elementwise code: under ``vmap``
 # (thousands of small refits) that vectorises, where LAPACK would loop per matrix.
+# (Larger sizes make compile times explode: the unrolled graph grows as n^3.)
 _SMALL = 8
 
 

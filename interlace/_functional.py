@@ -145,9 +145,11 @@ def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | N
 
 
 def fit_many(formula: str, data: pd.DataFrame, responses, groups=None, method: str = "REML",
-             *, batch_size: int = 1000) -> pd.DataFrame:
+             *, batch_size: int | None = None) -> pd.DataFrame:
     """Fit one model per response column, all sharing ``formula``'s design, with one
-    compiled, vectorised call per batch (``jax.vmap`` of :func:`fit_arrays`).
+    compiled, vectorised call per batch (``jax.vmap`` of :func:`fit_arrays`), warm-started
+    and preconditioned at the fit of the first response. ``batch_size`` defaults to all
+    responses for small models and 128 otherwise (see ``_simulate.refit_all``).
 
     ``responses`` is an ``(n, B)`` array or DataFrame whose rows align with ``data``
     (rows ``data`` drops for missing values are dropped from it too). Returns a
@@ -167,15 +169,15 @@ def fit_many(formula: str, data: pd.DataFrame, responses, groups=None, method: s
     if not np.all(np.isfinite(Y)):
         raise DataError("responses contain NaN or infinite values in rows the model uses.")
 
-    @jax.jit
-    def batch(Yb):
-        return jax.vmap(lambda y: fit_arrays(model.replace(y=y), reml=method == "REML"))(Yb)
+    from ._simulate import _deviance_of, refit_all
 
-    parts = []
-    for start in range(0, Y.shape[1], batch_size):
-        out = batch(jnp.asarray(Y[:, start:start + batch_size].T))
-        parts.append({key: np.asarray(v) for key, v in out.items()})
-    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    reml = method == "REML"
+    theta0 = fit_arrays(model.replace(y=jnp.asarray(Y[:, 0])), reml=reml,
+                        implicit=False)["theta"]  # a warm start shared by the batch
+    beta, theta, sigma, conv, dev = refit_all(model, jnp.asarray(Y.T), theta0, reml=reml,
+                                              statistic=_deviance_of, batch_size=batch_size)
+    out = {"beta": beta, "theta": theta, "sigma": sigma, "converged": conv,
+           "deviance": dev[:, 0]}
     table = pd.DataFrame(out["beta"], columns=list(model.fe_names), index=frame.columns)
     for j, name in enumerate(model.theta_names):
         table[name] = out["theta"][:, j]

@@ -199,14 +199,35 @@ def _preconditioner(model, theta0, reml) -> jnp.ndarray:
     return jnp.asarray(V / np.sqrt(w))
 
 
-def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40):
+def _deviance_of(out):
+    """A refit's deviance, as a batch statistic (module level: jit caches on identity)."""
+    return out["deviance"]
+
+
+def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40,
+              batch_size: int | None = None):
     """Refit every row of ``Y`` in two vectorised passes.
 
     Under ``vmap`` a batch iterates until its slowest member stops, and a few refits
     near the boundary can need 100+ L-BFGS iterations. So all rows get
     ``first_maxiter`` iterations together, then only the unconverged ones continue,
     warm-started, in a small batch (padded to a power of two to limit recompiles).
+    Rows go through in batches of ``batch_size``: with jaxlib 0.10.2 on a 2-core CPU,
+    very large batches of models whose matrices go to LAPACK (more than 8 columns in
+    the dense tail) hung XLA's thread pool (1,000 at once did; 128 did not). Models
+    small enough for the unrolled factorisations run in one batch.
     """
+    if batch_size is None:
+        from ._deviance import _SMALL
+
+        cp = model.template
+        small = cp.t <= _SMALL and cp.k1 <= _SMALL
+        batch_size = Y.shape[0] if small else 128
+    if Y.shape[0] > batch_size:
+        parts = [refit_all(model, Y[i:i + batch_size], theta0, reml=reml, statistic=statistic,
+                           first_maxiter=first_maxiter, batch_size=batch_size)
+                 for i in range(0, Y.shape[0], batch_size)]
+        return [np.concatenate([p[j] for p in parts]) for j in range(5)]
     B = Y.shape[0]
     Theta0 = jnp.broadcast_to(theta0, (B, theta0.shape[0]))
     P = _preconditioner(model, theta0, reml)
