@@ -1,9 +1,9 @@
 # lme4 side of benchmarks/run_benchmarks.py: a small fit server.
 #
 # Started once by the Python runner (Rscript benchmarks/lme4_fit.R, from the repo root).
-# It loads lme4 and both data sets, prints one "READY" line, then reads model keys from
-# stdin, one per line ("page_REML", "insteval_REML", "insteval_ML"). For each key it fits
-# lmer() with default control and prints one line back:
+# It loads lme4 and the data sets, prints one "READY" line, then reads model keys from
+# stdin, one per line ("page_REML", "sleepstudy_REML", "insteval_REML", "insteval_ML").
+# For each key it fits lmer() with default control and prints one line back:
 #   RESULT <key> <elapsed s> <cpu s> <criterion> <feval> <singular> <n convergence messages>
 # The clock (proc.time(), elapsed and user+sys) runs around the lmer() call only: R startup,
 # package loading and data reading are outside it. Keeping one R process alive lets the
@@ -23,6 +23,7 @@ read_factors <- function(path, factors) {
 
 page <- read_factors(file.path("tests", "data", "results_page.csv"),
                      c("student_id", "school_id"))
+sleepstudy <- read_factors(file.path("tests", "data", "sleepstudy.csv"), "Subject")
 insteval <- read_factors(file.path("tests", "data", "insteval.csv.gz"),
                          c("s", "d", "dept", "service"))
 
@@ -30,6 +31,8 @@ models <- list(
   page_REML = list(data = page, REML = TRUE,
                    formula = score ~ hours_studied + prior_gpa +
                      (1 | student_id) + (1 | school_id)),
+  sleepstudy_REML = list(data = sleepstudy, REML = TRUE,
+                         formula = Reaction ~ Days + (Days | Subject)),
   insteval_REML = list(data = insteval, REML = TRUE,
                        formula = y ~ service + (1 | s) + (1 | d) + (1 | dept)),
   insteval_ML = list(data = insteval, REML = FALSE,

@@ -204,6 +204,18 @@ def _deviance_of(out):
     return out["deviance"]
 
 
+def _off_the_boundary(model, theta0, floor: float = 0.1) -> jnp.ndarray:
+    """A warm start with every diagonal ``theta`` at least ``floor``: the deviance is even
+    in each diagonal entry, so ``theta_j = 0`` is a stationary point that L-BFGS cannot
+    leave, and a start on the boundary (a singular fit) would pin every refit there."""
+    from ._functional import _user_ks
+    from ._theta import diagonal_mask
+
+    diag = jnp.asarray(diagonal_mask(_user_ks(model)))
+    theta0 = jnp.asarray(theta0)
+    return jnp.where(diag & (jnp.abs(theta0) < floor), floor, theta0)
+
+
 def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40,
               batch_size: int | None = None):
     """Refit every row of ``Y`` in two vectorised passes.
@@ -229,6 +241,7 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
                  for i in range(0, Y.shape[0], batch_size)]
         return [np.concatenate([p[j] for p in parts]) for j in range(5)]
     B = Y.shape[0]
+    theta0 = _off_the_boundary(model, theta0)
     Theta0 = jnp.broadcast_to(theta0, (B, theta0.shape[0]))
     P = _preconditioner(model, theta0, reml)
     out = [np.array(a) for a in _fit_batch(model, Y, Theta0, P, reml=reml,

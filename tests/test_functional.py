@@ -118,3 +118,25 @@ def test_vmapped_fits_equal_separate_fits(data):
         np.testing.assert_allclose(table.loc[j, list(one.theta.index)], one.theta, rtol=1e-6,
                                    atol=1e-8)
         assert table.loc[j, "sigma"] ** 2 == pytest.approx(one.scale, rel=1e-6)
+
+
+def test_fit_many_does_not_stick_to_a_singular_warm_start():
+    """The first response's fit is singular (school variance 0); other responses are
+    not. A warm start on the boundary would pin them there (theta = 0 is stationary)."""
+    page = interlace.datasets.exam_scores()
+    rng = np.random.default_rng(0)
+    Y = page.score.to_numpy()[:, None] + rng.normal(0, 3, (len(page), 40))
+    formula = "score ~ hours_studied + prior_gpa"
+    table = fit_many(formula, page, Y, groups=["student_id", "school_id"])
+    positive = 0
+    for j in range(Y.shape[1]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            one = interlace.fit(formula, page.assign(score=Y[:, j]),
+                                groups=["student_id", "school_id"])
+        positive += one.theta["school_id.(Intercept)"] > 1e-3
+        # same optimum: fixed effects within 1e-6, deviance never worse by > 1e-8 rel.
+        np.testing.assert_allclose(table.loc[j, list(one.fe_params.index)], one.fe_params,
+                                   rtol=0, atol=1e-6)
+        assert table.loc[j, "deviance"] <= one.deviance * (1 + 1e-8)
+    assert positive >= 1  # the case the test is about occurs
