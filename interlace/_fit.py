@@ -22,7 +22,16 @@ from ._optimize import minimize_deviance
 from ._result import CrossedLMEResult
 from ._singular import SINGULAR_MESSAGE, theta_is_singular
 from ._start import moment_start
-from ._theta import diagonal_mask, normalize_signs, theta_names, tril_index, unpack_T
+from ._theta import (
+    blocks,
+    diagonal_mask,
+    normalize_signs,
+    theta_names,
+    to_internal,
+    to_user,
+    tril_index,
+    unpack_T,
+)
 
 __all__ = ["fit", "fit_design"]
 
@@ -81,7 +90,7 @@ def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: i
     cp = cross_products([t.codes for t in terms], [len(t.levels) for t in terms],
                         design.X, design.y, [t.X for t in terms])
 
-    theta0 = _to_internal(_start_values(design), ks, cp.order)
+    theta0 = to_internal(_start_values(design), ks, cp.order)
     if verbose:
         print(f"interlace: {design.nobs} rows, {cp.t} tail columns, {len(theta0)} theta; "
               f"fitting by {method}")
@@ -89,9 +98,9 @@ def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: i
                             verbose=bool(verbose))
     est = estimates(opt.theta, cp, reml=reml)
 
-    raw = _to_user(np.asarray(opt.theta), ks, cp.order)
+    raw = to_user(np.asarray(opt.theta), ks, cp.order)
     theta = normalize_signs(raw, ks)
-    grad = _to_user(np.asarray(opt.grad), ks, cp.order) * np.where(raw * theta < 0, -1.0, 1.0)
+    grad = to_user(np.asarray(opt.grad), ks, cp.order) * np.where(raw * theta < 0, -1.0, 1.0)
     blups = _blups_by_term(est, cp)
 
     sigma2 = float(est["sigma2"])
@@ -149,26 +158,6 @@ def _start_values(design: Design) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _blocks(ks: list[int]) -> list[slice]:
-    sizes = [k * (k + 1) // 2 for k in ks]
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    return [slice(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
-
-
-def _to_internal(theta_user: np.ndarray, ks: list[int], order: tuple[int, ...]) -> np.ndarray:
-    blocks = _blocks(ks)
-    return np.concatenate([theta_user[blocks[i]] for i in order])
-
-
-def _to_user(theta_int: np.ndarray, ks: list[int], order: tuple[int, ...]) -> np.ndarray:
-    internal = _blocks([ks[i] for i in order])
-    out = np.empty_like(theta_int)
-    user = _blocks(ks)
-    for pos, i in enumerate(order):
-        out[user[i]] = theta_int[internal[pos]]
-    return out
-
-
 def _blups_by_term(est: dict, cp) -> list[np.ndarray]:
     """BLUPs as one ``(levels, k)`` array per term, in the user's term order."""
     internal = [np.asarray(est["b1"])]
@@ -194,11 +183,11 @@ def _intercept_only(design: Design, name: str) -> bool:
 def _variance_components(design: Design, theta: np.ndarray, sigma2: float) -> dict:
     """Per factor: the variance (intercept only) or the covariance DataFrame
     ``sigma^2 T T'`` over all its terms (block diagonal across terms)."""
-    blocks = _blocks([t.k for t in design.terms])
+    index = blocks([t.k for t in design.terms])
     out: dict = {}
     for name in design.factor_names:
         idx = _factor_terms(design, name)
-        covs = [sigma2 * (lambda T: T @ T.T)(unpack_T(theta[blocks[i]], design.terms[i].k))
+        covs = [sigma2 * (lambda T: T @ T.T)(unpack_T(theta[index[i]], design.terms[i].k))
                 for i in idx]
         if _intercept_only(design, name):
             out[name] = float(covs[0][0, 0])

@@ -23,7 +23,7 @@ from ._design import build_design
 from ._deviance import estimates, log_likelihood, profiled_deviance
 from ._errors import DataError, ModelSpecError
 from ._optimize import minimize_deviance
-from ._theta import theta_names, tril_index
+from ._theta import theta_names, to_internal, to_user, tril_index
 
 __all__ = ["model_arrays", "deviance", "loglik", "blups", "fit_arrays", "fit_many"]
 
@@ -43,12 +43,6 @@ def _arrays_of(d) -> ModelArrays:
                              d.y, [t.X for t in terms], fe_names=d.fe_names, theta_names=names)
 
 
-def _blocks(ks):
-    sizes = [k * (k + 1) // 2 for k in ks]
-    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-    return [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:])]
-
-
 def _user_ks(ma: ModelArrays) -> list[int]:
     ks = [0] * len(ma.template.order)
     for pos, user in enumerate(ma.template.order):
@@ -57,17 +51,11 @@ def _user_ks(ma: ModelArrays) -> list[int]:
 
 
 def _to_internal(theta: jnp.ndarray, ma: ModelArrays) -> jnp.ndarray:
-    blocks = _blocks(_user_ks(ma))
-    return theta[np.concatenate([blocks[i] for i in ma.template.order])]
+    return to_internal(theta, _user_ks(ma), ma.template.order)
 
 
 def _to_user(theta_int: jnp.ndarray, ma: ModelArrays) -> jnp.ndarray:
-    internal = _blocks(list(ma.template.ks))
-    inverse = np.empty(sum(len(b) for b in internal), dtype=int)
-    user = _blocks(_user_ks(ma))
-    for pos, i in enumerate(ma.template.order):
-        inverse[user[i]] = internal[pos]
-    return theta_int[inverse]
+    return to_user(theta_int, _user_ks(ma), ma.template.order)
 
 
 def _normalize_signs(theta_int: jnp.ndarray, ma: ModelArrays) -> jnp.ndarray:

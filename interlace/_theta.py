@@ -12,7 +12,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["tril_index", "theta_names", "normalize_signs", "diagonal_mask", "unpack_T"]
+__all__ = [
+    "tril_index",
+    "theta_names",
+    "normalize_signs",
+    "diagonal_mask",
+    "unpack_T",
+    "blocks",
+    "to_internal",
+    "to_user",
+]
 
 
 def tril_index(k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -56,3 +65,27 @@ def normalize_signs(theta: np.ndarray, ks: list[int]) -> np.ndarray:
         out[start:start + len(rows)] = seg
         start += len(rows)
     return out
+
+
+def blocks(ks: list[int]) -> list[np.ndarray]:
+    """Index arrays of each term's ``theta`` entries in a vector laid out term by term."""
+    sizes = [k * (k + 1) // 2 for k in ks]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    return [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:])]
+
+
+def to_internal(theta, ks: list[int], order: tuple[int, ...]):
+    """``theta`` from the user's term order to the internal one (``order[pos]`` is the
+    user term at internal position ``pos``); numpy or JAX arrays."""
+    user = blocks(ks)
+    return theta[np.concatenate([user[i] for i in order])]
+
+
+def to_user(theta_int, ks: list[int], order: tuple[int, ...]):
+    """Inverse of :func:`to_internal`; ``ks`` in the user's order."""
+    internal = blocks([ks[i] for i in order])
+    user = blocks(ks)
+    inverse = np.empty(sum(len(b) for b in user), dtype=int)
+    for pos, i in enumerate(order):
+        inverse[user[i]] = internal[pos]
+    return theta_int[inverse]

@@ -134,7 +134,7 @@ def test_vector_valued_terms_in_first_block_and_tail_match_dense(reml):
     assert cp.order == (0, 1, 2, 3) and not cp.tail_diagonal
     theta_user = np.array([0.8, 0.3, 0.5, 0.6, -0.2, 0.4, 0.7, 0.1, 0.2, 0.5, -0.3, 0.4,
                            0.9])
-    from interlace._fit import _to_internal
+    from interlace._theta import to_internal as _to_internal
 
     th = jnp.asarray(_to_internal(theta_user, [2, 2, 3, 1], cp.order))
     dev, beta, sigma2, blups = dense_terms_deviance(theta_user, codes, nlev, term_X, X, y,
