@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 from ._errors import ModelSpecError
 from ._theta import tril_index
@@ -268,8 +267,3 @@ def _table(result, beta, theta, sigma, extra) -> pd.DataFrame:
     for j in range(extra.shape[1] if extra.ndim == 2 else 0):
         table[f"statistic_{j}"] = extra[:, j]
     return table
-
-
-def wald_pvalue_t(t: np.ndarray, df: np.ndarray) -> np.ndarray:
-    """Two-sided p-values of t statistics with ``df`` degrees of freedom."""
-    return 2.0 * _st.t.sf(np.abs(t), df)
