@@ -98,7 +98,7 @@ def blups(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> list[
 def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | None = None,
                maxiter: int = 500, implicit: bool = True, precond=None) -> dict:
     """Fit by L-BFGS and return ``beta``, ``theta`` (user order, lme4 signs), ``sigma``,
-    ``deviance`` and ``converged``: a pure function of ``model``'s arrays.
+    ``deviance``, ``fe_cov`` (``vcov(beta)``) and ``converged``: a pure function of ``model``'s arrays.
 
     Gradients of the estimates with respect to the data follow the implicit function
     theorem, not the optimiser's iterations: at the optimum ``grad_theta d = 0``, so
@@ -128,6 +128,7 @@ def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | N
         "theta": _to_user(_normalize_signs(theta, model), model),
         "sigma": jnp.sqrt(est["sigma2"]),
         "deviance": est["deviance"],
+        "fe_cov": est["fe_cov"],
         "converged": opt.converged,
     }
 

@@ -168,14 +168,15 @@ def parametric_bootstrap(result, n_bootstrap: int = 1000, seed=None,
     return BootstrapResult(replicates=table, converged=conv.astype(bool), estimate=estimate)
 
 
-@partial(jax.jit, static_argnames=("reml", "maxiter", "statistic"))
-def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic):
-    """Refit ``model`` to each row of ``Y`` from the matching row of ``Theta0``."""
+@partial(jax.jit, static_argnames=("reml", "maxiter", "statistic", "field"))
+def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y"):
+    """Refit ``model`` with each row of ``Y`` as its ``field`` (``"y"``: a response,
+    ``"weights"``: row weights) from the matching row of ``Theta0``."""
     from ._functional import fit_arrays
 
     def one(y, theta0):
-        out = fit_arrays(model.replace(y=y), reml=reml, theta0=theta0, maxiter=maxiter,
-                         implicit=False, precond=P)
+        out = fit_arrays(model.replace(**{field: y}), reml=reml, theta0=theta0,
+                         maxiter=maxiter, implicit=False, precond=P)
         extra = jnp.atleast_1d(statistic(out)) if statistic is not None else jnp.zeros(0)
         return out["beta"], out["theta"], out["sigma"], out["converged"], extra
 
@@ -216,8 +217,9 @@ def _off_the_boundary(model, theta0, floor: float = 0.1) -> jnp.ndarray:
 
 
 def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40,
-              batch_size: int | None = None):
-    """Refit every row of ``Y`` in two vectorised passes.
+              batch_size: int | None = None, field: str = "y"):
+    """Refit every row of ``Y`` (responses, or row weights with ``field="weights"``) in
+    two vectorised passes.
 
     Under ``vmap`` a batch iterates until its slowest member stops, and a few refits
     near the boundary can need 100+ L-BFGS iterations. So all rows get
@@ -236,7 +238,7 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
         batch_size = Y.shape[0] if small else 128
     if Y.shape[0] > batch_size:
         parts = [refit_all(model, Y[i:i + batch_size], theta0, reml=reml, statistic=statistic,
-                           first_maxiter=first_maxiter, batch_size=batch_size)
+                           first_maxiter=first_maxiter, batch_size=batch_size, field=field)
                  for i in range(0, Y.shape[0], batch_size)]
         return [np.concatenate([p[j] for p in parts]) for j in range(5)]
     B = Y.shape[0]
@@ -244,13 +246,14 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     Theta0 = jnp.broadcast_to(theta0, (B, theta0.shape[0]))
     P = _preconditioner(model, theta0, reml)
     out = [np.array(a) for a in _fit_batch(model, Y, Theta0, P, reml=reml,
-                                              maxiter=first_maxiter, statistic=statistic)]
+                                              maxiter=first_maxiter, statistic=statistic,
+                                              field=field)]
     todo = np.flatnonzero(~out[3])
     if todo.size:
         size = int(2 ** np.ceil(np.log2(max(todo.size, 8))))
         idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
         again = _fit_batch(model, Y[idx], jnp.asarray(out[1][idx]), P, reml=reml, maxiter=500,
-                           statistic=statistic)
+                           statistic=statistic, field=field)
         for a, b in zip(out, again):
             a[todo] = np.asarray(b)[: todo.size]
     return out
