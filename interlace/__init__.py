@@ -36,6 +36,7 @@ _enable_compilation_cache()
 from . import datasets  # noqa: E402
 from ._anova import AnovaTable, anova  # noqa: E402
 from ._crossprod import CrossProducts, cross_products  # noqa: E402
+from ._diagnostics import cooks_distance, hlm_resid, leverage, n_influential  # noqa: E402
 from ._deviance import profiled_deviance  # noqa: E402
 from ._errors import (  # noqa: E402
     DataError,
@@ -45,6 +46,7 @@ from ._errors import (  # noqa: E402
     ModelSpecError,
 )
 from ._fit import fit  # noqa: E402
+from ._influence import hlm_influence  # noqa: E402
 from ._arrays import ModelArrays  # noqa: E402
 from ._functional import (  # noqa: E402
     blups,
@@ -64,6 +66,11 @@ __all__ = [
     "fit",
     "CrossedLMEResult",
     "isSingular",
+    "hlm_resid",
+    "leverage",
+    "cooks_distance",
+    "hlm_influence",
+    "n_influential",
     "anova",
     "AnovaTable",
     "datasets",

@@ -80,3 +80,52 @@ def dense_terms_deviance(theta, codes, nlevels, term_X, X, y, reml):
     # BLUPs b_r = G_r Z_r' V^-1 r, reshaped to (levels, k)
     blups = [(G @ Zr.T @ Vi @ r).reshape(k, q).T for Zr, G, q, k in parts]
     return dev, beta, sigma2, blups
+
+
+def dense_diagnostics(result):
+    """Textbook dense diagnostics of a fitted ``CrossedLMEResult`` (any random terms):
+    the conditional hat diagonal ``diag([Z Lambda, X] M^-1 [Z Lambda, X]')``, the
+    diagonal of ``H1 = X (X'V^-1 X)^-1 X'V^-1``, the marginal residual variances
+    ``sigma^2 diag(V - X (X'V^-1 X)^-1 X')`` and the BLUPs' conditional covariance
+    ``sigma^2 Lambda (Lambda'Z'Z Lambda + I)^-1 Lambda'`` (diagonal blocks per term)."""
+    from scipy.linalg import block_diag
+
+    d = result.design
+    n = d.nobs
+    Zs, Ts, start = [], [], 0
+    theta = result.theta.to_numpy()
+    for t in d.terms:
+        q, k = len(t.levels), t.k
+        Z = np.zeros((n, q * k))
+        for j in range(k):
+            Z[np.arange(n), t.codes * k + j] = t.X[:, j]
+        Zs.append(Z)
+        m = k * (k + 1) // 2
+        rows, cols = np.tril_indices(k)
+        order = np.lexsort((rows, cols))  # theta is the lower triangle column by column
+        T = np.zeros((k, k))
+        T[rows[order], cols[order]] = theta[start:start + m]
+        start += m
+        Ts.append(np.kron(np.eye(q), T))
+    Z, Lam = np.hstack(Zs), block_diag(*Ts)
+    q = Lam.shape[0]
+    A = np.hstack([Z @ Lam, d.X])
+    M = A.T @ A
+    M[:q, :q] += np.eye(q)
+    hat = np.einsum("ij,ji->i", A, np.linalg.solve(M, A.T))
+    V = np.eye(n) + Z @ Lam @ Lam.T @ Z.T
+    ViX = np.linalg.solve(V, d.X)
+    XtViX = d.X.T @ ViX
+    hat_fixef = np.einsum("ij,ji->i", d.X, np.linalg.solve(XtViX, ViX.T))
+    marginal_var = result.scale * (np.diag(V) - np.einsum("ij,ji->i", d.X,
+                                                          np.linalg.solve(XtViX, d.X.T)))
+    P = Lam.T @ Z.T @ Z @ Lam + np.eye(q)
+    cond = result.scale * Lam @ np.linalg.solve(P, Lam.T)
+    blocks, off = [], 0
+    for t in d.terms:
+        qq, k = len(t.levels), t.k
+        blocks.append(np.array([cond[off + l * k:off + (l + 1) * k, off + l * k:off + (l + 1) * k]
+                                for l in range(qq)]))
+        off += qq * k
+    return {"hat": hat, "hat_fixef": hat_fixef, "marginal_var": marginal_var,
+            "condvar": blocks}

@@ -1,0 +1,111 @@
+"""Residuals, leverage and one-step Cook's distance (the pandas edge of diagnostics).
+
+The numbers come from :mod:`interlace._leverage` (hat diagonal, marginal residual
+variances, conditional variances of the BLUPs); exact deletion diagnostics are in
+:mod:`interlace._influence`. Notation: ``e = y - X beta_hat - Z b_hat`` (conditional
+residuals), ``r = y - X beta_hat`` (marginal), ``h_i`` the diagonal of the conditional hat
+matrix, ``sigma^2`` the residual variance, ``p`` the number of fixed effects.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ._errors import ModelSpecError
+from ._leverage import blup_condvar, row_leverage
+
+__all__ = ["hlm_resid", "leverage", "cooks_distance", "n_influential"]
+
+_TYPES = ("conditional", "marginal")
+
+
+def hlm_resid(result, type: str = "conditional", standardized: bool = False,
+              level=1) -> pd.DataFrame:
+    """Residuals and fitted values of ``result``.
+
+    ``level=1`` (rows): a DataFrame aligned with the fitted rows with ``resid`` and
+    ``fitted`` of the requested ``type`` plus all four raw columns
+    (``resid_conditional``, ``fitted_conditional``, ``resid_marginal``,
+    ``fitted_marginal``). ``standardized=True`` divides ``resid`` by its estimated
+    standard deviation: ``e_i / (sigma sqrt(1 - h_i))`` (conditional: ``Var(e) =
+    sigma^2 (I - H)``) or ``r_i / sd(r_i)`` with ``Var(r) = sigma^2 (V - X (X'V^-1 X)^-1
+    X')`` (marginal).
+
+    ``level="<factor>"``: the group-level residuals, i.e. the BLUPs of that factor with
+    their conditional standard errors (lme4's ``ranef(fit, condVar = TRUE)``): one row
+    per level, columns ``<col>`` and ``<col>_se`` per random-effect column, and
+    ``n_obs``.
+    """
+    if level != 1:
+        return _group_resid(result, level)
+    if type not in _TYPES:
+        raise ModelSpecError(f"type must be 'conditional' or 'marginal', got {type!r}.")
+    d = result.design
+    fitted_m = d.X @ result.fe_params.to_numpy()
+    out = pd.DataFrame({
+        "resid_conditional": result.resid.to_numpy(),
+        "fitted_conditional": result.fittedvalues.to_numpy(),
+        "resid_marginal": d.y - fitted_m,
+        "fitted_marginal": fitted_m,
+    }, index=d.row_index)
+    resid = out[f"resid_{type}"].to_numpy()
+    if standardized:
+        lev = row_leverage(result)
+        var = (1.0 - lev.hat) if type == "conditional" else lev.marginal_var
+        resid = resid / np.sqrt(result.scale * var)
+    out.insert(0, "fitted", out[f"fitted_{type}"].to_numpy())
+    out.insert(0, "resid", resid)
+    return out
+
+
+def _group_resid(result, factor) -> pd.DataFrame:
+    d = result.design
+    if factor not in d.factor_names:
+        raise ModelSpecError(
+            f"level must be 1 (rows) or a grouping factor of the model "
+            f"({', '.join(map(repr, d.factor_names))}), got {factor!r}.")
+    condvar = blup_condvar(result)
+    fi = d.factor_names.index(factor)
+    levels = d.levels[fi]
+    out = pd.DataFrame(index=pd.Index(levels.to_numpy(), name=factor))
+    for term, blup, cv in zip(d.terms, result.term_blups, condvar):
+        if term.factor != factor:
+            continue
+        se = np.sqrt(np.diagonal(cv, axis1=1, axis2=2))
+        for j, col in enumerate(term.columns):
+            out[col] = blup[:, j]
+            out[f"{col}_se"] = se[:, j]
+    out["n_obs"] = np.bincount(d.codes[fi], minlength=len(levels))
+    return out
+
+
+def leverage(result) -> pd.DataFrame:
+    """Diagonal of the conditional hat matrix ``H`` (fitted ``= H y``; lme4's
+    ``hatvalues``), without forming ``H``: column ``overall``, split as HLMdiag does
+    (Nobre & Singer 2007) into ``fixef``, the diagonal of ``H1 = X (X'V^-1 X)^-1 X'V^-1``,
+    and ``ranef = overall - fixef``, the diagonal of ``Z D Z' V^-1 (I - H1)``."""
+    lev = row_leverage(result)
+    return pd.DataFrame({"overall": lev.hat, "fixef": lev.hat_fixef,
+                         "ranef": lev.hat - lev.hat_fixef}, index=result.design.row_index)
+
+
+def cooks_distance(result) -> pd.Series:
+    """lme4's one-step Cook's distance (``cooks.distance(fit)``):
+    ``D_i = e_i^2 h_i / (p sigma^2 (1 - h_i)^2)``, a cheap approximation to the exact
+    case-deletion distance of :func:`hlm_influence`."""
+    h = row_leverage(result).hat
+    e = result.resid.to_numpy()
+    p = len(result.fe_params)
+    return pd.Series(e**2 * h / (p * result.scale * (1.0 - h) ** 2),
+                     index=result.design.row_index, name="cooksd")
+
+
+def n_influential(result, threshold: float | None = None,
+                  influence: pd.DataFrame | None = None) -> int:
+    """How many cases have Cook's distance above ``threshold`` (default ``4 / n``, the
+    usual rule of thumb): the one-step distances, or the ``cooksd`` column of an
+    :func:`hlm_influence` table when ``influence`` is given."""
+    d = (influence["cooksd"] if influence is not None else cooks_distance(result)).to_numpy()
+    cut = 4.0 / len(d) if threshold is None else float(threshold)
+    return int(np.sum(d > cut))

@@ -1,0 +1,139 @@
+"""Exact case- and group-deletion influence, all deletions in one vectorised refit.
+
+Deleting row ``i`` (or every row of one level) is a refit with that row's weight set to
+zero: same index structure, so every deletion runs through one compiled
+``jax.vmap``-ed fit, warm-started at the full fit (:func:`refit_all`). A level left
+without rows contributes nothing to the likelihood, exactly as if it were dropped.
+
+With ``beta``, ``V = vcov(beta)`` from the full fit and ``beta_(i)``, ``V_(i)`` from the
+fit without case ``i`` (Christensen, Pearson & Johnson 1992; Schabenberger 2004;
+HLMdiag's ``hlm_influence``; ``p`` fixed effects):
+
+* Cook's distance as lme4's ``cooks.distance(influence(fit))``:
+  ``D_i = (m - p) / (m p) (beta - beta_(i))' V^-1 (beta - beta_(i))`` with ``m`` the
+  number of deleted units (rows, or levels for group deletion); HLMdiag omits the
+  factor ``(m - p) / m``;
+* MDFFITS ``(beta - beta_(i))' V_(i)^-1 (beta - beta_(i)) / p`` (HLMdiag);
+* COVTRACE ``|tr(V^-1 V_(i)) - p|`` and COVRATIO ``det(V_(i)) / det(V)``;
+* ``rvc_*``: the relative change ``(c_(i) - c) / c`` of each variance component ``c``
+  (the entries of ``sigma^2 T_r T_r'`` and ``sigma^2``).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ._errors import ModelSpecError
+from ._theta import tril_index
+
+__all__ = ["hlm_influence", "variance_component_names", "variance_component_values"]
+
+# Deletions per call of the vectorised refit (bounds the deletions x rows weights).
+_DELETIONS_PER_CALL = 512
+
+
+def _fe_cov_of(out):
+    """A refit's ``vcov(beta)``, flattened (a batch statistic; module level so that the
+    compiled batch is cached)."""
+    return out["fe_cov"].ravel()
+
+
+def variance_component_names(terms) -> list[str]:
+    """``var_<col>|<factor>`` and ``cov_<col>.<col>|<factor>`` per term (lower triangle,
+    column by column), then ``sigma2``."""
+    names = []
+    for t in terms:
+        for i, j in zip(*tril_index(t.k)):
+            names.append(f"var_{t.columns[i]}|{t.factor}" if i == j
+                         else f"cov_{t.columns[i]}.{t.columns[j]}|{t.factor}")
+    return names + ["sigma2"]
+
+
+def variance_component_values(theta: np.ndarray, sigma: np.ndarray, terms) -> np.ndarray:
+    """Entries of ``sigma^2 T_r T_r'`` (``variance_component_names`` order), rows are fits."""
+    theta, sigma = np.atleast_2d(theta), np.atleast_1d(sigma)
+    cols, start = [], 0
+    for t in terms:
+        rows, cc = tril_index(t.k)
+        T = np.zeros((theta.shape[0], t.k, t.k))
+        T[:, rows, cc] = theta[:, start:start + len(rows)]
+        start += len(rows)
+        cov = sigma[:, None, None] ** 2 * T @ np.swapaxes(T, 1, 2)
+        cols += [cov[:, i, j] for i, j in zip(rows, cc)]
+    return np.column_stack(cols + [sigma**2])
+
+
+def _deletion_sets(result, level) -> tuple[pd.Index, np.ndarray]:
+    """Labels of the deletions and, per deletion, the code that the rows' key must not
+    equal (rows: their position; groups: their level code)."""
+    d = result.design
+    if level == 1:
+        return d.row_index, np.arange(d.nobs)
+    if level not in d.factor_names:
+        raise ModelSpecError(
+            f"level must be 1 (single rows) or a grouping factor of the model "
+            f"({', '.join(map(repr, d.factor_names))}), got {level!r}.")
+    i = d.factor_names.index(level)
+    return pd.Index(d.levels[i].to_numpy(), name=level), d.codes[i]
+
+
+def _padded(chunk: np.ndarray, model) -> np.ndarray:
+    """``chunk`` padded (with deletions of nothing, key -1) to a size that recurs, so
+    that row and group deletions of one model share one compiled batch: a multiple of
+    :func:`refit_all`'s batch of 128 for LAPACK-sized tails, else a power of two of at
+    least 64 (small refits cost microseconds; a compile costs seconds)."""
+    from ._deviance import _SMALL
+
+    cp = model.template
+    size = (128 * -(-chunk.size // 128) if cp.t > _SMALL or cp.k1 > _SMALL
+            else int(2 ** np.ceil(np.log2(max(chunk.size, 64)))))
+    return np.concatenate([chunk, np.full(size - chunk.size, -1)])
+
+
+def hlm_influence(result, level=1) -> pd.DataFrame:
+    """Exact deletion diagnostics of ``result`` (module docstring), one row per deleted
+    case (``level=1``) or per deleted level of the grouping factor ``level``.
+
+    Columns: ``cooksd``, ``mdffits``, ``covtrace``, ``covratio``, ``rvc_*`` and
+    ``converged`` (the refit's flag). Each refit uses the fit's method (REML or ML).
+    """
+    from ._functional import _arrays_of
+    from ._simulate import refit_all
+
+    labels, key = _deletion_sets(result, level)
+    d = result.design
+    model = _arrays_of(d)
+    reml = result.method == "REML"
+    theta0 = jnp.asarray(result.theta.to_numpy())
+    targets = np.arange(len(labels))
+    parts = []
+    for s in range(0, len(targets), _DELETIONS_PER_CALL):
+        chunk = _padded(targets[s:s + _DELETIONS_PER_CALL], model)
+        weights = (key[None, :] != chunk[:, None]).astype(np.float64)
+        parts.append(refit_all(model, jnp.asarray(weights), theta0, reml=reml,
+                               statistic=_fe_cov_of, field="weights"))
+    beta, theta, sigma, conv, cov = (np.concatenate([p[i] for p in parts])[:len(targets)]
+                                     for i in range(5))
+    p = beta.shape[1]
+    V = result.fe_cov.to_numpy()
+    Vdel = cov.reshape(-1, p, p)
+    delta = result.fe_params.to_numpy()[None, :] - beta
+    m = len(labels)
+    cooksd = (m - p) / (m * p) * np.einsum("bi,ij,bj->b", delta, np.linalg.inv(V), delta)
+    mdffits = np.einsum("bi,bi->b", delta, np.linalg.solve(Vdel, delta[..., None])[..., 0]) / p
+    ratio = np.linalg.solve(V[None], Vdel)
+    covtrace = np.abs(np.trace(ratio, axis1=1, axis2=2) - p)
+    covratio = np.linalg.det(Vdel) / np.linalg.det(V)
+    out = pd.DataFrame({"cooksd": cooksd, "mdffits": mdffits, "covtrace": covtrace,
+                        "covratio": covratio}, index=labels)
+    full = variance_component_values(result.theta.to_numpy()[None],
+                                     np.array([np.sqrt(result.scale)]), d.terms)
+    deleted = variance_component_values(theta, sigma, d.terms)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rvc = (deleted - full) / full
+    for j, name in enumerate(variance_component_names(d.terms)):
+        out[f"rvc_{name}"] = rvc[:, j]
+    out["converged"] = conv.astype(bool)
+    return out

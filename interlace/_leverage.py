@@ -1,0 +1,167 @@
+"""Leverage, marginal residual variances and conditional variances of the BLUPs.
+
+All from the blocked factor of the penalised system, never an ``n x n`` (or ``q x q``)
+matrix. With ``a_i' = [(Lambda' z_i)', x_i']`` the ``i``-th row of ``[Z Lambda, X]``
+and ``M = [Lambda'Z'Z Lambda + I, Lambda'Z'X; X'Z Lambda, X'X]``, the conditional
+fitted values are ``H y`` with ``H = [Z Lambda, X] M^-1 [Z Lambda, X]'`` (lme4's
+``hatvalues``). Eliminating term 1 (``D_l = T1' A1_l T1 + I``, ``W_l = T1 D_l^-1 T1'``)
+leaves the tail Schur complement ``S`` (``_deviance``), so
+
+    h_i = x1_i' W_l x1_i + |L_S^-1 v_i|^2,   v_i = Lambda_t' ([z_t,i; x_i] - C_l' W_l x1_i)
+
+for row ``i`` in level ``l`` of term 1, where ``C_l = Z1_l' [Z_tail X]`` and ``L_S`` is
+the Cholesky factor of ``S`` (without the response). The ``X`` part of
+``w = L_S^-1 v_i`` is ``L_X^-1 (V^-1 X)_i'`` with ``V = I + Z Lambda Lambda' Z'``, which
+gives the fixed-effect part of the hat matrix ``H1 = X (X'V^-1 X)^-1 X' V^-1``
+(Nobre & Singer 2007; HLMdiag's ``leverage``): ``H1_ii = (L_X^-1 x_i)' w_X``.
+
+The marginal residual ``y - X beta_hat`` has variance
+``sigma^2 (V - X (X'V^-1 X)^-1 X')``, whose diagonal is
+``sigma^2 (1 + |Lambda' z_i|^2 - |L_X^-1 x_i|^2)``.
+
+lme4's conditional variance of the BLUPs (``ranef(fit, condVar = TRUE)``) is
+``sigma^2 Lambda (Lambda'Z'Z Lambda + I)^-1 Lambda'``; its diagonal blocks are
+``sigma^2 (W_l + G_l' S_zz^-1 G_l)`` with ``G_l = Lambda_z' C_lz' W_l`` for term 1 and
+those of ``sigma^2 Lambda_t S_zz^-1 Lambda_t'`` for the other terms.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+
+from ._crossprod import CrossProducts, cross_products
+from ._deviance import _cholesky_of_lower, _first_block, _lambda_values, tail_schur
+from ._theta import to_internal, tril_index
+
+__all__ = ["RowLeverage", "row_leverage", "blup_condvar"]
+
+# Rows per chunk: a chunk holds a few (rows x tail columns) matrices.
+_CHUNK_NUMBERS = 1 << 22
+
+
+class RowLeverage(NamedTuple):
+    """Per row: ``hat`` (conditional hat diagonal), ``hat_fixef`` (``H1_ii``) and
+    ``marginal_var`` (``Var(y_i - x_i' beta_hat) / sigma^2``)."""
+
+    hat: np.ndarray
+    hat_fixef: np.ndarray
+    marginal_var: np.ndarray
+
+
+def _system(result):
+    """Cross-products, internal ``theta`` and the per-row arrays in internal order."""
+    d = result.design
+    terms = d.terms
+    cp = cross_products([t.codes for t in terms], [len(t.levels) for t in terms], d.X, d.y,
+                        [t.X for t in terms])
+    theta = jnp.asarray(to_internal(result.theta.to_numpy(), [t.k for t in terms], cp.order))
+    codes = tuple(jnp.asarray(terms[i].codes) for i in cp.order)
+    term_X = tuple(jnp.asarray(terms[i].X) for i in cp.order)
+    return cp, theta, codes, term_X
+
+
+def _dense_c(cp: CrossProducts) -> jnp.ndarray:
+    """``C = Z1' [Z_tail X y]`` as a dense ``(q1, k1, t)`` array."""
+    C = jnp.zeros((cp.q1 * cp.k1, cp.t)).at[cp.c_row, cp.c_col].add(cp.c_val)
+    return C.reshape(cp.q1, cp.k1, cp.t)
+
+
+def _tail_rows(cp: CrossProducts, codes, term_X, X) -> jnp.ndarray:
+    """Rows of ``[Z_tail X 0]`` as a dense ``(n, t)`` array (the response column zeroed)."""
+    n = X.shape[0]
+    R = jnp.zeros((n, cp.t))
+    offset = 0
+    for c, Xr, q, k in zip(codes[1:], term_X[1:], cp.nlevels[1:], cp.ks[1:]):
+        cols = offset + c[:, None] * k + jnp.arange(k)[None, :]
+        R = R.at[jnp.arange(n)[:, None], cols].set(Xr)
+        offset += q * k
+    return R.at[:, cp.q_tail:cp.q_tail + cp.p].set(X)
+
+
+def _lambda_t_transpose(cp: CrossProducts, theta, U) -> jnp.ndarray:
+    """``U Lambda_t`` for rows ``U`` (``(m, t)``), i.e. ``Lambda_t' u`` per row."""
+    vals = _lambda_values(theta, cp.lam_theta)
+    return jax.ops.segment_sum((U[:, cp.lam_row] * vals).T, cp.lam_col, num_segments=cp.t).T
+
+
+@jax.jit
+def _leverage_chunk(cp, theta, L, C, codes, term_X, X):
+    qt, p = cp.q_tail, cp.p
+    _, _, W = _first_block(theta, cp)
+    l, x1 = codes[0], term_X[0]
+    Wx = jnp.einsum("njk,nk->nj", W[l], x1)
+    quad1 = jnp.sum(x1 * Wx, axis=1)
+    U = _tail_rows(cp, codes, term_X, X) - jnp.einsum("nk,nkt->nt", Wx, C[l])
+    V = _lambda_t_transpose(cp, theta, U)[:, :-1]
+    w = solve_triangular(L[:-1, :-1], V.T, lower=True)  # (t - 1, n)
+    LX = L[qt:qt + p, qt:qt + p]
+    lx = solve_triangular(LX, X.T, lower=True)  # L_X^-1 x_i, (p, n)
+    hat = quad1 + jnp.sum(w**2, axis=0)
+    hat_fixef = jnp.sum(lx * w[qt:qt + p], axis=0)
+    vz = sum(jnp.sum((Xr @ _term_T(theta, cp, r)) ** 2, axis=1)
+             for r, Xr in enumerate(term_X))  # |Lambda' z_i|^2
+    return hat, hat_fixef, 1.0 + vz - jnp.sum(lx**2, axis=0)
+
+
+def _term_T(theta, cp: CrossProducts, r: int) -> jnp.ndarray:
+    """``T_r`` of internal term ``r`` (lower triangular, ``k x k``)."""
+    k = cp.ks[r]
+    rows, cols = tril_index(k)
+    start = cp.theta_offsets[r]
+    return jnp.zeros((k, k)).at[rows, cols].set(theta[start:start + len(rows)])
+
+
+def row_leverage(result) -> RowLeverage:
+    """Hat diagonal, its fixed-effect part and the marginal residual variances of
+    ``result``'s rows (module docstring), in chunks of rows."""
+    cp, theta, codes, term_X = _system(result)
+    L = _cholesky_of_lower(tail_schur(theta, cp))
+    C = _dense_c(cp)
+    X = result.design.X
+    n = X.shape[0]
+    chunk = max(1, min(n, _CHUNK_NUMBERS // max(cp.t, 1)))
+    parts = []
+    for s in range(0, n, chunk):
+        sl = slice(s, min(n, s + chunk))
+        parts.append(_leverage_chunk(cp, theta, L, C, tuple(c[sl] for c in codes),
+                                     tuple(x[sl] for x in term_X), jnp.asarray(X[sl])))
+    hat, fixef, mvar = (np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(3))
+    return RowLeverage(hat=hat, hat_fixef=fixef, marginal_var=mvar)
+
+
+@jax.jit
+def _condvar_internal(cp, theta, L, C):
+    qt = cp.q_tail
+    _, _, W = _first_block(theta, cp)
+    Lzz = L[:qt, :qt]
+    # Term 1: G_l = Lambda_z' C_lz' W_l, stacked as (qt, q1 k1).
+    CW = jnp.einsum("ljt,ljk->lkt", C, W)  # rows of W_l C_l, (q1, k1, t)
+    G = _lambda_t_transpose(cp, theta, CW.reshape(-1, cp.t))[:, :qt]
+    F1 = solve_triangular(Lzz, G.T, lower=True).reshape(qt, cp.q1, cp.k1)
+    first = W + jnp.einsum("cli,clj->lij", F1, F1)
+    # Tail: Lambda_t S_zz^-1 Lambda_t' = F'F with F = L_zz^-1 Lambda_z'.
+    lam = _lambda_t_transpose(cp, theta, jnp.eye(cp.t))[:qt, :qt]  # Lambda_t (rows) -> Lambda
+    F = solve_triangular(Lzz, lam.T, lower=True)
+    tails, offset = [], 0
+    for q, k in zip(cp.nlevels[1:], cp.ks[1:]):
+        Fr = F[:, offset:offset + q * k].reshape(qt, q, k)
+        tails.append(jnp.einsum("cli,clj->lij", Fr, Fr))
+        offset += q * k
+    return [first, *tails]
+
+
+def blup_condvar(result) -> list[np.ndarray]:
+    """lme4's ``condVar``: per term (user order) the ``(levels, k, k)`` conditional
+    covariance of the BLUPs, ``sigma^2 Lambda (Lambda'Z'Z Lambda + I)^-1 Lambda'``."""
+    cp, theta, _, _ = _system(result)
+    L = _cholesky_of_lower(tail_schur(theta, cp))
+    internal = _condvar_internal(cp, theta, L, _dense_c(cp))
+    out = [None] * len(internal)
+    for pos, user in enumerate(cp.order):
+        out[user] = result.scale * np.asarray(internal[pos])
+    return out
