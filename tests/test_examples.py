@@ -12,9 +12,10 @@ EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("[0-9][0-9]_*.py
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
-def test_example_runs(path):
+def test_example_runs(path, tmp_path):
+    # in a scratch folder: examples may write files (03 writes its plots)
     proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip()
 
