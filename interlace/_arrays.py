@@ -19,6 +19,8 @@ values ``v_i = [x_{r,i} ..., x_i, y_i]``. Then, with weights ``w``:
 
 from __future__ import annotations
 
+import dataclasses
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -54,6 +56,11 @@ class ModelArrays(eqx.Module):
     n_stored: int = eqx.field(static=True)  # stored (level, column) pairs of C
     fe_names: tuple = eqx.field(static=True, default=())  # labels for results
     theta_names: tuple = eqx.field(static=True, default=())
+    # Copies of each level in a resampled-levels bootstrap (``CrossProducts``' fields of
+    # the same names; None: each level once). Rows then carry, as ``weights``, the
+    # product of their levels' copy counts.
+    level_mult: jnp.ndarray | None = None
+    tail_mult: jnp.ndarray | None = None
 
     def replace(self, **leaves) -> "ModelArrays":
         """A copy with some of ``y``, ``X``, ``term_X``, ``weights`` replaced."""
@@ -126,8 +133,6 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
                                ma.pair_flat.ravel(), num_segments=t * t).reshape(t, t)
     contrib = w[:, None, None] * V[:, :, None] * x1[:, None, :]  # (n, m, k1)
     vec = jax.ops.segment_sum(contrib.reshape(-1, k1), ma.pos.ravel(), num_segments=ma.n_stored)
-    return eqx.tree_at(
-        lambda c: (c.A1, c.tail, c.upd_prod, c.c_val, c.n),
-        cp,
-        (A1, tail, outer_products(vec, ma.upd_k, ma.upd_k2), vec.ravel(), jnp.sum(w)),
-    )
+    return dataclasses.replace(
+        cp, A1=A1, tail=tail, upd_prod=outer_products(vec, ma.upd_k, ma.upd_k2),
+        c_val=vec.ravel(), n=jnp.sum(w), level_mult=ma.level_mult, tail_mult=ma.tail_mult)

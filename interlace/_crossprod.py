@@ -56,6 +56,10 @@ class CrossProducts(eqx.Module):
     nlevels: tuple[int, ...] = eqx.field(static=True)  # per term, internal order
     ks: tuple[int, ...] = eqx.field(static=True)  # columns per term, internal order
     order: tuple[int, ...] = eqx.field(static=True)  # internal position -> user term
+    # Level multiplicities of a resampled-levels bootstrap (None: every level once);
+    # see ``_deviance`` ("Duplicated levels").
+    level_mult: jnp.ndarray | None = None  # (q1,) copies of each level of term 1
+    tail_mult: jnp.ndarray | None = None  # (t,) copies of each tail column (1 for X, y)
 
     @property
     def q1(self) -> int:

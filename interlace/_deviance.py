@@ -18,6 +18,20 @@ with ``R = [Z_tail X y]`` and ``C = Z1'R``; ``log|L_Z|^2 = sum_l log|D_l| + log|
 and the other terms come from the diagonal of ``chol(S)``. One dense Cholesky per
 evaluation; for an intercept ``W_l = theta_1^2 / (theta_1^2 n_l + 1)``.
 
+Duplicated levels (resampled-levels bootstraps). A bootstrap that draws the levels of a
+factor with replacement makes each drawn copy a new level. With ``m_l`` copies of level
+``l`` and rows weighted by the product of their levels' copy counts, the model of the
+resampled data is evaluated in the original dimensions (matrix determinant lemma and the
+push-through identity ``E'(A - E U E')^-1 E = (diag(a/m) - U)^-1`` for a duplication
+matrix ``E`` with ``E'E = diag(m)``):
+
+* term 1 (``cp.level_mult``): per-copy blocks ``D_l`` from ``A1_l / m_l``,
+  ``log|L_Z|^2`` gets ``sum_l m_l log|D_l|`` and the Schur weights become ``W_l / m_l``;
+* a tail intercept factor (``cp.tail_mult``): its columns of ``S`` are scaled by
+  ``1 / m_j`` and its identity becomes ``1 / m_j``; ``log|L_Z|^2`` gets
+  ``sum_j (m_j - 1) log a_j + log m_j`` with ``a_j = lambda_j^2 (Z'Z)_jj / m_j + 1``
+  (levels with ``m_j = 0`` drop out).
+
 The gradient uses a custom VJP of ``log diag(chol(S))`` (:func:`cholesky_logdiag`): for
 cotangent ``g``, ``d/dS sum_i g_i log L_ii = 1/2 L^-T diag(g) L^-1`` (from
 ``d log|S_k| = tr(S_k^-1 dS_k)`` on the nested leading blocks ``S_k``), which costs one
@@ -117,21 +131,44 @@ def _first_block(theta: jnp.ndarray, cp: CrossProducts):
     """Term 1: ``T1``, ``log|D|`` with ``D_l = T1' A1_l T1 + I`` and the Schur weights
     ``W_l = T1 D_l^-1 T1'`` (``k1 x k1`` per level)."""
     k1 = cp.k1
+    mult = cp.level_mult
+    A1 = cp.A1 if mult is None else cp.A1 / _nonzero(mult)[:, None, None]
     if k1 == 1:
         th = theta[0]
-        d = th**2 * cp.A1[:, 0, 0] + 1.0
-        return th.reshape(1, 1), jnp.sum(jnp.log(d)), (th**2 / d)[:, None, None]
+        d = th**2 * A1[:, 0, 0] + 1.0
+        W = (th**2 / d)[:, None, None]
+        if mult is None:
+            return th.reshape(1, 1), jnp.sum(jnp.log(d)), W
+        return th.reshape(1, 1), jnp.sum(mult * jnp.log(d)), W / _nonzero(mult)[:, None, None]
     rows, cols = tril_index(k1)
     T1 = jnp.zeros((k1, k1), theta.dtype).at[rows, cols].set(theta[: len(rows)])
-    D = jnp.einsum("ji,ljk,km->lim", T1, cp.A1, T1) + jnp.eye(k1)
+    D = jnp.einsum("ji,ljk,km->lim", T1, A1, T1) + jnp.eye(k1)
     if k1 <= _SMALL:
         L1 = unrolled_cholesky(D)
         M = unrolled_tril_inverse(L1) @ T1.T  # L^-1 T1'
     else:
         L1 = jnp.linalg.cholesky(D)
         M = solve_triangular(L1, jnp.broadcast_to(T1.T, D.shape), lower=True)
-    logdet = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L1, axis1=1, axis2=2)))
-    return T1, logdet, jnp.einsum("lji,ljk->lik", M, M)
+    logd = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L1, axis1=1, axis2=2)), axis=1)
+    W = jnp.einsum("lji,ljk->lik", M, M)
+    if mult is None:
+        return T1, jnp.sum(logd), W
+    return T1, jnp.sum(mult * logd), W / _nonzero(mult)[:, None, None]
+
+
+def _nonzero(m: jnp.ndarray) -> jnp.ndarray:
+    """``m`` with zeros replaced by ones (a level with no copies has no data either)."""
+    return jnp.where(m > 0, m, 1.0)
+
+
+def _duplication_logdet(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
+    """The ``log|L_Z|^2`` correction for duplicated tail levels (module docstring)."""
+    if cp.tail_mult is None:
+        return jnp.zeros((), theta.dtype)
+    m = cp.tail_mult
+    lam = _lambda_values(theta, cp.tail_theta)
+    a = lam**2 * jnp.diagonal(cp.tail) / _nonzero(m) + 1.0
+    return jnp.sum(jnp.where(m > 0, (m - 1.0) * jnp.log(a) + jnp.log(_nonzero(m)), 0.0))
 
 
 def _lambda_values(theta: jnp.ndarray, index: jnp.ndarray) -> jnp.ndarray:
@@ -161,7 +198,12 @@ def tail_schur(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
         ML = jax.ops.segment_sum((M[:, cp.lam_row] * vals).T, cp.lam_col, num_segments=t).T
         S = jnp.tril(jax.ops.segment_sum(ML[cp.lam_row, :] * vals[:, None], cp.lam_col,
                                          num_segments=t))
-    return S + jnp.diag(cp.is_z)
+    if cp.tail_mult is None:
+        return S + jnp.diag(cp.is_z)
+    m = cp.tail_mult  # duplicated tail levels: scale by 1/m (module docstring)
+    scale = jnp.where(m > 0, 1.0 / _nonzero(m), 0.0)
+    return S * scale[:, None] * scale[None, :] + jnp.diag(jnp.where(m > 0, cp.is_z * scale,
+                                                                    cp.is_z))
 
 
 def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> jnp.ndarray:
@@ -175,7 +217,7 @@ def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> j
     logdiag = cholesky_logdiag(tail_schur(theta, cp))
     nu = n - p if reml else n
     k = qt + p if reml else qt
-    logdet = log_d1 + 2.0 * jnp.sum(logdiag[:k])
+    logdet = log_d1 + _duplication_logdet(theta, cp) + 2.0 * jnp.sum(logdiag[:k])
     log_ryy2 = 2.0 * logdiag[-1]
     return logdet + nu * (1.0 + _LOG_2PI + log_ryy2 - jnp.log(nu))
 
@@ -231,7 +273,7 @@ def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
     qt, p = cp.q_tail, cp.p
     _, log_d1, _ = _first_block(theta, cp)
     L = _cholesky_of_lower(tail_schur(theta, cp))
-    logdet_z = log_d1 + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)[:qt]))
+    logdet_z = log_d1 + _duplication_logdet(theta, cp) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)[:qt]))
     beta_hat = solve_triangular(L[:-1, :-1].T, L[-1, :-1], lower=False)[qt:]
     LX = L[qt:qt + p, qt:qt + p]
     excess = jnp.sum((LX.T @ (beta - beta_hat)) ** 2)
@@ -249,7 +291,7 @@ def deviance_varpar(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts, *
     logdiag = cholesky_logdiag(tail_schur(theta, cp))
     nu = cp.n - p if reml else cp.n
     k = qt + p if reml else qt
-    logdet = log_d1 + 2.0 * jnp.sum(logdiag[:k])
+    logdet = log_d1 + _duplication_logdet(theta, cp) + 2.0 * jnp.sum(logdiag[:k])
     return logdet + nu * (_LOG_2PI + 2.0 * jnp.log(sigma)) + jnp.exp(2.0 * logdiag[-1]) / sigma**2
 
 
