@@ -256,6 +256,28 @@ class CrossedLMEResult:
 
         return parametric_bootstrap(self, n_bootstrap, seed, statistic)
 
+    def cluster_bootstrap(self, n_bootstrap: int = 1000, group: str | None = None,
+                          seed: int | None = None, statistic: Callable | None = None):
+        """Refit the model to ``n_bootstrap`` resamples of the levels of ``group``
+        (default: the first grouping factor), each drawn level a new cluster; all refits
+        in one vectorised call. Returns a ``BootstrapResult`` as
+        :meth:`parametric_bootstrap` does."""
+        from ._resample import resampled_levels_bootstrap
+
+        group = self.design.factor_names[0] if group is None else group
+        return resampled_levels_bootstrap(self, [group], n_bootstrap, seed, statistic)
+
+    def pigeonhole_bootstrap(self, n_bootstrap: int = 1000, groups=None,
+                             seed: int | None = None, statistic: Callable | None = None):
+        """The pigeonhole bootstrap for crossed designs (Owen 2007): the levels of every
+        factor in ``groups`` (default: all) are resampled independently and the model is
+        refitted to the cells of the drawn levels; vectorised as
+        :meth:`cluster_bootstrap`."""
+        from ._resample import resampled_levels_bootstrap
+
+        groups = list(self.design.factor_names) if groups is None else groups
+        return resampled_levels_bootstrap(self, groups, n_bootstrap, seed, statistic)
+
     # --- text -------------------------------------------------------------------------
     def __repr__(self) -> str:
         groups = ", ".join(f"{k}: {v}" for k, v in self.ngroups.items())

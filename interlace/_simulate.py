@@ -157,9 +157,16 @@ def parametric_bootstrap(result, n_bootstrap: int = 1000, seed=None,
         Y = _simulate_jit(sub, *sim_args, n=chunk, **static)
         parts.append(refit_all(model, Y, theta0, reml=reml, statistic=statistic))
         done += chunk
+    return bootstrap_result(result, parts, statistic, n_bootstrap)
+
+
+def bootstrap_result(result, parts, statistic, n_bootstrap: int) -> BootstrapResult:
+    """A :class:`BootstrapResult` from :func:`refit_all`'s outputs (a list of chunks),
+    with the same quantities at the original fit as its ``estimate``."""
     beta, theta, sigma, conv, extra = (np.concatenate([p[i] for p in parts])[:n_bootstrap]
                                        for i in range(5))
     table = _table(result, beta, theta, sigma, extra)
+    theta0 = jnp.asarray(result.theta.to_numpy())
     est_extra = (np.atleast_1d(np.asarray(statistic({
         "beta": jnp.asarray(result.fe_params.to_numpy()), "theta": theta0,
         "sigma": jnp.sqrt(result.scale)}))) if statistic is not None else np.zeros(0))
@@ -171,11 +178,15 @@ def parametric_bootstrap(result, n_bootstrap: int = 1000, seed=None,
 @partial(jax.jit, static_argnames=("reml", "maxiter", "statistic", "field"))
 def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y"):
     """Refit ``model`` with each row of ``Y`` as its ``field`` (``"y"``: a response,
-    ``"weights"``: row weights) from the matching row of ``Theta0``."""
+    ``"weights"``: row weights; a tuple of names with a tuple ``Y`` replaces several
+    leaves) from the matching row of ``Theta0``."""
     from ._functional import fit_arrays
 
+    names = (field,) if isinstance(field, str) else field
+
     def one(y, theta0):
-        out = fit_arrays(model.replace(**{field: y}), reml=reml, theta0=theta0,
+        leaves = dict(zip(names, (y,) if isinstance(field, str) else y))
+        out = fit_arrays(model.replace(**leaves), reml=reml, theta0=theta0,
                          maxiter=maxiter, implicit=False, precond=P)
         extra = jnp.atleast_1d(statistic(out)) if statistic is not None else jnp.zeros(0)
         return out["beta"], out["theta"], out["sigma"], out["converged"], extra
@@ -230,18 +241,19 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     the dense tail) hung XLA's thread pool (1,000 at once did; 128 did not). Models
     small enough for the unrolled factorisations run in one batch.
     """
+    rows = _leading(Y)
     if batch_size is None:
         from ._deviance import _SMALL
 
         cp = model.template
         small = cp.t <= _SMALL and cp.k1 <= _SMALL
-        batch_size = Y.shape[0] if small else 128
-    if Y.shape[0] > batch_size:
-        parts = [refit_all(model, Y[i:i + batch_size], theta0, reml=reml, statistic=statistic,
+        batch_size = rows if small else 128
+    if rows > batch_size:
+        parts = [refit_all(model, _take(Y, slice(i, i + batch_size)), theta0, reml=reml, statistic=statistic,
                            first_maxiter=first_maxiter, batch_size=batch_size, field=field)
-                 for i in range(0, Y.shape[0], batch_size)]
+                 for i in range(0, rows, batch_size)]
         return [np.concatenate([p[j] for p in parts]) for j in range(5)]
-    B = Y.shape[0]
+    B = rows
     theta0 = _off_the_boundary(model, theta0)
     Theta0 = jnp.broadcast_to(theta0, (B, theta0.shape[0]))
     P = _preconditioner(model, theta0, reml)
@@ -252,11 +264,20 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     if todo.size:
         size = int(2 ** np.ceil(np.log2(max(todo.size, 8))))
         idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
-        again = _fit_batch(model, Y[idx], jnp.asarray(out[1][idx]), P, reml=reml, maxiter=500,
+        again = _fit_batch(model, _take(Y, idx), jnp.asarray(out[1][idx]), P, reml=reml, maxiter=500,
                            statistic=statistic, field=field)
         for a, b in zip(out, again):
             a[todo] = np.asarray(b)[: todo.size]
     return out
+
+
+def _leading(Y) -> int:
+    return int(jax.tree.leaves(Y)[0].shape[0])
+
+
+def _take(Y, index):
+    """Rows ``index`` of every array in ``Y`` (an array or a tuple of arrays)."""
+    return jax.tree.map(lambda a: a[index], Y)
 
 
 def _table(result, beta, theta, sigma, extra) -> pd.DataFrame:
