@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import ModelSpecError
+from ._progress import progress_bar
 from ._theta import tril_index
 
 __all__ = ["hlm_influence", "variance_component_names", "variance_component_values"]
@@ -92,12 +93,13 @@ def _padded(chunk: np.ndarray, model) -> np.ndarray:
     return np.concatenate([chunk, np.full(size - chunk.size, -1)])
 
 
-def hlm_influence(result, level=1) -> pd.DataFrame:
+def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame:
     """Exact deletion diagnostics of ``result`` (module docstring), one row per deleted
     case (``level=1``) or per deleted level of the grouping factor ``level``.
 
     Columns: ``cooksd``, ``mdffits``, ``covtrace``, ``covratio``, ``rvc_*`` and
     ``converged`` (the refit's flag). Each refit uses the fit's method (REML or ML).
+    ``progress``: a progress bar (default: only on an interactive terminal).
     """
     from ._functional import _arrays_of
     from ._simulate import refit_all
@@ -109,11 +111,12 @@ def hlm_influence(result, level=1) -> pd.DataFrame:
     theta0 = jnp.asarray(result.theta.to_numpy())
     targets = np.arange(len(labels))
     parts = []
-    for s in range(0, len(targets), _DELETIONS_PER_CALL):
-        chunk = _padded(targets[s:s + _DELETIONS_PER_CALL], model)
-        weights = (key[None, :] != chunk[:, None]).astype(np.float64)
-        parts.append(refit_all(model, jnp.asarray(weights), theta0, reml=reml,
-                               statistic=_fe_cov_of, field="weights"))
+    with progress_bar(len(targets), "deletion refits", progress) as bar:
+        for s in range(0, len(targets), _DELETIONS_PER_CALL):
+            chunk = _padded(targets[s:s + _DELETIONS_PER_CALL], model)
+            weights = (key[None, :] != chunk[:, None]).astype(np.float64)
+            parts.append(refit_all(model, jnp.asarray(weights), theta0, reml=reml,
+                                   statistic=_fe_cov_of, field="weights", bar=bar))
     beta, theta, sigma, conv, cov = (np.concatenate([p[i] for p in parts])[:len(targets)]
                                      for i in range(5))
     p = beta.shape[1]

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._errors import ModelSpecError
+from ._progress import progress_bar
 
 __all__ = ["resampled_levels_bootstrap"]
 
@@ -105,7 +106,7 @@ class _Replicates:
 
 def resampled_levels_bootstrap(result, factors: Sequence[str], n_bootstrap: int = 1000,
                                seed=None, statistic: Callable | None = None,
-                               chunk_size: int | None = None):
+                               chunk_size: int | None = None, progress: bool | None = None):
     """Refit ``result``'s model to ``n_bootstrap`` resamples of the levels of ``factors``
     (module docstring); returns a :class:`BootstrapResult` like the parametric one."""
     from ._simulate import bootstrap_result, refit_all
@@ -123,13 +124,15 @@ def resampled_levels_bootstrap(result, factors: Sequence[str], n_bootstrap: int 
     chunk = int(chunk_size or max(1, min(n_bootstrap, (1 << 22) // max(n, 1))))
     theta0 = jnp.asarray(result.theta.to_numpy())
     parts, done = [], 0
-    while done < n_bootstrap:
-        B = min(chunk, n_bootstrap - done)
-        counts = {f: rng.multinomial(reps.nlevels(f), np.full(reps.nlevels(f),
-                                                              1.0 / reps.nlevels(f)), size=B)
-                  for f in factors}
-        parts.append(refit_all(reps.model, reps.leaves(counts), theta0,
-                               reml=result.method == "REML", statistic=statistic,
-                               field=("weights", "level_mult", "tail_mult")))
-        done += B
+    with progress_bar(n_bootstrap, f"bootstrap of {', '.join(factors)}", progress) as bar:
+        while done < n_bootstrap:
+            B = min(chunk, n_bootstrap - done)
+            counts = {f: rng.multinomial(reps.nlevels(f), np.full(reps.nlevels(f),
+                                                                  1.0 / reps.nlevels(f)),
+                                         size=B)
+                      for f in factors}
+            parts.append(refit_all(reps.model, reps.leaves(counts), theta0,
+                                   reml=result.method == "REML", statistic=statistic,
+                                   field=("weights", "level_mult", "tail_mult"), bar=bar))
+            done += B
     return bootstrap_result(result, parts, statistic, n_bootstrap)

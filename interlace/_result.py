@@ -247,17 +247,19 @@ class CrossedLMEResult:
                             columns=[f"sim_{i + 1}" for i in range(n)])
 
     def parametric_bootstrap(self, n_bootstrap: int = 1000, seed: int | None = None,
-                             statistic: Callable | None = None):
+                             statistic: Callable | None = None, progress: bool | None = None):
         """Refit the model to ``n_bootstrap`` simulated responses in one vectorised,
         compiled call (lme4's ``bootMer(type = "parametric")``); returns a
         :class:`~interlace._simulate.BootstrapResult` with the replicates, ``se()`` and
-        ``conf_int(method="percentile"|"basic")``."""
+        ``conf_int(method="percentile"|"basic")``. ``progress``: a progress bar (default:
+        only when standard error is a terminal)."""
         from ._simulate import parametric_bootstrap
 
-        return parametric_bootstrap(self, n_bootstrap, seed, statistic)
+        return parametric_bootstrap(self, n_bootstrap, seed, statistic, progress=progress)
 
     def cluster_bootstrap(self, n_bootstrap: int = 1000, group: str | None = None,
-                          seed: int | None = None, statistic: Callable | None = None):
+                          seed: int | None = None, statistic: Callable | None = None,
+                          progress: bool | None = None):
         """Refit the model to ``n_bootstrap`` resamples of the levels of ``group``
         (default: the first grouping factor), each drawn level a new cluster; all refits
         in one vectorised call. Returns a ``BootstrapResult`` as
@@ -265,10 +267,12 @@ class CrossedLMEResult:
         from ._resample import resampled_levels_bootstrap
 
         group = self.design.factor_names[0] if group is None else group
-        return resampled_levels_bootstrap(self, [group], n_bootstrap, seed, statistic)
+        return resampled_levels_bootstrap(self, [group], n_bootstrap, seed, statistic,
+                                          progress=progress)
 
     def pigeonhole_bootstrap(self, n_bootstrap: int = 1000, groups=None,
-                             seed: int | None = None, statistic: Callable | None = None):
+                             seed: int | None = None, statistic: Callable | None = None,
+                             progress: bool | None = None):
         """The pigeonhole bootstrap for crossed designs (Owen 2007): the levels of every
         factor in ``groups`` (default: all) are resampled independently and the model is
         refitted to the cells of the drawn levels; vectorised as
@@ -276,7 +280,8 @@ class CrossedLMEResult:
         from ._resample import resampled_levels_bootstrap
 
         groups = list(self.design.factor_names) if groups is None else groups
-        return resampled_levels_bootstrap(self, groups, n_bootstrap, seed, statistic)
+        return resampled_levels_bootstrap(self, groups, n_bootstrap, seed, statistic,
+                                          progress=progress)
 
     # --- text -------------------------------------------------------------------------
     def __repr__(self) -> str:

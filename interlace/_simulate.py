@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import ModelSpecError
+from ._progress import progress_bar
 from ._theta import tril_index
 
 __all__ = ["simulate_responses", "sdcor_names", "sdcor_values", "BootstrapResult",
@@ -128,12 +129,13 @@ class BootstrapResult:
 
 def parametric_bootstrap(result, n_bootstrap: int = 1000, seed=None,
                          statistic: Callable | None = None,
-                         chunk_size: int | None = None) -> BootstrapResult:
+                         chunk_size: int | None = None,
+                         progress: bool | None = None) -> BootstrapResult:
     """Refit ``result``'s model to ``n_bootstrap`` simulated responses (module doc).
 
     ``statistic(params) -> array`` is JAX-traceable; ``params`` has ``beta``, ``theta``,
     ``sigma`` of one refit. Chunks keep ``chunk_size x nobs`` simulated values in memory
-    (default: about 2^22 numbers).
+    (default: about 2^22 numbers). ``progress``: see :mod:`interlace._progress`.
     """
     from ._functional import _arrays_of
 
@@ -152,11 +154,12 @@ def parametric_bootstrap(result, n_bootstrap: int = 1000, seed=None,
     static = dict(ks=tuple(t.k for t in d.terms), nlevels=tuple(len(t.levels) for t in d.terms))
     key = _key(seed)
     parts, done = [], 0
-    while done < n_bootstrap:
-        key, sub = jax.random.split(key)
-        Y = _simulate_jit(sub, *sim_args, n=chunk, **static)
-        parts.append(refit_all(model, Y, theta0, reml=reml, statistic=statistic))
-        done += chunk
+    with progress_bar(n_bootstrap, "parametric bootstrap", progress) as bar:
+        while done < n_bootstrap:
+            key, sub = jax.random.split(key)
+            Y = _simulate_jit(sub, *sim_args, n=chunk, **static)
+            parts.append(refit_all(model, Y, theta0, reml=reml, statistic=statistic, bar=bar))
+            done += chunk
     return bootstrap_result(result, parts, statistic, n_bootstrap)
 
 
@@ -228,7 +231,7 @@ def _off_the_boundary(model, theta0, floor: float = 0.1) -> jnp.ndarray:
 
 
 def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40,
-              batch_size: int | None = None, field: str = "y"):
+              batch_size: int | None = None, field: str = "y", bar=None):
     """Refit every row of ``Y`` (responses, or row weights with ``field="weights"``) in
     two vectorised passes.
 
@@ -236,6 +239,7 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     near the boundary can need 100+ L-BFGS iterations. So all rows get
     ``first_maxiter`` iterations together, then only the unconverged ones continue,
     warm-started, in a small batch (padded to a power of two to limit recompiles).
+    ``bar`` (a progress bar) is advanced as batches finish.
     Rows go through in batches of ``batch_size``: with jaxlib 0.10.2 on a 2-core CPU,
     very large batches of models whose matrices go to LAPACK (more than 8 columns in
     the dense tail) hung XLA's thread pool (1,000 at once did; 128 did not). Models
@@ -250,7 +254,8 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
         batch_size = rows if small else 128
     if rows > batch_size:
         parts = [refit_all(model, _take(Y, slice(i, i + batch_size)), theta0, reml=reml, statistic=statistic,
-                           first_maxiter=first_maxiter, batch_size=batch_size, field=field)
+                           first_maxiter=first_maxiter, batch_size=batch_size, field=field,
+                           bar=bar)
                  for i in range(0, rows, batch_size)]
         return [np.concatenate([p[j] for p in parts]) for j in range(5)]
     B = rows
@@ -268,6 +273,8 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
                            statistic=statistic, field=field)
         for a, b in zip(out, again):
             a[todo] = np.asarray(b)[: todo.size]
+    if bar is not None:
+        bar.update(B)
     return out
 
 
