@@ -27,6 +27,7 @@ import pandas as pd
 
 from ._errors import ModelSpecError
 from ._progress import progress_bar
+from ._simulate import _labels, term_covariances
 from ._theta import tril_index
 
 __all__ = ["hlm_influence", "variance_component_names", "variance_component_values"]
@@ -44,26 +45,14 @@ def _fe_cov_of(out):
 def variance_component_names(terms) -> list[str]:
     """``var_<col>|<factor>`` and ``cov_<col>.<col>|<factor>`` per term (lower triangle,
     column by column), then ``sigma2``."""
-    names = []
-    for t in terms:
-        for i, j in zip(*tril_index(t.k)):
-            names.append(f"var_{t.columns[i]}|{t.factor}" if i == j
-                         else f"cov_{t.columns[i]}.{t.columns[j]}|{t.factor}")
-    return names + ["sigma2"]
+    return _labels(terms, "var", "cov", "sigma2")
 
 
 def variance_component_values(theta: np.ndarray, sigma: np.ndarray, terms) -> np.ndarray:
     """Entries of ``sigma^2 T_r T_r'`` (``variance_component_names`` order), rows are fits."""
-    theta, sigma = np.atleast_2d(theta), np.atleast_1d(sigma)
-    cols, start = [], 0
-    for t in terms:
-        rows, cc = tril_index(t.k)
-        T = np.zeros((theta.shape[0], t.k, t.k))
-        T[:, rows, cc] = theta[:, start:start + len(rows)]
-        start += len(rows)
-        cov = sigma[:, None, None] ** 2 * T @ np.swapaxes(T, 1, 2)
-        cols += [cov[:, i, j] for i, j in zip(rows, cc)]
-    return np.column_stack(cols + [sigma**2])
+    cols = [cov[:, i, j] for t, cov in zip(terms, term_covariances(theta, sigma, terms))
+            for i, j in zip(*tril_index(t.k))]
+    return np.column_stack(cols + [np.atleast_1d(sigma) ** 2])
 
 
 def _deletion_sets(result, level) -> tuple[pd.Index, np.ndarray]:

@@ -62,34 +62,47 @@ def simulate_responses(result, n: int, key) -> jnp.ndarray:
                          nlevels=tuple(len(t.levels) for t in d.terms))
 
 
-def sdcor_names(terms) -> list[str]:
-    """lme4's ``confint(oldNames = FALSE)`` names, in its order (each term's lower
-    triangle column by column): ``sd_x|g`` on the diagonal, ``cor_y.x|g`` below it, then
-    ``sigma``."""
+def _labels(terms, diagonal: str, below: str, last: str) -> list[str]:
+    """Per term, its lower triangle column by column (``theta``'s order), labelled
+    ``<diagonal>_x|g`` or ``<below>_y.x|g``; then ``last``."""
     names = []
     for t in terms:
         for i, j in zip(*tril_index(t.k)):
-            names.append(f"sd_{t.columns[i]}|{t.factor}" if i == j
-                         else f"cor_{t.columns[i]}.{t.columns[j]}|{t.factor}")
-    return names + ["sigma"]
+            names.append(f"{diagonal}_{t.columns[i]}|{t.factor}" if i == j
+                         else f"{below}_{t.columns[i]}.{t.columns[j]}|{t.factor}")
+    return names + [last]
 
 
-def sdcor_values(theta: np.ndarray, sigma: np.ndarray, terms) -> np.ndarray:
-    """Standard deviations and correlations (``sdcor_names`` order) from ``theta`` and
-    ``sigma``; rows are replicates. ``Sigma_r = sigma^2 T_r T_r'``."""
+def term_covariances(theta: np.ndarray, sigma: np.ndarray, terms) -> list[np.ndarray]:
+    """Per term, ``Sigma_r = sigma^2 T_r T_r'`` of every row (replicate) of ``theta``:
+    ``(rows, k, k)`` arrays."""
     theta, sigma = np.atleast_2d(theta), np.atleast_1d(sigma)
-    cols, start = [], 0
+    covs, start = [], 0
     for t in terms:
         rows, cc = tril_index(t.k)
         T = np.zeros((theta.shape[0], t.k, t.k))
         T[:, rows, cc] = theta[:, start:start + len(rows)]
         start += len(rows)
-        cov = sigma[:, None, None] ** 2 * T @ np.swapaxes(T, 1, 2)
+        covs.append(sigma[:, None, None] ** 2 * T @ np.swapaxes(T, 1, 2))
+    return covs
+
+
+def sdcor_names(terms) -> list[str]:
+    """lme4's ``confint(oldNames = FALSE)`` names, in its order: ``sd_x|g`` on the
+    diagonal, ``cor_y.x|g`` below it, then ``sigma``."""
+    return _labels(terms, "sd", "cor", "sigma")
+
+
+def sdcor_values(theta: np.ndarray, sigma: np.ndarray, terms) -> np.ndarray:
+    """Standard deviations and correlations (``sdcor_names`` order) from ``theta`` and
+    ``sigma``; rows are replicates."""
+    cols = []
+    for t, cov in zip(terms, term_covariances(theta, sigma, terms)):
         sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
         with np.errstate(invalid="ignore", divide="ignore"):
             cols += [sd[:, i] if i == j else cov[:, i, j] / (sd[:, i] * sd[:, j])
-                     for i, j in zip(rows, cc)]
-    return np.column_stack(cols + [sigma])
+                     for i, j in zip(*tril_index(t.k))]
+    return np.column_stack(cols + [np.atleast_1d(sigma)])
 
 
 @dataclass(frozen=True)
