@@ -12,7 +12,14 @@ import pytest
 
 import interlace
 from interlace._crossprod import cross_products
-from interlace._deviance import cholesky_logdiag, estimates, profiled_deviance, tail_schur
+from interlace._deviance import (
+    _SMALL,
+    cholesky_logdet_parts,
+    cholesky_logdiag,
+    estimates,
+    profiled_deviance,
+    tail_schur,
+)
 from interlace._optimize import minimize_deviance
 
 from .dense_reference import dense_fit_at
@@ -73,6 +80,27 @@ def test_cholesky_logdiag_vjp_against_autodiff_of_the_factorisation(problem):
 
     ours = jax.grad(lambda S: jnp.sum(g * cholesky_logdiag(S)))(S)
     np.testing.assert_allclose(ours, jnp.tril(jax.grad(plain)(S)), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("tail_rows", [1, 4])  # REML: k = t - 1; ML: the X block skipped
+def test_logdet_parts_vjp_against_autodiff_of_the_factorisation(problem, tail_rows):
+    *_, cp = problem
+    S = tail_schur(jnp.array([0.6, 0.3, 1.1]), cp)
+    assert S.shape[0] > _SMALL  # the custom-VJP path
+    k = S.shape[0] - tail_rows
+
+    def ours(S):
+        head, last = cholesky_logdet_parts(S, k)
+        return 2.0 * head + 37.0 * last
+
+    def plain(S):  # differentiate straight through LAPACK's factorisation
+        Sym = jnp.tril(S) + jnp.tril(S, -1).T
+        logdiag = jnp.log(jnp.diagonal(jnp.linalg.cholesky(Sym)))
+        return 2.0 * jnp.sum(logdiag[:k]) + 37.0 * logdiag[-1]
+
+    assert float(ours(S)) == pytest.approx(float(plain(S)), rel=1e-14)
+    np.testing.assert_allclose(jax.grad(ours)(S), jnp.tril(jax.grad(plain)(S)), rtol=1e-9,
+                               atol=1e-12)
 
 
 def test_only_the_lower_triangle_is_read(problem):
