@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._crossprod import CrossProducts, cross_products, outer_products, update_pairs
+from ._crossprod import CrossProducts, cross_products, outer_products, split_update
 
 __all__ = ["ModelArrays", "model_arrays_from", "cross_products_of"]
 
@@ -70,11 +70,11 @@ class ModelArrays(eqx.Module):
 
 
 def model_arrays_from(codes, nlevels, X, y, term_X, weights=None, fe_names=(),
-                      theta_names=()) -> ModelArrays:
+                      theta_names=(), heavy_above: int | None = None) -> ModelArrays:
     """Precompute the structure for ``codes`` and wrap the data (term order as given;
     stored internally in :class:`CrossProducts`' order)."""
     n, p = X.shape
-    template = cross_products(codes, nlevels, X, y, term_X)
+    template = cross_products(codes, nlevels, X, y, term_X, heavy_above=heavy_above)
     order = template.order
     codes = [np.asarray(codes[i], dtype=np.int64) for i in order]
     term_X = [np.asarray(term_X[i], dtype=np.float64).reshape(n, -1) for i in order]
@@ -93,9 +93,11 @@ def model_arrays_from(codes, nlevels, X, y, term_X, weights=None, fe_names=(),
     stored, pos = np.unique(keys.ravel(), return_inverse=True)
     lev, col = stored // t, stored % t
     indptr = np.concatenate([[0], np.cumsum(np.bincount(lev, minlength=nlev[0]))])
-    upd_level, upd_flat, upd_k, upd_k2 = update_pairs(indptr, col, t)
+    upd_level, upd_flat, upd_k, upd_k2, _, heavy_entry, _ = split_update(indptr, col, t,
+                                                                         heavy_above)
     if not (np.array_equal(upd_flat, np.asarray(template.upd_flat))
-            and np.array_equal(upd_level, np.asarray(template.upd_level))):
+            and np.array_equal(upd_level, np.asarray(template.upd_level))
+            and np.array_equal(heavy_entry, np.asarray(template.heavy_entry))):
         raise AssertionError("internal: JAX and numpy cross-product layouts differ")
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     return ModelArrays(

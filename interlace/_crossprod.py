@@ -17,8 +17,16 @@ term with the largest ``q_r k_r`` goes first (``order``); call it term 1 and wri
   (``a >= b``) are precomputed as *update entries*, so each evaluation is one gather
   and one scatter-add.
 
-Memory: levels, level pairs and update entries, never rows; no dense ``n x q`` or
-``q1 x q1`` matrix is formed.
+A level of term 1 that meets ``d`` tail columns makes ``d (d + 1) / 2`` update entries,
+which explodes for the busiest levels of a skewed design (a level that meets all 4,000
+levels of the other factor: 8 million entries). Such *heavy* levels (``d`` above
+``max(64, t / 16)``, :func:`heavy_threshold`) keep their rows of ``C`` densely instead
+(``(h, k1, t)``, filled from ``C``'s stored entries at each evaluation) and enter the
+update as one matrix product ``sum_l C_l' W_l C_l``: ``2 h k1 t^2`` flops instead of
+``d^2`` scattered entries each.
+
+Memory: levels, level pairs and update entries of the light levels, never rows; no dense
+``n x q`` or ``q1 x q1`` matrix is formed.
 """
 
 from __future__ import annotations
@@ -52,6 +60,9 @@ class CrossProducts(eqx.Module):
     c_col: jnp.ndarray  # tail column,
     c_val: jnp.ndarray  # value
     n: jnp.ndarray  # number of observations (sum of weights), a float scalar
+    heavy_levels: jnp.ndarray  # (h,) heavy levels of term 1 (dense rows of C)
+    heavy_entry: jnp.ndarray  # stored (level, column) entries of C in heavy levels,
+    heavy_slot: jnp.ndarray  # and the heavy row (position in heavy_levels) of each
     p: int = eqx.field(static=True)
     nlevels: tuple[int, ...] = eqx.field(static=True)  # per term, internal order
     ks: tuple[int, ...] = eqx.field(static=True)  # columns per term, internal order
@@ -115,19 +126,50 @@ def update_pairs(indptr: np.ndarray, cols: np.ndarray, t: int):
     return row_of[k][perm], flat[perm], k[perm], k2[perm]
 
 
+def heavy_threshold(t: int) -> int:
+    """A level of term 1 meeting more than this many tail columns is *heavy* (module
+    docstring): past ~t/16 its ``d^2 / 2`` update entries cost more time and memory
+    than its share ``2 t^2`` of a dense product."""
+    return max(64, t // 16)
+
+
+def split_update(indptr: np.ndarray, cols: np.ndarray, t: int, heavy_above: int | None = None):
+    """Update entries of the light levels and the dense-row layout of the heavy ones.
+
+    ``indptr``/``cols``: the stored (level, column) entries of ``C`` as CSR by level.
+    Returns ``(upd_level, upd_flat, upd_k, upd_k2)`` as :func:`update_pairs` (``k``,
+    ``k2`` index the stored entries) for light levels, and ``heavy_levels``,
+    ``heavy_entry``, ``heavy_slot``.
+    """
+    limit = heavy_threshold(t) if heavy_above is None else int(heavy_above)
+    counts = np.diff(indptr)
+    heavy = counts > limit
+    level_of = np.repeat(np.arange(counts.shape[0]), counts)
+    light_entries = np.flatnonzero(~heavy[level_of])
+    light_indptr = np.concatenate([[0], np.cumsum(np.where(heavy, 0, counts))])
+    upd_level, upd_flat, k, k2 = update_pairs(light_indptr, cols[light_entries], t)
+    heavy_levels = np.flatnonzero(heavy)
+    heavy_entry = np.flatnonzero(heavy[level_of])
+    slot = np.full(counts.shape[0], -1)
+    slot[heavy_levels] = np.arange(heavy_levels.shape[0])
+    return (upd_level, upd_flat, light_entries[k], light_entries[k2], heavy_levels,
+            heavy_entry, slot[level_of[heavy_entry]])
+
+
 def outer_products(vec, k, k2):
     """``vec[k] (x) vec[k2]`` flattened to ``k1 * k1`` (numpy or JAX arrays)."""
-    return (vec[k][:, :, None] * vec[k2][:, None, :]).reshape(k.shape[0], -1)
+    return (vec[k][:, :, None] * vec[k2][:, None, :]).reshape(k.shape[0], vec.shape[1] ** 2)
 
 
 def cross_products(
     codes: list[np.ndarray], nlevels: list[int], X: np.ndarray, y: np.ndarray,
-    term_X: list[np.ndarray] | None = None,
+    term_X: list[np.ndarray] | None = None, heavy_above: int | None = None,
 ) -> CrossProducts:
     """Build :class:`CrossProducts` in one pass over the rows.
 
     ``codes[r]`` (level codes), ``nlevels[r]`` and ``term_X[r]`` (``n x k_r`` columns;
     default: an intercept) describe random term ``r``; ``X`` and ``y`` the fixed part.
+    ``heavy_above`` overrides :func:`heavy_threshold` (tests use it to force a layout).
     """
     n, p = X.shape
     if term_X is None:
@@ -209,7 +251,8 @@ def cross_products(
     perm = np.lexsort((col, lev))
     lev, col, vec = lev[perm], col[perm], vec[perm]
     indptr = np.concatenate([[0], np.cumsum(np.bincount(lev, minlength=q1))])
-    upd_level, upd_flat, upd_k, upd_k2 = update_pairs(indptr, col, t)
+    (upd_level, upd_flat, upd_k, upd_k2, heavy_levels, heavy_entry,
+     heavy_slot) = split_update(indptr, col, t, heavy_above)
 
     c_row = (lev[:, None] * k1 + np.arange(k1)[None, :]).ravel()
     c_col = np.repeat(col, k1)
@@ -230,6 +273,9 @@ def cross_products(
         c_col=jnp.asarray(c_col),
         c_val=jnp.asarray(c_val),
         n=jnp.asarray(float(n)),
+        heavy_levels=jnp.asarray(heavy_levels),
+        heavy_entry=jnp.asarray(heavy_entry),
+        heavy_slot=jnp.asarray(heavy_slot),
         p=int(p),
         nlevels=tuple(nlev),
         ks=tuple(int(k) for k in ks),

@@ -216,6 +216,20 @@ def _lambda_values(theta: jnp.ndarray, index: jnp.ndarray) -> jnp.ndarray:
     return jnp.where(index >= 0, theta[jnp.maximum(index, 0)], 1.0)
 
 
+def _heavy_update(W: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
+    """Lower triangle of ``sum_l C_l' W_l C_l`` over the heavy levels of term 1, from
+    their dense rows of ``C`` (``_crossprod``)."""
+    h, k1, t = cp.heavy_levels.shape[0], cp.k1, cp.t
+    if h == 0:
+        return jnp.zeros((t, t), W.dtype)
+    vec = cp.c_val.reshape(-1, k1)
+    cols = cp.c_col.reshape(-1, k1)[:, 0]
+    H = jnp.zeros((h, t, k1), W.dtype).at[cp.heavy_slot, cols[cp.heavy_entry]].set(
+        vec[cp.heavy_entry])
+    HW = jnp.einsum("stj,sjk->stk", H, W[cp.heavy_levels])
+    return jnp.tril(jnp.einsum("sak,sbk->ab", HW, H))
+
+
 def tail_schur(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     """Lower triangle of the tail Schur complement ``S`` (module docstring), ``(t, t)``.
 
@@ -228,7 +242,7 @@ def tail_schur(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
         jnp.sum(w * cp.upd_prod, axis=1), cp.upd_flat, num_segments=t * t,
         indices_are_sorted=True,
     ).reshape(t, t)
-    M = cp.tail - update
+    M = cp.tail - update - _heavy_update(W, cp)
     if cp.tail_diagonal:
         lam = _lambda_values(theta, cp.tail_theta)
         S = M * lam[:, None] * lam[None, :]

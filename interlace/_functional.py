@@ -138,7 +138,8 @@ def fit_many(formula: str, data: pd.DataFrame, responses, groups=None, method: s
     """Fit one model per response column, all sharing ``formula``'s design, with one
     compiled, vectorised call per batch (``jax.vmap`` of :func:`fit_arrays`), warm-started
     and preconditioned at the fit of the first response. ``batch_size`` defaults to all
-    responses for small models and 128 otherwise (see ``_simulate.refit_all``).
+    responses for small models, else at most 128 and fewer for large tails (see
+    ``_simulate.default_batch_size``).
 
     ``responses`` is an ``(n, B)`` array or DataFrame whose rows align with ``data``
     (rows ``data`` drops for missing values are dropped from it too). Returns a

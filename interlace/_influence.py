@@ -72,12 +72,12 @@ def _deletion_sets(result, level) -> tuple[pd.Index, np.ndarray]:
 def _padded(chunk: np.ndarray, model) -> np.ndarray:
     """``chunk`` padded (with deletions of nothing, key -1) to a size that recurs, so
     that row and group deletions of one model share one compiled batch: a multiple of
-    :func:`refit_all`'s batch of 128 for LAPACK-sized tails, else a power of two of at
-    least 64 (small refits cost microseconds; a compile costs seconds)."""
-    from ._deviance import _SMALL
+    :func:`default_batch_size` for LAPACK-sized tails, else a power of two of at least
+    64 (small refits cost microseconds; a compile costs seconds)."""
+    from ._simulate import default_batch_size
 
-    cp = model.template
-    size = (128 * -(-chunk.size // 128) if cp.t > _SMALL or cp.k1 > _SMALL
+    batch = default_batch_size(model.template)
+    size = (batch * -(-chunk.size // batch) if batch is not None
             else int(2 ** np.ceil(np.log2(max(chunk.size, 64)))))
     return np.concatenate([chunk, np.full(size - chunk.size, -1)])
 

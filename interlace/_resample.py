@@ -109,7 +109,7 @@ def resampled_levels_bootstrap(result, factors: Sequence[str], n_bootstrap: int 
                                chunk_size: int | None = None, progress: bool | None = None):
     """Refit ``result``'s model to ``n_bootstrap`` resamples of the levels of ``factors``
     (module docstring); returns a :class:`BootstrapResult` like the parametric one."""
-    from ._simulate import bootstrap_result, refit_all
+    from ._simulate import _chunk_rows, bootstrap_result, refit_all
 
     if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
         raise ModelSpecError("n_bootstrap must be an integer of at least 2.")
@@ -121,7 +121,7 @@ def resampled_levels_bootstrap(result, factors: Sequence[str], n_bootstrap: int 
     reps = _Replicates(result, factors)
     rng = np.random.default_rng(seed)
     n = result.design.nobs
-    chunk = int(chunk_size or max(1, min(n_bootstrap, (1 << 22) // max(n, 1))))
+    chunk = int(chunk_size or _chunk_rows(reps.model, n_bootstrap, n))
     theta0 = jnp.asarray(result.theta.to_numpy())
     parts, done = [], 0
     with progress_bar(n_bootstrap, f"bootstrap of {', '.join(factors)}", progress) as bar:

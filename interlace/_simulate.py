@@ -159,7 +159,7 @@ def parametric_bootstrap(result, n_bootstrap: int = 1000, seed=None,
     reml = result.method == "REML"
     theta0 = jnp.asarray(result.theta.to_numpy())
     n = d.nobs
-    chunk = int(chunk_size or max(1, min(n_bootstrap, (1 << 22) // max(n, 1))))
+    chunk = int(chunk_size or _chunk_rows(model, n_bootstrap, n))
 
     sim_args = (jnp.asarray(d.X), jnp.asarray(result.fe_params.to_numpy()),
                 jnp.sqrt(result.scale), theta0, tuple(jnp.asarray(t.codes) for t in d.terms),
@@ -243,6 +243,31 @@ def _off_the_boundary(model, theta0, floor: float = 0.1) -> jnp.ndarray:
     return jnp.where(diag & (jnp.abs(theta0) < floor), floor, theta0)
 
 
+# Memory a batch of refits may use for its dense tails: each refit holds a few dozen
+# t x t temporaries while it evaluates a deviance and its gradient.
+_BATCH_BYTES = 2 << 30
+_TAIL_COPIES = 24
+
+
+def _chunk_rows(model, n_bootstrap: int, nobs: int) -> int:
+    """Replicates per chunk: about 2^22 simulated numbers, rounded down to a multiple of
+    the refit batch (so every batch has one compiled shape)."""
+    chunk = max(1, min(n_bootstrap, (1 << 22) // max(nobs, 1)))
+    batch = default_batch_size(model.template)
+    return chunk if batch is None or chunk < batch else batch * (chunk // batch)
+
+
+def default_batch_size(cp) -> int | None:
+    """Refits per vectorised batch: None (all at once) for models small enough for the
+    unrolled factorisations, else at most 128 (see :func:`refit_all`) and no more than
+    fit in about 2 GiB of ``t x t`` temporaries (InstEval, t = 1,145: 8)."""
+    from ._deviance import _SMALL
+
+    if cp.t <= _SMALL and cp.k1 <= _SMALL:
+        return None
+    return int(max(1, min(128, _BATCH_BYTES // (_TAIL_COPIES * 8 * cp.t * cp.t))))
+
+
 def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40,
               batch_size: int | None = None, field: str = "y", bar=None):
     """Refit every row of ``Y`` (responses, or row weights with ``field="weights"``) in
@@ -256,15 +281,12 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     Rows go through in batches of ``batch_size``: with jaxlib 0.10.2 on a 2-core CPU,
     very large batches of models whose matrices go to LAPACK (more than 8 columns in
     the dense tail) hung XLA's thread pool (1,000 at once did; 128 did not). Models
-    small enough for the unrolled factorisations run in one batch.
+    small enough for the unrolled factorisations run in one batch. Large tails get
+    smaller batches so that memory stays bounded (:func:`default_batch_size`).
     """
     rows = _leading(Y)
     if batch_size is None:
-        from ._deviance import _SMALL
-
-        cp = model.template
-        small = cp.t <= _SMALL and cp.k1 <= _SMALL
-        batch_size = rows if small else 128
+        batch_size = default_batch_size(model.template) or rows
     if rows > batch_size:
         parts = [refit_all(model, _take(Y, slice(i, i + batch_size)), theta0, reml=reml, statistic=statistic,
                            first_maxiter=first_maxiter, batch_size=batch_size, field=field,

@@ -181,3 +181,36 @@ def test_vector_valued_terms_in_first_block_and_tail_match_dense(reml):
            - profiled_deviance(th.at[i].add(-h), cp, reml=reml)) / (2 * h)
           for i in range(th.shape[0])]
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("formula,file,groups", [
+    ("score ~ hours_studied + prior_gpa", "results_page.csv", ["student_id", "school_id"]),
+    ("y ~ t + (1 + t | subject) + (1 + t | item)", "crossed_slopes.csv", None),
+])
+def test_heavy_levels_as_dense_rows_give_the_same_deviance(formula, file, groups):
+    """Every level heavy (dense rows of C, one product) vs none (update entries only),
+    through both cross-product builders: same deviance and gradient (1e-10 relative)."""
+    import pandas as pd
+
+    from interlace._arrays import cross_products_of, model_arrays_from
+    from interlace._crossprod import cross_products
+    from interlace._design import build_design
+
+    from .conftest import DATA
+
+    d = build_design(formula, pd.read_csv(DATA / file), groups)
+    args = ([t.codes for t in d.terms], [len(t.levels) for t in d.terms], d.X, d.y,
+            [t.X for t in d.terms])
+    dense, sparse = cross_products(*args, heavy_above=0), cross_products(*args, heavy_above=10**9)
+    assert dense.heavy_levels.shape[0] == dense.q1 and dense.upd_flat.shape[0] == 0
+    assert sparse.heavy_levels.shape[0] == 0
+    jax_dense = cross_products_of(model_arrays_from(*args, heavy_above=0))
+    theta = jnp.linspace(0.4, 0.9, dense.theta_offsets[-1])
+    for reml in (True, False):
+        ref = profiled_deviance(theta, sparse, reml=reml)
+        ref_grad = jax.grad(profiled_deviance)(theta, sparse, reml=reml)
+        for cp in (dense, jax_dense):
+            assert float(profiled_deviance(theta, cp, reml=reml)) == pytest.approx(
+                float(ref), rel=1e-12)
+            np.testing.assert_allclose(jax.grad(profiled_deviance)(theta, cp, reml=reml),
+                                       ref_grad, rtol=1e-10, atol=1e-10)
