@@ -164,6 +164,19 @@ def environment(interlace):
             "compilation_cache_dir": jax.config.jax_compilation_cache_dir}
 
 
+# Sections of RESULTS.md written by the other benchmark scripts (bench_scaling.py,
+# bench_inference.py): kept, in place after this script's own, when it rewrites the file.
+_OTHER_SECTIONS = ("## Scaling (synthetic", "## Inference:")
+
+
+def _write_results(text: str) -> None:
+    path = HERE / "RESULTS.md"
+    old = path.read_text() if path.exists() else ""
+    starts = [i for i in (old.find(h) for h in _OTHER_SECTIONS) if i >= 0]
+    kept = old[min(starts):] if starts else ""
+    path.write_text(text.rstrip() + "\n\n" + kept if kept else text)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=None,
@@ -182,7 +195,7 @@ def main():
         raw = json.loads(Path(args.render).read_text())
         raw["note"] = args.note or raw.get("note", "")
         raw.setdefault("raw_file", f"benchmarks/out/{Path(args.render).name}")
-        (HERE / "RESULTS.md").write_text(render(raw))
+        _write_results(render(raw))
         return
     if args.cpus:
         os.sched_setaffinity(0, args.cpus)
@@ -246,7 +259,7 @@ def main():
     raw["raw_file"] = f"benchmarks/out/timings_{stamp}.json"
     for name in (f"timings_{stamp}.json", "timings_latest.json"):
         (out_dir / name).write_text(json.dumps(raw, indent=2) + "\n")
-    (HERE / "RESULTS.md").write_text(render(raw))
+    _write_results(render(raw))
     print(f"wrote {HERE / 'RESULTS.md'} and {out_dir / f'timings_{stamp}.json'}")
 
 
