@@ -191,8 +191,8 @@ def bootstrap_result(result, parts, statistic, n_bootstrap: int) -> BootstrapRes
     return BootstrapResult(replicates=table, converged=conv.astype(bool), estimate=estimate)
 
 
-@partial(jax.jit, static_argnames=("reml", "maxiter", "statistic", "field"))
-def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y"):
+@partial(jax.jit, static_argnames=("reml", "maxiter", "statistic", "field", "one_by_one"))
+def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y", one_by_one=False):
     """Refit ``model`` with each row of ``Y`` as its ``field`` (``"y"``: a response,
     ``"weights"``: row weights; a tuple of names with a tuple ``Y`` replaces several
     leaves) from the matching row of ``Theta0``."""
@@ -207,7 +207,21 @@ def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y"):
         extra = jnp.atleast_1d(statistic(out)) if statistic is not None else jnp.zeros(0)
         return out["beta"], out["theta"], out["sigma"], out["converged"], extra
 
+    if one_by_one:
+        return jax.lax.map(lambda args: one(*args), (Y, Theta0))
     return jax.vmap(one)(Y, Theta0)
+
+
+# Tails wider than this are refitted one after another inside the compiled batch
+# (``lax.map``) instead of side by side (``vmap``): their cost is LAPACK work that
+# batching does not share, and batched LAPACK calls on a small CPU thread pool can
+# deadlock (jaxlib 0.10.2: two batched kernels each waiting for the pool's threads).
+_SEQUENTIAL_ABOVE = 64
+
+
+def sequential(cp) -> bool:
+    """Whether refits of this model run one by one in a batch (``_SEQUENTIAL_ABOVE``)."""
+    return cp.t > _SEQUENTIAL_ABOVE
 
 
 def _preconditioner(model, theta0, reml) -> jnp.ndarray:
@@ -260,11 +274,14 @@ def _chunk_rows(model, n_bootstrap: int, nobs: int) -> int:
 def default_batch_size(cp) -> int | None:
     """Refits per vectorised batch: None (all at once) for models small enough for the
     unrolled factorisations, else at most 128 (see :func:`refit_all`) and no more than
-    fit in about 2 GiB of ``t x t`` temporaries (InstEval, t = 1,145: 8)."""
+    fit in about 2 GiB of ``t x t`` temporaries (which binds only below
+    ``_SEQUENTIAL_ABOVE``: wider tails are refitted one at a time)."""
     from ._deviance import _SMALL
 
     if cp.t <= _SMALL and cp.k1 <= _SMALL:
         return None
+    if sequential(cp):
+        return 128  # one refit's temporaries at a time
     return int(max(1, min(128, _BATCH_BYTES // (_TAIL_COPIES * 8 * cp.t * cp.t))))
 
 
@@ -287,6 +304,9 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     rows = _leading(Y)
     if batch_size is None:
         batch_size = default_batch_size(model.template) or rows
+    one_by_one = sequential(model.template)
+    if one_by_one:
+        first_maxiter = 500  # one refit at a time: each stops when it converges
     if rows > batch_size:
         parts = [refit_all(model, _take(Y, slice(i, i + batch_size)), theta0, reml=reml, statistic=statistic,
                            first_maxiter=first_maxiter, batch_size=batch_size, field=field,
@@ -299,13 +319,13 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     P = _preconditioner(model, theta0, reml)
     out = [np.array(a) for a in _fit_batch(model, Y, Theta0, P, reml=reml,
                                               maxiter=first_maxiter, statistic=statistic,
-                                              field=field)]
+                                              field=field, one_by_one=one_by_one)]
     todo = np.flatnonzero(~out[3])
     if todo.size:
         size = int(2 ** np.ceil(np.log2(max(todo.size, 8))))
         idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
         again = _fit_batch(model, _take(Y, idx), jnp.asarray(out[1][idx]), P, reml=reml, maxiter=500,
-                           statistic=statistic, field=field)
+                           statistic=statistic, field=field, one_by_one=one_by_one)
         for a, b in zip(out, again):
             a[todo] = np.asarray(b)[: todo.size]
     if bar is not None:
