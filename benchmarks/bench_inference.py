@@ -308,24 +308,12 @@ def worker(mem_limit_gb=None):
         resource.setrlimit(resource.RLIMIT_DATA, (n, n))  # RLIMIT_AS would slow XLA (bench_scaling.py)
 
     warnings.simplefilter("ignore")  # the page model is a singular fit (as in lme4)
-    import jax
     import pandas as pd
+    from jax_timing import make_timer  # benchmarks/ is on sys.path
 
     import interlace
 
-    compile_s = [0.0]  # tracing + lowering + XLA compilation, summed from jax's own events
-
-    def on_event(name, secs, **_):
-        if name.startswith("/jax/core/compile/"):
-            compile_s[0] += secs
-
-    jax.monitoring.register_event_duration_secs_listener(on_event)
-
-    def timed(fn):
-        c0, t0, k0 = time.process_time(), time.perf_counter(), compile_s[0]
-        out = fn()
-        return out, {"seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
-                      "compile_s": compile_s[0] - k0}
+    timed = make_timer()  # wall, CPU and compile seconds of one call
 
     def say(tag, obj):
         sys.stdout.write(f"{tag}\t{json.dumps(obj)}\n")
