@@ -249,6 +249,8 @@ def test_case_and_group_deletion_match_lme4(lme4_fits, refs, name, level, key):
     np.testing.assert_allclose(infl["cooksd"], tight["cooks_deletion"], rtol=1e-4)
     own = np.asarray(ref[key]["cooks_deletion"])
     np.testing.assert_allclose(infl["cooksd"], own, rtol=0, atol=1e-3 * own.max())
+    if name == "small":  # the issue's bar, on lme4's own numbers: 1e-4 relative
+        np.testing.assert_allclose(infl["cooksd"], own, rtol=1e-4)
     fixef = np.array(tight["fixef_deleted"]["values"])
     full = res.fe_params.to_numpy()
     p = len(full)
