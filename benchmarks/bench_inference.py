@@ -79,6 +79,8 @@ import warnings
 from importlib.metadata import version
 from pathlib import Path
 
+from jax_timing import cpu_seconds as _cpu_seconds  # benchmarks/ is on sys.path
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "out"
@@ -122,13 +124,6 @@ def summary(runs):
             "n": len(runs), "seconds": [r["seconds"] for r in runs]}
 
 
-def _cpu_seconds(pid):
-    """User + system CPU seconds of a running process (None once it has gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Stalled(Exception):

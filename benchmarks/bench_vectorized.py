@@ -40,6 +40,8 @@ import threading
 import time
 from pathlib import Path
 
+from jax_timing import cpu_seconds as _cpu_seconds  # benchmarks/ is on sys.path
+
 HERE = Path(__file__).resolve().parent
 FORMULA = "score ~ hours_studied + prior_gpa"
 GROUPS = ["student_id", "school_id"]
@@ -140,13 +142,6 @@ def worker(repeats):
 
 
 # --- orchestrator: run the worker, detect a deadlock, retry ------------------------------
-def _cpu_seconds(pid):
-    """User + system CPU seconds of a running process (None once it has gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def attempt(extra_env, repeats):

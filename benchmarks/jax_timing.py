@@ -1,9 +1,21 @@
-"""Timing of one call in a benchmark worker: wall seconds, CPU seconds, and the seconds
-JAX spent tracing and compiling inside it (summed from jax.monitoring's own events)."""
+"""Timing helpers shared by the benchmark scripts: a call's wall, CPU and JAX compile
+seconds (summed from jax.monitoring's own events), and a worker process's CPU seconds
+(to tell a deadlocked worker from a busy one)."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a running process (None once it has gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def make_timer():
