@@ -54,7 +54,7 @@ from jax import lax
 from jax.scipy.linalg import cho_solve, solve_triangular
 
 from ._crossprod import CrossProducts
-from ._theta import tril_index
+from ._theta import lower_factor
 
 __all__ = ["cholesky_logdiag", "cholesky_logdet_parts", "tail_schur", "profiled_deviance", "estimates", "log_likelihood"]
 
@@ -180,8 +180,7 @@ def _first_block(theta: jnp.ndarray, cp: CrossProducts):
         if mult is None:
             return th.reshape(1, 1), jnp.sum(jnp.log(d)), W
         return th.reshape(1, 1), jnp.sum(mult * jnp.log(d)), W / _nonzero(mult)[:, None, None]
-    rows, cols = tril_index(k1)
-    T1 = jnp.zeros((k1, k1), theta.dtype).at[rows, cols].set(theta[: len(rows)])
+    T1 = lower_factor(theta, k1)
     D = jnp.einsum("ji,ljk,km->lim", T1, A1, T1) + jnp.eye(k1)
     if k1 <= _SMALL:
         L1 = unrolled_cholesky(D)

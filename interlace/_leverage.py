@@ -36,7 +36,7 @@ from jax.scipy.linalg import solve_triangular
 
 from ._crossprod import CrossProducts, cross_products
 from ._deviance import _cholesky_of_lower, _first_block, _lambda_values, tail_schur
-from ._theta import to_internal, tril_index
+from ._theta import lower_factor, to_internal
 
 __all__ = ["RowLeverage", "row_leverage", "blup_condvar"]
 
@@ -110,10 +110,8 @@ def _leverage_chunk(cp, theta, L, C, codes, term_X, X):
 
 def _term_T(theta, cp: CrossProducts, r: int) -> jnp.ndarray:
     """``T_r`` of internal term ``r`` (lower triangular, ``k x k``)."""
-    k = cp.ks[r]
-    rows, cols = tril_index(k)
     start = cp.theta_offsets[r]
-    return jnp.zeros((k, k)).at[rows, cols].set(theta[start:start + len(rows)])
+    return lower_factor(theta[start:start + cp.ks[r] * (cp.ks[r] + 1) // 2], cp.ks[r])
 
 
 def row_leverage(result) -> RowLeverage:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from ._errors import ModelSpecError
 from ._progress import progress_bar
-from ._theta import tril_index
+from ._theta import lower_factor, tril_index
 
 __all__ = ["simulate_responses", "sdcor_names", "sdcor_values", "BootstrapResult",
            "parametric_bootstrap"]
@@ -40,8 +40,7 @@ def _simulate(key, X, beta, sigma, theta, codes, term_X, *, n: int, ks: tuple,
     start = 0
     for k, q, c, Xr, k_ in zip(ks, nlevels, codes, term_X, keys[:-1]):
         size = k * (k + 1) // 2
-        rows, cols = tril_index(k)
-        T = jnp.zeros((k, k), theta.dtype).at[rows, cols].set(theta[start:start + size])
+        T = lower_factor(theta[start:start + size], k)
         start += size
         b = sigma * jax.random.normal(k_, (n, q, k)) @ T.T  # (n, levels, k)
         out = out + jnp.sum(b[:, c, :] * Xr[None], axis=2)

@@ -54,6 +54,15 @@ def unpack_T(theta_term: np.ndarray, k: int) -> np.ndarray:
     return T
 
 
+def lower_factor(theta_term, k: int):
+    """JAX version of :func:`unpack_T`: ``T`` (``k x k``, lower triangular) from one
+    term's ``theta`` entries (traceable, differentiable)."""
+    import jax.numpy as jnp
+
+    rows, cols = tril_index(k)
+    return jnp.zeros((k, k), theta_term.dtype).at[rows, cols].set(theta_term[: len(rows)])
+
+
 def normalize_signs(theta: np.ndarray, ks: list[int]) -> np.ndarray:
     """Flip columns of each ``T`` so that its diagonal is non-negative (lme4's bounds)."""
     out, start = np.array(theta, dtype=float), 0
