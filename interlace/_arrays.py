@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._crossprod import CrossProducts, cross_products, outer_products, split_update
+from ._crossprod import (CrossProducts, cross_products, flat_index, index_array, outer_products,
+                         split_update)
 
 __all__ = ["ModelArrays", "model_arrays_from", "cross_products_of"]
 
@@ -106,12 +107,12 @@ def model_arrays_from(codes, nlevels, X, y, term_X, weights=None, fe_names=(),
         term_X=tuple(jnp.asarray(z) for z in term_X),
         weights=jnp.asarray(w),
         template=template,
-        codes1=jnp.asarray(codes[0]),
-        row_cols=jnp.asarray(row_cols),
-        pair_flat=jnp.asarray(row_cols[:, pair_a] * t + row_cols[:, pair_b]),
-        pos=jnp.asarray(pos.reshape(n, m)),
-        upd_k=jnp.asarray(upd_k),
-        upd_k2=jnp.asarray(upd_k2),
+        codes1=index_array(codes[0]),
+        row_cols=index_array(row_cols),
+        pair_flat=index_array(flat_index(row_cols[:, pair_a], row_cols[:, pair_b], t)),
+        pos=index_array(pos.reshape(n, m)),
+        upd_k=index_array(upd_k),
+        upd_k2=index_array(upd_k2),
         pair_a=tuple(int(a) for a in pair_a),
         pair_b=tuple(int(b) for b in pair_b),
         n_stored=int(stored.shape[0]),

@@ -10,12 +10,14 @@ term with the largest ``q_r k_r`` goes first (``order``); call it term 1 and wri
 ``R = [Z_tail X y]`` for the ``t`` columns of everything else:
 
 * ``Z1' Z1`` is block diagonal: ``A1[l] = sum_{i in level l} x_i x_i'`` (``k1 x k1``).
-* ``R' R`` is the dense ``t x t`` tail block (stored as its lower triangle).
+* ``R' R`` is the dense ``t x t`` tail block, stored as its upper triangle (row-major):
+  read column-major, that is the lower triangle LAPACK factorises, so the tail goes to
+  the Cholesky without a transposing copy (:func:`flat_index`).
 * ``C = Z1' R`` is sparse. The Schur complement of the first block needs
   ``sum_l C_l' W_l C_l`` over the ``k1 x t`` row blocks ``C_l`` of ``C``, with a small
   ``k1 x k1`` weight ``W_l(theta)``. Its nonzero products ``C_l[:, a] C_l[:, b]'``
-  (``a >= b``) are precomputed as *update entries*, so each evaluation is one gather
-  and one scatter-add.
+  (``a >= b``, stored at ``flat_index(a, b, t)``) are precomputed as *update entries*,
+  so each evaluation is one gather and one scatter-add.
 
 A level of term 1 that meets ``d`` tail columns makes ``d (d + 1) / 2`` update entries,
 which explodes for the busiest levels of a skewed design (a level that meets all 4,000
@@ -37,7 +39,7 @@ import numpy as np
 
 from ._theta import tril_index
 
-__all__ = ["CrossProducts", "cross_products", "update_pairs", "outer_products"]
+__all__ = ["CrossProducts", "cross_products", "flat_index", "index_array", "update_pairs", "outer_products"]
 
 
 class CrossProducts(eqx.Module):
@@ -47,14 +49,14 @@ class CrossProducts(eqx.Module):
     """
 
     A1: jnp.ndarray  # (q1, k1, k1) per-level cross-products of term 1
-    tail: jnp.ndarray  # (t, t) lower triangle of R'R
+    tail: jnp.ndarray  # (t, t) upper triangle of R'R (flat_index)
     is_z: jnp.ndarray  # (t,) 1.0 for the tail's Z columns, 0.0 for X and y
     tail_theta: jnp.ndarray  # (t,) theta index of each tail column (diagonal tails), -1: X, y
     lam_row: jnp.ndarray  # entries of the tail's block-diagonal Lambda_t: row,
     lam_col: jnp.ndarray  # column,
     lam_theta: jnp.ndarray  # and theta index (-1 for the identity on X and y)
     upd_level: jnp.ndarray  # (m,) level of term 1 of each update entry
-    upd_flat: jnp.ndarray  # (m,) flat index a * t + b (a >= b) into the tail
+    upd_flat: jnp.ndarray  # (m,) flat_index(a, b, t), a >= b, into the tail
     upd_prod: jnp.ndarray  # (m, k1 * k1) products C_l[j, a] C_l[j', b]
     c_row: jnp.ndarray  # COO of C = Z1'R: row l * k1 + j,
     c_col: jnp.ndarray  # tail column,
@@ -107,10 +109,25 @@ def _segment_sums(codes: np.ndarray, values: np.ndarray, nlev: int) -> np.ndarra
     )
 
 
-def update_pairs(indptr: np.ndarray, cols: np.ndarray, t: int):
-    """All within-row pairs of a CSR matrix with sorted columns, lower triangle only.
+def index_array(a) -> jnp.ndarray:
+    """An integer index array for JAX: int32 when its values allow (half the memory
+    traffic of int64 in the gathers and scatters of every evaluation), else int64."""
+    a = np.asarray(a)
+    small = a.size == 0 or (a.min() >= -(2**31) and a.max() < 2**31)
+    return jnp.asarray(a.astype(np.int32 if small else np.int64))
 
-    Returns (row, flat index ``a * t + b`` with ``a >= b``, k, k2): for every pair of
+
+def flat_index(a, b, t: int):
+    """Position of the symmetric tail's entry ``(a, b)``, ``a >= b``, in its stored
+    ``t x t`` array: ``b * t + a``, the upper triangle in row-major order, which is the
+    lower triangle in the column-major order of LAPACK's Cholesky (numpy or JAX)."""
+    return b * t + a
+
+
+def update_pairs(indptr: np.ndarray, cols: np.ndarray, t: int):
+    """All within-row pairs of a CSR matrix with sorted columns, ``a >= b`` only.
+
+    Returns (row, :func:`flat_index` of ``(a, b)``, k, k2): for every pair of
     stored elements ``k2 <= k`` in one row, ``a = cols[k]`` and ``b = cols[k2]``, sorted
     by flat index (the scatter targets of the Schur update).
     """
@@ -121,7 +138,7 @@ def update_pairs(indptr: np.ndarray, cols: np.ndarray, t: int):
     k = np.repeat(np.arange(nnz), reps)
     within = np.arange(k.shape[0]) - np.repeat(np.cumsum(reps) - reps, reps)
     k2 = indptr[row_of[k]] + within
-    flat = cols[k].astype(np.int64) * t + cols[k2]
+    flat = flat_index(cols[k].astype(np.int64), cols[k2].astype(np.int64), t)
     perm = np.argsort(flat, kind="stable")
     return row_of[k][perm], flat[perm], k[perm], k2[perm]
 
@@ -213,6 +230,7 @@ def cross_products(
         for j in range(k):
             tail[qt:, o + j:o + q * k:k] = _segment_sums(c, Zx[r][:, [j]] * XY, q).T
     tail[qt:, qt:] = np.tril(XY.T @ XY)
+    tail = np.ascontiguousarray(tail.T)  # stored as the upper triangle (flat_index)
 
     # Lambda_t: per tail term and level, the lower triangle of T_r; identity on X and y.
     lam_row, lam_col, lam_theta = [], [], []
@@ -262,20 +280,20 @@ def cross_products(
         A1=jnp.asarray(A1),
         tail=jnp.asarray(tail),
         is_z=jnp.asarray((np.arange(t) < qt).astype(np.float64)),
-        tail_theta=jnp.asarray(tail_theta),
-        lam_row=jnp.asarray(lam_row),
-        lam_col=jnp.asarray(lam_col),
-        lam_theta=jnp.asarray(lam_theta),
-        upd_level=jnp.asarray(upd_level),
-        upd_flat=jnp.asarray(upd_flat),
+        tail_theta=index_array(tail_theta),
+        lam_row=index_array(lam_row),
+        lam_col=index_array(lam_col),
+        lam_theta=index_array(lam_theta),
+        upd_level=index_array(upd_level),
+        upd_flat=index_array(upd_flat),
         upd_prod=jnp.asarray(outer_products(vec, upd_k, upd_k2)),
-        c_row=jnp.asarray(c_row),
-        c_col=jnp.asarray(c_col),
+        c_row=index_array(c_row),
+        c_col=index_array(c_col),
         c_val=jnp.asarray(c_val),
         n=jnp.asarray(float(n)),
-        heavy_levels=jnp.asarray(heavy_levels),
-        heavy_entry=jnp.asarray(heavy_entry),
-        heavy_slot=jnp.asarray(heavy_slot),
+        heavy_levels=index_array(heavy_levels),
+        heavy_entry=index_array(heavy_entry),
+        heavy_slot=index_array(heavy_slot),
         p=int(p),
         nlevels=tuple(nlev),
         ks=tuple(int(k) for k in ks),

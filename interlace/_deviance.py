@@ -56,7 +56,7 @@ from jax.scipy.linalg import cho_solve, solve_triangular
 from ._crossprod import CrossProducts
 from ._theta import lower_factor
 
-__all__ = ["cholesky_logdiag", "cholesky_logdet_parts", "tail_schur", "profiled_deviance", "estimates", "log_likelihood"]
+__all__ = ["cholesky_logdiag", "cholesky_logdet_parts", "tail_cholesky", "tail_schur", "profiled_deviance", "estimates", "log_likelihood"]
 
 _LOG_2PI = 1.8378770664093453
 
@@ -94,48 +94,78 @@ def unrolled_tril_inverse(L: jnp.ndarray) -> jnp.ndarray:
                       for i in range(n)], -2)
 
 
-def cholesky_logdiag(S: jnp.ndarray) -> jnp.ndarray:
-    """``log(diag(chol(S)))`` for a symmetric positive definite ``S`` given by its lower
-    triangle (the strict upper triangle is ignored). Large ``S``: custom VJP (module
-    docstring); small ``S``: unrolled code and plain autodiff."""
+def tail_cholesky(S: jnp.ndarray) -> jnp.ndarray:
+    """Lower Cholesky factor ``L`` (``S = L L'``) of a symmetric positive definite ``S``
+    given by its stored upper triangle (``_crossprod.flat_index``; the strict lower
+    triangle is ignored). Differentiable as a function of the symmetric matrix."""
     if S.shape[-1] <= _SMALL:
-        return jnp.log(jnp.diagonal(_cholesky_of_lower(S), axis1=-2, axis2=-1))
+        return unrolled_cholesky(_symmetric(S))
+    return _lapack_cholesky(S)
+
+
+def _symmetric(S: jnp.ndarray) -> jnp.ndarray:
+    """The full symmetric matrix of a stored upper triangle."""
+    return jnp.triu(S) + jnp.swapaxes(jnp.triu(S, 1), -1, -2)
+
+
+@jax.custom_jvp
+def _lapack_cholesky(S: jnp.ndarray) -> jnp.ndarray:
+    # The upper triangle in row-major order is the lower triangle of the transpose in
+    # column-major order, LAPACK's: XLA passes the buffer as it is, no transposing copy.
+    return lax.linalg.cholesky(jnp.swapaxes(S, -1, -2), symmetrize_input=False)
+
+
+@_lapack_cholesky.defjvp
+def _lapack_cholesky_jvp(primals, tangents):
+    # dL = L Phi(L^-1 dS L^-T), Phi = lower triangle with the diagonal halved, for the
+    # symmetric dS the stored triangle stands for (only second derivatives get here:
+    # first derivatives use the custom VJPs below).
+    (S,), (dS,) = primals, tangents
+    L = _lapack_cholesky(S)
+    X = solve_triangular(L, _symmetric(dS), lower=True)  # L^-1 dS
+    X = solve_triangular(L, jnp.swapaxes(X, -1, -2), lower=True)  # L^-1 dS L^-T
+    phi = jnp.tril(X) - 0.5 * jnp.diag(jnp.diagonal(X))
+    return L, L @ phi
+
+
+def _stored_cotangent(G: jnp.ndarray) -> jnp.ndarray:
+    """Cotangent of the stored upper triangle from ``G = 2 d/dS`` (``S``, ``G``
+    symmetric): an off-diagonal stored entry stands for ``S_ab`` and ``S_ba``. ``G`` is
+    read transposed, which is free in the column-major layout LAPACK leaves it in."""
+    Gt = G.T
+    return jnp.triu(Gt) - 0.5 * jnp.diag(jnp.diagonal(Gt))
+
+
+def cholesky_logdiag(S: jnp.ndarray) -> jnp.ndarray:
+    """``log(diag(chol(S)))`` for a symmetric positive definite ``S`` given by its stored
+    upper triangle. Large ``S``: custom VJP (module docstring); small ``S``: unrolled
+    code and plain autodiff."""
+    if S.shape[-1] <= _SMALL:
+        return jnp.log(jnp.diagonal(tail_cholesky(S), axis1=-2, axis2=-1))
     return _cholesky_logdiag_large(S)
 
 
 @jax.custom_vjp
 def _cholesky_logdiag_large(S: jnp.ndarray) -> jnp.ndarray:
-    return jnp.log(jnp.diagonal(_cholesky_of_lower(S)))
-
-
-def _cholesky_of_lower(S: jnp.ndarray) -> jnp.ndarray:
-    """``chol(S)`` from ``S``'s lower triangle, differentiable as a symmetric matrix
-    (autodiff of a lower-only input would treat the zero upper triangle as data; this
-    matters for second derivatives, which differentiate through the VJP's residual)."""
-    full = jnp.tril(S) + jnp.swapaxes(jnp.tril(S, -1), -1, -2)
-    if S.shape[-1] <= _SMALL:
-        return unrolled_cholesky(full)
-    return lax.linalg.cholesky(full, symmetrize_input=True)
+    return jnp.log(jnp.diagonal(tail_cholesky(S)))
 
 
 def _cholesky_logdiag_fwd(S):
-    L = _cholesky_of_lower(S)
+    L = tail_cholesky(S)
     return jnp.log(jnp.diagonal(L)), L
 
 
 def _cholesky_logdiag_bwd(L, g):
     Linv = solve_triangular(L, jnp.eye(L.shape[0], dtype=L.dtype), lower=True)
-    G = Linv.T @ (g[:, None] * Linv)  # = 2 d/dS of sum_i g_i log L_ii, S symmetric
-    # S enters through its lower triangle: off-diagonal S_ab stands for S_ab and S_ba.
-    return (jnp.tril(G) - 0.5 * jnp.diag(jnp.diagonal(G)),)
+    return (_stored_cotangent(Linv.T @ (g[:, None] * Linv)),)
 
 
 _cholesky_logdiag_large.defvjp(_cholesky_logdiag_fwd, _cholesky_logdiag_bwd)
 
 
 def cholesky_logdet_parts(S: jnp.ndarray, k: int) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """``(sum_{i<k} log L_ii, log L_{t,t})`` for ``L = chol(S)``, ``S`` given by its lower
-    triangle (module docstring; custom VJP for large ``S``)."""
+    """``(sum_{i<k} log L_ii, log L_{t,t})`` for ``L = chol(S)``, ``S`` given by its
+    stored upper triangle (module docstring; custom VJP for large ``S``)."""
     if S.shape[-1] <= _SMALL:
         logdiag = cholesky_logdiag(S)
         return jnp.sum(logdiag[:k]), logdiag[-1]
@@ -144,12 +174,12 @@ def cholesky_logdet_parts(S: jnp.ndarray, k: int) -> tuple[jnp.ndarray, jnp.ndar
 
 @partial(jax.custom_vjp, nondiff_argnums=(1,))
 def _logdet_parts_large(S: jnp.ndarray, k: int):
-    logdiag = jnp.log(jnp.diagonal(_cholesky_of_lower(S)))
+    logdiag = jnp.log(jnp.diagonal(tail_cholesky(S)))
     return jnp.sum(logdiag[:k]), logdiag[-1]
 
 
 def _logdet_parts_fwd(S, k):
-    L = _cholesky_of_lower(S)
+    L = tail_cholesky(S)
     logdiag = jnp.log(jnp.diagonal(L))
     return (jnp.sum(logdiag[:k]), logdiag[-1]), L
 
@@ -161,7 +191,7 @@ def _logdet_parts_bwd(k, L, cotangents):
     S_inv = cho_solve((L, True), eye)
     R = solve_triangular(L.T, eye[:, k:], lower=False)  # rows i >= k of L^-1, as columns
     G = ga * (S_inv - R @ R.T) + gb * jnp.outer(R[:, -1], R[:, -1])
-    return (jnp.tril(G) - 0.5 * jnp.diag(jnp.diagonal(G)),)
+    return (_stored_cotangent(G),)
 
 
 _logdet_parts_large.defvjp(_logdet_parts_fwd, _logdet_parts_bwd)
@@ -216,7 +246,7 @@ def _lambda_values(theta: jnp.ndarray, index: jnp.ndarray) -> jnp.ndarray:
 
 
 def _heavy_update(W: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
-    """Lower triangle of ``sum_l C_l' W_l C_l`` over the heavy levels of term 1, from
+    """Upper triangle of ``sum_l C_l' W_l C_l`` over the heavy levels of term 1, from
     their dense rows of ``C`` (``_crossprod``)."""
     h, k1, t = cp.heavy_levels.shape[0], cp.k1, cp.t
     if h == 0:
@@ -226,11 +256,12 @@ def _heavy_update(W: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     H = jnp.zeros((h, t, k1), W.dtype).at[cp.heavy_slot, cols[cp.heavy_entry]].set(
         vec[cp.heavy_entry])
     HW = jnp.einsum("stj,sjk->stk", H, W[cp.heavy_levels])
-    return jnp.tril(jnp.einsum("sak,sbk->ab", HW, H))
+    return jnp.triu(jnp.einsum("sak,sbk->ab", HW, H))
 
 
 def tail_schur(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
-    """Lower triangle of the tail Schur complement ``S`` (module docstring), ``(t, t)``.
+    """The tail Schur complement ``S`` (module docstring), ``(t, t)``, as its stored upper
+    triangle (``_crossprod.flat_index``).
 
     ``theta`` is in the internal term order ``cp.order``.
     """
@@ -247,16 +278,22 @@ def tail_schur(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
         S = M * lam[:, None] * lam[None, :]
     else:  # S = Lambda_t' M Lambda_t with a sparse block-diagonal Lambda_t
         vals = _lambda_values(theta, cp.lam_theta)
-        M = M + jnp.tril(M, -1).T
+        M = _symmetric(M)
         ML = jax.ops.segment_sum((M[:, cp.lam_row] * vals).T, cp.lam_col, num_segments=t).T
-        S = jnp.tril(jax.ops.segment_sum(ML[cp.lam_row, :] * vals[:, None], cp.lam_col,
+        S = jnp.triu(jax.ops.segment_sum(ML[cp.lam_row, :] * vals[:, None], cp.lam_col,
                                          num_segments=t))
     if cp.tail_mult is None:
-        return S + jnp.diag(cp.is_z)
+        return _add_diagonal(S, cp.is_z)
     m = cp.tail_mult  # duplicated tail levels: scale by 1/m (module docstring)
     scale = jnp.where(m > 0, 1.0 / _nonzero(m), 0.0)
-    return S * scale[:, None] * scale[None, :] + jnp.diag(jnp.where(m > 0, cp.is_z * scale,
-                                                                    cp.is_z))
+    return _add_diagonal(S * scale[:, None] * scale[None, :],
+                         jnp.where(m > 0, cp.is_z * scale, cp.is_z))
+
+
+def _add_diagonal(S: jnp.ndarray, d: jnp.ndarray) -> jnp.ndarray:
+    """``S + diag(d)`` without a dense ``diag(d)``."""
+    i = jnp.arange(S.shape[-1])
+    return S.at[i, i].add(d)
 
 
 def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> jnp.ndarray:
@@ -286,7 +323,7 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
     """
     qt, p, n, t = cp.q_tail, cp.p, cp.n, cp.t
     T1, _, _ = _first_block(theta, cp)
-    L = _cholesky_of_lower(tail_schur(theta, cp))
+    L = tail_cholesky(tail_schur(theta, cp))
     # Tail unknowns x = [u_tail; beta] solve S[:-1,:-1] x = S[:-1,-1]: x = L11^-T l21.
     x = solve_triangular(L[:-1, :-1].T, L[-1, :-1], lower=False)
     # Lambda_t [u_tail; beta]: the tail BLUPs (beta passes through the identity).
@@ -325,7 +362,7 @@ def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
     """
     qt, p = cp.q_tail, cp.p
     _, log_d1, _ = _first_block(theta, cp)
-    L = _cholesky_of_lower(tail_schur(theta, cp))
+    L = tail_cholesky(tail_schur(theta, cp))
     logdet_z = log_d1 + _duplication_logdet(theta, cp) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)[:qt]))
     beta_hat = solve_triangular(L[:-1, :-1].T, L[-1, :-1], lower=False)[qt:]
     LX = L[qt:qt + p, qt:qt + p]
@@ -351,7 +388,7 @@ def deviance_varpar(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts, *
 def vcov_beta(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     """``sigma^2 (L_X L_X')^-1``: the covariance of ``beta_hat`` at ``(theta, sigma)``."""
     qt, p = cp.q_tail, cp.p
-    L = _cholesky_of_lower(tail_schur(theta, cp))
+    L = tail_cholesky(tail_schur(theta, cp))
     LX = L[qt:qt + p, qt:qt + p]
     LXinv = solve_triangular(LX, jnp.eye(p, dtype=LX.dtype), lower=True)
     return sigma**2 * (LXinv.T @ LXinv)

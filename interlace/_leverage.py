@@ -35,7 +35,7 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from ._crossprod import CrossProducts, cross_products
-from ._deviance import _cholesky_of_lower, _first_block, _lambda_values, tail_schur
+from ._deviance import _first_block, _lambda_values, tail_cholesky, tail_schur
 from ._theta import lower_factor, to_internal
 
 __all__ = ["RowLeverage", "row_leverage", "blup_condvar"]
@@ -118,7 +118,7 @@ def row_leverage(result) -> RowLeverage:
     """Hat diagonal, its fixed-effect part and the marginal residual variances of
     ``result``'s rows (module docstring), in chunks of rows."""
     cp, theta, codes, term_X = _system(result)
-    L = _cholesky_of_lower(tail_schur(theta, cp))
+    L = tail_cholesky(tail_schur(theta, cp))
     C = _dense_c(cp)
     X = result.design.X
     n = X.shape[0]
@@ -157,7 +157,7 @@ def blup_condvar(result) -> list[np.ndarray]:
     """lme4's ``condVar``: per term (user order) the ``(levels, k, k)`` conditional
     covariance of the BLUPs, ``sigma^2 Lambda (Lambda'Z'Z Lambda + I)^-1 Lambda'``."""
     cp, theta, _, _ = _system(result)
-    L = _cholesky_of_lower(tail_schur(theta, cp))
+    L = tail_cholesky(tail_schur(theta, cp))
     internal = _condvar_internal(cp, theta, L, _dense_c(cp))
     out = [None] * len(internal)
     for pos, user in enumerate(cp.order):

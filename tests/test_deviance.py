@@ -75,11 +75,11 @@ def test_cholesky_logdiag_vjp_against_autodiff_of_the_factorisation(problem):
     g = jnp.linspace(0.5, 2.0, S.shape[0])
 
     def plain(S):  # differentiate straight through LAPACK's factorisation
-        Sym = jnp.tril(S) + jnp.tril(S, -1).T
+        Sym = jnp.triu(S) + jnp.triu(S, 1).T  # S is stored as its upper triangle
         return jnp.sum(g * jnp.log(jnp.diagonal(jnp.linalg.cholesky(Sym))))
 
     ours = jax.grad(lambda S: jnp.sum(g * cholesky_logdiag(S)))(S)
-    np.testing.assert_allclose(ours, jnp.tril(jax.grad(plain)(S)), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ours, jnp.triu(jax.grad(plain)(S)), rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("tail_rows", [1, 4])  # REML: k = t - 1; ML: the X block skipped
@@ -94,19 +94,25 @@ def test_logdet_parts_vjp_against_autodiff_of_the_factorisation(problem, tail_ro
         return 2.0 * head + 37.0 * last
 
     def plain(S):  # differentiate straight through LAPACK's factorisation
-        Sym = jnp.tril(S) + jnp.tril(S, -1).T
+        Sym = jnp.triu(S) + jnp.triu(S, 1).T  # S is stored as its upper triangle
         logdiag = jnp.log(jnp.diagonal(jnp.linalg.cholesky(Sym)))
         return 2.0 * jnp.sum(logdiag[:k]) + 37.0 * logdiag[-1]
 
     assert float(ours(S)) == pytest.approx(float(plain(S)), rel=1e-14)
-    np.testing.assert_allclose(jax.grad(ours)(S), jnp.tril(jax.grad(plain)(S)), rtol=1e-9,
+    np.testing.assert_allclose(jax.grad(ours)(S), jnp.triu(jax.grad(plain)(S)), rtol=1e-9,
                                atol=1e-12)
+    # Second derivatives go through the factor's custom JVP (a Hessian-vector product).
+    v = jnp.triu(jnp.cos(jnp.arange(S.size).reshape(S.shape)))
+    hvp = jax.jvp(jax.grad(ours), (S,), (v,))[1]
+    np.testing.assert_allclose(hvp, jnp.triu(jax.jvp(jax.grad(plain), (S,), (v,))[1]),
+                               rtol=1e-8, atol=1e-10)
 
 
-def test_only_the_lower_triangle_is_read(problem):
+def test_only_the_stored_upper_triangle_is_read(problem):
     *_, cp = problem
     S = tail_schur(jnp.array([0.6, 0.3, 1.1]), cp)
-    junk = jnp.triu(jnp.full_like(S, 7.0), 1)
+    np.testing.assert_array_equal(S, jnp.triu(S))  # the strict lower triangle is empty
+    junk = jnp.tril(jnp.full_like(S, 7.0), -1)
     np.testing.assert_array_equal(cholesky_logdiag(S), cholesky_logdiag(S + junk))
 
 
