@@ -99,10 +99,16 @@ def minimize_deviance(
     state0 = solver.init(phi0)
     zero = jnp.asarray(0)
     carry0 = (phi0, state0, zero, zero, jnp.asarray(jnp.inf), zero, jnp.asarray(False))
-    phi, _, it, stall, _, evaluations, _ = jax.lax.while_loop(cond, body, carry0)
+    phi, state, it, stall, _, evaluations, _ = jax.lax.while_loop(cond, body, carry0)
     theta = origin + P @ phi
-    value, grad = jax.value_and_grad(lambda th: profiled_deviance(th, cp, reml=reml))(theta)
-    scaled = P.T @ grad  # the gradient the stopping rule saw
+
+    # The line search left the deviance and gradient at phi in the state: no extra
+    # evaluation, unless no step was taken.
+    def from_state():
+        return otu.tree_get(state, "value"), otu.tree_get(state, "grad")
+
+    value, scaled = jax.lax.cond(it > 0, from_state, lambda: jax.value_and_grad(fun)(phi))
+    grad = jnp.linalg.solve(P.T, scaled)  # d/dtheta; scaled = P' grad is what the rule saw
     converged = jnp.isfinite(value) & (
         small_grad(value, scaled)
         | ((stall >= patience) & (jnp.max(jnp.abs(scaled)) <= 1e3 * gtol * (1.0 + jnp.abs(value))))
