@@ -129,18 +129,28 @@ def update_pairs(indptr: np.ndarray, cols: np.ndarray, t: int):
 
     Returns (row, :func:`flat_index` of ``(a, b)``, k, k2): for every pair of
     stored elements ``k2 <= k`` in one row, ``a = cols[k]`` and ``b = cols[k2]``, sorted
-    by flat index (the scatter targets of the Schur update).
+    by flat index, ties in generation order (the scatter targets of the Schur update).
     """
     nnz = cols.shape[0]
-    row_of = np.repeat(np.arange(indptr.shape[0] - 1), np.diff(indptr))
-    pos = np.arange(nnz) - indptr[row_of]  # position of each nonzero within its row
-    reps = pos + 1
-    k = np.repeat(np.arange(nnz), reps)
-    within = np.arange(k.shape[0]) - np.repeat(np.cumsum(reps) - reps, reps)
-    k2 = indptr[row_of[k]] + within
+    itype = np.int32 if nnz < 2**31 else np.int64
+    row_of = np.repeat(np.arange(indptr.shape[0] - 1, dtype=itype), np.diff(indptr))
+    reps = np.arange(1, nnz + 1, dtype=np.int64) - indptr[row_of]  # 1 + position in row
+    k = np.repeat(np.arange(nnz, dtype=itype), reps)
+    start = np.cumsum(reps) - reps  # first pair of each k
+    k2 = (np.arange(k.shape[0], dtype=np.int64) - np.repeat(start - indptr[row_of], reps)
+          ).astype(itype)
     flat = flat_index(cols[k].astype(np.int64), cols[k2].astype(np.int64), t)
-    perm = np.argsort(flat, kind="stable")
-    return row_of[k][perm], flat[perm], k[perm], k2[perm]
+    return row_of[k][(perm := _stable_order(flat, t * t))], flat[perm], k[perm], k2[perm]
+
+
+def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
+    """``argsort(keys, kind="stable")`` for integer keys in ``[0, bound)``: one sort of
+    ``keys * m + position`` (numpy's vectorised sort of plain integers, ~10x faster than
+    a stable argsort), unless that product could overflow int64."""
+    m = keys.shape[0]
+    if m == 0 or bound * m >= 2**63:
+        return np.argsort(keys, kind="stable")
+    return np.sort(keys * m + np.arange(m, dtype=np.int64)) % m
 
 
 def heavy_threshold(t: int) -> int:
