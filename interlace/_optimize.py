@@ -11,6 +11,13 @@ Stopping rule: the gradient is small (``max |g| <= gtol * (1 + |d|)``), or the d
 has stopped changing (relative change ``<= ftol`` for ``patience`` consecutive steps),
 or ``maxiter`` is reached. Convergence is reported only for the first two, and for the
 second only if the gradient is also moderately small (``<= 1e3 gtol (1 + |d|)``).
+
+First step: L-BFGS has no curvature yet and tries ``theta - g``; with deviance gradients
+in the thousands that overshoots and the line search spends evaluations shrinking it.
+A fresh fit therefore searches over ``phi = (theta - theta0) / c`` with
+``c^2 = 0.1 / max |g(theta0)|``, so that the first trial step moves ``theta`` by at most
+0.1 (on InstEval: 11 evaluations instead of 15). The stopping rule still measures the
+gradient in ``theta``.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ class OptimResult(NamedTuple):
     deviance: jnp.ndarray  # scalar
     grad: jnp.ndarray  # (k,) at theta
     iterations: jnp.ndarray  # int
-    evaluations: jnp.ndarray  # int: deviance + gradient evaluations (incl. line search)
+    evaluations: jnp.ndarray  # int: deviance + gradient evaluations (start + line searches)
     converged: jnp.ndarray  # bool
 
 
@@ -60,11 +67,23 @@ def minimize_deviance(
     signs of the factors' columns are fixed by the callers (``_theta.normalize_signs``).
     ``verbose`` prints each iteration's deviance while the compiled loop runs.
     """
-    P = jnp.eye(theta0.shape[0], dtype=theta0.dtype) if precond is None else precond
     origin = theta0
+    k = theta0.shape[0]
+
+    def deviance(theta):
+        return profiled_deviance(theta, cp, reml=reml)
+
+    if precond is None:  # scale the first step (module docstring)
+        value0, grad0 = jax.value_and_grad(deviance)(theta0)
+        gmax = jnp.max(jnp.abs(grad0))
+        c = jnp.where(jnp.isfinite(gmax) & (gmax > 0), jnp.sqrt(0.1 / gmax), 1.0)
+        P = c * jnp.eye(k, dtype=theta0.dtype)
+        rule = 1.0 / c  # the stopping rule's gradient is d/dtheta = (d/dphi) / c
+    else:
+        P, rule = precond, 1.0
 
     def fun(phi):
-        return profiled_deviance(origin + P @ phi, cp, reml=reml)
+        return deviance(origin + P @ phi)
 
     solver = optax.lbfgs(
         linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=30,
@@ -72,8 +91,8 @@ def minimize_deviance(
     )
     value_and_grad = optax.value_and_grad_from_state(fun)
 
-    def small_grad(value, grad):
-        return jnp.max(jnp.abs(grad)) <= gtol * (1.0 + jnp.abs(value))
+    def small_grad(value, grad):  # grad: d/dphi
+        return jnp.max(jnp.abs(rule * grad)) <= gtol * (1.0 + jnp.abs(value))
 
     def cond(carry):
         _, _, it, stall, _, _, done = carry
@@ -92,11 +111,13 @@ def minimize_deviance(
         nev = nev + otu.tree_get(state, "num_linesearch_steps")
         if verbose:  # printed from inside the compiled loop as it runs
             jax.debug.print("iteration {i:4d}  deviance {f:.10g}  max|grad| {g:.3g}",
-                            i=it + 1, f=f_new, g=jnp.max(jnp.abs(g_new)), ordered=True)
+                            i=it + 1, f=f_new, g=jnp.max(jnp.abs(rule * g_new)), ordered=True)
         return theta_new, state, it + 1, stall, f_new, nev, done
 
     phi0 = jnp.zeros_like(theta0)
     state0 = solver.init(phi0)
+    if precond is None:  # the first iteration reuses the evaluation at theta0
+        state0 = otu.tree_set(state0, value=value0, grad=P.T @ grad0)
     zero = jnp.asarray(0)
     carry0 = (phi0, state0, zero, zero, jnp.asarray(jnp.inf), zero, jnp.asarray(False))
     phi, state, it, stall, _, evaluations, _ = jax.lax.while_loop(cond, body, carry0)
@@ -111,6 +132,7 @@ def minimize_deviance(
     grad = jnp.linalg.solve(P.T, scaled)  # d/dtheta; scaled = P' grad is what the rule saw
     converged = jnp.isfinite(value) & (
         small_grad(value, scaled)
-        | ((stall >= patience) & (jnp.max(jnp.abs(scaled)) <= 1e3 * gtol * (1.0 + jnp.abs(value))))
+        | ((stall >= patience)
+           & (jnp.max(jnp.abs(rule * scaled)) <= 1e3 * gtol * (1.0 + jnp.abs(value))))
     )
-    return OptimResult(theta, value, grad, it, evaluations, converged)
+    return OptimResult(theta, value, grad, it, evaluations + 1, converged)  # + the start

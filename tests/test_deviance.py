@@ -134,7 +134,8 @@ def test_optimizer_reaches_the_dense_optimum(problem):
     assert float(opt.deviance) <= ref["deviance"] + 1e-9 * abs(ref["deviance"])
     theta_user = np.empty(3)
     theta_user[list(cp.order)] = np.asarray(opt.theta)
-    np.testing.assert_allclose(theta_user, ref["theta"], rtol=1e-4, atol=1e-6)
+    # minimize_deviance leaves signs to its callers (the deviance is even in each theta)
+    np.testing.assert_allclose(np.abs(theta_user), ref["theta"], rtol=1e-4, atol=1e-6)
 
 
 def test_deviance_composes_with_jit_grad_and_vmap(problem):
