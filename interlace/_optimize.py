@@ -73,8 +73,11 @@ def minimize_deviance(
     def deviance(theta):
         return profiled_deviance(theta, cp, reml=reml)
 
+    # The deviance and gradient are evaluated in two places only, here at the start and
+    # in the line search (each place is compiled separately); every other use reads
+    # the line search's last evaluation from the solver state.
+    value0, grad0 = jax.value_and_grad(deviance)(theta0)
     if precond is None:  # scale the first step (module docstring)
-        value0, grad0 = jax.value_and_grad(deviance)(theta0)
         gmax = jnp.max(jnp.abs(grad0))
         c = jnp.where(jnp.isfinite(gmax) & (gmax > 0), jnp.sqrt(0.1 / gmax), 1.0)
         P = c * jnp.eye(k, dtype=theta0.dtype)
@@ -89,7 +92,6 @@ def minimize_deviance(
         linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=30,
                                                   initial_guess_strategy="one")
     )
-    value_and_grad = optax.value_and_grad_from_state(fun)
 
     def small_grad(value, grad):  # grad: d/dphi
         return jnp.max(jnp.abs(rule * grad)) <= gtol * (1.0 + jnp.abs(value))
@@ -100,7 +102,7 @@ def minimize_deviance(
 
     def body(carry):
         theta, state, it, stall, f_prev, nev, _ = carry
-        value, grad = value_and_grad(theta, state=state)
+        value, grad = otu.tree_get(state, "value"), otu.tree_get(state, "grad")
         updates, state = solver.update(grad, state, theta, value=value, grad=grad, value_fn=fun)
         theta_new = optax.apply_updates(theta, updates)
         f_new = otu.tree_get(state, "value")
@@ -115,20 +117,12 @@ def minimize_deviance(
         return theta_new, state, it + 1, stall, f_new, nev, done
 
     phi0 = jnp.zeros_like(theta0)
-    state0 = solver.init(phi0)
-    if precond is None:  # the first iteration reuses the evaluation at theta0
-        state0 = otu.tree_set(state0, value=value0, grad=P.T @ grad0)
+    state0 = otu.tree_set(solver.init(phi0), value=value0, grad=P.T @ grad0)
     zero = jnp.asarray(0)
     carry0 = (phi0, state0, zero, zero, jnp.asarray(jnp.inf), zero, jnp.asarray(False))
     phi, state, it, stall, _, evaluations, _ = jax.lax.while_loop(cond, body, carry0)
     theta = origin + P @ phi
-
-    # The line search left the deviance and gradient at phi in the state: no extra
-    # evaluation, unless no step was taken.
-    def from_state():
-        return otu.tree_get(state, "value"), otu.tree_get(state, "grad")
-
-    value, scaled = jax.lax.cond(it > 0, from_state, lambda: jax.value_and_grad(fun)(phi))
+    value, scaled = otu.tree_get(state, "value"), otu.tree_get(state, "grad")  # at phi
     grad = jnp.linalg.solve(P.T, scaled)  # d/dtheta; scaled = P' grad is what the rule saw
     converged = jnp.isfinite(value) & (
         small_grad(value, scaled)
