@@ -22,13 +22,24 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
-from scipy import optimize as _opt
-from scipy import stats as _st
 
 from ._deviance import deviance_varpar, unrolled_cholesky
 from ._theta import tril_index
 
 __all__ = ["profile_confint"]
+
+
+# scipy is imported on first use, not with interlace (it adds ~0.5 s to the import).
+def _normal_quantile(p):
+    from scipy.special import ndtri
+
+    return ndtri(p)
+
+
+def _brentq(*args, **kwargs):
+    from scipy.optimize import brentq
+
+    return brentq(*args, **kwargs)
 
 
 def _theta_from_sdcor(z: jnp.ndarray, ks: list[int]) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -85,7 +96,7 @@ def profile_confint(result, level: float = 0.95) -> pd.DataFrame:
     model = _arrays_of(d)
     cp = model.template
     d_min = ml.deviance
-    zq = float(_st.norm.ppf(0.5 + level / 2))
+    zq = float(_normal_quantile(0.5 + level / 2))
 
     def dev_z(z):
         theta, sigma = _theta_from_sdcor(z, ks)
@@ -144,7 +155,7 @@ def _root(zeta, est: float, target: float, bound: float) -> float:
         if (zeta(hi) - target) * direction >= 0:
             break
         lo, step = hi, step * 2
-    return float(_opt.brentq(lambda v: zeta(v) - target, min(lo, hi), max(lo, hi),
+    return float(_brentq(lambda v: zeta(v) - target, min(lo, hi), max(lo, hi),
                              xtol=1e-10 * max(1.0, abs(est)), rtol=1e-12))
 
 
@@ -177,6 +188,6 @@ def _fixed_effect_interval(ml, j: int, zq: float, d_min: float) -> tuple[float, 
         return np.sign(v - est) * np.sqrt(max(float(dev(v)) - d_min, 0.0))
 
     se = float(ml.fe_bse.iloc[j])
-    lo = _opt.brentq(lambda v: zeta(v) + zq, est - 3 * zq * se, est, xtol=1e-10, rtol=1e-12)
-    hi = _opt.brentq(lambda v: zeta(v) - zq, est, est + 3 * zq * se, xtol=1e-10, rtol=1e-12)
+    lo = _brentq(lambda v: zeta(v) + zq, est - 3 * zq * se, est, xtol=1e-10, rtol=1e-12)
+    hi = _brentq(lambda v: zeta(v) - zq, est, est + 3 * zq * se, xtol=1e-10, rtol=1e-12)
     return float(lo), float(hi)

@@ -14,7 +14,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 from ._bootstrap import chunked_replicates, weighted_mean, weighted_median
 from ._design import Design, fixed_matrix_for, term_matrix_for
@@ -73,7 +72,9 @@ class CrossedLMEResult:
     @property
     def fe_pvalues(self) -> pd.Series:
         """Two-sided p-values of the z-test, ``2 (1 - Phi(|beta / se|))``."""
-        return pd.Series(2.0 * _st.norm.sf(np.abs(self.fe_zvalues)), index=self.fe_params.index)
+        from scipy.special import ndtr  # standard normal cdf; imported on use
+
+        return pd.Series(2.0 * ndtr(-np.abs(self.fe_zvalues)), index=self.fe_params.index)
 
     @property
     def fe_conf_int(self) -> pd.DataFrame:
@@ -86,7 +87,9 @@ class CrossedLMEResult:
         if not 0 < level < 1:
             raise ModelSpecError(f"level must be between 0 and 1, got {level!r}.")
         a = (1 - level) / 2
-        return self._wald(float(_st.norm.ppf(1 - a)), f"{100 * a:g} %", f"{100 * (1 - a):g} %")
+        from scipy.special import ndtri
+
+        return self._wald(float(ndtri(1 - a)), f"{100 * a:g} %", f"{100 * (1 - a):g} %")
 
     def _wald(self, z: float, lo: str, hi: str) -> pd.DataFrame:
         return pd.DataFrame({lo: self.fe_params - z * self.fe_bse,

@@ -16,7 +16,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from scipy import stats as _st
 
 from ._deviance import deviance_varpar, vcov_beta
 
@@ -49,6 +48,8 @@ def satterthwaite(result) -> pd.DataFrame:
     beta = result.fe_params.to_numpy()
     se = np.sqrt(np.asarray(var))
     t = beta / se
+    from scipy.special import stdtr  # Student t cdf; scipy is imported on use
+
     return pd.DataFrame({"Estimate": beta, "Std. Error": se, "df": df, "t value": t,
-                         "Pr(>|t|)": 2.0 * _st.t.sf(np.abs(t), df)},
+                         "Pr(>|t|)": 2.0 * stdtr(df, -np.abs(t))},
                         index=result.fe_params.index)
