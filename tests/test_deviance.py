@@ -221,3 +221,22 @@ def test_heavy_levels_as_dense_rows_give_the_same_deviance(formula, file, groups
                 float(ref), rel=1e-12)
             np.testing.assert_allclose(jax.grad(profiled_deviance)(theta, cp, reml=reml),
                                        ref_grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("n", [5, 40, 1100])
+def test_tril_inverse_by_halving_and_the_weighted_gram(n, monkeypatch):
+    """The gradient's pieces against dense numpy: L^-1 by halving (forced with small
+    blocks) and the upper triangle of L^-T diag(g) L^-1 by column blocks."""
+    from interlace import _deviance
+
+    rng = np.random.default_rng(n)
+    A = rng.normal(size=(n, n))
+    L = np.linalg.cholesky(A @ A.T / n + np.eye(n))
+    monkeypatch.setattr(_deviance, "_INVERSE_DIRECT", 16)
+    monkeypatch.setattr(_deviance, "_INVERSE_LEAF", 8)
+    Linv = np.asarray(_deviance.tril_inverse(jnp.asarray(L)))
+    np.testing.assert_allclose(Linv, np.linalg.inv(L), rtol=1e-10, atol=1e-12)
+    g = rng.normal(size=n)
+    G = np.asarray(_deviance._weighted_gram(jnp.asarray(Linv), jnp.asarray(g)))
+    ref = Linv.T @ (g[:, None] * Linv)
+    np.testing.assert_allclose(np.triu(G), np.triu(ref), rtol=1e-10, atol=1e-12)
