@@ -132,25 +132,32 @@ def update_pairs(indptr: np.ndarray, cols: np.ndarray, t: int):
     by flat index, ties in generation order (the scatter targets of the Schur update).
     """
     nnz = cols.shape[0]
-    itype = np.int32 if nnz < 2**31 else np.int64
-    row_of = np.repeat(np.arange(indptr.shape[0] - 1, dtype=itype), np.diff(indptr))
-    reps = np.arange(1, nnz + 1, dtype=np.int64) - indptr[row_of]  # 1 + position in row
+    counts = np.diff(indptr)
+    m = int(np.sum(counts * (counts + 1) // 2))
+    itype = np.int32 if m < 2**31 else np.int64  # 4 bytes per entry where possible
+    row_of = np.repeat(np.arange(indptr.shape[0] - 1, dtype=itype), counts)
+    reps = (np.arange(1, nnz + 1) - indptr[row_of]).astype(itype)  # 1 + position in row
     k = np.repeat(np.arange(nnz, dtype=itype), reps)
-    start = np.cumsum(reps) - reps  # first pair of each k
-    k2 = (np.arange(k.shape[0], dtype=np.int64) - np.repeat(start - indptr[row_of], reps)
-          ).astype(itype)
-    flat = flat_index(cols[k].astype(np.int64), cols[k2].astype(np.int64), t)
-    return row_of[k][(perm := _stable_order(flat, t * t))], flat[perm], k[perm], k2[perm]
-
-
-def _stable_order(keys: np.ndarray, bound: int) -> np.ndarray:
-    """``argsort(keys, kind="stable")`` for integer keys in ``[0, bound)``: one sort of
-    ``keys * m + position`` (numpy's vectorised sort of plain integers, ~10x faster than
-    a stable argsort), unless that product could overflow int64."""
-    m = keys.shape[0]
-    if m == 0 or bound * m >= 2**63:
-        return np.argsort(keys, kind="stable")
-    return np.sort(keys * m + np.arange(m, dtype=np.int64)) % m
+    first = (np.cumsum(reps, dtype=np.int64) - reps - indptr[row_of]).astype(itype)
+    k2 = np.arange(m, dtype=itype)
+    k2 -= np.repeat(first, reps)  # k2 runs from the row's first element up to k
+    del first, reps
+    # Sort by flat index, ties in generation order: one in-place sort of the integer
+    # keys flat * m + position (numpy's vectorised sort; a stable argsort is ~10x slower).
+    if m and t * t * m < 2**63:
+        keys = flat_index(cols[k].astype(np.int64), cols[k2].astype(np.int64), t)
+        keys *= m
+        keys += np.arange(m, dtype=np.int64)
+        keys.sort()
+        perm = keys % m
+        keys //= m
+        flat = keys.astype(np.int32) if t * t < 2**31 else keys
+    else:
+        flat = flat_index(cols[k].astype(np.int64), cols[k2].astype(np.int64), t)
+        perm = np.argsort(flat, kind="stable")
+        flat = flat[perm]
+    k, k2 = k[perm], k2[perm]
+    return row_of[k], flat, k, k2
 
 
 def heavy_threshold(t: int) -> int:

@@ -240,3 +240,22 @@ def test_tril_inverse_by_halving_and_the_weighted_gram(n, monkeypatch):
     G = np.asarray(_deviance._weighted_gram(jnp.asarray(Linv), jnp.asarray(g)))
     ref = Linv.T @ (g[:, None] * Linv)
     np.testing.assert_allclose(np.triu(G), np.triu(ref), rtol=1e-10, atol=1e-12)
+
+
+def test_update_pairs_against_brute_force():
+    """Every within-level pair (k2 <= k), sorted by flat index with ties in generation
+    order, exactly as a triple loop lists them (the integer-key sort must be stable)."""
+    from interlace._crossprod import update_pairs
+
+    rng = np.random.default_rng(7)
+    t, q = 30, 40
+    counts = rng.integers(0, 12, q)
+    counts[::5] = 0  # empty levels
+    cols = np.concatenate([np.sort(rng.choice(t, c, replace=False)) for c in counts])
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    ref = [(cols[k2] * t + cols[k], i, level, k, k2) for i, (level, k, k2) in enumerate(
+        (lv, k, k2) for lv in range(q) for k in range(indptr[lv], indptr[lv + 1])
+        for k2 in range(indptr[lv], k + 1))]
+    ref = np.array([(lv, f, k, k2) for f, _, lv, k, k2 in sorted(ref)])
+    for got, want in zip(update_pairs(indptr, cols, t), ref.T):
+        np.testing.assert_array_equal(got, want)
