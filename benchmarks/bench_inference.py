@@ -79,7 +79,8 @@ import warnings
 from importlib.metadata import version
 from pathlib import Path
 
-from jax_timing import cpu_seconds as _cpu_seconds  # benchmarks/ is on sys.path
+from jax_timing import accelerator_line  # benchmarks/ is on sys.path
+from jax_timing import cpu_seconds as _cpu_seconds
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -627,6 +628,7 @@ def render(raw):
         + (f", {env['ram_gib']} GiB RAM" if "ram_gib" in env else "")
         + (f"; processes allowed on CPUs {env['affinity']}" if "affinity" in env else ""),
         f"- OS: {env.get('os')}",
+        accelerator_line(env),
         f"- Python {env.get('python')}; " + ", ".join(f"{k} {v}" for k, v in pk.items())
         + f" (interlace imported from {env.get('interlace_from')})",
         f"- lme4: {raw['lme4']}",

@@ -58,6 +58,8 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from jax_timing import accelerator, accelerator_line  # benchmarks/ is on sys.path
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 HEADING = "## Scaling (synthetic crossed designs)"
@@ -423,7 +425,8 @@ def environment() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "affinity": sorted(os.sched_getaffinity(0)),
             "ram_gib": round(mem_kib / 2**20, 1), "os": platform.platform(),
             "python": platform.python_version(), "packages": pkgs,
-            "interlace_commit": rev + (" + uncommitted changes under interlace/" if dirty else "")}
+            "interlace_commit": rev + (" + uncommitted changes under interlace/" if dirty else ""),
+            **accelerator()}
 
 
 # ------------------------------------------------------------------------ render
@@ -448,6 +451,7 @@ def render(raw: dict) -> str:
                    for c in raw.get("later_commands", [])), "",
          f"- Machine: {env['cpu']}, {env['cores']} cores (allowed: {env['affinity']}), "
          f"{env['ram_gib']} GiB RAM; {env['os']}",
+         accelerator_line(env),
          f"- Python {env['python']}; jax {p['jax']}, jaxlib {p['jaxlib']}, numpy {p['numpy']}, "
          f"pandas {p['pandas']}, optax {p['optax']}; interlace {p['interlace']} "
          f"(commit {env['interlace_commit'] or 'unknown'})",

@@ -37,3 +37,25 @@ def make_timer():
                      "compile_s": compile_s[0] - k0}
 
     return timed
+
+
+def accelerator() -> dict:
+    """Where JAX runs in this process: backend and device kinds (for RESULTS.md)."""
+    import jax
+
+    return {"jax_backend": jax.default_backend(),
+            "jax_devices": sorted({d.device_kind for d in jax.devices()})}
+
+
+def accelerator_line(env: dict) -> str:
+    """RESULTS.md's statement of what was (not) measured on a GPU, from ``accelerator()``."""
+    backend = env.get("jax_backend")
+    if backend is None:
+        return "- Accelerator: not recorded for this run."
+    if backend == "cpu":
+        return ("- Accelerator: none (JAX backend `cpu`). **Nothing here was measured on a "
+                "GPU**: no GPU was available to this project's runs. The same code runs "
+                "unchanged on one (every operation on the hot path is a JAX/XLA op), but its "
+                "GPU speed and memory are untested.")
+    return (f"- Accelerator: JAX backend `{backend}` ({', '.join(env.get('jax_devices', []))}): "
+            "interlace's timings here ran on it; lme4 ran on the CPU.")

@@ -37,6 +37,8 @@ import warnings
 from importlib.metadata import version
 from pathlib import Path
 
+from jax_timing import accelerator, accelerator_line  # benchmarks/ is on sys.path
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 PAGE_CSV = "tests/data/results_page.csv"
@@ -161,7 +163,8 @@ def environment(interlace):
     return {"cpu": cpu, "cores": os.cpu_count(), "affinity": sorted(os.sched_getaffinity(0)),
             "ram_gib": round(mem_kib / 2**20, 1), "os": os_name,
             "python": platform.python_version(), "packages": pkgs, "interlace_from": str(where),
-            "compilation_cache_dir": jax.config.jax_compilation_cache_dir}
+            "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
+            **accelerator()}
 
 
 # Sections of RESULTS.md written by the other benchmark scripts (bench_scaling.py,
@@ -309,6 +312,7 @@ def render(raw):
         f"- Machine: {env['cpu']}, {env['cores']} cores, {env['ram_gib']} GiB RAM; "
         f"processes allowed on CPUs {env['affinity']}",
         f"- OS: {env['os']}",
+        accelerator_line(env),
         f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in pk.items())
         + f" (interlace imported from {env['interlace_from']})",
         f"- lme4: {raw['lme4']}", "",
