@@ -16,8 +16,8 @@ First step: L-BFGS has no curvature yet and tries ``theta - g``; with deviance g
 in the thousands that overshoots and the line search spends evaluations shrinking it.
 A fresh fit therefore searches over ``phi = (theta - theta0) / c`` with
 ``c^2 = 0.1 / max |g(theta0)|``, so that the first trial step moves ``theta`` by at most
-0.1 (on InstEval: 11 evaluations instead of 15). The stopping rule still measures the
-gradient in ``theta``.
+0.1 (on InstEval: 13 evaluations, the start included, instead of 15). The stopping rule
+still measures the gradient in ``theta``.
 """
 
 from __future__ import annotations
