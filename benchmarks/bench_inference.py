@@ -598,6 +598,26 @@ def _x(x):
     return "n/a" if x is None else f"{x:#.3g}x"
 
 
+def _cell(d):
+    """A summary-table cell: median wall time and its CPU time."""
+    return f"{_s(d['median_s'])} (CPU {_s(d['cpu_median_s'])})"
+
+
+def _spread_rows(i, r):
+    """Detail rows shared by every task: each side's spread of timed repetitions and
+    interlace's compile time and warm-up call."""
+    rows = [f"| interlace: median (min, max) of {i['n']}; CPU | {_s(i['median_s'])} "
+            f"({_s(i['min_s'])}, {_s(i['max_s'])}); CPU {_s(i['cpu_median_s'])} |",
+            f"| interlace: tracing + compilation inside the timed calls (median) "
+            f"| {_s(i['compile_median_s'])} |",
+            f"| interlace warm-up call (incl. compilation): wall (compile) "
+            f"| {_s(i['first_call']['seconds'])} ({_s(i['first_call']['compile_s'])}) |"]
+    lme4 = ([f"| lme4: median (min, max) of {r['n']}; CPU | {_s(r['median_s'])} "
+             f"({_s(r['min_s'])}, {_s(r['max_s'])}); CPU {_s(r['cpu_median_s'])} |"]
+            if r else [])
+    return rows, lme4
+
+
 def _deadlock_lines(raw):
     out = []
     for d in raw.get("deadlocks", []):
@@ -653,8 +673,8 @@ def render(raw):
         lines.append(
             f"| exact case-deletion influence, results page ({i['n_deletions']} refits): "
             f"`hlm_influence(result)` median of {i['n']}; `influence(fit)` median of "
-            f"{r['n'] if r else 0} | {_s(i['median_s'])} (CPU {_s(i['cpu_median_s'])}) | "
-            + (f"{_s(r['median_s'])} (CPU {_s(r['cpu_median_s'])}) | {_x(inf['ratio'])} |"
+            f"{r['n'] if r else 0} | {_cell(i)} | "
+            + (f"{_cell(r)} | {_x(inf['ratio'])} |"
                if r else f"{na} | n/a |"))
         detail += [
             "### Exact case-deletion influence (results page)", "",
@@ -662,18 +682,11 @@ def render(raw):
             f"{PAGE_GROUPS}))` vs `influence(lmer(score ~ hours_studied + prior_gpa + "
             "(1|student_id) + (1|school_id), data))` (REML; lme4's default case deletion, "
             "its default refit control). df = `tests/data/results_page.csv`, 300 rows.", "",
-            "| | |", "|---|---|",
-            f"| interlace: median (min, max) of {i['n']}; CPU | {_s(i['median_s'])} "
-            f"({_s(i['min_s'])}, {_s(i['max_s'])}); CPU {_s(i['cpu_median_s'])} |",
-            f"| interlace: tracing + compilation inside the timed calls (median) "
-            f"| {_s(i['compile_median_s'])} |",
-            f"| interlace warm-up call (incl. compilation): wall (compile) "
-            f"| {_s(i['first_call']['seconds'])} ({_s(i['first_call']['compile_s'])}) |",
+            "| | |", "|---|---|", *_spread_rows(i, r)[0],
             f"| interlace refits converged | {i['n_converged']} of {i['n_deletions']} |"]
         if r:
             detail += [
-                f"| lme4: median (min, max) of {r['n']}; CPU | {_s(r['median_s'])} "
-                f"({_s(r['min_s'])}, {_s(r['max_s'])}); CPU {_s(r['cpu_median_s'])} |",
+                *_spread_rows(i, r)[1],
                 f"| lme4 warm-up call | {_s(r['first_call']['seconds'])} |",
                 f"| lme4 messages / warnings during one call (singular refits etc.) "
                 f"| {r['n_messages_last']} / {r['n_warnings_last']} |",
@@ -692,8 +705,8 @@ def render(raw):
             f"| parametric bootstrap, sleepstudy, {N_BOOT_SLEEP} refits: "
             f"`parametric_bootstrap({N_BOOT_SLEEP})` median of {i['n']}; `bootMer(fit, "
             f"function(m) fixef(m), nsim = {N_BOOT_SLEEP})` median of {r['n'] if r else 0} "
-            f"| {_s(i['median_s'])} (CPU {_s(i['cpu_median_s'])}) | "
-            + (f"{_s(r['median_s'])} (CPU {_s(r['cpu_median_s'])}) | {_x(sl['ratio'])} |"
+            f"| {_cell(i)} | "
+            + (f"{_cell(r)} | {_x(sl['ratio'])} |"
                if r else f"{na} | n/a |"))
         detail += [
             "### Parametric bootstrap (sleepstudy)", "",
@@ -703,19 +716,12 @@ def render(raw):
                 f"; lme4 `set.seed(i); bootMer(fit, function(m) fixef(m), nsim = "
                 f"{N_BOOT_SLEEP})`, i = 1 .. {r['n']} (parametric, parallel = \"no\") after a "
                 f"warm-up with nsim = {LME4_BOOT_WARMUP}." if r else "."), "",
-            "| | |", "|---|---|",
-            f"| interlace: median (min, max) of {i['n']}; CPU | {_s(i['median_s'])} "
-            f"({_s(i['min_s'])}, {_s(i['max_s'])}); CPU {_s(i['cpu_median_s'])} |",
-            f"| interlace: tracing + compilation inside the timed calls (median) "
-            f"| {_s(i['compile_median_s'])} |",
-            f"| interlace warm-up call (incl. compilation): wall (compile) "
-            f"| {_s(i['first_call']['seconds'])} ({_s(i['first_call']['compile_s'])}) |",
+            "| | |", "|---|---|", *_spread_rows(i, r)[0],
             f"| interlace refits converged (last run) | {i['n_converged_last']} of "
             f"{N_BOOT_SLEEP} |"]
         if r:
             detail += [
-                f"| lme4: median (min, max) of {r['n']}; CPU | {_s(r['median_s'])} "
-                f"({_s(r['min_s'])}, {_s(r['max_s'])}); CPU {_s(r['cpu_median_s'])} |",
+                *_spread_rows(i, r)[1],
                 f"| lme4 refits without NA (last run); warnings / messages | {r['n_ok_last']} "
                 f"of {N_BOOT_SLEEP}; {r['n_warnings_last']} / {r['n_messages_last']} |",
                 f"| ratio lme4 / interlace (medians) | {_x(sl['ratio'])} |"]
