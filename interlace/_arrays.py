@@ -28,6 +28,7 @@ import numpy as np
 
 from ._crossprod import (CrossProducts, cross_products, flat_index, index_array, outer_products,
                          split_update)
+from ._standardize import standardize
 
 __all__ = ["ModelArrays", "model_arrays_from", "cross_products_of"]
 
@@ -127,7 +128,8 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
     cp = ma.template
     t, q1, k1 = cp.t, cp.q1, cp.k1
     w = ma.weights
-    V = jnp.concatenate([*ma.term_X[1:], ma.X, ma.y[:, None]], axis=1)  # (n, m)
+    X, y, std = standardize(ma.X, ma.y, w, cp.intercept, xp=jnp)  # ``_standardize``
+    V = jnp.concatenate([*ma.term_X[1:], X, y[:, None]], axis=1)  # (n, m)
     x1 = ma.term_X[0]
     A1 = jax.ops.segment_sum(w[:, None, None] * x1[:, :, None] * x1[:, None, :], ma.codes1,
                              num_segments=q1)
@@ -138,4 +140,5 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
     vec = jax.ops.segment_sum(contrib.reshape(-1, k1), ma.pos.ravel(), num_segments=ma.n_stored)
     return dataclasses.replace(
         cp, A1=A1, tail=tail, upd_prod=outer_products(vec, ma.upd_k, ma.upd_k2),
-        c_val=vec.ravel(), n=jnp.sum(w), level_mult=ma.level_mult, tail_mult=ma.tail_mult)
+        c_val=vec.ravel(), n=jnp.sum(w), level_mult=ma.level_mult, tail_mult=ma.tail_mult,
+        standardization=std)

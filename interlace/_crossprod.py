@@ -37,6 +37,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from ._standardize import Standardization, intercept_column, standardize
 from ._theta import tril_index
 
 __all__ = ["CrossProducts", "cross_products", "flat_index", "index_array", "update_pairs", "outer_products"]
@@ -73,6 +74,9 @@ class CrossProducts(eqx.Module):
     # see ``_deviance`` ("Duplicated levels").
     level_mult: jnp.ndarray | None = None  # (q1,) copies of each level of term 1
     tail_mult: jnp.ndarray | None = None  # (t,) copies of each tail column (1 for X, y)
+    # X and y enter centred and scaled (``_standardize``); None: as given.
+    standardization: Standardization | None = None
+    intercept: int = eqx.field(static=True, default=-1)  # column of ones in X, -1: none
 
     @property
     def q1(self) -> int:
@@ -205,8 +209,13 @@ def cross_products(
     ``codes[r]`` (level codes), ``nlevels[r]`` and ``term_X[r]`` (``n x k_r`` columns;
     default: an intercept) describe random term ``r``; ``X`` and ``y`` the fixed part.
     ``heavy_above`` overrides :func:`heavy_threshold` (tests use it to force a layout).
+    ``X`` and ``y`` are centred and scaled first (``_standardize``), so the tail holds
+    ``[Z_tail X_s y_s]``; :func:`interlace._deviance.estimates` maps results back.
     """
     n, p = X.shape
+    intercept = intercept_column(X)
+    X, y, std = standardize(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64),
+                            None, intercept)
     if term_X is None:
         term_X = [np.ones((n, 1)) for _ in codes]
     term_X = [np.asarray(z, dtype=np.float64).reshape(n, -1) for z in term_X]
@@ -316,4 +325,6 @@ def cross_products(
         nlevels=tuple(nlev),
         ks=tuple(int(k) for k in ks),
         order=order,
+        standardization=Standardization(*(jnp.asarray(v, dtype=jnp.float64) for v in std)),
+        intercept=intercept,
     )

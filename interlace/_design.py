@@ -18,6 +18,7 @@ import pandas as pd
 
 from ._errors import DataError, FormulaError, MissingColumnError, ModelSpecError
 from ._formula import ParsedFormula, RandomTerm, parse_formula
+from ._standardize import intercept_column
 
 __all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for"]
 
@@ -127,11 +128,17 @@ def _check_numeric_response(col: pd.Series, name: str) -> None:
 
 def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> list[int]:
     """Indices of columns to keep: each column is kept unless it lies in the span of the
-    columns kept before it (lme4 keeps the first columns of a pivoted QR the same way)."""
+    columns kept before it (lme4 keeps the first columns of a pivoted QR the same way).
+    With an intercept, the other columns are centred first: a column near 1e8 with a
+    spread of 1 is not aliased, though its projection on the intercept is 1 - 1e-16."""
+    X = np.asarray(X, dtype=float)
+    intercept = intercept_column(X)
+    if intercept >= 0:
+        X = X - np.where(np.arange(X.shape[1]) == intercept, 0.0, X.mean(axis=0))
     keep: list[int] = []
     Q = np.zeros((X.shape[0], 0))
     for j in range(X.shape[1]):
-        v = X[:, j].astype(float)
+        v = X[:, j]
         norm = np.linalg.norm(v)
         if norm == 0:
             continue

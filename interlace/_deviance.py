@@ -59,10 +59,12 @@ import jax.numpy as jnp
 from jax import lax
 from jax.scipy.linalg import solve_triangular
 
+from . import _standardize as standardize
 from ._crossprod import CrossProducts
 from ._theta import lower_factor
 
-__all__ = ["cholesky_logdiag", "cholesky_logdet_parts", "tail_cholesky", "tail_schur", "profiled_deviance", "estimates", "log_likelihood"]
+__all__ = ["cholesky_logdiag", "cholesky_logdet_parts", "tail_cholesky", "tail_schur", "profiled_deviance", "standardized_deviance", "deviance_offset", "estimates",
+           "log_likelihood"]
 
 _LOG_2PI = 1.8378770664093453
 
@@ -354,12 +356,10 @@ def _add_diagonal(S: jnp.ndarray, d: jnp.ndarray) -> jnp.ndarray:
     return S + jnp.diag(d)
 
 
-def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> jnp.ndarray:
-    """Profiled deviance ``d(theta)`` (REML criterion when ``reml``), module docstring.
-
-    Equals ``-2 log L`` at the profiled fixed effects and residual variance, i.e. lme4's
-    ``deviance(fit)`` (ML) or ``REMLcrit(fit)`` (REML). Pure: ``jit``/``grad``/``vmap`` it.
-    """
+def standardized_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> jnp.ndarray:
+    """The profiled deviance of the centred and scaled data ``(X_s, y_s)`` the
+    cross-products hold (module docstring, ``_standardize``): what the optimiser
+    minimises, on the same scale for every model whatever the units of ``y``."""
     qt, p, n = cp.q_tail, cp.p, cp.n
     _, log_d1, _ = _first_block(theta, cp)
     nu = n - p if reml else n
@@ -370,6 +370,40 @@ def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> j
     return logdet + nu * (1.0 + _LOG_2PI + log_ryy2 - jnp.log(nu))
 
 
+def deviance_offset(cp: CrossProducts, *, reml: bool) -> jnp.ndarray:
+    """``d(theta) - standardized_deviance(theta)``: a constant in ``theta``
+    (``_standardize.deviance_offset``)."""
+    if cp.standardization is None:
+        return jnp.zeros((), cp.n.dtype)
+    return standardize.deviance_offset(cp.standardization, cp.n, cp.p, reml, xp=jnp)
+
+
+def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> jnp.ndarray:
+    """Profiled deviance ``d(theta)`` (REML criterion when ``reml``), module docstring.
+
+    Equals ``-2 log L`` at the profiled fixed effects and residual variance, i.e. lme4's
+    ``deviance(fit)`` (ML) or ``REMLcrit(fit)`` (REML), in the units of the data as
+    given. Pure: ``jit``/``grad``/``vmap`` it.
+    """
+    return standardized_deviance(theta, cp, reml=reml) + deviance_offset(cp, reml=reml)
+
+
+def _to_user_beta(beta_s, cp: CrossProducts):
+    if cp.standardization is None:
+        return beta_s
+    return standardize.back_transform_beta(beta_s, cp.standardization, cp.intercept, xp=jnp)
+
+
+def _to_user_cov(cov_s, cp: CrossProducts):
+    if cp.standardization is None:
+        return cov_s
+    return standardize.back_transform_cov(cov_s, cp.standardization, cp.intercept, xp=jnp)
+
+
+def _y_scale(cp: CrossProducts):
+    return 1.0 if cp.standardization is None else cp.standardization.y_scale
+
+
 @partial(jax.jit, static_argnames=("reml",))
 def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
     """Fixed effects, BLUPs, residual variance and ``vcov(beta)`` at ``theta``.
@@ -377,7 +411,8 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
     Returns a dict with ``beta`` (p,), ``b1`` (``(q1, k1)`` BLUPs of term 1), ``b_tail``
     (BLUPs of the other terms, level-major, concatenated in internal order), ``sigma2``
     (``r_yy^2 / nu``), ``fe_cov`` (``sigma2 (L_X L_X')^-1``, lme4's ``vcov``) and
-    ``deviance``. Back-substitution through the blocked factor (JSS eqs. 31-33).
+    ``deviance``. Back-substitution through the blocked factor (JSS eqs. 31-33), on the
+    centred and scaled data, then mapped back to the data's units (``_standardize``).
     """
     qt, p, n, t = cp.q_tail, cp.p, cp.n, cp.t
     T1, _, _ = _first_block(theta, cp)
@@ -406,13 +441,14 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
     head = jnp.sum(logdiag[:qt + p] if reml else logdiag[:qt])
     deviance = (log_d1 + _duplication_logdet(theta, cp) + 2.0 * head
                 + nu * (1.0 + _LOG_2PI + 2.0 * logdiag[-1] - jnp.log(nu)))
+    sy = _y_scale(cp)
     return {
-        "beta": x[qt:],
-        "b1": u1 @ T1.T,
-        "b_tail": lam_x[:qt],
-        "sigma2": sigma2,
-        "fe_cov": fe_cov,
-        "deviance": deviance,
+        "beta": _to_user_beta(x[qt:], cp),
+        "b1": sy * (u1 @ T1.T),
+        "b_tail": sy * lam_x[:qt],
+        "sigma2": sy**2 * sigma2,
+        "fe_cov": _to_user_cov(fe_cov, cp),
+        "deviance": deviance + deviance_offset(cp, reml=reml),
     }
 
 
@@ -424,7 +460,17 @@ def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
     / sigma^2`` (JSS 67(1), eqs. 32-33: the penalised residual sum of squares at
     ``beta`` exceeds its minimum ``r_yy^2`` by a quadratic form in ``L_X``). Its maximum
     over ``beta`` and ``sigma`` is ``-profiled_deviance(theta, reml=False) / 2``.
+    ``beta`` and ``sigma`` are in the data's units; the cross-products hold the centred
+    and scaled data, so ``log L = log L_s(beta_s, sigma / s_y) - n log s_y``
+    (``_standardize``).
     """
+    if cp.standardization is not None:
+        std = cp.standardization
+        beta = standardize.to_standardized_beta(beta, std, cp.intercept, xp=jnp)
+        sigma = sigma / std.y_scale
+        jacobian = cp.n * jnp.log(std.y_scale)
+    else:
+        jacobian = 0.0
     qt, p = cp.q_tail, cp.p
     _, log_d1, _ = _first_block(theta, cp)
     L = tail_cholesky(tail_schur(theta, cp))
@@ -433,27 +479,34 @@ def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
     LX = L[qt:qt + p, qt:qt + p]
     excess = jnp.sum((LX.T @ (beta - beta_hat)) ** 2)
     pwrss = L[-1, -1] ** 2 + excess
-    return -0.5 * (cp.n * (_LOG_2PI + 2.0 * jnp.log(sigma)) + logdet_z + pwrss / sigma**2)
+    return (-0.5 * (cp.n * (_LOG_2PI + 2.0 * jnp.log(sigma)) + logdet_z + pwrss / sigma**2)
+            - jacobian)
 
 
 def deviance_varpar(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts, *,
                     reml: bool) -> jnp.ndarray:
     """``-2 log L`` at ``(theta, sigma)`` with ``beta`` profiled out, ``sigma`` not:
     ``log|L_Z|^2 [+ log|L_X|^2] + nu log(2 pi sigma^2) + r_yy^2 / sigma^2`` (lmerTest's
-    variance-parameter deviance; its minimum over ``sigma`` is :func:`profiled_deviance`)."""
+    variance-parameter deviance; its minimum over ``sigma`` is :func:`profiled_deviance`).
+    ``sigma`` in the data's units (``_standardize``)."""
+    sy = _y_scale(cp)
+    sigma = sigma / sy
     qt, p = cp.q_tail, cp.p
     _, log_d1, _ = _first_block(theta, cp)
     nu = cp.n - p if reml else cp.n
     k = qt + p if reml else qt
     head, last = cholesky_logdet_parts(tail_schur(theta, cp), k)
     logdet = log_d1 + _duplication_logdet(theta, cp) + 2.0 * head
-    return logdet + nu * (_LOG_2PI + 2.0 * jnp.log(sigma)) + jnp.exp(2.0 * last) / sigma**2
+    return (logdet + nu * (_LOG_2PI + 2.0 * jnp.log(sigma)) + jnp.exp(2.0 * last) / sigma**2
+            + deviance_offset(cp, reml=reml))
 
 
 def vcov_beta(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
-    """``sigma^2 (L_X L_X')^-1``: the covariance of ``beta_hat`` at ``(theta, sigma)``."""
+    """``sigma^2 (L_X L_X')^-1``: the covariance of ``beta_hat`` at ``(theta, sigma)``
+    (``sigma`` and the result in the data's units, ``_standardize``)."""
+    sigma = sigma / _y_scale(cp)
     qt, p = cp.q_tail, cp.p
     L = tail_cholesky(tail_schur(theta, cp))
     LX = L[qt:qt + p, qt:qt + p]
     LXinv = solve_triangular(LX, jnp.eye(p, dtype=LX.dtype), lower=True)
-    return sigma**2 * (LXinv.T @ LXinv)
+    return _to_user_cov(sigma**2 * (LXinv.T @ LXinv), cp)

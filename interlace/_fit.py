@@ -17,10 +17,11 @@ import pandas as pd
 from ._crossprod import cross_products
 from ._design import Design, build_design
 from ._deviance import estimates
-from ._errors import ModelSpecError
-from ._optimize import minimize_deviance
+from ._errors import DataError, ModelSpecError
+from ._optimize import STOP_MAXITER, STOP_NONFINITE, STOP_REASONS, minimize_deviance
 from ._result import CrossedLMEResult
 from ._singular import SINGULAR_MESSAGE, theta_is_singular
+from ._standardize import intercept_column, standardize
 from ._start import moment_start
 from ._theta import (
     blocks,
@@ -90,6 +91,7 @@ def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: i
     cp = cross_products([t.codes for t in terms], [len(t.levels) for t in terms],
                         design.X, design.y, [t.X for t in terms])
 
+    check_response(design)
     theta0 = to_internal(_start_values(design), ks, cp.order)
     if verbose:
         print(f"interlace: {design.nobs} rows, {cp.t} tail columns, {len(theta0)} theta; "
@@ -128,30 +130,82 @@ def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: i
         converged=converged,
         n_iterations=int(opt.iterations),
         n_evaluations=int(opt.evaluations),
+        stop_reason=STOP_REASONS[int(opt.stop)],
         grad_theta=pd.Series(grad, index=pd.Index(names), name="grad_theta"),
         formula=formula,
         design=design,
         term_blups=tuple(blups),
     )
     if not converged:
-        warnings.warn(
-            f"The optimizer did not converge in {int(opt.iterations)} iterations (max |gradient| "
-            f"= {float(np.max(np.abs(np.asarray(opt.grad)))):.3g}); estimates may be unreliable. "
-            "Try rescaling predictors or raising maxiter.",
-            UserWarning,
-            stacklevel=stacklevel,
-        )
+        warnings.warn(convergence_message(opt, maxiter), UserWarning, stacklevel=stacklevel)
     if singular:
         warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=stacklevel)
     return result
 
 
+def convergence_message(opt, maxiter: int) -> str:
+    """The warning for a fit that did not converge, naming why the optimiser stopped."""
+    g = float(np.max(np.abs(np.asarray(opt.grad)))) if np.size(opt.grad) else 0.0
+    stop = int(opt.stop)
+    if stop == STOP_MAXITER:
+        return (f"The optimizer stopped at maxiter={maxiter} iterations before the deviance's "
+                f"gradient was small (max |gradient| = {g:.3g}); estimates may be unreliable. "
+                f"Raise maxiter (e.g. maxiter={2 * maxiter}).")
+    if stop == STOP_NONFINITE:
+        return ("The deviance became NaN or infinite during the fit, so the estimates are not "
+                "reliable. Check the random-effect terms for columns that are constant or "
+                "zero within every level, and the data for extreme values.")
+    return (f"The deviance stopped improving after {int(opt.iterations)} iterations while its "
+            f"gradient was still above the convergence tolerance (max |gradient| = {g:.3g}): "
+            "the likelihood is nearly flat around the estimates (for example nearly "
+            "collinear predictors or a variance near zero), so they may be unreliable. "
+            "Check them with result.confint(method='profile') or a simpler model.")
+
+
+# A column whose spread is below this fraction of its magnitude keeps fewer than ~5 of
+# float64's ~16 significant digits for its variation (1e9 + values known to 1e-2 do).
+_RESOLUTION = 1e-11
+
+
+def check_response(design: Design) -> None:
+    """Refuse a response with nothing to fit, and warn where float64 cannot resolve the
+    variation of the response or of a predictor (far from zero, tiny spread)."""
+    y, X = design.y, design.X
+    if y.shape[0] and np.all(y == y[0]):
+        raise DataError(
+            f"The response {design.response!r} is constant (every value is {y[0]:g}): there "
+            "is no variance for a mixed model to estimate. Check the response column.")
+    X_s, y_s, _ = standardize(X, y, None, intercept_column(X))
+    beta, *_ = np.linalg.lstsq(X_s, y_s, rcond=None)
+    if np.sqrt(np.mean((y_s - X_s @ beta) ** 2)) < 1e-10:
+        raise DataError(
+            f"The fixed effects reproduce the response {design.response!r} exactly (no "
+            "residual variation is left): there is no variance for the random effects or "
+            "the residual to estimate. Check that the response is not computed from the "
+            "predictors.")
+    columns = [(f"response {design.response!r}", y)] + [
+        (f"predictor column {name!r}", X[:, j]) for j, name in enumerate(design.fe_names)]
+    for label, v in columns:
+        centre = float(np.mean(v))
+        spread = float(np.std(v))
+        if spread > 0 and spread < _RESOLUTION * abs(centre):
+            warnings.warn(
+                f"The {label} varies by only {spread:.3g} around {centre:.10g} (a relative "
+                f"spread of {spread / abs(centre):.1e}): float64 keeps about 16 significant "
+                "digits, so its values carry few digits of variation and the estimates "
+                "inherit that rounding. Store it relative to a nearby constant (e.g. "
+                "subtract its first value) before it is rounded.",
+                UserWarning, stacklevel=4)
+
+
 def _start_values(design: Design) -> np.ndarray:
-    """ANOVA moment estimates for intercept-only terms, lme4's identity for the others."""
+    """ANOVA moment estimates for intercept-only terms, lme4's identity for the others
+    (on the centred and scaled data: ``theta`` is relative, the same in any units)."""
+    X_s, y_s, _ = standardize(design.X, design.y, None, intercept_column(design.X))
     parts = []
     for term in design.terms:
         if term.columns == ("(Intercept)",):
-            parts.append(moment_start([term.codes], [len(term.levels)], design.X, design.y))
+            parts.append(moment_start([term.codes], [len(term.levels)], X_s, y_s))
         else:
             rows, cols = tril_index(term.k)
             parts.append((rows == cols).astype(float))

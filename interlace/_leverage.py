@@ -120,7 +120,8 @@ def row_leverage(result) -> RowLeverage:
     cp, theta, codes, term_X = _system(result)
     L = tail_cholesky(tail_schur(theta, cp))
     C = _dense_c(cp)
-    X = result.design.X
+    std = cp.standardization  # the factor is of the centred and scaled X (_standardize);
+    X = (result.design.X - np.asarray(std.x_shift)) / np.asarray(std.x_scale)  # same span
     n = X.shape[0]
     chunk = max(1, min(n, _CHUNK_NUMBERS // max(cp.t, 1)))
     parts = []

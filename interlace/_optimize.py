@@ -11,6 +11,9 @@ Stopping rule: the gradient is small (``max |g| <= gtol * (1 + |d|)``), or the d
 has stopped changing (relative change ``<= ftol`` for ``patience`` consecutive steps),
 or ``maxiter`` is reached. Convergence is reported only for the first two, and for the
 second only if the gradient is also moderately small (``<= 1e3 gtol (1 + |d|)``).
+``d`` is the deviance of the centred and scaled data (``_standardize``), so the rule
+means the same whatever the units of the response. ``OptimResult.stop`` says which
+rule ended the loop (``STOP_REASONS``).
 
 First step: L-BFGS has no curvature yet and tries ``theta - g``; with deviance gradients
 in the thousands that overshoots and the line search spends evaluations shrinking it.
@@ -31,18 +34,30 @@ import optax
 import optax.tree_utils as otu
 
 from ._crossprod import CrossProducts
-from ._deviance import profiled_deviance
+from ._deviance import deviance_offset, standardized_deviance
 
-__all__ = ["OptimResult", "minimize_deviance"]
+__all__ = ["OptimResult", "minimize_deviance", "STOP_REASONS"]
+
+
+# Why the optimiser stopped (``OptimResult.stop``), most telling first: a non-finite
+# deviance, a small gradient, a deviance that stopped changing, or maxiter.
+STOP_NONFINITE, STOP_GRADIENT, STOP_STALLED, STOP_MAXITER = 0, 1, 2, 3
+STOP_REASONS = {
+    STOP_NONFINITE: "non-finite deviance",
+    STOP_GRADIENT: "gradient small",
+    STOP_STALLED: "deviance stopped changing",
+    STOP_MAXITER: "maximum iterations",
+}
 
 
 class OptimResult(NamedTuple):
     theta: jnp.ndarray  # (k,) internal term order; column signs not yet normalised
-    deviance: jnp.ndarray  # scalar
+    deviance: jnp.ndarray  # scalar, in the data's units (profiled_deviance)
     grad: jnp.ndarray  # (k,) at theta
     iterations: jnp.ndarray  # int
     evaluations: jnp.ndarray  # int: deviance + gradient evaluations (start + line searches)
     converged: jnp.ndarray  # bool
+    stop: jnp.ndarray  # int: one of STOP_REASONS
 
 
 @partial(jax.jit, static_argnames=("reml", "maxiter", "patience", "verbose"))
@@ -70,8 +85,8 @@ def minimize_deviance(
     origin = theta0
     k = theta0.shape[0]
 
-    def deviance(theta):
-        return profiled_deviance(theta, cp, reml=reml)
+    def deviance(theta):  # the centred and scaled data's: the same scale for every model
+        return standardized_deviance(theta, cp, reml=reml)
 
     # The deviance and gradient are evaluated in two places only, here at the start and
     # in the line search (each place is compiled separately); every other use reads
@@ -113,9 +128,10 @@ def minimize_deviance(
         nev = nev + otu.tree_get(state, "num_linesearch_steps")
         if verbose:  # printed from inside the compiled loop as it runs
             jax.debug.print("iteration {i:4d}  deviance {f:.10g}  max|grad| {g:.3g}",
-                            i=it + 1, f=f_new, g=jnp.max(jnp.abs(rule * g_new)), ordered=True)
+                            i=it + 1, f=f_new + offset, g=jnp.max(jnp.abs(rule * g_new)), ordered=True)
         return theta_new, state, it + 1, stall, f_new, nev, done
 
+    offset = deviance_offset(cp, reml=reml)  # standardised -> the data's units
     phi0 = jnp.zeros_like(theta0)
     state0 = otu.tree_set(solver.init(phi0), value=value0, grad=P.T @ grad0)
     zero = jnp.asarray(0)
@@ -124,9 +140,15 @@ def minimize_deviance(
     theta = origin + P @ phi
     value, scaled = otu.tree_get(state, "value"), otu.tree_get(state, "grad")  # at phi
     grad = jnp.linalg.solve(P.T, scaled)  # d/dtheta; scaled = P' grad is what the rule saw
-    converged = jnp.isfinite(value) & (
-        small_grad(value, scaled)
-        | ((stall >= patience)
-           & (jnp.max(jnp.abs(rule * scaled)) <= 1e3 * gtol * (1.0 + jnp.abs(value))))
+    finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(scaled))
+    gradient_small = small_grad(value, scaled)
+    stalled = stall >= patience
+    converged = finite & (
+        gradient_small
+        | (stalled & (jnp.max(jnp.abs(rule * scaled)) <= 1e3 * gtol * (1.0 + jnp.abs(value))))
     )
-    return OptimResult(theta, value, grad, it, evaluations + 1, converged)  # + the start
+    stop = jnp.where(~finite, STOP_NONFINITE, jnp.where(
+        gradient_small, STOP_GRADIENT, jnp.where(stalled, STOP_STALLED, STOP_MAXITER)))
+    value = value + offset  # in the data's units
+    return OptimResult(theta, value, grad, it, evaluations + 1, converged,  # + the start
+                       stop)

@@ -36,8 +36,10 @@ class CrossedLMEResult:
     ``ngroups``; plus ``theta`` (entries of the relative covariance factors, lme4's
     layout and names: ``sigma_g / sigma`` for an intercept),
     ``deviance`` (``-2 llf``: lme4's REML criterion or ML deviance), ``method``,
-    ``n_iterations``, ``n_evaluations`` and ``grad_theta`` (the deviance's gradient in
-    ``theta`` at the optimum, a convergence check).
+    ``n_iterations``, ``n_evaluations``, ``stop_reason`` (why the optimiser stopped:
+    ``"gradient small"``, ``"deviance stopped changing"``, ``"maximum iterations"`` or
+    ``"non-finite deviance"``) and ``grad_theta`` (the deviance's gradient in ``theta``
+    at the optimum, a convergence check).
     """
 
     fe_params: pd.Series
@@ -54,6 +56,7 @@ class CrossedLMEResult:
     converged: bool
     n_iterations: int
     n_evaluations: int
+    stop_reason: str  # why the optimiser stopped: "gradient small", "maximum iterations", ...
     grad_theta: pd.Series
     formula: str
     design: Design = field(compare=False)

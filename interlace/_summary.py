@@ -77,7 +77,7 @@ def format_summary(res) -> str:
                      f"{len(d.dropped_fe)} columns / coefficients: {list(d.dropped_fe)}")
     status = "converged" if res.converged else "did NOT converge"
     lines.append(f"optimizer (L-BFGS, optax) {status} after {res.n_iterations} iterations, "
-                 f"{res.n_evaluations} deviance evaluations")
+                 f"{res.n_evaluations} deviance evaluations ({res.stop_reason})")
     if res.is_singular:
         lines.append(SINGULAR_MESSAGE)
     return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""Centring and scaling of the response and the fixed-effect columns, and its inverse.
+
+The profiled deviance reads the residual sum of squares ``r_yy^2`` off the Cholesky
+factor of ``[Z X y]'[Z X y]``, i.e. as ``y'y`` minus its projections. With ``y`` (or a
+column of ``X``) near ``1e6`` that difference cancels almost every digit float64 has.
+So cross-products are formed from
+
+    X_s = X G,   y_s = (y - a_y) / s_y,
+
+where, with an intercept column ``c`` (all ones), ``G`` centres every other column at
+its weighted mean ``a_j`` and divides it by its root mean square ``s_j`` about it
+(``G = diag(1/s) - e_c (a/s)'``); without an intercept nothing is centred (that would
+change the model) and columns are only scaled. ``X_s`` spans the same space as ``X``
+and ``y_s`` differs from ``y`` by an element of it times a scale, so the fit is the
+same model in other units:
+
+* ``beta = s_y G beta_s + a_y e_c`` and ``vcov(beta) = s_y^2 G vcov(beta_s) G'``;
+* BLUPs scale by ``s_y``; ``sigma^2`` by ``s_y^2``; ``theta`` (relative) not at all;
+* ML deviance: ``d = d_s + n log s_y^2``; REML criterion:
+  ``d = d_s + (n - p) log s_y^2 + 2 sum_j log s_j`` (``log|X'V^-1 X| = log|X_s'V^-1 X_s|
+  - 2 log|det G|``, and ``det G = prod 1/s_j``).
+
+A constant error in ``a`` (rounding in the mean of values near 1e9) only shifts
+``X_s`` or ``y_s`` by a constant, which the intercept absorbs, and the inverse uses the
+same stored ``a``: the transformation is exact whatever rounding ``a`` has. Random-term
+columns (``Z``, slopes) are not transformed.
+
+Functions take ``xp`` (numpy or ``jax.numpy``): the numpy path builds the fit's
+cross-products, the JAX path (:func:`interlace._arrays.cross_products_of`) keeps the
+deviance differentiable in the data and lets ``vmap`` standardise every response of a
+batch on its own.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Standardization", "intercept_column", "standardize", "back_transform_beta",
+           "back_transform_cov", "to_standardized_beta", "deviance_offset"]
+
+
+class Standardization(NamedTuple):
+    """``X_s = X G`` and ``y_s = (y - y_shift) / y_scale`` (module docstring)."""
+
+    x_shift: object  # (p,) a_j; 0 for the intercept column and without an intercept
+    x_scale: object  # (p,) s_j; 1 for the intercept column
+    y_shift: object  # scalar a_y; 0 without an intercept
+    y_scale: object  # scalar s_y
+
+
+def intercept_column(X: np.ndarray, weights: np.ndarray | None = None) -> int:
+    """Index of the first column that is 1 in every row with positive weight, else -1."""
+    X = np.asarray(X)
+    rows = slice(None) if weights is None else np.asarray(weights) > 0
+    for j in range(X.shape[1]):
+        if X.shape[0] and np.all(X[rows, j] == 1.0):
+            return j
+    return -1
+
+
+def _mean_and_rms(v, w, n, centre: bool, xp):
+    """Weighted mean (0 unless ``centre``) and root mean square about it (1 where it is
+    zero or not finite: a constant column stays as it is)."""
+    a = xp.sum(w[:, None] * v, axis=0) / n if centre else xp.zeros(v.shape[1], v.dtype)
+    ms = xp.sum(w[:, None] * (v - a) ** 2, axis=0) / n
+    ok = (ms > 0) & xp.isfinite(ms)
+    return a, xp.sqrt(xp.where(ok, ms, 1.0))
+
+
+def standardize(X, y, weights, intercept: int, xp=np):
+    """``(X_s, y_s, Standardization)`` for data ``X`` (n, p), ``y`` (n,), row weights."""
+    w = xp.ones(y.shape[0], y.dtype) if weights is None else weights
+    n = xp.sum(w)
+    n = xp.where(n > 0, n, 1.0)
+    centre = intercept >= 0
+    a, s = _mean_and_rms(X, w, n, centre, xp)
+    if centre:
+        is_c = xp.arange(X.shape[1]) == intercept
+        a, s = xp.where(is_c, 0.0, a), xp.where(is_c, 1.0, s)
+    ay, sy = _mean_and_rms(y[:, None], w, n, centre, xp)
+    ay, sy = ay[0], sy[0]
+    return (X - a) / s, (y - ay) / sy, Standardization(a, s, ay, sy)
+
+
+def back_transform_beta(beta_s, std: Standardization, intercept: int, xp=np):
+    """``beta = s_y G beta_s + a_y e_c`` (module docstring)."""
+    v = beta_s / std.x_scale
+    beta = std.y_scale * v
+    if intercept >= 0:
+        corr = std.y_shift - std.y_scale * xp.sum(std.x_shift * v)
+        beta = beta.at[intercept].add(corr) if xp is not np else _add_at(beta, intercept, corr)
+    return beta
+
+
+def to_standardized_beta(beta, std: Standardization, intercept: int, xp=np):
+    """Inverse of :func:`back_transform_beta`: ``beta_s = G^-1 (beta - a_y e_c) / s_y``
+    with ``G^-1 = diag(s) + e_c a'``."""
+    v = beta / std.y_scale
+    out = std.x_scale * v
+    if intercept >= 0:
+        v_c = v[intercept] - std.y_shift / std.y_scale
+        corr = v_c + xp.sum(std.x_shift * v) - v[intercept]
+        out = out.at[intercept].add(corr) if xp is not np else _add_at(out, intercept, corr)
+    return out
+
+
+def back_transform_cov(cov_s, std: Standardization, intercept: int, xp=np):
+    """``s_y^2 G cov_s G'`` (rows and columns of ``vcov(beta_s)`` mapped like ``beta``)."""
+    p = cov_s.shape[0]
+    G = xp.diag(1.0 / std.x_scale)
+    if intercept >= 0:
+        row = -std.x_shift / std.x_scale
+        G = G.at[intercept].add(row) if xp is not np else G + np.outer(np.eye(p)[intercept], row)
+    return std.y_scale**2 * (G @ cov_s @ G.T)
+
+
+def deviance_offset(std: Standardization, n, p: int, reml: bool, xp=np):
+    """``d - d_s``: ``nu log s_y^2``, plus ``2 sum_j log s_j`` for REML (module
+    docstring), with ``nu = n - p`` (REML) or ``n`` (ML)."""
+    nu = n - p if reml else n
+    out = 2.0 * nu * xp.log(std.y_scale)
+    if reml:
+        out = out + 2.0 * xp.sum(xp.log(std.x_scale))
+    return out
+
+
+def _add_at(a: np.ndarray, i: int, value) -> np.ndarray:
+    out = np.array(a, dtype=float, copy=True)
+    out[i] += value
+    return out
