@@ -4,6 +4,17 @@ Validates the input, drops incomplete rows (with a warning that says how many), 
 the fixed-effect matrix with formulaic, drops aliased fixed-effect columns as lme4 does,
 and turns each grouping factor into integer level codes. The caller's DataFrame is never
 modified: every step works on copies or new arrays.
+
+Columns as R would read them: the columns a formula reads are found by walking its
+expressions (:func:`~interlace._formula.formula_variables`: ``scale(x)`` reads ``x``);
+nullable dtypes (Int64, Float64, boolean, string) become their numpy equivalents; unused
+categories of a categorical are dropped, as R drops unused factor levels; date and time
+predictors are rejected with a sentence that says how to convert them.
+
+On the way back (``predict``), :func:`fixed_matrix_for` and :func:`term_matrix_for`
+code new data with the formulaic ModelSpecs of the fit, so stateful transforms keep the
+state learnt on the fitted rows, and :func:`match_levels` finds grouping levels by
+canonical label (``308``, ``308.0`` and ``"308"`` are one level, as R's factor labels).
 """
 
 from __future__ import annotations
@@ -21,7 +32,8 @@ import pandas as pd
 from ._errors import DataError, FormulaError, MissingColumnError, ModelSpecError
 from ._formula import ParsedFormula, RandomTerm, formula_variables, parse_formula
 
-__all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for"]
+__all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for",
+           "level_labels", "match_levels"]
 
 
 @dataclass(frozen=True)
@@ -230,8 +242,6 @@ def _newdata_matrix(spec: Any, variables: Sequence[str], newdata: pd.DataFrame, 
                 f"({w}), in {what}. Predictions for it are undefined; remove those rows or "
                 "refit."
             ) from None
-        except DataError:
-            raise
         except Exception as exc:
             raise DataError(f"Cannot build {what} for newdata: {exc}") from exc
     values = np.asarray(mm, dtype=np.float64)

@@ -347,7 +347,7 @@ def formula_variables(formula: Any) -> list[str]:
                 elif factor.eval_method == Factor.EvalMethod.PYTHON:
                     try:
                         names = _expression_variables(str(factor.expr))
-                    except SyntaxError:  # formulaic will report it when it evaluates
+                    except Exception:  # formulaic will report it when it evaluates
                         names = sorted(str(v) for v in factor.required_variables)
                     for name in names:
                         found.setdefault(name)
