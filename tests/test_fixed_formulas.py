@@ -239,3 +239,21 @@ def test_intercept_removed_after_the_random_terms(frame):
     res, _ = fit_quiet("y ~ x + (1 | g) + (1 | h) - 1", frame)
     assert list(res.fe_params.index) == ["x"]
     _check(res, frame[["x"]].to_numpy(), frame.y.to_numpy(), [frame.g, frame.h])
+
+
+def test_predict_outside_the_spline_range(frame, new_rows):
+    """formulaic's bs() refuses to extrapolate by default (R's warns and extrapolates):
+    predict says so as a DataError naming the option; with ``extrapolation="extend"`` the
+    rows inside the fitted range predict as their fitted neighbours would (state of the
+    fit, 1e-10 relative)."""
+    from interlace import DataError
+
+    res, _ = fit_quiet("y ~ bs(x, df=4) + (1 | g) + (1 | h)", frame)
+    with pytest.raises(DataError, match=r"fixed effects for newdata.*extrapolation"):
+        res.predict(new_rows)  # x = -3.5 and 2.9 lie outside the fitted range
+    inside = new_rows.iloc[1:4]
+    assert inside.x.between(frame.x.min(), frame.x.max()).all()
+    ext, _ = fit_quiet("y ~ bs(x, df=4, extrapolation='extend') + (1 | g) + (1 | h)", frame)
+    assert ext.deviance == pytest.approx(res.deviance, rel=1e-10)
+    np.testing.assert_allclose(ext.predict(inside), res.predict(inside), rtol=1e-10)
+    assert np.all(np.isfinite(ext.predict(new_rows)))
