@@ -174,14 +174,16 @@ REJECT = [
                  r"data\['dt'\] = data\['dt'\]\.dt\.days", id="timedelta-predictor"),
     pytest.param(lambda df: dict(formula="score ~ hours_studied + np.log(t)", groups=G,
                                  data=_with(df, t=_dates)),
-                 DataError, r"Column 't' of data has dtype datetime64", id="datetime-in-a-transform"),
+                 DataError, r"Column 't' of data has dtype datetime64",
+                 id="datetime-in-a-transform"),
     pytest.param(lambda df: dict(formula=F + " + (0 + t | school_id)", groups=["student_id"],
                                  data=_with(df, t=_dates)),
                  DataError, r"Column 't' of data has dtype datetime64", id="datetime-random-slope"),
     pytest.param(lambda df: dict(formula=F + " + p", groups=G, data=_with(
         df, p=lambda d: pd.Series(pd.period_range("2024-01", periods=len(d), freq="M"),
                                   index=d.index))),
-                 DataError, r"Column 'p' of data has dtype period\[M\]: a period column", id="period-predictor"),
+                 DataError, r"Column 'p' of data has dtype period\[M\]: a period column",
+                 id="period-predictor"),
 ]
 
 

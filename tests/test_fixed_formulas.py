@@ -1,8 +1,8 @@
 """Fixed-effect formulas (formulaic, its stateful transforms included) and ways of naming
 random intercepts, each checked against the dense reference optimum
 (tests/dense_reference.py) with a design matrix built independently in numpy; predict
-on new rows with the transform state of the fit. Tolerances: deviance 1e-8 relative (ours may be lower),
-fixed effects 1e-5 relative (plus 1e-8 absolute for coefficients near 0)."""
+on new rows with the transform state of the fit. Tolerances: deviance 1e-8 relative (ours
+may be lower), fixed effects 1e-5 relative (plus 1e-8 absolute for coefficients near 0)."""
 
 from __future__ import annotations
 
