@@ -4,10 +4,23 @@ Validates the input, drops incomplete rows (with a warning that says how many), 
 the fixed-effect matrix with formulaic, drops aliased fixed-effect columns as lme4 does,
 and turns each grouping factor into integer level codes. The caller's DataFrame is never
 modified: every step works on copies or new arrays.
+
+Columns as R would read them: the columns a formula reads are found by walking its
+expressions (:func:`~interlace._formula.formula_variables`: ``scale(x)`` reads ``x``);
+nullable dtypes (Int64, Float64, boolean, string) become their numpy equivalents; unused
+categories of a categorical are dropped, as R drops unused factor levels; date and time
+predictors are rejected with a sentence that says how to convert them.
+
+On the way back (``predict``), :func:`fixed_matrix_for` and :func:`term_matrix_for`
+code new data with the formulaic ModelSpecs of the fit, so stateful transforms keep the
+state learnt on the fitted rows, and :func:`match_levels` finds grouping levels by
+canonical label (``308``, ``308.0`` and ``"308"`` are one level, as R's factor labels).
 """
 
 from __future__ import annotations
 
+import builtins
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -17,10 +30,11 @@ import numpy as np
 import pandas as pd
 
 from ._errors import DataError, FormulaError, MissingColumnError, ModelSpecError
-from ._formula import ParsedFormula, RandomTerm, parse_formula
+from ._formula import ParsedFormula, RandomTerm, formula_variables, parse_formula
 from ._standardize import intercept_column
 
-__all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for"]
+__all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for",
+           "level_labels", "match_levels"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,8 @@ class TermDesign:
     X: np.ndarray  # (n, k) the term's columns
     columns: tuple[str, ...]  # lme4 names: "(Intercept)", "x", ...
     spec: Any  # formulaic ModelSpec of lhs, for predict()
+    variables: tuple[str, ...] = ()  # data columns the lhs reads (x of scale(x))
+    group_columns: tuple[str, ...] = ()  # the factor's columns: ("a", "b") for a:b
 
     @property
     def k(self) -> int:
@@ -56,6 +72,7 @@ class Design:
     dropped_fe: tuple[str, ...]  # aliased fixed-effect columns that were dropped
     formula: str
     response: str
+    fixed_variables: tuple[str, ...] = ()  # data columns the fixed part reads
 
     @property
     def nobs(self) -> int:
@@ -72,36 +89,186 @@ def _as_terms(groups: str | Sequence[str] | None) -> list[RandomTerm]:
     return [RandomTerm(tuple(c.strip() for c in g.split(":")), "1") for g in groups]
 
 
+def _label(value: Any) -> str | None:
+    """The canonical label of one grouping level, as R's factor levels are strings:
+    ``308``, ``308.0``, ``np.int32(308)`` and ``"308"`` are all ``"308"``; ``1.5`` is
+    ``"1.5"`` (never ``"1"``); ``True`` is ``"True"``; missing values give ``None``."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return None
+        return str(int(v)) if v.is_integer() else repr(v)
+    return str(value)
+
+
+def level_labels(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Each row's grouping level as ``(codes, labels)``: ``labels[codes[i]]`` is row
+    ``i``'s canonical label (:func:`_label`; an interaction ``a:b`` joins its columns'
+    labels with ``:``), ``codes[i] == -1`` where a column of the factor is missing."""
+    per = []
+    for c in columns:
+        codes, uniques = pd.factorize(frame[c])
+        per.append((np.asarray(codes, dtype=np.int64), [_label(u) for u in uniques]))
+    if len(per) == 1:
+        return per[0]
+    stacked = np.column_stack([codes for codes, _ in per])
+    complete = (stacked >= 0).all(axis=1)
+    out = np.full(len(stacked), -1, dtype=np.int64)
+    if not complete.any():
+        return out, []
+    combos, inverse = np.unique(stacked[complete], axis=0, return_inverse=True)
+    out[complete] = np.asarray(inverse).reshape(-1)
+    labels = [":".join(lab[k] for (_, lab), k in zip(per, row)) for row in combos]
+    return out, labels
+
+
+def match_levels(newdata: pd.DataFrame, columns: Sequence[str],
+                 levels: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``levels`` (a fitted factor's levels) of each row's level in
+    ``newdata``, matched by canonical label across int / float / str / category
+    (``"308"`` and ``308.0`` find the level ``308``); ``-1`` for a level not seen in the
+    fit or a missing value. Also returns the mask of rows with a missing value."""
+    codes, labels = level_labels(newdata, columns)
+    keys: dict[str | None, int] = {}
+    for i, level in enumerate(levels):
+        keys.setdefault(_label(level), i)
+    lookup = np.array([keys.get(lab, -1) for lab in labels] + [-1], dtype=np.int64)
+    return lookup[codes], codes < 0  # code -1 picks the trailing -1
+
+
 def _factor(data: pd.DataFrame, term: RandomTerm) -> tuple[np.ndarray, pd.Index]:
-    """Integer codes and sorted level labels of a grouping factor (``a:b`` = interaction)."""
+    """Integer codes and sorted level labels of a grouping factor. A single column keeps
+    its values as labels; an interaction ``a:b`` is labelled ``"a-label:b-label"`` with
+    canonical labels (a float ``1.0`` gives ``"1"``, as R's ``interaction``)."""
     if len(term.columns) == 1:
-        col = data[term.columns[0]]
+        codes, levels = pd.factorize(data[term.columns[0]], sort=True)
     else:
-        col = data[list(term.columns)].astype(str).agg(":".join, axis=1)
-    codes, levels = pd.factorize(col, sort=True)
-    return codes.astype(np.int64), pd.Index(levels, name=term.name)
+        row_codes, labels = level_labels(data, term.columns)
+        codes, levels = pd.factorize(np.asarray(labels, dtype=object)[row_codes], sort=True)
+    return np.asarray(codes, dtype=np.int64), pd.Index(levels, name=term.name)
+
+
+_TIME_KINDS = {"M": "datetime", "m": "timedelta"}
+
+
+def _check_column_types(frame: pd.DataFrame, columns: Sequence[str], where: str) -> None:
+    """Reject date and time columns as predictors with a sentence that says how to
+    convert them (grouping factors may be dates: they only need labels)."""
+    for c in columns:
+        dtype = frame[c].dtype
+        kind = "period" if isinstance(dtype, pd.PeriodDtype) else _TIME_KINDS.get(
+            getattr(dtype, "kind", ""), None)
+        if kind is None:
+            continue
+        fix = {
+            "datetime": f"days since the first date: {where}[{c!r}] = "
+                        f"({where}[{c!r}] - {where}[{c!r}].min()).dt.days",
+            "timedelta": f"a number of days: {where}[{c!r}] = {where}[{c!r}].dt.days "
+                         f"(or .dt.total_seconds() / 86400 for fractions of a day)",
+            "period": f"a number: {where}[{c!r}] = {where}[{c!r}].dt.year (or another field)",
+        }[kind]
+        raise DataError(
+            f"Column {c!r} of {where} has dtype {dtype}: a {kind} column cannot be used as "
+            f"a predictor. Convert it to {fix}; or to strings with .astype(str) to use it "
+            "as a categorical predictor."
+        )
+
+
+def _numpy_column(col: pd.Series, categories_as_values: bool = False) -> pd.Series:
+    """``col`` with a nullable dtype replaced by its numpy equivalent (Int64 -> int64,
+    or float64 when values are missing; Float64 -> float64; boolean -> bool; string ->
+    object), so that formulaic treats it as it treats the numpy column. Unused categories
+    of a categorical are dropped (R drops unused factor levels); with
+    ``categories_as_values`` a categorical becomes its values (for new data, whose
+    categories need not be the fit's)."""
+    dtype = col.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        if categories_as_values:
+            return col.astype(object).where(col.notna(), np.nan)
+        return col.cat.remove_unused_categories()
+    if not pd.api.types.is_extension_array_dtype(dtype):
+        return col
+    if isinstance(dtype, pd.StringDtype) and dtype.na_value is not pd.NA:
+        return col  # pandas' default str dtype: formulaic reads it as categorical
+    numpy_dtype = getattr(dtype, "numpy_dtype", None)
+    kind = getattr(numpy_dtype, "kind", "")
+    missing = col.isna().to_numpy()
+    if kind in ("i", "u", "f"):
+        values = col.to_numpy(dtype=np.float64 if missing.any() or kind == "f" else numpy_dtype,
+                              na_value=np.nan)
+    elif kind == "b" and not missing.any():
+        values = col.to_numpy(dtype=bool)
+    elif pd.api.types.is_string_dtype(dtype) or kind == "b":
+        values = np.array(col.astype(object).to_numpy(), dtype=object)  # a copy
+        values[missing] = np.nan
+    else:
+        return col
+    return pd.Series(values, index=col.index, name=col.name)
+
+
+def _numpy_frame(frame: pd.DataFrame, categories_as_values: bool = False) -> pd.DataFrame:
+    """:func:`_numpy_column` of every column, as a new frame."""
+    return pd.DataFrame({c: _numpy_column(frame[c], categories_as_values) for c in frame.columns},
+                        index=frame.index)
+
+
+def _newdata_matrix(spec: Any, variables: Sequence[str], newdata: pd.DataFrame, width: int,
+                    what: str, names: Sequence[str] | None = None) -> np.ndarray:
+    """``spec`` (a formulaic ModelSpec, with the transform state learnt in the fit:
+    ``scale``'s mean and sd, ``poly``'s basis, ``bs``'s knots) applied to ``newdata``.
+    Rows with a missing value in ``variables`` get NaN rows (as R's ``na.pass``); a
+    level the fit never saw raises :class:`DataError`. ``names``: the columns to keep,
+    in this order (the fixed effects left after dropping aliased ones)."""
+    frame = newdata.loc[:, list(variables)]
+    _check_column_types(frame, variables, "newdata")
+    frame = _numpy_frame(frame, categories_as_values=True)
+    ok = np.flatnonzero(~frame.isna().any(axis=1).to_numpy())
+    out = np.full((len(frame), width), np.nan)
+    if len(ok) == 0:
+        return out
+    rows = frame.iloc[ok] if variables else pd.DataFrame(index=newdata.index[ok])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        try:
+            mm = spec.get_model_matrix(rows, na_action="ignore")
+        except Warning as w:
+            raise DataError(
+                f"newdata has a level of a categorical predictor that the model never saw "
+                f"({w}), in {what}. Predictions for it are undefined; remove those rows or "
+                "refit."
+            ) from None
+        except Exception as exc:
+            raise DataError(f"Cannot build {what} for newdata: {exc}") from exc
+    values = np.asarray(mm, dtype=np.float64)
+    if names is not None:
+        cols = [str(c) for c in mm.columns]
+        values = values[:, [cols.index(name) for name in names]]
+    out[ok] = values
+    return out
 
 
 def term_matrix_for(term: TermDesign, newdata: pd.DataFrame) -> np.ndarray:
-    """The columns of random term ``term`` for ``newdata`` (same coding as in the fit)."""
-    absent = [c for c in sorted(term.spec.required_variables) if c not in newdata.columns]
+    """The columns of random term ``term`` for ``newdata`` (same coding and transform
+    state as in the fit); NaN rows where a column the term reads is missing."""
+    variables = term.variables or tuple(sorted(term.spec.required_variables))
+    absent = [c for c in variables if c not in newdata.columns]
     if absent:
         raise MissingColumnError(
             f"newdata lacks column(s) {absent} of the random term ({term.lhs} | {term.factor}); "
             "add them, or use include_re=False for population-level predictions."
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        try:
-            mm = term.spec.get_model_matrix(newdata, na_action="ignore")
-        except Warning as w:
-            raise DataError(f"newdata has a level the random term ({term.lhs} | "
-                            f"{term.factor}) never saw: {w}") from None
-    return np.asarray(mm, dtype=np.float64)
+    return _newdata_matrix(term.spec, variables, newdata, term.k,
+                           f"the random term ({term.lhs} | {term.factor})")
 
 
 def _term_design(term: RandomTerm, formula_, frame: pd.DataFrame, codes: np.ndarray,
-                 levels: pd.Index) -> TermDesign:
+                 levels: pd.Index, variables: Sequence[str]) -> TermDesign:
     """The columns of one random term; formulaic's ``Intercept`` is named as in lme4."""
     try:
         mm = formula_.get_model_matrix(frame, na_action="raise")
@@ -114,7 +281,8 @@ def _term_design(term: RandomTerm, formula_, frame: pd.DataFrame, codes: np.ndar
         raise DataError(f"Random term {str(term)!r} has infinite values.")
     columns = tuple("(Intercept)" if str(c) == "Intercept" else str(c) for c in mm.columns)
     return TermDesign(factor=term.name, lhs=term.lhs, codes=codes, levels=levels, X=X,
-                      columns=columns, spec=mm.model_spec)
+                      columns=columns, spec=mm.model_spec, variables=tuple(variables),
+                      group_columns=tuple(term.columns))
 
 
 def _check_numeric_response(col: pd.Series, name: str) -> None:
@@ -180,26 +348,31 @@ def build_design(
         fixed_formula = formulaic.Formula(parsed.fixed)
     except Exception as exc:  # formulaic raises its own parser errors
         raise FormulaError(f"Cannot parse the fixed part {parsed.fixed!r}: {exc}") from exc
-    group_cols = [c for t in terms for c in t.columns]
     term_formulas = []
     for t in terms:
         try:
             term_formulas.append(formulaic.Formula(t.lhs))
         except Exception as exc:
             raise FormulaError(f"Cannot parse the random term {str(t)!r}: {exc}") from exc
-    group_cols += [v for f in term_formulas for v in sorted(f.required_variables)]
+
+    def reads(formula_) -> list[str]:  # columns, or names that are neither columns nor builtins
+        return [v for v in formula_variables(formula_)
+                if v in data.columns or not hasattr(builtins, v)]
+
+    term_vars = [reads(f) for f in term_formulas]
+    fixed_vars = reads(fixed_formula.rhs)
     position = {c: i for i, c in enumerate(data.columns)}
 
     def in_data_order(names) -> list[str]:
         return sorted(names, key=lambda c: (position.get(c, len(position)), str(c)))
 
-    needed = list(dict.fromkeys([*in_data_order(fixed_formula.lhs.required_variables),
-                                 *in_data_order(fixed_formula.rhs.required_variables),
-                                 *group_cols]))
+    fixed_cols = [*in_data_order(reads(fixed_formula.lhs)), *in_data_order(fixed_vars)]
+    lhs_cols = [v for vs in term_vars for v in vs]
+    value_cols = list(dict.fromkeys([*fixed_cols, *lhs_cols]))
+    needed = list(dict.fromkeys([*fixed_cols, *(c for t in terms for c in t.columns), *lhs_cols]))
     missing = [c for c in needed if c not in data.columns]
-    for term, formula_ in zip(terms, term_formulas):
-        absent = [c for c in (*term.columns, *sorted(formula_.required_variables))
-                  if c not in data.columns]
+    for term, variables in zip(terms, term_vars):
+        absent = [c for c in (*term.columns, *variables) if c not in data.columns]
         if absent:
             raise MissingColumnError(
                 f"Random term {str(term)!r} names column(s) {absent} that are not in the "
@@ -212,8 +385,10 @@ def build_design(
         )
     frame = data[needed]  # a new frame: the caller's is never touched
 
-    if parsed.response in frame.columns:  # a plain column (not a transform of one)
-        _check_numeric_response(frame[parsed.response], parsed.response)
+    response = parsed.response.strip("`")
+    if response in frame.columns:  # a plain column (not a transform of one)
+        _check_numeric_response(frame[response], response)
+    _check_column_types(frame, value_cols, "data")
     incomplete = frame.isna().any(axis=1)
     if incomplete.all():
         raise DataError("Every row has a missing value in a column the model uses; nothing to fit.")
@@ -226,6 +401,9 @@ def build_design(
             stacklevel=3,
         )
         frame = frame.loc[~incomplete]
+    # Nullable dtypes as their numpy equivalents; unused categories dropped (as R drops
+    # unused factor levels), so they are neither columns of X nor levels of a factor.
+    frame = _numpy_frame(frame)
 
     try:
         mm = fixed_formula.get_model_matrix(frame, na_action="raise")
@@ -262,7 +440,7 @@ def build_design(
     n = len(frame)
     factors: dict[str, tuple[np.ndarray, pd.Index]] = {}
     term_designs = []
-    for term, formula_ in zip(terms, term_formulas):
+    for term, formula_, variables in zip(terms, term_formulas, term_vars):
         if term.name not in factors:
             c, lev = _factor(frame, term)
             if len(lev) < 2:
@@ -278,7 +456,7 @@ def build_design(
                 )
             factors[term.name] = (c, lev)
         c, lev = factors[term.name]
-        term_designs.append(_term_design(term, formula_, frame, c, lev))
+        term_designs.append(_term_design(term, formula_, frame, c, lev, variables))
     for name in factors:
         cols = [col for td in term_designs if td.factor == name for col in td.columns]
         repeated = sorted({col for col in cols if cols.count(col) > 1})
@@ -295,33 +473,24 @@ def build_design(
         factor_names=tuple(factors), codes=tuple(v[0] for v in factors.values()),
         levels=tuple(v[1] for v in factors.values()), row_index=frame.index,
         model_spec=rhs.model_spec, dropped_fe=dropped, formula=formula,
-        response=parsed.response,
+        response=parsed.response, fixed_variables=tuple(fixed_vars),
     )
 
 
 def fixed_matrix_for(design: Design, newdata: pd.DataFrame) -> np.ndarray:
-    """The fixed-effect matrix of ``newdata`` under the fitted model's coding.
+    """The fixed-effect matrix of ``newdata`` under the fitted model's coding and
+    transform state (``scale(x)`` uses the fit's mean and sd, as R's ``predict``); NaN
+    rows where a column the fixed part reads is missing.
 
     Raises :class:`DataError` when a categorical predictor has a level not seen in the
     fit (its effect was never estimated).
     """
-    absent = [c for c in sorted(design.model_spec.required_variables) if c not in newdata.columns]
+    variables = design.fixed_variables or tuple(sorted(design.model_spec.required_variables))
+    absent = [c for c in variables if c not in newdata.columns]
     if absent:
         raise MissingColumnError(
             f"newdata lacks column(s) {absent} that the fixed effects need. "
             f"Available columns: {list(newdata.columns)}."
         )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        try:
-            mm = design.model_spec.get_model_matrix(newdata, na_action="ignore")
-        except Warning as w:
-            raise DataError(
-                f"newdata has a level of a categorical predictor that the model never saw "
-                f"({w}). Predictions for it are undefined; remove those rows or refit."
-            ) from None
-        except Exception as exc:
-            raise DataError(f"Cannot build fixed effects for newdata: {exc}") from exc
-    cols = [str(c) for c in mm.columns]
-    idx = [cols.index(name) for name in design.fe_names]
-    return np.asarray(mm, dtype=np.float64)[:, idx]
+    return _newdata_matrix(design.model_spec, variables, newdata, len(design.fe_names),
+                           "the fixed effects", design.fe_names)

@@ -9,6 +9,7 @@ convention; ``conf_int(level)`` gives intervals with the exact normal quantile).
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._bootstrap import chunked_replicates, weighted_mean, weighted_median
-from ._design import Design, fixed_matrix_for, term_matrix_for
+from ._design import Design, fixed_matrix_for, match_levels, term_matrix_for
 from ._errors import DataError, MissingColumnError, ModelSpecError
 from ._singular import theta_is_singular
 from ._theta import diagonal_mask
@@ -133,9 +134,14 @@ class CrossedLMEResult:
         """Predictions ``X beta (+ sum_j b_j[level])``.
 
         Conditional (with BLUPs, random slopes applied to ``newdata``'s columns) by
-        default, marginal with ``include_re=False``. In ``newdata``, levels not seen in
-        the fit get BLUPs of 0 (the population mean); a categorical fixed-effect level
-        not seen in the fit raises ``DataError``.
+        default, marginal with ``include_re=False``. ``newdata`` is coded as the fit was:
+        stateful transforms keep the state learnt on the fitted data (``scale(x)`` uses
+        its mean and sd, ``poly``/``bs`` its basis, as R's ``predict``). Grouping levels
+        are matched by their labels across dtypes, as R matches factor levels (``"308"``
+        and ``308.0`` are the fitted level ``308``). Levels not seen in the fit get BLUPs
+        of 0 (the population mean); so do rows with a missing grouping value, with a
+        ``UserWarning`` that counts them. A categorical fixed-effect level not seen in
+        the fit raises ``DataError``; a missing predictor gives NaN for its row.
         """
         beta = self.fe_params.to_numpy()
         if newdata is None:
@@ -149,13 +155,19 @@ class CrossedLMEResult:
             eta = fixed_matrix_for(self.design, newdata) @ beta
             frame, index = newdata, newdata.index
         if include_re:
+            positions: dict[str, np.ndarray] = {}
             for term, blup in zip(self.design.terms, self.term_blups):
                 if frame is None:
                     eta = eta + np.sum(term.X * blup[term.codes], axis=1)
-                else:
-                    Xr = term_matrix_for(term, frame)
-                    eta = eta + np.sum(Xr * _blups_for(frame, term.factor, term.levels, blup),
-                                       axis=1)
+                    continue
+                if term.factor not in positions:
+                    positions[term.factor] = _level_positions(
+                        frame, term.factor, term.group_columns or tuple(term.factor.split(":")),
+                        term.levels)
+                Xr = term_matrix_for(term, frame)
+                pos = positions[term.factor]
+                b = np.where((pos >= 0)[:, None], blup[np.maximum(pos, 0)], 0.0)
+                eta = eta + np.sum(Xr * b, axis=1)
         return pd.Series(eta, index=index, name="predicted")
 
     # --- bootstrap --------------------------------------------------------------------
@@ -304,18 +316,26 @@ class CrossedLMEResult:
         return format_summary(self)
 
 
-def _blups_for(frame: pd.DataFrame, name: str, levels: pd.Index, blup: np.ndarray) -> np.ndarray:
-    """``(rows, k)`` BLUPs of each row's level of factor ``name`` (``a:b`` joins
-    columns); zero for a level not seen in the fit."""
-    cols = name.split(":")
+def _level_positions(frame: pd.DataFrame, name: str, cols: tuple[str, ...],
+                     levels: pd.Index) -> np.ndarray:
+    """Each row's position in ``levels`` of factor ``name`` (made of columns ``cols``),
+    matched by label across int / float / str / category; -1 for a level not seen in the
+    fit (BLUP 0, no warning: the results page's rule) or a missing value (BLUP 0 and a
+    ``UserWarning`` that counts the rows)."""
+    cols = list(cols)
     absent = [c for c in cols if c not in frame.columns]
     if absent:
         raise MissingColumnError(
             f"newdata lacks grouping column(s) {absent}; add them, or use include_re=False "
             "for population-level predictions."
         )
-    key = frame[cols[0]] if len(cols) == 1 else frame[cols].astype(str).agg(":".join, axis=1)
-    pos = levels.get_indexer(pd.Index(key))
-    return np.where((pos >= 0)[:, None], blup[np.maximum(pos, 0)], 0.0)
-
-
+    pos, missing = match_levels(frame, cols, levels)
+    if missing.any():
+        warnings.warn(
+            f"{int(missing.sum())} of {len(frame)} rows of newdata have a missing value "
+            f"(NaN/None) in grouping column(s) {cols}: their random effects for {name!r} "
+            "are set to 0 (population level).",
+            UserWarning,
+            stacklevel=3,
+        )
+    return pos

@@ -44,6 +44,12 @@ def _with(df: pd.DataFrame, **cols) -> pd.DataFrame:
     return out
 
 
+def _dates(df: pd.DataFrame) -> pd.Series:
+    """A datetime column: one day per row."""
+    return pd.Series(pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(df)), "D"),
+                     index=df.index)
+
+
 def _set(df: pd.DataFrame, col: str, rows, value) -> pd.DataFrame:
     out = df.copy()
     out.loc[out.index[list(rows)], col] = value
@@ -151,6 +157,33 @@ REJECT = [
                  id="formula-trailing-plus"),
     pytest.param(lambda df: dict(formula="score ~ 0", data=df, groups=G),
                  FormulaError, r"fixed part 'score ~ 0' has no columns", id="no-fixed-columns"),
+    # --- date and time predictors: a clear error that says how to convert them ----------
+    pytest.param(lambda df: dict(formula=F + " + t", data=_with(df, t=_dates), groups=G),
+                 DataError, r"Column 't' of data has dtype datetime64\[\w+\]: a datetime column "
+                 r"cannot be used as a predictor\. Convert it to days since the first date: "
+                 r"data\['t'\] = \(data\['t'\] - data\['t'\]\.min\(\)\)\.dt\.days",
+                 id="datetime-predictor"),
+    pytest.param(lambda df: dict(formula=F + " + t", groups=G,
+                                 data=_with(df, t=lambda d: _dates(d).dt.tz_localize("UTC"))),
+                 DataError, r"Column 't' of data has dtype datetime64\[\w+, UTC\].*\.dt\.days",
+                 id="tz-aware-datetime-predictor"),
+    pytest.param(lambda df: dict(formula=F + " + dt", groups=G,
+                                 data=_with(df, dt=lambda d: _dates(d) - _dates(d).min())),
+                 DataError, r"Column 'dt' of data has dtype timedelta64\[\w+\]: a timedelta column "
+                 r"cannot be used as a predictor\. Convert it to a number of days: "
+                 r"data\['dt'\] = data\['dt'\]\.dt\.days", id="timedelta-predictor"),
+    pytest.param(lambda df: dict(formula="score ~ hours_studied + np.log(t)", groups=G,
+                                 data=_with(df, t=_dates)),
+                 DataError, r"Column 't' of data has dtype datetime64",
+                 id="datetime-in-a-transform"),
+    pytest.param(lambda df: dict(formula=F + " + (0 + t | school_id)", groups=["student_id"],
+                                 data=_with(df, t=_dates)),
+                 DataError, r"Column 't' of data has dtype datetime64", id="datetime-random-slope"),
+    pytest.param(lambda df: dict(formula=F + " + p", groups=G, data=_with(
+        df, p=lambda d: pd.Series(pd.period_range("2024-01", periods=len(d), freq="M"),
+                                  index=d.index))),
+                 DataError, r"Column 'p' of data has dtype period\[M\]: a period column",
+                 id="period-predictor"),
 ]
 
 
@@ -233,6 +266,79 @@ def test_missing_values_in_unused_columns_do_not_drop_rows(page_df):
     result, messages = fit_quiet(F, data, G)
     assert result.nobs == len(page_df)
     assert not [m for m in messages if "Dropped" in m]
+
+
+# --------------------------------------------------------------------------------------
+# 2b. Column types fit() takes as R would: nullable dtypes (Int64, Float64, boolean,
+#     string) as their numpy equivalents, dates as grouping labels, and unused categories
+#     dropped (R drops unused factor levels) instead of reported as aliased columns. Each
+#     row: formula, make(df) -> the reference data, make(df) -> the same data in the
+#     column type under test, and the warnings the variant may give (regexes). The fit of
+#     the variant must equal the fit of the reference.
+# --------------------------------------------------------------------------------------
+def _band(df: pd.DataFrame) -> pd.DataFrame:
+    return _with(df, band=lambda d: np.where(d["prior_gpa"] > 3.0, "high", "low"))
+
+
+def _int_students(df: pd.DataFrame) -> pd.DataFrame:
+    return _with(df, student_id=lambda d: d["student_id"].str[1:].astype(np.int64))
+
+
+FB = "score ~ hours_studied + C(band)"  # the page shape: 3 fixed-effect columns
+FP = "score ~ hours_studied + passed"
+
+COLUMN_TYPES = [
+    pytest.param(F, lambda df: df, lambda df: df.convert_dtypes(), [],
+                 id="convert_dtypes-Float64-and-string"),
+    pytest.param(F, _int_students, lambda df: _int_students(df).astype({"student_id": "Int64"}),
+                 [], id="nullable-Int64-group"),
+    pytest.param(FB, _band, lambda df: _band(df).astype({"band": "string"}), [],
+                 id="nullable-string-categorical-predictor"),
+    pytest.param("score ~ hours_studied + band", _band,
+                 lambda df: _band(df).convert_dtypes(), [], id="string-predictor-without-C"),
+    pytest.param(FP, lambda df: _with(df, passed=lambda d: d["prior_gpa"] > 3.0),
+                 lambda df: _with(df, passed=lambda d: (d["prior_gpa"] > 3.0).astype("boolean")),
+                 [], id="nullable-boolean-predictor"),
+    pytest.param(F, lambda df: df,
+                 lambda df: _with(df, hours_studied=lambda d: d["hours_studied"].astype("Float64"),
+                                  prior_gpa=lambda d: d["prior_gpa"].astype("Float32")),
+                 [], id="nullable-float-predictors"),
+    pytest.param(FB, _band, lambda df: _with(_band(df), band=lambda d: pd.Categorical(
+        d["band"], categories=["high", "low", "medium"])), [], id="unused-category-predictor"),
+    pytest.param(FB, _band, lambda df: _with(_band(df), band=lambda d: pd.Categorical(
+        d["band"], categories=["high", "medium", "low"])).astype({"band": "category"}), [],
+        id="unused-category-in-the-middle"),
+    pytest.param(FB, _band, lambda df: _append_incomplete(
+        _with(_band(df), band=lambda d: pd.Categorical(d["band"], categories=["high", "low",
+                                                                              "medium"])),
+        1, band="medium", score=np.nan), [r"Dropped 1 of 301 rows"],
+        id="category-unused-after-dropping-incomplete-rows"),
+    pytest.param(F, lambda df: df, lambda df: _with(df, school_id=lambda d: pd.Categorical(
+        d["school_id"], categories=[*sorted(d["school_id"].unique()), "sch99"])), [],
+        id="unused-category-grouping-factor"),
+    pytest.param(F, lambda df: df, lambda df: _with(df, school_id=lambda d: pd.to_datetime(
+        "2024-01-01") + pd.to_timedelta(d["school_id"].str[3:].astype(int), "D")), [],
+        id="datetime-grouping-factor"),
+]
+
+
+@pytest.mark.parametrize("formula, reference, variant, allowed", COLUMN_TYPES)
+def test_column_types_fit_as_their_numpy_equivalents(page_df, formula, reference, variant,
+                                                     allowed):
+    singular = r"boundary \(singular\) fit"  # the page fit is singular (student_id)
+    ref, ref_messages = fit_quiet(formula, reference(page_df), G)
+    assert not [m for m in ref_messages if not re.search(singular, m)]
+    result, messages = fit_quiet(formula, variant(page_df), G)
+    unexpected = [m for m in messages if not any(re.search(a, m) for a in [*allowed, singular])]
+    assert not unexpected, unexpected  # no "rank deficient": unused levels are dropped
+    assert list(result.fe_params.index) == list(ref.fe_params.index)
+    assert result.ngroups == ref.ngroups
+    assert result.nobs == ref.nobs
+    # Same data, possibly with levels in another order: the same optimum (deviance 1e-9
+    # relative, fixed effects 1e-6, theta 1e-5 relative).
+    assert result.deviance == pytest.approx(ref.deviance, rel=1e-9)
+    np.testing.assert_allclose(result.fe_params, ref.fe_params, rtol=1e-6)
+    np.testing.assert_allclose(result.theta, ref.theta, rtol=1e-5, atol=1e-8)
 
 
 # --------------------------------------------------------------------------------------
@@ -339,7 +445,12 @@ def test_predict_does_not_modify_newdata(page_df, page_result):
     newdata.loc[newdata.index[0], "student_id"] = "never-seen"
     before, columns_before = newdata.copy(deep=True), list(newdata.columns)
     for include_re in (True, False):
-        pred = page_result.predict(newdata, include_re=include_re)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pred = page_result.predict(newdata, include_re=include_re)
+        # the row whose student_id is None: population level for student_id, with a warning
+        assert [str(w.message)[:22] for w in caught] == (
+            ["1 of 20 rows of newdat"] if include_re else [])
         assert pred.index.equals(newdata.index)
         _assert_unchanged(newdata, before, columns_before)
 
@@ -386,6 +497,53 @@ def test_predict_newdata_missing_a_predictor_column(page_df, page_result):
     newdata = page_df.head(6).drop(columns=["prior_gpa"])
     with pytest.raises(MissingColumnError, match=r"prior_gpa"):
         page_result.predict(newdata, include_re=False)
+
+
+NEWDATA_TYPES = [
+    pytest.param(lambda d: d.convert_dtypes(), id="convert_dtypes"),
+    pytest.param(lambda d: d.astype({"student_id": "category", "school_id": "category"}),
+                 id="categorical-groups"),
+    pytest.param(lambda d: _with(d, school_id=lambda e: pd.Categorical(
+        e["school_id"], categories=[*sorted(e["school_id"].unique()), "sch99"])),
+        id="categorical-group-unused-category"),
+    pytest.param(lambda d: d.astype({"hours_studied": "Float32", "prior_gpa": "float32"}),
+                 id="narrow-floats"),
+]
+
+
+@pytest.mark.parametrize("variant", NEWDATA_TYPES)
+def test_predict_newdata_column_types(page_df, page_result, variant):
+    """Nullable and categorical columns in newdata predict as the plain columns do
+    (float32 columns within 1e-6 relative, the rest exactly)."""
+    newdata = page_df.head(20)
+    expected = page_result.predict(newdata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning
+        got = page_result.predict(variant(newdata))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(got, page_result.fittedvalues.head(20), rtol=1e-6)
+
+
+def test_predict_newdata_with_a_datetime_predictor_says_how_to_convert(page_df, page_result):
+    newdata = _with(page_df.head(5), hours_studied=_dates)
+    with pytest.raises(DataError, match=r"Column 'hours_studied' of newdata has dtype "
+                       r"datetime64.*newdata\['hours_studied'\] - newdata"):
+        page_result.predict(newdata)
+
+
+def test_predict_newdata_with_a_missing_predictor_gives_nan_for_its_row(categorical_result):
+    """R's predict(na.action = na.pass): the row with a missing predictor is NaN, also
+    for a missing categorical predictor (not an 'unseen level' error); the others are
+    unchanged."""
+    result, data = categorical_result
+    newdata = data.head(6).copy()
+    newdata.loc[newdata.index[1], "band"] = None
+    newdata.loc[newdata.index[3], "hours_studied"] = np.nan
+    for include_re in (True, False):
+        got = result.predict(newdata, include_re=include_re).to_numpy()
+        full = result.predict(data.head(6), include_re=include_re).to_numpy()
+        assert np.isnan(got[[1, 3]]).all()
+        np.testing.assert_allclose(got[[0, 2, 4, 5]], full[[0, 2, 4, 5]], rtol=1e-12)
 
 
 def test_predict_newdata_not_a_dataframe(page_df, page_result):

@@ -11,7 +11,13 @@ import formulaic
 import pytest
 
 from interlace import FormulaError
-from interlace._formula import ParsedFormula, RandomTerm, parse_formula, parse_random_term
+from interlace._formula import (
+    ParsedFormula,
+    RandomTerm,
+    formula_variables,
+    parse_formula,
+    parse_random_term,
+)
 
 # --------------------------------------------------------------------------------------
 # Accepted formulas: (formula, response, fixed formula, grouping-factor names).
@@ -43,6 +49,27 @@ VALID = [
     pytest.param("y ~ x + ((1 | g))", "y", "y ~ x", ("g",), id="redundant-parentheses"),
     pytest.param("np.log(y) ~ x + (1 | g)", "np.log(y)", "np.log(y) ~ x", ("g",),
                  id="transformed-response"),
+    # intercept removal after a random term (issue 16): the sign goes with the fixed part
+    pytest.param("y ~ x + (1 | g) - 1", "y", "y ~ x - 1", ("g",), id="minus-one-after-random"),
+    pytest.param("y ~ (1 | g) - 1 + x", "y", "y ~ -1 + x", ("g",), id="minus-one-first"),
+    pytest.param("y ~ -1 + x + (1 | g)", "y", "y ~ -1 + x", ("g",), id="leading-minus-one"),
+    pytest.param("y ~ x + -1 + (1 | g)", "y", "y ~ x - 1", ("g",), id="plus-minus-one"),
+    pytest.param("y ~ x*z - x:z + (1 | g)", "y", "y ~ x*z - x:z", ("g",), id="minus-a-term"),
+    pytest.param("y ~ I(x - 1) + I(x ** -1) + (1 | g)", "y", "y ~ I(x - 1) + I(x ** -1)", ("g",),
+                 id="minus-inside-a-term"),
+    # quoted column names (formulaic's backticks and Q()), in random and fixed terms
+    pytest.param("y ~ x + (1 | `subj id`)", "y", "y ~ x", ("subj id",), id="backticked-group"),
+    pytest.param("y ~ x + (1 | Q('subj id'))", "y", "y ~ x", ("subj id",), id="Q-single-quotes"),
+    pytest.param('y ~ x + (1 | Q("subj id"))', "y", "y ~ x", ("subj id",), id="Q-double-quotes"),
+    pytest.param("y ~ (1 | `a+b` : `c|d`)", "y", "y ~ 1", ("a+b:c|d",),
+                 id="quoted-names-with-operators"),
+    pytest.param("y ~ `a+b` + Q('c-d') + (1 | g)", "y", "y ~ `a+b` + Q('c-d')", ("g",),
+                 id="operators-inside-quoted-fixed-names"),
+    pytest.param("`my y` ~ x + (1 | g)", "`my y`", "`my y` ~ x", ("g",), id="backticked-response"),
+    # transforms (formulaic's stateful transforms included) stay where they are
+    pytest.param("y ~ scale(x) + poly(z, 2) + bs(w, df=4) + C(f, contr.sum) + (scale(x) | g)",
+                 "y", "y ~ scale(x) + poly(z, 2) + bs(w, df=4) + C(f, contr.sum)", ("g",),
+                 id="stateful-transforms"),
 ]
 
 
@@ -91,6 +118,14 @@ def test_parse_formula(formula, response, fixed, groups):
 def test_nested_terms_keep_their_columns():
     parsed = parse_formula("y ~ (1 | a/b/c)")
     assert [t.columns for t in parsed.random] == [("a",), ("b", "a"), ("c", "b", "a")]
+
+
+def test_quoted_grouping_columns_are_the_raw_names():
+    parsed = parse_formula("y ~ (1 | `school id`/Q('class:id')) + (scale(x) | `subj id`)")
+    assert [t.columns for t in parsed.random] == [
+        ("school id",), ("class:id", "school id"), ("subj id",)]
+    assert [t.lhs for t in parsed.random] == ["1", "1", "scale(x)"]
+    assert str(parsed.random[2]) == "(scale(x) | subj id)"
 
 
 # --------------------------------------------------------------------------------------
@@ -158,6 +193,13 @@ MALFORMED = [
     pytest.param("y ~ (1 | g) * x", r"'\+'", id="random-term-times-x"),
     pytest.param("y ~ x:(1 | g)", r"'\+'", id="random-term-in-interaction"),
     pytest.param("y ~ x + (1 | g) +", r"'\+'", id="dangling-plus"),
+    pytest.param("y ~ x + (1 | g) -", r"'-' with nothing", id="dangling-minus"),
+    pytest.param("y ~ x - (1 | g)", r"subtracts the random term '\(1 \| g\)'",
+                 id="subtracted-random-term"),
+    pytest.param("y ~ x + (1 | `subj id)", r"Unterminated ` quote", id="unterminated-backtick"),
+    pytest.param("y ~ x + (1 | Q(subj))", r"'Q\(subj\)' is not a column name.*`subj id`",
+                 id="Q-without-quotes"),
+    pytest.param("y ~ (1 | ``)", r"'``' is not a column name", id="empty-backticks"),
 ]
 
 
@@ -172,3 +214,29 @@ def test_parse_formula_rejects(formula, pattern):
 def test_formula_must_be_a_string(formula):
     with pytest.raises(FormulaError, match=r"formula must be a string"):
         parse_formula(formula)
+
+
+# --------------------------------------------------------------------------------------
+# formula_variables: the data columns a formulaic formula reads. formulaic's own
+# required_variables misses the arguments of stateful transforms (scale(x) -> nothing),
+# which made the design subset the data without them (issue 16).
+# --------------------------------------------------------------------------------------
+VARIABLES = [
+    pytest.param("y ~ scale(x)", ["y", "x"], id="scale"),
+    pytest.param("y ~ center(x) + poly(z, 2) + bs(w, df=4)", ["y", "x", "z", "w"],
+                 id="center-poly-bs"),
+    pytest.param("y ~ C(f, contr.sum) + C(h, contr.treatment('b'))", ["y", "f", "h"],
+                 id="contrasts"),
+    pytest.param("np.log(y) ~ I(abs(x)) + log(z)", ["y", "x", "z"], id="functions-not-columns"),
+    pytest.param("y ~ Q('a b') + `c d` + scale(`e f`)", ["y", "a b", "c d", "e f"],
+                 id="quoted-names"),
+    pytest.param("y ~ x.fillna(0) + x:z", ["y", "x", "z"], id="method-and-interaction"),
+    pytest.param("1 + scale(x)", ["x"], id="random-term-lhs"),
+    pytest.param("y ~ 1", ["y"], id="intercept-only"),
+]
+
+
+@pytest.mark.parametrize("formula, expected", VARIABLES)
+def test_formula_variables(formula, expected):
+    assert formula_variables(formula) == expected
+    assert formula_variables(formulaic.Formula(formula)) == expected
