@@ -184,7 +184,36 @@ REJECT = [
                                   index=d.index))),
                  DataError, r"Column 'p' of data has dtype period\[M\]: a period column",
                  id="period-predictor"),
+    # --- a response with nothing to fit -----------------------------------------------
+    pytest.param(lambda df: dict(formula=F, data=_with(df, score=72.5), groups=G),
+                 DataError, r"The response 'score' is constant \(every value is 72\.5\): there "
+                 r"is no variance", id="constant-response"),
+    pytest.param(lambda df: dict(formula=F, groups=G, data=_with(
+        df, score=lambda d: 3.0 + 2.0 * d.hours_studied - 0.5 * d.prior_gpa)),
+                 DataError, r"The fixed effects reproduce the response 'score' exactly",
+                 id="response-fitted-exactly-by-fixed-effects"),
 ]
+
+
+RESOLUTION = [
+    pytest.param("score", r"The response 'score' varies by only [\d.e-]+ around 1e\+12 \(a "
+                 r"relative spread of .*\): float64 keeps about 16 significant digits",
+                 id="response-beyond-float64-resolution"),
+    pytest.param("hours_studied", r"The predictor column 'hours_studied' varies by only",
+                 id="predictor-beyond-float64-resolution"),
+]
+
+
+@pytest.mark.parametrize("column, pattern", RESOLUTION)
+def test_data_float64_cannot_resolve_gets_a_warning_naming_the_column(page_df, column, pattern):
+    """A column whose spread is below 1e-11 of its magnitude (here 1e12 + values ~1e-1)
+    keeps only a few digits of its variation: the fit warns and names the column."""
+    df = _with(page_df, **{column: lambda d: 1e12 + 1e-2 * d[column] / d[column].std()})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        interlace.fit(F, df, groups=G)
+    messages = [str(w.message) for w in caught]
+    assert any(re.search(pattern, m) for m in messages), messages
 
 
 @pytest.mark.parametrize("make, exc, pattern", REJECT)
