@@ -37,7 +37,12 @@ from . import datasets  # noqa: E402
 from ._anova import AnovaTable, anova  # noqa: E402
 from ._crossprod import CrossProducts, cross_products  # noqa: E402
 from ._diagnostics import cooks_distance, hlm_resid, leverage, n_influential  # noqa: E402
-from ._deviance import profiled_deviance  # noqa: E402
+from ._deviance import profiled_deviance as _profiled_deviance  # noqa: E402
+from ._precision import PrecisionError, float64_functional  # noqa: E402
+
+# The pure deviance, checked for float64 arguments (``_precision``); internal code calls
+# ``_deviance.profiled_deviance`` directly.
+profiled_deviance = float64_functional(_profiled_deviance)
 from ._errors import (  # noqa: E402
     DataError,
     FormulaError,
@@ -92,4 +97,5 @@ __all__ = [
     "DataError",
     "MissingColumnError",
     "ModelSpecError",
+    "PrecisionError",
 ]

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import ModelSpecError
+from ._precision import float64_scope
 
 __all__ = ["AnovaTable", "anova"]
 
@@ -52,6 +53,7 @@ def _ml(result):
         return fit_design(result.design, "ML")
 
 
+@float64_scope
 def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
           seed: int | None = None) -> AnovaTable:
     """Compare nested models fitted to the same data (lme4's ``anova``)."""

@@ -37,6 +37,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from ._precision import float64_scope
 from ._theta import tril_index
 
 __all__ = ["CrossProducts", "cross_products", "flat_index", "index_array", "update_pairs", "outer_products"]
@@ -196,6 +197,7 @@ def outer_products(vec, k, k2):
     return (vec[k][:, :, None] * vec[k2][:, None, :]).reshape(k.shape[0], vec.shape[1] ** 2)
 
 
+@float64_scope
 def cross_products(
     codes: list[np.ndarray], nlevels: list[int], X: np.ndarray, y: np.ndarray,
     term_X: list[np.ndarray] | None = None, heavy_above: int | None = None,

@@ -19,6 +19,7 @@ from ._design import Design, build_design
 from ._deviance import estimates
 from ._errors import ModelSpecError
 from ._optimize import minimize_deviance
+from ._precision import float64_scope
 from ._result import CrossedLMEResult
 from ._singular import SINGULAR_MESSAGE, theta_is_singular
 from ._start import moment_start
@@ -36,6 +37,7 @@ from ._theta import (
 __all__ = ["fit", "fit_design"]
 
 
+@float64_scope
 def fit(
     formula: str,
     data: pd.DataFrame,
@@ -77,7 +79,7 @@ def fit(
     if method not in ("REML", "ML"):
         raise ModelSpecError(f"method must be 'REML' or 'ML', got {method!r}.")
     return fit_design(build_design(formula, data, groups), method, maxiter=maxiter,
-                      stacklevel=3, verbose=verbose)
+                      stacklevel=4, verbose=verbose)
 
 
 def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: int = 2,

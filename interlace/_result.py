@@ -18,6 +18,7 @@ import pandas as pd
 from ._bootstrap import chunked_replicates, weighted_mean, weighted_median
 from ._design import Design, fixed_matrix_for, term_matrix_for
 from ._errors import DataError, MissingColumnError, ModelSpecError
+from ._precision import float64_scope
 from ._singular import theta_is_singular
 from ._theta import diagonal_mask
 
@@ -156,6 +157,7 @@ class CrossedLMEResult:
         return pd.Series(eta, index=index, name="predicted")
 
     # --- bootstrap --------------------------------------------------------------------
+    @float64_scope
     def bootstrap_se(
         self,
         statistic: str | Callable = "median",
@@ -200,6 +202,7 @@ class CrossedLMEResult:
         return float(np.std(reps, ddof=1))
 
     # --- inference tables ------------------------------------------------------------------
+    @float64_scope
     def coef_table(self, ddf: str = "normal") -> pd.DataFrame:
         """Fixed-effect table. ``ddf="normal"``: z-tests (the page's p-values);
         ``ddf="satterthwaite"``: t-tests with Satterthwaite degrees of freedom
@@ -213,6 +216,7 @@ class CrossedLMEResult:
             return satterthwaite(self)
         raise ModelSpecError(f"ddf must be 'normal' or 'satterthwaite', got {ddf!r}.")
 
+    @float64_scope
     def confint(self, method: str = "wald", level: float = 0.95, n_bootstrap: int = 1000,
                 seed: int | None = None) -> pd.DataFrame:
         """Intervals for ``sd_*``/``cor_*``/``sigma`` and the fixed effects (lme4's
@@ -238,6 +242,7 @@ class CrossedLMEResult:
         raise ModelSpecError(f"method must be 'wald', 'bootstrap' or 'profile', got {method!r}.")
 
     # --- simulation and parametric bootstrap -------------------------------------------
+    @float64_scope
     def simulate(self, n: int = 1, seed: int | None = None) -> pd.DataFrame:
         """``n`` responses drawn from the fitted model with new random effects and
         residuals (lme4's ``simulate(fit)``); columns ``sim_1 ... sim_n``."""
@@ -249,6 +254,7 @@ class CrossedLMEResult:
         return pd.DataFrame(Y.T, index=self.design.row_index,
                             columns=[f"sim_{i + 1}" for i in range(n)])
 
+    @float64_scope
     def parametric_bootstrap(self, n_bootstrap: int = 1000, seed: int | None = None,
                              statistic: Callable | None = None, progress: bool | None = None):
         """Refit the model to ``n_bootstrap`` simulated responses in one vectorised,
@@ -260,6 +266,7 @@ class CrossedLMEResult:
 
         return parametric_bootstrap(self, n_bootstrap, seed, statistic, progress=progress)
 
+    @float64_scope
     def cluster_bootstrap(self, n_bootstrap: int = 1000, group: str | None = None,
                           seed: int | None = None, statistic: Callable | None = None,
                           progress: bool | None = None):
@@ -273,6 +280,7 @@ class CrossedLMEResult:
         return resampled_levels_bootstrap(self, [group], n_bootstrap, seed, statistic,
                                           progress=progress)
 
+    @float64_scope
     def pigeonhole_bootstrap(self, n_bootstrap: int = 1000, groups=None,
                              seed: int | None = None, statistic: Callable | None = None,
                              progress: bool | None = None):
