@@ -19,6 +19,7 @@ from ._bootstrap import chunked_replicates, weighted_mean, weighted_median
 from ._design import Design, fixed_matrix_for, term_matrix_for
 from ._errors import DataError, MissingColumnError, ModelSpecError
 from ._precision import float64_scope
+from ._seeds import Seed
 from ._singular import theta_is_singular
 from ._theta import diagonal_mask
 
@@ -163,7 +164,7 @@ class CrossedLMEResult:
         statistic: str | Callable = "median",
         n_bootstrap: int = 1000,
         resample_level: str = "group",
-        seed: int | None = None,
+        seed: Seed = None,
         group: str | None = None,
     ) -> float:
         """Bootstrap standard error of a scalar statistic of the response.
@@ -218,7 +219,7 @@ class CrossedLMEResult:
 
     @float64_scope
     def confint(self, method: str = "wald", level: float = 0.95, n_bootstrap: int = 1000,
-                seed: int | None = None) -> pd.DataFrame:
+                seed: Seed = None) -> pd.DataFrame:
         """Intervals for ``sd_*``/``cor_*``/``sigma`` and the fixed effects (lme4's
         ``confint(oldNames = FALSE)`` rows). ``wald``: fixed effects only (NaN for the
         variance parameters, as lme4); ``bootstrap``: percentile intervals of a
@@ -243,7 +244,7 @@ class CrossedLMEResult:
 
     # --- simulation and parametric bootstrap -------------------------------------------
     @float64_scope
-    def simulate(self, n: int = 1, seed: int | None = None) -> pd.DataFrame:
+    def simulate(self, n: int = 1, seed: Seed = None) -> pd.DataFrame:
         """``n`` responses drawn from the fitted model with new random effects and
         residuals (lme4's ``simulate(fit)``); columns ``sim_1 ... sim_n``."""
         from ._simulate import _key, simulate_responses
@@ -255,7 +256,7 @@ class CrossedLMEResult:
                             columns=[f"sim_{i + 1}" for i in range(n)])
 
     @float64_scope
-    def parametric_bootstrap(self, n_bootstrap: int = 1000, seed: int | None = None,
+    def parametric_bootstrap(self, n_bootstrap: int = 1000, seed: Seed = None,
                              statistic: Callable | None = None, progress: bool | None = None):
         """Refit the model to ``n_bootstrap`` simulated responses in one vectorised,
         compiled call (lme4's ``bootMer(type = "parametric")``); returns a
@@ -268,7 +269,7 @@ class CrossedLMEResult:
 
     @float64_scope
     def cluster_bootstrap(self, n_bootstrap: int = 1000, group: str | None = None,
-                          seed: int | None = None, statistic: Callable | None = None,
+                          seed: Seed = None, statistic: Callable | None = None,
                           progress: bool | None = None):
         """Refit the model to ``n_bootstrap`` resamples of the levels of ``group``
         (default: the first grouping factor), each drawn level a new cluster; all refits
@@ -282,7 +283,7 @@ class CrossedLMEResult:
 
     @float64_scope
     def pigeonhole_bootstrap(self, n_bootstrap: int = 1000, groups=None,
-                             seed: int | None = None, statistic: Callable | None = None,
+                             seed: Seed = None, statistic: Callable | None = None,
                              progress: bool | None = None):
         """The pigeonhole bootstrap for crossed designs (Owen 2007): the levels of every
         factor in ``groups`` (default: all) are resampled independently and the model is
