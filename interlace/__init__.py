@@ -64,6 +64,7 @@ from ._functional import (  # noqa: E402
 from ._result import CrossedLMEResult  # noqa: E402
 from ._sharding import device_mesh, shard_leading, shard_rows  # noqa: E402
 from ._singular import isSingular  # noqa: E402
+from ._theta_layout import theta_from_lme4, theta_to_lme4  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -87,6 +88,8 @@ __all__ = [
     "blups",
     "fit_arrays",
     "fit_many",
+    "theta_from_lme4",
+    "theta_to_lme4",
     "device_mesh",
     "shard_rows",
     "shard_leading",

@@ -36,7 +36,8 @@ class CrossedLMEResult:
     ``fe_conf_int``, ``fe_cov``, ``variance_components``, ``scale``, ``random_effects``,
     ``fittedvalues``, ``resid``, ``aic``, ``bic``, ``llf``, ``converged``, ``nobs``,
     ``ngroups``; plus ``theta`` (entries of the relative covariance factors, lme4's
-    layout and names: ``sigma_g / sigma`` for an intercept),
+    layout and names within each term: ``sigma_g / sigma`` for an intercept; terms in
+    the model's order, where lme4 orders them by number of levels: ``theta_lme4``),
     ``deviance`` (``-2 llf``: lme4's REML criterion or ML deviance), ``method``,
     ``n_iterations``, ``n_evaluations`` and ``grad_theta`` (the deviance's gradient in
     ``theta`` at the optimum, a convergence check).
@@ -126,6 +127,14 @@ class CrossedLMEResult:
         """lme4's rule: a diagonal ``theta`` (a relative sd) below 1e-4."""
         mask = diagonal_mask([t.k for t in self.design.terms])
         return theta_is_singular(self.theta.to_numpy()[mask])
+
+    @property
+    def theta_lme4(self) -> pd.Series:
+        """``theta`` in lme4's term order, as ``getME(fit, "theta")`` (lme4's names):
+        :func:`interlace.theta_to_lme4`."""
+        from ._theta_layout import theta_to_lme4
+
+        return theta_to_lme4(self.theta, self)
 
     # --- prediction -------------------------------------------------------------------
     def predict(self, newdata: pd.DataFrame | None = None, include_re: bool = True) -> pd.Series:
