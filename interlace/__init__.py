@@ -9,7 +9,10 @@
 import jax as _jax
 
 # Mixed-model likelihoods need float64: variance components near the boundary and
-# log-determinants of large systems lose too much in float32.
+# log-determinants of large systems lose too much in float32. Every entry point also
+# scopes float64 itself or refuses float32 arrays (``_precision``), so a user turning the
+# flag off later gets no float32 fit; this process-wide flip stays until the test suite
+# (which makes JAX arrays of its own) no longer relies on it.
 _jax.config.update("jax_enable_x64", True)
 
 
@@ -37,7 +40,12 @@ from . import datasets  # noqa: E402
 from ._anova import AnovaTable, anova  # noqa: E402
 from ._crossprod import CrossProducts, cross_products  # noqa: E402
 from ._diagnostics import cooks_distance, hlm_resid, leverage, n_influential  # noqa: E402
-from ._deviance import profiled_deviance  # noqa: E402
+from ._deviance import profiled_deviance as _profiled_deviance  # noqa: E402
+from ._precision import PrecisionError, float64_functional  # noqa: E402
+
+# The pure deviance, checked for float64 arguments (``_precision``); internal code calls
+# ``_deviance.profiled_deviance`` directly.
+profiled_deviance = float64_functional(_profiled_deviance)
 from ._errors import (  # noqa: E402
     DataError,
     FormulaError,
@@ -59,6 +67,7 @@ from ._functional import (  # noqa: E402
 from ._result import CrossedLMEResult  # noqa: E402
 from ._sharding import device_mesh, shard_leading, shard_rows  # noqa: E402
 from ._singular import isSingular  # noqa: E402
+from ._theta_layout import theta_from_lme4, theta_to_lme4  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -82,6 +91,8 @@ __all__ = [
     "blups",
     "fit_arrays",
     "fit_many",
+    "theta_from_lme4",
+    "theta_to_lme4",
     "device_mesh",
     "shard_rows",
     "shard_leading",
@@ -92,4 +103,5 @@ __all__ = [
     "DataError",
     "MissingColumnError",
     "ModelSpecError",
+    "PrecisionError",
 ]

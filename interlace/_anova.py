@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from ._errors import ModelSpecError
+from ._precision import float64_scope
+from ._seeds import Seed, key_from_seed
 
 __all__ = ["AnovaTable", "anova"]
 
@@ -52,9 +54,13 @@ def _ml(result):
         return fit_design(result.design, "ML")
 
 
+@float64_scope
 def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
-          seed: int | None = None) -> AnovaTable:
-    """Compare nested models fitted to the same data (lme4's ``anova``)."""
+          seed: Seed = None) -> AnovaTable:
+    """Compare nested models fitted to the same data (lme4's ``anova``). ``seed`` (for
+    ``n_bootstrap``): see :mod:`interlace._seeds`."""
+    if n_bootstrap:
+        seed = key_from_seed(seed)  # a bad seed fails before the refits
     if len(models) < 2:
         raise ModelSpecError("anova needs at least two fitted models to compare.")
     names = list(names) if names is not None else [f"m{i + 1}" for i in range(len(models))]

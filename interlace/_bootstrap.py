@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._seeds import key_from_seed
+
 __all__ = [
     "weighted_median",
     "weighted_mean",
@@ -75,14 +77,12 @@ def bootstrap_replicates(
 
 
 def chunked_replicates(
-    seed: int | None, y: np.ndarray, codes: np.ndarray | None, n_levels: int,
+    seed, y: np.ndarray, codes: np.ndarray | None, n_levels: int,
     statistic: Statistic, n_bootstrap: int, max_elements: int = 1 << 24,
 ) -> np.ndarray:
     """All ``n_bootstrap`` replicates, in chunks of at most ``max_elements`` weights so
     memory stays bounded for large ``n``; chunks share one compiled function."""
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-    key = jax.random.key(seed)
+    key = key_from_seed(seed)
     chunk = int(max(1, min(n_bootstrap, max_elements // max(1, y.shape[0]))))
     yj = jnp.asarray(y, dtype=jnp.float64)
     cj = None if codes is None else jnp.asarray(codes)

@@ -37,6 +37,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from ._precision import float64_scope
 from ._standardize import Standardization, intercept_column, standardize
 from ._theta import tril_index
 
@@ -200,6 +201,7 @@ def outer_products(vec, k, k2):
     return (vec[k][:, :, None] * vec[k2][:, None, :]).reshape(k.shape[0], vec.shape[1] ** 2)
 
 
+@float64_scope
 def cross_products(
     codes: list[np.ndarray], nlevels: list[int], X: np.ndarray, y: np.ndarray,
     term_X: list[np.ndarray] | None = None, heavy_above: int | None = None,

@@ -398,7 +398,7 @@ def build_design(
             f"Dropped {int(incomplete.sum())} of {len(frame)} rows with missing values "
             f"(NaN/None) in {bad_cols}. Impute or drop them yourself to silence this.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # user, float64_scope, fit or model_arrays, here
         )
         frame = frame.loc[~incomplete]
     # Nullable dtypes as their numpy equivalents; unused categories dropped (as R drops
@@ -432,7 +432,7 @@ def build_design(
             f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
             f"column(s): {list(dropped)}. They are aliased with the other columns.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # user, float64_scope, fit or model_arrays, here
         )
         X = X[:, keep]
         fe_names = [fe_names[j] for j in keep]

@@ -14,12 +14,14 @@ import pandas as pd
 
 from ._errors import ModelSpecError
 from ._leverage import blup_condvar, row_leverage
+from ._precision import float64_scope
 
 __all__ = ["hlm_resid", "leverage", "cooks_distance", "n_influential"]
 
 _TYPES = ("conditional", "marginal")
 
 
+@float64_scope
 def hlm_resid(result, type: str = "conditional", standardized: bool = False,
               level=1) -> pd.DataFrame:
     """Residuals and fitted values of ``result``.
@@ -80,6 +82,7 @@ def _group_resid(result, factor) -> pd.DataFrame:
     return out
 
 
+@float64_scope
 def leverage(result) -> pd.DataFrame:
     """Diagonal of the conditional hat matrix ``H`` (fitted ``= H y``; lme4's
     ``hatvalues``), without forming ``H``: column ``overall``, split as HLMdiag does
@@ -90,6 +93,7 @@ def leverage(result) -> pd.DataFrame:
                          "ranef": lev.hat - lev.hat_fixef}, index=result.design.row_index)
 
 
+@float64_scope
 def cooks_distance(result) -> pd.Series:
     """lme4's one-step Cook's distance (``cooks.distance(fit)``):
     ``D_i = e_i^2 h_i / (p sigma^2 (1 - h_i)^2)``, a cheap approximation to the exact
@@ -101,6 +105,7 @@ def cooks_distance(result) -> pd.Series:
                      index=result.design.row_index, name="cooksd")
 
 
+@float64_scope
 def n_influential(result, threshold: float | None = None,
                   influence: pd.DataFrame | None = None) -> int:
     """How many cases have Cook's distance above ``threshold`` (default ``4 / n``, the

@@ -19,6 +19,7 @@ from ._design import Design, build_design
 from ._deviance import estimates
 from ._errors import DataError, ModelSpecError
 from ._optimize import STOP_MAXITER, STOP_NONFINITE, STOP_REASONS, minimize_deviance
+from ._precision import float64_scope
 from ._result import CrossedLMEResult
 from ._singular import SINGULAR_MESSAGE, theta_is_singular
 from ._standardize import intercept_column, standardize
@@ -37,6 +38,7 @@ from ._theta import (
 __all__ = ["fit", "fit_design"]
 
 
+@float64_scope
 def fit(
     formula: str,
     data: pd.DataFrame,
@@ -78,7 +80,7 @@ def fit(
     if method not in ("REML", "ML"):
         raise ModelSpecError(f"method must be 'REML' or 'ML', got {method!r}.")
     return fit_design(build_design(formula, data, groups), method, maxiter=maxiter,
-                      stacklevel=3, verbose=verbose)
+                      stacklevel=4, verbose=verbose)
 
 
 def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: int = 2,
@@ -195,7 +197,7 @@ def check_response(design: Design) -> None:
                 "digits, so its values carry few digits of variation and the estimates "
                 "inherit that rounding. Store it relative to a nearby constant (e.g. "
                 "subtract its first value) before it is rounded.",
-                UserWarning, stacklevel=4)
+                UserWarning, stacklevel=5)  # user, float64_scope, fit, fit_design, here
 
 
 def _start_values(design: Design) -> np.ndarray:

@@ -23,11 +23,13 @@ from ._design import build_design
 from ._deviance import estimates, log_likelihood, profiled_deviance
 from ._errors import DataError, ModelSpecError
 from ._optimize import minimize_deviance
+from ._precision import float64_functional, float64_scope
 from ._theta import theta_names, to_internal, to_user, tril_index
 
 __all__ = ["model_arrays", "deviance", "loglik", "blups", "fit_arrays", "fit_many"]
 
 
+@float64_scope
 def model_arrays(formula: str, data: pd.DataFrame,
                  groups: str | Sequence[str] | None = None) -> ModelArrays:
     """The arrays of a model (a pytree): response, fixed and random-term columns, unit
@@ -69,17 +71,20 @@ def _normalize_signs(theta_int: jnp.ndarray, ma: ModelArrays) -> jnp.ndarray:
     return theta_int * jnp.concatenate(signs)
 
 
+@float64_functional
 def deviance(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> jnp.ndarray:
     """Profiled deviance at ``theta`` (lme4's REML criterion or ML deviance)."""
     return profiled_deviance(_to_internal(theta, model), cross_products_of(model), reml=reml)
 
 
+@float64_functional
 def loglik(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
            model: ModelArrays) -> jnp.ndarray:
     """Full ML log-likelihood of ``(beta, theta, sigma)`` (not profiled)."""
     return log_likelihood(beta, _to_internal(theta, model), sigma, cross_products_of(model))
 
 
+@float64_functional
 def blups(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> list[jnp.ndarray]:
     """BLUPs at ``theta``: one ``(levels, k)`` array per term, in the user's order."""
     cp = cross_products_of(model)
@@ -95,6 +100,7 @@ def blups(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> list[
     return out
 
 
+@float64_functional
 def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | None = None,
                maxiter: int = 500, implicit: bool = True, precond=None) -> dict:
     """Fit by L-BFGS and return ``beta``, ``theta`` (user order, lme4 signs), ``sigma``,
@@ -133,6 +139,7 @@ def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | N
     }
 
 
+@float64_scope
 def fit_many(formula: str, data: pd.DataFrame, responses, groups=None, method: str = "REML",
              *, batch_size: int | None = None) -> pd.DataFrame:
     """Fit one model per response column, all sharing ``formula``'s design, with one

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ._errors import ModelSpecError
+from ._precision import float64_scope
 from ._progress import progress_bar
 from ._simulate import _labels, term_covariances
 from ._theta import tril_index
@@ -82,6 +83,7 @@ def _padded(chunk: np.ndarray, model) -> np.ndarray:
     return np.concatenate([chunk, np.full(size - chunk.size, -1)])
 
 
+@float64_scope
 def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame:
     """Exact deletion diagnostics of ``result`` (module docstring), one row per deleted
     case (``level=1``) or per deleted level of the grouping factor ``level``.

@@ -24,6 +24,7 @@ import numpy as np
 
 from ._errors import ModelSpecError
 from ._progress import progress_bar
+from ._seeds import rng_from_seed
 
 __all__ = ["resampled_levels_bootstrap"]
 
@@ -118,7 +119,7 @@ def resampled_levels_bootstrap(result, factors: Sequence[str], n_bootstrap: int 
     if not factors:
         raise ModelSpecError("name at least one grouping factor to resample.")
     reps = _Replicates(result, factors)
-    rng = np.random.default_rng(seed)
+    rng = rng_from_seed(seed)
     n = result.design.nobs
     chunk = int(chunk_size or _chunk_rows(reps.model, n_bootstrap, n))
     theta0 = jnp.asarray(result.theta.to_numpy())

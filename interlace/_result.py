@@ -19,6 +19,8 @@ import pandas as pd
 from ._bootstrap import chunked_replicates, weighted_mean, weighted_median
 from ._design import Design, fixed_matrix_for, match_levels, term_matrix_for
 from ._errors import DataError, MissingColumnError, ModelSpecError
+from ._precision import float64_scope
+from ._seeds import Seed
 from ._singular import theta_is_singular
 from ._theta import diagonal_mask
 
@@ -35,7 +37,8 @@ class CrossedLMEResult:
     ``fe_conf_int``, ``fe_cov``, ``variance_components``, ``scale``, ``random_effects``,
     ``fittedvalues``, ``resid``, ``aic``, ``bic``, ``llf``, ``converged``, ``nobs``,
     ``ngroups``; plus ``theta`` (entries of the relative covariance factors, lme4's
-    layout and names: ``sigma_g / sigma`` for an intercept),
+    layout and names within each term: ``sigma_g / sigma`` for an intercept; terms in
+    the model's order, where lme4 orders them by number of levels: ``theta_lme4``),
     ``deviance`` (``-2 llf``: lme4's REML criterion or ML deviance), ``method``,
     ``n_iterations``, ``n_evaluations``, ``stop_reason`` (why the optimiser stopped:
     ``"gradient small"``, ``"deviance stopped changing"``, ``"maximum iterations"`` or
@@ -129,6 +132,14 @@ class CrossedLMEResult:
         mask = diagonal_mask([t.k for t in self.design.terms])
         return theta_is_singular(self.theta.to_numpy()[mask])
 
+    @property
+    def theta_lme4(self) -> pd.Series:
+        """``theta`` in lme4's term order, as ``getME(fit, "theta")`` (lme4's names):
+        :func:`interlace.theta_to_lme4`."""
+        from ._theta_layout import theta_to_lme4
+
+        return theta_to_lme4(self.theta, self)
+
     # --- prediction -------------------------------------------------------------------
     def predict(self, newdata: pd.DataFrame | None = None, include_re: bool = True) -> pd.Series:
         """Predictions ``X beta (+ sum_j b_j[level])``.
@@ -171,12 +182,13 @@ class CrossedLMEResult:
         return pd.Series(eta, index=index, name="predicted")
 
     # --- bootstrap --------------------------------------------------------------------
+    @float64_scope
     def bootstrap_se(
         self,
         statistic: str | Callable = "median",
         n_bootstrap: int = 1000,
         resample_level: str = "group",
-        seed: int | None = None,
+        seed: Seed = None,
         group: str | None = None,
     ) -> float:
         """Bootstrap standard error of a scalar statistic of the response.
@@ -215,6 +227,7 @@ class CrossedLMEResult:
         return float(np.std(reps, ddof=1))
 
     # --- inference tables ------------------------------------------------------------------
+    @float64_scope
     def coef_table(self, ddf: str = "normal") -> pd.DataFrame:
         """Fixed-effect table. ``ddf="normal"``: z-tests (the page's p-values);
         ``ddf="satterthwaite"``: t-tests with Satterthwaite degrees of freedom
@@ -228,8 +241,9 @@ class CrossedLMEResult:
             return satterthwaite(self)
         raise ModelSpecError(f"ddf must be 'normal' or 'satterthwaite', got {ddf!r}.")
 
+    @float64_scope
     def confint(self, method: str = "wald", level: float = 0.95, n_bootstrap: int = 1000,
-                seed: int | None = None) -> pd.DataFrame:
+                seed: Seed = None) -> pd.DataFrame:
         """Intervals for ``sd_*``/``cor_*``/``sigma`` and the fixed effects (lme4's
         ``confint(oldNames = FALSE)`` rows). ``wald``: fixed effects only (NaN for the
         variance parameters, as lme4); ``bootstrap``: percentile intervals of a
@@ -253,7 +267,8 @@ class CrossedLMEResult:
         raise ModelSpecError(f"method must be 'wald', 'bootstrap' or 'profile', got {method!r}.")
 
     # --- simulation and parametric bootstrap -------------------------------------------
-    def simulate(self, n: int = 1, seed: int | None = None) -> pd.DataFrame:
+    @float64_scope
+    def simulate(self, n: int = 1, seed: Seed = None) -> pd.DataFrame:
         """``n`` responses drawn from the fitted model with new random effects and
         residuals (lme4's ``simulate(fit)``); columns ``sim_1 ... sim_n``."""
         from ._simulate import _key, simulate_responses
@@ -264,7 +279,8 @@ class CrossedLMEResult:
         return pd.DataFrame(Y.T, index=self.design.row_index,
                             columns=[f"sim_{i + 1}" for i in range(n)])
 
-    def parametric_bootstrap(self, n_bootstrap: int = 1000, seed: int | None = None,
+    @float64_scope
+    def parametric_bootstrap(self, n_bootstrap: int = 1000, seed: Seed = None,
                              statistic: Callable | None = None, progress: bool | None = None):
         """Refit the model to ``n_bootstrap`` simulated responses in one vectorised,
         compiled call (lme4's ``bootMer(type = "parametric")``); returns a
@@ -275,8 +291,9 @@ class CrossedLMEResult:
 
         return parametric_bootstrap(self, n_bootstrap, seed, statistic, progress=progress)
 
+    @float64_scope
     def cluster_bootstrap(self, n_bootstrap: int = 1000, group: str | None = None,
-                          seed: int | None = None, statistic: Callable | None = None,
+                          seed: Seed = None, statistic: Callable | None = None,
                           progress: bool | None = None):
         """Refit the model to ``n_bootstrap`` resamples of the levels of ``group``
         (default: the first grouping factor), each drawn level a new cluster; all refits
@@ -288,8 +305,9 @@ class CrossedLMEResult:
         return resampled_levels_bootstrap(self, [group], n_bootstrap, seed, statistic,
                                           progress=progress)
 
+    @float64_scope
     def pigeonhole_bootstrap(self, n_bootstrap: int = 1000, groups=None,
-                             seed: int | None = None, statistic: Callable | None = None,
+                             seed: Seed = None, statistic: Callable | None = None,
                              progress: bool | None = None):
         """The pigeonhole bootstrap for crossed designs (Owen 2007): the levels of every
         factor in ``groups`` (default: all) are resampled independently and the model is

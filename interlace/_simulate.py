@@ -20,16 +20,14 @@ import pandas as pd
 
 from ._errors import ModelSpecError
 from ._progress import progress_bar
+from ._seeds import key_from_seed
 from ._theta import lower_factor, tril_index
 
 __all__ = ["simulate_responses", "sdcor_names", "sdcor_values", "BootstrapResult",
            "parametric_bootstrap"]
 
 
-def _key(seed):
-    if seed is None:
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-    return jax.random.key(int(seed))
+_key = key_from_seed  # None, int, numpy Generator/SeedSequence or JAX key: see _seeds
 
 
 def _simulate(key, X, beta, sigma, theta, codes, term_X, *, n: int, ks: tuple,
