@@ -110,7 +110,8 @@ def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: i
         fitted = fitted + np.sum(term.X * b[term.codes], axis=1)
     names = [name for t in terms for name in theta_names(t.factor, t.columns)]
     deviance = float(opt.deviance)
-    converged = bool(opt.converged)
+    converged = bool(opt.converged) and all(  # a NaN never passes as a result
+        np.all(np.isfinite(np.asarray(a))) for a in (est["beta"], est["sigma2"], opt.theta))
     singular = theta_is_singular(theta[diagonal_mask(ks)])
 
     result = CrossedLMEResult(

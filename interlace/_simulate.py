@@ -5,6 +5,12 @@
 ``z ~ N(0, I_k)`` per level and ``e* ~ N(0, sigma^2 I)``. The parametric bootstrap
 refits the model to every simulated response with one ``jax.vmap`` of
 :func:`interlace.fit_arrays` (chunked), warm-started at the fitted ``theta``.
+
+Every vectorised refit in interlace (``fit_many``, the parametric, cluster and pigeonhole
+bootstraps, deletion diagnostics, anova's bootstrap LRT) goes through :func:`refit_all`.
+Under ``vmap`` the dense factorisations of the deviance run as plain JAX operations, not
+as batched LAPACK kernels (:mod:`interlace._linalg`), which on a small CPU thread pool
+could wait on each other forever; so no batch or tail size can deadlock.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
+
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -187,7 +195,20 @@ def bootstrap_result(result, parts, statistic, n_bootstrap: int) -> BootstrapRes
         "sigma": jnp.sqrt(result.scale)}))) if statistic is not None else np.zeros(0))
     estimate = _table(result, result.fe_params.to_numpy()[None], result.theta.to_numpy()[None],
                       np.array([np.sqrt(result.scale)]), est_extra[None]).iloc[0]
+    warn_unconverged(conv, "bootstrap refits")
     return BootstrapResult(replicates=table, converged=conv.astype(bool), estimate=estimate)
+
+
+def warn_unconverged(converged, what: str) -> None:
+    """Warn with the count of ``False`` in ``converged`` (refits that did not converge or
+    gave a non-finite deviance or estimate), if any."""
+    converged = np.asarray(converged, dtype=bool)
+    bad = int(converged.size - np.count_nonzero(converged))
+    if bad:
+        warnings.warn(
+            f"{bad} of {converged.size} {what} did not converge or gave non-finite estimates "
+            "(flagged converged=False); check them before using the results.",
+            UserWarning, stacklevel=3)
 
 
 @partial(jax.jit, static_argnames=("reml", "maxiter", "statistic", "field", "one_by_one"))
@@ -212,10 +233,14 @@ def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y", one_
 
 
 # Tails wider than this are refitted one after another inside the compiled batch
-# (``lax.map``) instead of side by side (``vmap``): their cost is LAPACK work that
-# batching does not share, and batched LAPACK calls on a small CPU thread pool can
-# deadlock (jaxlib 0.10.2: two batched kernels each waiting for the pool's threads).
-_SEQUENTIAL_ABOVE = 64
+# (``lax.map``, each refit with unbatched LAPACK) instead of side by side (``vmap``,
+# plain-JAX factorisations, :mod:`interlace._linalg`). Both are free of batched LAPACK
+# kernels, so neither can deadlock; this is a speed choice. Measured (2 shared cores,
+# fit_many on y ~ x + (1 | g) + (1 | h), steady-state CPU seconds, vmap vs lax.map):
+# t = 43, 64 responses: 0.75 vs 2.02; t = 123, 64: 1.47 vs 2.72; t = 303, 32: 0.75
+# vs 2.06; t = 603, 16: 0.62 vs 1.28. Wider tails (InstEval's 1,145) were not measured
+# and keep lax.map, as before.
+_SEQUENTIAL_ABOVE = 640
 
 
 def sequential(cp) -> bool:
@@ -270,18 +295,26 @@ def _chunk_rows(model, n_bootstrap: int, nobs: int) -> int:
     return chunk if batch is None or chunk < batch else batch * (chunk // batch)
 
 
+# Most refits per vectorised batch of a model with a dense tail. Not a safety limit
+# (batches of any size are safe, module docstring): a batch runs until its slowest
+# member stops, and larger batches did not run faster per refit. Measured (2 shared
+# cores, fit_many of 256 responses, t = 43, steady-state CPU seconds): batches of 64
+# 2.43, of 128 1.85, of 256 1.91.
+_MAX_BATCH = 128
+
+
 def default_batch_size(cp) -> int | None:
     """Refits per vectorised batch: None (all at once) for models small enough for the
-    unrolled factorisations, else at most 128 (see :func:`refit_all`) and no more than
-    fit in about 2 GiB of ``t x t`` temporaries (which binds only below
-    ``_SEQUENTIAL_ABOVE``: wider tails are refitted one at a time)."""
+    unrolled factorisations, else at most ``_MAX_BATCH`` and no more than fit in about
+    2 GiB of ``t x t`` temporaries (which binds only up to ``_SEQUENTIAL_ABOVE``: wider
+    tails are refitted one at a time)."""
     from ._deviance import _SMALL
 
     if cp.t <= _SMALL and cp.k1 <= _SMALL:
         return None
     if sequential(cp):
-        return 128  # one refit's temporaries at a time
-    return int(max(1, min(128, _BATCH_BYTES // (_TAIL_COPIES * 8 * cp.t * cp.t))))
+        return _MAX_BATCH  # one refit's temporaries at a time
+    return int(max(1, min(_MAX_BATCH, _BATCH_BYTES // (_TAIL_COPIES * 8 * cp.t * cp.t))))
 
 
 def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40,
@@ -294,11 +327,11 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     ``first_maxiter`` iterations together, then only the unconverged ones continue,
     warm-started, in a small batch (padded to a power of two to limit recompiles).
     ``bar`` (a progress bar) is advanced as batches finish.
-    Rows go through in batches of ``batch_size``: with jaxlib 0.10.2 on a 2-core CPU,
-    very large batches of models whose matrices go to LAPACK (more than 8 columns in
-    the dense tail) hung XLA's thread pool (1,000 at once did; 128 did not). Models
-    small enough for the unrolled factorisations run in one batch. Large tails get
-    smaller batches so that memory stays bounded (:func:`default_batch_size`).
+    Rows go through in batches of ``batch_size`` (:func:`default_batch_size`: models
+    small enough for the unrolled factorisations in one batch, others in batches whose
+    ``t x t`` temporaries fit in bounded memory). A refit that does not converge, or
+    whose deviance or estimates are not finite, gets ``converged = False``; non-finite
+    ones restart the second pass from ``theta0``.
     """
     rows = _leading(Y)
     if batch_size is None:
@@ -323,7 +356,10 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     if todo.size:
         size = int(2 ** np.ceil(np.log2(max(todo.size, 8))))
         idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
-        again = _fit_batch(model, _take(Y, idx), jnp.asarray(out[1][idx]), P, reml=reml, maxiter=500,
+        start = out[1][idx]
+        start = np.where(np.isfinite(start).all(axis=1, keepdims=True), start,
+                         np.asarray(theta0)[None, :])
+        again = _fit_batch(model, _take(Y, idx), jnp.asarray(start), P, reml=reml, maxiter=500,
                            statistic=statistic, field=field, one_by_one=one_by_one)
         for a, b in zip(out, again):
             a[todo] = np.asarray(b)[: todo.size]
