@@ -11,6 +11,7 @@ user's term order with lme4's layout (:mod:`interlace._theta`), as in
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import jax
@@ -139,6 +140,13 @@ def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | N
     return out
 
 
+@partial(jax.jit, static_argnames=("reml",))
+def _fit_values(model: ModelArrays, *, reml: bool) -> dict:
+    """:func:`fit_arrays` without the implicit step, as one compiled call (op by op, its
+    cross-products dispatched dozens of small compiled operations)."""
+    return fit_arrays(model, reml=reml, implicit=False)
+
+
 def fit_many(formula: str, data: pd.DataFrame, responses, groups=None, method: str = "REML",
              *, batch_size: int | None = None) -> pd.DataFrame:
     """Fit one model per response column, all sharing ``formula``'s design, with one
@@ -168,8 +176,8 @@ def fit_many(formula: str, data: pd.DataFrame, responses, groups=None, method: s
     from ._simulate import _deviance_of, refit_all, warn_unconverged
 
     reml = method == "REML"
-    theta0 = fit_arrays(model.replace(y=jnp.asarray(Y[:, 0])), reml=reml,
-                        implicit=False)["theta"]  # a warm start shared by the batch
+    theta0 = _fit_values(model.replace(y=jnp.asarray(Y[:, 0])),
+                         reml=reml)["theta"]  # a warm start shared by the batch
     beta, theta, sigma, conv, dev = refit_all(model, jnp.asarray(Y.T), theta0, reml=reml,
                                               statistic=_deviance_of, batch_size=batch_size)
     out = {"beta": beta, "theta": theta, "sigma": sigma, "converged": conv,
