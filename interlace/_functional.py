@@ -143,7 +143,8 @@ def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | N
 @partial(jax.jit, static_argnames=("reml",))
 def _fit_values(model: ModelArrays, *, reml: bool) -> dict:
     """:func:`fit_arrays` without the implicit step, as one compiled call (op by op, its
-    cross-products dispatched dozens of small compiled operations)."""
+    cross-products dispatched dozens of small compiled operations; see
+    ``_simulate._hessian``)."""
     return fit_arrays(model, reml=reml, implicit=False)
 
 
