@@ -20,11 +20,13 @@ step as it finishes. If the worker stops making progress (no step finished and a
 CPU used for a while: a deadlock, not a slow step), it is killed and the measurements are
 run again in a new worker with a larger XLA CPU thread pool (environment variable NPROC),
 and both attempts are recorded. With jaxlib 0.10.2 on 2 cores, fit_many's single vmapped
-batch of 1000 deadlocked every time before commit 512ec29 (which batches this model by
-128): native stacks showed batched LAPACK kernels (Cholesky, triangular solve) running
-concurrently, each holding one of the 2 threads of XLA's intra-op pool while it waited for
-sub-tasks queued on that same pool. A small vmapped loop of Cholesky + triangular solves
-reproduces it outside interlace, so this stays as a safety net.
+batch of 1000 deadlocked every time before commit 512ec29 (which batched this model by
+128; batches of 128 hung too on wider tails, issue 16): native stacks showed batched
+LAPACK kernels (Cholesky, triangular solve) running concurrently, each holding one of the
+2 threads of XLA's intra-op pool while it waited for sub-tasks queued on that same pool.
+A small vmapped loop of Cholesky + triangular solves reproduces it outside interlace.
+Since ``interlace._linalg``, vmapped refits factorise with plain JAX operations and
+contain no LAPACK call at all; the detection stays as a safety net.
 """
 
 from __future__ import annotations

@@ -101,7 +101,7 @@ def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
 def _bootstrap_lrt(small, large, n_bootstrap: int, seed) -> float:
     """Parametric-bootstrap p-value of the LR statistic, simulating from ``small``."""
     from ._functional import _arrays_of
-    from ._simulate import _deviance_of, _key, refit_all, simulate_responses
+    from ._simulate import _deviance_of, _key, refit_all, simulate_responses, warn_unconverged
 
     Y = simulate_responses(small, int(n_bootstrap), _key(seed))
     devs = []
@@ -109,6 +109,7 @@ def _bootstrap_lrt(small, large, n_bootstrap: int, seed) -> float:
         model = _arrays_of(m.design)
         out = refit_all(model, Y, jnp.asarray(m.theta.to_numpy()), reml=m.method == "REML",
                         statistic=_deviance_of)
+        warn_unconverged(out[3], "bootstrap refits")
         devs.append(np.asarray(out[4])[:, 0])
     lr_star = devs[0] - devs[1]
     lr = 2 * (large.llf - small.llf)

@@ -48,6 +48,11 @@ the zero triangle of ``L^-1`` (:func:`_weighted_gram`: with ``nb`` blocks
 4 blocks); the inverse is one solve against the identity, or recursive halving (a third
 of the work) for ``t > 2048`` (:func:`tril_inverse`). ``cho_solve(L, I)`` for ``S^-1``
 would cost two full solves.
+
+Every dense factorisation and triangular solve goes through :mod:`interlace._linalg`:
+LAPACK for one matrix, plain JAX operations for a batch (``vmap``-ed refits, the
+per-level blocks of a wide first term), so that no batched LAPACK kernel can wedge
+XLA's CPU thread pool.
 """
 
 from __future__ import annotations
@@ -56,9 +61,8 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
-from jax import lax
-from jax.scipy.linalg import solve_triangular
 
+from . import _linalg as linalg
 from . import _standardize as standardize
 from ._crossprod import CrossProducts
 from ._theta import lower_factor
@@ -108,32 +112,14 @@ def tail_cholesky(S: jnp.ndarray) -> jnp.ndarray:
     triangle is ignored). Differentiable as a function of the symmetric matrix."""
     if S.shape[-1] <= _SMALL:
         return unrolled_cholesky(_symmetric(S))
-    return _lapack_cholesky(S)
+    # The upper triangle in row-major order is the lower triangle of the transpose in
+    # column-major order, LAPACK's: XLA passes the buffer as it is, no transposing copy.
+    return linalg.cholesky(jnp.swapaxes(S, -1, -2))
 
 
 def _symmetric(S: jnp.ndarray) -> jnp.ndarray:
     """The full symmetric matrix of a stored upper triangle."""
     return jnp.triu(S) + jnp.swapaxes(jnp.triu(S, 1), -1, -2)
-
-
-@jax.custom_jvp
-def _lapack_cholesky(S: jnp.ndarray) -> jnp.ndarray:
-    # The upper triangle in row-major order is the lower triangle of the transpose in
-    # column-major order, LAPACK's: XLA passes the buffer as it is, no transposing copy.
-    return lax.linalg.cholesky(jnp.swapaxes(S, -1, -2), symmetrize_input=False)
-
-
-@_lapack_cholesky.defjvp
-def _lapack_cholesky_jvp(primals, tangents):
-    # dL = L Phi(L^-1 dS L^-T), Phi = lower triangle with the diagonal halved, for the
-    # symmetric dS the stored triangle stands for (only second derivatives get here:
-    # first derivatives use the custom VJPs below).
-    (S,), (dS,) = primals, tangents
-    L = _lapack_cholesky(S)
-    X = solve_triangular(L, _symmetric(dS), lower=True)  # L^-1 dS
-    X = solve_triangular(L, jnp.swapaxes(X, -1, -2), lower=True)  # L^-1 dS L^-T
-    phi = jnp.tril(X) - 0.5 * jnp.diag(jnp.diagonal(X))
-    return L, L @ phi
 
 
 def _stored_cotangent(G: jnp.ndarray) -> jnp.ndarray:
@@ -161,7 +147,7 @@ _INVERSE_LEAF = 512
 def tril_inverse(L: jnp.ndarray) -> jnp.ndarray:
     """``L^-1`` of a lower-triangular ``L`` (see ``_INVERSE_DIRECT``)."""
     if L.shape[0] <= _INVERSE_DIRECT:
-        return solve_triangular(L, jnp.eye(L.shape[0], dtype=L.dtype), lower=True)
+        return linalg.tril_inverse(L)
     return _halving_inverse(L)
 
 
@@ -170,11 +156,11 @@ def _halving_inverse(L: jnp.ndarray) -> jnp.ndarray:
     triangular solves with full right-hand sides per level."""
     n = L.shape[0]
     if n <= _INVERSE_LEAF:
-        return solve_triangular(L, jnp.eye(n, dtype=L.dtype), lower=True)
+        return linalg.tril_inverse(L)
     h = n // 2
     A, B, C = L[:h, :h], L[h:, :h], L[h:, h:]
-    BA = lax.linalg.triangular_solve(A, B, left_side=False, lower=True)  # B A^-1
-    off = -lax.linalg.triangular_solve(C, BA, left_side=True, lower=True)
+    BA = linalg.tril_solve(A, B.T, transpose=True).T  # B A^-1 = (A^-T B')'
+    off = -linalg.tril_solve(C, BA)
     top = jnp.concatenate([_halving_inverse(A), jnp.zeros((h, n - h), L.dtype)], axis=1)
     return jnp.concatenate([top, jnp.concatenate([off, _halving_inverse(C)], axis=1)],
                            axis=0)
@@ -275,9 +261,9 @@ def _first_block(theta: jnp.ndarray, cp: CrossProducts):
     if k1 <= _SMALL:
         L1 = unrolled_cholesky(D)
         M = unrolled_tril_inverse(L1) @ T1.T  # L^-1 T1'
-    else:
-        L1 = jnp.linalg.cholesky(D)
-        M = solve_triangular(L1, jnp.broadcast_to(T1.T, D.shape), lower=True)
+    else:  # one factorisation per level: never batched LAPACK (_linalg)
+        L1 = linalg.cholesky(D)
+        M = linalg.tril_solve(L1, jnp.broadcast_to(T1.T, D.shape))
     logd = 2.0 * jnp.sum(jnp.log(jnp.diagonal(L1, axis1=1, axis2=2)), axis=1)
     W = jnp.einsum("lji,ljk->lik", M, M)
     if mult is None:
@@ -418,7 +404,7 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
     T1, _, _ = _first_block(theta, cp)
     L = tail_cholesky(tail_schur(theta, cp))
     # Tail unknowns x = [u_tail; beta] solve S[:-1,:-1] x = S[:-1,-1]: x = L11^-T l21.
-    x = solve_triangular(L[:-1, :-1].T, L[-1, :-1], lower=False)
+    x = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)
     # Lambda_t [u_tail; beta]: the tail BLUPs (beta passes through the identity).
     vals = _lambda_values(theta, cp.lam_theta)
     x_ext = jnp.concatenate([x, jnp.zeros(1, x.dtype)])
@@ -428,11 +414,10 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
     cx = jax.ops.segment_sum(cp.c_val * coef[cp.c_col], cp.c_row, num_segments=cp.q1 * cp.k1)
     rhs = -(cx.reshape(cp.q1, cp.k1) @ T1)  # rows: (T1' r_l)'
     D = jnp.einsum("ji,ljk,km->lim", T1, cp.A1, T1) + jnp.eye(cp.k1)
-    u1 = jnp.linalg.solve(D, rhs[..., None])[..., 0]
+    u1 = _spd_solve(D, rhs)
     nu = n - p if reml else n
     sigma2 = L[-1, -1] ** 2 / nu
-    LX = L[qt:qt + p, qt:qt + p]
-    LXinv = solve_triangular(LX, jnp.eye(p, dtype=LX.dtype), lower=True)
+    LXinv = _small_tril_inverse(L[qt:qt + p, qt:qt + p])
     fe_cov = sigma2 * (LXinv.T @ LXinv)
     # The deviance from the same factor (profiled_deviance, without a second copy of it
     # to compile).
@@ -450,6 +435,21 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
         "fe_cov": _to_user_cov(fe_cov, cp),
         "deviance": deviance + deviance_offset(cp, reml=reml),
     }
+
+
+def _small_tril_inverse(L: jnp.ndarray) -> jnp.ndarray:
+    """``L^-1`` of a lower-triangular ``L`` with few rows (``L_X``, ``p x p``)."""
+    return unrolled_tril_inverse(L) if L.shape[-1] <= _SMALL else linalg.tril_inverse(L)
+
+
+def _spd_solve(D: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
+    """``D_l^-1 rhs_l`` per level for the symmetric positive definite blocks ``D``
+    (``(q, k, k)``, ``rhs`` ``(q, k)``), through their Cholesky factors."""
+    if D.shape[-1] <= _SMALL:
+        Linv = unrolled_tril_inverse(unrolled_cholesky(D))
+    else:
+        Linv = linalg.tril_inverse(linalg.cholesky(D))
+    return jnp.einsum("lji,ljk,lk->li", Linv, Linv, rhs)
 
 
 def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
@@ -475,7 +475,7 @@ def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
     _, log_d1, _ = _first_block(theta, cp)
     L = tail_cholesky(tail_schur(theta, cp))
     logdet_z = log_d1 + _duplication_logdet(theta, cp) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)[:qt]))
-    beta_hat = solve_triangular(L[:-1, :-1].T, L[-1, :-1], lower=False)[qt:]
+    beta_hat = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)[qt:]
     LX = L[qt:qt + p, qt:qt + p]
     excess = jnp.sum((LX.T @ (beta - beta_hat)) ** 2)
     pwrss = L[-1, -1] ** 2 + excess
@@ -507,6 +507,5 @@ def vcov_beta(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts) -> jnp.
     sigma = sigma / _y_scale(cp)
     qt, p = cp.q_tail, cp.p
     L = tail_cholesky(tail_schur(theta, cp))
-    LX = L[qt:qt + p, qt:qt + p]
-    LXinv = solve_triangular(LX, jnp.eye(p, dtype=LX.dtype), lower=True)
+    LXinv = _small_tril_inverse(L[qt:qt + p, qt:qt + p])
     return _to_user_cov(sigma**2 * (LXinv.T @ LXinv), cp)

@@ -114,11 +114,13 @@ def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: i
         fitted = fitted + np.sum(term.X * b[term.codes], axis=1)
     names = [name for t in terms for name in theta_names(t.factor, t.columns)]
     deviance = float(opt.deviance)
-    converged = bool(opt.converged)
+    beta = np.asarray(est["beta"])
+    converged = bool(opt.converged) and bool(  # a NaN never passes as a result
+        np.isfinite(sigma2) and np.all(np.isfinite(beta)) and np.all(np.isfinite(raw)))
     singular = theta_is_singular(theta[diagonal_mask(ks)])
 
     result = CrossedLMEResult(
-        fe_params=pd.Series(np.asarray(est["beta"]), index=fe_index),
+        fe_params=pd.Series(beta, index=fe_index),
         fe_cov=pd.DataFrame(np.asarray(est["fe_cov"]), index=fe_index, columns=fe_index),
         scale=sigma2,
         variance_components=_variance_components(design, theta, sigma2),

@@ -11,6 +11,7 @@ user's term order with lme4's layout (:mod:`interlace._theta`), as in
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Sequence
 
 import jax
@@ -104,7 +105,8 @@ def blups(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> list[
 def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | None = None,
                maxiter: int = 500, implicit: bool = True, precond=None) -> dict:
     """Fit by L-BFGS and return ``beta``, ``theta`` (user order, lme4 signs), ``sigma``,
-    ``deviance``, ``fe_cov`` (``vcov(beta)``) and ``converged``: a pure function of ``model``'s arrays.
+    ``deviance``, ``fe_cov`` (``vcov(beta)``) and ``converged`` (False also when the deviance or
+    an estimate is not finite): a pure function of ``model``'s arrays.
 
     Gradients of the estimates with respect to the data follow the implicit function
     theorem, not the optimiser's iterations: at the optimum ``grad_theta d = 0``, so
@@ -129,14 +131,27 @@ def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | N
         hessian = jax.lax.stop_gradient(jax.jacrev(grad_theta)(theta_star, cp))
         theta = theta_star - jnp.linalg.solve(hessian, grad_theta(theta_star, cp))
     est = estimates(theta, cp, reml=reml)
-    return {
+    out = {
         "beta": est["beta"],
         "theta": _to_user(_normalize_signs(theta, model), model),
         "sigma": jnp.sqrt(est["sigma2"]),
         "deviance": est["deviance"],
         "fe_cov": est["fe_cov"],
-        "converged": opt.converged,
     }
+    # A fit whose deviance or estimates are not finite has not converged, whatever the
+    # optimiser's stopping rule said (a NaN must never pass as a result).
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(out[k]))
+                                for k in ("beta", "theta", "sigma", "deviance")]))
+    out["converged"] = opt.converged & finite
+    return out
+
+
+@partial(jax.jit, static_argnames=("reml",))
+def _fit_values(model: ModelArrays, *, reml: bool) -> dict:
+    """:func:`fit_arrays` without the implicit step, as one compiled call (op by op, its
+    cross-products dispatched dozens of small compiled operations; see
+    ``_simulate._hessian``)."""
+    return fit_arrays(model, reml=reml, implicit=False)
 
 
 @float64_scope
@@ -145,8 +160,8 @@ def fit_many(formula: str, data: pd.DataFrame, responses, groups=None, method: s
     """Fit one model per response column, all sharing ``formula``'s design, with one
     compiled, vectorised call per batch (``jax.vmap`` of :func:`fit_arrays`), warm-started
     and preconditioned at the fit of the first response. ``batch_size`` defaults to all
-    responses for small models, else at most 128 and fewer for large tails (see
-    ``_simulate.default_batch_size``).
+    responses for small models, else at most ``_simulate._MAX_BATCH`` and fewer for large
+    tails (see ``_simulate.default_batch_size``); any batch size is safe.
 
     ``responses`` is an ``(n, B)`` array or DataFrame whose rows align with ``data``
     (rows ``data`` drops for missing values are dropped from it too). Returns a
@@ -166,11 +181,11 @@ def fit_many(formula: str, data: pd.DataFrame, responses, groups=None, method: s
     if not np.all(np.isfinite(Y)):
         raise DataError("responses contain NaN or infinite values in rows the model uses.")
 
-    from ._simulate import _deviance_of, refit_all
+    from ._simulate import _deviance_of, refit_all, warn_unconverged
 
     reml = method == "REML"
-    theta0 = fit_arrays(model.replace(y=jnp.asarray(Y[:, 0])), reml=reml,
-                        implicit=False)["theta"]  # a warm start shared by the batch
+    theta0 = _fit_values(model.replace(y=jnp.asarray(Y[:, 0])),
+                         reml=reml)["theta"]  # a warm start shared by the batch
     beta, theta, sigma, conv, dev = refit_all(model, jnp.asarray(Y.T), theta0, reml=reml,
                                               statistic=_deviance_of, batch_size=batch_size)
     out = {"beta": beta, "theta": theta, "sigma": sigma, "converged": conv,
@@ -181,5 +196,6 @@ def fit_many(formula: str, data: pd.DataFrame, responses, groups=None, method: s
     table["sigma"] = out["sigma"]
     table["deviance"] = out["deviance"]
     table["converged"] = out["converged"]
+    warn_unconverged(out["converged"], "fits")
     return table
 

@@ -73,8 +73,8 @@ def _deletion_sets(result, level) -> tuple[pd.Index, np.ndarray]:
 def _padded(chunk: np.ndarray, model) -> np.ndarray:
     """``chunk`` padded (with deletions of nothing, key -1) to a size that recurs, so
     that row and group deletions of one model share one compiled batch: a multiple of
-    :func:`default_batch_size` for LAPACK-sized tails, else a power of two of at least
-    64 (small refits cost microseconds; a compile costs seconds)."""
+    :func:`default_batch_size` for models with a dense tail, else a power of two of at
+    least 64 (small refits cost microseconds; a compile costs seconds)."""
     from ._simulate import default_batch_size
 
     batch = default_batch_size(model.template)
@@ -93,7 +93,7 @@ def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame
     ``progress``: a progress bar (default: only on an interactive terminal).
     """
     from ._functional import _arrays_of
-    from ._simulate import refit_all
+    from ._simulate import refit_all, warn_unconverged
 
     labels, key = _deletion_sets(result, level)
     d = result.design
@@ -110,6 +110,7 @@ def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame
                                    statistic=_fe_cov_of, field="weights", bar=bar))
     beta, theta, sigma, conv, cov = (np.concatenate([p[i] for p in parts])[:len(targets)]
                                      for i in range(5))
+    warn_unconverged(conv, "deletion refits")
     p = beta.shape[1]
     V = result.fe_cov.to_numpy()
     Vdel = cov.reshape(-1, p, p)

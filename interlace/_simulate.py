@@ -5,10 +5,17 @@
 ``z ~ N(0, I_k)`` per level and ``e* ~ N(0, sigma^2 I)``. The parametric bootstrap
 refits the model to every simulated response with one ``jax.vmap`` of
 :func:`interlace.fit_arrays` (chunked), warm-started at the fitted ``theta``.
+
+Every vectorised refit in interlace (``fit_many``, the parametric, cluster and pigeonhole
+bootstraps, deletion diagnostics, anova's bootstrap LRT) goes through :func:`refit_all`.
+Under ``vmap`` the dense factorisations of the deviance run as plain JAX operations, not
+as batched LAPACK kernels (:mod:`interlace._linalg`), which on a small CPU thread pool
+could wait on each other forever; so no batch or tail size can deadlock.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -185,7 +192,20 @@ def bootstrap_result(result, parts, statistic, n_bootstrap: int) -> BootstrapRes
         "sigma": jnp.sqrt(result.scale)}))) if statistic is not None else np.zeros(0))
     estimate = _table(result, result.fe_params.to_numpy()[None], result.theta.to_numpy()[None],
                       np.array([np.sqrt(result.scale)]), est_extra[None]).iloc[0]
+    warn_unconverged(conv, "bootstrap refits")
     return BootstrapResult(replicates=table, converged=conv.astype(bool), estimate=estimate)
+
+
+def warn_unconverged(converged, what: str) -> None:
+    """Warn with the count of ``False`` in ``converged`` (refits that did not converge or
+    gave a non-finite deviance or estimate), if any."""
+    converged = np.asarray(converged, dtype=bool)
+    bad = int(converged.size - np.count_nonzero(converged))
+    if bad:
+        warnings.warn(
+            f"{bad} of {converged.size} {what} did not converge or gave non-finite estimates "
+            "(flagged converged=False); check them before using the results.",
+            UserWarning, stacklevel=3)
 
 
 @partial(jax.jit, static_argnames=("reml", "maxiter", "statistic", "field", "one_by_one"))
@@ -210,10 +230,14 @@ def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y", one_
 
 
 # Tails wider than this are refitted one after another inside the compiled batch
-# (``lax.map``) instead of side by side (``vmap``): their cost is LAPACK work that
-# batching does not share, and batched LAPACK calls on a small CPU thread pool can
-# deadlock (jaxlib 0.10.2: two batched kernels each waiting for the pool's threads).
-_SEQUENTIAL_ABOVE = 64
+# (``lax.map``, each refit with unbatched LAPACK) instead of side by side (``vmap``,
+# plain-JAX factorisations, :mod:`interlace._linalg`). Both are free of batched LAPACK
+# kernels, so neither can deadlock; this is a speed choice. Measured (2 shared cores,
+# fit_many on y ~ x + (1 | g) + (1 | h), steady-state CPU seconds, vmap vs lax.map):
+# t = 43, 64 responses: 0.75 vs 2.02; t = 123, 64: 1.47 vs 2.72; t = 303, 32: 0.75
+# vs 2.06; t = 603, 16: 0.62 vs 1.28. Wider tails (InstEval's 1,145) were not measured
+# and keep lax.map, as before.
+_SEQUENTIAL_ABOVE = 640
 
 
 def sequential(cp) -> bool:
@@ -225,16 +249,23 @@ def _preconditioner(model, theta0, reml) -> jnp.ndarray:
     """``P`` with ``P' H P ~ I`` for the Hessian ``H`` of the deviance at the fit
     (internal order), so batched refits start well scaled. Eigenvalues are floored at
     1e-8 of the largest so that a flat (boundary) direction cannot blow ``P`` up."""
+    H = _hessian(model, jnp.asarray(theta0), reml=reml)
+    w, V = np.linalg.eigh(np.asarray(0.5 * (H + H.T)))
+    w = np.maximum(w, 1e-8 * max(float(w.max()), 1e-300))
+    return jnp.asarray(V / np.sqrt(w))
+
+
+@partial(jax.jit, static_argnames=("reml",))
+def _hessian(model, theta0, *, reml):
+    """Hessian of the deviance in the internal order at ``theta0`` (user order), as one
+    compiled call: run op by op, it and fit_many's first fit dispatched ~330 small
+    compiled operations (~11 s of a 256-response fit_many on a 40-column tail)."""
     from ._arrays import cross_products_of
     from ._deviance import profiled_deviance
     from ._functional import _to_internal
 
-    cp = cross_products_of(model)
-    th = _to_internal(jnp.asarray(theta0), model)
-    H = jax.jacrev(jax.grad(profiled_deviance))(th, cp, reml=reml)
-    w, V = np.linalg.eigh(np.asarray(0.5 * (H + H.T)))
-    w = np.maximum(w, 1e-8 * max(float(w.max()), 1e-300))
-    return jnp.asarray(V / np.sqrt(w))
+    th = _to_internal(theta0, model)
+    return jax.jacrev(jax.grad(profiled_deviance))(th, cross_products_of(model), reml=reml)
 
 
 def _deviance_of(out):
@@ -268,18 +299,26 @@ def _chunk_rows(model, n_bootstrap: int, nobs: int) -> int:
     return chunk if batch is None or chunk < batch else batch * (chunk // batch)
 
 
+# Most refits per vectorised batch of a model with a dense tail. Not a safety limit
+# (batches of any size are safe, module docstring): a batch runs until its slowest
+# member stops, and larger batches did not run faster per refit. Measured (2 shared
+# cores, fit_many of 256 responses, t = 43, steady-state CPU seconds): batches of 64
+# 2.43, of 128 1.85, of 256 1.91.
+_MAX_BATCH = 128
+
+
 def default_batch_size(cp) -> int | None:
     """Refits per vectorised batch: None (all at once) for models small enough for the
-    unrolled factorisations, else at most 128 (see :func:`refit_all`) and no more than
-    fit in about 2 GiB of ``t x t`` temporaries (which binds only below
-    ``_SEQUENTIAL_ABOVE``: wider tails are refitted one at a time)."""
+    unrolled factorisations, else at most ``_MAX_BATCH`` and no more than fit in about
+    2 GiB of ``t x t`` temporaries (which binds only up to ``_SEQUENTIAL_ABOVE``: wider
+    tails are refitted one at a time)."""
     from ._deviance import _SMALL
 
     if cp.t <= _SMALL and cp.k1 <= _SMALL:
         return None
     if sequential(cp):
-        return 128  # one refit's temporaries at a time
-    return int(max(1, min(128, _BATCH_BYTES // (_TAIL_COPIES * 8 * cp.t * cp.t))))
+        return _MAX_BATCH  # one refit's temporaries at a time
+    return int(max(1, min(_MAX_BATCH, _BATCH_BYTES // (_TAIL_COPIES * 8 * cp.t * cp.t))))
 
 
 def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40,
@@ -292,11 +331,11 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     ``first_maxiter`` iterations together, then only the unconverged ones continue,
     warm-started, in a small batch (padded to a power of two to limit recompiles).
     ``bar`` (a progress bar) is advanced as batches finish.
-    Rows go through in batches of ``batch_size``: with jaxlib 0.10.2 on a 2-core CPU,
-    very large batches of models whose matrices go to LAPACK (more than 8 columns in
-    the dense tail) hung XLA's thread pool (1,000 at once did; 128 did not). Models
-    small enough for the unrolled factorisations run in one batch. Large tails get
-    smaller batches so that memory stays bounded (:func:`default_batch_size`).
+    Rows go through in batches of ``batch_size`` (:func:`default_batch_size`: models
+    small enough for the unrolled factorisations in one batch, others in batches whose
+    ``t x t`` temporaries fit in bounded memory). A refit that does not converge, or
+    whose deviance or estimates are not finite, gets ``converged = False``; non-finite
+    ones restart the second pass from ``theta0``.
     """
     rows = _leading(Y)
     if batch_size is None:
@@ -305,10 +344,18 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     if one_by_one:
         first_maxiter = 500  # one refit at a time: each stops when it converges
     if rows > batch_size:
-        parts = [refit_all(model, _take(Y, slice(i, i + batch_size)), theta0, reml=reml, statistic=statistic,
-                           first_maxiter=first_maxiter, batch_size=batch_size, field=field,
-                           bar=bar)
-                 for i in range(0, rows, batch_size)]
+        # The last, partial batch is padded (with copies of its first row) to the full
+        # size, so that it runs in the batches' compiled call instead of compiling its own.
+        parts = []
+        for i in range(0, rows, batch_size):
+            idx = np.arange(i, min(i + batch_size, rows))
+            idx = np.concatenate([idx, np.full(batch_size - idx.size, i)])
+            part = refit_all(model, _take(Y, idx), theta0, reml=reml, statistic=statistic,
+                             first_maxiter=first_maxiter, batch_size=batch_size, field=field,
+                             bar=None)
+            parts.append([a[:min(batch_size, rows - i)] for a in part])
+            if bar is not None:
+                bar.update(min(batch_size, rows - i))
         return [np.concatenate([p[j] for p in parts]) for j in range(5)]
     B = rows
     theta0 = _off_the_boundary(model, theta0)
@@ -321,7 +368,10 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     if todo.size:
         size = int(2 ** np.ceil(np.log2(max(todo.size, 8))))
         idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
-        again = _fit_batch(model, _take(Y, idx), jnp.asarray(out[1][idx]), P, reml=reml, maxiter=500,
+        start = out[1][idx]
+        start = np.where(np.isfinite(start).all(axis=1, keepdims=True), start,
+                         np.asarray(theta0)[None, :])
+        again = _fit_batch(model, _take(Y, idx), jnp.asarray(start), P, reml=reml, maxiter=500,
                            statistic=statistic, field=field, one_by_one=one_by_one)
         for a, b in zip(out, again):
             a[todo] = np.asarray(b)[: todo.size]
