@@ -11,12 +11,14 @@ forever. Plain operations cannot do that. Which path a call takes is decided by
 ``jax.custom_batching.custom_vmap``: unbatched it runs the LAPACK code, batched it runs
 the rule, so ``jit``, ``grad`` and ``vmap`` of the numerical core compose as before.
 
-The plain code is blocked (Golub & Van Loan, Matrix Computations, 4th ed., alg. 4.2.2,
-left-looking): a ``t x t`` matrix is split into column blocks of ``_BLOCK``; each block
-is updated by one matrix product with the blocks before it, its diagonal block is
-factorised by a column loop (``lax.fori_loop``) and the rest of the block by a product
-with the diagonal block's inverse. So nearly all of the ``t^3 / 3`` multiply-adds run
-as matrix products, and the graph has ``O(t / _BLOCK)`` operations (static shapes).
+The plain code is a blocked, left-looking Cholesky (Golub & Van Loan, Matrix
+Computations, 4th ed., ch. 4): a ``t x t`` matrix is split into column blocks of
+``_BLOCK``; each block is updated by one matrix product with the blocks before it, its
+diagonal block is factorised by a column loop (``lax.fori_loop``) and the rest of the
+block by a product with the diagonal block's inverse. So nearly all of the ``t^3 / 3``
+multiply-adds run as matrix products, ``O(t / _BLOCK)`` of them (static shapes). The
+triangular inverse is blocked the same way, by block rows; a batched triangular solve
+multiplies by that inverse (refits solve once per fit, outside the optimiser's loop).
 
 Derivatives are custom JVPs written with matrix products of the primal factors only
 (``d L = L Phi(L^-1 dA L^-T)``, ``d L^-1 = -L^-1 dL L^-1``, ``d x = L^-1 (db - dL x)``),
@@ -172,7 +174,8 @@ def cholesky(A: jnp.ndarray) -> jnp.ndarray:
 @cholesky.defjvp
 def _cholesky_jvp(primals, tangents):
     # dL = L Phi(L^-1 dA L^-T), Phi = lower triangle with the diagonal halved
-    # (Murray 2016, arXiv:1602.07527, eq. 9), dA the symmetric tangent.
+    # (Murray 2016, Differentiation of the Cholesky decomposition, arXiv:1602.07527),
+    # dA the symmetric tangent.
     (A,), (dA,) = primals, tangents
     L = cholesky(A)
     Linv = tril_inverse(L)
