@@ -51,3 +51,18 @@ def lme4_refs():
         pytest.fail(f"{path} is missing: regenerate it with tests/data/make_lme4_references.R")
     with open(path) as fh:
         return json.load(fh)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_code():
+    """Drop JAX's compiled executables after each test module. Every executable keeps
+    its machine code in memory mappings of its own, and one process that runs the whole
+    suite compiles a few thousand: the process's mappings then pass the kernel's
+    ``vm.max_map_count`` (65,530 here) and XLA aborts in the middle of a compile
+    ("Fatal Python error: Aborted"). Session fixtures keep their results (plain arrays and
+    pandas objects); a module that needs a function again recompiles it, or loads it
+    from the persistent compilation cache."""
+    yield
+    import jax
+
+    jax.clear_caches()
