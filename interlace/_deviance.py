@@ -361,7 +361,7 @@ def deviance_offset(cp: CrossProducts, *, reml: bool) -> jnp.ndarray:
     (``_standardize.deviance_offset``)."""
     if cp.standardization is None:
         return jnp.zeros((), cp.n.dtype)
-    return standardize.deviance_offset(cp.standardization, cp.n, cp.p, reml, xp=jnp)
+    return standardize.deviance_offset(cp.standardization, cp.n, cp.p, reml)
 
 
 def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> jnp.ndarray:
@@ -377,13 +377,13 @@ def profiled_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> j
 def _to_user_beta(beta_s, cp: CrossProducts):
     if cp.standardization is None:
         return beta_s
-    return standardize.back_transform_beta(beta_s, cp.standardization, cp.intercept, xp=jnp)
+    return standardize.back_transform_beta(beta_s, cp.standardization, cp.intercept)
 
 
 def _to_user_cov(cov_s, cp: CrossProducts):
     if cp.standardization is None:
         return cov_s
-    return standardize.back_transform_cov(cov_s, cp.standardization, cp.intercept, xp=jnp)
+    return standardize.back_transform_cov(cov_s, cp.standardization, cp.intercept)
 
 
 def _y_scale(cp: CrossProducts):
@@ -466,7 +466,7 @@ def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
     """
     if cp.standardization is not None:
         std = cp.standardization
-        beta = standardize.to_standardized_beta(beta, std, cp.intercept, xp=jnp)
+        beta = standardize.to_standardized_beta(beta, std, cp.intercept)
         sigma = sigma / std.y_scale
         jacobian = cp.n * jnp.log(std.y_scale)
     else:

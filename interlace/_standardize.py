@@ -25,16 +25,17 @@ A constant error in ``a`` (rounding in the mean of values near 1e9) only shifts
 same stored ``a``: the transformation is exact whatever rounding ``a`` has. Random-term
 columns (``Z``, slopes) are not transformed.
 
-Functions take ``xp`` (numpy or ``jax.numpy``): the numpy path builds the fit's
-cross-products, the JAX path (:func:`interlace._arrays.cross_products_of`) keeps the
+:func:`standardize` takes ``xp`` (numpy or ``jax.numpy``): the numpy path builds the
+fit's cross-products, the JAX path (:func:`interlace._arrays.cross_products_of`) keeps the
 deviance differentiable in the data and lets ``vmap`` standardise every response of a
-batch on its own.
+batch on its own. The maps back are JAX (they run inside the compiled estimates).
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Standardization", "intercept_column", "standardize", "back_transform_beta",
@@ -84,49 +85,40 @@ def standardize(X, y, weights, intercept: int, xp=np):
     return (X - a) / s, (y - ay) / sy, Standardization(a, s, ay, sy)
 
 
-def back_transform_beta(beta_s, std: Standardization, intercept: int, xp=np):
-    """``beta = s_y G beta_s + a_y e_c`` (module docstring)."""
+def back_transform_beta(beta_s, std: Standardization, intercept: int):
+    """``beta = s_y G beta_s + a_y e_c`` (module docstring; JAX arrays)."""
     v = beta_s / std.x_scale
     beta = std.y_scale * v
     if intercept >= 0:
-        corr = std.y_shift - std.y_scale * xp.sum(std.x_shift * v)
-        beta = beta.at[intercept].add(corr) if xp is not np else _add_at(beta, intercept, corr)
+        beta = beta.at[intercept].add(std.y_shift - std.y_scale * jnp.sum(std.x_shift * v))
     return beta
 
 
-def to_standardized_beta(beta, std: Standardization, intercept: int, xp=np):
+def to_standardized_beta(beta, std: Standardization, intercept: int):
     """Inverse of :func:`back_transform_beta`: ``beta_s = G^-1 (beta - a_y e_c) / s_y``
     with ``G^-1 = diag(s) + e_c a'``."""
     v = beta / std.y_scale
     out = std.x_scale * v
     if intercept >= 0:
         v_c = v[intercept] - std.y_shift / std.y_scale
-        corr = v_c + xp.sum(std.x_shift * v) - v[intercept]
-        out = out.at[intercept].add(corr) if xp is not np else _add_at(out, intercept, corr)
+        out = out.at[intercept].add(v_c + jnp.sum(std.x_shift * v) - v[intercept])
     return out
 
 
-def back_transform_cov(cov_s, std: Standardization, intercept: int, xp=np):
+def back_transform_cov(cov_s, std: Standardization, intercept: int):
     """``s_y^2 G cov_s G'`` (rows and columns of ``vcov(beta_s)`` mapped like ``beta``)."""
-    p = cov_s.shape[0]
-    G = xp.diag(1.0 / std.x_scale)
+    G = jnp.diag(1.0 / std.x_scale)
     if intercept >= 0:
-        row = -std.x_shift / std.x_scale
-        G = G.at[intercept].add(row) if xp is not np else G + np.outer(np.eye(p)[intercept], row)
+        G = G.at[intercept].add(-std.x_shift / std.x_scale)
     return std.y_scale**2 * (G @ cov_s @ G.T)
 
 
-def deviance_offset(std: Standardization, n, p: int, reml: bool, xp=np):
+def deviance_offset(std: Standardization, n, p: int, reml: bool):
     """``d - d_s``: ``nu log s_y^2``, plus ``2 sum_j log s_j`` for REML (module
     docstring), with ``nu = n - p`` (REML) or ``n`` (ML)."""
     nu = n - p if reml else n
-    out = 2.0 * nu * xp.log(std.y_scale)
+    out = 2.0 * nu * jnp.log(std.y_scale)
     if reml:
-        out = out + 2.0 * xp.sum(xp.log(std.x_scale))
+        out = out + 2.0 * jnp.sum(jnp.log(std.x_scale))
     return out
 
-
-def _add_at(a: np.ndarray, i: int, value) -> np.ndarray:
-    out = np.array(a, dtype=float, copy=True)
-    out[i] += value
-    return out
