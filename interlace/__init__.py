@@ -37,16 +37,16 @@ def _enable_compilation_cache() -> None:
 _enable_compilation_cache()
 
 from . import datasets  # noqa: E402
-from ._anova import AnovaTable, anova  # noqa: E402
-from ._crossprod import CrossProducts, cross_products  # noqa: E402
-from ._diagnostics import cooks_distance, hlm_resid, leverage, n_influential  # noqa: E402
-from ._deviance import profiled_deviance as _profiled_deviance  # noqa: E402
-from ._precision import PrecisionError, float64_functional  # noqa: E402
+from ._inference.anova import AnovaTable, anova  # noqa: E402
+from ._core.crossprod import CrossProducts, cross_products  # noqa: E402
+from ._diagnostics.residuals import cooks_distance, hlm_resid, leverage, n_influential  # noqa: E402
+from ._core.deviance import profiled_deviance as _profiled_deviance  # noqa: E402
+from ._base.precision import PrecisionError, float64_functional  # noqa: E402
 
 # The pure deviance, checked for float64 arguments (``_precision``); internal code calls
 # ``_deviance.profiled_deviance`` directly.
 profiled_deviance = float64_functional(_profiled_deviance)
-from ._errors import (  # noqa: E402
+from ._base.errors import (  # noqa: E402
     DataError,
     FormulaError,
     InterlaceError,
@@ -54,8 +54,8 @@ from ._errors import (  # noqa: E402
     ModelSpecError,
 )
 from ._fit import fit  # noqa: E402
-from ._influence import hlm_influence  # noqa: E402
-from ._arrays import ModelArrays  # noqa: E402
+from ._diagnostics.influence import hlm_influence  # noqa: E402
+from ._core.arrays import ModelArrays  # noqa: E402
 from ._functional import (  # noqa: E402
     blups,
     deviance,
@@ -65,8 +65,8 @@ from ._functional import (  # noqa: E402
     model_arrays,
 )
 from ._result import CrossedLMEResult  # noqa: E402
-from ._sharding import device_mesh, shard_leading, shard_rows  # noqa: E402
-from ._singular import isSingular  # noqa: E402
+from ._core.sharding import device_mesh, shard_leading, shard_rows  # noqa: E402
+from ._core.singular import isSingular  # noqa: E402
 from ._theta_layout import theta_from_lme4, theta_to_lme4  # noqa: E402
 
 __version__ = "0.1.0"

@@ -14,17 +14,17 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ._crossprod import cross_products
-from ._design import Design, build_design
-from ._deviance import estimates
-from ._errors import DataError, ModelSpecError
-from ._optimize import STOP_MAXITER, STOP_NONFINITE, STOP_REASONS, minimize_deviance
-from ._precision import float64_scope
+from ._core.crossprod import cross_products
+from ._model.design import Design, build_design
+from ._core.deviance import estimates
+from ._base.errors import DataError, ModelSpecError
+from ._core.optimize import STOP_MAXITER, STOP_NONFINITE, STOP_REASONS, minimize_deviance
+from ._base.precision import float64_scope
 from ._result import CrossedLMEResult
-from ._singular import SINGULAR_MESSAGE, theta_is_singular
-from ._standardize import intercept_column, standardize
-from ._start import moment_start
-from ._theta import (
+from ._core.singular import SINGULAR_MESSAGE, theta_is_singular
+from ._core.standardize import intercept_column, standardize
+from ._core.start import moment_start
+from ._core.theta import (
     blocks,
     diagonal_mask,
     normalize_signs,

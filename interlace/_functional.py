@@ -5,7 +5,7 @@ use plain functions of arrays that compose with ``jax.jit``, ``jax.grad`` and
 ``jax.vmap``: the profiled deviance of ``theta``, the full log-likelihood of
 ``(beta, theta, sigma)``, the BLUPs, and :func:`fit_arrays`, a fit whose estimates are
 differentiable in the data by the implicit function theorem. ``theta`` is in the
-user's term order with lme4's layout (:mod:`interlace._theta`), as in
+user's term order with lme4's layout (:mod:`interlace._core.theta`), as in
 ``CrossedLMEResult.theta``.
 """
 
@@ -19,13 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ._arrays import ModelArrays, cross_products_of, model_arrays_from
-from ._design import build_design
-from ._deviance import estimates, log_likelihood, profiled_deviance
-from ._errors import DataError, ModelSpecError
-from ._optimize import minimize_deviance
-from ._precision import float64_functional, float64_scope
-from ._theta import theta_names, to_internal, to_user, tril_index
+from ._core.arrays import ModelArrays, cross_products_of, model_arrays_from
+from ._model.design import build_design
+from ._core.deviance import estimates, log_likelihood, profiled_deviance
+from ._base.errors import DataError, ModelSpecError
+from ._core.optimize import minimize_deviance
+from ._base.precision import float64_functional, float64_scope
+from ._core.theta import theta_names, to_internal, to_user, tril_index
 
 __all__ = ["model_arrays", "deviance", "loglik", "blups", "fit_arrays", "fit_many"]
 
@@ -181,7 +181,7 @@ def fit_many(formula: str, data: pd.DataFrame, responses, groups=None, method: s
     if not np.all(np.isfinite(Y)):
         raise DataError("responses contain NaN or infinite values in rows the model uses.")
 
-    from ._simulate import _deviance_of, refit_all, warn_unconverged
+    from ._core.refit import _deviance_of, refit_all, warn_unconverged
 
     reml = method == "REML"
     theta0 = _fit_values(model.replace(y=jnp.asarray(Y[:, 0])),

@@ -16,13 +16,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ._bootstrap import chunked_replicates, weighted_mean, weighted_median
-from ._design import Design, fixed_matrix_for, match_levels, term_matrix_for
-from ._errors import DataError, MissingColumnError, ModelSpecError
-from ._precision import float64_scope
-from ._seeds import Seed
-from ._singular import theta_is_singular
-from ._theta import diagonal_mask
+from ._inference.response_bootstrap import chunked_replicates, weighted_mean, weighted_median
+from ._model.design import Design, fixed_matrix_for, match_levels, term_matrix_for
+from ._base.errors import DataError, MissingColumnError, ModelSpecError
+from ._base.precision import float64_scope
+from ._base.seeds import Seed
+from ._core.singular import theta_is_singular
+from ._core.theta import diagonal_mask
 
 __all__ = ["CrossedLMEResult"]
 
@@ -236,7 +236,7 @@ class CrossedLMEResult:
             return pd.DataFrame({"Estimate": self.fe_params, "Std. Error": self.fe_bse,
                                  "z value": self.fe_zvalues, "Pr(>|z|)": self.fe_pvalues})
         if ddf == "satterthwaite":
-            from ._satterthwaite import satterthwaite
+            from ._inference.satterthwaite import satterthwaite
 
             return satterthwaite(self)
         raise ModelSpecError(f"ddf must be 'normal' or 'satterthwaite', got {ddf!r}.")
@@ -249,7 +249,7 @@ class CrossedLMEResult:
         variance parameters, as lme4); ``bootstrap``: percentile intervals of a
         parametric bootstrap; ``profile``: profile-likelihood intervals of the ML
         deviance, as lme4 computes them (also for REML fits)."""
-        from ._simulate import sdcor_names
+        from ._core.refit import sdcor_names
 
         names = sdcor_names(self.design.terms)
         if method == "wald":
@@ -261,7 +261,7 @@ class CrossedLMEResult:
             ci = boot.conf_int("percentile", level)
             return ci.loc[names + list(self.fe_params.index)]
         if method == "profile":
-            from ._profile import profile_confint
+            from ._inference.profile import profile_confint
 
             return profile_confint(self, level)
         raise ModelSpecError(f"method must be 'wald', 'bootstrap' or 'profile', got {method!r}.")
@@ -271,7 +271,7 @@ class CrossedLMEResult:
     def simulate(self, n: int = 1, seed: Seed = None) -> pd.DataFrame:
         """``n`` responses drawn from the fitted model with new random effects and
         residuals (lme4's ``simulate(fit)``); columns ``sim_1 ... sim_n``."""
-        from ._simulate import _key, simulate_responses
+        from ._core.refit import _key, simulate_responses
 
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ModelSpecError("n must be a positive integer.")
@@ -287,7 +287,7 @@ class CrossedLMEResult:
         :class:`~interlace._simulate.BootstrapResult` with the replicates, ``se()`` and
         ``conf_int(method="percentile"|"basic")``. ``progress``: a progress bar (default:
         only when standard error is a terminal)."""
-        from ._simulate import parametric_bootstrap
+        from ._core.refit import parametric_bootstrap
 
         return parametric_bootstrap(self, n_bootstrap, seed, statistic, progress=progress)
 
@@ -299,7 +299,7 @@ class CrossedLMEResult:
         (default: the first grouping factor), each drawn level a new cluster; all refits
         in one vectorised call. Returns a ``BootstrapResult`` as
         :meth:`parametric_bootstrap` does."""
-        from ._resample import resampled_levels_bootstrap
+        from ._inference.resample import resampled_levels_bootstrap
 
         group = self.design.factor_names[0] if group is None else group
         return resampled_levels_bootstrap(self, [group], n_bootstrap, seed, statistic,
@@ -313,7 +313,7 @@ class CrossedLMEResult:
         factor in ``groups`` (default: all) are resampled independently and the model is
         refitted to the cells of the drawn levels; vectorised as
         :meth:`cluster_bootstrap`."""
-        from ._resample import resampled_levels_bootstrap
+        from ._inference.resample import resampled_levels_bootstrap
 
         groups = list(self.design.factor_names) if groups is None else groups
         return resampled_levels_bootstrap(self, groups, n_bootstrap, seed, statistic,

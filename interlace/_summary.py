@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._singular import SINGULAR_MESSAGE
+from ._core.singular import SINGULAR_MESSAGE
 
 __all__ = ["format_summary"]
 

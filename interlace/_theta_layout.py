@@ -2,7 +2,7 @@
 
 interlace lays ``theta`` out term by term in the order of the model's random terms
 (the formula's, then ``groups=``), each term's lower triangle column by column
-(:mod:`interlace._theta`). lme4 uses the same layout within a term but reorders the
+(:mod:`interlace._core.theta`). lme4 uses the same layout within a term but reorders the
 terms: ``mkReTrms`` (lme4 ``R/utilities.R``; ``reformulas::mkReTrms`` in lme4 >= 1.1-36)
 takes the number of levels ``nl`` of each term's grouping factor and, when
 ``any(diff(nl) > 0)``, applies ``ord <- rev(order(nl))``: terms by decreasing number of
@@ -28,8 +28,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ._errors import ModelSpecError
-from ._theta import blocks
+from ._base.errors import ModelSpecError
+from ._core.theta import blocks
 
 __all__ = ["lme4_term_order", "theta_to_lme4", "theta_from_lme4"]
 
@@ -46,7 +46,7 @@ def lme4_term_order(nlevels: Sequence[int]) -> tuple[int, ...]:
 
 def _terms_of(model) -> tuple[list[int], list[int], tuple]:
     """Per term, in interlace's order: columns ``k``, number of levels; and theta's names."""
-    from ._arrays import ModelArrays
+    from ._core.arrays import ModelArrays
     from ._result import CrossedLMEResult
 
     if isinstance(model, ModelArrays):

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 import interlace
-from interlace._errors import ModelSpecError
+from interlace._base.errors import ModelSpecError
 
 try:
     import matplotlib.pyplot as plt

@@ -1,7 +1,7 @@
 """Batched factorisations stay off LAPACK (issue 16), and a NaN refit is never converged.
 
 Vectorised refits used to run jaxlib's batched LAPACK kernels, which can deadlock XLA's
-CPU thread pool; :mod:`interlace._linalg` runs plain JAX code for batches instead. The
+CPU thread pool; :mod:`interlace._core.linalg` runs plain JAX code for batches instead. The
 compiled batch of refits must contain no LAPACK custom call at all (checked on the
 lowered HLO text), while one unbatched matrix still goes to LAPACK; both paths must
 agree, in values and derivatives.

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import interlace
-from interlace._crossprod import cross_products
-from interlace._deviance import (
+from interlace._core.crossprod import cross_products
+from interlace._core.deviance import (
     _SMALL,
     cholesky_logdet_parts,
     cholesky_logdiag,
@@ -20,7 +20,7 @@ from interlace._deviance import (
     profiled_deviance,
     tail_schur,
 )
-from interlace._optimize import minimize_deviance
+from interlace._core.optimize import minimize_deviance
 
 from .dense_reference import dense_fit_at
 
@@ -170,7 +170,7 @@ def test_vector_valued_terms_in_first_block_and_tail_match_dense(reml):
     assert cp.order == (0, 1, 2, 3) and not cp.tail_diagonal
     theta_user = np.array([0.8, 0.3, 0.5, 0.6, -0.2, 0.4, 0.7, 0.1, 0.2, 0.5, -0.3, 0.4,
                            0.9])
-    from interlace._theta import to_internal as _to_internal
+    from interlace._core.theta import to_internal as _to_internal
 
     th = jnp.asarray(_to_internal(theta_user, [2, 2, 3, 1], cp.order))
     dev, beta, sigma2, blups = dense_terms_deviance(theta_user, codes, nlev, term_X, X, y,
@@ -200,9 +200,9 @@ def test_heavy_levels_as_dense_rows_give_the_same_deviance(formula, file, groups
     through both cross-product builders: same deviance and gradient (1e-10 relative)."""
     import pandas as pd
 
-    from interlace._arrays import cross_products_of, model_arrays_from
-    from interlace._crossprod import cross_products
-    from interlace._design import build_design
+    from interlace._core.arrays import cross_products_of, model_arrays_from
+    from interlace._core.crossprod import cross_products
+    from interlace._model.design import build_design
 
     from .conftest import DATA
 
@@ -246,7 +246,7 @@ def test_tril_inverse_by_halving_and_the_weighted_gram(n, monkeypatch):
 def test_update_pairs_against_brute_force():
     """Every within-level pair (k2 <= k), sorted by flat index with ties in generation
     order, exactly as a triple loop lists them (the integer-key sort must be stable)."""
-    from interlace._crossprod import update_pairs
+    from interlace._core.crossprod import update_pairs
 
     rng = np.random.default_rng(7)
     t, q = 30, 40

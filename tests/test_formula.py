@@ -11,7 +11,7 @@ import formulaic
 import pytest
 
 from interlace import FormulaError
-from interlace._formula import (
+from interlace._model.formula import (
     ParsedFormula,
     RandomTerm,
     formula_variables,

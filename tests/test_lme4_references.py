@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 import interlace
-from interlace._deviance import estimates
+from interlace._core.deviance import estimates
 
 from .conftest import DATA, fit_quiet
 

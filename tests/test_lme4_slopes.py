@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import interlace
-from interlace._theta import to_internal as _to_internal
+from interlace._core.theta import to_internal as _to_internal
 
 from .conftest import DATA, fit_quiet
 

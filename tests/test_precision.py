@@ -1,4 +1,4 @@
-"""Float64 whatever the process's JAX settings (issue 16, ``interlace._precision``).
+"""Float64 whatever the process's JAX settings (issue 16, ``interlace._base.precision``).
 
 Turning ``jax_enable_x64`` off is process-wide, so those checks run in a fresh Python
 process: it imports interlace (which turns float64 on), fits and evaluates with it on,
@@ -177,14 +177,14 @@ def test_entry_points_are_wrapped_and_documented(name):
     obj = interlace
     for part in name.split("."):
         obj = getattr(obj, part)
-    assert hasattr(obj, "__wrapped__"), f"{name} is not wrapped by interlace._precision"
+    assert hasattr(obj, "__wrapped__"), f"{name} is not wrapped by interlace._base.precision"
     assert "Precision:" in obj.__doc__
     if name in _FUNCTIONAL:
         assert "PrecisionError" in obj.__doc__
 
 
 def test_scope_restores_the_setting_after_an_exception():
-    from interlace._precision import float64_scope
+    from interlace._base.precision import float64_scope
 
     @float64_scope
     def boom():

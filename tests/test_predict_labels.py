@@ -2,7 +2,7 @@
 
 R matches factor levels by their labels (strings): a model fitted with integer subject
 codes predicts for new data that carries the same subjects as strings (``"308"``) or
-floats (``308.0``). interlace compares canonical labels (:func:`interlace._design._label`):
+floats (``308.0``). interlace compares canonical labels (:func:`interlace._model.design._label`):
 ``308``, ``308.0`` and ``"308"`` are one level, ``1.5`` is never ``"1"``. A level not seen
 in the fit gets a BLUP of 0 without a warning (the results page's rule); a missing
 grouping value (NaN / None / pd.NA) gets 0 too, with a ``UserWarning`` that counts the
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from interlace._design import _label, match_levels
+from interlace._model.design import _label, match_levels
 
 from .conftest import PAGE_FORMULA, fit_quiet
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import interlace
-from interlace._progress import progress_bar
+from interlace._base.progress import progress_bar
 
 
 def test_bar_counts_refits_when_asked(page_result, capsys):

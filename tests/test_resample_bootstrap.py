@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import interlace
-from interlace._resample import _Replicates
+from interlace._inference.resample import _Replicates
 
 from .conftest import DATA, PAGE_FORMULA, PAGE_GROUPS, fit_quiet
 
@@ -134,7 +134,7 @@ def test_resampling_errors_name_the_problem(page_result):
 
 def test_one_by_one_refits_equal_vectorised_ones(page_result, monkeypatch):
     """Wide tails are refitted sequentially (lax.map) instead of vmapped: same answers."""
-    import interlace._simulate as sim
+    import interlace._core.refit as sim
 
     together = page_result.pigeonhole_bootstrap(16, seed=5)
     monkeypatch.setattr(sim, "_SEQUENTIAL_ABOVE", 0)  # treat the page's tail as wide

@@ -13,7 +13,7 @@ import pytest
 from scipy.stats import chi2
 
 import interlace
-from interlace._bootstrap import chunked_replicates, weighted_median
+from interlace._inference.response_bootstrap import chunked_replicates, weighted_median
 
 from .conftest import PAGE_GROUPS, fit_quiet
 

@@ -1,6 +1,6 @@
 """Every ``seed=`` accepts None, an integer (Python or numpy), a numpy Generator or
 SeedSequence and a JAX PRNG key, and rejects anything else with a ModelSpecError that
-lists what it accepts (issue 16, ``interlace._seeds``). Reproducibility checks are exact
+lists what it accepts (issue 16, ``interlace._base.seeds``). Reproducibility checks are exact
 (same seed, same replicates)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import interlace
-from interlace._seeds import key_from_seed, rng_from_seed
+from interlace._base.seeds import key_from_seed, rng_from_seed
 
 ACCEPTS = "seed must be None, a non-negative integer, a numpy Generator"
 

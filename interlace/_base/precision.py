@@ -32,7 +32,7 @@ import inspect
 import jax
 import numpy as np
 
-from ._errors import InterlaceError
+from .errors import InterlaceError
 
 __all__ = ["PrecisionError", "float64_scope", "float64_functional", "x64_enabled"]
 
@@ -63,7 +63,7 @@ def _x64_on():
 _SCOPE_NOTE = """
 
     Precision: computes in float64 whatever ``jax_enable_x64`` says: the call runs inside
-    ``jax.enable_x64(True)`` (see :mod:`interlace._precision`)."""
+    ``jax.enable_x64(True)`` (see :mod:`interlace._base.precision`)."""
 
 _FUNCTIONAL_NOTE = """
 

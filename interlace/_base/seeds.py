@@ -28,7 +28,7 @@ from typing import Union
 import jax
 import numpy as np
 
-from ._errors import ModelSpecError
+from .errors import ModelSpecError
 
 __all__ = ["Seed", "key_from_seed", "rng_from_seed"]
 

@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._crossprod import (CrossProducts, cross_products, flat_index, index_array, outer_products,
+from .crossprod import (CrossProducts, cross_products, flat_index, index_array, outer_products,
                          split_update)
-from ._standardize import standardize
+from .standardize import standardize
 
 __all__ = ["ModelArrays", "model_arrays_from", "cross_products_of"]
 

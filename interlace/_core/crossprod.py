@@ -37,9 +37,9 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
-from ._precision import float64_scope
-from ._standardize import Standardization, intercept_column, standardize
-from ._theta import tril_index
+from .._base.precision import float64_scope
+from .standardize import Standardization, intercept_column, standardize
+from .theta import tril_index
 
 __all__ = ["CrossProducts", "cross_products", "flat_index", "index_array", "update_pairs", "outer_products"]
 

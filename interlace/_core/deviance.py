@@ -49,7 +49,7 @@ the zero triangle of ``L^-1`` (:func:`_weighted_gram`: with ``nb`` blocks
 of the work) for ``t > 2048`` (:func:`tril_inverse`). ``cho_solve(L, I)`` for ``S^-1``
 would cost two full solves.
 
-Every dense factorisation and triangular solve goes through :mod:`interlace._linalg`:
+Every dense factorisation and triangular solve goes through :mod:`interlace._core.linalg`:
 LAPACK for one matrix, plain JAX operations for a batch (``vmap``-ed refits, the
 per-level blocks of a wide first term), so that no batched LAPACK kernel can wedge
 XLA's CPU thread pool.
@@ -62,10 +62,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from . import _linalg as linalg
-from . import _standardize as standardize
-from ._crossprod import CrossProducts
-from ._theta import lower_factor
+from . import linalg
+from . import standardize
+from .crossprod import CrossProducts
+from .theta import lower_factor
 
 __all__ = ["cholesky_logdiag", "cholesky_logdet_parts", "tail_cholesky", "tail_schur", "profiled_deviance", "standardized_deviance", "deviance_offset", "estimates",
            "log_likelihood"]

@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import optax
 import optax.tree_utils as otu
 
-from ._crossprod import CrossProducts
-from ._deviance import deviance_offset, standardized_deviance
+from .crossprod import CrossProducts
+from .deviance import deviance_offset, standardized_deviance
 
 __all__ = ["OptimResult", "minimize_deviance", "STOP_REASONS"]
 

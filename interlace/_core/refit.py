@@ -9,7 +9,7 @@ refits the model to every simulated response with one ``jax.vmap`` of
 Every vectorised refit in interlace (``fit_many``, the parametric, cluster and pigeonhole
 bootstraps, deletion diagnostics, anova's bootstrap LRT) goes through :func:`refit_all`.
 Under ``vmap`` the dense factorisations of the deviance run as plain JAX operations, not
-as batched LAPACK kernels (:mod:`interlace._linalg`), which on a small CPU thread pool
+as batched LAPACK kernels (:mod:`interlace._core.linalg`), which on a small CPU thread pool
 could wait on each other forever; so no batch or tail size can deadlock.
 """
 
@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ._errors import ModelSpecError
-from ._progress import progress_bar
-from ._seeds import key_from_seed
-from ._theta import lower_factor, tril_index
+from .._base.errors import ModelSpecError
+from .._base.progress import progress_bar
+from .._base.seeds import key_from_seed
+from .theta import lower_factor, tril_index
 
 __all__ = ["simulate_responses", "sdcor_names", "sdcor_values", "BootstrapResult",
            "parametric_bootstrap"]
@@ -152,9 +152,9 @@ def parametric_bootstrap(result, n_bootstrap: int = 1000, seed=None,
 
     ``statistic(params) -> array`` is JAX-traceable; ``params`` has ``beta``, ``theta``,
     ``sigma`` of one refit. Chunks keep ``chunk_size x nobs`` simulated values in memory
-    (default: about 2^22 numbers). ``progress``: see :mod:`interlace._progress`.
+    (default: about 2^22 numbers). ``progress``: see :mod:`interlace._base.progress`.
     """
-    from ._functional import _arrays_of
+    from .._functional import _arrays_of
 
     if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
         raise ModelSpecError("n_bootstrap must be an integer of at least 2.")
@@ -213,7 +213,7 @@ def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y", one_
     """Refit ``model`` with each row of ``Y`` as its ``field`` (``"y"``: a response,
     ``"weights"``: row weights; a tuple of names with a tuple ``Y`` replaces several
     leaves) from the matching row of ``Theta0``."""
-    from ._functional import fit_arrays
+    from .._functional import fit_arrays
 
     names = (field,) if isinstance(field, str) else field
 
@@ -231,7 +231,7 @@ def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y", one_
 
 # Tails wider than this are refitted one after another inside the compiled batch
 # (``lax.map``, each refit with unbatched LAPACK) instead of side by side (``vmap``,
-# plain-JAX factorisations, :mod:`interlace._linalg`). Both are free of batched LAPACK
+# plain-JAX factorisations, :mod:`interlace._core.linalg`). Both are free of batched LAPACK
 # kernels, so neither can deadlock; this is a speed choice. Measured (2 shared cores,
 # fit_many on y ~ x + (1 | g) + (1 | h), steady-state CPU seconds, vmap vs lax.map):
 # t = 43, 64 responses: 0.75 vs 2.02; t = 123, 64: 1.47 vs 2.72; t = 303, 32: 0.75
@@ -260,9 +260,9 @@ def _hessian(model, theta0, *, reml):
     """Hessian of the deviance in the internal order at ``theta0`` (user order), as one
     compiled call: run op by op, it and fit_many's first fit dispatched ~330 small
     compiled operations (~11 s of a 256-response fit_many on a 40-column tail)."""
-    from ._arrays import cross_products_of
-    from ._deviance import profiled_deviance
-    from ._functional import _to_internal
+    from .arrays import cross_products_of
+    from .deviance import profiled_deviance
+    from .._functional import _to_internal
 
     th = _to_internal(theta0, model)
     return jax.jacrev(jax.grad(profiled_deviance))(th, cross_products_of(model), reml=reml)
@@ -277,8 +277,8 @@ def _off_the_boundary(model, theta0, floor: float = 0.1) -> jnp.ndarray:
     """A warm start with every diagonal ``theta`` at least ``floor``: the deviance is even
     in each diagonal entry, so ``theta_j = 0`` is a stationary point that L-BFGS cannot
     leave, and a start on the boundary (a singular fit) would pin every refit there."""
-    from ._functional import _user_ks
-    from ._theta import diagonal_mask
+    from .._functional import _user_ks
+    from .theta import diagonal_mask
 
     diag = jnp.asarray(diagonal_mask(_user_ks(model)))
     theta0 = jnp.asarray(theta0)
@@ -312,7 +312,7 @@ def default_batch_size(cp) -> int | None:
     unrolled factorisations, else at most ``_MAX_BATCH`` and no more than fit in about
     2 GiB of ``t x t`` temporaries (which binds only up to ``_SEQUENTIAL_ABOVE``: wider
     tails are refitted one at a time)."""
-    from ._deviance import _SMALL
+    from .deviance import _SMALL
 
     if cp.t <= _SMALL and cp.k1 <= _SMALL:
         return None

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._arrays import ModelArrays
+from .arrays import ModelArrays
 
 __all__ = ["device_mesh", "shard_rows", "shard_leading"]
 

@@ -26,7 +26,7 @@ def isSingular(result, tol: float = 1e-4) -> bool:  # noqa: N802 (lme4's name)
     simplifying the random effects, or keep them for design reasons; inference about
     such a variance (e.g. Wald intervals) is unreliable at the boundary.
     """
-    from ._theta import diagonal_mask
+    from .theta import diagonal_mask
 
     mask = diagonal_mask([t.k for t in result.design.terms])
     return theta_is_singular(result.theta.to_numpy()[mask], tol)

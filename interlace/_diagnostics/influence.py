@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ._errors import ModelSpecError
-from ._precision import float64_scope
-from ._progress import progress_bar
-from ._simulate import _labels, term_covariances
-from ._theta import tril_index
+from .._base.errors import ModelSpecError
+from .._base.precision import float64_scope
+from .._base.progress import progress_bar
+from .._core.refit import _labels, term_covariances
+from .._core.theta import tril_index
 
 __all__ = ["hlm_influence", "variance_component_names", "variance_component_values"]
 
@@ -75,7 +75,7 @@ def _padded(chunk: np.ndarray, model) -> np.ndarray:
     that row and group deletions of one model share one compiled batch: a multiple of
     :func:`default_batch_size` for models with a dense tail, else a power of two of at
     least 64 (small refits cost microseconds; a compile costs seconds)."""
-    from ._simulate import default_batch_size
+    from .._core.refit import default_batch_size
 
     batch = default_batch_size(model.template)
     size = (batch * -(-chunk.size // batch) if batch is not None
@@ -92,8 +92,8 @@ def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame
     ``converged`` (the refit's flag). Each refit uses the fit's method (REML or ML).
     ``progress``: a progress bar (default: only on an interactive terminal).
     """
-    from ._functional import _arrays_of
-    from ._simulate import refit_all, warn_unconverged
+    from .._functional import _arrays_of
+    from .._core.refit import refit_all, warn_unconverged
 
     labels, key = _deletion_sets(result, level)
     d = result.design

@@ -34,9 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from ._crossprod import CrossProducts, cross_products
-from ._deviance import _first_block, _lambda_values, tail_cholesky, tail_schur
-from ._theta import lower_factor, to_internal
+from .._core.crossprod import CrossProducts, cross_products
+from .._core.deviance import _first_block, _lambda_values, tail_cholesky, tail_schur
+from .._core.theta import lower_factor, to_internal
 
 __all__ = ["RowLeverage", "row_leverage", "blup_condvar"]
 

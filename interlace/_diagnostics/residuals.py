@@ -1,8 +1,8 @@
 """Residuals, leverage and one-step Cook's distance (the pandas edge of diagnostics).
 
-The numbers come from :mod:`interlace._leverage` (hat diagonal, marginal residual
+The numbers come from :mod:`interlace._diagnostics.leverage` (hat diagonal, marginal residual
 variances, conditional variances of the BLUPs); exact deletion diagnostics are in
-:mod:`interlace._influence`. Notation: ``e = y - X beta_hat - Z b_hat`` (conditional
+:mod:`interlace._diagnostics.influence`. Notation: ``e = y - X beta_hat - Z b_hat`` (conditional
 residuals), ``r = y - X beta_hat`` (marginal), ``h_i`` the diagonal of the conditional hat
 matrix, ``sigma^2`` the residual variance, ``p`` the number of fixed effects.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._errors import ModelSpecError
-from ._leverage import blup_condvar, row_leverage
-from ._precision import float64_scope
+from .._base.errors import ModelSpecError
+from .leverage import blup_condvar, row_leverage
+from .._base.precision import float64_scope
 
 __all__ = ["hlm_resid", "leverage", "cooks_distance", "n_influential"]
 

@@ -19,9 +19,9 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ._errors import ModelSpecError
-from ._precision import float64_scope
-from ._seeds import Seed, key_from_seed
+from .._base.errors import ModelSpecError
+from .._base.precision import float64_scope
+from .._base.seeds import Seed, key_from_seed
 
 __all__ = ["AnovaTable", "anova"]
 
@@ -45,7 +45,7 @@ class AnovaTable:
 
 
 def _ml(result):
-    from ._fit import fit_design
+    from .._fit import fit_design
 
     if result.method == "ML":
         return result
@@ -58,7 +58,7 @@ def _ml(result):
 def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
           seed: Seed = None) -> AnovaTable:
     """Compare nested models fitted to the same data (lme4's ``anova``). ``seed`` (for
-    ``n_bootstrap``): see :mod:`interlace._seeds`."""
+    ``n_bootstrap``): see :mod:`interlace._base.seeds`."""
     if n_bootstrap:
         seed = key_from_seed(seed)  # a bad seed fails before the refits
     if len(models) < 2:
@@ -100,8 +100,8 @@ def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
 
 def _bootstrap_lrt(small, large, n_bootstrap: int, seed) -> float:
     """Parametric-bootstrap p-value of the LR statistic, simulating from ``small``."""
-    from ._functional import _arrays_of
-    from ._simulate import _deviance_of, _key, refit_all, simulate_responses, warn_unconverged
+    from .._functional import _arrays_of
+    from .._core.refit import _deviance_of, _key, refit_all, simulate_responses, warn_unconverged
 
     Y = simulate_responses(small, int(n_bootstrap), _key(seed))
     devs = []

@@ -23,8 +23,8 @@ import numpy as np
 import optax
 import pandas as pd
 
-from ._deviance import deviance_varpar, unrolled_cholesky
-from ._theta import tril_index
+from .._core.deviance import deviance_varpar, unrolled_cholesky
+from .._core.theta import tril_index
 
 __all__ = ["profile_confint"]
 
@@ -84,9 +84,9 @@ def _minimize(f, x0, maxiter=300):
 
 def profile_confint(result, level: float = 0.95) -> pd.DataFrame:
     """Profile intervals for ``sd_*``, ``cor_*``, ``sigma`` and the fixed effects."""
-    from ._fit import fit_design
-    from ._functional import _arrays_of, _to_internal
-    from ._simulate import sdcor_names, sdcor_values
+    from .._fit import fit_design
+    from .._functional import _arrays_of, _to_internal
+    from .._core.refit import sdcor_names, sdcor_values
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -161,9 +161,9 @@ def _root(zeta, est: float, target: float, bound: float) -> float:
 
 def _fixed_effect_interval(ml, j: int, zq: float, d_min: float) -> tuple[float, float]:
     """ML fit with ``beta_j`` fixed: offset ``v x_j``, column ``j`` dropped."""
-    from ._arrays import cross_products_of, model_arrays_from
-    from ._functional import _to_internal
-    from ._optimize import minimize_deviance
+    from .._core.arrays import cross_products_of, model_arrays_from
+    from .._functional import _to_internal
+    from .._core.optimize import minimize_deviance
 
     d = ml.design
     X = np.delete(d.X, j, axis=1)

@@ -22,9 +22,9 @@ from typing import Callable, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import ModelSpecError
-from ._progress import progress_bar
-from ._seeds import rng_from_seed
+from .._base.errors import ModelSpecError
+from .._base.progress import progress_bar
+from .._base.seeds import rng_from_seed
 
 __all__ = ["resampled_levels_bootstrap"]
 
@@ -71,7 +71,7 @@ class _Replicates:
     the model's arrays into those of the resampled data (module docstring)."""
 
     def __init__(self, result, factors: Sequence[str]):
-        from ._functional import _arrays_of
+        from .._functional import _arrays_of
 
         d = result.design
         base = _arrays_of(d)
@@ -109,7 +109,7 @@ def resampled_levels_bootstrap(result, factors: Sequence[str], n_bootstrap: int 
                                chunk_size: int | None = None, progress: bool | None = None):
     """Refit ``result``'s model to ``n_bootstrap`` resamples of the levels of ``factors``
     (module docstring); returns a :class:`BootstrapResult` like the parametric one."""
-    from ._simulate import _chunk_rows, bootstrap_result, refit_all
+    from .._core.refit import _chunk_rows, bootstrap_result, refit_all
 
     if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
         raise ModelSpecError("n_bootstrap must be an integer of at least 2.")

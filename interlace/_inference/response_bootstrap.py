@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._seeds import key_from_seed
+from .._base.seeds import key_from_seed
 
 __all__ = [
     "weighted_median",

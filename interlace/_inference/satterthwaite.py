@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ._deviance import deviance_varpar, vcov_beta
+from .._core.deviance import deviance_varpar, vcov_beta
 
 __all__ = ["satterthwaite"]
 
@@ -25,7 +25,7 @@ __all__ = ["satterthwaite"]
 def satterthwaite(result) -> pd.DataFrame:
     """Estimate, Std. Error, df, t value and Pr(>|t|) per fixed effect (lmerTest's
     ``summary`` table) for a fitted :class:`CrossedLMEResult`."""
-    from ._functional import _arrays_of, _to_internal
+    from .._functional import _arrays_of, _to_internal
 
     model = _arrays_of(result.design)
     cp = model.template

@@ -29,9 +29,9 @@ import formulaic
 import numpy as np
 import pandas as pd
 
-from ._errors import DataError, FormulaError, MissingColumnError, ModelSpecError
-from ._formula import ParsedFormula, RandomTerm, formula_variables, parse_formula
-from ._standardize import intercept_column
+from .._base.errors import DataError, FormulaError, MissingColumnError, ModelSpecError
+from .formula import ParsedFormula, RandomTerm, formula_variables, parse_formula
+from .._core.standardize import intercept_column
 
 __all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for",
            "level_labels", "match_levels"]

@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import FormulaError
+from .._base.errors import FormulaError
 
 __all__ = ["RandomTerm", "ParsedFormula", "parse_formula", "parse_random_term",
            "formula_variables"]

@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 
 import interlace
-from interlace._arrays import cross_products_of
-from interlace._bootstrap import resample_weights, weighted_median
+from interlace._core.arrays import cross_products_of
+from interlace._inference.response_bootstrap import resample_weights, weighted_median
 
 warnings.simplefilter("ignore")
 df = interlace.datasets.exam_scores(n=302)  # not a multiple of 4: exercises the padding
