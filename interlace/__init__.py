@@ -4,6 +4,60 @@
 >>> df = interlace.datasets.exam_scores()
 >>> result = interlace.fit("score ~ hours_studied + prior_gpa", data=df,
 ...                        groups=["student_id", "school_id"])   # doctest: +SKIP
+
+Package map
+-----------
+Layers import downward only (``tests/test_layout.py`` checks it); the package root is
+the public surface and may use every layer.
+
+``_base/`` (no numerics):
+    ``errors`` exception classes; ``precision`` float64 scopes; ``seeds`` seeds to JAX keys
+    and numpy generators; ``checks`` shared argument checks; ``progress`` progress bars.
+``_core/`` (JAX and numpy only, no pandas):
+    ``theta`` layout of the covariance parameters and ``T`` from ``theta``;
+    ``linalg`` Cholesky and triangular solves with their derivative and batching rules;
+    ``standardize`` centring and scaling of y and X; ``crossprod`` one pass over the rows
+    to the cross-products; ``arrays`` the model's row data as a pytree and the
+    cross-products as a JAX function of it; ``deviance`` the profiled deviance and the
+    estimates at ``theta``; ``start`` starting values; ``optimize`` L-BFGS over
+    ``theta``; ``fitting`` one fit of a model's arrays; ``refit`` the batched refit
+    engine; ``simulate`` responses drawn from the model; ``sharding`` rows across
+    devices; ``singular`` the boundary rule.
+``_model/`` (the pandas edge, inbound):
+    ``formula`` lme4 random terms split off the formula; ``design`` validated arrays and
+    labels of a model; ``estimate`` fitting a design to a ``ModelFit`` record;
+    ``varcorr`` variance components, sd/cor and their lme4 names; ``theta_layout``
+    ``theta`` in lme4's term order.
+``_inference/`` (reads a ``ModelFit``):
+    ``parametric`` simulation and the parametric bootstrap; ``resample`` cluster and
+    pigeonhole refit bootstraps; ``replicates`` the bootstrap result table;
+    ``response_bootstrap`` bootstrap of a statistic of the response; ``profile``
+    profile-likelihood intervals; ``satterthwaite`` t-tests with Satterthwaite df;
+    ``anova`` likelihood-ratio tests.
+``_diagnostics/``:
+    ``residuals`` residuals, leverage and Cook's distance; ``leverage`` the hat diagonal
+    and conditional variances of the BLUPs; ``influence`` exact deletion diagnostics.
+root (public):
+    ``_fit`` ``fit``; ``_result`` ``CrossedLMEResult`` (pandas view of a ``ModelFit``);
+    ``_summary`` the text summary; ``_functional`` the JAX-native layer (``model_arrays``,
+    ``deviance``, ``fit_arrays``, ``fit_many``, ...); ``datasets``; ``plots``.
+
+From lme4
+---------
+=====================  ==========================================================
+lme4                   interlace
+=====================  ==========================================================
+``lFormula``           ``_model.design.build_design`` (a ``Design``)
+``mkLmerDevfun``       ``_core.deviance.profiled_deviance`` / ``interlace.deviance``
+``optimizeLmer``       ``_core.optimize.minimize_deviance``
+``mkMerMod``           ``CrossedLMEResult.from_fit``
+``lmer``               ``interlace.fit``
+``refit``              ``interlace.fit_many``; ``_core.refit.refit_all``
+``refitML``            ``_model.estimate.fit_design(design, "ML")``
+``bootMer``            ``result.parametric_bootstrap`` / ``cluster_bootstrap``
+``simulate``           ``result.simulate``
+``getME(, "theta")``   ``result.theta_lme4``
+=====================  ==========================================================
 """
 
 import jax as _jax
@@ -37,15 +91,6 @@ def _enable_compilation_cache() -> None:
 _enable_compilation_cache()
 
 from . import datasets  # noqa: E402
-from ._inference.anova import AnovaTable, anova  # noqa: E402
-from ._core.crossprod import CrossProducts, cross_products  # noqa: E402
-from ._diagnostics.residuals import cooks_distance, hlm_resid, leverage, n_influential  # noqa: E402
-from ._core.deviance import profiled_deviance as _profiled_deviance  # noqa: E402
-from ._base.precision import PrecisionError, float64_functional  # noqa: E402
-
-# The pure deviance, checked for float64 arguments (``_precision``); internal code calls
-# ``_deviance.profiled_deviance`` directly.
-profiled_deviance = float64_functional(_profiled_deviance)
 from ._base.errors import (  # noqa: E402
     DataError,
     FormulaError,
@@ -53,10 +98,16 @@ from ._base.errors import (  # noqa: E402
     MissingColumnError,
     ModelSpecError,
 )
-from ._fit import fit  # noqa: E402
-from ._diagnostics.influence import hlm_influence  # noqa: E402
+from ._base.precision import PrecisionError, float64_functional  # noqa: E402
 from ._core.arrays import ModelArrays  # noqa: E402
+from ._core.crossprod import CrossProducts, cross_products  # noqa: E402
+from ._core.deviance import profiled_deviance as _profiled_deviance  # noqa: E402
+from ._core.sharding import device_mesh, shard_leading, shard_rows  # noqa: E402
+from ._diagnostics.influence import hlm_influence  # noqa: E402
+from ._diagnostics.residuals import cooks_distance, hlm_resid, leverage, n_influential  # noqa: E402
+from ._fit import fit  # noqa: E402
 from ._functional import (  # noqa: E402
+    ArrayFit,
     blups,
     deviance,
     fit_arrays,
@@ -64,10 +115,14 @@ from ._functional import (  # noqa: E402
     loglik,
     model_arrays,
 )
-from ._result import CrossedLMEResult  # noqa: E402
-from ._core.sharding import device_mesh, shard_leading, shard_rows  # noqa: E402
-from ._core.singular import isSingular  # noqa: E402
-from ._theta_layout import theta_from_lme4, theta_to_lme4  # noqa: E402
+from ._inference.anova import AnovaTable, anova  # noqa: E402
+from ._inference.replicates import BootstrapResult  # noqa: E402
+from ._model.theta_layout import theta_from_lme4, theta_to_lme4  # noqa: E402
+from ._result import CrossedLMEResult, isSingular  # noqa: E402
+
+# The pure deviance, checked for float64 arguments (``_base.precision``); internal code
+# calls ``_core.deviance.profiled_deviance`` directly.
+profiled_deviance = float64_functional(_profiled_deviance)
 
 __version__ = "0.1.0"
 
@@ -91,6 +146,8 @@ __all__ = [
     "blups",
     "fit_arrays",
     "fit_many",
+    "ArrayFit",
+    "BootstrapResult",
     "theta_from_lme4",
     "theta_to_lme4",
     "device_mesh",

@@ -8,7 +8,6 @@ convention; ``conf_int(level)`` gives intervals with the exact normal quantile).
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -16,22 +15,32 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ._inference.response_bootstrap import chunked_replicates, weighted_mean, weighted_median
-from ._model.design import Design, fixed_matrix_for, match_levels, term_matrix_for
+from ._base.checks import check_level, check_n_bootstrap, check_positive_int
 from ._base.errors import DataError, MissingColumnError, ModelSpecError
 from ._base.precision import float64_scope
-from ._base.seeds import Seed
+from ._base.seeds import Seed, key_from_seed
 from ._core.singular import theta_is_singular
 from ._core.theta import diagonal_mask
+from ._inference.parametric import BootstrapResult, parametric_bootstrap, simulate_from
+from ._inference.profile import profile_confint
+from ._inference.resample import resampled_levels_bootstrap
+from ._inference.response_bootstrap import chunked_replicates, weighted_mean, weighted_median
+from ._inference.satterthwaite import satterthwaite
+from ._model.design import Design, fixed_matrix_for, match_levels, term_matrix_for
+from ._model.estimate import ModelFit, fit_design
+from ._model.theta_layout import theta_to_lme4
+from ._model.varcorr import sdcor_names, term_covariances
+from ._summary import format_summary
 
-__all__ = ["CrossedLMEResult"]
+__all__ = ["CrossedLMEResult", "isSingular"]
 
 _STATISTICS = {"median": weighted_median, "mean": weighted_mean}
 
 
 @dataclass(frozen=True, repr=False)
 class CrossedLMEResult:
-    """A fitted linear mixed model with crossed random intercepts.
+    """A fitted linear mixed model with crossed or nested random effects (intercepts and
+    slopes), as :func:`interlace.fit` returns it.
 
     Attributes follow the results page: ``fe_params``, ``fe_bse``, ``fe_pvalues``,
     ``fe_conf_int``, ``fe_cov``, ``variance_components``, ``scale``, ``random_effects``,
@@ -43,7 +52,9 @@ class CrossedLMEResult:
     ``n_iterations``, ``n_evaluations``, ``stop_reason`` (why the optimiser stopped:
     ``"gradient small"``, ``"deviance stopped changing"``, ``"maximum iterations"`` or
     ``"non-finite deviance"``) and ``grad_theta`` (the deviance's gradient in ``theta``
-    at the optimum, a convergence check).
+    at the optimum, a convergence check). ``model_fit`` is the numeric record underneath
+    (:class:`~interlace._model.estimate.ModelFit`: arrays, design, cross-products), which
+    bootstraps, profiles and diagnostics reuse.
     """
 
     fe_params: pd.Series
@@ -63,8 +74,51 @@ class CrossedLMEResult:
     stop_reason: str  # why the optimiser stopped: "gradient small", "maximum iterations", ...
     grad_theta: pd.Series
     formula: str
-    design: Design = field(compare=False)
-    term_blups: tuple = field(compare=False, default=())  # per term, (levels, k) arrays
+    model_fit: ModelFit = field(compare=False)
+
+    @classmethod
+    def from_fit(cls, fit: ModelFit) -> "CrossedLMEResult":
+        """The pandas view of a :class:`ModelFit` (lme4's ``mkMerMod``)."""
+        design = fit.design
+        fe_index = pd.Index(design.fe_names)
+        names = pd.Index(fit.theta_names)
+        return cls(
+            fe_params=pd.Series(fit.beta, index=fe_index),
+            fe_cov=pd.DataFrame(fit.fe_cov, index=fe_index, columns=fe_index),
+            scale=fit.sigma2,
+            variance_components=_variance_components(design, fit.theta, fit.sigma2),
+            random_effects=_random_effects(design, fit.blups),
+            fittedvalues=pd.Series(fit.fitted, index=design.row_index, name="fittedvalues"),
+            resid=pd.Series(design.y - fit.fitted, index=design.row_index, name="resid"),
+            theta=pd.Series(fit.theta, index=names, name="theta"),
+            deviance=fit.deviance,
+            llf=fit.llf,
+            method=fit.method,
+            converged=fit.converged,
+            n_iterations=fit.n_iterations,
+            n_evaluations=fit.n_evaluations,
+            stop_reason=fit.stop_reason,
+            grad_theta=pd.Series(fit.grad, index=names, name="grad_theta"),
+            formula=design.formula,
+            model_fit=fit,
+        )
+
+    @property
+    def design(self) -> Design:
+        """The model's design (arrays, term structure, level labels)."""
+        return self.model_fit.design
+
+    @property
+    def term_blups(self) -> tuple:
+        """Per random term, its BLUPs as a ``(levels, k)`` array."""
+        return self.model_fit.blups
+
+    def _ml_fit(self) -> ModelFit:
+        """This model fitted by ML (itself if it was): likelihood-ratio tests and profiles
+        compare ML deviances, as lme4's ``refitML``."""
+        if self.method == "ML":
+            return self.model_fit
+        return fit_design(self.design, "ML", warn=False)
 
     # --- fixed-effect inference (normal approximation) --------------------------------
     @property
@@ -91,9 +145,7 @@ class CrossedLMEResult:
     def conf_int(self, level: float = 0.95) -> pd.DataFrame:
         """Wald intervals at ``level`` with the exact quantile ``z = Phi^-1((1+level)/2)``
         (as lme4's ``confint(fit, method = "Wald")``)."""
-        if not 0 < level < 1:
-            raise ModelSpecError(f"level must be between 0 and 1, got {level!r}.")
-        a = (1 - level) / 2
+        a = (1 - check_level(level)) / 2
         from scipy.special import ndtri
 
         return self._wald(float(ndtri(1 - a)), f"{100 * a:g} %", f"{100 * (1 - a):g} %")
@@ -114,30 +166,27 @@ class CrossedLMEResult:
     @property
     def df_modelwc(self) -> int:
         """Number of estimated parameters ``k``: fixed effects, variances, residual."""
-        return len(self.fe_params) + len(self.theta) + 1
+        return self.model_fit.n_params
 
     @property
     def aic(self) -> float:
         """``-2 llf + 2 k`` (Akaike 1974)."""
-        return -2.0 * self.llf + 2.0 * self.df_modelwc
+        return self.model_fit.aic
 
     @property
     def bic(self) -> float:
         """``-2 llf + k log(n)`` (Schwarz 1978)."""
-        return -2.0 * self.llf + self.df_modelwc * math.log(self.nobs)
+        return self.model_fit.bic
 
     @property
     def is_singular(self) -> bool:
         """lme4's rule: a diagonal ``theta`` (a relative sd) below 1e-4."""
-        mask = diagonal_mask([t.k for t in self.design.terms])
-        return theta_is_singular(self.theta.to_numpy()[mask])
+        return self.model_fit.is_singular
 
     @property
     def theta_lme4(self) -> pd.Series:
         """``theta`` in lme4's term order, as ``getME(fit, "theta")`` (lme4's names):
         :func:`interlace.theta_to_lme4`."""
-        from ._theta_layout import theta_to_lme4
-
         return theta_to_lme4(self.theta, self)
 
     # --- prediction -------------------------------------------------------------------
@@ -206,8 +255,7 @@ class CrossedLMEResult:
                 "statistic must be 'median', 'mean' or a callable f(y, weights); "
                 f"got {statistic!r}."
             )
-        if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
-            raise ModelSpecError("n_bootstrap must be an integer of at least 2.")
+        n_bootstrap = check_n_bootstrap(n_bootstrap)
         if resample_level == "observation":
             codes, n_levels = None, 0
         elif resample_level == "group":
@@ -236,9 +284,7 @@ class CrossedLMEResult:
             return pd.DataFrame({"Estimate": self.fe_params, "Std. Error": self.fe_bse,
                                  "z value": self.fe_zvalues, "Pr(>|z|)": self.fe_pvalues})
         if ddf == "satterthwaite":
-            from ._inference.satterthwaite import satterthwaite
-
-            return satterthwaite(self)
+            return satterthwaite(self.model_fit)
         raise ModelSpecError(f"ddf must be 'normal' or 'satterthwaite', got {ddf!r}.")
 
     @float64_scope
@@ -249,8 +295,6 @@ class CrossedLMEResult:
         variance parameters, as lme4); ``bootstrap``: percentile intervals of a
         parametric bootstrap; ``profile``: profile-likelihood intervals of the ML
         deviance, as lme4 computes them (also for REML fits)."""
-        from ._core.refit import sdcor_names
-
         names = sdcor_names(self.design.terms)
         if method == "wald":
             wald = self.conf_int(level)
@@ -261,9 +305,7 @@ class CrossedLMEResult:
             ci = boot.conf_int("percentile", level)
             return ci.loc[names + list(self.fe_params.index)]
         if method == "profile":
-            from ._inference.profile import profile_confint
-
-            return profile_confint(self, level)
+            return profile_confint(self._ml_fit(), level)
         raise ModelSpecError(f"method must be 'wald', 'bootstrap' or 'profile', got {method!r}.")
 
     # --- simulation and parametric bootstrap -------------------------------------------
@@ -271,52 +313,45 @@ class CrossedLMEResult:
     def simulate(self, n: int = 1, seed: Seed = None) -> pd.DataFrame:
         """``n`` responses drawn from the fitted model with new random effects and
         residuals (lme4's ``simulate(fit)``); columns ``sim_1 ... sim_n``."""
-        from ._core.refit import _key, simulate_responses
-
-        if not isinstance(n, (int, np.integer)) or n < 1:
-            raise ModelSpecError("n must be a positive integer.")
-        Y = np.asarray(simulate_responses(self, int(n), _key(seed)))
+        n = check_positive_int(n, "n")
+        Y = np.asarray(simulate_from(self.model_fit, n, key_from_seed(seed)))
         return pd.DataFrame(Y.T, index=self.design.row_index,
                             columns=[f"sim_{i + 1}" for i in range(n)])
 
     @float64_scope
     def parametric_bootstrap(self, n_bootstrap: int = 1000, seed: Seed = None,
-                             statistic: Callable | None = None, progress: bool | None = None):
+                             statistic: Callable | None = None,
+                             progress: bool | None = None) -> BootstrapResult:
         """Refit the model to ``n_bootstrap`` simulated responses in one vectorised,
         compiled call (lme4's ``bootMer(type = "parametric")``); returns a
         :class:`~interlace._simulate.BootstrapResult` with the replicates, ``se()`` and
         ``conf_int(method="percentile"|"basic")``. ``progress``: a progress bar (default:
         only when standard error is a terminal)."""
-        from ._core.refit import parametric_bootstrap
-
-        return parametric_bootstrap(self, n_bootstrap, seed, statistic, progress=progress)
+        return parametric_bootstrap(self.model_fit, n_bootstrap, seed, statistic,
+                                    progress=progress)
 
     @float64_scope
     def cluster_bootstrap(self, n_bootstrap: int = 1000, group: str | None = None,
                           seed: Seed = None, statistic: Callable | None = None,
-                          progress: bool | None = None):
+                          progress: bool | None = None) -> BootstrapResult:
         """Refit the model to ``n_bootstrap`` resamples of the levels of ``group``
         (default: the first grouping factor), each drawn level a new cluster; all refits
         in one vectorised call. Returns a ``BootstrapResult`` as
         :meth:`parametric_bootstrap` does."""
-        from ._inference.resample import resampled_levels_bootstrap
-
         group = self.design.factor_names[0] if group is None else group
-        return resampled_levels_bootstrap(self, [group], n_bootstrap, seed, statistic,
+        return resampled_levels_bootstrap(self.model_fit, [group], n_bootstrap, seed, statistic,
                                           progress=progress)
 
     @float64_scope
     def pigeonhole_bootstrap(self, n_bootstrap: int = 1000, groups=None,
                              seed: Seed = None, statistic: Callable | None = None,
-                             progress: bool | None = None):
+                             progress: bool | None = None) -> BootstrapResult:
         """The pigeonhole bootstrap for crossed designs (Owen 2007): the levels of every
         factor in ``groups`` (default: all) are resampled independently and the model is
         refitted to the cells of the drawn levels; vectorised as
         :meth:`cluster_bootstrap`."""
-        from ._inference.resample import resampled_levels_bootstrap
-
         groups = list(self.design.factor_names) if groups is None else groups
-        return resampled_levels_bootstrap(self, groups, n_bootstrap, seed, statistic,
+        return resampled_levels_bootstrap(self.model_fit, groups, n_bootstrap, seed, statistic,
                                           progress=progress)
 
     # --- text -------------------------------------------------------------------------
@@ -329,9 +364,22 @@ class CrossedLMEResult:
 
     def summary(self) -> str:
         """An lme4-style text summary (``print(result.summary())``)."""
-        from ._summary import format_summary
-
         return format_summary(self)
+
+
+def isSingular(result: CrossedLMEResult, tol: float = 1e-4) -> bool:  # noqa: N802 (lme4's name)
+    """Is the fit on the boundary of the parameter space?
+
+    A fit is singular when a diagonal entry of some relative covariance factor (for
+    an intercept, ``sigma_g / sigma``) is below ``tol`` (lme4's ``isSingular``): a
+    variance is estimated as (essentially) zero, or for a vector-valued term the
+    covariance matrix is rank deficient (e.g. a correlation of +-1). This is a valid
+    estimate, not a failure: the data carry no evidence of that variation. Consider
+    simplifying the random effects, or keep them for design reasons; inference about
+    such a variance (e.g. Wald intervals) is unreliable at the boundary.
+    """
+    fit = result.model_fit
+    return theta_is_singular(fit.theta[diagonal_mask(fit.ks)], tol)
 
 
 def _level_positions(frame: pd.DataFrame, name: str, cols: tuple[str, ...],
@@ -357,3 +405,49 @@ def _level_positions(frame: pd.DataFrame, name: str, cols: tuple[str, ...],
             stacklevel=3,
         )
     return pos
+
+
+def _factor_terms(design: Design, name: str) -> list[int]:
+    return [i for i, t in enumerate(design.terms) if t.factor == name]
+
+
+def _intercept_only(design: Design, name: str) -> bool:
+    idx = _factor_terms(design, name)
+    return len(idx) == 1 and design.terms[idx[0]].columns == ("(Intercept)",)
+
+
+def _variance_components(design: Design, theta: np.ndarray, sigma2: float) -> dict:
+    """Per factor: the variance (intercept only) or the covariance DataFrame
+    ``sigma^2 T T'`` over all its terms (block diagonal across terms)."""
+    covs = [c[0] for c in term_covariances(theta, np.sqrt(sigma2), design.terms)]
+    out: dict = {}
+    for name in design.factor_names:
+        idx = _factor_terms(design, name)
+        if _intercept_only(design, name):
+            out[name] = float(covs[idx[0]][0, 0])
+            continue
+        cols = [c for i in idx for c in design.terms[i].columns]
+        full = np.zeros((len(cols), len(cols)))
+        start = 0
+        for i in idx:
+            k = len(covs[i])
+            full[start:start + k, start:start + k] = covs[i]
+            start += k
+        out[name] = pd.DataFrame(full, index=cols, columns=cols)
+    return out
+
+
+def _random_effects(design: Design, blups) -> dict:
+    """Per factor: a Series of BLUPs (intercept only) or a DataFrame, one column per term
+    column (lme4's ``ranef``), indexed by level."""
+    out: dict = {}
+    for name, levels in zip(design.factor_names, design.levels):
+        idx = _factor_terms(design, name)
+        index = pd.Index(levels.to_numpy())
+        if _intercept_only(design, name):
+            out[name] = pd.Series(blups[idx[0]][:, 0], index=index, name=name)
+        else:
+            cols = [c for i in idx for c in design.terms[i].columns]
+            out[name] = pd.DataFrame(np.concatenate([blups[i] for i in idx], axis=1),
+                                     index=index, columns=cols)
+    return out

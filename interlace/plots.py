@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-import interlace
-from interlace._base.errors import ModelSpecError
+from ._base.checks import check_level
+from ._base.errors import ModelSpecError
+from ._diagnostics.residuals import cooks_distance, hlm_resid
 
 try:
     import matplotlib.pyplot as plt
@@ -65,7 +66,7 @@ def _blup_column(blups: pd.Series | pd.DataFrame, column: str | None) -> tuple[p
 def residuals_vs_fitted(result, type: str = "conditional", standardized: bool = False, ax=None):
     """Scatter of residuals against fitted values (``interlace.hlm_resid``), line at 0."""
     ax = _axes(ax)
-    res = interlace.hlm_resid(result, type=type, standardized=standardized)
+    res = hlm_resid(result, type=type, standardized=standardized)
     ax.scatter(res["fitted"], res["resid"], s=12)
     ax.axhline(0.0, color="grey", lw=1, ls="--")
     ax.set_xlabel("Fitted values")
@@ -77,7 +78,7 @@ def residuals_vs_fitted(result, type: str = "conditional", standardized: bool = 
 def qq_residuals(result, type: str = "conditional", standardized: bool = True, ax=None):
     """Normal QQ plot of the residuals of ``interlace.hlm_resid``."""
     ax = _axes(ax)
-    res = interlace.hlm_resid(result, type=type, standardized=standardized)
+    res = hlm_resid(result, type=type, standardized=standardized)
     _qq(ax, res["resid"].to_numpy(), _resid_label(type, standardized))
     ax.set_title("Normal QQ: residuals")
     return ax
@@ -99,7 +100,7 @@ def cooks_index(result, threshold: float | None = None, influence: pd.DataFrame 
     The cut-off line is at ``threshold`` (default ``4 / n``); points above it are labelled
     with their index labels (the ``max_labels`` largest of them; None: all)."""
     ax = _axes(ax)
-    d = influence["cooksd"] if influence is not None else interlace.cooks_distance(result)
+    d = influence["cooksd"] if influence is not None else cooks_distance(result)
     d = pd.Series(d)
     values = d.to_numpy(dtype=float)
     cut = 4.0 / values.size if threshold is None else float(threshold)
@@ -123,10 +124,9 @@ def caterpillar(result, factor: str, column: str | None = None, level: float = 0
     """Sorted BLUPs of ``factor`` with intervals ``blup -/+ z se`` (conditional standard
     errors from ``interlace.hlm_resid(result, level=factor)``); levels on the y axis
     (labelled when there are at most 50)."""
-    if not 0 < level < 1:
-        raise ModelSpecError(f"level must be between 0 and 1, got {level!r}.")
+    check_level(level)
     ax = _axes(ax)
-    frame = interlace.hlm_resid(result, level=factor)
+    frame = hlm_resid(result, level=factor)
     cols = [c for c in frame.columns if f"{c}_se" in frame.columns]
     column = cols[0] if column is None else column
     if column not in cols:

@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 
 import interlace
-from interlace import _linalg as linalg
-from interlace import _simulate as sim
+from interlace._core import linalg
+from interlace._core import refit as sim
 
 
 def _custom_calls(text: str) -> list[str]:
@@ -48,7 +48,7 @@ def test_vmapped_refits_contain_no_lapack_call(crossed):
     B = 4
     Y = jnp.broadcast_to(crossed.y, (B, crossed.y.shape[0]))
     text = sim._fit_batch.lower(crossed, Y, jnp.ones((B, 2)), jnp.eye(2), reml=True,
-                                maxiter=40, statistic=sim._deviance_of).as_text()
+                                maxiter=40, statistic=sim.deviance_statistic).as_text()
     assert not [c for c in _custom_calls(text) if "lapack" in c]
 
 
@@ -101,7 +101,7 @@ def test_a_nan_refit_is_not_converged_and_is_counted(crossed):
     Y = np.tile(np.asarray(crossed.y), (4, 1))
     Y[2, 5] = np.nan
     beta, theta, sigma, conv, dev = sim.refit_all(crossed, jnp.asarray(Y), jnp.ones(2),
-                                                  reml=True, statistic=sim._deviance_of)
+                                                  reml=True, statistic=sim.deviance_statistic)
     assert conv.tolist() == [True, True, False, True]
     assert np.all(np.isfinite(dev[conv]))
     with pytest.warns(UserWarning, match="1 of 4 refits did not converge"):

@@ -13,7 +13,7 @@ import pytest
 import interlace
 from interlace._core.crossprod import cross_products
 from interlace._core.deviance import (
-    _SMALL,
+    SMALL,
     cholesky_logdet_parts,
     cholesky_logdiag,
     estimates,
@@ -49,10 +49,10 @@ def test_deviance_and_estimates_match_dense(problem, theta, reml):
     th = jnp.asarray(theta[list(cp.order)])
     assert float(profiled_deviance(th, cp, reml=reml)) == pytest.approx(ref["deviance"], rel=1e-12)
     est = estimates(th, cp, reml=reml)
-    np.testing.assert_allclose(est["beta"], ref["beta"], rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(est["fe_cov"], ref["fe_cov"], rtol=1e-10, atol=1e-14)
-    assert float(est["sigma2"]) == pytest.approx(ref["sigma2"], rel=1e-11)
-    internal = [np.asarray(est["b1"])[:, 0]] + np.split(np.asarray(est["b_tail"]),
+    np.testing.assert_allclose(est.beta, ref["beta"], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(est.fe_cov, ref["fe_cov"], rtol=1e-10, atol=1e-14)
+    assert float(est.sigma2) == pytest.approx(ref["sigma2"], rel=1e-11)
+    internal = [np.asarray(est.b1)[:, 0]] + np.split(np.asarray(est.b_tail),
                                                    np.cumsum(cp.nlevels[1:])[:-1])
     for pos, user in enumerate(cp.order):
         np.testing.assert_allclose(internal[pos], ref["blups"][user], rtol=1e-9, atol=1e-12)
@@ -86,7 +86,7 @@ def test_cholesky_logdiag_vjp_against_autodiff_of_the_factorisation(problem):
 def test_logdet_parts_vjp_against_autodiff_of_the_factorisation(problem, tail_rows):
     *_, cp = problem
     S = tail_schur(jnp.array([0.6, 0.3, 1.1]), cp)
-    assert S.shape[0] > _SMALL  # the custom-VJP path
+    assert S.shape[0] > SMALL  # the custom-VJP path
     k = S.shape[0] - tail_rows
 
     def ours(S):
@@ -177,11 +177,11 @@ def test_vector_valued_terms_in_first_block_and_tail_match_dense(reml):
                                                      reml)
     assert float(profiled_deviance(th, cp, reml=reml)) == pytest.approx(dev, rel=1e-12)
     est = estimates(th, cp, reml=reml)
-    np.testing.assert_allclose(est["beta"], beta, rtol=1e-10)
-    assert float(est["sigma2"]) == pytest.approx(sigma2, rel=1e-10)
-    from interlace._fit import _blups_by_term
+    np.testing.assert_allclose(est.beta, beta, rtol=1e-10)
+    assert float(est.sigma2) == pytest.approx(sigma2, rel=1e-10)
+    from interlace._core.deviance import blups_by_term
 
-    for ours, ref in zip(_blups_by_term(est, cp), blups):
+    for ours, ref in zip(blups_by_term(est, cp), blups):
         np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
     grad = jax.grad(profiled_deviance)(th, cp, reml=reml)
     h = 1e-6
@@ -228,7 +228,7 @@ def test_heavy_levels_as_dense_rows_give_the_same_deviance(formula, file, groups
 def test_tril_inverse_by_halving_and_the_weighted_gram(n, monkeypatch):
     """The gradient's pieces against dense numpy: L^-1 by halving (forced with small
     blocks) and the upper triangle of L^-T diag(g) L^-1 by column blocks."""
-    from interlace import _deviance
+    from interlace._core import deviance as _deviance
 
     rng = np.random.default_rng(n)
     A = rng.normal(size=(n, n))

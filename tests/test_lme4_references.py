@@ -96,9 +96,9 @@ def test_same_formulas_at_lme4_theta(case):
     res, ref = case
     dev, _, est = _at_lme4_theta(res, ref)
     assert dev == pytest.approx(ref["criterion"], rel=1e-10)
-    np.testing.assert_allclose(est["beta"], list(ref["fixef"].values()), rtol=1e-8)
-    np.testing.assert_allclose(est["fe_cov"], np.array(ref["vcov"]["values"]), rtol=1e-8)
-    assert float(est["sigma2"]) == pytest.approx(ref["sigma2"], rel=1e-8)
+    np.testing.assert_allclose(est.beta, list(ref["fixef"].values()), rtol=1e-8)
+    np.testing.assert_allclose(est.fe_cov, np.array(ref["vcov"]["values"]), rtol=1e-8)
+    assert float(est.sigma2) == pytest.approx(ref["sigma2"], rel=1e-8)
 
 
 def test_our_optimum_is_at_least_as_stationary(case):

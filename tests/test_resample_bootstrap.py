@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import interlace
-from interlace._inference.resample import _Replicates
+from interlace._inference.resample import LevelResamples
 
 from .conftest import DATA, PAGE_FORMULA, PAGE_GROUPS, fit_quiet
 
@@ -49,7 +49,7 @@ def _physical(df, design, draws: dict[str, np.ndarray]) -> pd.DataFrame:
 
 
 def _counted_model(result, draws):
-    reps = _Replicates(result, list(draws))
+    reps = LevelResamples(result.model_fit, list(draws))
     counts = {f: np.bincount(v, minlength=reps.nlevels(f))[None] for f, v in draws.items()}
     W, lm, tm = reps.leaves(counts)
     return dataclasses.replace(reps.model, weights=W[0], level_mult=lm[0], tail_mult=tm[0])
@@ -137,7 +137,7 @@ def test_one_by_one_refits_equal_vectorised_ones(page_result, monkeypatch):
     import interlace._core.refit as sim
 
     together = page_result.pigeonhole_bootstrap(16, seed=5)
-    monkeypatch.setattr(sim, "_SEQUENTIAL_ABOVE", 0)  # treat the page's tail as wide
+    monkeypatch.setattr(sim, "SEQUENTIAL_ABOVE", 0)  # treat the page's tail as wide
     assert sim.sequential(interlace.model_arrays(
         PAGE_FORMULA, interlace.datasets.exam_scores(), groups=PAGE_GROUPS).template)
     apart = page_result.pigeonhole_bootstrap(16, seed=5)

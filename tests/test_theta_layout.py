@@ -1,4 +1,4 @@
-"""``theta`` in lme4's term order (issue 16, ``interlace._theta_layout``).
+"""``theta`` in lme4's term order (issue 16, ``interlace._model.theta_layout``).
 
 lme4 orders random-effect terms by decreasing number of levels, ties in reverse formula
 order once anything moves (``mkReTrms``: ``rev(order(nl))`` if ``any(diff(nl) > 0)``).
@@ -21,7 +21,7 @@ import pytest
 
 import interlace
 from interlace import theta_from_lme4, theta_to_lme4
-from interlace._theta_layout import lme4_term_order
+from interlace._model.theta_layout import lme4_term_order
 
 from .conftest import DATA
 

@@ -29,8 +29,10 @@ import numpy as np
 from .crossprod import (CrossProducts, cross_products, flat_index, index_array, outer_products,
                          split_update)
 from .standardize import standardize
+from .theta import to_internal, to_user
 
-__all__ = ["ModelArrays", "model_arrays_from", "cross_products_of"]
+__all__ = ["ModelArrays", "model_arrays_from", "cross_products_of", "user_ks",
+           "theta_to_internal", "theta_to_user"]
 
 
 class ModelArrays(eqx.Module):
@@ -72,11 +74,14 @@ class ModelArrays(eqx.Module):
 
 
 def model_arrays_from(codes, nlevels, X, y, term_X, weights=None, fe_names=(),
-                      theta_names=(), heavy_above: int | None = None) -> ModelArrays:
+                      theta_names=(), heavy_above: int | None = None,
+                      template: CrossProducts | None = None) -> ModelArrays:
     """Precompute the structure for ``codes`` and wrap the data (term order as given;
-    stored internally in :class:`CrossProducts`' order)."""
+    stored internally in :class:`CrossProducts`' order). ``template``: the
+    :func:`cross_products` of the same data (unit weights), if already built."""
     n, p = X.shape
-    template = cross_products(codes, nlevels, X, y, term_X, heavy_above=heavy_above)
+    if template is None:
+        template = cross_products(codes, nlevels, X, y, term_X, heavy_above=heavy_above)
     order = template.order
     codes = [np.asarray(codes[i], dtype=np.int64) for i in order]
     term_X = [np.asarray(term_X[i], dtype=np.float64).reshape(n, -1) for i in order]
@@ -142,3 +147,21 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
         cp, A1=A1, tail=tail, upd_prod=outer_products(vec, ma.upd_k, ma.upd_k2),
         c_val=vec.ravel(), n=jnp.sum(w), level_mult=ma.level_mult, tail_mult=ma.tail_mult,
         standardization=std)
+
+
+def user_ks(ma: ModelArrays) -> list[int]:
+    """Columns ``k`` of each random term, in the user's term order."""
+    ks = [0] * len(ma.template.order)
+    for pos, user in enumerate(ma.template.order):
+        ks[user] = ma.template.ks[pos]
+    return ks
+
+
+def theta_to_internal(theta, ma: ModelArrays):
+    """``theta`` from the user's term order to ``ma``'s internal one."""
+    return to_internal(theta, user_ks(ma), ma.template.order)
+
+
+def theta_to_user(theta_int, ma: ModelArrays):
+    """``theta`` from ``ma``'s internal term order to the user's."""
+    return to_user(theta_int, user_ks(ma), ma.template.order)

@@ -58,6 +58,7 @@ XLA's CPU thread pool.
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,8 +68,10 @@ from . import standardize
 from .crossprod import CrossProducts
 from .theta import lower_factor
 
-__all__ = ["cholesky_logdiag", "cholesky_logdet_parts", "tail_cholesky", "tail_schur", "profiled_deviance", "standardized_deviance", "deviance_offset", "estimates",
-           "log_likelihood"]
+__all__ = ["cholesky_logdiag", "cholesky_logdet_parts", "tail_cholesky", "tail_schur",
+           "profiled_deviance", "standardized_deviance", "deviance_offset", "Estimates",
+           "estimates", "blups_by_term", "log_likelihood", "deviance_varpar", "vcov_beta",
+           "SMALL", "first_block", "lambda_values"]
 
 _LOG_2PI = 1.8378770664093453
 
@@ -76,7 +79,7 @@ _LOG_2PI = 1.8378770664093453
 # Matrices up to this size are factorised by unrolled elementwise code: under ``vmap``
 # (thousands of small refits) that vectorises, where LAPACK would loop per matrix.
 # (Larger sizes make compile times explode: the unrolled graph grows as n^3.)
-_SMALL = 8
+SMALL = 8
 
 
 def unrolled_cholesky(A: jnp.ndarray) -> jnp.ndarray:
@@ -110,7 +113,7 @@ def tail_cholesky(S: jnp.ndarray) -> jnp.ndarray:
     """Lower Cholesky factor ``L`` (``S = L L'``) of a symmetric positive definite ``S``
     given by its stored upper triangle (``_crossprod.flat_index``; the strict lower
     triangle is ignored). Differentiable as a function of the symmetric matrix."""
-    if S.shape[-1] <= _SMALL:
+    if S.shape[-1] <= SMALL:
         return unrolled_cholesky(_symmetric(S))
     # The upper triangle in row-major order is the lower triangle of the transpose in
     # column-major order, LAPACK's: XLA passes the buffer as it is, no transposing copy.
@@ -190,7 +193,7 @@ def cholesky_logdiag(S: jnp.ndarray) -> jnp.ndarray:
     """``log(diag(chol(S)))`` for a symmetric positive definite ``S`` given by its stored
     upper triangle. Large ``S``: custom VJP (module docstring); small ``S``: unrolled
     code and plain autodiff."""
-    if S.shape[-1] <= _SMALL:
+    if S.shape[-1] <= SMALL:
         return jnp.log(jnp.diagonal(tail_cholesky(S), axis1=-2, axis2=-1))
     return _cholesky_logdiag_large(S)
 
@@ -215,7 +218,7 @@ _cholesky_logdiag_large.defvjp(_cholesky_logdiag_fwd, _cholesky_logdiag_bwd)
 def cholesky_logdet_parts(S: jnp.ndarray, k: int) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(sum_{i<k} log L_ii, log L_{t,t})`` for ``L = chol(S)``, ``S`` given by its
     stored upper triangle (module docstring; custom VJP for large ``S``)."""
-    if S.shape[-1] <= _SMALL:
+    if S.shape[-1] <= SMALL:
         logdiag = cholesky_logdiag(S)
         return jnp.sum(logdiag[:k]), logdiag[-1]
     return _logdet_parts_large(S, k)
@@ -243,7 +246,7 @@ def _logdet_parts_bwd(k, L, cotangents):
 _logdet_parts_large.defvjp(_logdet_parts_fwd, _logdet_parts_bwd)
 
 
-def _first_block(theta: jnp.ndarray, cp: CrossProducts):
+def first_block(theta: jnp.ndarray, cp: CrossProducts):
     """Term 1: ``T1``, ``log|D|`` with ``D_l = T1' A1_l T1 + I`` and the Schur weights
     ``W_l = T1 D_l^-1 T1'`` (``k1 x k1`` per level)."""
     k1 = cp.k1
@@ -258,7 +261,7 @@ def _first_block(theta: jnp.ndarray, cp: CrossProducts):
         return th.reshape(1, 1), jnp.sum(mult * jnp.log(d)), W / _nonzero(mult)[:, None, None]
     T1 = lower_factor(theta, k1)
     D = jnp.einsum("ji,ljk,km->lim", T1, A1, T1) + jnp.eye(k1)
-    if k1 <= _SMALL:
+    if k1 <= SMALL:
         L1 = unrolled_cholesky(D)
         M = unrolled_tril_inverse(L1) @ T1.T  # L^-1 T1'
     else:  # one factorisation per level: never batched LAPACK (_linalg)
@@ -281,12 +284,12 @@ def _duplication_logdet(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     if cp.tail_mult is None:
         return jnp.zeros((), theta.dtype)
     m = cp.tail_mult
-    lam = _lambda_values(theta, cp.tail_theta)
+    lam = lambda_values(theta, cp.tail_theta)
     a = lam**2 * jnp.diagonal(cp.tail) / _nonzero(m) + 1.0
     return jnp.sum(jnp.where(m > 0, (m - 1.0) * jnp.log(a) + jnp.log(_nonzero(m)), 0.0))
 
 
-def _lambda_values(theta: jnp.ndarray, index: jnp.ndarray) -> jnp.ndarray:
+def lambda_values(theta: jnp.ndarray, index: jnp.ndarray) -> jnp.ndarray:
     """Entries of ``Lambda_t`` from their ``theta`` index (-1: the identity on X, y)."""
     return jnp.where(index >= 0, theta[jnp.maximum(index, 0)], 1.0)
 
@@ -312,7 +315,7 @@ def tail_schur(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     ``theta`` is in the internal term order ``cp.order``.
     """
     t = cp.t
-    _, _, W = _first_block(theta, cp)
+    _, _, W = first_block(theta, cp)
     w = W.reshape(W.shape[0], -1)[cp.upd_level]  # (m, k1*k1)
     update = jax.ops.segment_sum(
         jnp.sum(w * cp.upd_prod, axis=1), cp.upd_flat, num_segments=t * t,
@@ -320,10 +323,10 @@ def tail_schur(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     ).reshape(t, t)
     M = cp.tail - update - _heavy_update(W, cp)
     if cp.tail_diagonal:
-        lam = _lambda_values(theta, cp.tail_theta)
+        lam = lambda_values(theta, cp.tail_theta)
         S = M * lam[:, None] * lam[None, :]
     else:  # S = Lambda_t' M Lambda_t with a sparse block-diagonal Lambda_t
-        vals = _lambda_values(theta, cp.lam_theta)
+        vals = lambda_values(theta, cp.lam_theta)
         M = _symmetric(M)
         ML = jax.ops.segment_sum((M[:, cp.lam_row] * vals).T, cp.lam_col, num_segments=t).T
         S = jnp.triu(jax.ops.segment_sum(ML[cp.lam_row, :] * vals[:, None], cp.lam_col,
@@ -347,7 +350,7 @@ def standardized_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) 
     cross-products hold (module docstring, ``_standardize``): what the optimiser
     minimises, on the same scale for every model whatever the units of ``y``."""
     qt, p, n = cp.q_tail, cp.p, cp.n
-    _, log_d1, _ = _first_block(theta, cp)
+    _, log_d1, _ = first_block(theta, cp)
     nu = n - p if reml else n
     k = qt + p if reml else qt
     head, last = cholesky_logdet_parts(tail_schur(theta, cp), k)
@@ -390,23 +393,30 @@ def _y_scale(cp: CrossProducts):
     return 1.0 if cp.standardization is None else cp.standardization.y_scale
 
 
-@partial(jax.jit, static_argnames=("reml",))
-def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
-    """Fixed effects, BLUPs, residual variance and ``vcov(beta)`` at ``theta``.
+class Estimates(NamedTuple):
+    """What :func:`estimates` returns at one ``theta``, in the data's units."""
 
-    Returns a dict with ``beta`` (p,), ``b1`` (``(q1, k1)`` BLUPs of term 1), ``b_tail``
-    (BLUPs of the other terms, level-major, concatenated in internal order), ``sigma2``
-    (``r_yy^2 / nu``), ``fe_cov`` (``sigma2 (L_X L_X')^-1``, lme4's ``vcov``) and
-    ``deviance``. Back-substitution through the blocked factor (JSS eqs. 31-33), on the
+    beta: jnp.ndarray  # (p,) fixed effects
+    b1: jnp.ndarray  # (q1, k1) BLUPs of internal term 1
+    b_tail: jnp.ndarray  # BLUPs of the other terms, level-major, internal order
+    sigma2: jnp.ndarray  # residual variance r_yy^2 / nu
+    fe_cov: jnp.ndarray  # sigma2 (L_X L_X')^-1, lme4's vcov
+    deviance: jnp.ndarray  # profiled deviance (REML criterion or ML deviance)
+
+
+@partial(jax.jit, static_argnames=("reml",))
+def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> Estimates:
+    """Fixed effects, BLUPs, residual variance and ``vcov(beta)`` at ``theta``
+    (:class:`Estimates`). Back-substitution through the blocked factor (JSS eqs. 31-33), on the
     centred and scaled data, then mapped back to the data's units (``_standardize``).
     """
     qt, p, n, t = cp.q_tail, cp.p, cp.n, cp.t
-    T1, _, _ = _first_block(theta, cp)
+    T1, _, _ = first_block(theta, cp)
     L = tail_cholesky(tail_schur(theta, cp))
     # Tail unknowns x = [u_tail; beta] solve S[:-1,:-1] x = S[:-1,-1]: x = L11^-T l21.
     x = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)
     # Lambda_t [u_tail; beta]: the tail BLUPs (beta passes through the identity).
-    vals = _lambda_values(theta, cp.lam_theta)
+    vals = lambda_values(theta, cp.lam_theta)
     x_ext = jnp.concatenate([x, jnp.zeros(1, x.dtype)])
     lam_x = jax.ops.segment_sum(vals * x_ext[cp.lam_col], cp.lam_row, num_segments=t)[:-1]
     # u1_l = D_l^-1 T1' Z1_l'(y - [Z_tail Lambda_t, X] x); C holds Z1'[Z_tail X y].
@@ -422,30 +432,40 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> dict:
     # The deviance from the same factor (profiled_deviance, without a second copy of it
     # to compile).
     logdiag = jnp.log(jnp.diagonal(L))
-    _, log_d1, _ = _first_block(theta, cp)
+    _, log_d1, _ = first_block(theta, cp)
     head = jnp.sum(logdiag[:qt + p] if reml else logdiag[:qt])
     deviance = (log_d1 + _duplication_logdet(theta, cp) + 2.0 * head
                 + nu * (1.0 + _LOG_2PI + 2.0 * logdiag[-1] - jnp.log(nu)))
     sy = _y_scale(cp)
-    return {
-        "beta": _to_user_beta(x[qt:], cp),
-        "b1": sy * (u1 @ T1.T),
-        "b_tail": sy * lam_x[:qt],
-        "sigma2": sy**2 * sigma2,
-        "fe_cov": _to_user_cov(fe_cov, cp),
-        "deviance": deviance + deviance_offset(cp, reml=reml),
-    }
+    return Estimates(beta=_to_user_beta(x[qt:], cp), b1=sy * (u1 @ T1.T),
+                     b_tail=sy * lam_x[:qt], sigma2=sy**2 * sigma2,
+                     fe_cov=_to_user_cov(fe_cov, cp),
+                     deviance=deviance + deviance_offset(cp, reml=reml))
+
+
+def blups_by_term(est: Estimates, cp: CrossProducts) -> list:
+    """The BLUPs as one ``(levels, k)`` array per term, in the user's term order (numpy
+    or JAX, as ``est``)."""
+    internal = [est.b1]
+    start = 0
+    for q, k in zip(cp.nlevels[1:], cp.ks[1:]):
+        internal.append(est.b_tail[start:start + q * k].reshape(q, k))
+        start += q * k
+    out = [None] * len(internal)
+    for pos, user in enumerate(cp.order):
+        out[user] = internal[pos]
+    return out
 
 
 def _small_tril_inverse(L: jnp.ndarray) -> jnp.ndarray:
     """``L^-1`` of a lower-triangular ``L`` with few rows (``L_X``, ``p x p``)."""
-    return unrolled_tril_inverse(L) if L.shape[-1] <= _SMALL else linalg.tril_inverse(L)
+    return unrolled_tril_inverse(L) if L.shape[-1] <= SMALL else linalg.tril_inverse(L)
 
 
 def _spd_solve(D: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
     """``D_l^-1 rhs_l`` per level for the symmetric positive definite blocks ``D``
     (``(q, k, k)``, ``rhs`` ``(q, k)``), through their Cholesky factors."""
-    if D.shape[-1] <= _SMALL:
+    if D.shape[-1] <= SMALL:
         Linv = unrolled_tril_inverse(unrolled_cholesky(D))
     else:
         Linv = linalg.tril_inverse(linalg.cholesky(D))
@@ -472,7 +492,7 @@ def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
     else:
         jacobian = 0.0
     qt, p = cp.q_tail, cp.p
-    _, log_d1, _ = _first_block(theta, cp)
+    _, log_d1, _ = first_block(theta, cp)
     L = tail_cholesky(tail_schur(theta, cp))
     logdet_z = log_d1 + _duplication_logdet(theta, cp) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)[:qt]))
     beta_hat = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)[qt:]
@@ -492,7 +512,7 @@ def deviance_varpar(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts, *
     sy = _y_scale(cp)
     sigma = sigma / sy
     qt, p = cp.q_tail, cp.p
-    _, log_d1, _ = _first_block(theta, cp)
+    _, log_d1, _ = first_block(theta, cp)
     nu = cp.n - p if reml else cp.n
     k = qt + p if reml else qt
     head, last = cholesky_logdet_parts(tail_schur(theta, cp), k)

@@ -17,7 +17,8 @@ __all__ = [
     "theta_names",
     "normalize_signs",
     "diagonal_mask",
-    "unpack_T",
+    "lower_factor",
+    "relative_covariances",
     "blocks",
     "to_internal",
     "to_user",
@@ -46,34 +47,54 @@ def diagonal_mask(ks: list[int]) -> np.ndarray:
     return np.concatenate([r == c for r, c in (tril_index(k) for k in ks)])
 
 
-def unpack_T(theta_term: np.ndarray, k: int) -> np.ndarray:
-    """The ``k x k`` lower-triangular factor of one term from its ``theta`` entries."""
-    T = np.zeros((k, k))
-    rows, cols = tril_index(k)
-    T[rows, cols] = theta_term
-    return T
-
-
 def lower_factor(theta_term, k: int):
-    """JAX version of :func:`unpack_T`: ``T`` (``k x k``, lower triangular) from one
-    term's ``theta`` entries (traceable, differentiable)."""
+    """``T`` (``k x k``, lower triangular) from one term's ``theta`` entries; leading
+    axes are batch axes. numpy in, numpy out; JAX in (traceable, differentiable), JAX out."""
+    rows, cols = tril_index(k)
+    theta_term = theta_term[..., : len(rows)]
+    if isinstance(theta_term, np.ndarray):
+        T = np.zeros(theta_term.shape[:-1] + (k, k))
+        T[..., rows, cols] = theta_term
+        return T
     import jax.numpy as jnp
 
-    rows, cols = tril_index(k)
-    return jnp.zeros((k, k), theta_term.dtype).at[rows, cols].set(theta_term[: len(rows)])
+    T = jnp.zeros(theta_term.shape[:-1] + (k, k), theta_term.dtype)
+    return T.at[..., rows, cols].set(theta_term)
 
 
-def normalize_signs(theta: np.ndarray, ks: list[int]) -> np.ndarray:
-    """Flip columns of each ``T`` so that its diagonal is non-negative (lme4's bounds)."""
-    out, start = np.array(theta, dtype=float), 0
+def relative_covariances(theta, ks: list[int]) -> list:
+    """Per term, ``T T'`` (the covariance over ``sigma^2``) from ``theta`` laid out term
+    by term; leading axes of ``theta`` are batch axes (numpy or JAX)."""
+    out = []
+    for k, index in zip(ks, blocks(ks)):
+        T = lower_factor(theta[..., index], k)
+        out.append(T @ T.swapaxes(-1, -2))
+    return out
+
+
+def sign_flips(theta, ks: list[int]):
+    """Per ``theta`` entry, -1 where its column of ``T`` has a negative diagonal, else 1
+    (numpy or JAX: ``T`` and ``T D``, ``D = diag(+-1)``, give the same covariance)."""
+    diag_of_col, start = [], 0
     for k in ks:
         rows, cols = tril_index(k)
-        seg = out[start:start + len(rows)]
-        diag = {c: seg[n] for n, (r, c) in enumerate(zip(rows, cols)) if r == c}
-        seg *= np.array([-1.0 if diag[c] < 0 else 1.0 for c in cols])
-        out[start:start + len(rows)] = seg
+        diag_pos = {int(c): start + n for n, (r, c) in enumerate(zip(rows, cols)) if r == c}
+        diag_of_col += [diag_pos[int(c)] for c in cols]
         start += len(rows)
-    return out
+    xp = np if isinstance(theta, np.ndarray) else _jnp()
+    return xp.where(theta[..., np.asarray(diag_of_col, dtype=np.int64)] < 0, -1.0, 1.0)
+
+
+def normalize_signs(theta, ks: list[int]):
+    """Flip columns of each ``T`` so that its diagonal is non-negative (lme4's bounds);
+    numpy or JAX (differentiable)."""
+    return theta * sign_flips(theta, ks)
+
+
+def _jnp():
+    import jax.numpy as jnp
+
+    return jnp
 
 
 def blocks(ks: list[int]) -> list[np.ndarray]:

@@ -28,10 +28,10 @@ import pandas as pd
 from .._base.errors import ModelSpecError
 from .._base.precision import float64_scope
 from .._base.progress import progress_bar
-from .._core.refit import _labels, term_covariances
-from .._core.theta import tril_index
+from .._core.refit import RefitBatch, default_batch_size, refit_all, warn_unconverged
+from .._model.varcorr import variance_names, variance_values
 
-__all__ = ["hlm_influence", "variance_component_names", "variance_component_values"]
+__all__ = ["hlm_influence"]
 
 # Deletions per call of the vectorised refit (bounds the deletions x rows weights).
 _DELETIONS_PER_CALL = 512
@@ -40,20 +40,7 @@ _DELETIONS_PER_CALL = 512
 def _fe_cov_of(out):
     """A refit's ``vcov(beta)``, flattened (a batch statistic; module level so that the
     compiled batch is cached)."""
-    return out["fe_cov"].ravel()
-
-
-def variance_component_names(terms) -> list[str]:
-    """``var_<col>|<factor>`` and ``cov_<col>.<col>|<factor>`` per term (lower triangle,
-    column by column), then ``sigma2``."""
-    return _labels(terms, "var", "cov", "sigma2")
-
-
-def variance_component_values(theta: np.ndarray, sigma: np.ndarray, terms) -> np.ndarray:
-    """Entries of ``sigma^2 T_r T_r'`` (``variance_component_names`` order), rows are fits."""
-    cols = [cov[:, i, j] for t, cov in zip(terms, term_covariances(theta, sigma, terms))
-            for i, j in zip(*tril_index(t.k))]
-    return np.column_stack(cols + [np.atleast_1d(sigma) ** 2])
+    return out.fe_cov.ravel()
 
 
 def _deletion_sets(result, level) -> tuple[pd.Index, np.ndarray]:
@@ -75,8 +62,6 @@ def _padded(chunk: np.ndarray, model) -> np.ndarray:
     that row and group deletions of one model share one compiled batch: a multiple of
     :func:`default_batch_size` for models with a dense tail, else a power of two of at
     least 64 (small refits cost microseconds; a compile costs seconds)."""
-    from .._core.refit import default_batch_size
-
     batch = default_batch_size(model.template)
     size = (batch * -(-chunk.size // batch) if batch is not None
             else int(2 ** np.ceil(np.log2(max(chunk.size, 64)))))
@@ -92,29 +77,25 @@ def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame
     ``converged`` (the refit's flag). Each refit uses the fit's method (REML or ML).
     ``progress``: a progress bar (default: only on an interactive terminal).
     """
-    from .._functional import _arrays_of
-    from .._core.refit import refit_all, warn_unconverged
-
+    fit = result.model_fit
     labels, key = _deletion_sets(result, level)
-    d = result.design
-    model = _arrays_of(d)
-    reml = result.method == "REML"
-    theta0 = jnp.asarray(result.theta.to_numpy())
+    d = fit.design
+    model = fit.arrays
+    theta0 = jnp.asarray(fit.theta)
     targets = np.arange(len(labels))
     parts = []
     with progress_bar(len(targets), "deletion refits", progress) as bar:
         for s in range(0, len(targets), _DELETIONS_PER_CALL):
             chunk = _padded(targets[s:s + _DELETIONS_PER_CALL], model)
             weights = (key[None, :] != chunk[:, None]).astype(np.float64)
-            parts.append(refit_all(model, jnp.asarray(weights), theta0, reml=reml,
+            parts.append(refit_all(model, jnp.asarray(weights), theta0, reml=fit.reml,
                                    statistic=_fe_cov_of, field="weights", bar=bar))
-    beta, theta, sigma, conv, cov = (np.concatenate([p[i] for p in parts])[:len(targets)]
-                                     for i in range(5))
+    beta, theta, sigma, conv, cov = RefitBatch.concatenate(parts, len(targets))
     warn_unconverged(conv, "deletion refits")
     p = beta.shape[1]
-    V = result.fe_cov.to_numpy()
+    V = fit.fe_cov
     Vdel = cov.reshape(-1, p, p)
-    delta = result.fe_params.to_numpy()[None, :] - beta
+    delta = fit.beta[None, :] - beta
     m = len(labels)
     cooksd = (m - p) / (m * p) * np.einsum("bi,ij,bj->b", delta, np.linalg.inv(V), delta)
     mdffits = np.einsum("bi,bi->b", delta, np.linalg.solve(Vdel, delta[..., None])[..., 0]) / p
@@ -123,12 +104,11 @@ def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame
     covratio = np.linalg.det(Vdel) / np.linalg.det(V)
     out = pd.DataFrame({"cooksd": cooksd, "mdffits": mdffits, "covtrace": covtrace,
                         "covratio": covratio}, index=labels)
-    full = variance_component_values(result.theta.to_numpy()[None],
-                                     np.array([np.sqrt(result.scale)]), d.terms)
-    deleted = variance_component_values(theta, sigma, d.terms)
+    full = variance_values(fit.theta[None], np.array([fit.sigma]), d.terms)
+    deleted = variance_values(theta, sigma, d.terms)
     with np.errstate(divide="ignore", invalid="ignore"):
         rvc = (deleted - full) / full
-    for j, name in enumerate(variance_component_names(d.terms)):
+    for j, name in enumerate(variance_names(d.terms)):
         out[f"rvc_{name}"] = rvc[:, j]
     out["converged"] = conv.astype(bool)
     return out

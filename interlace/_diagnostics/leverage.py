@@ -34,9 +34,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
-from .._core.crossprod import CrossProducts, cross_products
-from .._core.deviance import _first_block, _lambda_values, tail_cholesky, tail_schur
+from .._core.crossprod import CrossProducts
+from .._core.deviance import first_block, lambda_values, tail_cholesky, tail_schur
 from .._core.theta import lower_factor, to_internal
+from .._model.estimate import ModelFit
 
 __all__ = ["RowLeverage", "row_leverage", "blup_condvar"]
 
@@ -53,13 +54,12 @@ class RowLeverage(NamedTuple):
     marginal_var: np.ndarray
 
 
-def _system(result):
-    """Cross-products, internal ``theta`` and the per-row arrays in internal order."""
-    d = result.design
-    terms = d.terms
-    cp = cross_products([t.codes for t in terms], [len(t.levels) for t in terms], d.X, d.y,
-                        [t.X for t in terms])
-    theta = jnp.asarray(to_internal(result.theta.to_numpy(), [t.k for t in terms], cp.order))
+def _system(fit: ModelFit):
+    """Cross-products (the fit's), internal ``theta`` and the per-row arrays in internal
+    order."""
+    terms = fit.design.terms
+    cp = fit.cross_products
+    theta = jnp.asarray(to_internal(fit.theta, fit.ks, cp.order))
     codes = tuple(jnp.asarray(terms[i].codes) for i in cp.order)
     term_X = tuple(jnp.asarray(terms[i].X) for i in cp.order)
     return cp, theta, codes, term_X
@@ -85,14 +85,14 @@ def _tail_rows(cp: CrossProducts, codes, term_X, X) -> jnp.ndarray:
 
 def _lambda_t_transpose(cp: CrossProducts, theta, U) -> jnp.ndarray:
     """``U Lambda_t`` for rows ``U`` (``(m, t)``), i.e. ``Lambda_t' u`` per row."""
-    vals = _lambda_values(theta, cp.lam_theta)
+    vals = lambda_values(theta, cp.lam_theta)
     return jax.ops.segment_sum((U[:, cp.lam_row] * vals).T, cp.lam_col, num_segments=cp.t).T
 
 
 @jax.jit
 def _leverage_chunk(cp, theta, L, C, codes, term_X, X):
     qt, p = cp.q_tail, cp.p
-    _, _, W = _first_block(theta, cp)
+    _, _, W = first_block(theta, cp)
     l, x1 = codes[0], term_X[0]
     Wx = jnp.einsum("njk,nk->nj", W[l], x1)
     quad1 = jnp.sum(x1 * Wx, axis=1)
@@ -114,14 +114,14 @@ def _term_T(theta, cp: CrossProducts, r: int) -> jnp.ndarray:
     return lower_factor(theta[start:start + cp.ks[r] * (cp.ks[r] + 1) // 2], cp.ks[r])
 
 
-def row_leverage(result) -> RowLeverage:
+def row_leverage(fit: ModelFit) -> RowLeverage:
     """Hat diagonal, its fixed-effect part and the marginal residual variances of
-    ``result``'s rows (module docstring), in chunks of rows."""
-    cp, theta, codes, term_X = _system(result)
+    ``fit``'s rows (module docstring), in chunks of rows."""
+    cp, theta, codes, term_X = _system(fit)
     L = tail_cholesky(tail_schur(theta, cp))
     C = _dense_c(cp)
     std = cp.standardization  # the factor is of the centred and scaled X (_standardize);
-    X = (result.design.X - np.asarray(std.x_shift)) / np.asarray(std.x_scale)  # same span
+    X = (fit.design.X - np.asarray(std.x_shift)) / np.asarray(std.x_scale)  # same span
     n = X.shape[0]
     chunk = max(1, min(n, _CHUNK_NUMBERS // max(cp.t, 1)))
     parts = []
@@ -136,7 +136,7 @@ def row_leverage(result) -> RowLeverage:
 @jax.jit
 def _condvar_internal(cp, theta, L, C):
     qt = cp.q_tail
-    _, _, W = _first_block(theta, cp)
+    _, _, W = first_block(theta, cp)
     Lzz = L[:qt, :qt]
     # Term 1: G_l = Lambda_z' C_lz' W_l, stacked as (qt, q1 k1).
     CW = jnp.einsum("ljt,ljk->lkt", C, W)  # rows of W_l C_l, (q1, k1, t)
@@ -154,13 +154,13 @@ def _condvar_internal(cp, theta, L, C):
     return [first, *tails]
 
 
-def blup_condvar(result) -> list[np.ndarray]:
+def blup_condvar(fit: ModelFit) -> list[np.ndarray]:
     """lme4's ``condVar``: per term (user order) the ``(levels, k, k)`` conditional
     covariance of the BLUPs, ``sigma^2 Lambda (Lambda'Z'Z Lambda + I)^-1 Lambda'``."""
-    cp, theta, _, _ = _system(result)
+    cp, theta, _, _ = _system(fit)
     L = tail_cholesky(tail_schur(theta, cp))
     internal = _condvar_internal(cp, theta, L, _dense_c(cp))
     out = [None] * len(internal)
     for pos, user in enumerate(cp.order):
-        out[user] = result.scale * np.asarray(internal[pos])
+        out[user] = fit.sigma2 * np.asarray(internal[pos])
     return out

@@ -53,7 +53,7 @@ def hlm_resid(result, type: str = "conditional", standardized: bool = False,
     }, index=d.row_index)
     resid = out[f"resid_{type}"].to_numpy()
     if standardized:
-        lev = row_leverage(result)
+        lev = row_leverage(result.model_fit)
         var = (1.0 - lev.hat) if type == "conditional" else lev.marginal_var
         resid = resid / np.sqrt(result.scale * var)
     out.insert(0, "fitted", out[f"fitted_{type}"].to_numpy())
@@ -67,7 +67,7 @@ def _group_resid(result, factor) -> pd.DataFrame:
         raise ModelSpecError(
             f"level must be 1 (rows) or a grouping factor of the model "
             f"({', '.join(map(repr, d.factor_names))}), got {factor!r}.")
-    condvar = blup_condvar(result)
+    condvar = blup_condvar(result.model_fit)
     fi = d.factor_names.index(factor)
     levels = d.levels[fi]
     out = pd.DataFrame(index=pd.Index(levels.to_numpy(), name=factor))
@@ -88,7 +88,7 @@ def leverage(result) -> pd.DataFrame:
     ``hatvalues``), without forming ``H``: column ``overall``, split as HLMdiag does
     (Nobre & Singer 2007) into ``fixef``, the diagonal of ``H1 = X (X'V^-1 X)^-1 X'V^-1``,
     and ``ranef = overall - fixef``, the diagonal of ``Z D Z' V^-1 (I - H1)``."""
-    lev = row_leverage(result)
+    lev = row_leverage(result.model_fit)
     return pd.DataFrame({"overall": lev.hat, "fixef": lev.hat_fixef,
                          "ranef": lev.hat - lev.hat_fixef}, index=result.design.row_index)
 
@@ -98,7 +98,7 @@ def cooks_distance(result) -> pd.Series:
     """lme4's one-step Cook's distance (``cooks.distance(fit)``):
     ``D_i = e_i^2 h_i / (p sigma^2 (1 - h_i)^2)``, a cheap approximation to the exact
     case-deletion distance of :func:`hlm_influence`."""
-    h = row_leverage(result).hat
+    h = row_leverage(result.model_fit).hat
     e = result.resid.to_numpy()
     p = len(result.fe_params)
     return pd.Series(e**2 * h / (p * result.scale * (1.0 - h) ** 2),

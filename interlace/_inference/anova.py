@@ -12,16 +12,19 @@ compared by a parametric bootstrap of the LR statistic under the smaller model
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .._base.checks import check_n_bootstrap
 from .._base.errors import ModelSpecError
 from .._base.precision import float64_scope
 from .._base.seeds import Seed, key_from_seed
+from .._core.refit import deviance_statistic, refit_all, warn_unconverged
+from .._model.estimate import ModelFit, fit_design
+from .parametric import simulate_from
 
 __all__ = ["AnovaTable", "anova"]
 
@@ -44,14 +47,17 @@ class AnovaTable:
     __repr__ = __str__
 
 
-def _ml(result):
-    from .._fit import fit_design
+def _fit_of(model) -> ModelFit:
+    """The :class:`ModelFit` of a fitted result (or the record itself)."""
+    fit = getattr(model, "model_fit", model)
+    if not isinstance(fit, ModelFit):
+        raise ModelSpecError(f"anova compares fitted models; got {type(model).__name__}.")
+    return fit
 
-    if result.method == "ML":
-        return result
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # singular refits are reported by the originals
-        return fit_design(result.design, "ML")
+
+def _ml(fit: ModelFit) -> ModelFit:
+    """``fit`` by ML (singular refits are reported by the original fits, not again)."""
+    return fit if fit.method == "ML" else fit_design(fit.design, "ML", warn=False)
 
 
 @float64_scope
@@ -60,12 +66,14 @@ def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
     """Compare nested models fitted to the same data (lme4's ``anova``). ``seed`` (for
     ``n_bootstrap``): see :mod:`interlace._base.seeds`."""
     if n_bootstrap:
+        n_bootstrap = check_n_bootstrap(n_bootstrap)
         seed = key_from_seed(seed)  # a bad seed fails before the refits
     if len(models) < 2:
         raise ModelSpecError("anova needs at least two fitted models to compare.")
     names = list(names) if names is not None else [f"m{i + 1}" for i in range(len(models))]
     if len(names) != len(models):
         raise ModelSpecError("names must give one name per model.")
+    models = [_fit_of(m) for m in models]
     y0 = models[0].design.y
     for m in models[1:]:
         if m.nobs != models[0].nobs or not np.array_equal(m.design.y, y0):
@@ -75,10 +83,10 @@ def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
             )
     refitted = refit and any(m.method == "REML" for m in models)
     fits = [_ml(m) for m in models] if refit else list(models)
-    order = np.argsort([m.df_modelwc for m in fits], kind="stable")
+    order = np.argsort([m.n_params for m in fits], kind="stable")
     fits = [fits[i] for i in order]
     names = [names[i] for i in order]
-    npar = np.array([m.df_modelwc for m in fits])
+    npar = np.array([m.n_params for m in fits])
     llf = np.array([m.llf for m in fits])
     chisq = np.r_[np.nan, 2 * np.maximum(0.0, np.diff(llf))]
     df = np.r_[np.nan, np.diff(npar)]
@@ -94,23 +102,19 @@ def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
         if len(fits) != 2:
             raise ModelSpecError("the bootstrap LRT compares exactly two models.")
         table["Pr_boot(>Chisq)"] = [np.nan, _bootstrap_lrt(fits[0], fits[1], n_bootstrap, seed)]
-    return AnovaTable(table=table, formulas={n: m.formula for n, m in zip(names, fits)},
+    return AnovaTable(table=table, formulas={n: m.design.formula for n, m in zip(names, fits)},
                       refitted_ml=refitted)
 
 
-def _bootstrap_lrt(small, large, n_bootstrap: int, seed) -> float:
+def _bootstrap_lrt(small: ModelFit, large: ModelFit, n_bootstrap: int, seed) -> float:
     """Parametric-bootstrap p-value of the LR statistic, simulating from ``small``."""
-    from .._functional import _arrays_of
-    from .._core.refit import _deviance_of, _key, refit_all, simulate_responses, warn_unconverged
-
-    Y = simulate_responses(small, int(n_bootstrap), _key(seed))
+    Y = simulate_from(small, n_bootstrap, key_from_seed(seed))
     devs = []
     for m in (small, large):
-        model = _arrays_of(m.design)
-        out = refit_all(model, Y, jnp.asarray(m.theta.to_numpy()), reml=m.method == "REML",
-                        statistic=_deviance_of)
-        warn_unconverged(out[3], "bootstrap refits")
-        devs.append(np.asarray(out[4])[:, 0])
+        out = refit_all(m.arrays, Y, jnp.asarray(m.theta), reml=m.reml,
+                        statistic=deviance_statistic)
+        warn_unconverged(out.converged, "bootstrap refits")
+        devs.append(out.statistic[:, 0])
     lr_star = devs[0] - devs[1]
     lr = 2 * (large.llf - small.llf)
     return float((1 + np.sum(lr_star >= lr)) / (n_bootstrap + 1))

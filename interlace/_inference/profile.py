@@ -15,7 +15,6 @@ the ML fit of the model with offset ``v x_j`` and without column ``j``.
 
 from __future__ import annotations
 
-import warnings
 
 import jax
 import jax.numpy as jnp
@@ -23,8 +22,12 @@ import numpy as np
 import optax
 import pandas as pd
 
+from .._core.arrays import cross_products_of, model_arrays_from, theta_to_internal
 from .._core.deviance import deviance_varpar, unrolled_cholesky
-from .._core.theta import tril_index
+from .._core.optimize import minimize_deviance
+from .._core.theta import to_internal, tril_index
+from .._model.estimate import ModelFit
+from .._model.varcorr import sdcor_names, sdcor_values
 
 __all__ = ["profile_confint"]
 
@@ -82,27 +85,22 @@ def _minimize(f, x0, maxiter=300):
     return x, f(x)
 
 
-def profile_confint(result, level: float = 0.95) -> pd.DataFrame:
-    """Profile intervals for ``sd_*``, ``cor_*``, ``sigma`` and the fixed effects."""
-    from .._fit import fit_design
-    from .._functional import _arrays_of, _to_internal
-    from .._core.refit import sdcor_names, sdcor_values
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ml = result if result.method == "ML" else fit_design(result.design, "ML")
+def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
+    """Profile intervals for ``sd_*``, ``cor_*``, ``sigma`` and the fixed effects, from
+    the ML fit ``ml`` of the model (lme4 profiles the ML deviance, module doc)."""
+    if ml.method != "ML":
+        raise AssertionError("internal: profile_confint needs the model's ML fit")
     d = ml.design
-    ks = [t.k for t in d.terms]
-    model = _arrays_of(d)
-    cp = model.template
+    ks = ml.ks
+    cp = ml.cross_products
     d_min = ml.deviance
     zq = float(_normal_quantile(0.5 + level / 2))
 
     def dev_z(z):
         theta, sigma = _theta_from_sdcor(z, ks)
-        return deviance_varpar(_to_internal(theta, model), sigma, cp, reml=False)
+        return deviance_varpar(to_internal(theta, ks, cp.order), sigma, cp, reml=False)
 
-    sdcor = sdcor_values(ml.theta.to_numpy()[None], np.array([np.sqrt(ml.scale)]), d.terms)[0]
+    sdcor = sdcor_values(ml.theta[None], np.array([ml.sigma]), d.terms)[0]
     names = sdcor_names(d.terms)
     is_sd = np.array([nm.startswith("sd_") for nm in names[:-1]] + [True])
     with np.errstate(divide="ignore"):
@@ -133,7 +131,7 @@ def profile_confint(result, level: float = 0.95) -> pd.DataFrame:
         lo_bound, hi_bound = (0.0, np.inf) if is_sd[i] else (-1.0, 1.0)
         rows[name] = (_root(zeta, sdcor[i], -zq, lo_bound), _root(zeta, sdcor[i], zq, hi_bound))
 
-    for j, name in enumerate(ml.fe_params.index):
+    for j, name in enumerate(d.fe_names):
         rows[name] = _fixed_effect_interval(ml, j, zq, d_min)
     return pd.DataFrame(rows, index=[f"{100 * (0.5 - level / 2):g} %",
                                      f"{100 * (0.5 + level / 2):g} %"]).T
@@ -159,12 +157,9 @@ def _root(zeta, est: float, target: float, bound: float) -> float:
                              xtol=1e-10 * max(1.0, abs(est)), rtol=1e-12))
 
 
-def _fixed_effect_interval(ml, j: int, zq: float, d_min: float) -> tuple[float, float]:
+def _fixed_effect_interval(ml: ModelFit, j: int, zq: float,
+                           d_min: float) -> tuple[float, float]:
     """ML fit with ``beta_j`` fixed: offset ``v x_j``, column ``j`` dropped."""
-    from .._core.arrays import cross_products_of, model_arrays_from
-    from .._functional import _to_internal
-    from .._core.optimize import minimize_deviance
-
     d = ml.design
     X = np.delete(d.X, j, axis=1)
     xj = d.X[:, j]
@@ -173,7 +168,7 @@ def _fixed_effect_interval(ml, j: int, zq: float, d_min: float) -> tuple[float, 
     terms = d.terms
     model = model_arrays_from([t.codes for t in terms], [len(t.levels) for t in terms], X,
                               d.y, [t.X for t in terms])
-    start = _to_internal(jnp.asarray(ml.theta.to_numpy()), model)
+    start = theta_to_internal(jnp.asarray(ml.theta), model)
     y = jnp.asarray(d.y)
     x = jnp.asarray(xj)
 
@@ -182,12 +177,12 @@ def _fixed_effect_interval(ml, j: int, zq: float, d_min: float) -> tuple[float, 
         cp = cross_products_of(model.replace(y=y - v * x))
         return minimize_deviance(start, cp, reml=False).deviance
 
-    est = float(ml.fe_params.iloc[j])
+    est = float(ml.beta[j])
 
     def zeta(v):
         return np.sign(v - est) * np.sqrt(max(float(dev(v)) - d_min, 0.0))
 
-    se = float(ml.fe_bse.iloc[j])
+    se = float(np.sqrt(ml.fe_cov[j, j]))
     lo = _brentq(lambda v: zeta(v) + zq, est - 3 * zq * se, est, xtol=1e-10, rtol=1e-12)
     hi = _brentq(lambda v: zeta(v) - zq, est, est + 3 * zq * se, xtol=1e-10, rtol=1e-12)
     return float(lo), float(hi)

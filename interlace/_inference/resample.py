@@ -22,11 +22,15 @@ from typing import Callable, Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from .._base.checks import check_n_bootstrap
 from .._base.errors import ModelSpecError
 from .._base.progress import progress_bar
 from .._base.seeds import rng_from_seed
+from .._core.refit import chunk_rows, refit_all
+from .._model.estimate import ModelFit
+from .replicates import BootstrapResult, bootstrap_result
 
-__all__ = ["resampled_levels_bootstrap"]
+__all__ = ["resampled_levels_bootstrap", "LevelResamples"]
 
 
 def _check_factors(design, template, factors: Sequence[str]) -> dict[str, int]:
@@ -66,15 +70,13 @@ def _nested(inner: np.ndarray, outer: np.ndarray) -> bool:
     return len(pairs) == len(np.unique(inner))
 
 
-class _Replicates:
+class LevelResamples:
     """Builds, for copy counts of the resampled factors' levels, the leaves that turn
     the model's arrays into those of the resampled data (module docstring)."""
 
-    def __init__(self, result, factors: Sequence[str]):
-        from .._functional import _arrays_of
-
-        d = result.design
-        base = _arrays_of(d)
+    def __init__(self, fit: ModelFit, factors: Sequence[str]):
+        d = fit.design
+        base = fit.arrays
         cp = base.template
         self.design, self.template, self.factors = d, cp, list(factors)
         self.pos = _check_factors(d, cp, self.factors)
@@ -104,25 +106,22 @@ class _Replicates:
         return jnp.asarray(W), jnp.asarray(level_mult), jnp.asarray(tail_mult)
 
 
-def resampled_levels_bootstrap(result, factors: Sequence[str], n_bootstrap: int = 1000,
+def resampled_levels_bootstrap(fit: ModelFit, factors: Sequence[str], n_bootstrap: int = 1000,
                                seed=None, statistic: Callable | None = None,
-                               chunk_size: int | None = None, progress: bool | None = None):
-    """Refit ``result``'s model to ``n_bootstrap`` resamples of the levels of ``factors``
+                               chunk_size: int | None = None,
+                               progress: bool | None = None) -> BootstrapResult:
+    """Refit ``fit``'s model to ``n_bootstrap`` resamples of the levels of ``factors``
     (module docstring); returns a :class:`BootstrapResult` like the parametric one."""
-    from .._core.refit import _chunk_rows, bootstrap_result, refit_all
-
-    if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
-        raise ModelSpecError("n_bootstrap must be an integer of at least 2.")
+    n_bootstrap = check_n_bootstrap(n_bootstrap)
     if isinstance(factors, str):
         factors = [factors]
     factors = list(dict.fromkeys(factors))
     if not factors:
         raise ModelSpecError("name at least one grouping factor to resample.")
-    reps = _Replicates(result, factors)
+    reps = LevelResamples(fit, factors)
     rng = rng_from_seed(seed)
-    n = result.design.nobs
-    chunk = int(chunk_size or _chunk_rows(reps.model, n_bootstrap, n))
-    theta0 = jnp.asarray(result.theta.to_numpy())
+    chunk = int(chunk_size or chunk_rows(reps.model, n_bootstrap, fit.nobs))
+    theta0 = jnp.asarray(fit.theta)
     parts, done = [], 0
     with progress_bar(n_bootstrap, f"bootstrap of {', '.join(factors)}", progress) as bar:
         while done < n_bootstrap:
@@ -132,7 +131,7 @@ def resampled_levels_bootstrap(result, factors: Sequence[str], n_bootstrap: int 
                                          size=B)
                       for f in factors}
             parts.append(refit_all(reps.model, reps.leaves(counts), theta0,
-                                   reml=result.method == "REML", statistic=statistic,
+                                   reml=fit.reml, statistic=statistic,
                                    field=("weights", "level_mult", "tail_mult"), bar=bar))
             done += B
-    return bootstrap_result(result, parts, statistic, n_bootstrap)
+    return bootstrap_result(fit, parts, statistic, n_bootstrap)

@@ -18,26 +18,26 @@ import numpy as np
 import pandas as pd
 
 from .._core.deviance import deviance_varpar, vcov_beta
+from .._core.theta import to_internal
+from .._model.estimate import ModelFit
 
 __all__ = ["satterthwaite"]
 
 
-def satterthwaite(result) -> pd.DataFrame:
+def satterthwaite(fit: ModelFit) -> pd.DataFrame:
     """Estimate, Std. Error, df, t value and Pr(>|t|) per fixed effect (lmerTest's
-    ``summary`` table) for a fitted :class:`CrossedLMEResult`."""
-    from .._functional import _arrays_of, _to_internal
+    ``summary`` table) for a fitted model (its cross-products, as fitted)."""
+    cp = fit.cross_products
+    psi = jnp.concatenate([jnp.asarray(fit.theta), jnp.asarray([fit.sigma])])
 
-    model = _arrays_of(result.design)
-    cp = model.template
-    reml = result.method == "REML"
-    psi = jnp.concatenate([jnp.asarray(result.theta.to_numpy()),
-                           jnp.asarray([np.sqrt(result.scale)])])
+    def internal(theta):
+        return to_internal(theta, fit.ks, cp.order)
 
     def deviance(v):
-        return deviance_varpar(_to_internal(v[:-1], model), v[-1], cp, reml=reml)
+        return deviance_varpar(internal(v[:-1]), v[-1], cp, reml=fit.reml)
 
     def cov(v):
-        return vcov_beta(_to_internal(v[:-1], model), v[-1], cp)
+        return vcov_beta(internal(v[:-1]), v[-1], cp)
 
     H = jax.jacrev(jax.grad(deviance))(psi)
     A = 2.0 * jnp.linalg.pinv(0.5 * (H + H.T))
@@ -45,11 +45,11 @@ def satterthwaite(result) -> pd.DataFrame:
     J = jax.jacrev(lambda v: jnp.diagonal(cov(v)))(psi)  # (p, len(psi))
     var = jnp.diagonal(C)
     df = np.asarray(2.0 * var**2 / jnp.einsum("ij,jk,ik->i", J, A, J))
-    beta = result.fe_params.to_numpy()
+    beta = fit.beta
     se = np.sqrt(np.asarray(var))
     t = beta / se
     from scipy.special import stdtr  # Student t cdf; scipy is imported on use
 
     return pd.DataFrame({"Estimate": beta, "Std. Error": se, "df": df, "t value": t,
                          "Pr(>|t|)": 2.0 * stdtr(df, -np.abs(t))},
-                        index=result.fe_params.index)
+                        index=pd.Index(fit.design.fe_names))

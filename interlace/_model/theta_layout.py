@@ -28,8 +28,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ._base.errors import ModelSpecError
-from ._core.theta import blocks
+from .._base.errors import ModelSpecError
+from .._core.arrays import ModelArrays, user_ks
+from .._core.theta import blocks, theta_names
+from .design import Design
 
 __all__ = ["lme4_term_order", "theta_to_lme4", "theta_from_lme4"]
 
@@ -46,19 +48,16 @@ def lme4_term_order(nlevels: Sequence[int]) -> tuple[int, ...]:
 
 def _terms_of(model) -> tuple[list[int], list[int], tuple]:
     """Per term, in interlace's order: columns ``k``, number of levels; and theta's names."""
-    from ._core.arrays import ModelArrays
-    from ._result import CrossedLMEResult
-
     if isinstance(model, ModelArrays):
         cp = model.template
-        ks, nl = [0] * len(cp.order), [0] * len(cp.order)
+        nl = [0] * len(cp.order)
         for pos, term in enumerate(cp.order):
-            ks[term], nl[term] = int(cp.ks[pos]), int(cp.nlevels[pos])
-        return ks, nl, tuple(model.theta_names)
-    if isinstance(model, CrossedLMEResult):
+            nl[term] = int(cp.nlevels[pos])
+        return user_ks(model), nl, tuple(model.theta_names)
+    if isinstance(getattr(model, "design", None), Design):  # a fitted result
         terms = model.design.terms
         return ([t.k for t in terms], [len(t.levels) for t in terms],
-                tuple(model.theta.index))
+                tuple(nm for t in terms for nm in theta_names(t.factor, t.columns)))
     raise ModelSpecError(
         "model must be a ModelArrays (interlace.model_arrays) or a fitted CrossedLMEResult, "
         f"got {type(model).__name__}.")

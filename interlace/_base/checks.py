@@ -1,0 +1,39 @@
+"""Argument checks shared by the entry points: one sentence per mistake, one home each."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ModelSpecError
+
+__all__ = ["check_n_bootstrap", "check_level", "check_positive_int", "check_method"]
+
+
+def check_n_bootstrap(n_bootstrap) -> int:
+    """``n_bootstrap`` as an int, or a :class:`ModelSpecError` unless it is an integer >= 2
+    (one replicate has no spread)."""
+    if isinstance(n_bootstrap, (bool, np.bool_)) or not isinstance(
+            n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
+        raise ModelSpecError(f"n_bootstrap must be an integer of at least 2, got {n_bootstrap!r}.")
+    return int(n_bootstrap)
+
+
+def check_positive_int(value, name: str) -> int:
+    """``value`` as an int, or a :class:`ModelSpecError` unless it is an integer >= 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ModelSpecError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def check_level(level) -> float:
+    """A confidence level strictly between 0 and 1, or a :class:`ModelSpecError`."""
+    if not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
+        raise ModelSpecError(f"level must be between 0 and 1, got {level!r}.")
+    return float(level)
+
+
+def check_method(method) -> str:
+    """``method`` if it is ``"REML"`` or ``"ML"``, else a :class:`ModelSpecError`."""
+    if method not in ("REML", "ML"):
+        raise ModelSpecError(f"method must be 'REML' or 'ML', got {method!r}.")
+    return method

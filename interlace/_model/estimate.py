@@ -1,0 +1,235 @@
+"""Fit a built :class:`~interlace._model.design.Design`: the numbers of one fitted model.
+
+Pipeline (lme4's ``mkLmerDevfun`` + ``optimizeLmer``): :func:`cross_products` (one pass
+over the rows) -> starting values -> :func:`minimize_deviance` (compiled L-BFGS over
+``theta``) -> :func:`estimates` (one back-substitution). :func:`fit_design` returns a
+:class:`ModelFit`, the typed record every later step reads: the pandas result wraps it,
+and inference and diagnostics reuse its cross-products and model arrays (built once)
+instead of rebuilding them.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+
+import jax.numpy as jnp
+import numpy as np
+
+from .._base.checks import check_method
+from .._base.errors import DataError
+from .._core.arrays import ModelArrays, model_arrays_from
+from .._core.crossprod import CrossProducts, cross_products
+from .._core.deviance import blups_by_term, estimates
+from .._core.optimize import STOP_MAXITER, STOP_NONFINITE, STOP_REASONS, minimize_deviance
+from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
+from .._core.standardize import intercept_column, standardize
+from .._core.start import moment_start
+from .._core.theta import (diagonal_mask, normalize_signs, sign_flips, theta_names, to_internal,
+                           to_user, tril_index)
+from .design import Design
+
+__all__ = ["ModelFit", "fit_design", "design_arrays", "design_cross_products",
+           "check_response", "convergence_message", "start_values"]
+
+@dataclass(frozen=True, eq=False)
+class ModelFit:
+    """One fitted model in arrays (numpy), with its design and cross-products.
+
+    ``theta`` and ``grad`` are in the user's term order with lme4's signs; ``blups`` has
+    one ``(levels, k)`` array per term; ``deviance`` is lme4's REML criterion or ML
+    deviance. :attr:`arrays` (the JAX model arrays, for refits) is built on first use and
+    then kept.
+    """
+
+    design: Design
+    cross_products: CrossProducts
+    method: str
+    theta: np.ndarray
+    grad: np.ndarray
+    beta: np.ndarray
+    fe_cov: np.ndarray
+    sigma2: float
+    deviance: float
+    blups: tuple
+    fitted: np.ndarray
+    converged: bool
+    n_iterations: int
+    n_evaluations: int
+    stop_reason: str
+
+    @property
+    def reml(self) -> bool:
+        return self.method == "REML"
+
+    @property
+    def sigma(self) -> float:
+        return math.sqrt(self.sigma2)
+
+    @property
+    def nobs(self) -> int:
+        return self.design.nobs
+
+    @property
+    def ks(self) -> list[int]:
+        return [t.k for t in self.design.terms]
+
+    @property
+    def theta_names(self) -> list[str]:
+        return [nm for t in self.design.terms for nm in theta_names(t.factor, t.columns)]
+
+    @property
+    def n_params(self) -> int:
+        """Estimated parameters: fixed effects, ``theta``, residual (lme4's ``df``)."""
+        return len(self.beta) + len(self.theta) + 1
+
+    @property
+    def llf(self) -> float:
+        return -0.5 * self.deviance
+
+    @property
+    def aic(self) -> float:
+        """``-2 llf + 2 k`` (Akaike 1974)."""
+        return self.deviance + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        """``-2 llf + k log(n)`` (Schwarz 1978)."""
+        return self.deviance + self.n_params * math.log(self.nobs)
+
+    @property
+    def is_singular(self) -> bool:
+        return theta_is_singular(self.theta[diagonal_mask(self.ks)])
+
+    @cached_property
+    def arrays(self) -> ModelArrays:
+        """The model's arrays for JAX refits, sharing this fit's cross-products."""
+        return design_arrays(self.design, template=self.cross_products)
+
+
+def design_arrays(design: Design, template: CrossProducts | None = None) -> ModelArrays:
+    """:class:`ModelArrays` of ``design`` (``template``: its cross-products, if built)."""
+    terms = design.terms
+    names = [nm for t in terms for nm in theta_names(t.factor, t.columns)]
+    return model_arrays_from([t.codes for t in terms], [len(t.levels) for t in terms],
+                             design.X, design.y, [t.X for t in terms],
+                             fe_names=design.fe_names, theta_names=names, template=template)
+
+
+def design_cross_products(design: Design) -> CrossProducts:
+    """The cross-products of ``design``'s rows (one pass, numpy)."""
+    terms = design.terms
+    return cross_products([t.codes for t in terms], [len(t.levels) for t in terms],
+                          design.X, design.y, [t.X for t in terms])
+
+
+def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: int = 2,
+               verbose: bool = False, warn: bool = True) -> ModelFit:
+    """Fit the model of ``design`` by ``method`` (module doc). Warns (``warn``) when the
+    fit did not converge, saying why, and on a boundary (singular) fit."""
+    reml = check_method(method) == "REML"
+    terms = design.terms
+    ks = [t.k for t in terms]
+    cp = design_cross_products(design)
+
+    check_response(design)
+    theta0 = to_internal(start_values(design), ks, cp.order)
+    if verbose:
+        print(f"interlace: {design.nobs} rows, {cp.t} tail columns, {len(theta0)} theta; "
+              f"fitting by {method}")
+    opt = minimize_deviance(jnp.asarray(theta0), cp, reml=reml, maxiter=int(maxiter),
+                            verbose=bool(verbose))
+    est = estimates(opt.theta, cp, reml=reml)
+
+    raw = to_user(np.asarray(opt.theta), ks, cp.order)
+    theta = normalize_signs(raw, ks)
+    grad = to_user(np.asarray(opt.grad), ks, cp.order) * sign_flips(raw, ks)
+    blups = tuple(np.asarray(b) for b in blups_by_term(est, cp))
+    beta = np.asarray(est.beta)
+    sigma2 = float(est.sigma2)
+    fitted = design.X @ beta
+    for term, b in zip(terms, blups):
+        fitted = fitted + np.sum(term.X * b[term.codes], axis=1)
+    converged = bool(opt.converged) and bool(  # a NaN never passes as a result
+        np.isfinite(sigma2) and np.all(np.isfinite(beta)) and np.all(np.isfinite(raw)))
+    fit = ModelFit(design=design, cross_products=cp, method=method, theta=theta, grad=grad,
+                   beta=beta, fe_cov=np.asarray(est.fe_cov), sigma2=sigma2,
+                   deviance=float(opt.deviance), blups=blups, fitted=fitted,
+                   converged=converged, n_iterations=int(opt.iterations),
+                   n_evaluations=int(opt.evaluations), stop_reason=STOP_REASONS[int(opt.stop)])
+    if warn and not converged:
+        warnings.warn(convergence_message(opt, maxiter), UserWarning, stacklevel=stacklevel)
+    if warn and fit.is_singular:
+        warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=stacklevel)
+    return fit
+
+
+def convergence_message(opt, maxiter: int) -> str:
+    """The warning for a fit that did not converge, naming why the optimiser stopped."""
+    g = float(np.max(np.abs(np.asarray(opt.grad)))) if np.size(opt.grad) else 0.0
+    stop = int(opt.stop)
+    if stop == STOP_MAXITER:
+        return (f"The optimizer stopped at maxiter={maxiter} iterations before the deviance's "
+                f"gradient was small (max |gradient| = {g:.3g}); estimates may be unreliable. "
+                f"Raise maxiter (e.g. maxiter={2 * maxiter}).")
+    if stop == STOP_NONFINITE:
+        return ("The deviance became NaN or infinite during the fit, so the estimates are not "
+                "reliable. Check the random-effect terms for columns that are constant or "
+                "zero within every level, and the data for extreme values.")
+    return (f"The deviance stopped improving after {int(opt.iterations)} iterations while its "
+            f"gradient was still above the convergence tolerance (max |gradient| = {g:.3g}): "
+            "the likelihood is nearly flat around the estimates (for example nearly "
+            "collinear predictors or a variance near zero), so they may be unreliable. "
+            "Check them with result.confint(method='profile') or a simpler model.")
+
+
+# A column whose spread is below this fraction of its magnitude keeps fewer than ~5 of
+# float64's ~16 significant digits for its variation (1e9 + values known to 1e-2 do).
+RESOLUTION = 1e-11
+
+
+def check_response(design: Design) -> None:
+    """Refuse a response with nothing to fit, and warn where float64 cannot resolve the
+    variation of the response or of a predictor (far from zero, tiny spread)."""
+    y, X = design.y, design.X
+    if y.shape[0] and np.all(y == y[0]):
+        raise DataError(
+            f"The response {design.response!r} is constant (every value is {y[0]:g}): there "
+            "is no variance for a mixed model to estimate. Check the response column.")
+    X_s, y_s, _ = standardize(X, y, None, intercept_column(X))
+    beta, *_ = np.linalg.lstsq(X_s, y_s, rcond=None)
+    if np.sqrt(np.mean((y_s - X_s @ beta) ** 2)) < 1e-10:
+        raise DataError(
+            f"The fixed effects reproduce the response {design.response!r} exactly (no "
+            "residual variation is left): there is no variance for the random effects or "
+            "the residual to estimate. Check that the response is not computed from the "
+            "predictors.")
+    columns = [(f"response {design.response!r}", y)] + [
+        (f"predictor column {name!r}", X[:, j]) for j, name in enumerate(design.fe_names)]
+    for label, v in columns:
+        centre = float(np.mean(v))
+        spread = float(np.std(v))
+        if spread > 0 and spread < RESOLUTION * abs(centre):
+            warnings.warn(
+                f"The {label} varies by only {spread:.3g} around {centre:.10g} (a relative "
+                f"spread of {spread / abs(centre):.1e}): float64 keeps about 16 significant "
+                "digits, so its values carry few digits of variation and the estimates "
+                "inherit that rounding. Store it relative to a nearby constant (e.g. "
+                "subtract its first value) before it is rounded.",
+                UserWarning, stacklevel=5)  # user, float64_scope, fit, fit_design, here
+
+
+def start_values(design: Design) -> np.ndarray:
+    """ANOVA moment estimates for intercept-only terms, lme4's identity for the others
+    (on the centred and scaled data: ``theta`` is relative, the same in any units)."""
+    X_s, y_s, _ = standardize(design.X, design.y, None, intercept_column(design.X))
+    parts = []
+    for term in design.terms:
+        if term.columns == ("(Intercept)",):
+            parts.append(moment_start([term.codes], [len(term.levels)], X_s, y_s))
+        else:
+            rows, cols = tril_index(term.k)
+            parts.append((rows == cols).astype(float))
+    return np.concatenate(parts)
