@@ -1,5 +1,9 @@
 """Time interlace's vectorised inference against lme4, same data, same machine, same run.
 
+It owns the tasks below, the worker's side of them and RESULTS.md's "## Inference:"
+section; benchmarks/harness.py owns the worker and R processes (watchdog, memory cap),
+the environment record and the writing of the section.
+
 Run from the repository root:
 
     python benchmarks/bench_inference.py            # full: about 10 min on 2 cores
@@ -37,11 +41,12 @@ reported too. Each side's medians are over its own timed repetitions; ratio = lm
 interlace. ``os.getloadavg()`` is recorded at the start and the end (and around each task)
 because the machine may be shared. No timing is asserted anywhere.
 
-interlace runs in a worker process (this script with ``--worker``), which serves the same
-requests as the R process, with ``INTERLACE_NO_COMPILATION_CACHE=1``, so first calls
-compile for real whatever earlier runs left on disk; the tracing + compilation time inside
-every timed call is summed from jax's own compile events and reported. The worker lets the
-driver survive what interlace can do to a process on a small shared machine, and record it:
+interlace runs in a worker process (this script with ``--worker``; ``harness.Worker``),
+which serves the same requests as the R process, with ``INTERLACE_NO_COMPILATION_CACHE=1``,
+so first calls compile for real whatever earlier runs left on disk; the tracing +
+compilation time inside every timed call is summed from jax's own compile events and
+reported. The worker lets the driver survive what interlace can do to a process on a small
+shared machine, and record it:
 
 * a deadlock (no progress, almost no CPU; jaxlib 0.10.2's batched LAPACK kernels on a
   2-core pool, see bench_vectorized.py): the worker is killed and the task runs again
@@ -65,26 +70,14 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
-import queue
-import resource
-import shlex
-import shutil
-import statistics
-import subprocess
 import sys
-import threading
 import time
 import warnings
-from importlib.metadata import version
 from pathlib import Path
 
-from jax_timing import accelerator_line  # benchmarks/ is on sys.path
-from jax_timing import cpu_seconds as _cpu_seconds
+import harness  # benchmarks/ is on sys.path
+from harness import OUT, ROOT, WorkerDied, WorkerError, loadavg, med, summary
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-OUT = HERE / "out"
 PAGE_CSV = "tests/data/results_page.csv"
 PAGE_FORMULA = "score ~ hours_studied + prior_gpa"
 PAGE_GROUPS = ["student_id", "school_id"]
@@ -99,222 +92,69 @@ N_LME4_INSTEVAL = 5
 LME4_BOOT_WARMUP = 20
 REPEATS = {"full": {"influence": (5, 3), "sleepstudy": (3, 3)},
            "quick": {"influence": (2, 1), "sleepstudy": (1, 1)}}  # (interlace, lme4)
-STALL_WINDOW_S = 30.0  # a worker with a request pending and < STALL_CPU_S CPU in two
-STALL_CPU_S = 1.0      # windows is deadlocked (as in bench_vectorized.py)
-POLL_S = 2.0  # how often the driver samples the worker's peak RSS
 
 
 # --- helpers -------------------------------------------------------------------------------
-def loadavg():
-    return [round(x, 2) for x in os.getloadavg()]
+def start_worker(extra_env=None, mem_limit_gb=None):
+    """This script with --worker, compilation cache off (``harness.Worker``: a deadlock is
+    detected, the peak RSS sampled); ``info``: its environment record. With
+    ``mem_limit_gb`` it caps its own data segment (``harness.cap_memory``)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker"]
+    if mem_limit_gb:  # the worker sets RLIMIT_DATA itself, before it imports jax
+        cmd += ["--mem-limit-gb", str(mem_limit_gb)]
+    worker = harness.Worker(cmd, env={"INTERLACE_NO_COMPILATION_CACHE": "1"},
+                            extra_env=extra_env, mem_limit_gb=mem_limit_gb)
+    worker.info = worker.reply("start")
+    return worker
 
 
-def peak_rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def med(runs, key="seconds"):
-    return statistics.median(r[key] for r in runs) if runs else None
-
-
-def summary(runs):
-    if not runs:
-        return None
-    return {"median_s": med(runs), "min_s": min(r["seconds"] for r in runs),
-            "max_s": max(r["seconds"] for r in runs), "cpu_median_s": med(runs, "cpu_s"),
-            "n": len(runs), "seconds": [r["seconds"] for r in runs]}
-
-
-
-
-class Stalled(Exception):
-    """The interlace worker made no progress: a deadlock (see bench_vectorized.py)."""
-
-
-class Lme4:
-    """The long-lived Rscript process of benchmarks/lme4_inference.R."""
-
-    def __init__(self):
-        self.proc = subprocess.Popen(["Rscript", str(HERE / "lme4_inference.R")], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.info = self._line("READY")
-
-    def _line(self, tag):
-        line = self.proc.stdout.readline()
-        fields = line.rstrip("\n").split("\t", 1)
-        if fields[0] != tag or len(fields) != 2:
-            raise RuntimeError(f"lme4_inference.R: expected {tag}, got {line!r} "
-                               f"(exit status {self.proc.poll()}; R's stderr is above)")
-        return json.loads(fields[1])
-
-    def ask(self, command):
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        return self._line("RESULT")
-
-    def close(self):
-        try:
-            self.proc.communicate("QUIT\n", timeout=60)
-        except (subprocess.TimeoutExpired, BrokenPipeError, ValueError):
-            self.proc.kill()
-            self.proc.wait()
-
-
-class WorkerDied(Exception):
-    """The interlace worker exited while a request was pending (e.g. the OOM killer)."""
-
-
-class WorkerError(Exception):
-    """interlace raised an exception in the worker (traceback in args[0])."""
-
-
-class Interlace:
-    """A worker process (this script with --worker) that runs interlace on request.
-
-    Running interlace outside this process lets a deadlock be detected and survived:
-    while a request is pending, if the worker uses less than STALL_CPU_S of CPU in two
-    windows of STALL_WINDOW_S, it is killed and Stalled is raised (bench_vectorized.py
-    does the same for fit_many). Its peak RSS is sampled every POLL_S, and its address
-    space is capped (RLIMIT_DATA, ``mem_limit_gb``) so that on a shared machine a runaway
-    allocation fails in the worker instead of waking the kernel's OOM killer."""
-
-    def __init__(self, extra_env=None, mem_limit_gb=None):
-        self.extra_env = dict(extra_env or {})
-        self.mem_limit_gb = mem_limit_gb
-        env = {**os.environ, "INTERLACE_NO_COMPILATION_CACHE": "1", **self.extra_env}
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker"]
-        if mem_limit_gb:  # the worker sets RLIMIT_DATA itself, before it imports jax
-            cmd += ["--mem-limit-gb", str(mem_limit_gb)]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        self.lines = queue.Queue()
-        self.peak_rss_mib = 0.0
-        threading.Thread(target=lambda: [self.lines.put(ln) for ln in self.proc.stdout]
-                         + [self.lines.put(None)], daemon=True).start()
-        self.info = self._reply("start")
-
-    def _sample_rss(self):
-        try:  # VmHWM: the worker's peak resident set so far
-            for ln in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if ln.startswith("VmHWM:"):
-                    self.peak_rss_mib = max(self.peak_rss_mib, int(ln.split()[1]) / 1024)
-        except OSError:
-            pass
-
-    def _reply(self, what):
-        t0 = time.perf_counter()
-        idle, cpu_mark, window_start = 0, _cpu_seconds(self.proc.pid) or 0.0, t0
-        while True:
-            try:
-                line = self.lines.get(timeout=POLL_S)
-            except queue.Empty:
-                self._sample_rss()
-                if time.perf_counter() - window_start < STALL_WINDOW_S:
-                    continue
-                window_start = time.perf_counter()
-                cpu = _cpu_seconds(self.proc.pid)
-                if cpu is None:
-                    continue
-                idle = idle + 1 if cpu - cpu_mark < STALL_CPU_S else 0
-                cpu_mark = cpu
-                if idle >= 2:
-                    self.kill()
-                    raise Stalled({"request": what, "env": self.extra_env,
-                                   "waited_s": time.perf_counter() - t0,
-                                   "idle_s": idle * STALL_WINDOW_S, "worker_cpu_s": cpu,
-                                   "worker_peak_rss_mib": self.peak_rss_mib})
-                continue
-            if line is None:
-                status = self.proc.wait()
-                how = (" (SIGKILL: on Linux most likely the kernel's OOM killer)"
-                       if status == -9 else "")
-                raise WorkerDied({"request": what, "env": self.extra_env,
-                                  "exit_status": status, "waited_s": time.perf_counter() - t0,
-                                  "worker_peak_rss_mib": self.peak_rss_mib,
-                                  "mem_limit_gb": self.mem_limit_gb,
-                                  "message": f"interlace worker exited with status {status}"
-                                             f"{how} during {what!r}, after "
-                                             f"{time.perf_counter() - t0:.0f} s; last sampled "
-                                             f"peak RSS {self.peak_rss_mib:.0f} MiB; its "
-                                             "stderr, if any, is above"})
-            tag, _, body = line.rstrip("\n").partition("\t")
-            if tag == "RESULT":
-                self._sample_rss()
-                return json.loads(body)
-            if tag == "ERROR":
-                tb = json.loads(body)
-                raise WorkerError({"request": what, "env": self.extra_env, "traceback": tb,
-                                   "worker_peak_rss_mib": self.peak_rss_mib,
-                                   "message": f"interlace raised, during {what!r}: "
-                                              f"{tb.strip().splitlines()[-1]}"})
-            # anything else is the worker's own output; pass it through
-            print(f"  [worker] {line.rstrip()}", flush=True)
-
-    def ask(self, **request):
-        self.proc.stdin.write(json.dumps(request) + "\n")
-        self.proc.stdin.flush()
-        return self._reply(request)
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
-
-    def close(self):
-        try:
-            self.proc.communicate(json.dumps({"op": "quit"}) + "\n", timeout=60)
-        except (subprocess.TimeoutExpired, BrokenPipeError, ValueError):
-            self.kill()
-
-
-def interleave(n_il, n_r, il, r, label):
-    """il(i) and r(i) alternately: il 0, r 0, il 1, r 1, ...; r is None without lme4."""
-    a, b = [], []
-    for i in range(max(n_il, n_r if r else 0)):
+def alternate(il, lme4, reps, label, il_request, r_request, il_keys=(), r_keys=(),
+              r_warmup=None):
+    """A task's repetitions: one untimed warm-up per side (interlace ``il_request(-1)``,
+    lme4 ``r_warmup``, default ``r_request(0)``), then interlace ``il_request(i)`` and lme4
+    ``r_request(i)`` alternately: il 0, r 0, il 1, r 1, ...; extra ones come last. Returns
+    each side's part of the task's result (lme4's None without lme4) and last reply."""
+    first = il.ask(**il_request(-1))
+    print(f"  {label}: interlace warm-up {first['seconds']:.2f} s "
+          f"(compile {first['compile_s']:.2f} s)", flush=True)
+    if lme4:
+        r_first = lme4.ask(r_warmup or r_request(0))
+        print(f"  {label}: lme4 warm-up ({r_warmup or r_request(0)}) "
+              f"{r_first['seconds']:.2f} s", flush=True)
+    (n_il, n_r), a, b, last = reps, [], [], {}
+    for i in range(max(n_il, n_r if lme4 else 0)):
         if i < n_il:
-            a.append(il(i))
+            last["il"] = il.ask(**il_request(i))
+            a.append({**_timing(last["il"]), **{k: last["il"][k] for k in il_keys}})
             print(f"  {label}: interlace {i + 1}/{n_il}: {a[-1]['seconds']:.3f} s "
                   f"(cpu {a[-1]['cpu_s']:.3f} s, compile {a[-1]['compile_s']:.3f} s)",
                   flush=True)
-        if r and i < n_r:
-            b.append(r(i))
+        if lme4 and i < n_r:
+            last["r"] = lme4.ask(r_request(i))
+            b.append({k: last["r"][k] for k in ("seconds", "cpu_s", *r_keys)})
             print(f"  {label}: lme4 {i + 1}/{n_r}: {b[-1]['seconds']:.3f} s "
                   f"(cpu {b[-1]['cpu_s']:.3f} s)", flush=True)
-    return a, b
+    il_part = {"first_call": _timing(first), "runs": a, **summary(a),
+               "compile_median_s": med(a, "compile_s")}
+    r_part = lme4 and {"first_call": {k: r_first[k] for k in ("seconds", "cpu_s")},
+                       "runs": b, **summary(b)}
+    return il_part, r_part, last["il"], last.get("r")
+
+
+def _timing(x):
+    return {k: x[k] for k in ("seconds", "cpu_s", "compile_s") if k in x}
 
 
 # --- worker: the interlace side --------------------------------------------------------------
-def environment(interlace):
-    try:  # the same description as benchmarks/RESULTS.md
-        from run_benchmarks import environment as env_of
-        return env_of(interlace)
-    except Exception as exc:  # noqa: BLE001 - a description only; never fail the run on it
-        return {"cpu": platform.processor(), "cores": os.cpu_count(),
-                "python": platform.python_version(), "os": platform.platform(),
-                "packages": {p: version(p) for p in ("jax", "jaxlib", "numpy", "pandas")},
-                "interlace_from": str(Path(interlace.__file__).parent),
-                "note": f"run_benchmarks.environment failed: {exc!r}"}
-
-
 def worker(mem_limit_gb=None):
     """Serve requests (one JSON object a line on stdin; one RESULT/ERROR line back)."""
-    import traceback
-
-    if mem_limit_gb:
-        n = int(mem_limit_gb * 2**30)
-        resource.setrlimit(resource.RLIMIT_DATA, (n, n))  # RLIMIT_AS would slow XLA (bench_scaling.py)
-
+    harness.cap_memory(mem_limit_gb and int(mem_limit_gb * 2**30))
     warnings.simplefilter("ignore")  # the page model is a singular fit (as in lme4)
     import pandas as pd
-    from jax_timing import make_timer  # benchmarks/ is on sys.path
 
     import interlace
 
-    timed = make_timer()  # wall, CPU and compile seconds of one call
-
-    def say(tag, obj):
-        sys.stdout.write(f"{tag}\t{json.dumps(obj)}\n")
-        sys.stdout.flush()
-
+    timed = harness.make_timer()  # wall, CPU and compile seconds of one call
     fits = {}
 
     def setup(model):
@@ -327,82 +167,53 @@ def worker(mem_limit_gb=None):
         df = pd.read_csv(ROOT / INSTEVAL_CSV, dtype=DTYPES)
         return timed(lambda: interlace.fit(INSTEVAL_FORMULA, df, method="REML"))
 
-    env = environment(interlace)
+    env = harness.environment(interlace)
     env["worker_env"] = {k: os.environ[k] for k in ("NPROC", "XLA_FLAGS",
                                                      "INTERLACE_NO_COMPILATION_CACHE")
                          if k in os.environ}
     env["worker_rlimit_as_gib"] = mem_limit_gb
-    say("RESULT", env)
-    for line in sys.stdin:
-        req = json.loads(line)
-        try:
-            op = req["op"]
-            if op == "quit":
-                break
-            if op == "setup":
-                fits[req["model"]], t = setup(req["model"])
-                r = fits[req["model"]]
-                say("RESULT", {**t, "converged": bool(r.converged),
-                               "fe_names": list(r.fe_params.index)})
-            elif op == "influence":
-                inf, t = timed(lambda: interlace.hlm_influence(fits["page"]))
-                say("RESULT", {**t, "n_deletions": len(inf),
-                               "n_converged": int(inf["converged"].sum()),
-                               "cooksd": inf["cooksd"].tolist()})
-            elif op == "boot":
-                r = fits[req["model"]]
-                boot, t = timed(lambda r=r, n=req["n"], seed=req["seed"]:
-                                r.parametric_bootstrap(n, seed=seed))
-                se = boot.se()
-                say("RESULT", {**t, "seed": req["seed"], "n": req["n"],
-                               "n_converged": int(boot.converged.sum()),
-                               "boot_sd": [float(se[n]) for n in r.fe_params.index],
-                               "peak_rss_mib": peak_rss_mib()})
-            else:
-                raise ValueError(f"unknown request {req!r}")
-        except Exception:  # noqa: BLE001 - reported to the driver, which records it
-            say("ERROR", traceback.format_exc())
+    harness.say("RESULT", env)
+
+    def handle(req):
+        op = req["op"]
+        if op == "setup":
+            fits[req["model"]], t = setup(req["model"])
+            r = fits[req["model"]]
+            return {**t, "converged": bool(r.converged), "fe_names": list(r.fe_params.index)}
+        if op == "influence":
+            inf, t = timed(lambda: interlace.hlm_influence(fits["page"]))
+            return {**t, "n_deletions": len(inf), "n_converged": int(inf["converged"].sum()),
+                    "cooksd": inf["cooksd"].tolist()}
+        if op == "boot":
+            r = fits[req["model"]]
+            boot, t = timed(lambda: r.parametric_bootstrap(req["n"], seed=req["seed"]))
+            se = boot.se()
+            return {**t, "seed": req["seed"], "n": req["n"],
+                    "n_converged": int(boot.converged.sum()),
+                    "boot_sd": [float(se[n]) for n in r.fe_params.index],
+                    "peak_rss_mib": harness.peak_rss_mib()}
+        raise ValueError(f"unknown request {req!r}")
+
+    harness.serve(handle)
 
 
 # --- the tasks (driver side) -------------------------------------------------------------------
-def _timing(x):
-    return {k: x[k] for k in ("seconds", "cpu_s", "compile_s") if k in x}
-
-
 def task_influence(il, lme4, reps):
     import numpy as np
 
     fit = il.ask(op="setup", model="page")
-    first = il.ask(op="influence")
-    print(f"  influence: interlace warm-up {first['seconds']:.2f} s "
-          f"(compile {first['compile_s']:.2f} s)", flush=True)
-    r_first = None
-    if lme4:
-        r_first = lme4.ask("influence_page")
-        print(f"  influence: lme4 warm-up {r_first['seconds']:.2f} s", flush=True)
-    last = {}
-
-    def one_il(i):
-        last["il"] = il.ask(op="influence")
-        return _timing(last["il"])
-
-    def one_r(i):
-        last["r"] = lme4.ask("influence_page")
-        return {k: last["r"][k] for k in ("seconds", "cpu_s", "n_warnings", "n_messages")}
-
-    a, b = interleave(*reps, one_il, one_r if lme4 else None, "influence")
-    res = {"interlace": {"fit": _timing(fit), "first_call": _timing(first), "runs": a,
-                         **summary(a), "compile_median_s": med(a, "compile_s"),
-                         "n_deletions": last["il"]["n_deletions"],
-                         "n_converged": last["il"]["n_converged"]},
+    i, r, il_last, r_last = alternate(il, lme4, reps, "influence", lambda i: {"op": "influence"},
+                                      lambda i: "influence_page",
+                                      r_keys=("n_warnings", "n_messages"))
+    res = {"interlace": {"fit": _timing(fit), **i, "n_deletions": il_last["n_deletions"],
+                         "n_converged": il_last["n_converged"]},
            "lme4": None}
     if lme4:
-        cd_r = np.asarray(last["r"]["cooksd"])
-        cd_i = np.asarray(last["il"]["cooksd"])
-        res["lme4"] = {"first_call": {k: r_first[k] for k in ("seconds", "cpu_s")},
-                       "runs": b, **summary(b), "n_deletions": last["r"]["n_deletions"],
-                       "n_messages_last": last["r"]["n_messages"],
-                       "n_warnings_last": last["r"]["n_warnings"]}
+        cd_r = np.asarray(r_last["cooksd"])
+        cd_i = np.asarray(il_last["cooksd"])
+        res["lme4"] = {**r, "n_deletions": r_last["n_deletions"],
+                       "n_messages_last": r_last["n_messages"],
+                       "n_warnings_last": r_last["n_warnings"]}
         res["cooksd_max_abs_diff"] = float(np.max(np.abs(cd_i - cd_r)))
         res["cooksd_max"] = float(np.max(cd_r))
         res["cooksd_max_rel_diff"] = float(np.max(np.abs(cd_i - cd_r) / np.abs(cd_r)))
@@ -425,36 +236,19 @@ def sd_agreement(names, sd_il, sd_r, n_il, n_r):
 def task_sleepstudy(il, lme4, reps):
     fit = il.ask(op="setup", model="sleepstudy")
     names = fit["fe_names"]
-    first = il.ask(op="boot", model="sleepstudy", n=N_BOOT_SLEEP, seed=0)
-    print(f"  sleepstudy bootstrap: interlace warm-up {first['seconds']:.2f} s "
-          f"(compile {first['compile_s']:.2f} s)", flush=True)
-    r_first = None
-    if lme4:
-        r_first = lme4.ask(f"bootmer_sleepstudy {LME4_BOOT_WARMUP} 0")
-        print(f"  sleepstudy bootstrap: lme4 warm-up (nsim {LME4_BOOT_WARMUP}) "
-              f"{r_first['seconds']:.2f} s", flush=True)
-    last = {}
-
-    def one_il(i):
-        last["il"] = il.ask(op="boot", model="sleepstudy", n=N_BOOT_SLEEP, seed=i + 1)
-        return {**_timing(last["il"]), "n_converged": last["il"]["n_converged"]}
-
-    def one_r(i):
-        last["r"] = lme4.ask(f"bootmer_sleepstudy {N_BOOT_SLEEP} {i + 1}")
-        return {k: last["r"][k] for k in ("seconds", "cpu_s", "n_ok", "n_warnings",
-                                          "n_messages")}
-
-    a, b = interleave(*reps, one_il, one_r if lme4 else None, "sleepstudy bootstrap")
-    n_conv = last["il"]["n_converged"]
-    res = {"interlace": {"fit": _timing(fit), "first_call": _timing(first), "runs": a,
-                         **summary(a), "compile_median_s": med(a, "compile_s"),
-                         "n_converged_last": n_conv, "seed_last": last["il"]["seed"],
-                         "fe_names": names, "boot_sd": last["il"]["boot_sd"]},
+    i, r, il_last, rr = alternate(
+        il, lme4, reps, "sleepstudy bootstrap",
+        lambda i: {"op": "boot", "model": "sleepstudy", "n": N_BOOT_SLEEP, "seed": i + 1},
+        lambda i: f"bootmer_sleepstudy {N_BOOT_SLEEP} {i + 1}", il_keys=("n_converged",),
+        r_keys=("n_ok", "n_warnings", "n_messages"),
+        r_warmup=f"bootmer_sleepstudy {LME4_BOOT_WARMUP} 0")
+    n_conv = il_last["n_converged"]
+    res = {"interlace": {"fit": _timing(fit), **i, "n_converged_last": n_conv,
+                         "seed_last": il_last["seed"], "fe_names": names,
+                         "boot_sd": il_last["boot_sd"]},
            "lme4": None}
     if lme4:
-        rr = last["r"]
-        res["lme4"] = {"first_call": {k: r_first[k] for k in ("seconds", "cpu_s")},
-                       "warmup_nsim": LME4_BOOT_WARMUP, "runs": b, **summary(b),
+        res["lme4"] = {"first_call": r["first_call"], "warmup_nsim": LME4_BOOT_WARMUP, **r,
                        "n_ok_last": rr["n_ok"], "n_warnings_last": rr["n_warnings"],
                        "n_messages_last": rr["n_messages"], "fe_names": rr["names"],
                        "boot_sd": rr["boot_sd"], "seed_last": rr["seed"]}
@@ -523,26 +317,16 @@ def run(quick=False, use_lme4=True, tasks=None, on_task=None, mem_limit_gb=None)
     load_start = loadavg()
     tasks = [t for t in (tasks or list(TASKS)) if not (quick and t == "insteval")]
     reps = REPEATS["quick" if quick else "full"]
-    command = shlex.join(["python", *sys.argv])
-    if os.environ.get("PYTHONPATH"):
-        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
-    raw = {"date": started.isoformat(timespec="seconds"), "command": command, "quick": quick,
+    raw = {"date": started.isoformat(timespec="seconds"), "command": harness.command_line(),
+           "quick": quick,
            "python_executable": sys.executable, "lme4": None,
            "loadavg": {"start": load_start, "end": None},
            "compilation_cache": "off (INTERLACE_NO_COMPILATION_CACHE=1 in the worker)",
            "repeats": reps, "tasks_requested": tasks, "tasks": {}, "deadlocks": []}
-    il = Interlace(mem_limit_gb=mem_limit_gb)
+    il = start_worker(mem_limit_gb=mem_limit_gb)
     raw["environment"] = il.info
     raw["worker_mem_limit_gb"] = mem_limit_gb
-    lme4 = None
-    if not use_lme4:
-        raw["lme4"] = "skipped (--no-lme4)"
-    elif shutil.which("Rscript") is None:
-        raw["lme4"] = "skipped: Rscript is not on PATH"
-    else:
-        lme4 = Lme4()
-        i = lme4.info
-        raw["lme4"] = f"{i['r_version']}, lme4 {i['lme4_version']}, BLAS {i['blas']}"
+    lme4, raw["lme4"] = harness.lme4_driver("lme4_inference.R", use=use_lme4)
     print(f"lme4: {raw['lme4']}; load average at start {load_start}", flush=True)
     try:
         for key in tasks:
@@ -552,16 +336,16 @@ def run(quick=False, use_lme4=True, tasks=None, on_task=None, mem_limit_gb=None)
             try:
                 try:
                     res = TASKS[key](il, lme4, reps.get(key))
-                except Stalled as st:
+                except harness.Stalled as st:
                     info = {"task": key, **st.args[0], "loadavg": loadavg()}
                     raw["deadlocks"].append(info)
-                    nproc = str(max(4, 2 * len(os.sched_getaffinity(0))))
+                    env = harness.bigger_pool_env()
                     print(f"  interlace worker made no progress for {info['idle_s']:.0f} s "
                           f"during {info['request']} (worker CPU {info['worker_cpu_s']:.1f} s, "
                           f"peak RSS {info['worker_peak_rss_mib'] or 0:.0f} MiB): deadlock; "
-                          f"killed. Task {key} again, in a new worker with NPROC={nproc} "
-                          "(XLA CPU intra-op pool size)", flush=True)
-                    il = Interlace({"NPROC": nproc}, mem_limit_gb)
+                          f"killed. Task {key} again, in a new worker with NPROC="
+                          f"{env['NPROC']} (XLA CPU intra-op pool size)", flush=True)
+                    il = start_worker(env, mem_limit_gb)
                     res = TASKS[key](il, lme4, reps.get(key))
                 res["worker_env"] = il.extra_env
                 res["worker_interlace_from"] = il.info.get("interlace_from")
@@ -570,10 +354,10 @@ def run(quick=False, use_lme4=True, tasks=None, on_task=None, mem_limit_gb=None)
                 res = {"error": f"{type(exc).__name__}: {exc}",
                        "traceback": traceback.format_exc()}
                 print(f"  FAILED: {res['traceback']}", flush=True)
-                if isinstance(exc, Stalled):
+                if isinstance(exc, harness.Stalled):
                     raw["deadlocks"].append({"task": key, **exc.args[0]})
             if il.proc.poll() is not None and key != tasks[-1]:
-                il = Interlace(mem_limit_gb=mem_limit_gb)  # a fresh worker for the next task
+                il = start_worker(mem_limit_gb=mem_limit_gb)  # a fresh one for the next task
             res.update(loadavg_before=before, loadavg_after=loadavg(),
                        task_wall_s=time.perf_counter() - t0)
             raw["tasks"][key] = res
@@ -603,6 +387,11 @@ def _cell(d):
     return f"{_s(d['median_s'])} (CPU {_s(d['cpu_median_s'])})"
 
 
+def _summary_row(task, i, r, ratio, na):
+    """A row of the summary table: the task, each side's median, the ratio."""
+    return f"| {task} | {_cell(i)} | " + (f"{_cell(r)} | {_x(ratio)} |" if r else f"{na} | n/a |")
+
+
 def _spread_rows(i, r):
     """Detail rows shared by every task: each side's spread of timed repetitions and
     interlace's compile time and warm-up call."""
@@ -623,7 +412,8 @@ def _deadlock_lines(raw):
     for d in raw.get("deadlocks", []):
         env = " ".join(f"{k}={v}" for k, v in d["env"].items()) or "default environment"
         out += [f"**Deadlock in task {d['task']} ({env}).** The interlace worker made no "
-                f"progress during request `{json.dumps(d['request'])}`: under {STALL_CPU_S:g} s "
+                f"progress during request `{json.dumps(d['request'])}`: under "
+                f"{harness.STALL_CPU_S:g} s "
                 f"of CPU in {d['idle_s']:.0f} s (killed after {d['waited_s']:.0f} s, worker "
                 f"CPU {d['worker_cpu_s']:.1f} s, peak RSS "
                 f"{d['worker_peak_rss_mib'] or 0:.0f} MiB). "
@@ -636,7 +426,6 @@ def _deadlock_lines(raw):
 
 def render(raw):
     env = raw["environment"]
-    pk = env.get("packages", {})
     t = raw["tasks"]
     na = f"n/a (lme4 {raw['lme4']})" if not raw["lme4"].startswith("R ") else "n/a"
     la = raw["loadavg"]
@@ -644,14 +433,7 @@ def render(raw):
         "## Inference: influence and parametric bootstrap, interlace vs lme4", "",
         f"Generated by `{raw['command']}` (from the repository root) on {raw['date']}"
         f" ({raw['wall_s'] / 60:.1f} min); raw numbers in `benchmarks/out/inference.json`.", "",
-        f"- Machine: {env.get('cpu')}, {env.get('cores')} cores"
-        + (f", {env['ram_gib']} GiB RAM" if "ram_gib" in env else "")
-        + (f"; processes allowed on CPUs {env['affinity']}" if "affinity" in env else ""),
-        f"- OS: {env.get('os')}",
-        accelerator_line(env),
-        f"- Python {env.get('python')}; " + ", ".join(f"{k} {v}" for k, v in pk.items())
-        + f" (interlace imported from {env.get('interlace_from')})",
-        f"- lme4: {raw['lme4']}",
+        *harness.environment_lines(env, raw["lme4"]),
         f"- Load average (1, 5, 15 min) at start {la['start']}, at end {la['end']} "
         "(the machine may be shared; per task in the JSON)",
         f"- interlace compilation cache: {raw['compilation_cache']}", "",
@@ -670,12 +452,10 @@ def render(raw):
     inf = t.get("influence", {})
     if "interlace" in inf:
         i, r = inf["interlace"], inf["lme4"]
-        lines.append(
-            f"| exact case-deletion influence, results page ({i['n_deletions']} refits): "
+        lines.append(_summary_row(
+            f"exact case-deletion influence, results page ({i['n_deletions']} refits): "
             f"`hlm_influence(result)` median of {i['n']}; `influence(fit)` median of "
-            f"{r['n'] if r else 0} | {_cell(i)} | "
-            + (f"{_cell(r)} | {_x(inf['ratio'])} |"
-               if r else f"{na} | n/a |"))
+            f"{r['n'] if r else 0}", i, r, inf.get("ratio"), na))
         detail += [
             "### Exact case-deletion influence (results page)", "",
             f"`interlace.hlm_influence(interlace.fit(\"{PAGE_FORMULA}\", df, groups="
@@ -701,13 +481,11 @@ def render(raw):
     sl = t.get("sleepstudy", {})
     if "interlace" in sl:
         i, r = sl["interlace"], sl["lme4"]
-        lines.append(
-            f"| parametric bootstrap, sleepstudy, {N_BOOT_SLEEP} refits: "
+        lines.append(_summary_row(
+            f"parametric bootstrap, sleepstudy, {N_BOOT_SLEEP} refits: "
             f"`parametric_bootstrap({N_BOOT_SLEEP})` median of {i['n']}; `bootMer(fit, "
-            f"function(m) fixef(m), nsim = {N_BOOT_SLEEP})` median of {r['n'] if r else 0} "
-            f"| {_cell(i)} | "
-            + (f"{_cell(r)} | {_x(sl['ratio'])} |"
-               if r else f"{na} | n/a |"))
+            f"function(m) fixef(m), nsim = {N_BOOT_SLEEP})` median of {r['n'] if r else 0}",
+            i, r, sl.get("ratio"), na))
         detail += [
             "### Parametric bootstrap (sleepstudy)", "",
             f"`{SLEEP_FORMULA}`, REML, `tests/data/sleepstudy.csv` (Subject a string / factor). "
@@ -829,10 +607,10 @@ def main():
         raw = json.loads(Path(args.render).read_text())
     else:
         def save(raw):  # after every task, so that a later failure keeps what was measured
-            (OUT / "inference.json").write_text(json.dumps(raw, indent=2) + "\n")
+            harness.save_json(raw, OUT / "inference.json")
         mem = args.mem_limit_gb
         if mem is None:
-            mem = round(0.85 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+            mem = round(0.85 * harness.meminfo_kib("MemTotal") / 2**20, 1)
         raw = run(quick=args.quick, use_lme4=not args.no_lme4, tasks=args.tasks, on_task=save,
                   mem_limit_gb=mem or None)
         save(raw)
@@ -842,21 +620,8 @@ def main():
     print(md)
     print(f"wrote {OUT / 'inference.md'} and {OUT / 'inference.json'}")
     if not args.quick and not args.no_results:
-        _replace_section(HERE / "RESULTS.md", md)
-        print(f"and its section in {HERE / 'RESULTS.md'}")
-
-
-def _replace_section(path: Path, md: str) -> None:
-    """Put ``md`` (a ``## Inference:`` section) into RESULTS.md, replacing an earlier one
-    (up to the next ``## `` heading) or appending it."""
-    text = path.read_text() if path.exists() else ""
-    start = text.find("## Inference:")
-    if start < 0:
-        path.write_text(text.rstrip() + "\n\n" + md.rstrip() + "\n")
-        return
-    nxt = text.find("\n## ", start + 1)
-    rest = text[nxt + 1:] if nxt >= 0 else ""
-    path.write_text(text[:start] + md.rstrip() + "\n" + ("\n" + rest if rest else ""))
+        harness.replace_section(md, harness.SECTIONS["inference"])
+        print(f"and its section in {harness.RESULTS}")
 
 
 if __name__ == "__main__":

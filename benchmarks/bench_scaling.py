@@ -1,5 +1,9 @@
 """Time and peak memory of interlace (and lme4) against rows and levels, synthetic data.
 
+It owns the child (generate, fit twice, break the fit down), the lme4 run and RESULTS.md's
+scaling section; benchmarks/harness.py runs the child processes (timeout, peak RSS),
+records the environment and writes the section.
+
 Run from the repository root:
 
     python benchmarks/bench_scaling.py                      # 1e4 1e5 1e6 + three factors at 1e5
@@ -29,8 +33,7 @@ frequencies, levels scaling with rows; see its docstring). For each design:
 The table goes to stdout and is appended to ``benchmarks/RESULTS.md`` under "Scaling
 (synthetic crossed designs)" (a previous section of that name is replaced; other sections
 are untouched); raw results go to ``benchmarks/out/scaling_<stamp>.json`` and the section
-to ``benchmarks/out/scaling_latest.md``. ``--render JSON`` re-appends a saved run
-(``run_benchmarks.py`` rewrites RESULTS.md from scratch, dropping this section);
+to ``benchmarks/out/scaling_latest.md``. ``--render JSON`` re-appends a saved run;
 ``--add-to JSON`` adds this run's designs to a saved run (an interlace-only rerun, e.g.
 ``--sizes 1e6 --no-lme4 --no-three-factor --add-to ...``, keeps that run's lme4 fit of the
 same data) and renders both.
@@ -44,47 +47,51 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import re
-import resource
 import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from importlib.metadata import PackageNotFoundError, version
+import types
 from pathlib import Path
 
-from jax_timing import accelerator, accelerator_line  # benchmarks/ is on sys.path
+import harness  # benchmarks/ is on sys.path
+from harness import HERE, OUT, ROOT, loadavg
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-HEADING = "## Scaling (synthetic crossed designs)"
+HEADING = harness.SECTIONS["scaling"]
 TAG = "@@RESULT "
 THREE_FACTOR = (1e5, (2000, 400, 50))
+
+
+def _internals():
+    """interlace's private functions that ``breakdown`` times one by one (fit()'s own
+    steps). interlace/ is being reorganised and they will move: every private import of
+    this file is here, so that re-pointing them is a change to this function only."""
+    from interlace._design import build_design
+    from interlace._deviance import cholesky_logdiag, estimates, profiled_deviance
+    from interlace._fit import _start_values
+    from interlace._optimize import minimize_deviance
+    from interlace._theta import to_internal
+
+    return types.SimpleNamespace(
+        build_design=build_design, start_values=_start_values, to_internal=to_internal,
+        minimize_deviance=minimize_deviance, estimates=estimates,
+        profiled_deviance=profiled_deviance, cholesky_logdiag=cholesky_logdiag)
 
 
 # --------------------------------------------------------------------------- child
 def child(spec: dict) -> None:
     """Runs in the fresh process: generate, fit twice, break the fit down, write the CSV."""
     out: dict = {"stage": "start"}
-
-    def rss_mib() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mib = harness.peak_rss_mib
 
     def emit():
         print(TAG + json.dumps(out), flush=True)
 
     import warnings
 
-    if spec.get("mem_limit_bytes"):  # fail with MemoryError rather than wake the OOM killer
-        # RLIMIT_DATA, not RLIMIT_AS: with RLIMIT_AS at 20 GiB, XLA's CPU backend ran the
-        # deviance ~20x slower on one thread (jaxlib 0.10.2); RLIMIT_DATA does not.
-        lim = int(spec["mem_limit_bytes"])
-        resource.setrlimit(resource.RLIMIT_DATA, (lim, lim))
+    harness.cap_memory(spec.get("mem_limit_bytes"))  # MemoryError, not the OOM killer
     t0 = time.perf_counter()
     import jax
     import numpy as np
@@ -92,8 +99,7 @@ def child(spec: dict) -> None:
     import interlace
     out["import_s"] = time.perf_counter() - t0
     out["rss_after_import_mib"] = rss_mib()
-    sys.path.insert(0, str(HERE))
-    from synthetic import make_crossed
+    from synthetic import make_crossed  # benchmarks/ is on sys.path
 
     levels = spec["levels"]
     t0 = time.perf_counter()
@@ -152,7 +158,7 @@ def child(spec: dict) -> None:
 
 
 def predicted_update_entries(data, groups, p: int) -> int:
-    """The number of update entries ``interlace._crossprod.cross_products`` will store
+    """The number of update entries ``interlace.cross_products`` will store
     (random intercepts only): for each level of the largest factor, ``d (d + 1) / 2`` with
     ``d`` = the distinct levels of the other factors it meets + ``p`` + 1 (X and y). Known
     before fitting, so a fit that runs out of memory building them still has its size."""
@@ -173,12 +179,10 @@ def breakdown(data, groups) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from interlace._crossprod import cross_products
-    from interlace._design import build_design
-    from interlace._deviance import estimates, profiled_deviance
-    from interlace._fit import _start_values
-    from interlace._optimize import minimize_deviance
-    from interlace._theta import to_internal
+    from interlace import cross_products
+    internal = _internals()
+    build_design, estimates = internal.build_design, internal.estimates
+    minimize_deviance, profiled_deviance = internal.minimize_deviance, internal.profiled_deviance
 
     b: dict = {}
     t0 = time.perf_counter()
@@ -195,7 +199,8 @@ def breakdown(data, groups) -> dict:
     b["cross_products_mib"] = sum(x.nbytes for x in jax.tree_util.tree_leaves(cp)
                                   if hasattr(x, "nbytes")) / 2**20
     t0 = time.perf_counter()
-    theta0 = jnp.asarray(to_internal(_start_values(design), [t.k for t in terms], cp.order))
+    theta0 = jnp.asarray(internal.to_internal(internal.start_values(design),
+                                              [t.k for t in terms], cp.order))
     b["start_values_s"] = time.perf_counter() - t0
     def best(f, *fargs, reps=3, budget=None):
         """Min wall time of ``reps`` compiled calls (min: robust to other load on a shared
@@ -227,7 +232,6 @@ def breakdown(data, groups) -> dict:
     # Pieces of one evaluation (as in interlace._deviance): the gather + sorted segment-sum
     # of the update entries (tail_schur) and its gradient; the dense Cholesky of the t x t
     # tail; cholesky_logdiag with its gradient (custom VJP: triangular inverse + product).
-    from interlace._deviance import cholesky_logdiag
     t = cp.t
     S = jnp.tril(jnp.full((t, t), 0.01) + jnp.eye(t) * t)  # SPD (lower triangle), t x t
     R = jnp.linspace(-1.0, 1.0, t * t)
@@ -244,7 +248,7 @@ def breakdown(data, groups) -> dict:
         "dense_cholesky": (jax.jit(lambda a: jax.lax.linalg.cholesky(
             a, symmetrize_input=True)), (S,)),
         "cholesky_logdiag_value_and_grad": (
-            jax.jit(jax.value_and_grad(lambda a: jnp.sum(cholesky_logdiag(a)))), (S,)),
+            jax.jit(jax.value_and_grad(lambda a: jnp.sum(internal.cholesky_logdiag(a)))), (S,)),
     }
     for name, (f, fargs) in pieces.items():
         jax.block_until_ready(f(*fargs))  # compile
@@ -253,84 +257,16 @@ def breakdown(data, groups) -> dict:
 
 
 # -------------------------------------------------------------------------- parent
-def loadavg() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
-
-
-def _session_hwm_kib(sid: int) -> int:
-    """Largest VmHWM (peak RSS) among live processes of session ``sid`` (a fallback for
-    runs that are killed before they can report their own peak)."""
-    best = 0
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            if int(stat.rsplit(")", 1)[1].split()[3]) != sid:  # field 6: session id
-                continue
-            for ln in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if ln.startswith("VmHWM:"):
-                    best = max(best, int(ln.split()[1]))
-        except (OSError, ValueError, IndexError):
-            continue
-    return best
-
-
-def run_streaming(cmd, *, timeout, env=None, cwd=None, prefix=""):
-    """Run ``cmd`` in its own session, echo its output time-stamped, kill it on timeout.
-
-    Returns dict(rc, wall_s, timed_out, lines=[(t, line)], sampled_peak_mib)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=cwd, start_new_session=True)
-    lines: list = []
-    peak = [0]
-    stop = threading.Event()
-
-    def reader():
-        for ln in proc.stdout:
-            ln = ln.rstrip("\n")
-            t = time.perf_counter() - t0
-            lines.append((t, ln))
-            if not ln.startswith(TAG):
-                print(f"{prefix}[{t:8.2f}s] {ln}", flush=True)
-
-    def sampler():
-        while not stop.wait(1.0):
-            peak[0] = max(peak[0], _session_hwm_kib(proc.pid))
-
-    threads = [threading.Thread(target=reader, daemon=True),
-               threading.Thread(target=sampler, daemon=True)]
-    for th in threads:
-        th.start()
-    timed_out = False
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        print(f"{prefix}timeout after {timeout} s: killing process group {proc.pid}", flush=True)
-        os.killpg(proc.pid, signal.SIGKILL)  # the session this call started
-        proc.wait()
-    wall = time.perf_counter() - t0
-    stop.set()
-    threads[0].join(timeout=10)
-    return {"rc": proc.returncode, "wall_s": wall, "timed_out": timed_out, "lines": lines,
-            "sampled_peak_mib": peak[0] / 1024}
-
-
 def run_interlace(rows, levels, args, csv_path):
     spec = {"rows": int(rows), "levels": list(levels) if levels else None, "seed": args.seed,
             "zipf_s": args.zipf_s, "verbose": True, "breakdown": not args.no_breakdown,
             "csv": str(csv_path) if csv_path else None,
             "mem_limit_bytes": mem_limit_bytes(args.mem_limit_gb)}
     env = dict(os.environ, INTERLACE_NO_COMPILATION_CACHE="1")
-    print(f"interlace: {json.dumps(spec)} (load average {loadavg()})", flush=True)
-    run = run_streaming([sys.executable, str(Path(__file__).resolve()), "--child",
-                         json.dumps(spec)], timeout=args.timeout, env=env, cwd=HERE / "out",
-                        prefix="  ")
+    print(f"interlace: {json.dumps(spec)} (load average {loadavg(text=True)})", flush=True)
+    run = harness.run_streaming([sys.executable, str(Path(__file__).resolve()), "--child",
+                                 json.dumps(spec)], timeout=args.timeout, env=env, cwd=OUT,
+                                prefix="  ", quiet=TAG)
     results = [json.loads(ln[len(TAG):]) for _, ln in run["lines"] if ln.startswith(TAG)]
     res = results[-1] if results else {"stage": "start"}
     res.update({"rc": run["rc"], "process_wall_s": run["wall_s"], "timed_out": run["timed_out"],
@@ -356,23 +292,17 @@ def run_lme4(csv_path, args):
     tfile = Path(tempfile.mkstemp(prefix="interlace_time_")[1])
     if timev:
         cmd = ["/usr/bin/time", "-o", str(tfile), "-v", *cmd]
-    print(f"lme4: {shlex.join(cmd)} (timeout {args.lme4_timeout} s, load average {loadavg()})",
-          flush=True)
-    run = run_streaming(cmd, timeout=args.lme4_timeout, cwd=ROOT, prefix="  ")
+    print(f"lme4: {shlex.join(cmd)} (timeout {args.lme4_timeout} s, load average "
+          f"{loadavg(text=True)})", flush=True)
+    run = harness.run_streaming(cmd, timeout=args.lme4_timeout, cwd=ROOT, prefix="  ")
     res = {"rc": run["rc"], "process_wall_s": run["wall_s"], "timed_out": run["timed_out"],
            "sampled_peak_mib": run["sampled_peak_mib"], "peak_rss_source": None, "ok": False}
     lines = [ln for _, ln in run["lines"]]
     lines += tfile.read_text().splitlines() if timev else []
     tfile.unlink()
     for ln in lines:
-        if ln.startswith("RESULT\t"):
-            f = ln.split("\t")
-            res.update({"read_s": float(f[1]), "wall_s": float(f[2]), "cpu_s": float(f[3]),
-                        "deviance": float(f[4]), "feval": int(f[5]), "singular": f[6] == "1",
-                        "convergence_messages": int(f[7]), "gc_max_mb": float(f[8]),
-                        "theta": [float(v) for v in f[9].split(",")], "sigma": float(f[10]),
-                        "r_version": f[11], "lme4_version": f[12], "blas": f[13],
-                        "messages": f[14] if len(f) > 14 else "", "ok": True})
+        if ln.startswith("RESULT\t"):  # harness.R's say()
+            res.update(json.loads(ln.partition("\t")[2]), ok=True)
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", ln)
         if m:
             res["peak_rss_mib"] = int(m.group(1)) / 1024
@@ -385,48 +315,13 @@ def run_lme4(csv_path, args):
     return res
 
 
-def _lines(path: str) -> list[str]:
-    return Path(path).read_text().splitlines()
-
-
-def _meminfo_kib(key: str) -> int:
-    return next(int(ln.split()[1]) for ln in _lines("/proc/meminfo") if ln.startswith(key + ":"))
-
-
-def _mem_total_kib() -> int:
-    return _meminfo_kib("MemTotal")
-
-
 def mem_limit_bytes(gb: float | None) -> int | None:
     """The child's RLIMIT_DATA: ``gb`` GiB; by default 85% of RAM, but no more than what is
     available now less 1 GiB (the machine may be shared); 0: no limit."""
     if gb is not None:
         return int(gb * 2**30) if gb > 0 else None
-    return int(min(0.85 * _mem_total_kib(), _meminfo_kib("MemAvailable") - 2**20) * 1024)
-
-
-def environment() -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in _lines("/proc/cpuinfo")
-                if ln.startswith("model name")), platform.processor())
-    mem_kib = _mem_total_kib()
-    pkgs = {}
-    for p in ("jax", "jaxlib", "numpy", "pandas", "optax", "interlace"):
-        try:
-            pkgs[p] = version(p)
-        except PackageNotFoundError:
-            pkgs[p] = "n/a"
-    git = shutil.which("git")
-    rev = dirty = ""
-    if git:
-        rev = subprocess.run([git, "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                             capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run([git, "status", "--porcelain", "--", "interlace"], cwd=ROOT,
-                               capture_output=True, text=True, check=False).stdout.strip()
-    return {"cpu": cpu, "cores": os.cpu_count(), "affinity": sorted(os.sched_getaffinity(0)),
-            "ram_gib": round(mem_kib / 2**20, 1), "os": platform.platform(),
-            "python": platform.python_version(), "packages": pkgs,
-            "interlace_commit": rev + (" + uncommitted changes under interlace/" if dirty else ""),
-            **accelerator()}
+    mem = harness.meminfo_kib
+    return int(min(0.85 * mem("MemTotal"), mem("MemAvailable") - 2**20) * 1024)
 
 
 # ------------------------------------------------------------------------ render
@@ -437,7 +332,6 @@ def _f(v, fmt, na="–"):
 def render(raw: dict) -> str:
     raw = {**raw, "runs": sorted(raw["runs"], key=lambda r: (len(r["levels"]), r["rows"]))}
     env = raw["environment"]
-    p = env["packages"]
     lm = next((r["lme4"] for r in raw["runs"] if r.get("lme4", {}).get("ok")), None)
     lme4_line = (f"{lm['r_version']}, lme4 {lm['lme4_version']}, BLAS {lm['blas']} "
                  "(reference BLAS: single-threaded)" if lm else raw.get("lme4_note", "not run"))
@@ -449,13 +343,7 @@ def render(raw: dict) -> str:
          + "".join(f" Then `{c['command']}` on {c['date']} added: {', '.join(c['designs'])}"
                    f" (interlace commit {c['environment']['interlace_commit']})."
                    for c in raw.get("later_commands", [])), "",
-         f"- Machine: {env['cpu']}, {env['cores']} cores (allowed: {env['affinity']}), "
-         f"{env['ram_gib']} GiB RAM; {env['os']}",
-         accelerator_line(env),
-         f"- Python {env['python']}; jax {p['jax']}, jaxlib {p['jaxlib']}, numpy {p['numpy']}, "
-         f"pandas {p['pandas']}, optax {p['optax']}; interlace {p['interlace']} "
-         f"(commit {env['interlace_commit'] or 'unknown'})",
-         f"- lme4: {lme4_line}",
+         *harness.environment_lines(env, lme4_line, compact=True),
          f"- Data: `benchmarks/synthetic.py` `make_crossed(rows, levels, seed={raw['seed']}, "
          f"zipf_s={raw['zipf_s']})`: Zipf level frequencies, random-intercept sds 1.0 / 0.5 "
          "/ 0.3, residual sd 1, `y = 1 + 0.5 x + effects + noise`.",
@@ -583,17 +471,6 @@ def render(raw: dict) -> str:
     return "\n".join(L) + "\n"
 
 
-def append_section(md: str) -> None:
-    path = HERE / "RESULTS.md"
-    text = path.read_text() if path.exists() else ""
-    start = text.find("\n" + HEADING + "\n")
-    if start >= 0:  # replace our earlier section (up to the next level-2 heading)
-        nxt = text.find("\n## ", start + 1)
-        text = text[:start] + (text[nxt:] if nxt >= 0 else "\n")
-    text = text.rstrip("\n") + "\n\n" + md
-    path.write_text(text)
-
-
 # -------------------------------------------------------------------------- main
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -631,11 +508,10 @@ def main() -> None:
             raw["note"] = args.note
             Path(args.render).write_text(json.dumps(raw, indent=2) + "\n")
         md = render(raw)
-        (HERE / "out" / "scaling_latest.md").write_text(md)
-        append_section(md)
+        (OUT / "scaling_latest.md").write_text(md)
+        harness.replace_section(md, HEADING)
         return
 
-    sys.path.insert(0, str(HERE))
     from synthetic import default_levels
 
     designs = [(f"2 factors, {s:.0e}".replace("+0", ""), s, default_levels(int(s)))
@@ -647,9 +523,9 @@ def main() -> None:
         designs.append(("2 factors, 1e7", 1e7, default_levels(10**7)))
 
     started = dt.datetime.now().astimezone()
-    (HERE / "out").mkdir(exist_ok=True)
+    OUT.mkdir(exist_ok=True)
     have_r = shutil.which("Rscript") is not None and not args.no_lme4
-    env = environment()
+    env = harness.environment()
     runs = []
     tmp = Path(tempfile.mkdtemp(prefix="interlace_scaling_"))
     try:
@@ -657,7 +533,7 @@ def main() -> None:
             print(f"\n=== {label}: {int(rows):,} rows, levels {lv} ===", flush=True)
             do_lme4 = have_r and (rows < 1e7 or args.lme4_1e7)
             csv = tmp / f"data_{int(rows)}_{len(lv)}.csv" if do_lme4 else None
-            la = loadavg()
+            la = loadavg(text=True)
             res = run_interlace(rows, lv, args, csv)
             f1 = res.get("fit1")
             if f1:
@@ -689,10 +565,10 @@ def main() -> None:
         save_raw(raw, started)
     md = render(raw)
     print("\n" + md)
-    (HERE / "out" / "scaling_latest.md").write_text(md)
+    (OUT / "scaling_latest.md").write_text(md)
     if not args.no_append:
-        append_section(md)
-        print(f"appended to {HERE / 'RESULTS.md'}")
+        harness.replace_section(md, HEADING)
+        print(f"appended to {harness.RESULTS}")
 
 
 def merge(old: dict, new: dict) -> dict:
@@ -716,15 +592,12 @@ def merge(old: dict, new: dict) -> dict:
 
 def save_raw(raw: dict, started) -> None:
     stamp = started.strftime("%Y%m%dT%H%M%S")
-    for name in (f"scaling_{stamp}.json", "scaling_latest.json"):
-        (HERE / "out" / name).write_text(json.dumps(raw, indent=2) + "\n")
+    harness.save_json(raw, OUT / f"scaling_{stamp}.json", OUT / "scaling_latest.json")
 
 
 def save(runs, args, env, started) -> dict:
     stamp = started.strftime("%Y%m%dT%H%M%S")
-    raw = {"date": started.isoformat(timespec="seconds"),
-           "command": shlex.join(["python", *[a if a != sys.argv[0] else
-                                              "benchmarks/bench_scaling.py" for a in sys.argv]]),
+    raw = {"date": started.isoformat(timespec="seconds"), "command": harness.command_line(),
            "python_executable": sys.executable, "environment": env, "seed": args.seed,
            "zipf_s": args.zipf_s, "mem_limit_gb": args.mem_limit_gb, "note": args.note,
            "raw_file": f"benchmarks/out/scaling_{stamp}.json", "runs": runs}

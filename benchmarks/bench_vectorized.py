@@ -3,7 +3,8 @@
 Run from the repository root:  python benchmarks/bench_vectorized.py [--json PATH]
 (``python benchmarks/run_benchmarks.py``, i.e. ``make bench``, runs it at the end and puts
 its numbers in benchmarks/RESULTS.md). Standalone, it prints the RESULTS.md section and
-writes benchmarks/out/vectorized_latest.json.
+writes benchmarks/out/vectorized_latest.json. It owns these measurements and their
+section; benchmarks/harness.py owns the worker process and its deadlock watchdog.
 
 Design: ``df = interlace.datasets.exam_scores()``, ``score ~ hours_studied + prior_gpa``,
 ``groups=["student_id", "school_id"]``.
@@ -15,11 +16,11 @@ Design: ``df = interlace.datasets.exam_scores()``, ``score ~ hours_studied + pri
   b. ``result.bootstrap_se(statistic="median", n_bootstrap=10_000, resample_level="group",
      seed=1)``: one warm-up call, then the median of 5.
 
-The measurements run in a worker process (this script with --worker) that reports each
-step as it finishes. If the worker stops making progress (no step finished and almost no
-CPU used for a while: a deadlock, not a slow step), it is killed and the measurements are
-run again in a new worker with a larger XLA CPU thread pool (environment variable NPROC),
-and both attempts are recorded. With jaxlib 0.10.2 on 2 cores, fit_many's single vmapped
+The measurements run in a worker process (this script with --worker; ``harness.Worker``)
+that reports each step as it finishes. If the worker stops making progress (no step
+finished and almost no CPU used for a while: a deadlock, not a slow step; the harness's
+stall watchdog), it is killed and the measurements are run again in a new worker with a
+larger XLA CPU thread pool (environment variable NPROC), and both attempts are recorded. With jaxlib 0.10.2 on 2 cores, fit_many's single vmapped
 batch of 1000 deadlocked every time before commit 512ec29 (which batched this model by
 128; batches of 128 hung too on wider tails, issue 16): native stacks showed batched
 LAPACK kernels (Cholesky, triangular solve) running concurrently, each holding one of the
@@ -33,18 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import queue
-import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from jax_timing import cpu_seconds as _cpu_seconds  # benchmarks/ is on sys.path
+import harness  # benchmarks/ is on sys.path
+from harness import OUT, ROOT, med
 
-HERE = Path(__file__).resolve().parent
 FORMULA = "score ~ hours_studied + prior_gpa"
 GROUPS = ["student_id", "school_id"]
 B = 1000
@@ -52,8 +48,6 @@ NOISE_SD = 3.0
 SEED = 0
 N_BOOTSTRAP = 10_000
 REPEATS = {"fit_many": 3, "loop": 1, "bootstrap": 5}
-STALL_WINDOW_S = 30.0  # a worker with no finished step and < STALL_CPU_S CPU in 2 windows:
-STALL_CPU_S = 1.0      # deadlocked
 FE_TOL = 1e-6  # fit_many and the loop should agree on the fixed effects to this
 
 
@@ -64,14 +58,12 @@ def worker(repeats):
     import jax
     import numpy as np
 
-    from jax_timing import make_timer  # benchmarks/ is on sys.path
-
     import interlace
 
-    timed = make_timer()  # wall, CPU and compile seconds of one call
+    timed = harness.make_timer()  # wall, CPU and compile seconds of one call
 
     def report(step, **fields):
-        print(json.dumps({"step": step, **fields}), flush=True)
+        harness.say("STEP", {"step": step, **fields})
 
     warnings.simplefilter("ignore")  # the page model is a singular fit, as in lme4
     df = interlace.datasets.exam_scores()
@@ -116,7 +108,6 @@ def worker(repeats):
         boot.append(t)
         report(f"bootstrap {i + 1}/{repeats['bootstrap']}", **t)
 
-    med = lambda runs, k="seconds": statistics.median(x[k] for x in runs)  # noqa: E731
     result = {
         "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
         "fit_many": {"first_call": first, "runs": runs, "median_s": med(runs),
@@ -140,58 +131,41 @@ def worker(repeats):
                       "se": se},
     }
     result["ratio_loop_over_fit_many"] = result["loop"]["median_s"] / result["fit_many"]["median_s"]
-    print(json.dumps({"result": result}), flush=True)
+    harness.say("RESULT", result)
 
 
 # --- orchestrator: run the worker, detect a deadlock, retry ------------------------------
-
-
 def attempt(extra_env, repeats):
-    env = {**os.environ, **extra_env}
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker",
-           "--repeats", json.dumps(repeats)]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)],
-                     daemon=True).start()
+    worker = harness.Worker([sys.executable, str(Path(__file__).resolve()), "--worker",
+                             "--repeats", json.dumps(repeats)], extra_env=extra_env)
     info = {"env": extra_env, "steps": [], "outcome": None}
-    last_step, idle_windows, cpu_mark = "start", 0, 0.0
-    while True:
-        try:
-            line = lines.get(timeout=STALL_WINDOW_S)
-        except queue.Empty:
-            cpu = _cpu_seconds(proc.pid)
-            if cpu is None:
-                continue
-            idle_windows = idle_windows + 1 if cpu - cpu_mark < STALL_CPU_S else 0
-            cpu_mark = cpu
-            if idle_windows >= 2:
-                proc.kill()
-                proc.wait()
-                info.update(outcome="deadlock", stalled_after=last_step,
-                            wall_s=time.perf_counter() - t0, cpu_s=cpu,
-                            idle_s=idle_windows * STALL_WINDOW_S)
-                print(f"  worker made no progress for {idle_windows * STALL_WINDOW_S:.0f} s "
-                      f"after '{last_step}' (CPU {cpu:.1f} s in {info['wall_s']:.0f} s): "
-                      "deadlock; killed", flush=True)
-                return info, None
-            continue
-        if line is None:
-            break
-        msg = json.loads(line)
-        if "result" in msg:
-            info.update(outcome="ok", wall_s=time.perf_counter() - t0)
-            proc.wait()
-            return info, msg["result"]
+
+    def step(tag, body):
+        msg = json.loads(body)
         info["steps"].append(msg)
-        last_step, idle_windows = msg["step"], 0
-        cpu_mark = _cpu_seconds(proc.pid) or cpu_mark
         print(f"  {msg['step']}: {msg['seconds']:.3f} s (cpu {msg['cpu_s']:.3f} s, "
               f"compile {msg['compile_s']:.3f} s)", flush=True)
-    proc.wait()
-    raise RuntimeError(f"bench_vectorized worker exited with status {proc.returncode} "
-                       f"after step '{last_step}'")
+
+    def last_step():
+        return info["steps"][-1]["step"] if info["steps"] else "start"
+
+    try:
+        result = worker.reply("measurements", on_line=step)
+    except harness.Stalled as st:
+        s = st.args[0]
+        info.update(outcome="deadlock", stalled_after=last_step(),
+                    wall_s=time.perf_counter() - worker.t0, cpu_s=s["worker_cpu_s"],
+                    idle_s=s["idle_s"])
+        print(f"  worker made no progress for {s['idle_s']:.0f} s after '{last_step()}' "
+              f"(CPU {s['worker_cpu_s']:.1f} s in {info['wall_s']:.0f} s): deadlock; killed",
+              flush=True)
+        return info, None
+    except harness.WorkerDied as died:
+        raise RuntimeError(f"bench_vectorized worker exited with status "
+                           f"{died.args[0]['exit_status']} after step '{last_step()}'") from None
+    info.update(outcome="ok", wall_s=time.perf_counter() - worker.t0)
+    worker.close()
+    return info, result
 
 
 def run(repeats=None):
@@ -202,9 +176,9 @@ def run(repeats=None):
     first, result = attempt({}, repeats)
     attempts.append(first)
     if result is None:
-        nproc = str(max(4, 2 * len(os.sched_getaffinity(0))))
-        print(f"  retrying with NPROC={nproc} (XLA CPU intra-op pool size)", flush=True)
-        second, result = attempt({"NPROC": nproc}, repeats)
+        env = harness.bigger_pool_env()
+        print(f"  retrying with NPROC={env['NPROC']} (XLA CPU intra-op pool size)", flush=True)
+        second, result = attempt(env, repeats)
         attempts.append(second)
         if result is None:
             return {"attempts": attempts, "repeats": repeats, "result": None}
@@ -225,7 +199,7 @@ def render_section(vec):
             env = " ".join(f"{k}={v}" for k, v in a["env"].items()) or "default environment"
             lines += [
                 f"**Deadlock ({env}).** The worker stopped after step '{a['stalled_after']}': "
-                f"no progress and under {STALL_CPU_S:g} s of CPU in {a['idle_s']:.0f} s "
+                f"no progress and under {harness.STALL_CPU_S:g} s of CPU in {a['idle_s']:.0f} s "
                 f"(killed after {a['wall_s']:.0f} s wall, {a['cpu_s']:.1f} s CPU). This matches the "
                 "hang seen with jaxlib 0.10.2 on this 2-core machine: inside the vmapped fit, "
                 "batched LAPACK kernels (Cholesky, triangular solve) run concurrently, each "
@@ -240,8 +214,8 @@ def render_section(vec):
     fm, lp, bs = r["fit_many"], r["loop"], r["bootstrap"]
     reps = vec["repeats"]
     cache = r.get("compilation_cache_dir")
-    if cache and Path(cache).is_relative_to(HERE.parent):
-        cache = str(Path(cache).relative_to(HERE.parent))
+    if cache and Path(cache).is_relative_to(ROOT):
+        cache = str(Path(cache).relative_to(ROOT))
     lines += [
         f"Environment of the measuring worker: {env or 'default (no extra variables)'}; "
         + (f"persistent compilation cache `{cache}`." if cache else "no compilation cache.")
@@ -300,9 +274,9 @@ def main():
         worker({**REPEATS, **json.loads(args.repeats or "{}")})
         return
     vec = run()
-    out = Path(args.json) if args.json else HERE / "out" / "vectorized_latest.json"
+    out = Path(args.json) if args.json else OUT / "vectorized_latest.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(vec, indent=2) + "\n")
+    harness.save_json(vec, out)
     print(render_section(vec))
 
 

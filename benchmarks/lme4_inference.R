@@ -1,9 +1,8 @@
 # lme4 side of benchmarks/bench_inference.py: a small server for inference timings.
 #
 # Started once by the Python script (Rscript benchmarks/lme4_inference.R, from the repo
-# root). It loads lme4 and the data, prints one line "READY\t<json>" (R and lme4 versions,
-# BLAS), then reads one command per line from stdin and answers each with one line
-# "RESULT\t<json>":
+# root). It says READY (serve in harness.R), then reads one command per line from stdin
+# and answers each with one RESULT line:
 #
 #   influence_page              system.time(influence(fit)) on the results-page model
 #                               (lme4's influence.merMod; case deletion is its default)
@@ -19,19 +18,9 @@
 # muffled. Keeping one R process alive lets the Python side alternate repetitions: one
 # interlace call, one lme4 call, ... and warm-up calls are ordinary commands.
 
-suppressPackageStartupMessages({
-  library(lme4)
-  library(jsonlite)
-})
-
-read_factors <- function(path, factors) {
-  con <- if (grepl("\\.gz$", path)) gzfile(path) else file(path)
-  d <- read.csv(con, colClasses = "character")
-  for (nm in names(d)) {
-    d[[nm]] <- if (nm %in% factors) factor(d[[nm]]) else as.double(d[[nm]])
-  }
-  d
-}
+# sys.source, not source: source() itself adds 0.3 MB to R's heap (lme4_scaling.R's gc max)
+sys.source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE),
+                                                      value = TRUE))), "harness.R"), globalenv())
 
 specs <- list(
   page = list(path = file.path("tests", "data", "results_page.csv"),
@@ -100,28 +89,12 @@ run_bootmer <- function(name, nsim, seed) {
        fit_seconds = fit_seconds[[name]])
 }
 
-say <- function(tag, x) {
-  cat(tag, "\t", toJSON(x, auto_unbox = TRUE, digits = NA), "\n", sep = "")
-  flush(stdout())
-}
-
-si <- sessionInfo()
-say("READY", list(r_version = R.version.string,
-                  lme4_version = as.character(packageVersion("lme4")),
-                  blas = basename(si$BLAS)))
-
-con <- file("stdin")
-open(con)
-while (length(line <- readLines(con, n = 1L)) > 0L) {
-  words <- strsplit(trimws(line), "[[:space:]]+")[[1]]
-  if (length(words) == 0L || words[1] == "QUIT") break
-  cmd <- words[1]
-  res <- if (cmd == "influence_page") {
+serve(function(words) {
+  if (words[1] == "influence_page") {
     run_influence()
-  } else if (cmd %in% c("bootmer_sleepstudy", "bootmer_insteval")) {
-    run_bootmer(sub("^bootmer_", "", cmd), as.integer(words[2]), as.integer(words[3]))
+  } else if (words[1] %in% c("bootmer_sleepstudy", "bootmer_insteval")) {
+    run_bootmer(sub("^bootmer_", "", words[1]), as.integer(words[2]), as.integer(words[3]))
   } else {
-    stop("unknown command: ", line)
+    stop("unknown command: ", paste(words, collapse = " "))
   }
-  say("RESULT", res)
-}
+})

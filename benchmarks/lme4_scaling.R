@@ -4,19 +4,18 @@
 #
 # The CSV has columns y, x and one or more factor columns (a, b, c, ...), as written by
 # benchmarks/synthetic.py. Fits lmer(y ~ x + (1 | a) + (1 | b) [+ (1 | c) ...], REML = TRUE)
-# with default control and prints one tab-separated line:
-#   RESULT <read s> <lmer elapsed s> <lmer cpu s> <REMLcrit> <feval> <singular>
-#          <n convergence messages besides singular> <gc max used MB during lmer>
-#          <theta, comma-separated> <sigma> <R version> <lme4 version> <BLAS> <messages>
-# The clock (proc.time()) runs around the lmer() call only; reading the CSV is timed
-# separately. "gc max used" is R's own heap peak during lmer() (gc(reset = TRUE) before);
-# memory that CHOLMOD allocates outside R's heap is not in it, so the caller also measures
-# the process's peak RSS (/usr/bin/time -v).
+# with default control and says RESULT (harness.R) with: read_s (reading the CSV);
+# wall_s and cpu_s of lmer(); deviance (REMLcrit); feval; singular; convergence_messages
+# (their number, besides the singular fit) and messages (their text); gc_max_mb; theta;
+# sigma; the versions of R, lme4 and the BLAS. The clock (proc.time()) runs around the
+# lmer() call only. "gc max used" is R's own heap peak during lmer() (gc(reset = TRUE)
+# before); memory that CHOLMOD allocates outside R's heap is not in it, so the caller also
+# measures the process's peak RSS (/usr/bin/time -v).
 
-suppressPackageStartupMessages({
-  library(lme4)
-  library(data.table)
-})
+# sys.source, not source: source() itself adds 0.3 MB to R's heap (lme4_scaling.R's gc max)
+sys.source(file.path(dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE),
+                                                      value = TRUE))), "harness.R"), globalenv())
+suppressPackageStartupMessages(library(data.table))
 
 args <- commandArgs(trailingOnly = TRUE)
 path <- args[[1]]
@@ -33,14 +32,13 @@ t0 <- proc.time()
 fit <- suppressMessages(suppressWarnings(lmer(form, data = d, REML = TRUE)))
 dt <- proc.time() - t0
 g <- gc()
-gc_max_mb <- sum(g[, 6])
 
 msgs <- unlist(fit@optinfo$conv$lme4$messages)
 msgs <- msgs[!grepl("singular", msgs)]
-si <- sessionInfo()
-cat(sprintf("RESULT\t%.3f\t%.6f\t%.6f\t%.17g\t%d\t%d\t%d\t%.1f\t%s\t%.17g\t%s\t%s\t%s\t%s\n",
-            read_s, dt[["elapsed"]], dt[["user.self"]] + dt[["sys.self"]], REMLcrit(fit),
-            as.integer(fit@optinfo$feval), as.integer(isSingular(fit)), length(msgs),
-            gc_max_mb, paste(sprintf("%.10g", getME(fit, "theta")), collapse = ","),
-            sigma(fit), R.version.string, as.character(packageVersion("lme4")),
-            basename(si$BLAS), gsub("[\t\n]", " ", paste(msgs, collapse = "; "))))
+say("RESULT", c(list(
+  read_s = num(read_s, "%.3f"), wall_s = num(dt[["elapsed"]], "%.6f"),
+  cpu_s = num(dt[["user.self"]] + dt[["sys.self"]], "%.6f"), deviance = num(REMLcrit(fit)),
+  feval = as.integer(fit@optinfo$feval), singular = isSingular(fit),
+  convergence_messages = length(msgs), gc_max_mb = num(sum(g[, 6]), "%.1f"),
+  theta = num(getME(fit, "theta"), "%.10g", array = TRUE), sigma = num(sigma(fit))),
+  versions(), list(messages = gsub("[\t\n]", " ", paste(msgs, collapse = "; ")))))

@@ -2,6 +2,9 @@
 
 Run from the repository root:  python benchmarks/run_benchmarks.py [--repeats N]
 (``make bench`` does this). Writes benchmarks/RESULTS.md and benchmarks/out/*.json.
+It owns the models, the fresh-process child and the part of RESULTS.md above the sections
+of bench_inference.py and bench_scaling.py; benchmarks/harness.py owns the lme4 process,
+the environment record and the writing of RESULTS.md.
 
 Per model, each repetition runs, in this order:
   1. interlace in a fresh process with INTERLACE_NO_COMPILATION_CACHE=1 (subprocess:
@@ -26,21 +29,16 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
-import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 import warnings
-from importlib.metadata import version
 from pathlib import Path
 
-from jax_timing import accelerator, accelerator_line  # benchmarks/ is on sys.path
+import harness  # benchmarks/ is on sys.path
+from harness import OUT, ROOT, med
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
 PAGE_CSV = "tests/data/results_page.csv"
 INSTEVAL_CSV = "tests/data/insteval.csv.gz"
 INSTEVAL_FORMULA = "y ~ service + (1 | s) + (1 | d) + (1 | dept)"
@@ -94,7 +92,7 @@ def fresh_fit(path, formula, method, cache):
     # same way this process does (installed package or PYTHONPATH), not from ./interlace.
     out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT / path), formula, method,
                           json.dumps(list(DTYPES))],
-                         cwd=HERE / "out", capture_output=True, text=True, env=env)
+                         cwd=OUT, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         raise RuntimeError(f"fresh-process fit failed:\n{out.stderr[-3000:]}")
@@ -110,74 +108,6 @@ def compiled_fit(interlace, data, formula, method):
     return {"seconds": seconds, "cpu_s": cpu, "deviance": r.deviance, "converged": r.converged,
             "singular": bool(interlace.isSingular(r)),
             "n_iterations": r.n_iterations, "n_evaluations": r.n_evaluations}
-
-
-class Lme4:
-    """The long-lived Rscript process of benchmarks/lme4_fit.R."""
-
-    def __init__(self):
-        self.proc = subprocess.Popen(["Rscript", str(HERE / "lme4_fit.R")], cwd=ROOT,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        _, self.r_version, self.lme4_version, self.blas = self._line("READY")
-
-    def _line(self, tag):
-        fields = self.proc.stdout.readline().rstrip("\n").split("\t")
-        if fields[0] != tag:
-            raise RuntimeError(f"lme4_fit.R: expected {tag}, got {fields!r}")
-        return fields
-
-    def fit(self, key):
-        self.proc.stdin.write(key + "\n")
-        self.proc.stdin.flush()
-        _, _, sec, cpu, crit, feval, singular, msgs = self._line("RESULT")
-        return {"seconds": float(sec), "cpu_s": float(cpu), "deviance": float(crit),
-                "feval": int(feval), "singular": singular == "1",
-                "convergence_messages": int(msgs)}
-
-    def close(self):
-        self.proc.communicate("QUIT\n")
-
-
-def git(*args):
-    if shutil.which("git") is None:
-        return ""
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-
-def environment(interlace):
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
-                if ln.startswith("model name")), platform.processor())
-    mem_kib = next(int(ln.split()[1]) for ln in open("/proc/meminfo") if ln.startswith("MemTotal"))
-    os_name = platform.platform()
-    if Path("/etc/os-release").exists():
-        rel = dict(ln.rstrip().split("=", 1) for ln in open("/etc/os-release") if "=" in ln)
-        os_name = f"{rel.get('PRETTY_NAME', '').strip(chr(34))} ({platform.platform()})"
-    import jax
-
-    where = Path(interlace.__file__).resolve().parent
-    if where == ROOT / "interlace":  # say which source was measured
-        where = "working tree at " + (git("rev-parse", "--short", "HEAD") or "unknown commit")
-        if git("status", "--porcelain", "--", "interlace"):
-            where += " + uncommitted changes under interlace/"
-    pkgs = {p: version(p) for p in ("jax", "jaxlib", "optax", "numpy", "pandas", "interlace")}
-    return {"cpu": cpu, "cores": os.cpu_count(), "affinity": sorted(os.sched_getaffinity(0)),
-            "ram_gib": round(mem_kib / 2**20, 1), "os": os_name,
-            "python": platform.python_version(), "packages": pkgs, "interlace_from": str(where),
-            "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
-            **accelerator()}
-
-
-# Sections of RESULTS.md written by the other benchmark scripts (bench_scaling.py,
-# bench_inference.py): kept, in place after this script's own, when it rewrites the file.
-_OTHER_SECTIONS = ("## Scaling (synthetic", "## Inference:")
-
-
-def _write_results(text: str) -> None:
-    path = HERE / "RESULTS.md"
-    old = path.read_text() if path.exists() else ""
-    starts = [i for i in (old.find(h) for h in _OTHER_SECTIONS) if i >= 0]
-    kept = old[min(starts):] if starts else ""
-    path.write_text(text.rstrip() + "\n\n" + kept if kept else text)
 
 
 def main():
@@ -198,28 +128,21 @@ def main():
         raw = json.loads(Path(args.render).read_text())
         raw["note"] = args.note or raw.get("note", "")
         raw.setdefault("raw_file", f"benchmarks/out/{Path(args.render).name}")
-        _write_results(render(raw))
+        harness.replace_head(render(raw))
         return
     if args.cpus:
         os.sched_setaffinity(0, args.cpus)
 
     started = dt.datetime.now().astimezone()
-    (HERE / "out").mkdir(exist_ok=True)
-    cache_home = HERE / "out" / "xdg_cache"  # interlace's cache: cache_home/interlace/jax
+    OUT.mkdir(exist_ok=True)
+    cache_home = OUT / "xdg_cache"  # interlace's cache: cache_home/interlace/jax
     shutil.rmtree(cache_home, ignore_errors=True)
     os.environ["XDG_CACHE_HOME"] = str(cache_home)  # before interlace is imported
     os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
     os.environ.pop("INTERLACE_NO_COMPILATION_CACHE", None)
     import interlace
-    env = environment(interlace)
-    lme4 = None
-    if args.no_lme4:
-        lme4_note = "skipped (--no-lme4)"
-    elif shutil.which("Rscript") is None:
-        lme4_note = "skipped: Rscript is not on PATH"
-    else:
-        lme4 = Lme4()
-        lme4_note = f"{lme4.r_version}, lme4 {lme4.lme4_version}, BLAS {lme4.blas}"
+    env = harness.environment(interlace)
+    lme4, lme4_note = harness.lme4_driver("lme4_fit.R", use=not args.no_lme4)
     print(f"lme4: {lme4_note}", flush=True)
 
     results = {}
@@ -229,14 +152,14 @@ def main():
         data = load(path)
         compiled_fit(interlace, data, formula, method)  # warm-up: compiles this shape
         if lme4:
-            lme4.fit(key)  # warm-up, so both sides are timed warm
+            lme4.ask(key)  # warm-up, so both sides are timed warm
         runs = {"fresh_nocache": [], "fresh": [], "compiled": [], "lme4": []}
         for i in range(reps):
             runs["fresh_nocache"].append(fresh_fit(path, formula, method, cache=False))
             runs["fresh"].append(fresh_fit(path, formula, method, cache=True))
             runs["compiled"].append(compiled_fit(interlace, data, formula, method))
             if lme4:
-                runs["lme4"].append(lme4.fit(key))
+                runs["lme4"].append(lme4.ask(key))
             line = " | ".join(f"{k} {v[-1].get('seconds', v[-1].get('wall_s')):.3f}s"
                               + (f" (cpu {v[-1]['cpu_s']:.3f}s)" if "cpu_s" in v[-1] else "")
                               for k, v in runs.items() if v)
@@ -251,41 +174,32 @@ def main():
         print("vectorized fits and bootstrap (benchmarks/bench_vectorized.py):", flush=True)
         vectorized = bench_vectorized.run()
 
-    command = shlex.join(["python", *sys.argv])
-    if os.environ.get("PYTHONPATH"):
-        command = f"PYTHONPATH={shlex.quote(os.environ['PYTHONPATH'])} {command}"
-    raw = {"date": started.isoformat(timespec="seconds"), "command": command,
+    raw = {"date": started.isoformat(timespec="seconds"), "command": harness.command_line(),
            "python_executable": sys.executable, "environment": env, "lme4": lme4_note,
            "note": args.note, "results": results, "vectorized": vectorized}
-    out_dir = HERE / "out"
     stamp = started.strftime("%Y%m%dT%H%M%S")
     raw["raw_file"] = f"benchmarks/out/timings_{stamp}.json"
-    for name in (f"timings_{stamp}.json", "timings_latest.json"):
-        (out_dir / name).write_text(json.dumps(raw, indent=2) + "\n")
-    _write_results(render(raw))
-    print(f"wrote {HERE / 'RESULTS.md'} and {out_dir / f'timings_{stamp}.json'}")
+    harness.save_json(raw, OUT / f"timings_{stamp}.json", OUT / "timings_latest.json")
+    harness.replace_head(render(raw))
+    print(f"wrote {harness.RESULTS} and {OUT / f'timings_{stamp}.json'}")
 
 
 def summarise(title, formula, method, reps, runs, target=None):
-    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
     c, f, r = runs["compiled"], runs["fresh"], runs["lme4"]
     f0 = runs["fresh_nocache"]
     s = {"title": title, "formula": formula, "method": method, "repeats": reps, "runs": runs,
          "target": target,
-         "compiled_median_s": med([x["seconds"] for x in c]),
-         "compiled_min_s": min(x["seconds"] for x in c),
-         "compiled_cpu_median_s": med([x["cpu_s"] for x in c]),
-         "lme4_cpu_median_s": med([x["cpu_s"] for x in r]),
-         "fresh_median_s": med([x["wall_s"] for x in f]),
-         "fresh_fit_median_s": med([x["fit_s"] for x in f]),
+         "compiled_median_s": med(c), "compiled_min_s": min(x["seconds"] for x in c),
+         "compiled_cpu_median_s": med(c, "cpu_s"), "lme4_cpu_median_s": med(r, "cpu_s"),
+         "fresh_median_s": med(f, "wall_s"), "fresh_fit_median_s": med(f, "fit_s"),
          "peak_rss_mib": max(x["peak_rss_mib"] for x in f),
-         "fresh_nocache_median_s": med([x["wall_s"] for x in f0]),
-         "fresh_nocache_fit_median_s": med([x["fit_s"] for x in f0]),
+         "fresh_nocache_median_s": med(f0, "wall_s"),
+         "fresh_nocache_fit_median_s": med(f0, "fit_s"),
          "peak_rss_nocache_mib": max(x["peak_rss_mib"] for x in f0),
          "fresh_cache_dir": f[-1]["cache_dir"], "fresh_nocache_cache_dir": f0[-1]["cache_dir"],
          "n_evaluations": c[-1]["n_evaluations"], "n_iterations": c[-1]["n_iterations"],
          "converged": all(x["converged"] for x in c + f + f0), "singular": c[-1]["singular"],
-         "deviance": c[-1]["deviance"], "lme4_median_s": med([x["seconds"] for x in r]),
+         "deviance": c[-1]["deviance"], "lme4_median_s": med(r),
          "lme4_min_s": min((x["seconds"] for x in r), default=None)}
     if r:
         s.update(lme4_deviance=r[-1]["deviance"], lme4_feval=r[-1]["feval"],
@@ -300,7 +214,7 @@ def summarise(title, formula, method, reps, runs, target=None):
 
 
 def render(raw):
-    env, pk = raw["environment"], raw["environment"]["packages"]
+    env = raw["environment"]
     cache = env.get("compilation_cache_dir")
     if cache and Path(cache).is_relative_to(ROOT):
         cache = str(Path(cache).relative_to(ROOT))
@@ -309,13 +223,7 @@ def render(raw):
         f"Generated by `{raw['command']}` (from the repository root; `make bench` runs this "
         f"script) on {raw['date']}. Raw timings went to `{raw['raw_file']}` (under the "
         "git-ignored `benchmarks/out/`, so not in the repository).", "",
-        f"- Machine: {env['cpu']}, {env['cores']} cores, {env['ram_gib']} GiB RAM; "
-        f"processes allowed on CPUs {env['affinity']}",
-        f"- OS: {env['os']}",
-        accelerator_line(env),
-        f"- Python {env['python']}; " + ", ".join(f"{k} {v}" for k, v in pk.items())
-        + f" (interlace imported from {env['interlace_from']})",
-        f"- lme4: {raw['lme4']}", "",
+        *harness.environment_lines(env, raw["lme4"]), "",
         *([f"Note: {raw['note']}", ""] if raw["note"] else []),
         "Times are wall-clock seconds, medians over the repetitions. *Compiled*: one "
         "`interlace.fit` call in a process that has already fitted the same shapes once. "
