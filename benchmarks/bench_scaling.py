@@ -65,17 +65,17 @@ THREE_FACTOR = (1e5, (2000, 400, 50))
 
 
 def _internals():
-    """interlace's private functions that ``breakdown`` times one by one (fit()'s own
-    steps). interlace/ is being reorganised and they will move: every private import of
-    this file is here, so that re-pointing them is a change to this function only."""
-    from interlace._design import build_design
-    from interlace._deviance import cholesky_logdiag, estimates, profiled_deviance
-    from interlace._fit import _start_values
-    from interlace._optimize import minimize_deviance
-    from interlace._theta import to_internal
+    """interlace's internal steps that ``breakdown`` times one by one (fit()'s own steps:
+    the package map in ``interlace/__init__.py``). Every private import of this file is
+    here, so that re-pointing them is a change to this function only."""
+    from interlace._core.deviance import cholesky_logdiag, estimates, profiled_deviance
+    from interlace._core.optimize import minimize_deviance
+    from interlace._core.theta import to_internal
+    from interlace._model.design import build_design
+    from interlace._model.estimate import start_values
 
     return types.SimpleNamespace(
-        build_design=build_design, start_values=_start_values, to_internal=to_internal,
+        build_design=build_design, start_values=start_values, to_internal=to_internal,
         minimize_deviance=minimize_deviance, estimates=estimates,
         profiled_deviance=profiled_deviance, cholesky_logdiag=cholesky_logdiag)
 
