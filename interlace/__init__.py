@@ -64,7 +64,7 @@ import jax as _jax
 
 # Mixed-model likelihoods need float64: variance components near the boundary and
 # log-determinants of large systems lose too much in float32. Every entry point also
-# scopes float64 itself or refuses float32 arrays (``_precision``), so a user turning the
+# scopes float64 itself or refuses float32 arrays (``_base.precision``), so a user turning the
 # flag off later gets no float32 fit; this process-wide flip stays until the test suite
 # (which makes JAX arrays of its own) no longer relies on it.
 _jax.config.update("jax_enable_x64", True)

@@ -11,9 +11,9 @@ from typing import Sequence
 
 import pandas as pd
 
+from ._base.checks import check_method
 from ._base.precision import float64_scope
 from ._model.design import build_design
-from ._base.checks import check_method
 from ._model.estimate import fit_design
 from ._result import CrossedLMEResult
 

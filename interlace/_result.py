@@ -19,12 +19,16 @@ from ._base.checks import check_level, check_n_bootstrap, check_positive_int
 from ._base.errors import DataError, MissingColumnError, ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed, key_from_seed
-from ._core.singular import theta_is_singular
+from ._core.singular import SINGULAR_TOL, theta_is_singular
 from ._core.theta import diagonal_mask
 from ._inference.parametric import BootstrapResult, parametric_bootstrap, simulate_from
 from ._inference.profile import profile_confint
 from ._inference.resample import resampled_levels_bootstrap
-from ._inference.response_bootstrap import chunked_replicates, weighted_mean, weighted_median
+from ._inference.response_bootstrap import (
+    chunked_replicates,
+    weighted_mean,
+    weighted_median,
+)
 from ._inference.satterthwaite import satterthwaite
 from ._model.design import Design, fixed_matrix_for, match_levels, term_matrix_for
 from ._model.estimate import ModelFit, fit_design
@@ -324,7 +328,7 @@ class CrossedLMEResult:
                              progress: bool | None = None) -> BootstrapResult:
         """Refit the model to ``n_bootstrap`` simulated responses in one vectorised,
         compiled call (lme4's ``bootMer(type = "parametric")``); returns a
-        :class:`~interlace._simulate.BootstrapResult` with the replicates, ``se()`` and
+        :class:`~interlace.BootstrapResult` with the replicates, ``se()`` and
         ``conf_int(method="percentile"|"basic")``. ``progress``: a progress bar (default:
         only when standard error is a terminal)."""
         return parametric_bootstrap(self.model_fit, n_bootstrap, seed, statistic,
@@ -367,7 +371,7 @@ class CrossedLMEResult:
         return format_summary(self)
 
 
-def isSingular(result: CrossedLMEResult, tol: float = 1e-4) -> bool:  # noqa: N802 (lme4's name)
+def isSingular(result: CrossedLMEResult, tol: float = SINGULAR_TOL) -> bool:  # noqa: N802 (lme4's name)
     """Is the fit on the boundary of the parameter space?
 
     A fit is singular when a diagonal entry of some relative covariance factor (for

@@ -14,7 +14,7 @@ values ``v_i = [x_{r,i} ..., x_i, y_i]``. Then, with weights ``w``:
 * ``A1[l] = sum_{i in l} w_i x1_i x1_i'``;
 * ``R'R = sum_i w_i v_i v_i'`` scattered to ``(row_cols[i, a], row_cols[i, b])``;
 * ``C = Z1'R``: ``sum_i w_i x1_i v_ia`` scattered to the stored ``(level, column)`` pair
-  ``pos[i, a]``; the Schur update products are ``C``'s outer products (``_crossprod``).
+  ``pos[i, a]``; the Schur update products are ``C``'s outer products (``_core.crossprod``).
 """
 
 from __future__ import annotations
@@ -26,8 +26,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .crossprod import (CrossProducts, cross_products, flat_index, index_array, outer_products,
-                         split_update)
+from .crossprod import (
+    CrossProducts,
+    cross_products,
+    flat_index,
+    index_array,
+    outer_products,
+    split_update,
+)
 from .standardize import standardize
 from .theta import to_internal, to_user
 
@@ -133,7 +139,7 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
     cp = ma.template
     t, q1, k1 = cp.t, cp.q1, cp.k1
     w = ma.weights
-    X, y, std = standardize(ma.X, ma.y, w, cp.intercept, xp=jnp)  # ``_standardize``
+    X, y, std = standardize(ma.X, ma.y, w, cp.intercept, xp=jnp)  # ``_core.standardize``
     V = jnp.concatenate([*ma.term_X[1:], X, y[:, None]], axis=1)  # (n, m)
     x1 = ma.term_X[0]
     A1 = jax.ops.segment_sum(w[:, None, None] * x1[:, :, None] * x1[:, None, :], ma.codes1,

@@ -33,6 +33,8 @@ Memory: levels, level pairs and update entries of the light levels, never rows; 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
@@ -47,7 +49,7 @@ __all__ = ["CrossProducts", "cross_products", "flat_index", "index_array", "upda
 class CrossProducts(eqx.Module):
     """Sufficient statistics of a crossed random-effects model (a JAX pytree).
 
-    ``theta`` is laid out in the internal term order ``order`` (see ``_theta``).
+    ``theta`` is laid out in the internal term order ``order`` (see ``_core.theta``).
     """
 
     A1: jnp.ndarray  # (q1, k1, k1) per-level cross-products of term 1
@@ -72,10 +74,10 @@ class CrossProducts(eqx.Module):
     ks: tuple[int, ...] = eqx.field(static=True)  # columns per term, internal order
     order: tuple[int, ...] = eqx.field(static=True)  # internal position -> user term
     # Level multiplicities of a resampled-levels bootstrap (None: every level once);
-    # see ``_deviance`` ("Duplicated levels").
+    # see ``_core.deviance`` ("Duplicated levels").
     level_mult: jnp.ndarray | None = None  # (q1,) copies of each level of term 1
     tail_mult: jnp.ndarray | None = None  # (t,) copies of each tail column (1 for X, y)
-    # X and y enter centred and scaled (``_standardize``); None: as given.
+    # X and y enter centred and scaled (``_core.standardize``); None: as given.
     standardization: Standardization | None = None
     intercept: int = eqx.field(static=True, default=-1)  # column of ones in X, -1: none
 
@@ -202,6 +204,116 @@ def outer_products(vec, k, k2):
 
 
 @float64_scope
+class _Terms(NamedTuple):
+    """The random terms in internal order, with the tail's column layout."""
+
+    order: tuple[int, ...]  # order[pos]: the user term at internal position pos
+    codes: list[np.ndarray]
+    Zx: list[np.ndarray]  # (n, k) columns of each term
+    nlev: list[int]
+    ks: list[int]
+    offsets: np.ndarray  # first tail column of each tail term (and qt at the end)
+    qt: int  # random-effect columns of the tail
+    t: int  # tail width: qt + p + 1
+    theta_off: np.ndarray  # first theta entry of each term
+
+
+def _internal_terms(codes, nlevels, term_X, p: int) -> _Terms:
+    """The largest block (``levels x columns``) first, the others by decreasing levels."""
+    size = [q * z.shape[1] for q, z in zip(nlevels, term_X)]
+    first = int(np.argmax(size))  # the largest block stays block-diagonal
+    rest = sorted((i for i in range(len(codes)) if i != first), key=lambda i: -nlevels[i])
+    order = (first, *rest)
+    nlev = [int(nlevels[i]) for i in order]
+    Zx = [term_X[i] for i in order]
+    ks = [z.shape[1] for z in Zx]
+    offsets = np.concatenate([[0], np.cumsum([q * k for q, k in zip(nlev[1:], ks[1:])])])
+    qt = int(offsets[-1])
+    return _Terms(order=order, codes=[np.asarray(codes[i], dtype=np.int64) for i in order],
+                  Zx=Zx, nlev=nlev, ks=ks, offsets=offsets.astype(np.int64), qt=qt,
+                  t=qt + p + 1,
+                  theta_off=np.concatenate([[0], np.cumsum([k * (k + 1) // 2 for k in ks])]))
+
+
+def _first_block_sums(tm: _Terms) -> np.ndarray:
+    """``A1[l] = Z1_l' Z1_l``: ``(q1, k1, k1)``."""
+    q1, k1, c, Z = tm.nlev[0], tm.ks[0], tm.codes[0], tm.Zx[0]
+    A1 = np.zeros((q1, k1, k1))
+    for j in range(k1):
+        for jj in range(k1):
+            A1[:, j, jj] = np.bincount(c, weights=Z[:, j] * Z[:, jj], minlength=q1)
+    return A1
+
+
+def _tail_sums(tm: _Terms, XY: np.ndarray) -> np.ndarray:
+    """``[Z_tail X y]'[Z_tail X y]``, stored as its upper triangle (:func:`flat_index`)."""
+    t, qt = tm.t, tm.qt
+    tail = np.zeros((t, t))
+    for r in range(1, len(tm.codes)):
+        o, q, k, c, Z = tm.offsets[r - 1], tm.nlev[r], tm.ks[r], tm.codes[r], tm.Zx[r]
+        for j in range(k):  # block (r, r): one k x k block per level
+            for jj in range(j + 1):
+                w = np.bincount(c, weights=Z[:, j] * Z[:, jj], minlength=q)
+                tail[o + np.arange(q) * k + j, o + np.arange(q) * k + jj] = w
+        for s in range(1, r):  # block (r, s), s before r: lower triangle
+            os_, qs, ks_ = tm.offsets[s - 1], tm.nlev[s], tm.ks[s]
+            for j in range(k):
+                for jj in range(ks_):
+                    pair = np.bincount(c * qs + tm.codes[s], weights=Z[:, j] * tm.Zx[s][:, jj],
+                                       minlength=q * qs).reshape(q, qs)
+                    tail[o + j:o + q * k:k, os_ + jj:os_ + qs * ks_:ks_] = pair
+        for j in range(k):
+            tail[qt:, o + j:o + q * k:k] = _segment_sums(c, Z[:, [j]] * XY, q).T
+    tail[qt:, qt:] = np.tril(XY.T @ XY)
+    return np.ascontiguousarray(tail.T)
+
+
+def _lambda_index(tm: _Terms, p: int):
+    """``Lambda_t`` as COO ``(row, col, theta index)`` (-1: the identity on X and y), and
+    each tail column's theta entry for scalar terms (-1 otherwise)."""
+    lam_row, lam_col, lam_theta = [], [], []
+    tail_theta = np.full(tm.t, -1, dtype=np.int64)
+    for r in range(1, len(tm.codes)):
+        o, q, k = tm.offsets[r - 1], tm.nlev[r], tm.ks[r]
+        rows, cols = tril_index(k)
+        base = o + np.repeat(np.arange(q) * k, len(rows))
+        lam_row.append(base + np.tile(rows, q))
+        lam_col.append(base + np.tile(cols, q))
+        lam_theta.append(np.tile(tm.theta_off[r] + np.arange(len(rows)), q))
+        if k == 1:
+            tail_theta[o:o + q] = tm.theta_off[r]
+    lam_row.append(np.arange(tm.qt, tm.t))
+    lam_col.append(np.arange(tm.qt, tm.t))
+    lam_theta.append(np.full(p + 1, -1))
+    lam_row, lam_col, lam_theta = (np.concatenate(a).astype(np.int64)
+                                   for a in (lam_row, lam_col, lam_theta))
+    return lam_row, lam_col, lam_theta, tail_theta
+
+
+def _first_by_tail(tm: _Terms, XY: np.ndarray, p: int):
+    """``C = Z1'[Z_tail X y]`` as sorted (level of term 1, tail column, ``k1``-vector)
+    triples, the stored pairs only."""
+    q1, k1 = tm.nlev[0], tm.ks[0]
+    lev, col, vec = [], [], []
+    for r in range(1, len(tm.codes)):
+        o, q, k = tm.offsets[r - 1], tm.nlev[r], tm.ks[r]
+        key, inverse = np.unique(tm.codes[0] * q + tm.codes[r], return_inverse=True)
+        for jj in range(k):
+            v = np.stack([np.bincount(inverse, weights=tm.Zx[0][:, j] * tm.Zx[r][:, jj],
+                                      minlength=key.shape[0]) for j in range(k1)], axis=1)
+            lev.append(key // q)
+            col.append(o + (key % q) * k + jj)
+            vec.append(v)
+    zxy = np.stack([_segment_sums(tm.codes[0], tm.Zx[0][:, [j]] * XY, q1)
+                    for j in range(k1)], axis=2)
+    lev.append(np.repeat(np.arange(q1), p + 1))
+    col.append(np.tile(np.arange(tm.qt, tm.t), q1))
+    vec.append(zxy.reshape(q1 * (p + 1), k1))
+    lev, col, vec = np.concatenate(lev), np.concatenate(col), np.concatenate(vec)
+    perm = np.lexsort((col, lev))
+    return lev[perm], col[perm], vec[perm]
+
+
 def cross_products(
     codes: list[np.ndarray], nlevels: list[int], X: np.ndarray, y: np.ndarray,
     term_X: list[np.ndarray] | None = None, heavy_above: int | None = None,
@@ -211,8 +323,10 @@ def cross_products(
     ``codes[r]`` (level codes), ``nlevels[r]`` and ``term_X[r]`` (``n x k_r`` columns;
     default: an intercept) describe random term ``r``; ``X`` and ``y`` the fixed part.
     ``heavy_above`` overrides :func:`heavy_threshold` (tests use it to force a layout).
-    ``X`` and ``y`` are centred and scaled first (``_standardize``), so the tail holds
-    ``[Z_tail X_s y_s]``; :func:`interlace._deviance.estimates` maps results back.
+    ``X`` and ``y`` are centred and scaled first (``_core.standardize``), so the tail holds
+    ``[Z_tail X_s y_s]``; :func:`interlace._core.deviance.estimates` maps results back.
+    Steps: order the terms, then term 1's blocks ``A1``, the tail, ``Lambda_t``'s index
+    and ``C = Z1'[Z_tail X y]`` with its Schur update entries.
     """
     n, p = X.shape
     intercept = intercept_column(X)
@@ -221,86 +335,16 @@ def cross_products(
     if term_X is None:
         term_X = [np.ones((n, 1)) for _ in codes]
     term_X = [np.asarray(z, dtype=np.float64).reshape(n, -1) for z in term_X]
-    size = [q * z.shape[1] for q, z in zip(nlevels, term_X)]
-    first = int(np.argmax(size))  # the largest block stays block-diagonal
-    rest = sorted((i for i in range(len(codes)) if i != first), key=lambda i: -nlevels[i])
-    order = (first, *rest)
-    codes = [np.asarray(codes[i], dtype=np.int64) for i in order]
-    Zx = [term_X[i] for i in order]
-    nlev = [int(nlevels[i]) for i in order]
-    ks = [z.shape[1] for z in Zx]
+    tm = _internal_terms(codes, nlevels, term_X, p)
     XY = np.column_stack([X, y]).astype(np.float64)
-    q1, k1 = nlev[0], ks[0]
-    offsets = np.concatenate([[0], np.cumsum([q * k for q, k in zip(nlev[1:], ks[1:])])])
-    offsets = offsets.astype(np.int64)
-    qt = int(offsets[-1])
-    t = qt + p + 1
-    theta_off = np.concatenate([[0], np.cumsum([k * (k + 1) // 2 for k in ks])])
-
-    A1 = np.zeros((q1, k1, k1))
-    for j in range(k1):
-        for jj in range(k1):
-            A1[:, j, jj] = np.bincount(codes[0], weights=Zx[0][:, j] * Zx[0][:, jj], minlength=q1)
-
-    tail = np.zeros((t, t))
-    for r in range(1, len(codes)):
-        o, q, k, c = offsets[r - 1], nlev[r], ks[r], codes[r]
-        for j in range(k):  # block (r, r): one k x k block per level
-            for jj in range(j + 1):
-                w = np.bincount(c, weights=Zx[r][:, j] * Zx[r][:, jj], minlength=q)
-                tail[o + np.arange(q) * k + j, o + np.arange(q) * k + jj] = w
-        for s in range(1, r):  # block (r, s), s before r: lower triangle
-            os_, qs, ks_ = offsets[s - 1], nlev[s], ks[s]
-            for j in range(k):
-                for jj in range(ks_):
-                    pair = np.bincount(c * qs + codes[s], weights=Zx[r][:, j] * Zx[s][:, jj],
-                                       minlength=q * qs).reshape(q, qs)
-                    tail[o + j:o + q * k:k, os_ + jj:os_ + qs * ks_:ks_] = pair
-        for j in range(k):
-            tail[qt:, o + j:o + q * k:k] = _segment_sums(c, Zx[r][:, [j]] * XY, q).T
-    tail[qt:, qt:] = np.tril(XY.T @ XY)
-    tail = np.ascontiguousarray(tail.T)  # stored as the upper triangle (flat_index)
-
-    # Lambda_t: per tail term and level, the lower triangle of T_r; identity on X and y.
-    lam_row, lam_col, lam_theta = [], [], []
-    tail_theta = np.full(t, -1, dtype=np.int64)
-    for r in range(1, len(codes)):
-        o, q, k = offsets[r - 1], nlev[r], ks[r]
-        rows, cols = tril_index(k)
-        base = o + np.repeat(np.arange(q) * k, len(rows))
-        lam_row.append(base + np.tile(rows, q))
-        lam_col.append(base + np.tile(cols, q))
-        lam_theta.append(np.tile(theta_off[r] + np.arange(len(rows)), q))
-        if k == 1:
-            tail_theta[o:o + q] = theta_off[r]
-    lam_row.append(np.arange(qt, t))
-    lam_col.append(np.arange(qt, t))
-    lam_theta.append(np.full(p + 1, -1))
-    lam_row, lam_col, lam_theta = (np.concatenate(a).astype(np.int64)
-                                   for a in (lam_row, lam_col, lam_theta))
-
-    # C = Z1'R as (level of term 1, tail column) -> k1-vector, then as COO rows l*k1 + j.
-    lev, col, vec = [], [], []
-    for r in range(1, len(codes)):
-        o, q, k = offsets[r - 1], nlev[r], ks[r]
-        key, inverse = np.unique(codes[0] * q + codes[r], return_inverse=True)
-        for jj in range(k):
-            v = np.stack([np.bincount(inverse, weights=Zx[0][:, j] * Zx[r][:, jj],
-                                      minlength=key.shape[0]) for j in range(k1)], axis=1)
-            lev.append(key // q)
-            col.append(o + (key % q) * k + jj)
-            vec.append(v)
-    zxy = np.stack([_segment_sums(codes[0], Zx[0][:, [j]] * XY, q1) for j in range(k1)], axis=2)
-    lev.append(np.repeat(np.arange(q1), p + 1))
-    col.append(np.tile(np.arange(qt, t), q1))
-    vec.append(zxy.reshape(q1 * (p + 1), k1))
-    lev, col, vec = np.concatenate(lev), np.concatenate(col), np.concatenate(vec)
-    perm = np.lexsort((col, lev))
-    lev, col, vec = lev[perm], col[perm], vec[perm]
+    q1, k1, t = tm.nlev[0], tm.ks[0], tm.t
+    A1 = _first_block_sums(tm)
+    tail = _tail_sums(tm, XY)
+    lam_row, lam_col, lam_theta, tail_theta = _lambda_index(tm, p)
+    lev, col, vec = _first_by_tail(tm, XY, p)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(lev, minlength=q1))])
     (upd_level, upd_flat, upd_k, upd_k2, heavy_levels, heavy_entry,
      heavy_slot) = split_update(indptr, col, t, heavy_above)
-
     c_row = (lev[:, None] * k1 + np.arange(k1)[None, :]).ravel()
     c_col = np.repeat(col, k1)
     c_val = vec.ravel()
@@ -308,7 +352,7 @@ def cross_products(
     return CrossProducts(
         A1=jnp.asarray(A1),
         tail=jnp.asarray(tail),
-        is_z=jnp.asarray((np.arange(t) < qt).astype(np.float64)),
+        is_z=jnp.asarray((np.arange(t) < tm.qt).astype(np.float64)),
         tail_theta=index_array(tail_theta),
         lam_row=index_array(lam_row),
         lam_col=index_array(lam_col),
@@ -324,9 +368,9 @@ def cross_products(
         heavy_entry=index_array(heavy_entry),
         heavy_slot=index_array(heavy_slot),
         p=int(p),
-        nlevels=tuple(nlev),
-        ks=tuple(int(k) for k in ks),
-        order=order,
+        nlevels=tuple(tm.nlev),
+        ks=tuple(int(k) for k in tm.ks),
+        order=tm.order,
         standardization=Standardization(*(jnp.asarray(v, dtype=jnp.float64) for v in std)),
         intercept=intercept,
     )

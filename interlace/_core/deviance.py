@@ -34,7 +34,7 @@ matrix ``E`` with ``E'E = diag(m)``):
 
 Storage: ``S`` is kept as its upper triangle in row-major order, which is the lower
 triangle in LAPACK's column-major order, so the Cholesky reads it in place
-(``_crossprod.flat_index``).
+(``_core.crossprod.flat_index``).
 
 The gradient uses a custom VJP of ``log diag(chol(S))`` (:func:`cholesky_logdiag`): for
 cotangent ``g``, ``d/dS sum_i g_i log L_ii = 1/2 L^-T diag(g) L^-1`` (from
@@ -63,8 +63,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from . import linalg
-from . import standardize
+from . import linalg, standardize
 from .crossprod import CrossProducts
 from .theta import lower_factor
 
@@ -111,7 +110,7 @@ def unrolled_tril_inverse(L: jnp.ndarray) -> jnp.ndarray:
 
 def tail_cholesky(S: jnp.ndarray) -> jnp.ndarray:
     """Lower Cholesky factor ``L`` (``S = L L'``) of a symmetric positive definite ``S``
-    given by its stored upper triangle (``_crossprod.flat_index``; the strict lower
+    given by its stored upper triangle (``_core.crossprod.flat_index``; the strict lower
     triangle is ignored). Differentiable as a function of the symmetric matrix."""
     if S.shape[-1] <= SMALL:
         return unrolled_cholesky(_symmetric(S))
@@ -296,7 +295,7 @@ def lambda_values(theta: jnp.ndarray, index: jnp.ndarray) -> jnp.ndarray:
 
 def _heavy_update(W: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     """Upper triangle of ``sum_l C_l' W_l C_l`` over the heavy levels of term 1, from
-    their dense rows of ``C`` (``_crossprod``)."""
+    their dense rows of ``C`` (``_core.crossprod``)."""
     h, k1, t = cp.heavy_levels.shape[0], cp.k1, cp.t
     if h == 0:
         return jnp.zeros((t, t), W.dtype)
@@ -310,7 +309,7 @@ def _heavy_update(W: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
 
 def tail_schur(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     """The tail Schur complement ``S`` (module docstring), ``(t, t)``, as its stored upper
-    triangle (``_crossprod.flat_index``).
+    triangle (``_core.crossprod.flat_index``).
 
     ``theta`` is in the internal term order ``cp.order``.
     """
@@ -345,23 +344,34 @@ def _add_diagonal(S: jnp.ndarray, d: jnp.ndarray) -> jnp.ndarray:
     return S + jnp.diag(d)
 
 
+def _log_det(theta: jnp.ndarray, cp: CrossProducts, head: jnp.ndarray) -> jnp.ndarray:
+    """``log|Lambda'Z'Z Lambda + I|`` (and ``+ log|L_X|^2`` when ``head`` runs over the
+    fixed-effect block too): term 1's blocks, the duplicated-level correction and
+    ``2 head``, ``head`` the sum of the tail factor's log diagonal over those rows."""
+    _, log_d1, _ = first_block(theta, cp)
+    return log_d1 + _duplication_logdet(theta, cp) + 2.0 * head
+
+
+def _profiled(log_det: jnp.ndarray, log_ryy: jnp.ndarray, nu) -> jnp.ndarray:
+    """``log_det + nu (1 + log(2 pi r_yy^2 / nu))``: the deviance with ``beta`` and
+    ``sigma^2 = r_yy^2 / nu`` profiled out (JSS 67(1), eqs. 34 and 41)."""
+    return log_det + nu * (1.0 + _LOG_2PI + 2.0 * log_ryy - jnp.log(nu))
+
+
 def standardized_deviance(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> jnp.ndarray:
     """The profiled deviance of the centred and scaled data ``(X_s, y_s)`` the
-    cross-products hold (module docstring, ``_standardize``): what the optimiser
+    cross-products hold (module docstring, ``_core.standardize``): what the optimiser
     minimises, on the same scale for every model whatever the units of ``y``."""
     qt, p, n = cp.q_tail, cp.p, cp.n
-    _, log_d1, _ = first_block(theta, cp)
     nu = n - p if reml else n
     k = qt + p if reml else qt
     head, last = cholesky_logdet_parts(tail_schur(theta, cp), k)
-    logdet = log_d1 + _duplication_logdet(theta, cp) + 2.0 * head
-    log_ryy2 = 2.0 * last
-    return logdet + nu * (1.0 + _LOG_2PI + log_ryy2 - jnp.log(nu))
+    return _profiled(_log_det(theta, cp, head), last, nu)
 
 
 def deviance_offset(cp: CrossProducts, *, reml: bool) -> jnp.ndarray:
     """``d(theta) - standardized_deviance(theta)``: a constant in ``theta``
-    (``_standardize.deviance_offset``)."""
+    (:func:`interlace._core.standardize.deviance_offset`)."""
     if cp.standardization is None:
         return jnp.zeros((), cp.n.dtype)
     return standardize.deviance_offset(cp.standardization, cp.n, cp.p, reml)
@@ -408,7 +418,7 @@ class Estimates(NamedTuple):
 def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> Estimates:
     """Fixed effects, BLUPs, residual variance and ``vcov(beta)`` at ``theta``
     (:class:`Estimates`). Back-substitution through the blocked factor (JSS eqs. 31-33), on the
-    centred and scaled data, then mapped back to the data's units (``_standardize``).
+    centred and scaled data, then mapped back to the data's units (``_core.standardize``).
     """
     qt, p, n, t = cp.q_tail, cp.p, cp.n, cp.t
     T1, _, _ = first_block(theta, cp)
@@ -432,10 +442,8 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> Estimates
     # The deviance from the same factor (profiled_deviance, without a second copy of it
     # to compile).
     logdiag = jnp.log(jnp.diagonal(L))
-    _, log_d1, _ = first_block(theta, cp)
     head = jnp.sum(logdiag[:qt + p] if reml else logdiag[:qt])
-    deviance = (log_d1 + _duplication_logdet(theta, cp) + 2.0 * head
-                + nu * (1.0 + _LOG_2PI + 2.0 * logdiag[-1] - jnp.log(nu)))
+    deviance = _profiled(_log_det(theta, cp, head), logdiag[-1], nu)
     sy = _y_scale(cp)
     return Estimates(beta=_to_user_beta(x[qt:], cp), b1=sy * (u1 @ T1.T),
                      b_tail=sy * lam_x[:qt], sigma2=sy**2 * sigma2,
@@ -482,7 +490,7 @@ def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
     over ``beta`` and ``sigma`` is ``-profiled_deviance(theta, reml=False) / 2``.
     ``beta`` and ``sigma`` are in the data's units; the cross-products hold the centred
     and scaled data, so ``log L = log L_s(beta_s, sigma / s_y) - n log s_y``
-    (``_standardize``).
+    (``_core.standardize``).
     """
     if cp.standardization is not None:
         std = cp.standardization
@@ -492,9 +500,8 @@ def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
     else:
         jacobian = 0.0
     qt, p = cp.q_tail, cp.p
-    _, log_d1, _ = first_block(theta, cp)
     L = tail_cholesky(tail_schur(theta, cp))
-    logdet_z = log_d1 + _duplication_logdet(theta, cp) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(L)[:qt]))
+    logdet_z = _log_det(theta, cp, jnp.sum(jnp.log(jnp.diagonal(L)[:qt])))
     beta_hat = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)[qt:]
     LX = L[qt:qt + p, qt:qt + p]
     excess = jnp.sum((LX.T @ (beta - beta_hat)) ** 2)
@@ -508,22 +515,21 @@ def deviance_varpar(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts, *
     """``-2 log L`` at ``(theta, sigma)`` with ``beta`` profiled out, ``sigma`` not:
     ``log|L_Z|^2 [+ log|L_X|^2] + nu log(2 pi sigma^2) + r_yy^2 / sigma^2`` (lmerTest's
     variance-parameter deviance; its minimum over ``sigma`` is :func:`profiled_deviance`).
-    ``sigma`` in the data's units (``_standardize``)."""
+    ``sigma`` in the data's units (``_core.standardize``)."""
     sy = _y_scale(cp)
     sigma = sigma / sy
     qt, p = cp.q_tail, cp.p
-    _, log_d1, _ = first_block(theta, cp)
     nu = cp.n - p if reml else cp.n
     k = qt + p if reml else qt
     head, last = cholesky_logdet_parts(tail_schur(theta, cp), k)
-    logdet = log_d1 + _duplication_logdet(theta, cp) + 2.0 * head
+    logdet = _log_det(theta, cp, head)
     return (logdet + nu * (_LOG_2PI + 2.0 * jnp.log(sigma)) + jnp.exp(2.0 * last) / sigma**2
             + deviance_offset(cp, reml=reml))
 
 
 def vcov_beta(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     """``sigma^2 (L_X L_X')^-1``: the covariance of ``beta_hat`` at ``(theta, sigma)``
-    (``sigma`` and the result in the data's units, ``_standardize``)."""
+    (``sigma`` and the result in the data's units, ``_core.standardize``)."""
     sigma = sigma / _y_scale(cp)
     qt, p = cp.q_tail, cp.p
     L = tail_cholesky(tail_schur(theta, cp))

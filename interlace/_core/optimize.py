@@ -11,7 +11,7 @@ Stopping rule: the gradient is small (``max |g| <= gtol * (1 + |d|)``), or the d
 has stopped changing (relative change ``<= ftol`` for ``patience`` consecutive steps),
 or ``maxiter`` is reached. Convergence is reported only for the first two, and for the
 second only if the gradient is also moderately small (``<= 1e3 gtol (1 + |d|)``).
-``d`` is the deviance of the centred and scaled data (``_standardize``), so the rule
+``d`` is the deviance of the centred and scaled data (``_core.standardize``), so the rule
 means the same whatever the units of the response. ``OptimResult.stop`` says which
 rule ended the loop (``STOP_REASONS``).
 
@@ -79,7 +79,7 @@ def minimize_deviance(
     ``P = chol(H)^-T`` from a Hessian ``H`` near the optimum makes the problem
     well-scaled, so that the first L-BFGS steps need no long line searches (used for
     batches of refits near a known fit). The returned ``theta`` and ``grad`` are raw:
-    signs of the factors' columns are fixed by the callers (``_theta.normalize_signs``).
+    signs of the factors' columns are fixed by the callers (``_core.theta.normalize_signs``).
     ``verbose`` prints each iteration's deviance while the compiled loop runs.
     """
     origin = theta0

@@ -27,7 +27,8 @@ from .fitting import fit_arrays
 from .theta import diagonal_mask
 
 __all__ = ["RefitBatch", "refit_all", "deviance_statistic", "warn_unconverged",
-           "default_batch_size", "sequential", "SEQUENTIAL_ABOVE", "MAX_BATCH"]
+           "default_batch_size", "sequential", "chunk_rows", "SEQUENTIAL_ABOVE", "MAX_BATCH",
+           "CHUNK_NUMBERS"]
 
 
 class RefitBatch(NamedTuple):
@@ -59,7 +60,7 @@ def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y", one_
         out = fit_arrays(model.replace(**leaves), reml=reml, theta0=theta0,
                          maxiter=maxiter, implicit=False, precond=P)
         extra = jnp.atleast_1d(statistic(out)) if statistic is not None else jnp.zeros(0)
-        return out.beta, out.theta, out.sigma, out.converged, extra
+        return RefitBatch(out.beta, out.theta, out.sigma, out.converged, extra)
 
     if one_by_one:
         return jax.lax.map(lambda args: one(*args), (Y, Theta0))
@@ -118,13 +119,16 @@ def off_the_boundary(model, theta0, floor: float = 0.1) -> jnp.ndarray:
 # Memory a batch of refits may use for its dense tails: each refit holds a few dozen
 # t x t temporaries while it evaluates a deviance and its gradient.
 _BATCH_BYTES = 2 << 30
+# Numbers (rows x replicates, or rows x tail columns) one chunk of simulated responses or
+# per-row work holds in memory: 32 MiB of float64.
+CHUNK_NUMBERS = 1 << 22
 _TAIL_COPIES = 24
 
 
 def chunk_rows(model, n_bootstrap: int, nobs: int) -> int:
     """Replicates per chunk: about 2^22 simulated numbers, rounded down to a multiple of
     the refit batch (so every batch has one compiled shape)."""
-    chunk = max(1, min(n_bootstrap, (1 << 22) // max(nobs, 1)))
+    chunk = max(1, min(n_bootstrap, CHUNK_NUMBERS // max(nobs, 1)))
     batch = default_batch_size(model.template)
     return chunk if batch is None or chunk < batch else batch * (chunk // batch)
 
@@ -189,14 +193,14 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     theta0 = off_the_boundary(model, theta0)
     Theta0 = jnp.broadcast_to(theta0, (B, theta0.shape[0]))
     P = _preconditioner(model, theta0, reml)
-    out = [np.array(a) for a in _fit_batch(model, Y, Theta0, P, reml=reml,
-                                              maxiter=first_maxiter, statistic=statistic,
-                                              field=field, one_by_one=one_by_one)]
-    todo = np.flatnonzero(~out[3])
+    out = RefitBatch(*(np.array(a) for a in _fit_batch(
+        model, Y, Theta0, P, reml=reml, maxiter=first_maxiter, statistic=statistic,
+        field=field, one_by_one=one_by_one)))
+    todo = np.flatnonzero(~out.converged)
     if todo.size:
         size = int(2 ** np.ceil(np.log2(max(todo.size, 8))))
         idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
-        start = out[1][idx]
+        start = out.theta[idx]
         start = np.where(np.isfinite(start).all(axis=1, keepdims=True), start,
                          np.asarray(theta0)[None, :])
         again = _fit_batch(model, _take(Y, idx), jnp.asarray(start), P, reml=reml, maxiter=500,
@@ -205,7 +209,7 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
             a[todo] = np.asarray(b)[: todo.size]
     if bar is not None:
         bar.update(B)
-    return RefitBatch(*out)
+    return out
 
 
 def _leading(Y) -> int:

@@ -26,7 +26,7 @@ same stored ``a``: the transformation is exact whatever rounding ``a`` has. Rand
 columns (``Z``, slopes) are not transformed.
 
 :func:`standardize` takes ``xp`` (numpy or ``jax.numpy``): the numpy path builds the
-fit's cross-products, the JAX path (:func:`interlace._arrays.cross_products_of`) keeps the
+fit's cross-products, the JAX path (:func:`interlace._core.arrays.cross_products_of`) keeps the
 deviance differentiable in the data and lets ``vmap`` standardise every response of a
 batch on its own. The maps back are JAX (they run inside the compiled estimates).
 """

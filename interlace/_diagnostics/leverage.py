@@ -5,7 +5,7 @@ matrix. With ``a_i' = [(Lambda' z_i)', x_i']`` the ``i``-th row of ``[Z Lambda, 
 and ``M = [Lambda'Z'Z Lambda + I, Lambda'Z'X; X'Z Lambda, X'X]``, the conditional
 fitted values are ``H y`` with ``H = [Z Lambda, X] M^-1 [Z Lambda, X]'`` (lme4's
 ``hatvalues``). Eliminating term 1 (``D_l = T1' A1_l T1 + I``, ``W_l = T1 D_l^-1 T1'``)
-leaves the tail Schur complement ``S`` (``_deviance``), so
+leaves the tail Schur complement ``S`` (``_core.deviance``), so
 
     h_i = x1_i' W_l x1_i + |L_S^-1 v_i|^2,   v_i = Lambda_t' ([z_t,i; x_i] - C_l' W_l x1_i)
 
@@ -36,13 +36,12 @@ from jax.scipy.linalg import solve_triangular
 
 from .._core.crossprod import CrossProducts
 from .._core.deviance import first_block, lambda_values, tail_cholesky, tail_schur
+from .._core.refit import CHUNK_NUMBERS
 from .._core.theta import lower_factor, to_internal
 from .._model.estimate import ModelFit
 
 __all__ = ["RowLeverage", "row_leverage", "blup_condvar"]
 
-# Rows per chunk: a chunk holds a few (rows x tail columns) matrices.
-_CHUNK_NUMBERS = 1 << 22
 
 
 class RowLeverage(NamedTuple):
@@ -123,7 +122,7 @@ def row_leverage(fit: ModelFit) -> RowLeverage:
     std = cp.standardization  # the factor is of the centred and scaled X (_standardize);
     X = (fit.design.X - np.asarray(std.x_shift)) / np.asarray(std.x_scale)  # same span
     n = X.shape[0]
-    chunk = max(1, min(n, _CHUNK_NUMBERS // max(cp.t, 1)))
+    chunk = max(1, min(n, CHUNK_NUMBERS // max(cp.t, 1)))
     parts = []
     for s in range(0, n, chunk):
         sl = slice(s, min(n, s + chunk))

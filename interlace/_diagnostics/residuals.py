@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from .._base.errors import ModelSpecError
-from .leverage import blup_condvar, row_leverage
 from .._base.precision import float64_scope
+from .leverage import blup_condvar, row_leverage
 
 __all__ = ["hlm_resid", "leverage", "cooks_distance", "n_influential"]
 

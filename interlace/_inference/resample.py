@@ -8,7 +8,7 @@ independently, keeping the cells ``(i, j)`` of the drawn levels.
 
 Each replicate is evaluated without building the resampled data: rows are weighted by
 the product of their levels' copy counts and the deviance takes the counts into account
-as distinct levels (``_deviance``, "Duplicated levels"), which is exact: it equals the
+as distinct levels (``_core.deviance``, "Duplicated levels"), which is exact: it equals the
 deviance of the relabelled, physically resampled data. So every replicate has the
 original shapes, and all of them are refitted by one ``jax.vmap`` (:func:`refit_all`),
 warm-started at the fit.

@@ -6,7 +6,7 @@ and turns each grouping factor into integer level codes. The caller's DataFrame 
 modified: every step works on copies or new arrays.
 
 Columns as R would read them: the columns a formula reads are found by walking its
-expressions (:func:`~interlace._formula.formula_variables`: ``scale(x)`` reads ``x``);
+expressions (:func:`~interlace._model.formula.formula_variables`: ``scale(x)`` reads ``x``);
 nullable dtypes (Int64, Float64, boolean, string) become their numpy equivalents; unused
 categories of a categorical are dropped, as R drops unused factor levels; date and time
 predictors are rejected with a sentence that says how to convert them.

@@ -23,12 +23,24 @@ from .._base.errors import DataError
 from .._core.arrays import ModelArrays, model_arrays_from
 from .._core.crossprod import CrossProducts, cross_products
 from .._core.deviance import blups_by_term, estimates
-from .._core.optimize import STOP_MAXITER, STOP_NONFINITE, STOP_REASONS, minimize_deviance
+from .._core.optimize import (
+    STOP_MAXITER,
+    STOP_NONFINITE,
+    STOP_REASONS,
+    minimize_deviance,
+)
 from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
 from .._core.standardize import intercept_column, standardize
 from .._core.start import moment_start
-from .._core.theta import (diagonal_mask, normalize_signs, sign_flips, theta_names, to_internal,
-                           to_user, tril_index)
+from .._core.theta import (
+    diagonal_mask,
+    normalize_signs,
+    sign_flips,
+    theta_names,
+    to_internal,
+    to_user,
+    tril_index,
+)
 from .design import Design
 
 __all__ = ["ModelFit", "fit_design", "design_arrays", "design_cross_products",
@@ -127,14 +139,17 @@ def design_cross_products(design: Design) -> CrossProducts:
 
 def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: int = 2,
                verbose: bool = False, warn: bool = True) -> ModelFit:
-    """Fit the model of ``design`` by ``method`` (module doc). Warns (``warn``) when the
-    fit did not converge, saying why, and on a boundary (singular) fit."""
+    """Fit the model of ``design`` by ``method`` (module doc). With ``warn`` (a new fit),
+    checks the response first (:func:`check_response`) and warns when the fit did not
+    converge, saying why, and on a boundary (singular) fit; ``warn=False`` is for refits
+    of a design already fitted (lme4's ``refitML``), whose fit reported all that."""
     reml = check_method(method) == "REML"
     terms = design.terms
     ks = [t.k for t in terms]
     cp = design_cross_products(design)
 
-    check_response(design)
+    if warn:
+        check_response(design)
     theta0 = to_internal(start_values(design), ks, cp.order)
     if verbose:
         print(f"interlace: {design.nobs} rows, {cp.t} tail columns, {len(theta0)} theta; "
