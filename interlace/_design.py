@@ -50,6 +50,7 @@ class TermDesign:
     spec: Any  # formulaic ModelSpec of lhs, for predict()
     variables: tuple[str, ...] = ()  # data columns the lhs reads (x of scale(x))
     group_columns: tuple[str, ...] = ()  # the factor's columns: ("a", "b") for a:b
+    from_groups: bool = False  # given through groups= (not written in the formula)
 
     @property
     def k(self) -> int:
@@ -268,8 +269,10 @@ def term_matrix_for(term: TermDesign, newdata: pd.DataFrame) -> np.ndarray:
 
 
 def _term_design(term: RandomTerm, formula_, frame: pd.DataFrame, codes: np.ndarray,
-                 levels: pd.Index, variables: Sequence[str]) -> TermDesign:
-    """The columns of one random term; formulaic's ``Intercept`` is named as in lme4."""
+                 levels: pd.Index, variables: Sequence[str],
+                 from_groups: bool = False) -> TermDesign:
+    """The columns of one random term; formulaic's ``Intercept`` is named as in lme4.
+    ``from_groups``: the term came from ``groups=`` (the summary spells it out)."""
     try:
         mm = formula_.get_model_matrix(frame, na_action="raise")
     except Exception as exc:
@@ -282,7 +285,7 @@ def _term_design(term: RandomTerm, formula_, frame: pd.DataFrame, codes: np.ndar
     columns = tuple("(Intercept)" if str(c) == "Intercept" else str(c) for c in mm.columns)
     return TermDesign(factor=term.name, lhs=term.lhs, codes=codes, levels=levels, X=X,
                       columns=columns, spec=mm.model_spec, variables=tuple(variables),
-                      group_columns=tuple(term.columns))
+                      group_columns=tuple(term.columns), from_groups=from_groups)
 
 
 def _check_numeric_response(col: pd.Series, name: str) -> None:
@@ -440,7 +443,8 @@ def build_design(
     n = len(frame)
     factors: dict[str, tuple[np.ndarray, pd.Index]] = {}
     term_designs = []
-    for term, formula_, variables in zip(terms, term_formulas, term_vars):
+    n_formula_terms = len(parsed.random)  # the groups= terms come after these
+    for i, (term, formula_, variables) in enumerate(zip(terms, term_formulas, term_vars)):
         if term.name not in factors:
             c, lev = _factor(frame, term)
             if len(lev) < 2:
@@ -456,7 +460,8 @@ def build_design(
                 )
             factors[term.name] = (c, lev)
         c, lev = factors[term.name]
-        term_designs.append(_term_design(term, formula_, frame, c, lev, variables))
+        term_designs.append(_term_design(term, formula_, frame, c, lev, variables,
+                                         from_groups=i >= n_formula_terms))
     for name in factors:
         cols = [col for td in term_designs if td.factor == name for col in td.columns]
         repeated = sorted({col for col in cols if cols.count(col) > 1})
