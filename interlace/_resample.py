@@ -109,7 +109,7 @@ def resampled_levels_bootstrap(result, factors: Sequence[str], n_bootstrap: int 
                                chunk_size: int | None = None, progress: bool | None = None):
     """Refit ``result``'s model to ``n_bootstrap`` resamples of the levels of ``factors``
     (module docstring); returns a :class:`BootstrapResult` like the parametric one."""
-    from ._simulate import _chunk_rows, bootstrap_result, refit_all
+    from ._simulate import _chunk_rows, bootstrap_result, chunk_plan, refit_all
 
     if not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
         raise ModelSpecError("n_bootstrap must be an integer of at least 2.")
@@ -121,12 +121,13 @@ def resampled_levels_bootstrap(result, factors: Sequence[str], n_bootstrap: int 
     reps = _Replicates(result, factors)
     rng = rng_from_seed(seed)
     n = result.design.nobs
-    chunk = int(chunk_size or _chunk_rows(reps.model, n_bootstrap, n))
+    # equal, balanced chunks: one compiled shape, and fewer surplus refits than batches
+    n_chunks, B = chunk_plan(reps.model, n_bootstrap,
+                             int(chunk_size or _chunk_rows(reps.model, n_bootstrap, n)))
     theta0 = jnp.asarray(result.theta.to_numpy())
-    parts, done = [], 0
+    parts = []
     with progress_bar(n_bootstrap, f"bootstrap of {', '.join(factors)}", progress) as bar:
-        while done < n_bootstrap:
-            B = min(chunk, n_bootstrap - done)
+        for _ in range(n_chunks):
             counts = {f: rng.multinomial(reps.nlevels(f), np.full(reps.nlevels(f),
                                                                   1.0 / reps.nlevels(f)),
                                          size=B)
@@ -134,5 +135,4 @@ def resampled_levels_bootstrap(result, factors: Sequence[str], n_bootstrap: int 
             parts.append(refit_all(reps.model, reps.leaves(counts), theta0,
                                    reml=result.method == "REML", statistic=statistic,
                                    field=("weights", "level_mult", "tail_mult"), bar=bar))
-            done += B
     return bootstrap_result(result, parts, statistic, n_bootstrap)

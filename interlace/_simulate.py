@@ -151,8 +151,10 @@ def parametric_bootstrap(result, n_bootstrap: int = 1000, seed=None,
     """Refit ``result``'s model to ``n_bootstrap`` simulated responses (module doc).
 
     ``statistic(params) -> array`` is JAX-traceable; ``params`` has ``beta``, ``theta``,
-    ``sigma`` of one refit. Chunks keep ``chunk_size x nobs`` simulated values in memory
-    (default: about 2^22 numbers). ``progress``: see :mod:`interlace._progress`.
+    ``sigma`` of one refit. Chunks keep at most ``chunk_size x nobs`` simulated values in
+    memory (default: about 2^22 numbers); they are of equal, balanced sizes
+    (:func:`chunk_plan`), so only a few surplus responses are simulated and refitted.
+    ``progress``: see :mod:`interlace._progress`.
     """
     from ._functional import _arrays_of
 
@@ -163,20 +165,20 @@ def parametric_bootstrap(result, n_bootstrap: int = 1000, seed=None,
     reml = result.method == "REML"
     theta0 = jnp.asarray(result.theta.to_numpy())
     n = d.nobs
-    chunk = int(chunk_size or _chunk_rows(model, n_bootstrap, n))
+    n_chunks, chunk = chunk_plan(model, n_bootstrap, int(chunk_size or _chunk_rows(
+        model, n_bootstrap, n)))
 
     sim_args = (jnp.asarray(d.X), jnp.asarray(result.fe_params.to_numpy()),
                 jnp.sqrt(result.scale), theta0, tuple(jnp.asarray(t.codes) for t in d.terms),
                 tuple(jnp.asarray(t.X) for t in d.terms))
     static = dict(ks=tuple(t.k for t in d.terms), nlevels=tuple(len(t.levels) for t in d.terms))
     key = _key(seed)
-    parts, done = [], 0
+    parts = []
     with progress_bar(n_bootstrap, "parametric bootstrap", progress) as bar:
-        while done < n_bootstrap:
+        for _ in range(n_chunks):
             key, sub = jax.random.split(key)
             Y = _simulate_jit(sub, *sim_args, n=chunk, **static)
             parts.append(refit_all(model, Y, theta0, reml=reml, statistic=statistic, bar=bar))
-            done += chunk
     return bootstrap_result(result, parts, statistic, n_bootstrap)
 
 
@@ -291,6 +293,29 @@ _BATCH_BYTES = 2 << 30
 _TAIL_COPIES = 24
 
 
+def balanced_split(n: int, most: int) -> tuple[int, int]:
+    """``(count, size)``: ``n`` items in ``count = ceil(n / most)`` parts of ``size =
+    ceil(n / count) <= most`` each, so that the last part's surplus, ``count * size - n``,
+    is below ``count`` (parts of ``most`` would waste up to ``most - 1``)."""
+    count = -(-int(n) // max(1, int(most)))
+    return count, -(-int(n) // count)
+
+
+def chunk_plan(model, n_bootstrap: int, most: int) -> tuple[int, int]:
+    """``(count, size)`` of the chunks of a bootstrap of ``n_bootstrap`` replicates with
+    at most about ``most`` per chunk: balanced (:func:`balanced_split`), and each chunk a
+    whole number of equal refit batches (what :func:`refit_all` cuts it into), so every
+    chunk and batch has one compiled shape and fewer replicates than there are batches
+    are simulated and refitted in surplus (and thrown away)."""
+    count, size = balanced_split(n_bootstrap, most)
+    batch = default_batch_size(model.template)
+    if batch is None or size <= batch:
+        return count, size
+    per_chunk, _ = balanced_split(size, batch)  # batches per chunk
+    batch_size = -(-int(n_bootstrap) // (count * per_chunk))  # <= batch
+    return count, per_chunk * batch_size
+
+
 def _chunk_rows(model, n_bootstrap: int, nobs: int) -> int:
     """Replicates per chunk: about 2^22 simulated numbers, rounded down to a multiple of
     the refit batch (so every batch has one compiled shape)."""
@@ -344,8 +369,11 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     if one_by_one:
         first_maxiter = 500  # one refit at a time: each stops when it converges
     if rows > batch_size:
-        # The last, partial batch is padded (with copies of its first row) to the full
-        # size, so that it runs in the batches' compiled call instead of compiling its own.
+        # Batches of balanced sizes (ceil(rows / batches) each, at most batch_size); the
+        # last, partial batch is padded (with copies of its first row) to the same size, so
+        # that it runs in the batches' compiled call instead of compiling its own, with
+        # fewer padded refits than there are batches.
+        _, batch_size = balanced_split(rows, batch_size)
         parts = []
         for i in range(0, rows, batch_size):
             idx = np.arange(i, min(i + batch_size, rows))
