@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -31,14 +33,20 @@ def _random_effect_rows(res) -> list[tuple[str, str, float, str]]:
     return rows
 
 
+def _group_name(term) -> str:
+    """A term's grouping factor as a formula writes it: ``a:b``, with backticks around
+    column names that are not plain names (```subj id```)."""
+    cols = term.group_columns or (term.factor,)
+    return ":".join(c if re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_.]*", c) else f"`{c}`"
+                    for c in cols)
+
+
 def format_summary(res) -> str:
     """Header, criterion, scaled residuals, random effects, fixed effects, notes."""
     d = res.design
-    formula = res.formula
-    shorthand = [t for t in d.terms if f"| {t.factor})" not in formula
-                 and f"|{t.factor})" not in formula]
-    if shorthand:  # terms given through groups=
-        formula = formula + "".join(f" + (1 | {t.factor})" for t in shorthand)
+    # the formula as written, plus the terms given through groups= (recorded by the design)
+    formula = res.formula + "".join(f" + (1 | {_group_name(t)})" for t in d.terms
+                                    if t.from_groups)
     lines = []
     if res.method == "REML":
         lines += ["Linear mixed model fit by REML", f"Formula: {formula}", "",

@@ -163,7 +163,7 @@ def test_caterpillar_intercept_factor(page_result, tmp_path):
 def test_caterpillar_many_levels_drops_tick_labels(page_result, monkeypatch, tmp_path):
     frame = pd.DataFrame({"(Intercept)": np.linspace(-1, 1, 60)[::-1], "(Intercept)_se": 0.1,
                           "n_obs": 5}, index=[f"g{i}" for i in range(60)])
-    monkeypatch.setattr(interlace, "hlm_resid", lambda result, level: frame)
+    monkeypatch.setattr(plots, "hlm_resid", lambda result, level: frame)
     ax = plots.caterpillar(page_result, "student_id")
     x, _, _ = _errorbars(ax)
     assert len(x) == 60 and len(ax.get_yticks()) == 0

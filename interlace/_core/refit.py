@@ -27,7 +27,7 @@ from .fitting import fit_arrays
 from .theta import diagonal_mask
 
 __all__ = ["RefitBatch", "refit_all", "deviance_statistic", "warn_unconverged",
-           "default_batch_size", "sequential", "chunk_rows", "SEQUENTIAL_ABOVE", "MAX_BATCH",
+           "default_batch_size", "sequential", "chunk_rows", "chunk_plan", "balanced_split", "SEQUENTIAL_ABOVE", "MAX_BATCH",
            "CHUNK_NUMBERS"]
 
 
@@ -125,6 +125,29 @@ CHUNK_NUMBERS = 1 << 22
 _TAIL_COPIES = 24
 
 
+def balanced_split(n: int, most: int) -> tuple[int, int]:
+    """``(count, size)``: ``n`` items in ``count = ceil(n / most)`` parts of ``size =
+    ceil(n / count) <= most`` each, so that the last part's surplus, ``count * size - n``,
+    is below ``count`` (parts of ``most`` would waste up to ``most - 1``)."""
+    count = -(-int(n) // max(1, int(most)))
+    return count, -(-int(n) // count)
+
+
+def chunk_plan(model, n_bootstrap: int, most: int) -> tuple[int, int]:
+    """``(count, size)`` of the chunks of a bootstrap of ``n_bootstrap`` replicates with
+    at most about ``most`` per chunk: balanced (:func:`balanced_split`), and each chunk a
+    whole number of equal refit batches (what :func:`refit_all` cuts it into), so every
+    chunk and batch has one compiled shape and fewer replicates than there are batches
+    are simulated and refitted in surplus (and thrown away)."""
+    count, size = balanced_split(n_bootstrap, most)
+    batch = default_batch_size(model.template)
+    if batch is None or size <= batch:
+        return count, size
+    per_chunk, _ = balanced_split(size, batch)  # batches per chunk
+    batch_size = -(-int(n_bootstrap) // (count * per_chunk))  # <= batch
+    return count, per_chunk * batch_size
+
+
 def chunk_rows(model, n_bootstrap: int, nobs: int) -> int:
     """Replicates per chunk: about 2^22 simulated numbers, rounded down to a multiple of
     the refit batch (so every batch has one compiled shape)."""
@@ -176,8 +199,11 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     if one_by_one:
         first_maxiter = 500  # one refit at a time: each stops when it converges
     if rows > batch_size:
-        # The last, partial batch is padded (with copies of its first row) to the full
-        # size, so that it runs in the batches' compiled call instead of compiling its own.
+        # Batches of balanced sizes (ceil(rows / batches) each, at most batch_size); the
+        # last, partial batch is padded (with copies of its first row) to the same size, so
+        # that it runs in the batches' compiled call instead of compiling its own, with
+        # fewer padded refits than there are batches.
+        _, batch_size = balanced_split(rows, batch_size)
         parts = []
         for i in range(0, rows, batch_size):
             idx = np.arange(i, min(i + batch_size, rows))

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from .._base.checks import check_n_bootstrap
 from .._base.progress import progress_bar
 from .._base.seeds import key_from_seed
-from .._core.refit import chunk_rows, refit_all
+from .._core.refit import chunk_plan, chunk_rows, refit_all
 from .._core.simulate import simulate_responses
 from .._model.estimate import ModelFit
 from .replicates import BootstrapResult, bootstrap_result
@@ -45,20 +45,22 @@ def parametric_bootstrap(fit: ModelFit, n_bootstrap: int = 1000, seed=None,
 
     ``statistic(params) -> array`` is JAX-traceable; ``params`` (an
     :class:`~interlace._core.fitting.ArrayFit`) has ``beta``, ``theta``, ``sigma`` of one
-    refit. Chunks keep ``chunk_size x nobs`` simulated values in memory (default: about
-    2^22 numbers). ``progress``: see :mod:`interlace._base.progress`.
+    refit. Chunks keep at most ``chunk_size x nobs`` simulated values in memory (default:
+    about 2^22 numbers); they are of equal, balanced sizes (:func:`chunk_plan`), so only a
+    few surplus responses are simulated and refitted. ``progress``: see
+    :mod:`interlace._base.progress`.
     """
     n_bootstrap = check_n_bootstrap(n_bootstrap)
     model = fit.arrays
     theta0 = jnp.asarray(fit.theta)
-    chunk = int(chunk_size or chunk_rows(model, n_bootstrap, fit.nobs))
+    n_chunks, chunk = chunk_plan(model, n_bootstrap, int(
+        chunk_size or chunk_rows(model, n_bootstrap, fit.nobs)))
     key = key_from_seed(seed)
-    parts, done = [], 0
+    parts = []
     with progress_bar(n_bootstrap, "parametric bootstrap", progress) as bar:
-        while done < n_bootstrap:
+        for _ in range(n_chunks):
             key, sub = jax.random.split(key)
             Y = simulate_from(fit, chunk, sub)
             parts.append(refit_all(model, Y, theta0, reml=fit.reml, statistic=statistic,
                                    bar=bar))
-            done += chunk
     return bootstrap_result(fit, parts, statistic, n_bootstrap)

@@ -15,6 +15,8 @@ the ML fit of the model with offset ``v x_j`` and without column ``j``.
 
 from __future__ import annotations
 
+import warnings
+
 
 import jax
 import jax.numpy as jnp
@@ -182,7 +184,51 @@ def _fixed_effect_interval(ml: ModelFit, j: int, zq: float,
     def zeta(v):
         return np.sign(v - est) * np.sqrt(max(float(dev(v)) - d_min, 0.0))
 
+    seen: dict[float, float] = {}  # each zeta is an ML refit: brentq re-asks for the ends
+
+    def zeta_once(v):
+        if v not in seen:
+            seen[v] = zeta(v)
+        return seen[v]
+
+    # First step: one Wald half-width (the profile's end when the deviance is quadratic).
     se = float(np.sqrt(ml.fe_cov[j, j]))
-    lo = _brentq(lambda v: zeta(v) + zq, est - 3 * zq * se, est, xtol=1e-10, rtol=1e-12)
-    hi = _brentq(lambda v: zeta(v) - zq, est, est + 3 * zq * se, xtol=1e-10, rtol=1e-12)
-    return float(lo), float(hi)
+    step = zq * se if np.isfinite(se) and se > 0 else 0.1 * max(abs(est), 1.0)
+    name = str(ml.design.fe_names[j])
+    return (_fixed_effect_root(zeta_once, est, -zq, step, name),
+            _fixed_effect_root(zeta_once, est, zq, step, name))
+
+
+# Steps that double from one Wald half-width reach 2^30 half-widths: a profile that has
+# not reached the level by then is flat for all practical purposes.
+_MAX_DOUBLINGS = 30
+
+
+def _fixed_effect_root(zeta, est: float, target: float, step: float, name: str) -> float:
+    """Where ``zeta(v) = target`` moving from ``est`` (``zeta(est) = 0``): steps that
+    double (``step``, ``2 step``, ...) until ``zeta`` passes ``target``, then Brent's
+    method between the last two points, as :func:`_root` brackets the variance
+    parameters. A fixed bracket (``est -/+ 3 z se``) misses the ends of profiles much
+    flatter than the Wald approximation (few groups, high levels). NaN with a warning
+    when ``zeta`` has not reached ``target`` after ``_MAX_DOUBLINGS`` steps or stops
+    being finite (the refit failed)."""
+    direction = np.sign(target)
+    lo, z = est, 0.0
+    for _ in range(_MAX_DOUBLINGS):
+        hi = lo + direction * step
+        z = zeta(hi)
+        if not np.isfinite(z):
+            break
+        if (z - target) * direction >= 0:
+            return float(_brentq(lambda v: zeta(v) - target, min(lo, hi), max(lo, hi),
+                                 xtol=1e-10, rtol=1e-12))
+        lo, step = hi, 2 * step
+    side = "lower" if direction < 0 else "upper"
+    warnings.warn(
+        f"profile confidence interval of {name!r}: the signed root of the profiled deviance "
+        f"did not reach {target:+.3g} between the estimate {est:.6g} and {hi:.6g} (last "
+        f"value {z:.3g}); its {side} end is returned as NaN. The likelihood is nearly flat "
+        "in this direction: check the model (is the effect identifiable?), use a lower "
+        "level or a Wald or bootstrap interval.",
+        UserWarning, stacklevel=4)
+    return float("nan")

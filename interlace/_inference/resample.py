@@ -26,7 +26,7 @@ from .._base.checks import check_n_bootstrap
 from .._base.errors import ModelSpecError
 from .._base.progress import progress_bar
 from .._base.seeds import rng_from_seed
-from .._core.refit import chunk_rows, refit_all
+from .._core.refit import chunk_plan, chunk_rows, refit_all
 from .._model.estimate import ModelFit
 from .replicates import BootstrapResult, bootstrap_result
 
@@ -120,12 +120,13 @@ def resampled_levels_bootstrap(fit: ModelFit, factors: Sequence[str], n_bootstra
         raise ModelSpecError("name at least one grouping factor to resample.")
     reps = LevelResamples(fit, factors)
     rng = rng_from_seed(seed)
-    chunk = int(chunk_size or chunk_rows(reps.model, n_bootstrap, fit.nobs))
+    # equal, balanced chunks: one compiled shape, and fewer surplus refits than batches
+    n_chunks, B = chunk_plan(reps.model, n_bootstrap,
+                             int(chunk_size or chunk_rows(reps.model, n_bootstrap, fit.nobs)))
     theta0 = jnp.asarray(fit.theta)
-    parts, done = [], 0
+    parts = []
     with progress_bar(n_bootstrap, f"bootstrap of {', '.join(factors)}", progress) as bar:
-        while done < n_bootstrap:
-            B = min(chunk, n_bootstrap - done)
+        for _ in range(n_chunks):
             counts = {f: rng.multinomial(reps.nlevels(f), np.full(reps.nlevels(f),
                                                                   1.0 / reps.nlevels(f)),
                                          size=B)
@@ -133,5 +134,4 @@ def resampled_levels_bootstrap(fit: ModelFit, factors: Sequence[str], n_bootstra
             parts.append(refit_all(reps.model, reps.leaves(counts), theta0,
                                    reml=fit.reml, statistic=statistic,
                                    field=("weights", "level_mult", "tail_mult"), bar=bar))
-            done += B
     return bootstrap_result(fit, parts, statistic, n_bootstrap)

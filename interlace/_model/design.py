@@ -50,6 +50,7 @@ class TermDesign:
     spec: Any  # formulaic ModelSpec of lhs, for predict()
     variables: tuple[str, ...] = ()  # data columns the lhs reads (x of scale(x))
     group_columns: tuple[str, ...] = ()  # the factor's columns: ("a", "b") for a:b
+    from_groups: bool = False  # given through groups= (not written in the formula)
 
     @property
     def k(self) -> int:
@@ -110,22 +111,38 @@ def _label(value: Any) -> str | None:
 def level_labels(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """Each row's grouping level as ``(codes, labels)``: ``labels[codes[i]]`` is row
     ``i``'s canonical label (:func:`_label`; an interaction ``a:b`` joins its columns'
-    labels with ``:``), ``codes[i] == -1`` where a column of the factor is missing."""
+    labels with ``:``), ``codes[i] == -1`` where a column of the factor is missing.
+
+    An interaction's combinations are found from integer codes (each column factorized,
+    the codes combined column by column as ``key * levels + code``), in the
+    lexicographic order of the columns' codes; only the combinations, never the rows,
+    get a joined string label."""
     per = []
     for c in columns:
         codes, uniques = pd.factorize(frame[c])
         per.append((np.asarray(codes, dtype=np.int64), [_label(u) for u in uniques]))
     if len(per) == 1:
         return per[0]
-    stacked = np.column_stack([codes for codes, _ in per])
-    complete = (stacked >= 0).all(axis=1)
-    out = np.full(len(stacked), -1, dtype=np.int64)
+    complete = np.logical_and.reduce([codes >= 0 for codes, _ in per])
+    out = np.full(len(complete), -1, dtype=np.int64)
     if not complete.any():
         return out, []
-    combos, inverse = np.unique(stacked[complete], axis=0, return_inverse=True)
-    out[complete] = np.asarray(inverse).reshape(-1)
-    labels = [":".join(lab[k] for (_, lab), k in zip(per, row)) for row in combos]
-    return out, labels
+    # key: each complete row's combination of the columns so far, re-factorized (sorted)
+    # after each column so that it stays below the row count; parts[i]: each
+    # combination's code in column i.
+    key = np.zeros(int(complete.sum()), dtype=np.int64)
+    parts: list[np.ndarray] = []
+    for codes, labels in per:
+        width = max(len(labels), 1)
+        key, combos = pd.factorize(key * width + codes[complete], sort=True)
+        key, combos = np.asarray(key, dtype=np.int64), np.asarray(combos, dtype=np.int64)
+        parts = [p[combos // width] for p in parts] + [combos % width]
+    out[complete] = key
+    joined = None
+    for (_, labels), p in zip(per, parts):
+        column = np.asarray(labels, dtype=object)[p]
+        joined = column if joined is None else joined + ":" + column
+    return out, list(joined)
 
 
 def match_levels(newdata: pd.DataFrame, columns: Sequence[str],
@@ -145,12 +162,16 @@ def match_levels(newdata: pd.DataFrame, columns: Sequence[str],
 def _factor(data: pd.DataFrame, term: RandomTerm) -> tuple[np.ndarray, pd.Index]:
     """Integer codes and sorted level labels of a grouping factor. A single column keeps
     its values as labels; an interaction ``a:b`` is labelled ``"a-label:b-label"`` with
-    canonical labels (a float ``1.0`` gives ``"1"``, as R's ``interaction``)."""
+    canonical labels (a float ``1.0`` gives ``"1"``, as R's ``interaction``), its levels
+    sorted as strings; combinations whose labels are equal are one level. The rows'
+    codes come from the combinations' (:func:`level_labels`): strings are made and
+    sorted per combination, not per row."""
     if len(term.columns) == 1:
         codes, levels = pd.factorize(data[term.columns[0]], sort=True)
     else:
         row_codes, labels = level_labels(data, term.columns)
-        codes, levels = pd.factorize(np.asarray(labels, dtype=object)[row_codes], sort=True)
+        combo_codes, levels = pd.factorize(np.asarray(labels, dtype=object), sort=True)
+        codes = np.append(np.asarray(combo_codes, dtype=np.int64), -1)[row_codes]
     return np.asarray(codes, dtype=np.int64), pd.Index(levels, name=term.name)
 
 
@@ -268,8 +289,10 @@ def term_matrix_for(term: TermDesign, newdata: pd.DataFrame) -> np.ndarray:
 
 
 def _term_design(term: RandomTerm, formula_, frame: pd.DataFrame, codes: np.ndarray,
-                 levels: pd.Index, variables: Sequence[str]) -> TermDesign:
-    """The columns of one random term; formulaic's ``Intercept`` is named as in lme4."""
+                 levels: pd.Index, variables: Sequence[str],
+                 from_groups: bool = False) -> TermDesign:
+    """The columns of one random term; formulaic's ``Intercept`` is named as in lme4.
+    ``from_groups``: the term came from ``groups=`` (the summary spells it out)."""
     try:
         mm = formula_.get_model_matrix(frame, na_action="raise")
     except Exception as exc:
@@ -282,7 +305,7 @@ def _term_design(term: RandomTerm, formula_, frame: pd.DataFrame, codes: np.ndar
     columns = tuple("(Intercept)" if str(c) == "Intercept" else str(c) for c in mm.columns)
     return TermDesign(factor=term.name, lhs=term.lhs, codes=codes, levels=levels, X=X,
                       columns=columns, spec=mm.model_spec, variables=tuple(variables),
-                      group_columns=tuple(term.columns))
+                      group_columns=tuple(term.columns), from_groups=from_groups)
 
 
 def _check_numeric_response(col: pd.Series, name: str) -> None:
@@ -440,7 +463,8 @@ def build_design(
     n = len(frame)
     factors: dict[str, tuple[np.ndarray, pd.Index]] = {}
     term_designs = []
-    for term, formula_, variables in zip(terms, term_formulas, term_vars):
+    n_formula_terms = len(parsed.random)  # the groups= terms come after these
+    for i, (term, formula_, variables) in enumerate(zip(terms, term_formulas, term_vars)):
         if term.name not in factors:
             c, lev = _factor(frame, term)
             if len(lev) < 2:
@@ -456,7 +480,8 @@ def build_design(
                 )
             factors[term.name] = (c, lev)
         c, lev = factors[term.name]
-        term_designs.append(_term_design(term, formula_, frame, c, lev, variables))
+        term_designs.append(_term_design(term, formula_, frame, c, lev, variables,
+                                         from_groups=i >= n_formula_terms))
     for name in factors:
         cols = [col for td in term_designs if td.factor == name for col in td.columns]
         repeated = sorted({col for col in cols if cols.count(col) > 1})
