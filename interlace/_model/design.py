@@ -341,19 +341,8 @@ def _drop_aliased(X: np.ndarray, names: list[str], tol: float = 1e-7) -> list[in
     return keep
 
 
-def build_design(
-    formula: str,
-    data: pd.DataFrame,
-    groups: str | Sequence[str] | None = None,
-) -> Design:
-    """Validate the inputs and build the arrays of ``formula`` with crossed ``groups``.
-
-    Rows with a missing value in any column the model uses are dropped, with a
-    ``UserWarning`` that says how many (lme4's default ``na.action = na.omit``).
-    """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
-    parsed: ParsedFormula = parse_formula(formula)
+def _random_terms(parsed: ParsedFormula, groups) -> list[RandomTerm]:
+    """The formula's random terms, then those of ``groups=``; each at most once."""
     terms = list(parsed.random) + _as_terms(groups)
     keys = [(t.name, t.lhs.replace(" ", "")) for t in terms]
     dupes = sorted({str(t) for t, key in zip(terms, keys) if keys.count(key) > 1})
@@ -364,9 +353,11 @@ def build_design(
             "The model has no random effects: pass groups=['g'] or write '(1 | g)' in the "
             "formula. For a model without random effects use ordinary least squares."
         )
-    if data.shape[0] == 0:
-        raise DataError("data is empty: the model needs at least a few rows.")
+    return terms
 
+
+def _parse_parts(parsed: ParsedFormula, terms: list[RandomTerm]):
+    """formulaic formulas of the fixed part and of each random term's left-hand side."""
     try:
         fixed_formula = formulaic.Formula(parsed.fixed)
     except Exception as exc:  # formulaic raises its own parser errors
@@ -377,7 +368,13 @@ def build_design(
             term_formulas.append(formulaic.Formula(t.lhs))
         except Exception as exc:
             raise FormulaError(f"Cannot parse the random term {str(t)!r}: {exc}") from exc
+    return fixed_formula, term_formulas
 
+
+def _model_frame(data: pd.DataFrame, parsed: ParsedFormula, terms, fixed_formula,
+                 term_formulas):
+    """The columns the model reads, checked, without rows that miss a value (with a
+    warning that counts them), in numpy dtypes: ``(frame, fixed_vars, term_vars)``."""
     def reads(formula_) -> list[str]:  # columns, or names that are neither columns nor builtins
         return [v for v in formula_variables(formula_)
                 if v in data.columns or not hasattr(builtins, v)]
@@ -421,13 +418,17 @@ def build_design(
             f"Dropped {int(incomplete.sum())} of {len(frame)} rows with missing values "
             f"(NaN/None) in {bad_cols}. Impute or drop them yourself to silence this.",
             UserWarning,
-            stacklevel=4,  # user, float64_scope, fit or model_arrays, here
+            stacklevel=_USER_LEVEL,
         )
         frame = frame.loc[~incomplete]
     # Nullable dtypes as their numpy equivalents; unused categories dropped (as R drops
     # unused factor levels), so they are neither columns of X nor levels of a factor.
-    frame = _numpy_frame(frame)
+    return _numpy_frame(frame), fixed_vars, term_vars
 
+
+def _fixed_matrices(parsed: ParsedFormula, fixed_formula, frame: pd.DataFrame):
+    """``(y, X, fe_names, dropped, spec)``: the response, the fixed-effect columns without
+    aliased ones (dropped with a warning that names them) and formulaic's spec."""
     try:
         mm = fixed_formula.get_model_matrix(frame, na_action="raise")
     except Exception as exc:
@@ -455,15 +456,20 @@ def build_design(
             f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
             f"column(s): {list(dropped)}. They are aliased with the other columns.",
             UserWarning,
-            stacklevel=4,  # user, float64_scope, fit or model_arrays, here
+            stacklevel=_USER_LEVEL,
         )
         X = X[:, keep]
         fe_names = [fe_names[j] for j in keep]
+    return y, X, fe_names, dropped, rhs.model_spec
 
+
+def _random_designs(terms, term_formulas, term_vars, frame: pd.DataFrame,
+                    n_formula_terms: int):
+    """Per random term its :class:`TermDesign`, and per grouping factor its level codes
+    and labels (each factor coded once, checked for enough levels)."""
     n = len(frame)
     factors: dict[str, tuple[np.ndarray, pd.Index]] = {}
     term_designs = []
-    n_formula_terms = len(parsed.random)  # the groups= terms come after these
     for i, (term, formula_, variables) in enumerate(zip(terms, term_formulas, term_vars)):
         if term.name not in factors:
             c, lev = _factor(frame, term)
@@ -490,14 +496,45 @@ def build_design(
                 f"Grouping factor {name!r} gets column(s) {repeated} from more than one random "
                 "term; each column may vary over a factor once."
             )
-    if n <= X.shape[1]:
-        raise DataError(f"{n} rows are too few for {X.shape[1]} fixed-effect columns.")
+    return term_designs, factors
 
+
+# Warnings from the steps of build_design point at the user's call: user, float64_scope,
+# fit (or model_arrays, fit_many), build_design, the step.
+_USER_LEVEL = 5
+
+
+def build_design(
+    formula: str,
+    data: pd.DataFrame,
+    groups: str | Sequence[str] | None = None,
+) -> Design:
+    """Validate the inputs and build the arrays of ``formula`` with crossed ``groups``
+    (lme4's ``lFormula``): random terms, formulas, the model frame, the fixed-effect
+    matrices, the random-term designs.
+
+    Rows with a missing value in any column the model uses are dropped, with a
+    ``UserWarning`` that says how many (lme4's default ``na.action = na.omit``).
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
+    parsed: ParsedFormula = parse_formula(formula)
+    terms = _random_terms(parsed, groups)
+    if data.shape[0] == 0:
+        raise DataError("data is empty: the model needs at least a few rows.")
+    fixed_formula, term_formulas = _parse_parts(parsed, terms)
+    frame, fixed_vars, term_vars = _model_frame(data, parsed, terms, fixed_formula,
+                                                term_formulas)
+    y, X, fe_names, dropped, spec = _fixed_matrices(parsed, fixed_formula, frame)
+    term_designs, factors = _random_designs(terms, term_formulas, term_vars, frame,
+                                            len(parsed.random))
+    if len(frame) <= X.shape[1]:
+        raise DataError(f"{len(frame)} rows are too few for {X.shape[1]} fixed-effect columns.")
     return Design(
         y=y, X=X, fe_names=tuple(fe_names), terms=tuple(term_designs),
         factor_names=tuple(factors), codes=tuple(v[0] for v in factors.values()),
         levels=tuple(v[1] for v in factors.values()), row_index=frame.index,
-        model_spec=rhs.model_spec, dropped_fe=dropped, formula=formula,
+        model_spec=spec, dropped_fe=dropped, formula=formula,
         response=parsed.response, fixed_variables=tuple(fixed_vars),
     )
 
