@@ -20,7 +20,8 @@ the public surface and may use every layer.
     to the cross-products; ``arrays`` the model's row data as a pytree and the
     cross-products as a JAX function of it; ``deviance`` the profiled deviance and the
     estimates at ``theta``; ``start`` starting values; ``optimize`` L-BFGS over
-    ``theta``; ``fitting`` one fit of a model's arrays; ``refit`` the batched refit
+    ``theta``; ``buckets`` size classes (small models padded to shared compiled
+    shapes); ``fitting`` one fit of a model's arrays; ``refit`` the batched refit
     engine; ``simulate`` responses drawn from the model; ``sharding`` rows across
     devices; ``singular`` the boundary rule.
 ``_model/`` (the pandas edge, inbound):
@@ -40,7 +41,8 @@ the public surface and may use every layer.
 root (public):
     ``_fit`` ``fit``; ``_result`` ``CrossedLMEResult`` (pandas view of a ``ModelFit``);
     ``_summary`` the text summary; ``_functional`` the JAX-native layer (``model_arrays``,
-    ``deviance``, ``fit_arrays``, ``fit_many``, ...); ``datasets``; ``plots``.
+    ``deviance``, ``fit_arrays``, ``fit_many``, ...); ``datasets``; ``plots``;
+    ``__main__`` ``python -m interlace warmup``.
 
 From lme4
 ---------

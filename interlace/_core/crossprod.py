@@ -36,6 +36,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -43,7 +44,8 @@ from .._base.precision import float64_scope
 from .standardize import Standardization, intercept_column, standardize
 from .theta import tril_index
 
-__all__ = ["CrossProducts", "cross_products", "flat_index", "index_array", "update_pairs", "outer_products"]
+__all__ = ["CrossProducts", "cross_products", "flat_index", "index_array", "device_array",
+           "update_pairs", "outer_products"]
 
 
 class CrossProducts(eqx.Module):
@@ -116,12 +118,19 @@ def _segment_sums(codes: np.ndarray, values: np.ndarray, nlev: int) -> np.ndarra
     )
 
 
+def device_array(a, dtype=None) -> jnp.ndarray:
+    """A numpy array (or value) on JAX's default device, without compiling anything
+    (``jnp.asarray`` of a numpy array compiles a small copy per new shape: ~10 ms each,
+    several per model)."""
+    return jax.device_put(np.asarray(a, dtype=dtype))
+
+
 def index_array(a) -> jnp.ndarray:
     """An integer index array for JAX: int32 when its values allow (half the memory
     traffic of int64 in the gathers and scatters of every evaluation), else int64."""
     a = np.asarray(a)
     small = a.size == 0 or (a.min() >= -(2**31) and a.max() < 2**31)
-    return jnp.asarray(a.astype(np.int32 if small else np.int64))
+    return device_array(a, np.int32 if small else np.int64)
 
 
 def flat_index(a, b, t: int):
@@ -350,20 +359,20 @@ def cross_products(
     c_val = vec.ravel()
 
     return CrossProducts(
-        A1=jnp.asarray(A1),
-        tail=jnp.asarray(tail),
-        is_z=jnp.asarray((np.arange(t) < tm.qt).astype(np.float64)),
+        A1=device_array(A1),
+        tail=device_array(tail),
+        is_z=device_array((np.arange(t) < tm.qt).astype(np.float64)),
         tail_theta=index_array(tail_theta),
         lam_row=index_array(lam_row),
         lam_col=index_array(lam_col),
         lam_theta=index_array(lam_theta),
         upd_level=index_array(upd_level),
         upd_flat=index_array(upd_flat),
-        upd_prod=jnp.asarray(outer_products(vec, upd_k, upd_k2)),
+        upd_prod=device_array(outer_products(vec, upd_k, upd_k2)),
         c_row=index_array(c_row),
         c_col=index_array(c_col),
-        c_val=jnp.asarray(c_val),
-        n=jnp.asarray(float(n)),
+        c_val=device_array(c_val),
+        n=device_array(float(n), np.float64),
         heavy_levels=index_array(heavy_levels),
         heavy_entry=index_array(heavy_entry),
         heavy_slot=index_array(heavy_slot),
@@ -371,6 +380,6 @@ def cross_products(
         nlevels=tuple(tm.nlev),
         ks=tuple(int(k) for k in tm.ks),
         order=tm.order,
-        standardization=Standardization(*(jnp.asarray(v, dtype=jnp.float64) for v in std)),
+        standardization=Standardization(*(device_array(v, np.float64) for v in std)),
         intercept=intercept,
     )

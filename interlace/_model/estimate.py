@@ -15,13 +15,13 @@ import warnings
 from dataclasses import dataclass
 from functools import cached_property
 
-import jax.numpy as jnp
 import numpy as np
 
 from .._base.checks import check_method
 from .._base.errors import DataError
+from .._core import buckets
 from .._core.arrays import ModelArrays, model_arrays_from
-from .._core.crossprod import CrossProducts, cross_products
+from .._core.crossprod import CrossProducts, cross_products, device_array
 from .._core.deviance import blups_by_term, estimates
 from .._core.optimize import (
     STOP_MAXITER,
@@ -130,11 +130,43 @@ def design_arrays(design: Design, template: CrossProducts | None = None) -> Mode
                              fe_names=design.fe_names, theta_names=names, template=template)
 
 
-def design_cross_products(design: Design) -> CrossProducts:
+def design_cross_products(design: Design, heavy_above: int | None = None) -> CrossProducts:
     """The cross-products of ``design``'s rows (one pass, numpy)."""
     terms = design.terms
     return cross_products([t.codes for t in terms], [len(t.levels) for t in terms],
-                          design.X, design.y, [t.X for t in terms])
+                          design.X, design.y, [t.X for t in terms], heavy_above=heavy_above)
+
+
+def fit_cross_products(design: Design) -> CrossProducts:
+    """The cross-products a fit of ``design`` uses: without heavy levels of term 1 when
+    that lets the model pad to a size class (:mod:`interlace._core.buckets`), so that it
+    shares its compiled fit with other models."""
+    cp = design_cross_products(design)
+    if (cp.heavy_levels.shape[0] and buckets.ENABLED
+            and cp.q_tail < buckets.SIZE_CLASSES[-1].q_tail
+            and buckets.update_entries_without_heavy(cp) <= buckets.SIZE_CLASSES[-1].entries):
+        cp = design_cross_products(design, heavy_above=cp.t)
+    return cp
+
+
+def optimize(cp: CrossProducts, theta0: np.ndarray, *, reml: bool, maxiter: int,
+             verbose: bool = False):
+    """``(opt, est, theta, grad)``: L-BFGS from ``theta0`` and the estimates at the optimum,
+    with ``theta`` and its gradient in ``cp``'s internal order (numpy). The compiled
+    calls run on ``cp`` padded to its size class (:mod:`interlace._core.buckets`) when
+    it has one, so that models of a class share one executable."""
+    padded = None if verbose else buckets.pad_cross_products(cp, reml=reml)
+    if padded is None:
+        opt = minimize_deviance(device_array(theta0), cp, reml=reml, maxiter=maxiter,
+                                verbose=verbose)
+        return opt, estimates(opt.theta, cp, reml=reml), np.asarray(opt.theta), \
+            np.asarray(opt.grad)
+    cpp, padding = padded
+    opt = minimize_deviance(buckets.pad_theta(theta0, padding), cpp, reml=reml,
+                            maxiter=maxiter)
+    est = buckets.unpad_estimates(estimates(opt.theta, cpp, reml=reml), padding)
+    return (opt, est, buckets.unpad_theta(opt.theta, padding),
+            buckets.unpad_theta(opt.grad, padding))
 
 
 def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: int = 2,
@@ -146,21 +178,19 @@ def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: i
     reml = check_method(method) == "REML"
     terms = design.terms
     ks = [t.k for t in terms]
-    cp = design_cross_products(design)
-
     if warn:
         check_response(design)
+    cp = fit_cross_products(design)
     theta0 = to_internal(start_values(design), ks, cp.order)
     if verbose:
         print(f"interlace: {design.nobs} rows, {cp.t} tail columns, {len(theta0)} theta; "
               f"fitting by {method}")
-    opt = minimize_deviance(jnp.asarray(theta0), cp, reml=reml, maxiter=int(maxiter),
-                            verbose=bool(verbose))
-    est = estimates(opt.theta, cp, reml=reml)
+    opt, est, theta_int, grad_int = optimize(cp, theta0, reml=reml, maxiter=int(maxiter),
+                                             verbose=bool(verbose))
 
-    raw = to_user(np.asarray(opt.theta), ks, cp.order)
+    raw = to_user(theta_int, ks, cp.order)
     theta = normalize_signs(raw, ks)
-    grad = to_user(np.asarray(opt.grad), ks, cp.order) * sign_flips(raw, ks)
+    grad = to_user(grad_int, ks, cp.order) * sign_flips(raw, ks)
     blups = tuple(np.asarray(b) for b in blups_by_term(est, cp))
     beta = np.asarray(est.beta)
     sigma2 = float(est.sigma2)

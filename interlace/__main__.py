@@ -1,0 +1,61 @@
+"""``python -m interlace warmup``: compile the fits of the common size classes once.
+
+A fit pads a small or medium model to a size class (:mod:`interlace._core.buckets`) and
+compiles that class's fit on first use in a process; JAX's persistent compilation cache
+(``$XDG_CACHE_HOME/interlace/jax``, see the README) keeps it for later processes. This
+command compiles every class's fit by REML and by ML into that cache once, for example
+right after installing, so that later processes load them instead of compiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+
+from ._base.precision import float64_scope
+from ._core import buckets
+from ._core.deviance import estimates
+from ._core.optimize import minimize_deviance
+
+
+@float64_scope
+def warmup(classes: int = 3, verbose: bool = True) -> float:
+    """Compile ``minimize_deviance`` and ``estimates`` for the first ``classes`` size
+    classes, REML and ML, term 1 with one or two columns, with an intercept; returns the
+    seconds it took."""
+    start = time.perf_counter()
+    if not jax.config.jax_compilation_cache_dir:
+        print("interlace warmup: the persistent compilation cache is off "
+              "(INTERLACE_NO_COMPILATION_CACHE or no writable cache directory); "
+              "compiling would not outlive this process.", file=sys.stderr)
+        return 0.0
+    for c, size in enumerate(buckets.SIZE_CLASSES[:classes]):
+        cp = buckets.placeholder(size)
+        theta = jnp.zeros(size.theta)
+        for reml in (True, False):
+            t0 = time.perf_counter()
+            minimize_deviance.lower(theta, cp, reml=reml, maxiter=500).compile()
+            estimates.lower(theta, cp, reml=reml).compile()
+            if verbose:
+                print(f"size class {c} ({size.q1} levels, {size.q_tail} tail columns), "
+                      f"{'REML' if reml else 'ML'}: {time.perf_counter() - t0:.1f} s",
+                      flush=True)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m interlace", description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=["warmup"])
+    ap.add_argument("--classes", type=int, default=3,
+                    help=f"how many size classes (of {len(buckets.SIZE_CLASSES)}), default 3")
+    args = ap.parse_args(argv)
+    seconds = warmup(args.classes)
+    print(f"interlace warmup: {seconds:.1f} s; cache: {jax.config.jax_compilation_cache_dir}")
+
+
+if __name__ == "__main__":
+    main()
