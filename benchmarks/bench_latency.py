@@ -379,6 +379,8 @@ def summarise(raw) -> dict:
              "first_compile_s": median(x["compile_s"] for x in first),
              "first_compile_span_s": median(x["compile_span_s"] for x in first),
              "first_backend_s": median(x["backend_compile_s"] for x in first),
+             "first_trace_s": median(x["trace_s"] for x in first),
+             "first_lower_s": median(x["lower_s"] for x in first),
              "first_executables": median(x["n_executables"] for x in first),
              "compiled_s": median(x["seconds"] for x in comp),
              "compiled_cpu_s": median(x["cpu_s"] for x in comp),
@@ -527,18 +529,21 @@ def render(raw) -> str:
     span = sum(x["first_compile_span_s"] for x in s["models"].values())
     backend = sum(x["first_backend_s"] for x in s["models"].values())
     cpu = sum(x["compiled_cpu_s"] for x in s["models"].values())
+    trace = sum(x["first_trace_s"] for x in s["models"].values())
+    lower = sum(x["first_lower_s"] for x in s["models"].values())
     notes.append(
-        f"Over the first fits: {s['total_compile_s']:.2f} s of compile events "
-        f"({span:.2f} s as the union of their time spans, nested traces counted once), of "
-        f"which {backend:.2f} s XLA backend compiles; {s['total_executables']:g} executables "
+        f"Over the {n} first fits: {s['total_compile_s']:.2f} s of compile events "
+        f"({span:.2f} s as the union of their time spans, nested traces counted once) of "
+        f"{s['total_first_s']:.2f} s: tracing {trace:.2f} s, lowering to MLIR {lower:.2f} s, "
+        f"XLA backend compiles {backend:.2f} s; {s['total_executables']:g} executables "
         f"in all. Compiled fits built "
         f"{sum(x['compiled_executables'] for x in s['models'].values())} executables in all; "
         f"their CPU time (all threads) was {cpu:.2f} s against {s['total_compiled_s']:.2f} s "
-        "wall (on a shared 2-core machine XLA's worker threads can burn CPU waiting, so "
-        "single compiled fits vary; they are not the subject here).")
+        "wall (one call per model and process, on a possibly shared machine: single "
+        "compiled fits vary from run to run; they are not the subject here).")
     if s["top_compiled_functions"]:
-        notes.append("Most expensive compiles over the first fits (function: executables, "
-                     "backend seconds, per process): " + "; ".join(
+        notes.append(f"Most expensive compiles over the {n} first fits (function: "
+                     "executables, backend seconds, per process): " + "; ".join(
                          f"`{f['name']}` {f['n']:g}, {f['seconds']:.2f} s"
                          for f in s["top_compiled_functions"]) + ".")
     if have:
@@ -555,6 +560,12 @@ def render(raw) -> str:
     same = max(x["first_vs_compiled_deviance"] for x in s["models"].values())
     notes.append(f"First and compiled fits agree (largest deviance difference {same:.1e}); "
                  + (f"not converged: {', '.join(bad)}." if bad else "all converged."))
+    warned = [k for k, x in s["models"].items() if x.get("lme4_convergence_messages")]
+    if warned:
+        notes.append("lme4 warned of convergence (besides singular fits) on "
+                     + ", ".join(f"{k} (deviance (interlace - lme4) / lme4 "
+                                 f"{s['models'][k]['deviance_rel_diff']:+.1e})"
+                                 for k in warned) + ".")
     sing = [k for k, x in s["models"].items() if x["singular"] or x.get("lme4_singular")]
     if sing:
         notes.append(f"Singular fits (interlace or lme4): {', '.join(sing)}.")
