@@ -36,7 +36,8 @@ OUT = HERE / "out"
 RESULTS = HERE / "RESULTS.md"
 # Sections of RESULTS.md that other scripts than run_benchmarks.py write, each replacing its
 # own in place; run_benchmarks.py rewrites what is above the first of them.
-SECTIONS = {"inference": "## Inference:", "scaling": "## Scaling (synthetic crossed designs)"}
+SECTIONS = {"inference": "## Inference:", "scaling": "## Scaling (synthetic crossed designs)",
+            "latency": "## Latency"}
 PACKAGES = ("jax", "jaxlib", "optax", "numpy", "pandas", "interlace")
 POLL_S = 2.0  # how often a waiting parent samples a child's peak RSS
 STALL_WINDOW_S = 30.0  # a child with output pending and under STALL_CPU_S of CPU in two
