@@ -212,7 +212,6 @@ def outer_products(vec, k, k2):
     return (vec[k][:, :, None] * vec[k2][:, None, :]).reshape(k.shape[0], vec.shape[1] ** 2)
 
 
-@float64_scope
 class _Terms(NamedTuple):
     """The random terms in internal order, with the tail's column layout."""
 
@@ -323,6 +322,7 @@ def _first_by_tail(tm: _Terms, XY: np.ndarray, p: int):
     return lev[perm], col[perm], vec[perm]
 
 
+@float64_scope
 def cross_products(
     codes: list[np.ndarray], nlevels: list[int], X: np.ndarray, y: np.ndarray,
     term_X: list[np.ndarray] | None = None, heavy_above: int | None = None,
