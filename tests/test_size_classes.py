@@ -135,3 +135,26 @@ def test_large_or_heavy_models_keep_exact_shapes():
     cp = fit_cross_products(build_design("y ~ x + (1 | g1) + (1 | g2)", big))
     assert cp.q1 > buckets.SIZE_CLASSES[-1].q1
     assert buckets.size_class(cp) is None and buckets.pad_cross_products(cp, reml=True) is None
+
+
+def test_a_model_rebuilt_without_heavy_levels_refits():
+    """A medium model whose largest factor has a level meeting many tail columns is
+    built without heavy levels so that it pads to a class; its refits (which rebuild the
+    JAX arrays from the fit's cross-products) use the same layout."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    g1 = np.where(np.arange(n) < 1000, 0, rng.integers(1, 300, n))  # level 0: 1,000 rows
+    df = pd.DataFrame({"x": rng.normal(size=n), "g1": g1.astype(str),
+                       "g2": rng.integers(0, 100, n).astype(str)})  # the tail: 100 levels
+    df["y"] = df["x"] + rng.normal(size=n)
+    design = build_design("y ~ x + (1 | g1) + (1 | g2)", df)
+    from interlace._model.estimate import design_cross_products
+    assert design_cross_products(design).heavy_levels.shape[0] > 0  # the premise
+    cp = fit_cross_products(design)
+    assert cp.heavy_levels.shape[0] == 0 and buckets.size_class(cp) is not None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = interlace.fit("y ~ x + (1 | g1) + (1 | g2)", df)
+        boot = fit.parametric_bootstrap(4, seed=1)
+    assert boot.converged.all()
+    assert fit.model_fit.arrays.template.heavy_levels.shape[0] == 0

@@ -88,6 +88,8 @@ def model_arrays_from(codes, nlevels, X, y, term_X, weights=None, fe_names=(),
     n, p = X.shape
     if template is None:
         template = cross_products(codes, nlevels, X, y, term_X, heavy_above=heavy_above)
+    elif heavy_above is None and template.heavy_levels.shape[0] == 0:
+        heavy_above = template.t  # a template built without heavy levels (size classes)
     order = template.order
     codes = [np.asarray(codes[i], dtype=np.int64) for i in order]
     term_X = [np.asarray(term_X[i], dtype=np.float64).reshape(n, -1) for i in order]
