@@ -60,15 +60,15 @@ class SizeClass(NamedTuple):
     theta: int  # theta entries
 
 
-# Each class is about 4x the last in levels and 8x in update entries. Measured compiled
-# fits (2 cores): the results page padded to class 0 in about as long as at its own
-# shapes; a model at the top of class 2 evaluates its deviance in a few ms.
+# Each class is about 4x the last in levels and 8x in update entries. The dense tail
+# costs t^3 / 3 flops per evaluation, so classes stop at 256 tail columns (padded
+# evaluations of class 2 take milliseconds); a fourth class (4,096 levels, 1,024 tail
+# columns) made a 100-column model's compiled fit 20x slower (benchmarks/RESULTS.md,
+# Latency) and was dropped: larger models compile at their own shapes.
 SIZE_CLASSES = (
     SizeClass(q1=64, q_tail=32, p=8, entries=1 << 12, pairs=1 << 10, lam=64, theta=8),
     SizeClass(q1=256, q_tail=64, p=8, entries=1 << 15, pairs=1 << 13, lam=128, theta=8),
     SizeClass(q1=1024, q_tail=256, p=16, entries=1 << 18, pairs=1 << 15, lam=512, theta=16),
-    SizeClass(q1=4096, q_tail=1024, p=32, entries=1 << 21, pairs=1 << 17, lam=2048,
-              theta=32),
 )
 
 # Whether fits pad to size classes at all (tests compare against exact shapes).
