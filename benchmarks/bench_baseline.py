@@ -27,8 +27,8 @@ from harness import ROOT
 
 HEADING = "## Against a baseline revision"
 INSTEVAL = ("y ~ service + (1 | s) + (1 | d) + (1 | dept)", "tests/data/insteval.csv.gz",
-            {"s": str, "d": str, "dept": str, "service": str})
-SLEEP = ("Reaction ~ Days + (Days | Subject)", "tests/data/sleepstudy.csv", {"Subject": str})
+            {"s": "str", "d": "str", "dept": "str", "service": "str"})
+SLEEP = ("Reaction ~ Days + (Days | Subject)", "tests/data/sleepstudy.csv", {"Subject": "str"})
 PAGE = ("score ~ hours_studied + prior_gpa + (1 | student_id) + (1 | school_id)",
         "tests/data/results_page.csv", {})
 WORKLOADS = {  # key -> (title, model, what is timed)
@@ -37,15 +37,27 @@ WORKLOADS = {  # key -> (title, model, what is timed)
     "sleep_boot": ("sleepstudy parametric_bootstrap(1000), compiled", SLEEP, "boot1000"),
     "page_influence": ("Results page hlm_influence (300 row deletions), compiled", PAGE,
                        "influence"),
+    "new_models": ("12 new small models (bench_latency.py's), first fits in one process "
+                   "after a warm-up fit of the page: total", PAGE, "new_models"),
 }
 
 CHILD = r"""
 import json, sys, time, warnings
 import pandas as pd
 import interlace
-formula, path, dtypes, what, repeats = json.loads(sys.argv[1])
+formula, path, dtypes, what, repeats, models = json.loads(sys.argv[1])
 df = pd.read_csv(path, dtype=dtypes)
 warnings.simplefilter("ignore")
+if what == "new_models":  # each model is new once per process: one timed pass
+    frames = [(m["formula"], m["REML"], pd.read_csv(m["csv"], dtype={f: str for f in m["factors"]}))
+              for m in models]
+    fit = interlace.fit(formula, df)
+    t0 = time.perf_counter()
+    for f, reml, d in frames:
+        interlace.fit(f, d, method="REML" if reml else "ML")
+    print("@@" + json.dumps({"seconds": [time.perf_counter() - t0], "deviance": fit.deviance,
+                             "where": interlace.__file__}))
+    sys.exit(0)
 def run(i):
     fit = interlace.fit(formula, df)
     if what == "boot1000":
@@ -64,14 +76,26 @@ print("@@" + json.dumps({"seconds": times, "deviance": fit.deviance,
 """
 
 
+def _latency_models() -> list[dict]:
+    """bench_latency.py's twelve models (their CSVs regenerated), absolute paths."""
+    import bench_latency
+
+    manifest = bench_latency.write_data(list(bench_latency.MODELS))
+    return [dict(m, csv=str(ROOT / m["csv"])) for k, m in manifest.items() if k != "page"]
+
+
 def run_child(workload: str, repeats: int, tree: Path) -> dict:
     """One fresh process importing the interlace of checkout ``tree`` (``python -c`` puts
     its working directory first on ``sys.path``; ``PYTHONPATH`` too, for clarity)."""
     _, (formula, path, dtypes), what = WORKLOADS[workload]
     env = dict(os.environ, INTERLACE_NO_COMPILATION_CACHE="1", INTERLACE_NO_PROGRESS="1",
                PYTHONPATH=str(tree) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    models = _latency_models() if what == "new_models" else []
+    if what == "new_models" and repeats > 1:  # one timed pass per process
+        runs = [run_child(workload, 1, tree) for _ in range(repeats)]
+        return dict(runs[0], seconds=[r["seconds"][0] for r in runs])
     out = subprocess.run([sys.executable, "-c", CHILD,
-                          json.dumps([formula, str(ROOT / path), dtypes, what, repeats])],
+                          json.dumps([formula, str(ROOT / path), dtypes, what, repeats, models])],
                          cwd=tree, env=env, capture_output=True, text=True, timeout=3600)
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("@@")]
     if out.returncode or not line:
@@ -126,10 +150,10 @@ def main() -> None:
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
                            capture_output=True)
-    import interlace
-
-    md = render(rev, head + " + uncommitted" if _dirty() else head, rows, args.repeats,
-                harness.environment(interlace))
+    env = harness.environment()  # this checkout's commit (the children imported interlace)
+    harness.save_json({"baseline": rev, "head": head, "repeats": args.repeats, "rows": rows,
+                       "environment": env}, harness.OUT / "baseline_latest.json")
+    md = render(rev, head + " + uncommitted" if _dirty() else head, rows, args.repeats, env)
     print(md)
     if args.write:
         harness.replace_section(md, HEADING)
