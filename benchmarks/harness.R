@@ -45,3 +45,22 @@ serve <- function(handle) {
     say("RESULT", handle(words))
   }
 }
+
+# Fit models[[key]] (a list of data, formula, REML) with lmer() and default control, timed
+# with proc.time() around lmer() only: seconds (elapsed), cpu_s (user + sys), the deviance
+# (REMLcrit for REML fits), feval, singular and the count of lme4's convergence messages
+# besides the singular fit. The request handler of the fit servers (lme4_fit.R,
+# lme4_latency.R).
+timed_lmer <- function(models, key) {
+  m <- models[[key]]
+  if (is.null(m)) stop("unknown model key: ", key)
+  t0 <- proc.time()
+  fit <- suppressMessages(lmer(m$formula, data = m$data, REML = m$REML))
+  dt <- proc.time() - t0
+  msgs <- unlist(fit@optinfo$conv$lme4$messages)
+  list(seconds = num(dt[["elapsed"]], "%.6f"),
+       cpu_s = num(dt[["user.self"]] + dt[["sys.self"]], "%.6f"),
+       deviance = num(if (m$REML) REMLcrit(fit) else deviance(fit)),
+       feval = as.integer(fit@optinfo$feval), singular = isSingular(fit),
+       convergence_messages = length(msgs[!grepl("singular", msgs)]))
+}

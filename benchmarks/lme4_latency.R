@@ -24,16 +24,4 @@ models <- lapply(manifest, function(m) {
        formula = as.formula(m$formula))
 })
 
-serve(function(words) {
-  m <- models[[words[1]]]
-  if (is.null(m)) stop("unknown model key: ", words[1])
-  t0 <- proc.time()
-  fit <- suppressMessages(lmer(m$formula, data = m$data, REML = m$REML))
-  dt <- proc.time() - t0
-  msgs <- unlist(fit@optinfo$conv$lme4$messages)
-  list(seconds = num(dt[["elapsed"]], "%.6f"),
-       cpu_s = num(dt[["user.self"]] + dt[["sys.self"]], "%.6f"),
-       deviance = num(if (m$REML) REMLcrit(fit) else deviance(fit)),
-       feval = as.integer(fit@optinfo$feval), singular = isSingular(fit),
-       convergence_messages = length(msgs[!grepl("singular", msgs)]))
-})
+serve(function(words) timed_lmer(models, words[1]))
