@@ -32,6 +32,7 @@ import pandas as pd
 from .._base.errors import DataError, FormulaError, MissingColumnError, ModelSpecError
 from .formula import ParsedFormula, RandomTerm, formula_variables, parse_formula
 from .._core.standardize import intercept_column
+from .._core.theta import theta_names
 
 __all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for",
            "level_labels", "match_levels"]
@@ -78,6 +79,11 @@ class Design:
     @property
     def nobs(self) -> int:
         return int(self.y.shape[0])
+
+    @property
+    def theta_names(self) -> list[str]:
+        """lme4's names of ``theta``'s entries, term by term (:func:`theta_names`)."""
+        return [nm for t in self.terms for nm in theta_names(t.factor, t.columns)]
 
 
 def _as_terms(groups: str | Sequence[str] | None) -> list[RandomTerm]:

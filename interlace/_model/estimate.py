@@ -14,6 +14,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,11 +23,12 @@ from .._base.errors import DataError
 from .._core import buckets
 from .._core.arrays import ModelArrays, model_arrays_from
 from .._core.crossprod import CrossProducts, cross_products, device_array
-from .._core.deviance import blups_by_term, estimates
+from .._core.deviance import Estimates, blups_by_term, estimates
 from .._core.optimize import (
     STOP_MAXITER,
     STOP_NONFINITE,
     STOP_REASONS,
+    OptimResult,
     minimize_deviance,
 )
 from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
@@ -36,7 +38,6 @@ from .._core.theta import (
     diagonal_mask,
     normalize_signs,
     sign_flips,
-    theta_names,
     to_internal,
     to_user,
     tril_index,
@@ -90,7 +91,7 @@ class ModelFit:
 
     @property
     def theta_names(self) -> list[str]:
-        return [nm for t in self.design.terms for nm in theta_names(t.factor, t.columns)]
+        return self.design.theta_names
 
     @property
     def n_params(self) -> int:
@@ -124,10 +125,10 @@ class ModelFit:
 def design_arrays(design: Design, template: CrossProducts | None = None) -> ModelArrays:
     """:class:`ModelArrays` of ``design`` (``template``: its cross-products, if built)."""
     terms = design.terms
-    names = [nm for t in terms for nm in theta_names(t.factor, t.columns)]
     return model_arrays_from([t.codes for t in terms], [len(t.levels) for t in terms],
                              design.X, design.y, [t.X for t in terms],
-                             fe_names=design.fe_names, theta_names=names, template=template)
+                             fe_names=design.fe_names, theta_names=design.theta_names,
+                             template=template)
 
 
 def design_cross_products(design: Design, heavy_above: int | None = None) -> CrossProducts:
@@ -149,24 +150,33 @@ def fit_cross_products(design: Design) -> CrossProducts:
     return cp
 
 
+class Optimum(NamedTuple):
+    """The optimiser's result, the estimates there, and ``theta`` and its gradient in the
+    model's internal order (numpy)."""
+
+    opt: OptimResult
+    est: Estimates
+    theta: np.ndarray
+    grad: np.ndarray
+
+
 def optimize(cp: CrossProducts, theta0: np.ndarray, *, reml: bool, maxiter: int,
-             verbose: bool = False):
-    """``(opt, est, theta, grad)``: L-BFGS from ``theta0`` and the estimates at the optimum,
-    with ``theta`` and its gradient in ``cp``'s internal order (numpy). The compiled
+             verbose: bool = False) -> Optimum:
+    """L-BFGS from ``theta0`` and the estimates at the optimum (:class:`Optimum`). The compiled
     calls run on ``cp`` padded to its size class (:mod:`interlace._core.buckets`) when
     it has one, so that models of a class share one executable."""
     padded = None if verbose else buckets.pad_cross_products(cp, reml=reml)
     if padded is None:
         opt = minimize_deviance(device_array(theta0), cp, reml=reml, maxiter=maxiter,
                                 verbose=verbose)
-        return opt, estimates(opt.theta, cp, reml=reml), np.asarray(opt.theta), \
-            np.asarray(opt.grad)
+        return Optimum(opt, estimates(opt.theta, cp, reml=reml), np.asarray(opt.theta),
+                       np.asarray(opt.grad))
     cpp, padding = padded
     opt = minimize_deviance(buckets.pad_theta(theta0, padding), cpp, reml=reml,
                             maxiter=maxiter)
     est = buckets.unpad_estimates(estimates(opt.theta, cpp, reml=reml), padding)
-    return (opt, est, buckets.unpad_theta(opt.theta, padding),
-            buckets.unpad_theta(opt.grad, padding))
+    return Optimum(opt, est, buckets.unpad_theta(opt.theta, padding),
+                   buckets.unpad_theta(opt.grad, padding))
 
 
 def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: int = 2,

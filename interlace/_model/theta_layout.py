@@ -30,7 +30,7 @@ import pandas as pd
 
 from .._base.errors import ModelSpecError
 from .._core.arrays import ModelArrays, user_ks
-from .._core.theta import blocks, theta_names
+from .._core.theta import blocks
 from .design import Design
 
 __all__ = ["lme4_term_order", "theta_to_lme4", "theta_from_lme4"]
@@ -57,7 +57,7 @@ def _terms_of(model) -> tuple[list[int], list[int], tuple]:
     if isinstance(getattr(model, "design", None), Design):  # a fitted result
         terms = model.design.terms
         return ([t.k for t in terms], [len(t.levels) for t in terms],
-                tuple(nm for t in terms for nm in theta_names(t.factor, t.columns)))
+                tuple(model.design.theta_names))
     raise ModelSpecError(
         "model must be a ModelArrays (interlace.model_arrays) or a fitted CrossedLMEResult, "
         f"got {type(model).__name__}.")
