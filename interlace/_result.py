@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ._base.checks import check_level, check_n_bootstrap, check_positive_int
-from ._base.errors import DataError, MissingColumnError, ModelSpecError
+from ._base.errors import MissingColumnError, ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed, key_from_seed
 from ._core.singular import SINGULAR_TOL, theta_is_singular
@@ -32,6 +32,7 @@ from ._inference.response_bootstrap import (
 from ._inference.satterthwaite import satterthwaite
 from ._model.design import Design, fixed_matrix_for, match_levels, term_matrix_for
 from ._model.estimate import ModelFit, fit_design
+from ._model.frames import as_pandas
 from ._model.theta_layout import theta_to_lme4
 from ._model.varcorr import sdcor_names, term_covariances
 from ._summary import format_summary
@@ -194,7 +195,7 @@ class CrossedLMEResult:
         return theta_to_lme4(self.theta, self)
 
     # --- prediction -------------------------------------------------------------------
-    def predict(self, newdata: pd.DataFrame | None = None, include_re: bool = True) -> pd.Series:
+    def predict(self, newdata=None, include_re: bool = True) -> pd.Series:
         """Predictions ``X beta (+ sum_j b_j[level])``.
 
         Conditional (with BLUPs, random slopes applied to ``newdata``'s columns) by
@@ -206,16 +207,15 @@ class CrossedLMEResult:
         of 0 (the population mean); so do rows with a missing grouping value, with a
         ``UserWarning`` that counts them. A categorical fixed-effect level not seen in
         the fit raises ``DataError``; a missing predictor gives NaN for its row.
+        ``newdata`` may be any frame :func:`interlace.fit` accepts (pandas, polars,
+        pyarrow, a dict of columns); the predictions are a pandas Series.
         """
         beta = self.fe_params.to_numpy()
         if newdata is None:
             eta = self.design.X @ beta
             frame, index = None, self.design.row_index
         else:
-            if not isinstance(newdata, pd.DataFrame):
-                raise DataError(
-                    f"newdata must be a pandas DataFrame, got {type(newdata).__name__}."
-                )
+            newdata = as_pandas(newdata, "newdata")
             eta = fixed_matrix_for(self.design, newdata) @ beta
             frame, index = newdata, newdata.index
         if include_re:
