@@ -290,3 +290,25 @@ def test_fit_many_takes_polars_data_and_responses(page_df):
     got = interlace.fit_many(PAGE_FORMULA, pl.from_pandas(page_df), pl.from_pandas(responses),
                              PAGE_GROUPS)
     pd.testing.assert_frame_equal(got, want, rtol=RTOL, atol=ATOL)
+
+
+def test_polars_and_pyarrow_are_not_dependencies_of_interlace():
+    """narwhals is the one dependency: no module of the package imports polars or
+    pyarrow, and pyproject lists them in the test extra only."""
+    import ast
+    from pathlib import Path
+
+    package = Path(interlace.__file__).parent
+    imported = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                imported.add(node.module.split(".")[0])
+    assert "narwhals" in imported and not imported & {"polars", "pyarrow"}
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((package.parent / "pyproject.toml").read_text())["project"]
+    names = [d.split(">")[0].split("=")[0].strip() for d in project["dependencies"]]
+    assert "narwhals" in names and not {"polars", "pyarrow"} & set(names)
+    assert {"polars", "pyarrow"} <= {d.split(">")[0] for d in project["optional-dependencies"]["test"]}
