@@ -26,10 +26,11 @@ the public surface and may use every layer.
     engine; ``simulate`` responses drawn from the model; ``sharding`` rows across
     devices; ``singular`` the boundary rule.
 ``_model/`` (the pandas edge, inbound):
-    ``formula`` lme4 random terms split off the formula; ``design`` validated arrays and
-    labels of a model; ``estimate`` fitting a design to a ``ModelFit`` record;
-    ``varcorr`` variance components, sd/cor and their lme4 names; ``theta_layout``
-    ``theta`` in lme4's term order.
+    ``frames`` any data frame (polars, pyarrow, a dict of columns) to pandas, through
+    narwhals; ``formula`` lme4 random terms split off the formula; ``design``
+    validated arrays and labels of a model; ``estimate`` fitting a design to a
+    ``ModelFit`` record; ``varcorr`` variance components, sd/cor and their lme4 names;
+    ``theta_layout`` ``theta`` in lme4's term order.
 ``_inference/`` (reads a ``ModelFit``):
     ``parametric`` simulation and the parametric bootstrap; ``resample`` cluster and
     pigeonhole refit bootstraps; ``replicates`` the bootstrap result table;

@@ -124,6 +124,13 @@ class ModelFit:
         """The model's arrays for JAX refits, sharing this fit's cross-products."""
         return design_arrays(self.design, template=self.cross_products)
 
+    def __getstate__(self) -> dict:
+        """A pickle holds the fit, not the :attr:`arrays` cache (it rebuilds on use), so
+        its size does not depend on whether a bootstrap ran before it was saved."""
+        state = dict(self.__dict__)
+        state.pop("arrays", None)
+        return state
+
 
 def design_arrays(design: Design, template: CrossProducts | None = None) -> ModelArrays:
     """:class:`ModelArrays` of ``design`` (``template``: its cross-products, if built)."""
