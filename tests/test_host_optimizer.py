@@ -20,9 +20,9 @@ from interlace._core.optimize import (
     minimize_deviance,
     minimize_on_host,
 )
+from interlace._core.theta import to_internal
 from interlace._model.design import build_design
 from interlace._model.estimate import fit_cross_products, start_values
-from interlace._core.theta import to_internal
 
 
 def _numpy_fun(f, grad):
@@ -79,7 +79,7 @@ def test_non_finite_trial_points_shorten_the_step():
     def f(x):
         return np.nan if np.any(np.abs(x) >= 2) else float(np.sum((x - 1.5) ** 2))
 
-    fun, calls = _numpy_fun(f, lambda x: 2 * (x - 1.5))
+    fun, _ = _numpy_fun(f, lambda x: 2 * (x - 1.5))
     opt, _ = minimize_on_host(fun, np.array([-1.9]))
     assert opt.converged and opt.stop == STOP_GRADIENT
     np.testing.assert_allclose(opt.theta, [1.5], rtol=1e-9)
@@ -123,8 +123,8 @@ def test_evaluation_is_the_deviance_and_its_gradient(page_df):
     for reml in (True, False):
         nu = float(np.asarray(cp.n)) - (cp.p if reml else 0)
         out = evaluate(device_array(theta), cp, device_array(reml), device_array(nu, np.float64))
-        value, grad = jax.value_and_grad(
-            lambda t: standardized_deviance(t, cp, reml=reml))(device_array(theta))
+        value, grad = jax.value_and_grad(standardized_deviance)(device_array(theta), cp,
+                                                                reml=reml)
         assert float(out.value) == pytest.approx(float(value), rel=1e-12)
         np.testing.assert_allclose(out.grad, grad, rtol=1e-10, atol=1e-12)
         assert float(out.est.deviance) == pytest.approx(
