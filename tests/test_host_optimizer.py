@@ -14,6 +14,7 @@ from interlace._core import buckets
 from interlace._core.crossprod import device_array
 from interlace._core.evaluation import evaluate
 from interlace._core.optimize import (
+    OFF_ZERO,
     STOP_GRADIENT,
     STOP_MAXITER,
     STOP_NONFINITE,
@@ -59,6 +60,30 @@ def test_rosenbrock_converges_from_the_classic_start():
     opt, _ = minimize_on_host(fun, np.array([-1.2, 1.0]))
     assert opt.converged
     np.testing.assert_allclose(opt.theta, [1.0, 1.0], rtol=1e-6)
+
+
+def test_a_first_step_onto_zero_does_not_stick_there():
+    """``(theta^2 - 0.03^2)^2`` is even, so its gradient vanishes at 0. From 0.1 the
+    scaled first step (0.1) would land exactly on 0, a stationary point that is not the
+    minimum; the search must end at +-0.03 instead."""
+    c = 0.03**2
+    fun, _ = _numpy_fun(lambda x: float((x[0] ** 2 - c) ** 2),
+                        lambda x: np.array([4 * x[0] * (x[0] ** 2 - c)]))
+    opt, _ = minimize_on_host(fun, np.array([0.1]))
+    assert opt.converged
+    np.testing.assert_allclose(np.abs(opt.theta), [0.03], rtol=1e-6)
+
+
+def test_searches_never_evaluate_an_exact_zero():
+    seen = []
+
+    def fun(x):
+        seen.append(np.array(x))
+        return float(np.sum((x - 0.5) ** 2)), 2 * (x - 0.5), None
+
+    minimize_on_host(fun, np.array([0.0, 1.0]))
+    assert all(np.all(x != 0.0) for x in seen)
+    assert seen[0][0] == OFF_ZERO
 
 
 def test_maxiter_stops_unconverged():

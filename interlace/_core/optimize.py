@@ -37,7 +37,8 @@ import optax.tree_utils as otu
 from .crossprod import CrossProducts
 from .deviance import deviance_offset, standardized_deviance
 
-__all__ = ["OptimResult", "minimize_deviance", "minimize_on_host", "STOP_REASONS"]
+__all__ = ["OptimResult", "minimize_deviance", "minimize_on_host", "STOP_REASONS", "OFF_ZERO",
+           "off_zero"]
 
 
 # Why the optimiser stopped (``OptimResult.stop``), most telling first: a non-finite
@@ -83,7 +84,7 @@ def minimize_deviance(
     signs of the factors' columns are fixed by the callers (``_core.theta.normalize_signs``).
     ``verbose`` prints each iteration's deviance while the compiled loop runs.
     """
-    origin = theta0
+    origin = theta0 = off_zero(theta0)  # a start on the boundary could never leave it
     k = theta0.shape[0]
 
     def deviance(theta):  # the centred and scaled data's: the same scale for every model
@@ -155,6 +156,20 @@ def minimize_deviance(
                        stop)
 
 
+# An entry of theta exactly 0 is where the deviance, even in each column of a relative
+# factor, can be stationary by symmetry: a gradient method never leaves it, even when
+# the optimum lies off it. Searches therefore never evaluate theta_j = 0 exactly but
+# this value instead (its deviance differs from the boundary's by ~1e-20 relative).
+OFF_ZERO = 1e-10
+
+
+def off_zero(theta):
+    """``theta`` with exact zeros replaced by :data:`OFF_ZERO` (numpy or JAX)."""
+    if isinstance(theta, np.ndarray):
+        return np.where(theta == 0.0, OFF_ZERO, theta)
+    return jnp.where(theta == 0.0, OFF_ZERO, theta)
+
+
 # Strong Wolfe conditions of the host line search (Nocedal & Wright 2006, eqs. 3.7):
 # sufficient decrease c1, curvature c2 (0.9 is the usual choice for quasi-Newton steps).
 _C1, _C2 = 1e-4, 0.9
@@ -177,7 +192,7 @@ def minimize_on_host(fun, theta0, *, maxiter: int = 500, gtol: float = 1e-10,
     treated as a step too long). Each evaluation costs one dispatch (tens of microseconds),
     nothing next to the evaluations themselves.
     """
-    x = np.asarray(theta0, dtype=np.float64)
+    x = off_zero(np.asarray(theta0, dtype=np.float64))
     f, g, aux = fun(x)
     nev = 1
 
@@ -198,10 +213,10 @@ def minimize_on_host(fun, theta0, *, maxiter: int = 500, gtol: float = 1e-10,
             stop = STOP_MAXITER
         if stop is not None:
             break
-        d = _direction(g, pairs)
+        d = _direction(g, pairs, x)
         if g @ d >= 0:  # not a descent direction: forget the curvature pairs
             pairs.clear()
-            d = _direction(g, pairs)
+            d = _direction(g, pairs, x)
         step, used = _line_search(fun, x, f, g, d)
         nev += used
         if step is None:  # no decrease along d: the deviance cannot be lowered further
@@ -221,13 +236,17 @@ def minimize_on_host(fun, theta0, *, maxiter: int = 500, gtol: float = 1e-10,
     return OptimResult(x, f, g, it, nev, converged, stop), aux
 
 
-def _direction(g: np.ndarray, pairs) -> np.ndarray:
+def _direction(g: np.ndarray, pairs, x: np.ndarray) -> np.ndarray:
     """``-H g`` by the two-loop recursion over the curvature ``pairs``; with none, the
     gradient scaled so that no entry of ``theta`` moves by more than 0.1 (the scaled first
-    step of :func:`minimize_deviance`)."""
+    step of :func:`minimize_deviance`), nor the entry that moves most by more than half
+    its distance to 0: a step onto ``theta_j = 0`` (a start of 0.1 moved by 0.1) would
+    land where the gradient in ``theta_j`` vanishes by symmetry, and stay there."""
     if not pairs:
-        gmax = np.max(np.abs(g))
-        return -g * (0.1 / gmax if np.isfinite(gmax) and gmax > 0 else 1.0)
+        j = int(np.argmax(np.abs(g)))
+        gmax = abs(g[j])
+        move = min(0.1, 0.5 * abs(x[j])) if x[j] != 0 else 0.1
+        return -g * (move / gmax if np.isfinite(gmax) and gmax > 0 else 1.0)
     q = g.copy()
     saved = []
     for s, y in reversed(pairs):
@@ -266,7 +285,7 @@ def _line_search(fun, x, f0, g0, d):
     def phi(a):
         nonlocal used
         used += 1
-        xa = x + a * d
+        xa = off_zero(x + a * d)
         f, g, aux = fun(xa)
         ok = np.isfinite(f) and np.all(np.isfinite(g))
         return (a, f if ok else np.inf, g @ d if ok else np.nan, (xa, f, g, aux))
