@@ -7,7 +7,7 @@ Pipeline (lme4's ``lmer``): :func:`build_design` (formula, validation, arrays; l
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 

@@ -22,17 +22,18 @@ from __future__ import annotations
 import builtins
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import formulaic
 import numpy as np
 import pandas as pd
 
 from .._base.errors import DataError, FormulaError, MissingColumnError, ModelSpecError
-from .formula import ParsedFormula, RandomTerm, formula_variables, parse_formula
 from .._core.standardize import intercept_column
 from .._core.theta import theta_names
+from .formula import ParsedFormula, RandomTerm, formula_variables, parse_formula
 
 __all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for",
            "level_labels", "match_levels"]
