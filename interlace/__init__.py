@@ -19,16 +19,18 @@ the public surface and may use every layer.
     ``standardize`` centring and scaling of y and X; ``crossprod`` one pass over the rows
     to the cross-products; ``arrays`` the model's row data as a pytree and the
     cross-products as a JAX function of it; ``deviance`` the profiled deviance and the
-    estimates at ``theta``; ``start`` starting values; ``optimize`` L-BFGS over
-    ``theta``; ``buckets`` size classes (small models padded to shared compiled
+    estimates at ``theta``; ``evaluation`` the one compiled evaluation (deviance,
+    gradient, estimates) a single fit's optimiser calls; ``start`` starting values;
+    ``optimize`` L-BFGS over ``theta`` (compiled, or on the host over ``evaluation``); ``buckets`` size classes (small models padded to shared compiled
     shapes); ``fitting`` one fit of a model's arrays; ``refit`` the batched refit
     engine; ``simulate`` responses drawn from the model; ``sharding`` rows across
     devices; ``singular`` the boundary rule.
 ``_model/`` (the pandas edge, inbound):
-    ``formula`` lme4 random terms split off the formula; ``design`` validated arrays and
-    labels of a model; ``estimate`` fitting a design to a ``ModelFit`` record;
-    ``varcorr`` variance components, sd/cor and their lme4 names; ``theta_layout``
-    ``theta`` in lme4's term order.
+    ``frames`` any data frame (polars, pyarrow, a dict of columns) to pandas, through
+    narwhals; ``formula`` lme4 random terms split off the formula; ``design``
+    validated arrays and labels of a model; ``estimate`` fitting a design to a
+    ``ModelFit`` record; ``varcorr`` variance components, sd/cor and their lme4 names;
+    ``theta_layout`` ``theta`` in lme4's term order.
 ``_inference/`` (reads a ``ModelFit``):
     ``parametric`` simulation and the parametric bootstrap; ``resample`` cluster and
     pigeonhole refit bootstraps; ``replicates`` the bootstrap result table;
@@ -51,7 +53,7 @@ lme4                   interlace
 =====================  ==========================================================
 ``lFormula``           ``_model.design.build_design`` (a ``Design``)
 ``mkLmerDevfun``       ``_core.deviance.profiled_deviance`` / ``interlace.deviance``
-``optimizeLmer``       ``_core.optimize.minimize_deviance``
+``optimizeLmer``       ``_core.optimize.minimize_on_host`` (``minimize_deviance``)
 ``mkMerMod``           ``CrossedLMEResult.from_fit``
 ``lmer``               ``interlace.fit``
 ``refit``              ``interlace.fit_many``; ``_core.refit.refit_all``

@@ -3,7 +3,8 @@
 A fit pads a small or medium model to a size class (:mod:`interlace._core.buckets`) and
 compiles that class's fit on first use in a process; JAX's persistent compilation cache
 (``$XDG_CACHE_HOME/interlace/jax``, see the README) keeps it for later processes. This
-command compiles every class's fit by REML and by ML into that cache once, for example
+command compiles every class's evaluation (one executable serves REML and ML) into that
+cache once, for example
 right after installing, so that later processes load them instead of compiling.
 """
 
@@ -18,15 +19,15 @@ import jax.numpy as jnp
 
 from ._base.precision import float64_scope
 from ._core import buckets
-from ._core.deviance import estimates
-from ._core.optimize import minimize_deviance
+from ._core.crossprod import device_array
+from ._core.evaluation import evaluate
 
 
 @float64_scope
 def warmup(classes: int = 3, verbose: bool = True) -> float:
-    """Compile ``minimize_deviance`` and ``estimates`` for the first ``classes`` size
-    classes, REML and ML, term 1 with one or two columns, with an intercept; returns the
-    seconds it took."""
+    """Compile the evaluation a single fit runs (:func:`interlace._core.evaluation.evaluate`)
+    for the first ``classes`` size classes, with an intercept; returns the seconds it
+    took."""
     start = time.perf_counter()
     if not jax.config.jax_compilation_cache_dir:
         print("interlace warmup: the persistent compilation cache is off "
@@ -35,15 +36,13 @@ def warmup(classes: int = 3, verbose: bool = True) -> float:
         return 0.0
     for c, size in enumerate(buckets.SIZE_CLASSES[:classes]):
         cp = buckets.placeholder(size)
-        theta = jnp.zeros(size.theta)
-        for reml in (True, False):
-            t0 = time.perf_counter()
-            minimize_deviance.lower(theta, cp, reml=reml, maxiter=500).compile()
-            estimates.lower(theta, cp, reml=reml).compile()
-            if verbose:
-                print(f"size class {c} ({size.q1} levels, {size.q_tail} tail columns), "
-                      f"{'REML' if reml else 'ML'}: {time.perf_counter() - t0:.1f} s",
-                      flush=True)
+        t0 = time.perf_counter()
+        # The argument types a fit passes (_model.estimate.optimize), so the cache key matches.
+        evaluate.lower(device_array(jnp.zeros(size.theta)), cp, device_array(True),
+                       device_array(1.0, jnp.float64)).compile()
+        if verbose:
+            print(f"size class {c} ({size.q1} levels, {size.q_tail} tail columns): "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
     return time.perf_counter() - start
 
 

@@ -1,4 +1,4 @@
-"""``interlace.fit``: formula and DataFrame in, :class:`CrossedLMEResult` out.
+"""``interlace.fit``: formula and data frame in, :class:`CrossedLMEResult` out.
 
 Pipeline (lme4's ``lmer``): :func:`build_design` (formula, validation, arrays; lme4's
 ``lFormula``) -> :func:`fit_design` (cross-products, L-BFGS, estimates: a
@@ -8,8 +8,6 @@ Pipeline (lme4's ``lmer``): :func:`build_design` (formula, validation, arrays; l
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import pandas as pd
 
 from ._base.checks import check_method
 from ._base.precision import float64_scope
@@ -23,7 +21,7 @@ __all__ = ["fit"]
 @float64_scope
 def fit(
     formula: str,
-    data: pd.DataFrame,
+    data,
     groups: str | Sequence[str] | None = None,
     method: str = "REML",
     *,
@@ -40,7 +38,8 @@ def fit(
         terms: ``(1 | g)``, ``(1 + x | g)``, ``(x || g)``, ``(0 + x | g)``,
         ``(1 | a:b)``, ``(1 | a/b)``.
     data
-        A DataFrame; it is never modified. Rows with a missing value in a column the
+        A pandas or polars DataFrame, a pyarrow Table (any eager frame narwhals reads) or
+        a dict of equal-length columns; it is never modified. Rows with a missing value in a column the
         model uses are dropped with a warning that says how many.
     groups
         Column name(s) of crossed grouping factors, one random intercept each

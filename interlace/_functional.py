@@ -12,6 +12,7 @@ user's term order with lme4's layout (:mod:`interlace._core.theta`), as in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -27,12 +28,13 @@ from ._core.fitting import ArrayFit, fit_arrays, fit_values
 from ._core.refit import deviance_statistic, refit_all, warn_unconverged
 from ._model.design import build_design
 from ._model.estimate import design_arrays
+from ._model.frames import as_pandas, is_frame
 
 __all__ = ["model_arrays", "deviance", "loglik", "blups", "fit_arrays", "fit_many", "ArrayFit"]
 
 
 @float64_scope
-def model_arrays(formula: str, data: pd.DataFrame,
+def model_arrays(formula: str, data: Any,
                  groups: str | Sequence[str] | None = None) -> ModelArrays:
     """The arrays of a model (a pytree): response, fixed and random-term columns, unit
     weights and the index structure of its cross-products. Same formula syntax and
@@ -61,7 +63,7 @@ def blups(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> list[
 
 
 @float64_scope
-def fit_many(formula: str, data: pd.DataFrame, responses: pd.DataFrame | ArrayLike,
+def fit_many(formula: str, data: Any, responses: pd.DataFrame | ArrayLike,
              groups: str | Sequence[str] | None = None, method: str = "REML",
              *, batch_size: int | None = None) -> pd.DataFrame:
     """Fit one model per response column, all sharing ``formula``'s design, with one
@@ -70,16 +72,18 @@ def fit_many(formula: str, data: pd.DataFrame, responses: pd.DataFrame | ArrayLi
     responses for small models, else at most ``MAX_BATCH`` and fewer for large tails (see
     :func:`interlace._core.refit.default_batch_size`); any batch size is safe.
 
-    ``responses`` is an ``(n, B)`` array or DataFrame whose rows align with ``data``
+    ``data`` is any frame :func:`interlace.fit` accepts; ``responses`` is an ``(n, B)``
+    array or a frame (pandas, polars, pyarrow, a dict of columns) whose rows align with ``data``
     (rows ``data`` drops for missing values are dropped from it too). Returns a
     DataFrame with one row per response: fixed effects, theta (lme4's names), sigma,
     deviance and converged.
     """
     reml = check_method(method) == "REML"
+    data = as_pandas(data, "data")
     design = build_design(formula, data, groups)
     model = design_arrays(design)
-    frame = responses if isinstance(responses, pd.DataFrame) else pd.DataFrame(
-        np.asarray(responses), index=data.index)
+    frame = (as_pandas(responses, "responses") if is_frame(responses)
+             else pd.DataFrame(np.asarray(responses), index=data.index))
     if len(frame) != len(data):
         raise DataError(f"responses has {len(frame)} rows but data has {len(data)}.")
     frame = frame.set_axis(data.index, axis=0)

@@ -3,7 +3,8 @@
 Everything a user reads is a pandas object labelled by term names and level labels.
 Inference on fixed effects uses the normal approximation: ``z = beta / se``, two-sided
 ``p = 2 (1 - Phi(|z|))``, 95% interval ``beta -/+ 1.96 se`` (the results page's
-convention; ``conf_int(level)`` gives intervals with the exact normal quantile).
+convention; ``conf_int(level)`` or ``conf_int(alpha=)`` gives intervals with the exact
+normal quantile). statsmodels' names (``params``, ``bse``, ...) are aliases of the page's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._base.checks import check_level, check_n_bootstrap, check_positive_int
-from ._base.errors import DataError, MissingColumnError, ModelSpecError
+from ._base.errors import MissingColumnError, ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed, key_from_seed
 from ._core.singular import SINGULAR_TOL, theta_is_singular
@@ -32,6 +33,7 @@ from ._inference.response_bootstrap import (
 from ._inference.satterthwaite import satterthwaite
 from ._model.design import Design, fixed_matrix_for, match_levels, term_matrix_for
 from ._model.estimate import ModelFit, fit_design
+from ._model.frames import as_pandas
 from ._model.theta_layout import theta_to_lme4
 from ._model.varcorr import sdcor_names, term_covariances
 from ._summary import format_summary
@@ -47,18 +49,20 @@ class CrossedLMEResult:
     slopes), as :func:`interlace.fit` returns it.
 
     Attributes follow the results page: ``fe_params``, ``fe_bse``, ``fe_pvalues``,
-    ``fe_conf_int``, ``fe_cov``, ``variance_components``, ``scale``, ``random_effects``,
-    ``fittedvalues``, ``resid``, ``aic``, ``bic``, ``llf``, ``converged``, ``nobs``,
-    ``ngroups``; plus ``theta`` (entries of the relative covariance factors, lme4's
-    layout and names within each term: ``sigma_g / sigma`` for an intercept; terms in
-    the model's order, where lme4 orders them by number of levels: ``theta_lme4``),
+    ``fe_conf_int``, ``fe_cov`` (statsmodels' names are aliases: ``params``, ``bse``,
+    ``pvalues``, ``tvalues``, ``conf_int(alpha=)``, ``cov_params()``),
+    ``variance_components``, ``scale``, ``random_effects``, ``fittedvalues``, ``resid``,
+    ``aic``, ``bic``, ``llf``, ``converged``, ``nobs``, ``ngroups``; plus ``theta``
+    (entries of the relative covariance factors, lme4's layout and names within each
+    term: ``sigma_g / sigma`` for an intercept; terms in the model's order, where lme4
+    orders them by number of levels: ``theta_lme4``),
     ``deviance`` (``-2 llf``: lme4's REML criterion or ML deviance), ``method``,
     ``n_iterations``, ``n_evaluations``, ``stop_reason`` (why the optimiser stopped:
     ``"gradient small"``, ``"deviance stopped changing"``, ``"maximum iterations"`` or
     ``"non-finite deviance"``) and ``grad_theta`` (the deviance's gradient in ``theta``
     at the optimum, a convergence check). ``model_fit`` is the numeric record underneath
     (:class:`~interlace._model.estimate.ModelFit`: arrays, design, cross-products), which
-    bootstraps, profiles and diagnostics reuse.
+    bootstraps, profiles and diagnostics reuse. A result pickles (``pickle.dumps``).
     """
 
     fe_params: pd.Series
@@ -146,9 +150,32 @@ class CrossedLMEResult:
         """95% Wald intervals ``beta -/+ 1.96 se``, columns ``2.5 %`` and ``97.5 %``."""
         return self._wald(1.96, "2.5 %", "97.5 %")
 
-    def conf_int(self, level: float = 0.95) -> pd.DataFrame:
-        """Wald intervals at ``level`` with the exact quantile ``z = Phi^-1((1+level)/2)``
-        (as lme4's ``confint(fit, method = "Wald")``)."""
+    def conf_int(self, level: float | None = None, *, alpha: float | None = None
+                 ) -> pd.DataFrame:
+        """Wald intervals of the fixed effects (the page's ``fe_conf_int``) at ``level``,
+        or at ``1 - alpha`` with statsmodels' ``alpha=``, with the exact quantile
+        ``z = Phi^-1((1+level)/2)`` (as lme4's ``confint(fit, method = "Wald")``; the
+        page's ``fe_conf_int`` rounds it to 1.96). Columns ``2.5 %``, ``97.5 %`` at 95%.
+
+        A level below 0.5 is refused: ``conf_int(0.05)`` is statsmodels' ``alpha`` written
+        where interlace reads a level."""
+        if alpha is not None:
+            if level is not None:
+                raise ModelSpecError("Give either level= or alpha= to conf_int, not both.")
+            if not isinstance(alpha, (int, float, np.floating)) or not 0 < alpha < 1:
+                raise ModelSpecError(f"alpha must be between 0 and 1, got {alpha!r}.")
+            level = 1 - float(alpha)
+        elif level is None:
+            level = 0.95
+        elif isinstance(level, (int, float, np.floating)) and 0 < level < 0.5:
+            raise ModelSpecError(
+                f"conf_int's argument is a confidence level, got {level!r}: for a "
+                f"{100 * (1 - level):g}% interval write conf_int({1 - level:g}) or "
+                f"conf_int(alpha={level!r}) (statsmodels' alpha)."
+            )
+        return self._exact_wald(level)
+
+    def _exact_wald(self, level: float) -> pd.DataFrame:
         a = (1 - check_level(level)) / 2
         from scipy.special import ndtri
 
@@ -157,6 +184,33 @@ class CrossedLMEResult:
     def _wald(self, z: float, lo: str, hi: str) -> pd.DataFrame:
         return pd.DataFrame({lo: self.fe_params - z * self.fe_bse,
                              hi: self.fe_params + z * self.fe_bse})
+
+    # --- statsmodels' names for the page's attributes ----------------------------------
+    @property
+    def params(self) -> pd.Series:
+        """Alias of the page's ``fe_params`` (statsmodels' name): the same Series."""
+        return self.fe_params
+
+    @property
+    def bse(self) -> pd.Series:
+        """Alias of the page's ``fe_bse`` (statsmodels' name)."""
+        return self.fe_bse
+
+    @property
+    def pvalues(self) -> pd.Series:
+        """Alias of the page's ``fe_pvalues`` (statsmodels' name): two-sided z-test."""
+        return self.fe_pvalues
+
+    @property
+    def tvalues(self) -> pd.Series:
+        """Alias of ``fe_zvalues`` (statsmodels' name; as in statsmodels' MixedLM they are
+        z statistics ``beta / se``, tested against the normal distribution)."""
+        return self.fe_zvalues
+
+    def cov_params(self) -> pd.DataFrame:
+        """Alias of the page's ``fe_cov`` (statsmodels' name): the fixed effects'
+        covariance, labelled by term; the same DataFrame."""
+        return self.fe_cov
 
     # --- model-level quantities -------------------------------------------------------
     @property
@@ -194,7 +248,7 @@ class CrossedLMEResult:
         return theta_to_lme4(self.theta, self)
 
     # --- prediction -------------------------------------------------------------------
-    def predict(self, newdata: pd.DataFrame | None = None, include_re: bool = True) -> pd.Series:
+    def predict(self, newdata=None, include_re: bool = True) -> pd.Series:
         """Predictions ``X beta (+ sum_j b_j[level])``.
 
         Conditional (with BLUPs, random slopes applied to ``newdata``'s columns) by
@@ -206,16 +260,15 @@ class CrossedLMEResult:
         of 0 (the population mean); so do rows with a missing grouping value, with a
         ``UserWarning`` that counts them. A categorical fixed-effect level not seen in
         the fit raises ``DataError``; a missing predictor gives NaN for its row.
+        ``newdata`` may be any frame :func:`interlace.fit` accepts (pandas, polars,
+        pyarrow, a dict of columns); the predictions are a pandas Series.
         """
         beta = self.fe_params.to_numpy()
         if newdata is None:
             eta = self.design.X @ beta
             frame, index = None, self.design.row_index
         else:
-            if not isinstance(newdata, pd.DataFrame):
-                raise DataError(
-                    f"newdata must be a pandas DataFrame, got {type(newdata).__name__}."
-                )
+            newdata = as_pandas(newdata, "newdata")
             eta = fixed_matrix_for(self.design, newdata) @ beta
             frame, index = newdata, newdata.index
         if include_re:
@@ -301,7 +354,7 @@ class CrossedLMEResult:
         deviance, as lme4 computes them (also for REML fits)."""
         names = sdcor_names(self.design.terms)
         if method == "wald":
-            wald = self.conf_int(level)
+            wald = self._exact_wald(level)
             top = pd.DataFrame(np.nan, index=names, columns=wald.columns)
             return pd.concat([top, wald])
         if method == "bootstrap":
@@ -360,10 +413,13 @@ class CrossedLMEResult:
 
     # --- text -------------------------------------------------------------------------
     def __repr__(self) -> str:
+        """One line, no arrays: method, formula, nobs, levels per grouping factor, lme4's
+        REML criterion (or ML deviance) and convergence; ``summary()`` has the rest."""
         groups = ", ".join(f"{k}: {v}" for k, v in self.ngroups.items())
+        criterion = "REML criterion" if self.method == "REML" else "deviance"
         return (
             f"<CrossedLMEResult {self.method} '{self.formula}' nobs={self.nobs} "
-            f"groups=({groups}) llf={self.llf:.4f} converged={self.converged}>"
+            f"groups=({groups}) {criterion}={self.deviance:.4f} converged={self.converged}>"
         )
 
     def summary(self) -> str:

@@ -138,12 +138,13 @@ REJECT = [
                  ModelSpecError, r"no random effects", id="no-random-effects"),
     pytest.param(lambda df: dict(formula=F, data=df, groups=[]),
                  ModelSpecError, r"no random effects", id="no-random-effects-empty-list"),
-    pytest.param(lambda df: dict(formula=F, data=df.to_dict("list"), groups=G),
-                 DataError, r"data must be a pandas DataFrame, got dict", id="data-dict"),
     pytest.param(lambda df: dict(formula=F, data=df.to_numpy(), groups=G),
-                 DataError, r"data must be a pandas DataFrame, got ndarray", id="data-ndarray"),
+                 DataError, r"data must be a pandas DataFrame, a polars DataFrame, a pyarrow "
+                 r"Table .*; got numpy.ndarray\. Name its columns", id="data-ndarray"),
     pytest.param(lambda df: dict(formula=F, data=None, groups=G),
-                 DataError, r"data must be a pandas DataFrame, got NoneType", id="data-None"),
+                 DataError, r"data must be a pandas DataFrame.*; got NoneType", id="data-None"),
+    pytest.param(lambda df: dict(formula=F, data=df.to_dict("records"), groups=G),
+                 DataError, r"data must be a pandas DataFrame.*; got list", id="data-records"),
     # --- the formula ------------------------------------------------------------------
     pytest.param(lambda df: dict(formula="score hours_studied", data=df, groups=G),
                  FormulaError, r"exactly one '~'", id="formula-without-tilde"),
@@ -576,8 +577,8 @@ def test_predict_newdata_with_a_missing_predictor_gives_nan_for_its_row(categori
 
 
 def test_predict_newdata_not_a_dataframe(page_df, page_result):
-    with pytest.raises(InterlaceError, match=r"newdata must be a pandas DataFrame") as info:
-        page_result.predict(page_df.head(3).to_dict("list"))
+    with pytest.raises(InterlaceError, match=r"newdata must be a pandas DataFrame.*got list") as info:
+        page_result.predict(page_df.head(3).to_dict("records"))
     assert isinstance(info.value, ValueError)
 
 

@@ -21,7 +21,7 @@ import pytest
 import interlace
 from interlace._core import buckets
 from interlace._core.deviance import profiled_deviance
-from interlace._core.optimize import minimize_deviance
+from interlace._core.evaluation import evaluate
 from interlace._model.design import build_design
 from interlace._model.estimate import fit_cross_products
 
@@ -93,7 +93,9 @@ def test_fits_equal_fits_at_exact_shapes(key, method, monkeypatch):
     np.testing.assert_allclose(padded.scale, exact.scale, rtol=1e-8)
     for a, b in zip(padded.term_blups, exact.term_blups):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
-    assert padded.n_iterations == exact.n_iterations
+    # The same path of iterates up to rounding; the last steps, taken where the deviance
+    # changes by its rounding error only, may stop one or two iterations apart.
+    assert abs(padded.n_iterations - exact.n_iterations) <= 2
 
 
 _COMPILES: list[str] = []
@@ -108,26 +110,27 @@ jax.monitoring.register_event_duration_secs_listener(_count_compiles)
 
 
 def test_models_of_one_class_share_the_compiled_fit():
-    """After one fit, other formulas, term structures and sizes in the same class and
-    method compile nothing: no executable of any kind, and the fit's own functions
-    gain no specialisation."""
+    """After one fit, other formulas, term structures and sizes in the same class, by
+    either method, compile nothing: no executable of any kind, and the fit's own
+    evaluation gains no specialisation."""
     page = MODELS["page"][1]
     sleep = MODELS["slope in term 1"][1]
     fits = [("score ~ hours_studied + (1 | student_id) + (1 | school_id)", page),
             ("Reaction ~ Days + (Days | Subject)", sleep),
             ("score ~ prior_gpa + (1 | school_id)", page),
             ("y ~ x + (1 | g1) + (x | g2) + (1 | g3)", _crossed(150, (12, 6, 4), seed=4))]
+    methods = ["REML", "ML", "ML", "REML"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         classes = {buckets.size_class(fit_cross_products(build_design(f, d))) for f, d in fits}
         assert classes == {buckets.SIZE_CLASSES[0]}  # the premise: one class
         interlace.fit("score ~ hours_studied + prior_gpa + (1 | student_id)", page)
-        cached = minimize_deviance._cache_size()
+        cached = evaluate._cache_size()
         _COMPILES.clear()
-        for formula, data in fits:
-            interlace.fit(formula, data)
+        for (formula, data), method in zip(fits, methods):
+            interlace.fit(formula, data, method=method)
     assert _COMPILES == []
-    assert minimize_deviance._cache_size() == cached
+    assert evaluate._cache_size() == cached
 
 
 def test_large_or_heavy_models_keep_exact_shapes():

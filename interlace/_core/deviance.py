@@ -70,7 +70,8 @@ from .theta import lower_factor
 __all__ = ["cholesky_logdiag", "cholesky_logdet_parts", "tail_cholesky", "tail_schur",
            "profiled_deviance", "standardized_deviance", "deviance_offset", "Estimates",
            "estimates", "blups_by_term", "log_likelihood", "deviance_varpar", "vcov_beta",
-           "SMALL", "first_block", "lambda_values"]
+           "SMALL", "first_block", "lambda_values", "factor_logdiag", "residual_df",
+           "deviance_from_logdiag", "estimates_from_factor"]
 
 _LOG_2PI = 1.8378770664093453
 
@@ -414,15 +415,74 @@ class Estimates(NamedTuple):
     deviance: jnp.ndarray  # profiled deviance (REML criterion or ML deviance)
 
 
-@partial(jax.jit, static_argnames=("reml",))
-def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> Estimates:
-    """Fixed effects, BLUPs, residual variance and ``vcov(beta)`` at ``theta``
-    (:class:`Estimates`). Back-substitution through the blocked factor (JSS eqs. 31-33), on the
-    centred and scaled data, then mapped back to the data's units (``_core.standardize``).
-    """
-    qt, p, n, t = cp.q_tail, cp.p, cp.n, cp.t
+def factor_logdiag(S: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(log diag(L), L)`` for ``L = chol(S)``, ``S`` given by its stored upper triangle:
+    one factorisation for the deviance (differentiable, through the custom VJP of
+    :func:`cholesky_logdiag` for large ``S``) and for the estimates (``L`` is returned
+    without a derivative: read values from it, never differentiate through it)."""
+    if S.shape[-1] <= SMALL:
+        L = tail_cholesky(S)
+        return jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), jax.lax.stop_gradient(L)
+    logdiag, L = _factor_logdiag_large(S)
+    return logdiag, jax.lax.stop_gradient(L)
+
+
+@jax.custom_vjp
+def _factor_logdiag_large(S: jnp.ndarray):
+    L = tail_cholesky(S)
+    return jnp.log(jnp.diagonal(L)), L
+
+
+def _factor_logdiag_fwd(S):
+    L = tail_cholesky(S)
+    return (jnp.log(jnp.diagonal(L)), L), L
+
+
+def _factor_logdiag_bwd(L, cotangents):
+    g, _ = cotangents  # L's cotangent is zero: it leaves factor_logdiag without one
+    return _cholesky_logdiag_bwd(L, g)
+
+
+_factor_logdiag_large.defvjp(_factor_logdiag_fwd, _factor_logdiag_bwd)
+
+
+def residual_df(n, p: int, reml):
+    """``nu``: ``n - p`` for REML, ``n`` for ML (``reml`` a bool or a traced flag)."""
+    return jnp.where(reml, n - p, n) if isinstance(reml, jax.Array) else (n - p if reml else n)
+
+
+def deviance_from_logdiag(theta: jnp.ndarray, cp: CrossProducts, logdiag: jnp.ndarray, *,
+                          reml, nu) -> jnp.ndarray:
+    """The standardized deviance from ``log diag(chol(S))``: ``log|L_Z|^2`` (+ ``log|L_X|^2``
+    for REML) from its first ``q_tail`` (``q_tail + p``) entries and ``r_yy`` from the last
+    (module docstring). ``reml`` may be a traced flag and ``nu`` a traced number, so one
+    executable serves both methods."""
+    qt, p = cp.q_tail, cp.p
+    if isinstance(reml, jax.Array):
+        head = jnp.sum(jnp.where(jnp.arange(logdiag.shape[0]) < qt + p * reml, logdiag, 0.0))
+    else:
+        head = jnp.sum(logdiag[:qt + p] if reml else logdiag[:qt])
+    return _profiled(_log_det(theta, cp, head), logdiag[-1], nu)
+
+
+def _offset(cp: CrossProducts, reml, nu) -> jnp.ndarray:
+    """:func:`deviance_offset` with ``nu`` given and ``reml`` possibly traced."""
+    if cp.standardization is None:
+        return jnp.zeros((), cp.n.dtype)
+    std = cp.standardization
+    return 2.0 * nu * jnp.log(std.y_scale) + jnp.where(
+        reml, 2.0 * jnp.sum(jnp.log(std.x_scale)), 0.0)
+
+
+def estimates_from_factor(theta: jnp.ndarray, cp: CrossProducts, L: jnp.ndarray, *,
+                          reml, nu, unrolled: bool = True) -> Estimates:
+    """:func:`estimates` from the factor ``L = chol(S)`` at ``theta`` (``reml`` a bool or a
+    traced flag, ``nu`` the residual degrees of freedom, :func:`residual_df`).
+    ``unrolled=False`` inverts ``L_X`` by one triangular solve, whatever its size: a
+    smaller graph to compile for a single fit, where the unrolled inverse only pays under
+    ``vmap``."""
+    qt, p, t = cp.q_tail, cp.p, cp.t
     T1, _, _ = first_block(theta, cp)
-    L = tail_cholesky(tail_schur(theta, cp))
     # Tail unknowns x = [u_tail; beta] solve S[:-1,:-1] x = S[:-1,-1]: x = L11^-T l21.
     x = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)
     # Lambda_t [u_tail; beta]: the tail BLUPs (beta passes through the identity).
@@ -435,20 +495,27 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> Estimates
     rhs = -(cx.reshape(cp.q1, cp.k1) @ T1)  # rows: (T1' r_l)'
     D = jnp.einsum("ji,ljk,km->lim", T1, cp.A1, T1) + jnp.eye(cp.k1)
     u1 = _spd_solve(D, rhs)
-    nu = n - p if reml else n
     sigma2 = L[-1, -1] ** 2 / nu
-    LXinv = _small_tril_inverse(L[qt:qt + p, qt:qt + p])
+    LX = L[qt:qt + p, qt:qt + p]
+    LXinv = _small_tril_inverse(LX) if unrolled else linalg.tril_inverse(LX)
     fe_cov = sigma2 * (LXinv.T @ LXinv)
-    # The deviance from the same factor (profiled_deviance, without a second copy of it
-    # to compile).
-    logdiag = jnp.log(jnp.diagonal(L))
-    head = jnp.sum(logdiag[:qt + p] if reml else logdiag[:qt])
-    deviance = _profiled(_log_det(theta, cp, head), logdiag[-1], nu)
+    # The deviance from the same factor (no second copy of it to compile).
+    deviance = deviance_from_logdiag(theta, cp, jnp.log(jnp.diagonal(L)), reml=reml, nu=nu)
     sy = _y_scale(cp)
     return Estimates(beta=_to_user_beta(x[qt:], cp), b1=sy * (u1 @ T1.T),
                      b_tail=sy * lam_x[:qt], sigma2=sy**2 * sigma2,
                      fe_cov=_to_user_cov(fe_cov, cp),
-                     deviance=deviance + deviance_offset(cp, reml=reml))
+                     deviance=deviance + _offset(cp, reml, nu))
+
+
+@partial(jax.jit, static_argnames=("reml",))
+def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> Estimates:
+    """Fixed effects, BLUPs, residual variance and ``vcov(beta)`` at ``theta``
+    (:class:`Estimates`). Back-substitution through the blocked factor (JSS eqs. 31-33), on the
+    centred and scaled data, then mapped back to the data's units (``_core.standardize``).
+    """
+    L = tail_cholesky(tail_schur(theta, cp))
+    return estimates_from_factor(theta, cp, L, reml=reml, nu=residual_df(cp.n, cp.p, reml))
 
 
 def blups_by_term(est: Estimates, cp: CrossProducts) -> list:

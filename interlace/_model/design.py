@@ -1,6 +1,7 @@
 """From a formula and a DataFrame to the arrays a fit needs (the pandas edge, inbound).
 
-Validates the input, drops incomplete rows (with a warning that says how many), builds
+Other frames (polars, pyarrow, a dict of columns) become pandas first
+(:func:`~interlace._model.frames.as_pandas`). Validates the input, drops incomplete rows (with a warning that says how many), builds
 the fixed-effect matrix with formulaic, drops aliased fixed-effect columns as lme4 does,
 and turns each grouping factor into integer level codes. The caller's DataFrame is never
 modified: every step works on copies or new arrays.
@@ -34,6 +35,7 @@ from .._base.errors import DataError, FormulaError, MissingColumnError, ModelSpe
 from .._core.standardize import intercept_column
 from .._core.theta import theta_names
 from .formula import ParsedFormula, RandomTerm, formula_variables, parse_formula
+from .frames import as_pandas
 
 __all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for",
            "level_labels", "match_levels"]
@@ -513,18 +515,19 @@ _USER_LEVEL = 5
 
 def build_design(
     formula: str,
-    data: pd.DataFrame,
+    data: Any,
     groups: str | Sequence[str] | None = None,
 ) -> Design:
     """Validate the inputs and build the arrays of ``formula`` with crossed ``groups``
     (lme4's ``lFormula``): random terms, formulas, the model frame, the fixed-effect
     matrices, the random-term designs.
 
-    Rows with a missing value in any column the model uses are dropped, with a
-    ``UserWarning`` that says how many (lme4's default ``na.action = na.omit``).
+    ``data``: a pandas, polars or other eager frame, or a dict of columns
+    (:func:`~interlace._model.frames.as_pandas`). Rows with a missing value in any column
+    the model uses are dropped, with a ``UserWarning`` that says how many (lme4's default
+    ``na.action = na.omit``).
     """
-    if not isinstance(data, pd.DataFrame):
-        raise DataError(f"data must be a pandas DataFrame, got {type(data).__name__}.")
+    data = as_pandas(data, "data")
     parsed: ParsedFormula = parse_formula(formula)
     terms = _random_terms(parsed, groups)
     if data.shape[0] == 0:

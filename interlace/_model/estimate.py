@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from .._base.checks import check_method
@@ -23,13 +24,15 @@ from .._base.errors import DataError
 from .._core import buckets
 from .._core.arrays import ModelArrays, model_arrays_from
 from .._core.crossprod import CrossProducts, cross_products, device_array
-from .._core.deviance import Estimates, blups_by_term, estimates
+from .._core.deviance import Estimates, blups_by_term, estimates, residual_df
+from .._core.evaluation import evaluate
 from .._core.optimize import (
     STOP_MAXITER,
     STOP_NONFINITE,
     STOP_REASONS,
     OptimResult,
     minimize_deviance,
+    minimize_on_host,
 )
 from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
 from .._core.standardize import intercept_column, standardize
@@ -121,6 +124,13 @@ class ModelFit:
         """The model's arrays for JAX refits, sharing this fit's cross-products."""
         return design_arrays(self.design, template=self.cross_products)
 
+    def __getstate__(self) -> dict:
+        """A pickle holds the fit, not the :attr:`arrays` cache (it rebuilds on use), so
+        its size does not depend on whether a bootstrap ran before it was saved."""
+        state = dict(self.__dict__)
+        state.pop("arrays", None)
+        return state
+
 
 def design_arrays(design: Design, template: CrossProducts | None = None) -> ModelArrays:
     """:class:`ModelArrays` of ``design`` (``template``: its cross-products, if built)."""
@@ -162,21 +172,36 @@ class Optimum(NamedTuple):
 
 def optimize(cp: CrossProducts, theta0: np.ndarray, *, reml: bool, maxiter: int,
              verbose: bool = False) -> Optimum:
-    """L-BFGS from ``theta0`` and the estimates at the optimum (:class:`Optimum`). The compiled
-    calls run on ``cp`` padded to its size class (:mod:`interlace._core.buckets`) when
-    it has one, so that models of a class share one executable."""
-    padded = None if verbose else buckets.pad_cross_products(cp, reml=reml)
-    if padded is None:
+    """L-BFGS from ``theta0`` and the estimates at the optimum (:class:`Optimum`).
+
+    The loop runs on the host over one compiled evaluation (deviance, gradient and
+    estimates: :func:`~interlace._core.evaluation.evaluate`, with the method as data), on
+    ``cp`` padded to its size class (:mod:`interlace._core.buckets`) when it has one, so
+    that models of a class, REML and ML alike, share one executable. ``verbose`` runs the
+    compiled loop of :func:`minimize_deviance`, which prints each iteration as it goes."""
+    if verbose:
         opt = minimize_deviance(device_array(theta0), cp, reml=reml, maxiter=maxiter,
                                 verbose=verbose)
         return Optimum(opt, estimates(opt.theta, cp, reml=reml), np.asarray(opt.theta),
                        np.asarray(opt.grad))
-    cpp, padding = padded
-    opt = minimize_deviance(buckets.pad_theta(theta0, padding), cpp, reml=reml,
-                            maxiter=maxiter)
-    est = buckets.unpad_estimates(estimates(opt.theta, cpp, reml=reml), padding)
-    return Optimum(opt, est, buckets.unpad_theta(opt.theta, padding),
-                   buckets.unpad_theta(opt.grad, padding))
+    nu = device_array(residual_df(float(np.asarray(cp.n)), cp.p, reml), np.float64)
+    flag = device_array(bool(reml))
+    padded = buckets.pad_cross_products(cp, reml=reml)
+    target, padding = (cp, None) if padded is None else padded
+
+    def fun(theta):
+        out = evaluate(device_array(theta if padding is None
+                                    else buckets.pad_theta(theta, padding)),
+                       target, flag, nu)
+        grad = np.asarray(out.grad)
+        return float(out.value), grad if padding is None else buckets.unpad_theta(grad, padding), out.est
+
+    opt, est = minimize_on_host(fun, theta0, maxiter=maxiter)
+    est = Estimates(*(np.asarray(v) for v in est))
+    if padding is not None:
+        est = buckets.unpad_estimates(est, padding)
+    opt = opt._replace(deviance=float(est.deviance))  # in the data's units
+    return Optimum(opt, est, np.asarray(opt.theta), np.asarray(opt.grad))
 
 
 def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: int = 2,
