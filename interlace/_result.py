@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -248,7 +249,7 @@ class CrossedLMEResult:
         return theta_to_lme4(self.theta, self)
 
     # --- prediction -------------------------------------------------------------------
-    def predict(self, newdata=None, include_re: bool = True) -> pd.Series:
+    def predict(self, newdata: Any = None, include_re: bool = True) -> pd.Series:
         """Predictions ``X beta (+ sum_j b_j[level])``.
 
         Conditional (with BLUPs, random slopes applied to ``newdata``'s columns) by

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 
 from .._base.checks import check_method
