@@ -1,0 +1,131 @@
+"""The host-driven L-BFGS (``_core.optimize.minimize_on_host``) a single fit runs: its
+method on known functions, its stopping reasons, and its optimum against the compiled
+loop (``minimize_deviance``) on real models."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import numpy as np
+import pytest
+
+from interlace._core import buckets
+from interlace._core.crossprod import device_array
+from interlace._core.evaluation import evaluate
+from interlace._core.optimize import (
+    STOP_GRADIENT,
+    STOP_MAXITER,
+    STOP_NONFINITE,
+    minimize_deviance,
+    minimize_on_host,
+)
+from interlace._core.theta import to_internal
+from interlace._model.design import build_design
+from interlace._model.estimate import fit_cross_products, start_values
+
+
+def _numpy_fun(f, grad):
+    calls = []
+
+    def fun(x):
+        calls.append(np.array(x))
+        return float(f(x)), np.asarray(grad(x), dtype=float), len(calls)
+
+    return fun, calls
+
+
+def test_quadratic_reaches_its_minimum_and_says_why():
+    A = np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 2.0]])
+    b = np.array([1.0, -2.0, 0.5])
+    fun, calls = _numpy_fun(lambda x: 0.5 * x @ A @ x - b @ x, lambda x: A @ x - b)
+    opt, aux = minimize_on_host(fun, np.zeros(3))
+    np.testing.assert_allclose(opt.theta, np.linalg.solve(A, b), rtol=1e-9)
+    assert opt.stop == STOP_GRADIENT and opt.converged
+    assert np.max(np.abs(opt.grad)) <= 1e-10 * (1 + abs(opt.deviance))
+    assert opt.evaluations == len(calls) and opt.iterations < opt.evaluations
+    assert aux == [i for i, x in enumerate(calls, 1) if np.array_equal(x, opt.theta)][-1]
+
+
+def test_rosenbrock_converges_from_the_classic_start():
+    def f(x):
+        return 100.0 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2
+
+    def g(x):
+        return np.array([-400.0 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]),
+                         200.0 * (x[1] - x[0] ** 2)])
+
+    fun, _ = _numpy_fun(f, g)
+    opt, _ = minimize_on_host(fun, np.array([-1.2, 1.0]))
+    assert opt.converged
+    np.testing.assert_allclose(opt.theta, [1.0, 1.0], rtol=1e-6)
+
+
+def test_maxiter_stops_unconverged():
+    fun, _ = _numpy_fun(lambda x: np.sum((x - 3.0) ** 4), lambda x: 4 * (x - 3.0) ** 3)
+    opt, _ = minimize_on_host(fun, np.zeros(2), maxiter=2)
+    assert opt.stop == STOP_MAXITER and opt.iterations == 2 and not opt.converged
+
+
+def test_a_non_finite_start_stops_at_once():
+    fun, calls = _numpy_fun(lambda x: np.nan, lambda x: np.zeros_like(x))
+    opt, _ = minimize_on_host(fun, np.ones(2))
+    assert opt.stop == STOP_NONFINITE and not opt.converged and len(calls) == 1
+
+
+def test_non_finite_trial_points_shorten_the_step():
+    """Outside |x| < 2 the function is NaN; a first step that lands there is shortened,
+    and the search still finds the minimum at 1.5."""
+    def f(x):
+        return np.nan if np.any(np.abs(x) >= 2) else float(np.sum((x - 1.5) ** 2))
+
+    fun, _ = _numpy_fun(f, lambda x: 2 * (x - 1.5))
+    opt, _ = minimize_on_host(fun, np.array([-1.9]))
+    assert opt.converged and opt.stop == STOP_GRADIENT
+    np.testing.assert_allclose(opt.theta, [1.5], rtol=1e-9)
+
+
+@pytest.mark.parametrize("reml", [True, False], ids=["REML", "ML"])
+def test_host_loop_reaches_the_compiled_loops_optimum(page_df, reml):
+    """The page's model, padded: the host loop over ``evaluate`` and the compiled loop
+    reach the same deviance (1e-10 relative) and estimates."""
+    design = build_design("score ~ hours_studied + prior_gpa + (1 | student_id) + "
+                          "(1 | school_id)", page_df)
+    cp = fit_cross_products(design)
+    padded, padding = buckets.pad_cross_products(cp, reml=reml)
+    theta0 = to_internal(start_values(design), [1, 1], cp.order)
+    nu = device_array(float(np.asarray(cp.n)) - (cp.p if reml else 0), np.float64)
+
+    def fun(theta):
+        out = evaluate(buckets.pad_theta(theta, padding), padded, device_array(reml), nu)
+        return float(out.value), buckets.unpad_theta(out.grad, padding), out.est
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        host, est = minimize_on_host(fun, theta0)
+        compiled = minimize_deviance(buckets.pad_theta(theta0, padding), padded, reml=reml)
+    assert host.converged and bool(compiled.converged)
+    assert float(est.deviance) == pytest.approx(float(compiled.deviance), rel=1e-10)
+    np.testing.assert_allclose(np.abs(host.theta),
+                               np.abs(buckets.unpad_theta(compiled.theta, padding)),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_evaluation_is_the_deviance_and_its_gradient(page_df):
+    """``evaluate``'s value and gradient (method as data) equal autodiff of the
+    standardized deviance with the method static, and its estimates' deviance is the
+    profiled deviance in the data's units (1e-12 relative)."""
+    from interlace._core.deviance import profiled_deviance, standardized_deviance
+
+    cp = fit_cross_products(build_design(
+        "score ~ hours_studied + (hours_studied | school_id) + (1 | student_id)", page_df))
+    theta = np.array([0.7, 0.2, 0.4, 0.3])[: cp.theta_offsets[-1]]
+    for reml in (True, False):
+        nu = float(np.asarray(cp.n)) - (cp.p if reml else 0)
+        out = evaluate(device_array(theta), cp, device_array(reml), device_array(nu, np.float64))
+        value, grad = jax.value_and_grad(standardized_deviance)(device_array(theta), cp,
+                                                                reml=reml)
+        assert float(out.value) == pytest.approx(float(value), rel=1e-12)
+        np.testing.assert_allclose(out.grad, grad, rtol=1e-10, atol=1e-12)
+        assert float(out.est.deviance) == pytest.approx(
+            float(profiled_deviance(device_array(theta), cp, reml=reml)), rel=1e-12)
