@@ -118,7 +118,8 @@ def render(baseline: str, head: str, rows: dict, repeats: int, env: dict) -> str
         b, n = harness.median(base["seconds"]), harness.median(new["seconds"])
         same = abs(base["deviance"] - new["deviance"]) <= 1e-8 * abs(base["deviance"])
         lines.append(f"| {WORKLOADS[key][0]} | {b:.3f} | {n:.3f} | {n / b:.2f} | "
-                     f"{new['deviance']:.6f} ({'equal to 1e-8' if same else 'DIFFER: ' + str(base['deviance'])}) |")
+                     f"{new['deviance']:.6f} "
+                     f"({'equal to 1e-8' if same else 'DIFFER: ' + str(base['deviance'])}) |")
     return "\n".join(lines) + "\n"
 
 

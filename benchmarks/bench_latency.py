@@ -190,7 +190,7 @@ def worker():
         mine = spans[n0:]
         backend = [s for s in mine if s[0] == BACKEND]
         by_fun: dict[str, list] = {}
-        for ev, a, b, name in backend:
+        for _ev, a, b, name in backend:
             by_fun.setdefault(name, [0, 0.0])
             by_fun[name][0] += 1
             by_fun[name][1] += b - a

@@ -404,7 +404,9 @@ def render(raw: dict) -> str:
         if not f1:
             L.append(f"| {r['label']} | – | – | – | – | – | – | – |")
             continue
-        sds = lambda th, s: " ".join(f"{t * s:.3f}" for t in th) + f" {s:.3f}"
+        def sds(th, s):
+            return " ".join(f"{t * s:.3f}" for t in th) + f" {s:.3f}"
+
         ours = sds(f1["theta"], f1["sigma"])
         conv = "yes" if f1["converged"] else "**no**"
         if m.get("ok"):

@@ -20,7 +20,8 @@ The measurements run in a worker process (this script with --worker; ``harness.W
 that reports each step as it finishes. If the worker stops making progress (no step
 finished and almost no CPU used for a while: a deadlock, not a slow step; the harness's
 stall watchdog), it is killed and the measurements are run again in a new worker with a
-larger XLA CPU thread pool (environment variable NPROC), and both attempts are recorded. With jaxlib 0.10.2 on 2 cores, fit_many's single vmapped
+larger XLA CPU thread pool (environment variable NPROC), and both attempts are recorded.
+With jaxlib 0.10.2 on 2 cores, fit_many's single vmapped
 batch of 1000 deadlocked every time before commit 512ec29 (which batched this model by
 128; batches of 128 hung too on wider tails, issue 16): native stacks showed batched
 LAPACK kernels (Cholesky, triangular solve) running concurrently, each holding one of the

@@ -21,10 +21,11 @@ the public surface and may use every layer.
     cross-products as a JAX function of it; ``deviance`` the profiled deviance and the
     estimates at ``theta``; ``evaluation`` the one compiled evaluation (deviance,
     gradient, estimates) a single fit's optimiser calls; ``start`` starting values;
-    ``optimize`` L-BFGS over ``theta`` (compiled, or on the host over ``evaluation``); ``buckets`` size classes (small models padded to shared compiled
-    shapes); ``fitting`` one fit of a model's arrays; ``refit`` the batched refit
-    engine; ``simulate`` responses drawn from the model; ``sharding`` rows across
-    devices; ``singular`` the boundary rule.
+    ``optimize`` L-BFGS over ``theta`` (compiled, or on the host over ``evaluation``);
+    ``buckets`` size classes (small models padded to shared compiled shapes); ``fitting``
+    one fit of a model's arrays; ``refit`` the batched refit engine; ``simulate``
+    responses drawn from the model; ``sharding`` rows across devices; ``singular`` the
+    boundary rule.
 ``_model/`` (the pandas edge, inbound):
     ``frames`` any data frame (polars, pyarrow, a dict of columns) to pandas, through
     narwhals; ``formula`` lme4 random terms split off the formula; ``design``

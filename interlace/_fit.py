@@ -7,7 +7,8 @@ Pipeline (lme4's ``lmer``): :func:`build_design` (formula, validation, arrays; l
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ._base.checks import check_method
 from ._base.precision import float64_scope
@@ -21,7 +22,7 @@ __all__ = ["fit"]
 @float64_scope
 def fit(
     formula: str,
-    data,
+    data: Any,  # a pandas, polars or pyarrow frame, or a dict of columns
     groups: str | Sequence[str] | None = None,
     method: str = "REML",
     *,

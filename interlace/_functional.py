@@ -11,11 +11,13 @@ user's term order with lme4's layout (:mod:`interlace._core.theta`), as in
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 from ._base.checks import check_method
 from ._base.errors import DataError
@@ -32,7 +34,7 @@ __all__ = ["model_arrays", "deviance", "loglik", "blups", "fit_arrays", "fit_man
 
 
 @float64_scope
-def model_arrays(formula: str, data,
+def model_arrays(formula: str, data: Any,
                  groups: str | Sequence[str] | None = None) -> ModelArrays:
     """The arrays of a model (a pytree): response, fixed and random-term columns, unit
     weights and the index structure of its cross-products. Same formula syntax and
@@ -61,7 +63,8 @@ def blups(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> list[
 
 
 @float64_scope
-def fit_many(formula: str, data, responses, groups=None, method: str = "REML",
+def fit_many(formula: str, data: Any, responses: pd.DataFrame | ArrayLike,
+             groups: str | Sequence[str] | None = None, method: str = "REML",
              *, batch_size: int | None = None) -> pd.DataFrame:
     """Fit one model per response column, all sharing ``formula``'s design, with one
     compiled, vectorised call per batch (``jax.vmap`` of :func:`fit_arrays`), warm-started

@@ -10,8 +10,9 @@ normal quantile). statsmodels' names (``params``, ``bse``, ...) are aliases of t
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -68,8 +69,8 @@ class CrossedLMEResult:
     fe_params: pd.Series
     fe_cov: pd.DataFrame
     scale: float
-    variance_components: dict[str, float]
-    random_effects: dict[str, pd.Series]
+    variance_components: dict[str, float | pd.DataFrame]  # DataFrame: a factor with slopes
+    random_effects: dict[str, pd.Series | pd.DataFrame]  # DataFrame: a factor with slopes
     fittedvalues: pd.Series
     resid: pd.Series
     theta: pd.Series
@@ -85,7 +86,7 @@ class CrossedLMEResult:
     model_fit: ModelFit = field(compare=False)
 
     @classmethod
-    def from_fit(cls, fit: ModelFit) -> "CrossedLMEResult":
+    def from_fit(cls, fit: ModelFit) -> CrossedLMEResult:
         """The pandas view of a :class:`ModelFit` (lme4's ``mkMerMod``)."""
         design = fit.design
         fe_index = pd.Index(design.fe_names)
@@ -117,7 +118,7 @@ class CrossedLMEResult:
         return self.model_fit.design
 
     @property
-    def term_blups(self) -> tuple:
+    def term_blups(self) -> tuple[np.ndarray, ...]:
         """Per random term, its BLUPs as a ``(levels, k)`` array."""
         return self.model_fit.blups
 
@@ -248,7 +249,7 @@ class CrossedLMEResult:
         return theta_to_lme4(self.theta, self)
 
     # --- prediction -------------------------------------------------------------------
-    def predict(self, newdata=None, include_re: bool = True) -> pd.Series:
+    def predict(self, newdata: Any = None, include_re: bool = True) -> pd.Series:
         """Predictions ``X beta (+ sum_j b_j[level])``.
 
         Conditional (with BLUPs, random slopes applied to ``newdata``'s columns) by
@@ -400,7 +401,7 @@ class CrossedLMEResult:
                                           progress=progress)
 
     @float64_scope
-    def pigeonhole_bootstrap(self, n_bootstrap: int = 1000, groups=None,
+    def pigeonhole_bootstrap(self, n_bootstrap: int = 1000, groups: Sequence[str] | None = None,
                              seed: Seed = None, statistic: Callable | None = None,
                              progress: bool | None = None) -> BootstrapResult:
         """The pigeonhole bootstrap for crossed designs (Owen 2007): the levels of every
@@ -442,7 +443,7 @@ def isSingular(result: CrossedLMEResult, tol: float = SINGULAR_TOL) -> bool:  # 
     return theta_is_singular(fit.theta[diagonal_mask(fit.ks)], tol)
 
 
-def _level_positions(frame: pd.DataFrame, name: str, cols: tuple[str, ...],
+def _level_positions(frame: pd.DataFrame, name: str, cols: Sequence[str],
                      levels: pd.Index) -> np.ndarray:
     """Each row's position in ``levels`` of factor ``name`` (made of columns ``cols``),
     matched by label across int / float / str / category; -1 for a level not seen in the
@@ -476,11 +477,12 @@ def _intercept_only(design: Design, name: str) -> bool:
     return len(idx) == 1 and design.terms[idx[0]].columns == ("(Intercept)",)
 
 
-def _variance_components(design: Design, theta: np.ndarray, sigma2: float) -> dict:
+def _variance_components(design: Design, theta: np.ndarray,
+                         sigma2: float) -> dict[str, float | pd.DataFrame]:
     """Per factor: the variance (intercept only) or the covariance DataFrame
     ``sigma^2 T T'`` over all its terms (block diagonal across terms)."""
     covs = [c[0] for c in term_covariances(theta, np.sqrt(sigma2), design.terms)]
-    out: dict = {}
+    out: dict[str, float | pd.DataFrame] = {}
     for name in design.factor_names:
         idx = _factor_terms(design, name)
         if _intercept_only(design, name):
@@ -497,10 +499,11 @@ def _variance_components(design: Design, theta: np.ndarray, sigma2: float) -> di
     return out
 
 
-def _random_effects(design: Design, blups) -> dict:
+def _random_effects(design: Design,
+                    blups: Sequence[np.ndarray]) -> dict[str, pd.Series | pd.DataFrame]:
     """Per factor: a Series of BLUPs (intercept only) or a DataFrame, one column per term
     column (lme4's ``ranef``), indexed by level."""
-    out: dict = {}
+    out: dict[str, pd.Series | pd.DataFrame] = {}
     for name, levels in zip(design.factor_names, design.levels):
         idx = _factor_terms(design, name)
         index = pd.Index(levels.to_numpy())

@@ -7,7 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from interlace._inference.response_bootstrap import chunked_replicates, resample_weights, weighted_median
+from interlace._inference.response_bootstrap import (
+    chunked_replicates,
+    resample_weights,
+    weighted_median,
+)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -23,7 +23,6 @@ stream for an integer, a SeedSequence or a Generator.
 from __future__ import annotations
 
 import numbers
-from typing import Union
 
 import jax
 import numpy as np
@@ -33,7 +32,7 @@ from .errors import ModelSpecError
 __all__ = ["Seed", "key_from_seed", "rng_from_seed"]
 
 #: What a ``seed=`` argument accepts (module docstring).
-Seed = Union[None, int, np.integer, np.random.Generator, np.random.SeedSequence, jax.Array]
+Seed = None | int | np.integer | np.random.Generator | np.random.SeedSequence | jax.Array
 
 _MASK32 = 0xFFFFFFFF
 _ACCEPTED = ("seed must be None, a non-negative integer, a numpy Generator "

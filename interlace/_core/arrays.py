@@ -72,7 +72,7 @@ class ModelArrays(eqx.Module):
     level_mult: jnp.ndarray | None = None
     tail_mult: jnp.ndarray | None = None
 
-    def replace(self, **leaves) -> "ModelArrays":
+    def replace(self, **leaves) -> ModelArrays:
         """A copy with some of ``y``, ``X``, ``term_X``, ``weights`` replaced."""
         names = list(leaves)
         return eqx.tree_at(lambda m: [getattr(m, k) for k in names], self,

@@ -27,8 +27,8 @@ from .fitting import fit_arrays
 from .theta import diagonal_mask
 
 __all__ = ["RefitBatch", "refit_all", "deviance_statistic", "warn_unconverged",
-           "default_batch_size", "sequential", "chunk_rows", "chunk_plan", "balanced_split", "SEQUENTIAL_ABOVE", "MAX_BATCH",
-           "CHUNK_NUMBERS"]
+           "default_batch_size", "sequential", "chunk_rows", "chunk_plan", "balanced_split",
+           "SEQUENTIAL_ABOVE", "MAX_BATCH", "CHUNK_NUMBERS"]
 
 
 class RefitBatch(NamedTuple):
@@ -43,7 +43,7 @@ class RefitBatch(NamedTuple):
     statistic: np.ndarray
 
     @staticmethod
-    def concatenate(parts: list["RefitBatch"], rows: int | None = None) -> "RefitBatch":
+    def concatenate(parts: list[RefitBatch], rows: int | None = None) -> RefitBatch:
         """The batches one after another, the first ``rows`` rows (all by default)."""
         return RefitBatch(*(np.concatenate([p[i] for p in parts])[:rows] for i in range(5)))
 

@@ -73,7 +73,7 @@ def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
     names = list(names) if names is not None else [f"m{i + 1}" for i in range(len(models))]
     if len(names) != len(models):
         raise ModelSpecError("names must give one name per model.")
-    models = [_fit_of(m) for m in models]
+    models = tuple(_fit_of(m) for m in models)
     y0 = models[0].design.y
     for m in models[1:]:
         if m.nobs != models[0].nobs or not np.array_equal(m.design.y, y0):

@@ -9,7 +9,7 @@ warm-started at the fitted ``theta``.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import warnings
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,7 +124,7 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
     for i, name in enumerate(names):
         start = jnp.asarray(z_hat)
 
-        def zeta(v, i=i, name=name):
+        def zeta(v, i=i, name=name, start=start):
             z = np.log(v) if is_sd[i] else np.arctanh(v)
             _, val = profile_var(i, z, start)
             return np.sign(v - sdcor[i]) * np.sqrt(max(float(val) - d_min, 0.0))

@@ -12,8 +12,8 @@ that depend on the other factor too (Owen 2007, "The pigeonhole bootstrap").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import jax
 import jax.numpy as jnp

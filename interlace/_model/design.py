@@ -1,10 +1,11 @@
 """From a formula and a DataFrame to the arrays a fit needs (the pandas edge, inbound).
 
 Other frames (polars, pyarrow, a dict of columns) become pandas first
-(:func:`~interlace._model.frames.as_pandas`). Validates the input, drops incomplete rows (with a warning that says how many), builds
-the fixed-effect matrix with formulaic, drops aliased fixed-effect columns as lme4 does,
-and turns each grouping factor into integer level codes. The caller's DataFrame is never
-modified: every step works on copies or new arrays.
+(:func:`~interlace._model.frames.as_pandas`). Validates the input, drops incomplete rows
+(with a warning that says how many), builds the fixed-effect matrix with formulaic, drops
+aliased fixed-effect columns as lme4 does, and turns each grouping factor into integer
+level codes. The caller's DataFrame is never modified: every step works on copies or new
+arrays.
 
 Columns as R would read them: the columns a formula reads are found by walking its
 expressions (:func:`~interlace._model.formula.formula_variables`: ``scale(x)`` reads ``x``);
@@ -23,18 +24,19 @@ from __future__ import annotations
 import builtins
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import formulaic
 import numpy as np
 import pandas as pd
 
 from .._base.errors import DataError, FormulaError, MissingColumnError, ModelSpecError
-from .formula import ParsedFormula, RandomTerm, formula_variables, parse_formula
-from .frames import as_pandas
 from .._core.standardize import intercept_column
 from .._core.theta import theta_names
+from .formula import ParsedFormula, RandomTerm, formula_variables, parse_formula
+from .frames import as_pandas
 
 __all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for",
            "level_labels", "match_levels"]

@@ -23,7 +23,7 @@ model lme4 cannot identify either); the rule here is then applied to interlace's
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
