@@ -154,3 +154,25 @@ def test_evaluation_is_the_deviance_and_its_gradient(page_df):
         np.testing.assert_allclose(out.grad, grad, rtol=1e-10, atol=1e-12)
         assert float(out.est.deviance) == pytest.approx(
             float(profiled_deviance(device_array(theta), cp, reml=reml)), rel=1e-12)
+
+
+def test_rounding_level_deviances_do_not_stall_the_line_search():
+    """Near the optimum the deviance changes by its rounding error only: the derivative
+    must decide there (approximate Wolfe), so the search ends on a small gradient in a
+    few evaluations instead of bisecting rounding noise (137 evaluations without)."""
+    rng = np.random.default_rng(1)
+
+    def f(x):  # a steep, skewed bowl near 1e3 whose value carries 1e-13 relative noise
+        d = x - 0.3
+        return float(1e3 + 1e6 * (d[0] ** 2 + 30 * d[1] ** 2 + d[0] * d[1] + 50 * d[0] ** 4)
+                     + rng.uniform(-1e-10, 1e-10))
+
+    def g(x):
+        d = x - 0.3
+        return 1e6 * np.array([2 * d[0] + d[1] + 200 * d[0] ** 3, 60 * d[1] + d[0]])
+
+    fun, calls = _numpy_fun(f, g)
+    opt, _ = minimize_on_host(fun, np.array([0.5, 0.1]))
+    assert opt.converged and opt.stop == STOP_GRADIENT
+    np.testing.assert_allclose(opt.theta, [0.3, 0.3], rtol=1e-10)
+    assert len(calls) <= 30

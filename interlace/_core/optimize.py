@@ -174,6 +174,7 @@ def off_zero(theta):
 # sufficient decrease c1, curvature c2 (0.9 is the usual choice for quasi-Newton steps).
 _C1, _C2 = 1e-4, 0.9
 _LINESEARCH_EVALUATIONS = 30
+_ROUNDING = 1e-12  # relative: deviances closer than this are equal for the line search
 _MEMORY = 10
 
 
@@ -281,6 +282,9 @@ def _line_search(fun, x, f0, g0, d):
     the best point with sufficient decrease is taken; None if there is none."""
     dphi0 = g0 @ d
     used = 0
+    # Deviances within rounding of each other cannot rank points: there the derivative
+    # decides (Hager & Zhang's approximate Wolfe conditions, SIAM J. Optim. 16, 2005).
+    eps = _ROUNDING * (1.0 + abs(f0))
 
     def phi(a):
         nonlocal used
@@ -290,8 +294,8 @@ def _line_search(fun, x, f0, g0, d):
         ok = np.isfinite(f) and np.all(np.isfinite(g))
         return (a, f if ok else np.inf, g @ d if ok else np.nan, (xa, f, g, aux))
 
-    def armijo(point):
-        return point[1] <= f0 + _C1 * point[0] * dphi0
+    def armijo(point):  # sufficient decrease, or no worse than f0 within rounding
+        return point[1] <= f0 + _C1 * point[0] * dphi0 or point[1] <= f0 + eps
 
     def curvature(point):
         return abs(point[2]) <= -_C2 * dphi0
@@ -309,7 +313,7 @@ def _line_search(fun, x, f0, g0, d):
             if a is None or not inner[0] <= a <= inner[1]:
                 a = a_lo + 0.5 * width
             trial = phi(a)
-            if not armijo(trial) or trial[1] >= lo[1]:
+            if not armijo(trial) or trial[1] > lo[1] + eps:
                 hi = trial
             else:
                 if curvature(trial):
@@ -324,7 +328,7 @@ def _line_search(fun, x, f0, g0, d):
     found = None
     while used < _LINESEARCH_EVALUATIONS:
         trial = phi(a)
-        if not armijo(trial) or (prev[0] > 0 and trial[1] >= prev[1]):
+        if not armijo(trial) or (prev[0] > 0 and trial[1] > prev[1] + eps):
             found = zoom(prev, trial)
             break
         if curvature(trial):
