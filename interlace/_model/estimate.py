@@ -189,13 +189,15 @@ def optimize(cp: CrossProducts, theta0: np.ndarray, *, reml: bool, maxiter: int,
     target, padding = (cp, None) if padded is None else padded
 
     def fun(theta):
-        out = evaluate(device_array(theta if padding is None
-                                    else buckets.pad_theta(theta, padding)),
-                       target, flag, nu)
-        grad = np.asarray(out.grad)
-        return float(out.value), grad if padding is None else buckets.unpad_theta(grad, padding), out.est
+        if padding is None:  # exact shapes: estimates once, at the optimum
+            out = evaluate(device_array(theta), target, flag, nu, with_estimates=False)
+            return float(out.value), np.asarray(out.grad), None
+        out = evaluate(buckets.pad_theta(theta, padding), target, flag, nu)
+        return float(out.value), buckets.unpad_theta(out.grad, padding), out.est
 
     opt, est = minimize_on_host(fun, theta0, maxiter=maxiter)
+    if padding is None:
+        est = estimates(device_array(opt.theta), cp, reml=reml)
     est = Estimates(*(np.asarray(v) for v in est))
     if padding is not None:
         est = buckets.unpad_estimates(est, padding)
