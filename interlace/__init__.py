@@ -11,8 +11,9 @@ Layers import downward only (``tests/test_layout.py`` checks it); the package ro
 the public surface and may use every layer.
 
 ``_base/`` (no numerics):
-    ``errors`` exception classes; ``precision`` float64 scopes; ``seeds`` seeds to JAX keys
-    and numpy generators; ``checks`` shared argument checks; ``progress`` progress bars.
+    ``errors`` exception classes; ``precision`` float64 scopes; ``compilation_cache`` the
+    opt-in persistent compilation cache; ``seeds`` seeds to JAX keys and numpy
+    generators; ``checks`` shared argument checks; ``progress`` progress bars.
 ``_core/`` (JAX and numpy only, no pandas):
     ``theta`` layout of the covariance parameters and ``T`` from ``theta``;
     ``linalg`` Cholesky and triangular solves with their derivative and batching rules;
@@ -71,28 +72,11 @@ import jax as _jax
 # (which makes JAX arrays of its own) no longer relies on it.
 _jax.config.update("jax_enable_x64", True)
 
-
-def _enable_compilation_cache() -> None:
-    """Reuse compiled fits across processes: JAX's persistent compilation cache in
-    ``$XDG_CACHE_HOME/interlace/jax`` (default ``~/.cache``), unless the user configured
-    one already or set ``INTERLACE_NO_COMPILATION_CACHE=1``."""
-    import os
-
-    if os.environ.get("INTERLACE_NO_COMPILATION_CACHE") or _jax.config.jax_compilation_cache_dir:
-        return
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "interlace", "jax")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:  # read-only home: run without the cache
-        return
-    _jax.config.update("jax_compilation_cache_dir", path)
-    _jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-
-
-_enable_compilation_cache()
-
+# The persistent compilation cache is opt-in (``_base.compilation_cache``;
+# ``INTERLACE_COMPILATION_CACHE=1`` turns it on here).
 from . import datasets  # noqa: E402
+from ._base.compilation_cache import cache_from_environment as _cache_from_environment  # noqa: E402
+from ._base.compilation_cache import enable_compilation_cache  # noqa: E402
 from ._base.errors import (  # noqa: E402
     DataError,
     FormulaError,
@@ -125,6 +109,8 @@ from ._result import CrossedLMEResult, isSingular  # noqa: E402
 # The pure deviance, checked for float64 arguments (``_base.precision``); internal code
 # calls ``_core.deviance.profiled_deviance`` directly.
 profiled_deviance = float64_functional(_profiled_deviance)
+
+_cache_from_environment()
 
 __version__ = "0.1.0"
 
@@ -163,4 +149,5 @@ __all__ = [
     "MissingColumnError",
     "ModelSpecError",
     "PrecisionError",
+    "enable_compilation_cache",
 ]
