@@ -63,36 +63,28 @@ lme4                   interlace
 =====================  ==========================================================
 """
 
-import jax as _jax
-
-# Mixed-model likelihoods need float64: variance components near the boundary and
-# log-determinants of large systems lose too much in float32. Every entry point also
-# scopes float64 itself or refuses float32 arrays (``_base.precision``), so a user turning the
-# flag off later gets no float32 fit; this process-wide flip stays until the test suite
-# (which makes JAX arrays of its own) no longer relies on it.
-_jax.config.update("jax_enable_x64", True)
-
-# The persistent compilation cache is opt-in (``_base.compilation_cache``;
-# ``INTERLACE_COMPILATION_CACHE=1`` turns it on here).
-from . import datasets  # noqa: E402
-from ._base.compilation_cache import cache_from_environment as _cache_from_environment  # noqa: E402
-from ._base.compilation_cache import enable_compilation_cache  # noqa: E402
-from ._base.errors import (  # noqa: E402
+# Importing interlace changes no process-wide JAX setting: float64 is scoped to each call
+# (``_base.precision``) and the persistent compilation cache is opt-in
+# (``_base.compilation_cache``; ``INTERLACE_COMPILATION_CACHE=1`` turns it on here).
+from . import datasets
+from ._base.compilation_cache import cache_from_environment as _cache_from_environment
+from ._base.compilation_cache import enable_compilation_cache
+from ._base.errors import (
     DataError,
     FormulaError,
     InterlaceError,
     MissingColumnError,
     ModelSpecError,
 )
-from ._base.precision import PrecisionError, float64_functional  # noqa: E402
-from ._core.arrays import ModelArrays  # noqa: E402
-from ._core.crossprod import CrossProducts, cross_products  # noqa: E402
-from ._core.deviance import profiled_deviance as _profiled_deviance  # noqa: E402
-from ._core.sharding import device_mesh, shard_leading, shard_rows  # noqa: E402
-from ._diagnostics.influence import hlm_influence  # noqa: E402
-from ._diagnostics.residuals import cooks_distance, hlm_resid, leverage, n_influential  # noqa: E402
-from ._fit import fit  # noqa: E402
-from ._functional import (  # noqa: E402
+from ._base.precision import PrecisionError, float64_functional
+from ._core.arrays import ModelArrays
+from ._core.crossprod import CrossProducts, cross_products
+from ._core.deviance import profiled_deviance as _profiled_deviance
+from ._core.sharding import device_mesh, shard_leading, shard_rows
+from ._diagnostics.influence import hlm_influence
+from ._diagnostics.residuals import cooks_distance, hlm_resid, leverage, n_influential
+from ._fit import fit
+from ._functional import (
     ArrayFit,
     blups,
     deviance,
@@ -101,10 +93,10 @@ from ._functional import (  # noqa: E402
     loglik,
     model_arrays,
 )
-from ._inference.anova import AnovaTable, anova  # noqa: E402
-from ._inference.replicates import BootstrapResult  # noqa: E402
-from ._model.theta_layout import theta_from_lme4, theta_to_lme4  # noqa: E402
-from ._result import CrossedLMEResult, isSingular  # noqa: E402
+from ._inference.anova import AnovaTable, anova
+from ._inference.replicates import BootstrapResult
+from ._model.theta_layout import theta_from_lme4, theta_to_lme4
+from ._result import CrossedLMEResult, isSingular
 
 # The pure deviance, checked for float64 arguments (``_base.precision``); internal code
 # calls ``_core.deviance.profiled_deviance`` directly.
