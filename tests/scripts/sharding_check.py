@@ -13,9 +13,9 @@ import jax.numpy as jnp
 # rule; importing interlace leaves it off).
 jax.config.update("jax_enable_x64", True)
 
-import interlace  # noqa: E402
-from interlace._core.arrays import cross_products_of  # noqa: E402
-from interlace._inference.response_bootstrap import resample_weights, weighted_median  # noqa: E402
+import interlace
+from interlace._core.arrays import cross_products_of
+from interlace._inference.response_bootstrap import resample_weights, weighted_median
 
 warnings.simplefilter("ignore")
 df = interlace.datasets.exam_scores(n=302)  # not a multiple of 4: exercises the padding
