@@ -18,6 +18,10 @@ import pandas as pd
 
 import interlace
 
+# interlace's likelihood inside our own jax.grad/jit needs float64 (interlace raises
+# PrecisionError otherwise); importing interlace leaves JAX's setting alone, so turn it on.
+jax.config.update("jax_enable_x64", True)
+
 rng = np.random.default_rng(0)
 n = 600
 df = pd.DataFrame({

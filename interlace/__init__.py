@@ -11,8 +11,9 @@ Layers import downward only (``tests/test_layout.py`` checks it); the package ro
 the public surface and may use every layer.
 
 ``_base/`` (no numerics):
-    ``errors`` exception classes; ``precision`` float64 scopes; ``seeds`` seeds to JAX keys
-    and numpy generators; ``checks`` shared argument checks; ``progress`` progress bars.
+    ``errors`` exception classes; ``precision`` float64 scopes; ``compilation_cache`` the
+    opt-in persistent compilation cache; ``seeds`` seeds to JAX keys and numpy
+    generators; ``checks`` shared argument checks; ``progress`` progress bars.
 ``_core/`` (JAX and numpy only, no pandas):
     ``theta`` layout of the covariance parameters and ``T`` from ``theta``;
     ``linalg`` Cholesky and triangular solves with their derivative and batching rules;
@@ -65,53 +66,28 @@ lme4                   interlace
 =====================  ==========================================================
 """
 
-import jax as _jax
-
-# Mixed-model likelihoods need float64: variance components near the boundary and
-# log-determinants of large systems lose too much in float32. Every entry point also
-# scopes float64 itself or refuses float32 arrays (``_base.precision``), so a user turning the
-# flag off later gets no float32 fit; this process-wide flip stays until the test suite
-# (which makes JAX arrays of its own) no longer relies on it.
-_jax.config.update("jax_enable_x64", True)
-
-
-def _enable_compilation_cache() -> None:
-    """Reuse compiled fits across processes: JAX's persistent compilation cache in
-    ``$XDG_CACHE_HOME/interlace/jax`` (default ``~/.cache``), unless the user configured
-    one already or set ``INTERLACE_NO_COMPILATION_CACHE=1``."""
-    import os
-
-    if os.environ.get("INTERLACE_NO_COMPILATION_CACHE") or _jax.config.jax_compilation_cache_dir:
-        return
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    path = os.path.join(base, "interlace", "jax")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError:  # read-only home: run without the cache
-        return
-    _jax.config.update("jax_compilation_cache_dir", path)
-    _jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-
-
-_enable_compilation_cache()
-
-from . import datasets  # noqa: E402
-from ._base.errors import (  # noqa: E402
+# Importing interlace changes no process-wide JAX setting: float64 is scoped to each call
+# (``_base.precision``) and the persistent compilation cache is opt-in
+# (``_base.compilation_cache``; ``INTERLACE_COMPILATION_CACHE=1`` turns it on here).
+from . import datasets
+from ._base.compilation_cache import cache_from_environment as _cache_from_environment
+from ._base.compilation_cache import enable_compilation_cache
+from ._base.errors import (
     DataError,
     FormulaError,
     InterlaceError,
     MissingColumnError,
     ModelSpecError,
 )
-from ._base.precision import PrecisionError, float64_functional  # noqa: E402
-from ._core.arrays import ModelArrays  # noqa: E402
-from ._core.crossprod import CrossProducts, cross_products  # noqa: E402
-from ._core.deviance import profiled_deviance as _profiled_deviance  # noqa: E402
-from ._core.sharding import device_mesh, shard_leading, shard_rows  # noqa: E402
-from ._diagnostics.influence import hlm_influence  # noqa: E402
-from ._diagnostics.residuals import cooks_distance, hlm_resid, leverage, n_influential  # noqa: E402
-from ._fit import fit  # noqa: E402
-from ._functional import (  # noqa: E402
+from ._base.precision import PrecisionError, float64_functional
+from ._core.arrays import ModelArrays
+from ._core.crossprod import CrossProducts, cross_products
+from ._core.deviance import profiled_deviance as _profiled_deviance
+from ._core.sharding import device_mesh, shard_leading, shard_rows
+from ._diagnostics.influence import hlm_influence
+from ._diagnostics.residuals import cooks_distance, hlm_resid, leverage, n_influential
+from ._fit import fit
+from ._functional import (
     ArrayFit,
     blups,
     deviance,
@@ -120,14 +96,16 @@ from ._functional import (  # noqa: E402
     loglik,
     model_arrays,
 )
-from ._inference.anova import AnovaTable, anova  # noqa: E402
-from ._inference.replicates import BootstrapResult  # noqa: E402
-from ._model.theta_layout import theta_from_lme4, theta_to_lme4  # noqa: E402
-from ._result import CrossedLMEResult, isSingular  # noqa: E402
+from ._inference.anova import AnovaTable, anova
+from ._inference.replicates import BootstrapResult
+from ._model.theta_layout import theta_from_lme4, theta_to_lme4
+from ._result import CrossedLMEResult, isSingular
 
 # The pure deviance, checked for float64 arguments (``_base.precision``); internal code
 # calls ``_core.deviance.profiled_deviance`` directly.
 profiled_deviance = float64_functional(_profiled_deviance)
+
+_cache_from_environment()
 
 __version__ = "0.1.0"
 
@@ -166,4 +144,5 @@ __all__ = [
     "MissingColumnError",
     "ModelSpecError",
     "PrecisionError",
+    "enable_compilation_cache",
 ]

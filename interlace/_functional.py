@@ -7,6 +7,17 @@ use plain functions of arrays that compose with ``jax.jit``, ``jax.grad`` and
 differentiable in the data by the implicit function theorem. ``theta`` is in the
 user's term order with lme4's layout (:mod:`interlace._core.theta`), as in
 ``CrossedLMEResult.theta``.
+
+Precision, one rule (:mod:`interlace._base.precision`): where interlace builds the
+arrays (:func:`model_arrays`, :func:`fit_many`, which converts ``responses`` to float64
+as :func:`interlace.fit` converts data columns) it computes in float64 whatever
+``jax_enable_x64`` says. Functions of your arrays (:func:`deviance`, :func:`loglik`,
+:func:`blups`, :func:`fit_arrays`) compute in float64 when called eagerly with float64
+arrays (numpy, or JAX arrays from :func:`model_arrays`), and refuse a float32 array, or
+being traced by your ``jax.jit``/``grad``/``vmap`` with float64 off, with a
+:class:`~interlace.PrecisionError` that says how to turn float64 on
+(``jax.config.update("jax_enable_x64", True)``, or ``with jax.enable_x64(True):``
+around your transformation). Never a silent float32 fit.
 """
 
 from __future__ import annotations
@@ -73,8 +84,10 @@ def fit_many(formula: str, data: Any, responses: pd.DataFrame | ArrayLike,
     :func:`interlace._core.refit.default_batch_size`); any batch size is safe.
 
     ``data`` is any frame :func:`interlace.fit` accepts; ``responses`` is an ``(n, B)``
-    array or a frame (pandas, polars, pyarrow, a dict of columns) whose rows align with ``data``
-    (rows ``data`` drops for missing values are dropped from it too). Returns a
+    array or a frame (pandas, polars, pyarrow, a dict of columns) whose rows align with
+    ``data`` (rows ``data`` drops for missing values are dropped from it too), converted
+    to float64 (a float32 array is widened, as data columns are in :func:`interlace.fit`;
+    the fits are float64 whatever ``jax_enable_x64`` says). Returns a
     DataFrame with one row per response: fixed effects, theta (lme4's names), sigma,
     deviance and converged.
     """

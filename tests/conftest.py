@@ -29,6 +29,20 @@ def fit_quiet(*args, **kwargs):
     return result, [str(w.message) for w in caught]
 
 
+@pytest.fixture(scope="module")
+def float64_throughout():
+    """JAX float64 on for a whole module (``pytestmark = pytest.mark.usefixtures(
+    "float64_throughout")``): only for low-level tests of private ``_core`` functions, which
+    make JAX arrays and call unscoped internals throughout. Everything else relies on the
+    public entry points' own float64 scopes (``interlace._base.precision``), or wraps its
+    own array-making in ``with jax.enable_x64(True):``; importing interlace leaves
+    ``jax_enable_x64`` off, and so does the suite."""
+    import jax
+
+    with jax.enable_x64(True):
+        yield
+
+
 @pytest.fixture(scope="session")
 def page_df():
     return interlace.datasets.exam_scores()

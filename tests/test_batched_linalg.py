@@ -21,6 +21,9 @@ import interlace
 from interlace._core import linalg
 from interlace._core import refit as sim
 
+# private _core functions on JAX arrays made here: float64 for the whole module
+pytestmark = pytest.mark.usefixtures("float64_throughout")
+
 
 def _custom_calls(text: str) -> list[str]:
     return re.findall(r"custom_call @(\w+)", text) + re.findall(

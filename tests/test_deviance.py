@@ -24,6 +24,9 @@ from interlace._core.optimize import minimize_deviance
 
 from .dense_reference import dense_fit_at
 
+# private _core functions on JAX arrays made here: float64 for the whole module
+pytestmark = pytest.mark.usefixtures("float64_throughout")
+
 N, NLEVELS = 120, [9, 17, 4]  # the largest factor is not first: exercises the reordering
 
 

@@ -47,61 +47,70 @@ def _central(f, x, direction, h):
 
 
 def test_functions_agree_with_fit(model, fitted):
-    theta = jnp.asarray(fitted.theta.to_numpy())
-    assert float(deviance(theta, model)) == pytest.approx(fitted.deviance, rel=1e-10)
-    b = blups(theta, model)
-    np.testing.assert_allclose(np.asarray(b[0]), fitted.random_effects["subject"].to_numpy(),
-                               rtol=1e-8, atol=1e-10)
-    out = jax.jit(fit_arrays)(model)
-    assert bool(out["converged"])
-    np.testing.assert_allclose(out["beta"], fitted.fe_params.to_numpy(), rtol=1e-7)
-    np.testing.assert_allclose(out["theta"], fitted.theta.to_numpy(), rtol=1e-5)
-    assert float(out["sigma"]) ** 2 == pytest.approx(fitted.scale, rel=1e-7)
+    # jnp arrays of our own and jax.jit around the functional layer: float64 on (the
+    # documented rule; eager calls on float64 arrays need nothing)
+    with jax.enable_x64(True):
+        theta = jnp.asarray(fitted.theta.to_numpy())
+        assert float(deviance(theta, model)) == pytest.approx(fitted.deviance, rel=1e-10)
+        b = blups(theta, model)
+        np.testing.assert_allclose(np.asarray(b[0]), fitted.random_effects["subject"].to_numpy(),
+                                   rtol=1e-8, atol=1e-10)
+        out = jax.jit(fit_arrays)(model)
+        assert bool(out["converged"])
+        np.testing.assert_allclose(out["beta"], fitted.fe_params.to_numpy(), rtol=1e-7)
+        np.testing.assert_allclose(out["theta"], fitted.theta.to_numpy(), rtol=1e-5)
+        assert float(out["sigma"]) ** 2 == pytest.approx(fitted.scale, rel=1e-7)
 
 
 def test_loglik_maximum_is_the_ml_deviance(model):
     out = fit_arrays(model, reml=False)
     ll = loglik(out["beta"], out["theta"], out["sigma"], model)
     assert float(ll) == pytest.approx(-0.5 * float(out["deviance"]), rel=1e-12)
-    # and it is a maximum in beta and sigma: any perturbation lowers it
-    assert float(loglik(out["beta"] + 0.01, out["theta"], out["sigma"], model)) < float(ll)
-    assert float(loglik(out["beta"], out["theta"], out["sigma"] * 1.01, model)) < float(ll)
+    # and it is a maximum in beta and sigma: any perturbation lowers it (perturbed in numpy:
+    # arithmetic on JAX arrays with float64 off would make float32 arrays, refused)
+    beta, sigma = np.asarray(out["beta"]), np.asarray(out["sigma"])
+    assert float(loglik(beta + 0.01, out["theta"], sigma, model)) < float(ll)
+    assert float(loglik(beta, out["theta"], sigma * 1.01, model)) < float(ll)
 
 
 @pytest.mark.parametrize("wrt", ["theta", "beta", "sigma", "y", "X"])
 def test_loglik_gradients_match_central_differences(model, fitted, wrt):
-    beta = jnp.asarray(fitted.fe_params.to_numpy()) + 0.1
-    theta = jnp.asarray(fitted.theta.to_numpy()) * 1.1
-    sigma = jnp.asarray(np.sqrt(fitted.scale))
-    args = {"theta": theta, "beta": beta, "sigma": sigma, "y": model.y, "X": model.X}
+    # jax.grad around the functional layer: float64 on, as documented
+    with jax.enable_x64(True):
+        beta = jnp.asarray(fitted.fe_params.to_numpy()) + 0.1
+        theta = jnp.asarray(fitted.theta.to_numpy()) * 1.1
+        sigma = jnp.asarray(np.sqrt(fitted.scale))
+        args = {"theta": theta, "beta": beta, "sigma": sigma, "y": model.y, "X": model.X}
 
-    def f(x):
-        a = dict(args, **{wrt: x})
-        m = model.replace(y=a["y"], X=a["X"])
-        return loglik(a["beta"], a["theta"], a["sigma"], m)
+        def f(x):
+            a = dict(args, **{wrt: x})
+            m = model.replace(y=a["y"], X=a["X"])
+            return loglik(a["beta"], a["theta"], a["sigma"], m)
 
-    x = args[wrt]
-    grad = jax.grad(f)(x)
-    rng = np.random.default_rng(0)
-    h = 1e-5 * (1.0 + float(jnp.max(jnp.abs(x))))  # step relative to the argument's scale
-    for _ in range(3):  # random directions: directional derivatives
-        d = jnp.asarray(rng.normal(size=np.shape(x)))
-        fd = _central(f, x, d, h)
-        assert float(jnp.sum(grad * d)) == pytest.approx(float(fd), rel=1e-6), wrt
+        x = args[wrt]
+        grad = jax.grad(f)(x)
+        rng = np.random.default_rng(0)
+        h = 1e-5 * (1.0 + float(jnp.max(jnp.abs(x))))  # step relative to the argument's scale
+        for _ in range(3):  # random directions: directional derivatives
+            d = jnp.asarray(rng.normal(size=np.shape(x)))
+            fd = _central(f, x, d, h)
+            assert float(jnp.sum(grad * d)) == pytest.approx(float(fd), rel=1e-6), wrt
 
 
 def test_estimate_gradients_match_refits(model):
     """d(estimates)/dy by the implicit function theorem = finite differences of refits."""
-    def estimates_of(y):
-        out = fit_arrays(model.replace(y=y))
-        return jnp.concatenate([out["beta"], out["theta"], out["sigma"][None]])
+    # jax.jacrev around fit_arrays: float64 on, as documented
+    with jax.enable_x64(True):
+        def estimates_of(y):
+            out = fit_arrays(model.replace(y=y))
+            return jnp.concatenate([out["beta"], out["theta"], out["sigma"][None]])
 
-    jac = jax.jacrev(estimates_of)(model.y)  # (k, n)
-    rng = np.random.default_rng(1)
-    for _ in range(2):
-        d = jnp.asarray(rng.normal(size=model.y.shape))
-        fd = _central(estimates_of, model.y, d, 1e-3)  # refits; Newton-polished optima
-        np.testing.assert_allclose(jac @ d, fd, rtol=1e-5, atol=1e-9)
+        jac = jax.jacrev(estimates_of)(model.y)  # (k, n)
+        rng = np.random.default_rng(1)
+        for _ in range(2):
+            d = jnp.asarray(rng.normal(size=model.y.shape))
+            fd = _central(estimates_of, model.y, d, 1e-3)  # refits; Newton-polished optima
+            np.testing.assert_allclose(jac @ d, fd, rtol=1e-5, atol=1e-9)
 
 
 def test_vmapped_fits_equal_separate_fits(data):

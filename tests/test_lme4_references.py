@@ -85,9 +85,10 @@ def _at_lme4_theta(res, ref):
     d = res.design
     cp = interlace.cross_products(list(d.codes), [len(lv) for lv in d.levels], d.X, d.y)
     theta_user = np.array([ref["theta"][f"{g}.(Intercept)"] for g in d.factor_names])
-    theta = jax.numpy.asarray(theta_user[list(cp.order)])
-    dev, grad = jax.value_and_grad(interlace.profiled_deviance)(theta, cp, reml=ref["REML"])
-    return float(dev), np.asarray(grad), estimates(theta, cp, reml=ref["REML"])
+    with jax.enable_x64(True):  # grad of the functional layer, and the private estimates
+        theta = jax.numpy.asarray(theta_user[list(cp.order)])
+        dev, grad = jax.value_and_grad(interlace.profiled_deviance)(theta, cp, reml=ref["REML"])
+        return float(dev), np.asarray(grad), estimates(theta, cp, reml=ref["REML"])
 
 
 def test_same_formulas_at_lme4_theta(case):

@@ -1,8 +1,9 @@
 """Float64 whatever the process's JAX settings (issue 16, ``interlace._base.precision``).
 
-Turning ``jax_enable_x64`` off is process-wide, so those checks run in a fresh Python
-process: it imports interlace (which turns float64 on), fits and evaluates with it on,
-turns it off and repeats. The fit must give the float64 numbers (1e-10 relative: a
+Turning ``jax_enable_x64`` on and off is process-wide, so those checks run in a fresh
+Python process: it turns float64 on (as a user may; importing interlace leaves it off),
+fits and evaluates, turns it off and repeats: the functions first compiled with the flag
+on keep working inside interlace's scopes. The fit must give the float64 numbers (1e-10 relative: a
 float32 fit of the same model is ~1e-7 off) and the functional layer must either give
 float64 results or raise :class:`interlace.PrecisionError` with instructions.
 """
@@ -29,6 +30,7 @@ import json, warnings
 import jax, jax.numpy as jnp, numpy as np
 import interlace
 
+jax.config.update("jax_enable_x64", True)
 warnings.simplefilter("ignore")
 df = interlace.datasets.exam_scores()  # 300 rows, 30 students x 10 schools, crossed
 F, G = "score ~ hours_studied + prior_gpa", ["student_id", "school_id"]
@@ -138,20 +140,21 @@ def test_tracing_inside_enable_x64_scope_works(x64_off_run):
     assert x64_off_run["scoped_jit_rel"] < 1e-12
 
 
-# --- in this process (float64 on) -------------------------------------------------------
+# --- in this process (float64 off, JAX's default: importing interlace leaves it so) ------
 @pytest.fixture(scope="module")
 def page_arrays(page_df):
     return interlace.model_arrays(PAGE_FORMULA, page_df, PAGE_GROUPS)
 
 
 def test_float32_array_is_refused_even_with_x64_on(page_arrays):
-    theta32 = jnp.asarray(np.array([0.6, 0.3]), dtype=jnp.float32)
-    with pytest.raises(interlace.PrecisionError, match=r"'theta' holds a float32 array.*"
-                                                       r"jnp\.float64"):
-        interlace.deviance(theta32, page_arrays)
-    y32 = page_arrays.y.astype(jnp.float32)
-    with pytest.raises(interlace.PrecisionError, match="'model' holds a float32"):
-        interlace.fit_arrays(page_arrays.replace(y=y32))
+    with jax.enable_x64(True):
+        theta32 = jnp.asarray(np.array([0.6, 0.3]), dtype=jnp.float32)
+        with pytest.raises(interlace.PrecisionError, match=r"'theta' holds a float32 array.*"
+                                                           r"jnp\.float64"):
+            interlace.deviance(theta32, page_arrays)
+        y32 = page_arrays.y.astype(jnp.float32)
+        with pytest.raises(interlace.PrecisionError, match="'model' holds a float32"):
+            interlace.fit_arrays(page_arrays.replace(y=y32))
     assert issubclass(interlace.PrecisionError, interlace.InterlaceError)
 
 
@@ -165,7 +168,8 @@ def test_python_scalars_are_taken_as_float64(page_arrays):
 
 # Every public entry point that computes runs in float64 whatever the flag says.
 _SCOPED = ["fit", "fit_many", "model_arrays", "cross_products", "anova", "hlm_resid",
-           "leverage", "cooks_distance", "n_influential", "hlm_influence"]
+           "leverage", "cooks_distance", "n_influential", "hlm_influence", "shard_rows",
+           "shard_leading"]
 _FUNCTIONAL = ["deviance", "loglik", "blups", "fit_arrays", "profiled_deviance"]
 _METHODS = ["bootstrap_se", "coef_table", "confint", "simulate", "parametric_bootstrap",
             "cluster_bootstrap", "pigeonhole_bootstrap"]
@@ -191,8 +195,7 @@ def test_scope_restores_the_setting_after_an_exception():
         assert jax.config.jax_enable_x64
         raise RuntimeError("inside")
 
-    with jax.enable_x64(False):
-        with pytest.raises(RuntimeError, match="inside"):
-            boom()
-        assert not jax.config.jax_enable_x64
-    assert jax.config.jax_enable_x64
+    assert not jax.config.jax_enable_x64  # importing interlace left JAX's default
+    with pytest.raises(RuntimeError, match="inside"):
+        boom()
+    assert not jax.config.jax_enable_x64

@@ -7,6 +7,7 @@ test explains why and what reference decides (lme4, see test_lme4_references.py)
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -179,7 +180,8 @@ def test_bootstrap_se_within_monte_carlo_error(page_result, level, page_se, code
     d = page_result.design
     codes = None if codes_of is None else d.codes[d.factor_names.index(codes_of)]
     nlev = 0 if codes is None else len(d.levels[d.factor_names.index(codes_of)])
-    reps = chunked_replicates(7, d.y, codes, nlev, weighted_median, 40_000)
+    with jax.enable_x64(True):  # the private engine of bootstrap_se, called directly
+        reps = chunked_replicates(7, d.y, codes, nlev, weighted_median, 40_000)
     se, mc_sd = float(np.std(reps, ddof=1)), _mc_sd_of_se(reps, 500)
     assert abs(se - page_se) < 4 * mc_sd, (se, page_se, mc_sd)
     se500 = page_result.bootstrap_se("median", 500, resample_level=level, seed=42)

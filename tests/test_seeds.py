@@ -33,9 +33,12 @@ def _data(key) -> np.ndarray:
 # --- the helper ----------------------------------------------------------------------
 @pytest.mark.parametrize("seed", [0, 1, 42, 2**32 + 5, 2**63 - 1])
 def test_integer_seed_is_jax_random_key(seed):
-    """Below 2**64 an integer gives jax.random.key(seed)'s key (the streams interlace
-    always used), Python or numpy integer alike."""
-    want = _data(jax.random.key(seed))
+    """Below 2**64 an integer gives jax.random.key(seed)'s key with float64 on (the
+    streams interlace always used), Python or numpy integer alike, whatever the flag: with
+    it off JAX keeps only the low 32 bits of a seed (2**32 + 5 gives key(5)'s data)."""
+    with jax.enable_x64(True):
+        want = _data(jax.random.key(seed))
+    assert not jax.config.jax_enable_x64  # interlace's key below is made with it off
     np.testing.assert_array_equal(_data(key_from_seed(seed)), want)
     np.testing.assert_array_equal(_data(key_from_seed(np.int64(seed))), want)
     np.testing.assert_array_equal(_data(key_from_seed(np.uint64(seed))), want)

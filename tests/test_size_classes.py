@@ -27,6 +27,9 @@ from interlace._model.estimate import fit_cross_products
 
 from .conftest import DATA
 
+# private _core functions on JAX arrays made here: float64 for the whole module
+pytestmark = pytest.mark.usefixtures("float64_throughout")
+
 
 def _crossed(n: int, levels: tuple[int, ...], seed: int) -> pd.DataFrame:
     """Crossed factors g1, g2, ... with random intercepts and a slope on x in g2."""

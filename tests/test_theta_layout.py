@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -110,9 +111,10 @@ def test_batches_and_jax_arrays():
     ma = _model(formula, file)
     rng = np.random.default_rng(0)
     batch = rng.uniform(0.1, 1.0, (5, len(ma.theta_names)))
-    lme4 = theta_to_lme4(jnp.asarray(batch), ma)
-    assert isinstance(lme4, jnp.ndarray) and lme4.shape == batch.shape
-    np.testing.assert_array_equal(np.asarray(theta_from_lme4(lme4, ma)), batch)
+    with jax.enable_x64(True):  # float64 JAX arrays of our own
+        lme4 = theta_to_lme4(jnp.asarray(batch), ma)
+        assert isinstance(lme4, jnp.ndarray) and lme4.shape == batch.shape
+        np.testing.assert_array_equal(np.asarray(theta_from_lme4(lme4, ma)), batch)
     # user order (item, subject block) -> lme4 (subject block, item)
     np.testing.assert_array_equal(np.asarray(lme4), batch[:, [1, 2, 3, 0]])
 

@@ -3,14 +3,18 @@
 Mixed-model likelihoods need float64: variance components near the boundary and the
 log-determinants of large systems lose too much in float32 (a crossed design of 8,000
 rows: deviance 25263.8945 in float32 against 25263.8901). JAX computes in float32
-unless ``jax_enable_x64`` is on, and that flag is process-wide: a user, or another
-library, may turn it off after importing interlace. So interlace does not rely on it:
+unless ``jax_enable_x64`` is on, and that flag is process-wide: it belongs to the user
+(and to the other libraries in the process), so importing interlace leaves it as it is,
+and interlace does not rely on it:
 
 * :func:`float64_scope` (the pandas entry points, which build their own arrays:
   ``fit``, ``fit_many``, ``model_arrays``, ``cross_products``, the diagnostics, ``anova``
   and the result's methods that compute) runs the call inside
   ``with jax.enable_x64(True):``, whatever the setting outside. Their results are
-  numpy/pandas (or float64 JAX arrays, for ``model_arrays``/``cross_products``).
+  numpy/pandas (or float64 JAX arrays, for ``model_arrays``/``cross_products``; JAX
+  keeps an array's dtype, so they stay float64 after the scope; only new arithmetic on
+  them with float64 off gives float32, JAX's own rule). jit caches are keyed on the
+  flag, so a function compiled inside a scope is found again by the next scoped call.
 * :func:`float64_functional` (the pure functions a user may call inside their own
   ``jax.jit``/``grad``/``vmap``: ``deviance``, ``loglik``, ``blups``, ``fit_arrays``,
   ``profiled_deviance``) cannot change the precision of a computation it is traced into:

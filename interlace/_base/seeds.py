@@ -4,8 +4,10 @@ A seed may be
 
 * ``None``: fresh entropy from the operating system (``np.random.SeedSequence()``);
 * a non-negative integer (Python or numpy): reproducible. Below ``2**64`` the JAX key is
-  exactly ``jax.random.key(seed)``'s (threefry), whatever ``jax_enable_x64`` says;
-  larger integers go through ``np.random.SeedSequence(seed)``;
+  exactly ``jax.random.key(seed)``'s (threefry) with ``jax_enable_x64`` on, whatever the
+  flag says (with it off, JAX itself keeps only the low 32 bits of a seed of ``2**32``
+  or more; interlace keeps all 64); larger integers go through
+  ``np.random.SeedSequence(seed)``;
 * a ``np.random.SeedSequence``: reproducible (its state, not its spawn counter, is used);
 * a ``np.random.Generator``: interlace draws one 64-bit integer from it, so the
   generator advances (as numpy functions that take a generator do); the same generator

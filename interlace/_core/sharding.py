@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .._base.precision import float64_scope
 from .arrays import ModelArrays
 
 __all__ = ["device_mesh", "shard_rows", "shard_leading"]
@@ -35,6 +36,7 @@ def _pad_rows(x: jnp.ndarray, extra: int) -> jnp.ndarray:
     return jnp.concatenate([x, jnp.repeat(x[:1], extra, axis=0)]) if extra else x
 
 
+@float64_scope
 def shard_rows(model: ModelArrays, mesh: Mesh | None = None) -> ModelArrays:
     """``model`` with its row arrays split across ``mesh``'s devices.
 
@@ -60,6 +62,7 @@ def shard_rows(model: ModelArrays, mesh: Mesh | None = None) -> ModelArrays:
                         leaves["pos"]))
 
 
+@float64_scope
 def shard_leading(x, mesh: Mesh | None = None):
     """Place ``x`` with its leading axis (replicates, responses) split across devices;
     the leading size must be a multiple of the device count."""

@@ -9,6 +9,10 @@ import warnings
 import jax
 import jax.numpy as jnp
 
+# A program that jits the functional layer turns float64 on at start-up (the documented
+# rule; importing interlace leaves it off).
+jax.config.update("jax_enable_x64", True)
+
 import interlace
 from interlace._core.arrays import cross_products_of
 from interlace._inference.response_bootstrap import resample_weights, weighted_median
