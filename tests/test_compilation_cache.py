@@ -124,9 +124,9 @@ def test_warmup_fills_the_cache_a_fit_then_loads(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     cache = tmp_path / "xdg" / "interlace" / "jax"
     assert "INTERLACE_COMPILATION_CACHE=1" in proc.stdout and str(cache) in proc.stdout
-    assert len(_files(cache)) >= 4  # minimize_deviance and estimates, REML and ML
+    assert len(_files(cache)) >= 1  # the class's one evaluation (REML and ML alike)
     out = _run(dict(env, INTERLACE_COMPILATION_CACHE="1"))
-    assert out["hits"] >= 2  # the padded fit's optimiser and estimates
+    assert out["hits"] >= 1  # the padded fit's evaluation, loaded instead of compiled
     off = subprocess.run([sys.executable, "-m", "interlace", "warmup"], capture_output=True,
                          env=dict(env, INTERLACE_NO_COMPILATION_CACHE="1"), text=True,
                          timeout=600, cwd=_ROOT, check=False)

@@ -25,6 +25,9 @@ from interlace._core.theta import to_internal
 from interlace._model.design import build_design
 from interlace._model.estimate import fit_cross_products, start_values
 
+# Low-level tests of private _core functions on their own JAX arrays.
+pytestmark = pytest.mark.usefixtures("float64_throughout")
+
 
 def _numpy_fun(f, grad):
     calls = []
