@@ -173,11 +173,13 @@ def optimize(cp: CrossProducts, theta0: np.ndarray, *, reml: bool, maxiter: int,
              verbose: bool = False) -> Optimum:
     """L-BFGS from ``theta0`` and the estimates at the optimum (:class:`Optimum`).
 
-    The loop runs on the host over one compiled evaluation (deviance, gradient and
-    estimates: :func:`~interlace._core.evaluation.evaluate`, with the method as data), on
-    ``cp`` padded to its size class (:mod:`interlace._core.buckets`) when it has one, so
-    that models of a class, REML and ML alike, share one executable. ``verbose`` runs the
-    compiled loop of :func:`minimize_deviance`, which prints each iteration as it goes."""
+    The loop runs on the host over one compiled evaluation
+    (:func:`~interlace._core.evaluation.evaluate`, with the method as data). A model with a
+    size class (:mod:`interlace._core.buckets`) runs padded, and its evaluations carry the
+    estimates, so that models of a class, REML and ML alike, share one executable; a model
+    at its exact shapes (large) evaluates deviance and gradient only and takes the
+    estimates once at the optimum. ``verbose`` runs the compiled loop of
+    :func:`minimize_deviance`, which prints each iteration as it goes."""
     if verbose:
         opt = minimize_deviance(device_array(theta0), cp, reml=reml, maxiter=maxiter,
                                 verbose=verbose)
