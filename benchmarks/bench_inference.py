@@ -90,8 +90,10 @@ N_BOOT_SLEEP = 1000
 N_BOOT_INSTEVAL = 100
 N_LME4_INSTEVAL = 5
 LME4_BOOT_WARMUP = 20
-REPEATS = {"full": {"influence": (5, 3), "sleepstudy": (3, 3)},
-           "quick": {"influence": (2, 1), "sleepstudy": (1, 1)}}  # (interlace, lme4)
+REPEATS = {
+    "full": {"influence": (5, 3), "sleepstudy": (3, 3)},
+    "quick": {"influence": (2, 1), "sleepstudy": (1, 1)},
+}  # (interlace, lme4)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -102,42 +104,62 @@ def start_worker(extra_env=None, mem_limit_gb=None):
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker"]
     if mem_limit_gb:  # the worker sets RLIMIT_DATA itself, before it imports jax
         cmd += ["--mem-limit-gb", str(mem_limit_gb)]
-    worker = harness.Worker(cmd, env={"INTERLACE_NO_COMPILATION_CACHE": "1"},
-                            extra_env=extra_env, mem_limit_gb=mem_limit_gb)
+    worker = harness.Worker(
+        cmd,
+        env={"INTERLACE_NO_COMPILATION_CACHE": "1"},
+        extra_env=extra_env,
+        mem_limit_gb=mem_limit_gb,
+    )
     worker.info = worker.reply("start")
     return worker
 
 
-def alternate(il, lme4, reps, label, il_request, r_request, il_keys=(), r_keys=(),
-              r_warmup=None):
+def alternate(il, lme4, reps, label, il_request, r_request, il_keys=(), r_keys=(), r_warmup=None):
     """A task's repetitions: one untimed warm-up per side (interlace ``il_request(-1)``,
     lme4 ``r_warmup``, default ``r_request(0)``), then interlace ``il_request(i)`` and lme4
     ``r_request(i)`` alternately: il 0, r 0, il 1, r 1, ...; extra ones come last. Returns
     each side's part of the task's result (lme4's None without lme4) and last reply."""
     first = il.ask(**il_request(-1))
-    print(f"  {label}: interlace warm-up {first['seconds']:.2f} s "
-          f"(compile {first['compile_s']:.2f} s)", flush=True)
+    print(
+        f"  {label}: interlace warm-up {first['seconds']:.2f} s "
+        f"(compile {first['compile_s']:.2f} s)",
+        flush=True,
+    )
     if lme4:
         r_first = lme4.ask(r_warmup or r_request(0))
-        print(f"  {label}: lme4 warm-up ({r_warmup or r_request(0)}) "
-              f"{r_first['seconds']:.2f} s", flush=True)
+        print(
+            f"  {label}: lme4 warm-up ({r_warmup or r_request(0)}) {r_first['seconds']:.2f} s",
+            flush=True,
+        )
     (n_il, n_r), a, b, last = reps, [], [], {}
     for i in range(max(n_il, n_r if lme4 else 0)):
         if i < n_il:
             last["il"] = il.ask(**il_request(i))
             a.append({**_timing(last["il"]), **{k: last["il"][k] for k in il_keys}})
-            print(f"  {label}: interlace {i + 1}/{n_il}: {a[-1]['seconds']:.3f} s "
-                  f"(cpu {a[-1]['cpu_s']:.3f} s, compile {a[-1]['compile_s']:.3f} s)",
-                  flush=True)
+            print(
+                f"  {label}: interlace {i + 1}/{n_il}: {a[-1]['seconds']:.3f} s "
+                f"(cpu {a[-1]['cpu_s']:.3f} s, compile {a[-1]['compile_s']:.3f} s)",
+                flush=True,
+            )
         if lme4 and i < n_r:
             last["r"] = lme4.ask(r_request(i))
             b.append({k: last["r"][k] for k in ("seconds", "cpu_s", *r_keys)})
-            print(f"  {label}: lme4 {i + 1}/{n_r}: {b[-1]['seconds']:.3f} s "
-                  f"(cpu {b[-1]['cpu_s']:.3f} s)", flush=True)
-    il_part = {"first_call": _timing(first), "runs": a, **summary(a),
-               "compile_median_s": med(a, "compile_s")}
-    r_part = lme4 and {"first_call": {k: r_first[k] for k in ("seconds", "cpu_s")},
-                       "runs": b, **summary(b)}
+            print(
+                f"  {label}: lme4 {i + 1}/{n_r}: {b[-1]['seconds']:.3f} s "
+                f"(cpu {b[-1]['cpu_s']:.3f} s)",
+                flush=True,
+            )
+    il_part = {
+        "first_call": _timing(first),
+        "runs": a,
+        **summary(a),
+        "compile_median_s": med(a, "compile_s"),
+    }
+    r_part = lme4 and {
+        "first_call": {k: r_first[k] for k in ("seconds", "cpu_s")},
+        "runs": b,
+        **summary(b),
+    }
     return il_part, r_part, last["il"], last.get("r")
 
 
@@ -168,9 +190,11 @@ def worker(mem_limit_gb=None):
         return timed(lambda: interlace.fit(INSTEVAL_FORMULA, df, method="REML"))
 
     env = harness.environment(interlace)
-    env["worker_env"] = {k: os.environ[k] for k in ("NPROC", "XLA_FLAGS",
-                                                     "INTERLACE_NO_COMPILATION_CACHE")
-                         if k in os.environ}
+    env["worker_env"] = {
+        k: os.environ[k]
+        for k in ("NPROC", "XLA_FLAGS", "INTERLACE_NO_COMPILATION_CACHE")
+        if k in os.environ
+    }
     env["worker_rlimit_as_gib"] = mem_limit_gb
     harness.say("RESULT", env)
 
@@ -182,16 +206,24 @@ def worker(mem_limit_gb=None):
             return {**t, "converged": bool(r.converged), "fe_names": list(r.fe_params.index)}
         if op == "influence":
             inf, t = timed(lambda: interlace.hlm_influence(fits["page"]))
-            return {**t, "n_deletions": len(inf), "n_converged": int(inf["converged"].sum()),
-                    "cooksd": inf["cooksd"].tolist()}
+            return {
+                **t,
+                "n_deletions": len(inf),
+                "n_converged": int(inf["converged"].sum()),
+                "cooksd": inf["cooksd"].tolist(),
+            }
         if op == "boot":
             r = fits[req["model"]]
             boot, t = timed(lambda: r.parametric_bootstrap(req["n"], seed=req["seed"]))
             se = boot.se()
-            return {**t, "seed": req["seed"], "n": req["n"],
-                    "n_converged": int(boot.converged.sum()),
-                    "boot_sd": [float(se[n]) for n in r.fe_params.index],
-                    "peak_rss_mib": harness.peak_rss_mib()}
+            return {
+                **t,
+                "seed": req["seed"],
+                "n": req["n"],
+                "n_converged": int(boot.converged.sum()),
+                "boot_sd": [float(se[n]) for n in r.fe_params.index],
+                "peak_rss_mib": harness.peak_rss_mib(),
+            }
         raise ValueError(f"unknown request {req!r}")
 
     harness.serve(handle)
@@ -202,18 +234,33 @@ def task_influence(il, lme4, reps):
     import numpy as np
 
     fit = il.ask(op="setup", model="page")
-    i, r, il_last, r_last = alternate(il, lme4, reps, "influence", lambda i: {"op": "influence"},
-                                      lambda i: "influence_page",
-                                      r_keys=("n_warnings", "n_messages"))
-    res = {"interlace": {"fit": _timing(fit), **i, "n_deletions": il_last["n_deletions"],
-                         "n_converged": il_last["n_converged"]},
-           "lme4": None}
+    i, r, il_last, r_last = alternate(
+        il,
+        lme4,
+        reps,
+        "influence",
+        lambda i: {"op": "influence"},
+        lambda i: "influence_page",
+        r_keys=("n_warnings", "n_messages"),
+    )
+    res = {
+        "interlace": {
+            "fit": _timing(fit),
+            **i,
+            "n_deletions": il_last["n_deletions"],
+            "n_converged": il_last["n_converged"],
+        },
+        "lme4": None,
+    }
     if lme4:
         cd_r = np.asarray(r_last["cooksd"])
         cd_i = np.asarray(il_last["cooksd"])
-        res["lme4"] = {**r, "n_deletions": r_last["n_deletions"],
-                       "n_messages_last": r_last["n_messages"],
-                       "n_warnings_last": r_last["n_warnings"]}
+        res["lme4"] = {
+            **r,
+            "n_deletions": r_last["n_deletions"],
+            "n_messages_last": r_last["n_messages"],
+            "n_warnings_last": r_last["n_warnings"],
+        }
         res["cooksd_max_abs_diff"] = float(np.max(np.abs(cd_i - cd_r)))
         res["cooksd_max"] = float(np.max(cd_r))
         res["cooksd_max_rel_diff"] = float(np.max(np.abs(cd_i - cd_r) / np.abs(cd_r)))
@@ -228,8 +275,9 @@ def sd_agreement(names, sd_il, sd_r, n_il, n_r):
     rows = []
     for n, a, b in zip(names, sd_il, sd_r):
         rel = (a - b) / b
-        rows.append({"name": n, "interlace": a, "lme4": b, "rel_diff": rel,
-                     "mc_se_rel": mc, "z": rel / mc})
+        rows.append(
+            {"name": n, "interlace": a, "lme4": b, "rel_diff": rel, "mc_se_rel": mc, "z": rel / mc}
+        )
     return rows
 
 
@@ -237,36 +285,61 @@ def task_sleepstudy(il, lme4, reps):
     fit = il.ask(op="setup", model="sleepstudy")
     names = fit["fe_names"]
     i, r, il_last, rr = alternate(
-        il, lme4, reps, "sleepstudy bootstrap",
+        il,
+        lme4,
+        reps,
+        "sleepstudy bootstrap",
         lambda i: {"op": "boot", "model": "sleepstudy", "n": N_BOOT_SLEEP, "seed": i + 1},
-        lambda i: f"bootmer_sleepstudy {N_BOOT_SLEEP} {i + 1}", il_keys=("n_converged",),
+        lambda i: f"bootmer_sleepstudy {N_BOOT_SLEEP} {i + 1}",
+        il_keys=("n_converged",),
         r_keys=("n_ok", "n_warnings", "n_messages"),
-        r_warmup=f"bootmer_sleepstudy {LME4_BOOT_WARMUP} 0")
+        r_warmup=f"bootmer_sleepstudy {LME4_BOOT_WARMUP} 0",
+    )
     n_conv = il_last["n_converged"]
-    res = {"interlace": {"fit": _timing(fit), **i, "n_converged_last": n_conv,
-                         "seed_last": il_last["seed"], "fe_names": names,
-                         "boot_sd": il_last["boot_sd"]},
-           "lme4": None}
+    res = {
+        "interlace": {
+            "fit": _timing(fit),
+            **i,
+            "n_converged_last": n_conv,
+            "seed_last": il_last["seed"],
+            "fe_names": names,
+            "boot_sd": il_last["boot_sd"],
+        },
+        "lme4": None,
+    }
     if lme4:
-        res["lme4"] = {"first_call": r["first_call"], "warmup_nsim": LME4_BOOT_WARMUP, **r,
-                       "n_ok_last": rr["n_ok"], "n_warnings_last": rr["n_warnings"],
-                       "n_messages_last": rr["n_messages"], "fe_names": rr["names"],
-                       "boot_sd": rr["boot_sd"], "seed_last": rr["seed"]}
-        res["sd_agreement"] = sd_agreement(names, res["interlace"]["boot_sd"], rr["boot_sd"],
-                                           n_conv, rr["n_ok"])
+        res["lme4"] = {
+            "first_call": r["first_call"],
+            "warmup_nsim": LME4_BOOT_WARMUP,
+            **r,
+            "n_ok_last": rr["n_ok"],
+            "n_warnings_last": rr["n_warnings"],
+            "n_messages_last": rr["n_messages"],
+            "fe_names": rr["names"],
+            "boot_sd": rr["boot_sd"],
+            "seed_last": rr["seed"],
+        }
+        res["sd_agreement"] = sd_agreement(
+            names, res["interlace"]["boot_sd"], rr["boot_sd"], n_conv, rr["n_ok"]
+        )
         res["ratio"] = res["lme4"]["median_s"] / res["interlace"]["median_s"]
     return res
 
 
 def task_insteval(il, lme4, reps=None):
     fit = il.ask(op="setup", model="insteval")
-    print(f"  InstEval: interlace fit {fit['seconds']:.2f} s "
-          f"(compile {fit['compile_s']:.2f} s)", flush=True)
+    print(
+        f"  InstEval: interlace fit {fit['seconds']:.2f} s (compile {fit['compile_s']:.2f} s)",
+        flush=True,
+    )
     failures = []
 
     def one_il(seed, label):
-        print(f"  InstEval bootstrap ({N_BOOT_INSTEVAL}): interlace {label} call (seed {seed}) "
-              "running ...", flush=True)
+        print(
+            f"  InstEval bootstrap ({N_BOOT_INSTEVAL}): interlace {label} call (seed {seed}) "
+            "running ...",
+            flush=True,
+        )
         try:
             out = il.ask(op="boot", model="insteval", n=N_BOOT_INSTEVAL, seed=seed)
         except (WorkerDied, WorkerError) as exc:  # recorded; lme4 is still measured
@@ -274,10 +347,13 @@ def task_insteval(il, lme4, reps=None):
             print(f"  FAILED: {exc.args[0]['message']}", flush=True)
             return None
         out["worker_peak_rss_mib"] = il.peak_rss_mib
-        print(f"  InstEval bootstrap ({N_BOOT_INSTEVAL}): interlace {label} call: "
-              f"{out['seconds']:.2f} s (cpu {out['cpu_s']:.2f} s, compile "
-              f"{out['compile_s']:.2f} s), {out['n_converged']} converged, worker peak RSS "
-              f"{out['peak_rss_mib']:.0f} MiB", flush=True)
+        print(
+            f"  InstEval bootstrap ({N_BOOT_INSTEVAL}): interlace {label} call: "
+            f"{out['seconds']:.2f} s (cpu {out['cpu_s']:.2f} s, compile "
+            f"{out['compile_s']:.2f} s), {out['n_converged']} converged, worker peak RSS "
+            f"{out['peak_rss_mib']:.0f} MiB",
+            flush=True,
+        )
         return out
 
     first = one_il(0, "first")  # includes compilation
@@ -285,20 +361,37 @@ def task_insteval(il, lme4, reps=None):
     if lme4:  # between the two interlace calls (alternation)
         print(f"  InstEval bootMer nsim={N_LME4_INSTEVAL} running ...", flush=True)
         r = lme4.ask(f"bootmer_insteval {N_LME4_INSTEVAL} 1")
-        print(f"  InstEval bootMer nsim={N_LME4_INSTEVAL}: {r['seconds']:.2f} s "
-              f"(lmer fit before it, not in this figure: {r['fit_seconds']:.2f} s)",
-              flush=True)
+        print(
+            f"  InstEval bootMer nsim={N_LME4_INSTEVAL}: {r['seconds']:.2f} s "
+            f"(lmer fit before it, not in this figure: {r['fit_seconds']:.2f} s)",
+            flush=True,
+        )
     second = one_il(1, "second") if first is not None else None  # compiled
-    res = {"interlace": {"fit": _timing(fit), "first_call": first, "second_call": second,
-                         "fe_names": fit["fe_names"], "failures": failures},
-           "lme4": None}
+    res = {
+        "interlace": {
+            "fit": _timing(fit),
+            "first_call": first,
+            "second_call": second,
+            "fe_names": fit["fe_names"],
+            "failures": failures,
+        },
+        "lme4": None,
+    }
     if lme4:
         per = r["seconds"] / N_LME4_INSTEVAL
-        res["lme4"] = {"nsim": N_LME4_INSTEVAL, "seconds": r["seconds"], "cpu_s": r["cpu_s"],
-                       "per_refit_s": per, "extrapolated_100_s": per * N_BOOT_INSTEVAL,
-                       "n_ok": r["n_ok"], "n_warnings": r["n_warnings"],
-                       "n_messages": r["n_messages"], "fit_seconds": r["fit_seconds"],
-                       "fe_names": r["names"], "boot_sd": r["boot_sd"]}
+        res["lme4"] = {
+            "nsim": N_LME4_INSTEVAL,
+            "seconds": r["seconds"],
+            "cpu_s": r["cpu_s"],
+            "per_refit_s": per,
+            "extrapolated_100_s": per * N_BOOT_INSTEVAL,
+            "n_ok": r["n_ok"],
+            "n_warnings": r["n_warnings"],
+            "n_messages": r["n_messages"],
+            "fit_seconds": r["fit_seconds"],
+            "fe_names": r["names"],
+            "boot_sd": r["boot_sd"],
+        }
         for key, call in (("first", first), ("second", second)):
             if call is not None:
                 res[f"ratio_{key}_extrapolated"] = per * N_BOOT_INSTEVAL / call["seconds"]
@@ -317,12 +410,19 @@ def run(quick=False, use_lme4=True, tasks=None, on_task=None, mem_limit_gb=None)
     load_start = loadavg()
     tasks = [t for t in (tasks or list(TASKS)) if not (quick and t == "insteval")]
     reps = REPEATS["quick" if quick else "full"]
-    raw = {"date": started.isoformat(timespec="seconds"), "command": harness.command_line(),
-           "quick": quick,
-           "python_executable": sys.executable, "lme4": None,
-           "loadavg": {"start": load_start, "end": None},
-           "compilation_cache": "off (INTERLACE_NO_COMPILATION_CACHE=1 in the worker)",
-           "repeats": reps, "tasks_requested": tasks, "tasks": {}, "deadlocks": []}
+    raw = {
+        "date": started.isoformat(timespec="seconds"),
+        "command": harness.command_line(),
+        "quick": quick,
+        "python_executable": sys.executable,
+        "lme4": None,
+        "loadavg": {"start": load_start, "end": None},
+        "compilation_cache": "off (INTERLACE_NO_COMPILATION_CACHE=1 in the worker)",
+        "repeats": reps,
+        "tasks_requested": tasks,
+        "tasks": {},
+        "deadlocks": [],
+    }
     il = start_worker(mem_limit_gb=mem_limit_gb)
     raw["environment"] = il.info
     raw["worker_mem_limit_gb"] = mem_limit_gb
@@ -340,26 +440,30 @@ def run(quick=False, use_lme4=True, tasks=None, on_task=None, mem_limit_gb=None)
                     info = {"task": key, **st.args[0], "loadavg": loadavg()}
                     raw["deadlocks"].append(info)
                     env = harness.bigger_pool_env()
-                    print(f"  interlace worker made no progress for {info['idle_s']:.0f} s "
-                          f"during {info['request']} (worker CPU {info['worker_cpu_s']:.1f} s, "
-                          f"peak RSS {info['worker_peak_rss_mib'] or 0:.0f} MiB): deadlock; "
-                          f"killed. Task {key} again, in a new worker with NPROC="
-                          f"{env['NPROC']} (XLA CPU intra-op pool size)", flush=True)
+                    print(
+                        f"  interlace worker made no progress for {info['idle_s']:.0f} s "
+                        f"during {info['request']} (worker CPU {info['worker_cpu_s']:.1f} s, "
+                        f"peak RSS {info['worker_peak_rss_mib'] or 0:.0f} MiB): deadlock; "
+                        f"killed. Task {key} again, in a new worker with NPROC="
+                        f"{env['NPROC']} (XLA CPU intra-op pool size)",
+                        flush=True,
+                    )
                     il = start_worker(env, mem_limit_gb)
                     res = TASKS[key](il, lme4, reps.get(key))
                 res["worker_env"] = il.extra_env
                 res["worker_interlace_from"] = il.info.get("interlace_from")
             except Exception as exc:  # noqa: BLE001 - record it; the other tasks still run
                 import traceback
-                res = {"error": f"{type(exc).__name__}: {exc}",
-                       "traceback": traceback.format_exc()}
+
+                res = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
                 print(f"  FAILED: {res['traceback']}", flush=True)
                 if isinstance(exc, harness.Stalled):
                     raw["deadlocks"].append({"task": key, **exc.args[0]})
             if il.proc.poll() is not None and key != tasks[-1]:
                 il = start_worker(mem_limit_gb=mem_limit_gb)  # a fresh one for the next task
-            res.update(loadavg_before=before, loadavg_after=loadavg(),
-                       task_wall_s=time.perf_counter() - t0)
+            res.update(
+                loadavg_before=before, loadavg_after=loadavg(), task_wall_s=time.perf_counter() - t0
+            )
             raw["tasks"][key] = res
             if on_task:
                 on_task(raw)
@@ -395,15 +499,22 @@ def _summary_row(task, i, r, ratio, na):
 def _spread_rows(i, r):
     """Detail rows shared by every task: each side's spread of timed repetitions and
     interlace's compile time and warm-up call."""
-    rows = [f"| interlace: median (min, max) of {i['n']}; CPU | {_s(i['median_s'])} "
-            f"({_s(i['min_s'])}, {_s(i['max_s'])}); CPU {_s(i['cpu_median_s'])} |",
-            f"| interlace: tracing + compilation inside the timed calls (median) "
-            f"| {_s(i['compile_median_s'])} |",
-            f"| interlace warm-up call (incl. compilation): wall (compile) "
-            f"| {_s(i['first_call']['seconds'])} ({_s(i['first_call']['compile_s'])}) |"]
-    lme4 = ([f"| lme4: median (min, max) of {r['n']}; CPU | {_s(r['median_s'])} "
-             f"({_s(r['min_s'])}, {_s(r['max_s'])}); CPU {_s(r['cpu_median_s'])} |"]
-            if r else [])
+    rows = [
+        f"| interlace: median (min, max) of {i['n']}; CPU | {_s(i['median_s'])} "
+        f"({_s(i['min_s'])}, {_s(i['max_s'])}); CPU {_s(i['cpu_median_s'])} |",
+        f"| interlace: tracing + compilation inside the timed calls (median) "
+        f"| {_s(i['compile_median_s'])} |",
+        f"| interlace warm-up call (incl. compilation): wall (compile) "
+        f"| {_s(i['first_call']['seconds'])} ({_s(i['first_call']['compile_s'])}) |",
+    ]
+    lme4 = (
+        [
+            f"| lme4: median (min, max) of {r['n']}; CPU | {_s(r['median_s'])} "
+            f"({_s(r['min_s'])}, {_s(r['max_s'])}); CPU {_s(r['cpu_median_s'])} |"
+        ]
+        if r
+        else []
+    )
     return rows, lme4
 
 
@@ -411,16 +522,22 @@ def _deadlock_lines(raw):
     out = []
     for d in raw.get("deadlocks", []):
         env = " ".join(f"{k}={v}" for k, v in d["env"].items()) or "default environment"
-        out += [f"**Deadlock in task {d['task']} ({env}).** The interlace worker made no "
-                f"progress during request `{json.dumps(d['request'])}`: under "
-                f"{harness.STALL_CPU_S:g} s "
-                f"of CPU in {d['idle_s']:.0f} s (killed after {d['waited_s']:.0f} s, worker "
-                f"CPU {d['worker_cpu_s']:.1f} s, peak RSS "
-                f"{d['worker_peak_rss_mib'] or 0:.0f} MiB). "
-                + ("The task was run again from the start in a new worker with a larger "
-                   "XLA CPU intra-op thread pool (`NPROC`); what is reported below for this "
-                   "task comes from that second worker." if not d["env"]
-                   else "No numbers for this task."), ""]
+        out += [
+            f"**Deadlock in task {d['task']} ({env}).** The interlace worker made no "
+            f"progress during request `{json.dumps(d['request'])}`: under "
+            f"{harness.STALL_CPU_S:g} s "
+            f"of CPU in {d['idle_s']:.0f} s (killed after {d['waited_s']:.0f} s, worker "
+            f"CPU {d['worker_cpu_s']:.1f} s, peak RSS "
+            f"{d['worker_peak_rss_mib'] or 0:.0f} MiB). "
+            + (
+                "The task was run again from the start in a new worker with a larger "
+                "XLA CPU intra-op thread pool (`NPROC`); what is reported below for this "
+                "task comes from that second worker."
+                if not d["env"]
+                else "No numbers for this task."
+            ),
+            "",
+        ]
     return out
 
 
@@ -430,13 +547,16 @@ def render(raw):
     na = f"n/a (lme4 {raw['lme4']})" if not raw["lme4"].startswith("R ") else "n/a"
     la = raw["loadavg"]
     lines = [
-        "## Inference: influence and parametric bootstrap, interlace vs lme4", "",
+        "## Inference: influence and parametric bootstrap, interlace vs lme4",
+        "",
         f"Generated by `{raw['command']}` (from the repository root) on {raw['date']}"
-        f" ({raw['wall_s'] / 60:.1f} min); raw numbers in `benchmarks/out/inference.json`.", "",
+        f" ({raw['wall_s'] / 60:.1f} min); raw numbers in `benchmarks/out/inference.json`.",
+        "",
         *harness.environment_lines(env, raw["lme4"]),
         f"- Load average (1, 5, 15 min) at start {la['start']}, at end {la['end']} "
         "(the machine may be shared; per task in the JSON)",
-        f"- interlace compilation cache: {raw['compilation_cache']}", "",
+        f"- interlace compilation cache: {raw['compilation_cache']}",
+        "",
         *_deadlock_lines(raw),
         "Wall-clock medians of each side's timed repetitions (CPU time: user + system, all "
         "threads). Alternation: lme4 runs in one long-lived Rscript process "
@@ -445,25 +565,40 @@ def render(raw):
         "interleaved, interlace 1, lme4 1, interlace 2, lme4 2, ..., after one untimed "
         "warm-up per side. interlace runs in a worker process (this script with --worker) "
         "that serves the same requests, so that a deadlock can be detected and survived. "
-        "Ratio = lme4 / interlace. No timing is asserted.", "",
-        "| task | interlace | lme4 | lme4 / interlace |", "|---|---|---|---|"]
+        "Ratio = lme4 / interlace. No timing is asserted.",
+        "",
+        "| task | interlace | lme4 | lme4 / interlace |",
+        "|---|---|---|---|",
+    ]
     detail = []
 
     inf = t.get("influence", {})
     if "interlace" in inf:
         i, r = inf["interlace"], inf["lme4"]
-        lines.append(_summary_row(
-            f"exact case-deletion influence, results page ({i['n_deletions']} refits): "
-            f"`hlm_influence(result)` median of {i['n']}; `influence(fit)` median of "
-            f"{r['n'] if r else 0}", i, r, inf.get("ratio"), na))
+        lines.append(
+            _summary_row(
+                f"exact case-deletion influence, results page ({i['n_deletions']} refits): "
+                f"`hlm_influence(result)` median of {i['n']}; `influence(fit)` median of "
+                f"{r['n'] if r else 0}",
+                i,
+                r,
+                inf.get("ratio"),
+                na,
+            )
+        )
         detail += [
-            "### Exact case-deletion influence (results page)", "",
-            f"`interlace.hlm_influence(interlace.fit(\"{PAGE_FORMULA}\", df, groups="
+            "### Exact case-deletion influence (results page)",
+            "",
+            f'`interlace.hlm_influence(interlace.fit("{PAGE_FORMULA}", df, groups='
             f"{PAGE_GROUPS}))` vs `influence(lmer(score ~ hours_studied + prior_gpa + "
             "(1|student_id) + (1|school_id), data))` (REML; lme4's default case deletion, "
-            "its default refit control). df = `tests/data/results_page.csv`, 300 rows.", "",
-            "| | |", "|---|---|", *_spread_rows(i, r)[0],
-            f"| interlace refits converged | {i['n_converged']} of {i['n_deletions']} |"]
+            "its default refit control). df = `tests/data/results_page.csv`, 300 rows.",
+            "",
+            "| | |",
+            "|---|---|",
+            *_spread_rows(i, r)[0],
+            f"| interlace refits converged | {i['n_converged']} of {i['n_deletions']} |",
+        ]
         if r:
             detail += [
                 *_spread_rows(i, r)[1],
@@ -473,7 +608,8 @@ def render(raw):
                 f"| ratio lme4 / interlace (medians) | {_x(inf['ratio'])} |",
                 f"| Cook's distance, interlace vs lme4 `cooks.distance(influence(fit))`: max "
                 f"abs diff (max rel diff; largest D) | {inf['cooksd_max_abs_diff']:.2e} "
-                f"({inf['cooksd_max_rel_diff']:.2e}; {inf['cooksd_max']:.4f}) |"]
+                f"({inf['cooksd_max_rel_diff']:.2e}; {inf['cooksd_max']:.4f}) |",
+            ]
         detail.append("")
     elif inf:
         lines.append(f"| exact case-deletion influence | FAILED: {inf['error']} | | |")
@@ -481,40 +617,65 @@ def render(raw):
     sl = t.get("sleepstudy", {})
     if "interlace" in sl:
         i, r = sl["interlace"], sl["lme4"]
-        lines.append(_summary_row(
-            f"parametric bootstrap, sleepstudy, {N_BOOT_SLEEP} refits: "
-            f"`parametric_bootstrap({N_BOOT_SLEEP})` median of {i['n']}; `bootMer(fit, "
-            f"function(m) fixef(m), nsim = {N_BOOT_SLEEP})` median of {r['n'] if r else 0}",
-            i, r, sl.get("ratio"), na))
+        lines.append(
+            _summary_row(
+                f"parametric bootstrap, sleepstudy, {N_BOOT_SLEEP} refits: "
+                f"`parametric_bootstrap({N_BOOT_SLEEP})` median of {i['n']}; `bootMer(fit, "
+                f"function(m) fixef(m), nsim = {N_BOOT_SLEEP})` median of {r['n'] if r else 0}",
+                i,
+                r,
+                sl.get("ratio"),
+                na,
+            )
+        )
         detail += [
-            "### Parametric bootstrap (sleepstudy)", "",
+            "### Parametric bootstrap (sleepstudy)",
+            "",
             f"`{SLEEP_FORMULA}`, REML, `tests/data/sleepstudy.csv` (Subject a string / factor). "
             f"interlace `result.parametric_bootstrap({N_BOOT_SLEEP}, seed=i)`, i = 1 .. {i['n']} "
-            "after a warm-up with seed 0" + (
+            "after a warm-up with seed 0"
+            + (
                 f"; lme4 `set.seed(i); bootMer(fit, function(m) fixef(m), nsim = "
-                f"{N_BOOT_SLEEP})`, i = 1 .. {r['n']} (parametric, parallel = \"no\") after a "
-                f"warm-up with nsim = {LME4_BOOT_WARMUP}." if r else "."), "",
-            "| | |", "|---|---|", *_spread_rows(i, r)[0],
+                f'{N_BOOT_SLEEP})`, i = 1 .. {r["n"]} (parametric, parallel = "no") after a '
+                f"warm-up with nsim = {LME4_BOOT_WARMUP}."
+                if r
+                else "."
+            ),
+            "",
+            "| | |",
+            "|---|---|",
+            *_spread_rows(i, r)[0],
             f"| interlace refits converged (last run) | {i['n_converged_last']} of "
-            f"{N_BOOT_SLEEP} |"]
+            f"{N_BOOT_SLEEP} |",
+        ]
         if r:
             detail += [
                 *_spread_rows(i, r)[1],
                 f"| lme4 refits without NA (last run); warnings / messages | {r['n_ok_last']} "
                 f"of {N_BOOT_SLEEP}; {r['n_warnings_last']} / {r['n_messages_last']} |",
-                f"| ratio lme4 / interlace (medians) | {_x(sl['ratio'])} |"]
-            detail += ["", "Bootstrap sd of the fixed effects (last timed run of each side; "
-                       "independent simulations, so they differ by Monte Carlo error: the "
-                       "relative difference of two independent sds has standard error about "
-                       "sqrt(1/(2(B1-1)) + 1/(2(B2-1))), normal approximation):", "",
-                       "| fixed effect | interlace `boot.se()` | lme4 `sd(b$t)` | relative "
-                       "difference | MC standard error | z |", "|---|---|---|---|---|---|"]
-            detail += [f"| {a['name']} | {a['interlace']:.4f} | {a['lme4']:.4f} | "
-                       f"{a['rel_diff']:+.2%} | {a['mc_se_rel']:.2%} | {a['z']:+.2f} |"
-                       for a in sl["sd_agreement"]]
+                f"| ratio lme4 / interlace (medians) | {_x(sl['ratio'])} |",
+            ]
+            detail += [
+                "",
+                "Bootstrap sd of the fixed effects (last timed run of each side; "
+                "independent simulations, so they differ by Monte Carlo error: the "
+                "relative difference of two independent sds has standard error about "
+                "sqrt(1/(2(B1-1)) + 1/(2(B2-1))), normal approximation):",
+                "",
+                "| fixed effect | interlace `boot.se()` | lme4 `sd(b$t)` | relative "
+                "difference | MC standard error | z |",
+                "|---|---|---|---|---|---|",
+            ]
+            detail += [
+                f"| {a['name']} | {a['interlace']:.4f} | {a['lme4']:.4f} | "
+                f"{a['rel_diff']:+.2%} | {a['mc_se_rel']:.2%} | {a['z']:+.2f} |"
+                for a in sl["sd_agreement"]
+            ]
         else:
-            detail.append(f"| bootstrap sd (last run): {', '.join(i['fe_names'])} "
-                          f"| {', '.join(f'{v:.4f}' for v in i['boot_sd'])} |")
+            detail.append(
+                f"| bootstrap sd (last run): {', '.join(i['fe_names'])} "
+                f"| {', '.join(f'{v:.4f}' for v in i['boot_sd'])} |"
+            )
         detail.append("")
     elif sl:
         lines.append(f"| parametric bootstrap, sleepstudy | FAILED: {sl['error']} | | |")
@@ -522,29 +683,42 @@ def render(raw):
     ie = t.get("insteval", {})
     if "interlace" in ie:
         i, r = ie["interlace"], ie["lme4"]
-        ext = (f"{_s(r['extrapolated_100_s'])} **extrapolated from {r['nsim']} refits** "
-               f"({_s(r['seconds'])} for {r['nsim']}) |") if r else f"{na} |"
+        ext = (
+            (
+                f"{_s(r['extrapolated_100_s'])} **extrapolated from {r['nsim']} refits** "
+                f"({_s(r['seconds'])} for {r['nsim']}) |"
+            )
+            if r
+            else f"{na} |"
+        )
         fails = {x["call"]: x for x in i.get("failures", [])}
         detail += [
-            "### Parametric bootstrap (InstEval, 73,421 rows)", "",
+            "### Parametric bootstrap (InstEval, 73,421 rows)",
+            "",
             f"`{INSTEVAL_FORMULA}`, REML. interlace `result.parametric_bootstrap("
             f"{N_BOOT_INSTEVAL}, seed=0)` (first call, compiles) then `seed=1` (compiled); one "
             "call each, in that order, with the lme4 call between them. lme4 `bootMer(fit, "
             f"fixef, nsim = {N_LME4_INSTEVAL})` once; a full {N_BOOT_INSTEVAL} would take about "
             "20 min, so its figure for 100 refits is the per-refit time x 100: "
-            f"**extrapolated from {N_LME4_INSTEVAL} refits**, not measured.", "",
-            "| | |", "|---|---|",
+            f"**extrapolated from {N_LME4_INSTEVAL} refits**, not measured.",
+            "",
+            "| | |",
+            "|---|---|",
             f"| interlace `fit` before the bootstraps (incl. compilation) "
-            f"| {_s(i['fit']['seconds'])} ({_s(i['fit']['compile_s'])} compile) |"]
-        for key, title in (("first", "first call (incl. compilation)"),
-                           ("second", "second call (compiled)")):
+            f"| {_s(i['fit']['seconds'])} ({_s(i['fit']['compile_s'])} compile) |",
+        ]
+        for key, title in (
+            ("first", "first call (incl. compilation)"),
+            ("second", "second call (compiled)"),
+        ):
             c = i[f"{key}_call"]
             if c is not None:
                 lines.append(
                     f"| InstEval parametric bootstrap, {N_BOOT_INSTEVAL} refits, {title}; "
                     f"{c['n_converged']} converged | {_s(c['seconds'])} (CPU {_s(c['cpu_s'])}) "
-                    f"| {ext} " + (f"{_x(ie[f'ratio_{key}_extrapolated'])} (extrapolated) |"
-                                   if r else "n/a |"))
+                    f"| {ext} "
+                    + (f"{_x(ie[f'ratio_{key}_extrapolated'])} (extrapolated) |" if r else "n/a |")
+                )
                 detail += [
                     f"| interlace {key} call: wall (tracing + compilation); CPU; converged "
                     f"| {_s(c['seconds'])} ({_s(c['compile_s'])}); CPU {_s(c['cpu_s'])}; "
@@ -552,16 +726,24 @@ def render(raw):
                     f"| interlace {key} call: per refit; worker peak RSS so far "
                     f"| {_s(c['seconds'] / N_BOOT_INSTEVAL)}; {c['peak_rss_mib']:.0f} MiB |",
                     f"| interlace {key} call: bootstrap sd of {', '.join(i['fe_names'])} "
-                    f"| {', '.join(f'{v:.4f}' for v in c['boot_sd'])} |"]
+                    f"| {', '.join(f'{v:.4f}' for v in c['boot_sd'])} |",
+                ]
             else:
-                why = (f"FAILED: {fails[key]['message']}" if key in fails
-                       else "not run (the first call failed)")
-                lines.append(f"| InstEval parametric bootstrap, {N_BOOT_INSTEVAL} refits, "
-                             f"{title} | {why} | {ext} n/a |")
+                why = (
+                    f"FAILED: {fails[key]['message']}"
+                    if key in fails
+                    else "not run (the first call failed)"
+                )
+                lines.append(
+                    f"| InstEval parametric bootstrap, {N_BOOT_INSTEVAL} refits, "
+                    f"{title} | {why} | {ext} n/a |"
+                )
                 detail.append(f"| interlace {key} call | {why} |")
         if i.get("failures"):
-            detail.append(f"| interlace worker memory cap (RLIMIT_DATA) "
-                          f"| {raw.get('worker_mem_limit_gb') or 'none'} GiB |")
+            detail.append(
+                f"| interlace worker memory cap (RLIMIT_DATA) "
+                f"| {raw.get('worker_mem_limit_gb') or 'none'} GiB |"
+            )
         if r:
             detail += [
                 f"| lme4 `bootMer`, nsim = {r['nsim']}: wall; CPU; refits without NA "
@@ -573,7 +755,8 @@ def render(raw):
                 f"| {_s(r['fit_seconds'])} |",
                 f"| ratio lme4 (extrapolated) / interlace: first call; second call "
                 f"| {_x(ie.get('ratio_first_extrapolated'))}; "
-                f"{_x(ie.get('ratio_second_extrapolated'))} |"]
+                f"{_x(ie.get('ratio_second_extrapolated'))} |",
+            ]
         detail.append("")
     elif ie:
         lines.append(f"| InstEval parametric bootstrap | FAILED: {ie['error']} | | |")
@@ -585,18 +768,33 @@ def render(raw):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="fewer repetitions (influence 2 / 1, bootstrap 1 / 1); no InstEval")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer repetitions (influence 2 / 1, bootstrap 1 / 1); no InstEval",
+    )
     ap.add_argument("--no-lme4", action="store_true", help="skip lme4 even if Rscript is found")
-    ap.add_argument("--tasks", nargs="+", choices=list(TASKS), default=None,
-                    help="run only these tasks (default: all)")
-    ap.add_argument("--mem-limit-gb", type=float, default=None,
-                    help="cap the interlace worker's address space (RLIMIT_DATA), so that on a "
-                    "shared machine a runaway allocation fails there instead of waking the "
-                    "OOM killer (default: 85%% of physical memory; 0: no cap)")
+    ap.add_argument(
+        "--tasks",
+        nargs="+",
+        choices=list(TASKS),
+        default=None,
+        help="run only these tasks (default: all)",
+    )
+    ap.add_argument(
+        "--mem-limit-gb",
+        type=float,
+        default=None,
+        help="cap the interlace worker's address space (RLIMIT_DATA), so that on a "
+        "shared machine a runaway allocation fails there instead of waking the "
+        "OOM killer (default: 85%% of physical memory; 0: no cap)",
+    )
     ap.add_argument("--render", metavar="JSON", help="only re-render a saved inference.json")
-    ap.add_argument("--no-results", action="store_true",
-                    help="do not put the section into benchmarks/RESULTS.md (--quick never does)")
+    ap.add_argument(
+        "--no-results",
+        action="store_true",
+        help="do not put the section into benchmarks/RESULTS.md (--quick never does)",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -606,13 +804,20 @@ def main():
     if args.render:
         raw = json.loads(Path(args.render).read_text())
     else:
+
         def save(raw):  # after every task, so that a later failure keeps what was measured
             harness.save_json(raw, OUT / "inference.json")
+
         mem = args.mem_limit_gb
         if mem is None:
             mem = round(0.85 * harness.meminfo_kib("MemTotal") / 2**20, 1)
-        raw = run(quick=args.quick, use_lme4=not args.no_lme4, tasks=args.tasks, on_task=save,
-                  mem_limit_gb=mem or None)
+        raw = run(
+            quick=args.quick,
+            use_lme4=not args.no_lme4,
+            tasks=args.tasks,
+            on_task=save,
+            mem_limit_gb=mem or None,
+        )
         save(raw)
     md = render(raw)
     (OUT / "inference.md").write_text(md + "\n")

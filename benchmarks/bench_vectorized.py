@@ -86,11 +86,17 @@ def worker(repeats):
     names = list(r0.fe_params.index)
     loops = []
     for i in range(repeats["loop"]):
+
         def loop():
-            fits = [interlace.fit(FORMULA, df.assign(score=Y[:, j]), groups=GROUPS)
-                    for j in range(B)]
-            return (np.array([f.fe_params[names].to_numpy() for f in fits]),
-                    np.array([f.deviance for f in fits]), all(f.converged for f in fits))
+            fits = [
+                interlace.fit(FORMULA, df.assign(score=Y[:, j]), groups=GROUPS) for j in range(B)
+            ]
+            return (
+                np.array([f.fe_params[names].to_numpy() for f in fits]),
+                np.array([f.deviance for f in fits]),
+                all(f.converged for f in fits),
+            )
+
         (fe_loop, dev_loop, conv_loop), t = timed(loop)
         loops.append(t)
         report(f"loop of {B} fits {i + 1}/{repeats['loop']}", **t)
@@ -100,23 +106,39 @@ def worker(repeats):
     dev_diff = dev_many - dev_loop  # > 0: fit_many stopped at a worse REML criterion
 
     boot = []
-    _, boot_first = timed(lambda: r0.bootstrap_se(statistic="median", n_bootstrap=N_BOOTSTRAP,
-                                                  resample_level="group", seed=1))
+    _, boot_first = timed(
+        lambda: r0.bootstrap_se(
+            statistic="median", n_bootstrap=N_BOOTSTRAP, resample_level="group", seed=1
+        )
+    )
     report("bootstrap warm-up", **boot_first)
     for i in range(repeats["bootstrap"]):
-        se, t = timed(lambda: r0.bootstrap_se(statistic="median", n_bootstrap=N_BOOTSTRAP,
-                                              resample_level="group", seed=1))
+        se, t = timed(
+            lambda: r0.bootstrap_se(
+                statistic="median", n_bootstrap=N_BOOTSTRAP, resample_level="group", seed=1
+            )
+        )
         boot.append(t)
         report(f"bootstrap {i + 1}/{repeats['bootstrap']}", **t)
 
     result = {
         "compilation_cache_dir": jax.config.jax_compilation_cache_dir,
-        "fit_many": {"first_call": first, "runs": runs, "median_s": med(runs),
-                     "min_s": min(x["seconds"] for x in runs), "cpu_median_s": med(runs, "cpu_s"),
-                     "compile_median_s": med(runs, "compile_s"),
-                     "converged": bool(table["converged"].all())},
-        "loop": {"runs": loops, "median_s": med(loops), "cpu_median_s": med(loops, "cpu_s"),
-                 "compile_median_s": med(loops, "compile_s"), "converged": bool(conv_loop)},
+        "fit_many": {
+            "first_call": first,
+            "runs": runs,
+            "median_s": med(runs),
+            "min_s": min(x["seconds"] for x in runs),
+            "cpu_median_s": med(runs, "cpu_s"),
+            "compile_median_s": med(runs, "compile_s"),
+            "converged": bool(table["converged"].all()),
+        },
+        "loop": {
+            "runs": loops,
+            "median_s": med(loops),
+            "cpu_median_s": med(loops, "cpu_s"),
+            "compile_median_s": med(loops, "compile_s"),
+            "converged": bool(conv_loop),
+        },
         "fe_names": names,
         "fe_max_abs_diff": float(np.max(np.abs(fe_many - fe_loop))),
         "fe_max_abs_diff_by_name": dict(zip(names, np.max(np.abs(fe_many - fe_loop), 0).tolist())),
@@ -127,9 +149,14 @@ def worker(repeats):
         "n_deviance_many_better": int(np.sum(dev_diff < -1e-6)),
         "deviance_many_minus_loop_max": float(np.max(dev_diff)),
         "deviance_many_minus_loop_min": float(np.min(dev_diff)),
-        "bootstrap": {"first_call": boot_first, "runs": boot, "median_s": med(boot),
-                      "min_s": min(x["seconds"] for x in boot), "cpu_median_s": med(boot, "cpu_s"),
-                      "se": se},
+        "bootstrap": {
+            "first_call": boot_first,
+            "runs": boot,
+            "median_s": med(boot),
+            "min_s": min(x["seconds"] for x in boot),
+            "cpu_median_s": med(boot, "cpu_s"),
+            "se": se,
+        },
     }
     result["ratio_loop_over_fit_many"] = result["loop"]["median_s"] / result["fit_many"]["median_s"]
     harness.say("RESULT", result)
@@ -137,15 +164,26 @@ def worker(repeats):
 
 # --- orchestrator: run the worker, detect a deadlock, retry ------------------------------
 def attempt(extra_env, repeats):
-    worker = harness.Worker([sys.executable, str(Path(__file__).resolve()), "--worker",
-                             "--repeats", json.dumps(repeats)], extra_env=extra_env)
+    worker = harness.Worker(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            "--repeats",
+            json.dumps(repeats),
+        ],
+        extra_env=extra_env,
+    )
     info = {"env": extra_env, "steps": [], "outcome": None}
 
     def step(tag, body):
         msg = json.loads(body)
         info["steps"].append(msg)
-        print(f"  {msg['step']}: {msg['seconds']:.3f} s (cpu {msg['cpu_s']:.3f} s, "
-              f"compile {msg['compile_s']:.3f} s)", flush=True)
+        print(
+            f"  {msg['step']}: {msg['seconds']:.3f} s (cpu {msg['cpu_s']:.3f} s, "
+            f"compile {msg['compile_s']:.3f} s)",
+            flush=True,
+        )
 
     def last_step():
         return info["steps"][-1]["step"] if info["steps"] else "start"
@@ -154,16 +192,24 @@ def attempt(extra_env, repeats):
         result = worker.reply("measurements", on_line=step)
     except harness.Stalled as st:
         s = st.args[0]
-        info.update(outcome="deadlock", stalled_after=last_step(),
-                    wall_s=time.perf_counter() - worker.t0, cpu_s=s["worker_cpu_s"],
-                    idle_s=s["idle_s"])
-        print(f"  worker made no progress for {s['idle_s']:.0f} s after '{last_step()}' "
-              f"(CPU {s['worker_cpu_s']:.1f} s in {info['wall_s']:.0f} s): deadlock; killed",
-              flush=True)
+        info.update(
+            outcome="deadlock",
+            stalled_after=last_step(),
+            wall_s=time.perf_counter() - worker.t0,
+            cpu_s=s["worker_cpu_s"],
+            idle_s=s["idle_s"],
+        )
+        print(
+            f"  worker made no progress for {s['idle_s']:.0f} s after '{last_step()}' "
+            f"(CPU {s['worker_cpu_s']:.1f} s in {info['wall_s']:.0f} s): deadlock; killed",
+            flush=True,
+        )
         return info, None
     except harness.WorkerDied as died:
-        raise RuntimeError(f"bench_vectorized worker exited with status "
-                           f"{died.args[0]['exit_status']} after step '{last_step()}'") from None
+        raise RuntimeError(
+            f"bench_vectorized worker exited with status "
+            f"{died.args[0]['exit_status']} after step '{last_step()}'"
+        ) from None
     info.update(outcome="ok", wall_s=time.perf_counter() - worker.t0)
     worker.close()
     return info, result
@@ -183,18 +229,21 @@ def run(repeats=None):
         attempts.append(second)
         if result is None:
             return {"attempts": attempts, "repeats": repeats, "result": None}
-    return {"attempts": attempts, "repeats": repeats, "result": result,
-            "env": attempts[-1]["env"]}
+    return {"attempts": attempts, "repeats": repeats, "result": result, "env": attempts[-1]["env"]}
 
 
 # --- RESULTS.md section ------------------------------------------------------------------
 def render_section(vec):
-    lines = ["## Vectorized fits and bootstrap", "",
-             "Results-page design: `df = interlace.datasets.exam_scores()` (300 rows), "
-             f"`{FORMULA}`, `groups={GROUPS}`, REML. Measured in a separate worker process "
-             "by `benchmarks/bench_vectorized.py` (`python benchmarks/run_benchmarks.py` runs "
-             "it at the end; `python benchmarks/bench_vectorized.py` runs it alone). No lme4 "
-             "here.", ""]
+    lines = [
+        "## Vectorized fits and bootstrap",
+        "",
+        "Results-page design: `df = interlace.datasets.exam_scores()` (300 rows), "
+        f"`{FORMULA}`, `groups={GROUPS}`, REML. Measured in a separate worker process "
+        "by `benchmarks/bench_vectorized.py` (`python benchmarks/run_benchmarks.py` runs "
+        "it at the end; `python benchmarks/bench_vectorized.py` runs it alone). No lme4 "
+        "here.",
+        "",
+    ]
     for a in vec["attempts"]:
         if a["outcome"] == "deadlock":
             env = " ".join(f"{k}={v}" for k, v in a["env"].items()) or "default environment"
@@ -207,7 +256,9 @@ def render_section(vec):
                 "holding one thread of XLA's CPU intra-op pool (one thread per core) while it "
                 "waits for sub-tasks queued on that same pool. The numbers below come from a "
                 "second worker whose pool was enlarged with the environment variable "
-                "`NPROC` (read by XLA when it sizes that pool), set before jax starts.", ""]
+                "`NPROC` (read by XLA when it sizes that pool), set before jax starts.",
+                "",
+            ]
     r = vec["result"]
     if r is None:
         return "\n".join(lines + ["No numbers: every attempt deadlocked.", ""])
@@ -222,7 +273,8 @@ def render_section(vec):
         + (f"persistent compilation cache `{cache}`." if cache else "no compilation cache.")
         + " Warm-up calls are untimed in the medians; their times are shown for reference.",
         "",
-        "| | |", "|---|---|",
+        "| | |",
+        "|---|---|",
         f"| `fit_many(formula, df, Y, groups=...)`, B = {B} responses (Y = score + "
         f"N(0, {NOISE_SD:g}²) noise, seed {SEED}): median of {reps['fit_many']} (min); CPU "
         f"| {fm['median_s']:.2f} s ({fm['min_s']:.2f} s); CPU {fm['cpu_median_s']:.2f} s |",
@@ -245,29 +297,34 @@ def render_section(vec):
         f"{r['n_deviance_many_better']} |",
         f"| converged: fit_many; loop | {'all' if fm['converged'] else 'NOT all'}; "
         f"{'all' if lp['converged'] else 'NOT all'} |",
-        f"| `result.bootstrap_se(statistic=\"median\", n_bootstrap={N_BOOTSTRAP:_}, "
-        f"resample_level=\"group\", seed=1)`: median of {reps['bootstrap']} (min); CPU "
+        f'| `result.bootstrap_se(statistic="median", n_bootstrap={N_BOOTSTRAP:_}, '
+        f'resample_level="group", seed=1)`: median of {reps["bootstrap"]} (min); CPU '
         f"| {1000 * bs['median_s']:.1f} ms ({1000 * bs['min_s']:.1f} ms); "
         f"CPU {1000 * bs['cpu_median_s']:.1f} ms |",
         f"| `bootstrap_se` first call (warm-up, incl. compilation) "
         f"| {bs['first_call']['seconds']:.2f} s |",
         f"| bootstrap standard error of the median score | {bs['se']:.6f} |",
-        "| issue target for bootstrap_se: \"well under a second\" "
-        f"| {'met' if bs['median_s'] < 1 else 'not met'} |", ""]
+        '| issue target for bootstrap_se: "well under a second" '
+        f"| {'met' if bs['median_s'] < 1 else 'not met'} |",
+        "",
+    ]
     if fm["compile_median_s"] > 0.1 * fm["median_s"]:
         lines += [
             f"Every timed `fit_many` call traced and compiled its vmapped fit again "
             f"({fm['compile_median_s']:.2f} s of the {fm['median_s']:.2f} s median): the "
             "warm-up call does not make later calls compiled, so this is what every call "
             "costs. The loop's `interlace.fit` calls reuse their compiled code "
-            f"({lp['compile_median_s']:.2f} s of compilation inside the timed loop).", ""]
+            f"({lp['compile_median_s']:.2f} s of compilation inside the timed loop).",
+            "",
+        ]
     return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", help="write the results here (default: "
-                    "benchmarks/out/vectorized_latest.json)")
+    ap.add_argument(
+        "--json", help="write the results here (default: benchmarks/out/vectorized_latest.json)"
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--repeats", help=argparse.SUPPRESS)
     args = ap.parse_args()

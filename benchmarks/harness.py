@@ -36,8 +36,11 @@ OUT = HERE / "out"
 RESULTS = HERE / "RESULTS.md"
 # Sections of RESULTS.md that other scripts than run_benchmarks.py write, each replacing its
 # own in place; run_benchmarks.py rewrites what is above the first of them.
-SECTIONS = {"inference": "## Inference:", "scaling": "## Scaling (synthetic crossed designs)",
-            "latency": "## Latency"}
+SECTIONS = {
+    "inference": "## Inference:",
+    "scaling": "## Scaling (synthetic crossed designs)",
+    "latency": "## Latency",
+}
 PACKAGES = ("jax", "jaxlib", "optax", "numpy", "pandas", "interlace")
 POLL_S = 2.0  # how often a waiting parent samples a child's peak RSS
 STALL_WINDOW_S = 30.0  # a child with output pending and under STALL_CPU_S of CPU in two
@@ -62,7 +65,7 @@ def replace_section(md: str, heading: str, path: Path = RESULTS) -> None:
         path.write_text(text.rstrip() + "\n\n" + md.rstrip() + "\n")
         return
     nxt = text.find("\n## ", start + 1)
-    rest = text[nxt + 1:] if nxt >= 0 else ""
+    rest = text[nxt + 1 :] if nxt >= 0 else ""
     path.write_text(text[:start] + md.rstrip() + "\n" + ("\n" + rest if rest else ""))
 
 
@@ -70,7 +73,7 @@ def replace_head(md: str, path: Path = RESULTS) -> None:
     """Replace what is above the first of SECTIONS (run_benchmarks.py's part) with ``md``."""
     old = path.read_text() if path.exists() else ""
     starts = [i for i in (_heading_at(old, h) for h in SECTIONS.values()) if i >= 0]
-    kept = old[min(starts):] if starts else ""
+    kept = old[min(starts) :] if starts else ""
     path.write_text(md.rstrip() + "\n\n" + kept if kept else md)
 
 
@@ -83,8 +86,10 @@ def save_json(obj, *paths: Path) -> None:
 def command_line() -> str:
     """This run's command as typed from the repository root (PYTHONPATH first, if set)."""
     script = Path(sys.argv[0]).resolve()
-    argv = [str(script.relative_to(ROOT)) if script.is_relative_to(ROOT) else sys.argv[0],
-            *sys.argv[1:]]
+    argv = [
+        str(script.relative_to(ROOT)) if script.is_relative_to(ROOT) else sys.argv[0],
+        *sys.argv[1:],
+    ]
     path = os.environ.get("PYTHONPATH")
     return (f"PYTHONPATH={shlex.quote(path)} " if path else "") + shlex.join(["python", *argv])
 
@@ -110,8 +115,9 @@ def meminfo_kib(key: str) -> int:
 def _git(*args: str) -> str:
     if shutil.which("git") is None:
         return ""
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                          check=False).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.strip()
 
 
 def _version(package: str) -> str:
@@ -126,8 +132,14 @@ def environment(interlace=None) -> dict:
     versions, JAX backend and devices; given the imported ``interlace``, where it came from
     (this working tree at which commit, or an installed copy) and its compilation cache;
     without it (bench_scaling.py's parent does not import it), this checkout's commit."""
-    cpu = next((ln.split(":", 1)[1].strip() for ln in _lines("/proc/cpuinfo")
-                if ln.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in _lines("/proc/cpuinfo")
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
     os_name = platform.platform()
     if Path("/etc/os-release").exists():
         rel = dict(ln.split("=", 1) for ln in _lines("/etc/os-release") if "=" in ln)
@@ -135,9 +147,15 @@ def environment(interlace=None) -> dict:
     commit = _git("rev-parse", "--short", "HEAD")
     if _git("status", "--porcelain", "--", "interlace"):
         commit += " + uncommitted changes under interlace/"
-    env = {"cpu": cpu, "cores": os.cpu_count(), "affinity": sorted(os.sched_getaffinity(0)),
-           "ram_gib": round(meminfo_kib("MemTotal") / 2**20, 1), "os": os_name,
-           "python": platform.python_version(), "packages": {p: _version(p) for p in PACKAGES}}
+    env = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "affinity": sorted(os.sched_getaffinity(0)),
+        "ram_gib": round(meminfo_kib("MemTotal") / 2**20, 1),
+        "os": os_name,
+        "python": platform.python_version(),
+        "packages": {p: _version(p) for p in PACKAGES},
+    }
     if interlace is None:
         env["interlace_commit"] = commit
     else:
@@ -155,8 +173,10 @@ def accelerator() -> dict:
     """Where JAX runs in this process: backend and device kinds."""
     import jax
 
-    return {"jax_backend": jax.default_backend(),
-            "jax_devices": sorted({d.device_kind for d in jax.devices()})}
+    return {
+        "jax_backend": jax.default_backend(),
+        "jax_devices": sorted({d.device_kind for d in jax.devices()}),
+    }
 
 
 def accelerator_line(env: dict) -> str:
@@ -165,30 +185,42 @@ def accelerator_line(env: dict) -> str:
     if backend is None:
         return "- Accelerator: not recorded for this run."
     if backend == "cpu":
-        return ("- Accelerator: none (JAX backend `cpu`). **Nothing here was measured on a "
-                "GPU**: no GPU was available to this project's runs. The same code runs "
-                "unchanged on one (every operation on the hot path is a JAX/XLA op), but its "
-                "GPU speed and memory are untested.")
-    return (f"- Accelerator: JAX backend `{backend}` ({', '.join(env.get('jax_devices', []))}): "
-            "interlace's timings here ran on it; lme4 ran on the CPU.")
+        return (
+            "- Accelerator: none (JAX backend `cpu`). **Nothing here was measured on a "
+            "GPU**: no GPU was available to this project's runs. The same code runs "
+            "unchanged on one (every operation on the hot path is a JAX/XLA op), but its "
+            "GPU speed and memory are untested."
+        )
+    return (
+        f"- Accelerator: JAX backend `{backend}` ({', '.join(env.get('jax_devices', []))}): "
+        "interlace's timings here ran on it; lme4 ran on the CPU."
+    )
 
 
 def environment_lines(env: dict, lme4: str, compact: bool = False) -> list[str]:
     """A section's environment bullets; ``compact``: the scaling section's form."""
     pk = env.get("packages", {})
     if compact:
-        return [f"- Machine: {env['cpu']}, {env['cores']} cores (allowed: {env['affinity']}), "
-                f"{env['ram_gib']} GiB RAM; {env['os']}", accelerator_line(env),
-                f"- Python {env['python']}; jax {pk['jax']}, jaxlib {pk['jaxlib']}, numpy "
-                f"{pk['numpy']}, pandas {pk['pandas']}, optax {pk['optax']}; interlace "
-                f"{pk['interlace']} (commit {env['interlace_commit'] or 'unknown'})",
-                f"- lme4: {lme4}"]
-    return [f"- Machine: {env.get('cpu')}, {env.get('cores')} cores"
-            + (f", {env['ram_gib']} GiB RAM" if "ram_gib" in env else "")
-            + (f"; processes allowed on CPUs {env['affinity']}" if "affinity" in env else ""),
-            f"- OS: {env.get('os')}", accelerator_line(env),
-            f"- Python {env.get('python')}; " + ", ".join(f"{k} {v}" for k, v in pk.items())
-            + f" (interlace imported from {env.get('interlace_from')})", f"- lme4: {lme4}"]
+        return [
+            f"- Machine: {env['cpu']}, {env['cores']} cores (allowed: {env['affinity']}), "
+            f"{env['ram_gib']} GiB RAM; {env['os']}",
+            accelerator_line(env),
+            f"- Python {env['python']}; jax {pk['jax']}, jaxlib {pk['jaxlib']}, numpy "
+            f"{pk['numpy']}, pandas {pk['pandas']}, optax {pk['optax']}; interlace "
+            f"{pk['interlace']} (commit {env['interlace_commit'] or 'unknown'})",
+            f"- lme4: {lme4}",
+        ]
+    return [
+        f"- Machine: {env.get('cpu')}, {env.get('cores')} cores"
+        + (f", {env['ram_gib']} GiB RAM" if "ram_gib" in env else "")
+        + (f"; processes allowed on CPUs {env['affinity']}" if "affinity" in env else ""),
+        f"- OS: {env.get('os')}",
+        accelerator_line(env),
+        f"- Python {env.get('python')}; "
+        + ", ".join(f"{k} {v}" for k, v in pk.items())
+        + f" (interlace imported from {env.get('interlace_from')})",
+        f"- lme4: {lme4}",
+    ]
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -208,8 +240,11 @@ def make_timer():
     def timed(fn):
         c0, t0, k0 = time.process_time(), time.perf_counter(), compile_s[0]
         out = fn()
-        return out, {"seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - c0,
-                     "compile_s": compile_s[0] - k0}
+        return out, {
+            "seconds": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - c0,
+            "compile_s": compile_s[0] - k0,
+        }
 
     return timed
 
@@ -219,8 +254,11 @@ def peak_rss_mib(pid: int | None = None) -> float:
     if pid is None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     try:
-        return next(int(ln.split()[1]) / 1024 for ln in _lines(f"/proc/{pid}/status")
-                    if ln.startswith("VmHWM:"))
+        return next(
+            int(ln.split()[1]) / 1024
+            for ln in _lines(f"/proc/{pid}/status")
+            if ln.startswith("VmHWM:")
+        )
     except (OSError, StopIteration):
         return 0.0
 
@@ -268,9 +306,14 @@ def med(runs: list[dict], key: str = "seconds"):
 def summary(runs: list[dict]) -> dict | None:
     if not runs:
         return None
-    return {"median_s": med(runs), "min_s": min(r["seconds"] for r in runs),
-            "max_s": max(r["seconds"] for r in runs), "cpu_median_s": med(runs, "cpu_s"),
-            "n": len(runs), "seconds": [r["seconds"] for r in runs]}
+    return {
+        "median_s": med(runs),
+        "min_s": min(r["seconds"] for r in runs),
+        "max_s": max(r["seconds"] for r in runs),
+        "cpu_median_s": med(runs, "cpu_s"),
+        "n": len(runs),
+        "seconds": [r["seconds"] for r in runs],
+    }
 
 
 # --- child processes ---------------------------------------------------------------------------
@@ -292,14 +335,30 @@ class Child:
     (``stall``) or TimeoutError (past ``deadline``), killing it. ``group``: in its own
     session, whose largest peak RSS is sampled and which a kill takes whole."""
 
-    def __init__(self, cmd, *, env=None, cwd=ROOT, stdin=False, merge_stderr=False,
-                 group=False, stall=True, poll_s=POLL_S):
+    def __init__(
+        self,
+        cmd,
+        *,
+        env=None,
+        cwd=ROOT,
+        stdin=False,
+        merge_stderr=False,
+        group=False,
+        stall=True,
+        poll_s=POLL_S,
+    ):
         self.group, self.stall, self.poll_s, self.peak_rss_mib = group, stall, poll_s, 0.0
         self.t0 = self._sampled = time.perf_counter()
-        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, text=True, start_new_session=group,
-                                     stdin=subprocess.PIPE if stdin else None,
-                                     stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT if merge_stderr else None)
+        self.proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            text=True,
+            start_new_session=group,
+            stdin=subprocess.PIPE if stdin else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if merge_stderr else None,
+        )
         self._queue: queue.Queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
         self.progress()
@@ -326,8 +385,13 @@ class Child:
         self._cpu_mark = cpu
         if self._idle >= 2:
             self.kill()
-            raise Stalled({"idle_s": self._idle * STALL_WINDOW_S, "worker_cpu_s": cpu,
-                           "worker_peak_rss_mib": self.peak_rss_mib})
+            raise Stalled(
+                {
+                    "idle_s": self._idle * STALL_WINDOW_S,
+                    "worker_cpu_s": cpu,
+                    "worker_peak_rss_mib": self.peak_rss_mib,
+                }
+            )
 
     def line(self, deadline: float | None = None):
         """The next line, ``(seconds since the start, text)``; None once the child has
@@ -390,10 +454,16 @@ def run_streaming(cmd, *, timeout, env=None, cwd=ROOT, prefix="", quiet=None) ->
                 print(f"{prefix}[{item[0]:8.2f}s] {item[1]}", flush=True)
     except TimeoutError:
         timed_out = True
-        print(f"{prefix}timeout after {timeout} s: killed process group {child.proc.pid}",
-              flush=True)
-    return {"rc": child.proc.returncode, "wall_s": time.perf_counter() - child.t0,
-            "timed_out": timed_out, "lines": lines, "sampled_peak_mib": child.peak_rss_mib}
+        print(
+            f"{prefix}timeout after {timeout} s: killed process group {child.proc.pid}", flush=True
+        )
+    return {
+        "rc": child.proc.returncode,
+        "wall_s": time.perf_counter() - child.t0,
+        "timed_out": timed_out,
+        "lines": lines,
+        "sampled_peak_mib": child.peak_rss_mib,
+    }
 
 
 def say(tag: str, obj) -> None:
@@ -445,23 +515,38 @@ class Worker(Child):
             waited, rss = time.perf_counter() - t0, self.peak_rss_mib
             if item is None:
                 status = self.proc.returncode
-                how = (" (SIGKILL: on Linux most likely the kernel's OOM killer)"
-                       if status == -9 else "")
-                raise WorkerDied({
-                    **about, "exit_status": status, "waited_s": waited,
-                    "worker_peak_rss_mib": rss, "mem_limit_gb": self.mem_limit_gb,
-                    "message": f"interlace worker exited with status {status}{how} during "
-                               f"{what!r}, after {waited:.0f} s; last sampled peak RSS "
-                               f"{rss:.0f} MiB; its stderr, if any, is above"})
+                how = (
+                    " (SIGKILL: on Linux most likely the kernel's OOM killer)"
+                    if status == -9
+                    else ""
+                )
+                raise WorkerDied(
+                    {
+                        **about,
+                        "exit_status": status,
+                        "waited_s": waited,
+                        "worker_peak_rss_mib": rss,
+                        "mem_limit_gb": self.mem_limit_gb,
+                        "message": f"interlace worker exited with status {status}{how} during "
+                        f"{what!r}, after {waited:.0f} s; last sampled peak RSS "
+                        f"{rss:.0f} MiB; its stderr, if any, is above",
+                    }
+                )
             tag, _, body = item[1].partition("\t")
             if tag == "RESULT":
                 self.sample_rss()
                 return json.loads(body)
             if tag == "ERROR":
                 tb = json.loads(body)
-                raise WorkerError({**about, "traceback": tb, "worker_peak_rss_mib": rss,
-                                   "message": f"interlace raised, during {what!r}: "
-                                              f"{tb.strip().splitlines()[-1]}"})
+                raise WorkerError(
+                    {
+                        **about,
+                        "traceback": tb,
+                        "worker_peak_rss_mib": rss,
+                        "message": f"interlace raised, during {what!r}: "
+                        f"{tb.strip().splitlines()[-1]}",
+                    }
+                )
             if on_line:
                 on_line(tag, body)
             else:  # the worker's own output
@@ -484,15 +569,18 @@ class RDriver(Child):
         self.script = script
         super().__init__(["Rscript", str(HERE / script)], stdin=True, stall=False)
         self.info = self._message("READY")
-        self.note = (f"{self.info['r_version']}, lme4 {self.info['lme4_version']}, "
-                     f"BLAS {self.info['blas']}")
+        self.note = (
+            f"{self.info['r_version']}, lme4 {self.info['lme4_version']}, BLAS {self.info['blas']}"
+        )
 
     def _message(self, tag):
         text = (self.line() or (0, ""))[1]
         got, _, body = text.partition("\t")
         if got != tag or not body:
-            raise RuntimeError(f"{self.script}: expected {tag}, got {text!r} "
-                               f"(exit status {self.proc.poll()}; R's stderr is above)")
+            raise RuntimeError(
+                f"{self.script}: expected {tag}, got {text!r} "
+                f"(exit status {self.proc.poll()}; R's stderr is above)"
+            )
         return json.loads(body)
 
     def ask(self, request: str) -> dict:

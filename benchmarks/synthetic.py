@@ -93,8 +93,13 @@ def _categorical(codes: np.ndarray, name: str, n_levels: int) -> pd.Categorical:
     return pd.Categorical.from_codes(codes.astype(dtype), categories=labels)
 
 
-def make_crossed(n_rows: int, levels: Sequence[int] | None = None, seed: int = 0,
-                 zipf_s: float = 1.1, sds: Sequence[float] | None = None) -> pd.DataFrame:
+def make_crossed(
+    n_rows: int,
+    levels: Sequence[int] | None = None,
+    seed: int = 0,
+    zipf_s: float = 1.1,
+    sds: Sequence[float] | None = None,
+) -> pd.DataFrame:
     """A crossed random-intercept design: columns ``y``, ``x`` and factors ``a, b[, c ...]``.
 
     Parameters
@@ -117,7 +122,7 @@ def make_crossed(n_rows: int, levels: Sequence[int] | None = None, seed: int = 0
     levels = tuple(int(q) for q in (default_levels(n_rows) if levels is None else levels))
     if not 1 <= len(levels) <= len(FACTORS):
         raise ValueError(f"levels: between 1 and {len(FACTORS)} factors, got {levels}")
-    sds = tuple(float(s) for s in (SDS[:len(levels)] if sds is None else sds))
+    sds = tuple(float(s) for s in (SDS[: len(levels)] if sds is None else sds))
     if len(sds) != len(levels):
         raise ValueError("sds needs one standard deviation per factor")
     rng = np.random.default_rng(seed)
@@ -130,9 +135,14 @@ def make_crossed(n_rows: int, levels: Sequence[int] | None = None, seed: int = 0
         y += effects[codes]
         cols[name] = _categorical(codes, name, q)
     df = pd.DataFrame({"y": y, "x": x, **cols})
-    df.attrs["truth"] = {"beta": list(BETA), "sigma": SIGMA, "levels": list(levels),
-                         "sds": dict(zip(FACTORS, sds)), "zipf_s": float(zipf_s),
-                         "seed": int(seed)}
+    df.attrs["truth"] = {
+        "beta": list(BETA),
+        "sigma": SIGMA,
+        "levels": list(levels),
+        "sds": dict(zip(FACTORS, sds)),
+        "zipf_s": float(zipf_s),
+        "seed": int(seed),
+    }
     return df
 
 
@@ -150,8 +160,13 @@ def write(df: pd.DataFrame, out: str | Path) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=float, required=True, help="number of rows, e.g. 1e6")
-    ap.add_argument("--levels", type=int, nargs="+", default=None,
-                    help="level counts per factor, e.g. 2000 400 50 (default: scales with rows)")
+    ap.add_argument(
+        "--levels",
+        type=int,
+        nargs="+",
+        default=None,
+        help="level counts per factor, e.g. 2000 400 50 (default: scales with rows)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--zipf-s", type=float, default=1.1)
     ap.add_argument("--out", required=True, help="output .parquet, .csv or .csv.gz")
@@ -160,17 +175,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         ap.error(f"--out must end in .parquet, .csv or .csv.gz, got {args.out}")
     if args.out.endswith(".parquet"):
         import importlib.util
+
         if not any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet")):
-            ap.error("writing .parquet needs pyarrow or fastparquet (pip install pyarrow); "
-                     "or write .csv.gz")
+            ap.error(
+                "writing .parquet needs pyarrow or fastparquet (pip install pyarrow); "
+                "or write .csv.gz"
+            )
     t0 = time.perf_counter()
     df = make_crossed(int(args.rows), args.levels, seed=args.seed, zipf_s=args.zipf_s)
     t1 = time.perf_counter()
     write(df, args.out)
     t2 = time.perf_counter()
     lv = " x ".join(str(df[f].cat.categories.size) for f in df.columns[2:])
-    print(f"{len(df)} rows, levels {lv}: generated in {t1 - t0:.2f} s, "
-          f"written to {args.out} in {t2 - t1:.2f} s")
+    print(
+        f"{len(df)} rows, levels {lv}: generated in {t1 - t0:.2f} s, "
+        f"written to {args.out} in {t2 - t1:.2f} s"
+    )
 
 
 if __name__ == "__main__":

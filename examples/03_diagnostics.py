@@ -22,8 +22,9 @@ out_dir.mkdir(parents=True, exist_ok=True)
 df = interlace.datasets.exam_scores()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the page's school variance is at the boundary
-    result = interlace.fit("score ~ hours_studied + prior_gpa", data=df,
-                           groups=["student_id", "school_id"])
+    result = interlace.fit(
+        "score ~ hours_studied + prior_gpa", data=df, groups=["student_id", "school_id"]
+    )
 
 print("# 1. Residuals: standardized conditional residuals should look like N(0, 1)")
 res = interlace.hlm_resid(result, standardized=True)
@@ -47,9 +48,11 @@ again = time.perf_counter() - start
 print(f"{len(infl)} case-deletion refits: {first:.1f} s with compilation, {again:.2f} s after")
 top = infl.sort_values("cooksd", ascending=False).head(5)
 print(top[["cooksd", "mdffits", "covratio", "rvc_sigma2"]].round(4))
-print(f"rows above 4/n: one-step {interlace.n_influential(result)}, "
-      f"exact {interlace.n_influential(result, influence=infl)}; "
-      f"all refits converged: {bool(infl['converged'].all())}")
+print(
+    f"rows above 4/n: one-step {interlace.n_influential(result)}, "
+    f"exact {interlace.n_influential(result, influence=infl)}; "
+    f"all refits converged: {bool(infl['converged'].all())}"
+)
 
 print("\n# 4. Which school moves the estimates most? (group deletion)")
 schools = interlace.hlm_influence(result, level="school_id")

@@ -18,12 +18,18 @@ fit = interlace.fit("reaction ~ days + (days | subject)", data=df)
 fit.parametric_bootstrap(1000, seed=0)  # compile once
 start = time.perf_counter()
 boot = fit.parametric_bootstrap(1000, seed=1)
-print(f"1000 parametric-bootstrap refits in {time.perf_counter() - start:.2f} s "
-      f"({boot.converged.mean():.1%} converged)")
+print(
+    f"1000 parametric-bootstrap refits in {time.perf_counter() - start:.2f} s "
+    f"({boot.converged.mean():.1%} converged)"
+)
 
 print("\n# Bootstrap standard errors next to the model-based ones")
-print(boot.se()[["Intercept", "days"]].round(3).to_frame("bootstrap").assign(
-    model_based=fit.fe_bse.round(3)))
+print(
+    boot.se()[["Intercept", "days"]]
+    .round(3)
+    .to_frame("bootstrap")
+    .assign(model_based=fit.fe_bse.round(3))
+)
 
 print("\n# 95% intervals: percentile bootstrap (all parameters) and Wald (fixed effects)")
 print(boot.conf_int("percentile").round(3).head(6))
@@ -34,8 +40,10 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     small = interlace.fit("reaction ~ days + (1 | subject)", data=df)
 print(interlace.anova(small, fit, n_bootstrap=200, seed=2))
-print("(the chi-squared p-value is conservative for a variance on its boundary;"
-      " the bootstrap p-value is not)")
+print(
+    "(the chi-squared p-value is conservative for a variance on its boundary;"
+    " the bootstrap p-value is not)"
+)
 
 print("\n# Satterthwaite t-tests (lmerTest's method)")
 print(fit.coef_table(ddf="satterthwaite").round(4))
@@ -44,12 +52,18 @@ print("\n# Nonparametric refits for crossed designs: resample levels, not residu
 exams = interlace.datasets.exam_scores()
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # the page's school variance is at the boundary
-    page = interlace.fit("score ~ hours_studied + prior_gpa", data=exams,
-                         groups=["student_id", "school_id"])
+    page = interlace.fit(
+        "score ~ hours_studied + prior_gpa", data=exams, groups=["student_id", "school_id"]
+    )
 start = time.perf_counter()
 pig = page.pigeonhole_bootstrap(200, seed=3)  # students and schools resampled independently
-print(f"200 pigeonhole refits (Owen 2007) in {time.perf_counter() - start:.1f} s "
-      "including compilation")
+print(
+    f"200 pigeonhole refits (Owen 2007) in {time.perf_counter() - start:.1f} s "
+    "including compilation"
+)
 students = page.cluster_bootstrap(200, group="student_id", seed=4)
-print(page.fe_bse.round(3).to_frame("model_based").assign(
-    cluster_students=students.se().round(3), pigeonhole=pig.se().round(3)))
+print(
+    page.fe_bse.round(3)
+    .to_frame("model_based")
+    .assign(cluster_students=students.se().round(3), pigeonhole=pig.se().round(3))
+)

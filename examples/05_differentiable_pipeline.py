@@ -24,11 +24,13 @@ jax.config.update("jax_enable_x64", True)
 
 rng = np.random.default_rng(0)
 n = 600
-df = pd.DataFrame({
-    "hours": rng.uniform(0, 10, n),
-    "student": [f"s{i}" for i in rng.integers(0, 40, n)],
-    "school": [f"k{i}" for i in rng.integers(0, 8, n)],
-})
+df = pd.DataFrame(
+    {
+        "hours": rng.uniform(0, 10, n),
+        "student": [f"s{i}" for i in rng.integers(0, 40, n)],
+        "school": [f"k{i}" for i in rng.integers(0, 8, n)],
+    }
+)
 student = dict(zip(sorted(df.student.unique()), rng.normal(0, 2.0, 40)))
 school = dict(zip(sorted(df.school.unique()), rng.normal(0, 1.0, 8)))
 
@@ -37,16 +39,16 @@ def g(h):  # the curve the network has to find
     return 60 + 8 * np.sin(h / 1.5) + 0.5 * h
 
 
-df["score"] = (g(df.hours) + df.student.map(student) + df.school.map(school)
-               + rng.normal(0, 1.5, n))
+df["score"] = g(df.hours) + df.student.map(student) + df.school.map(school) + rng.normal(0, 1.5, n)
 
 # The model's arrays, built once. The network's output replaces the response later.
 model = interlace.model_arrays("score ~ 1 + (1 | student) + (1 | school)", df)
 hours = jnp.asarray(df.hours.to_numpy())[:, None] / 10.0
 y = model.y
 
-net = eqx.nn.MLP(in_size=1, out_size=1, width_size=32, depth=2, activation=jax.nn.tanh,
-                 key=jax.random.key(1))
+net = eqx.nn.MLP(
+    in_size=1, out_size=1, width_size=32, depth=2, activation=jax.nn.tanh, key=jax.random.key(1)
+)
 params = {"net": net, "theta": jnp.ones(2)}
 
 
@@ -79,9 +81,13 @@ assert history[-1] < history[0], "training did not lower the loss"
 # Read the trained model: the curve (up to the intercept, which the network absorbs)
 # and the variance components, from an ordinary fit of the residual.
 curve = np.asarray(jax.vmap(params["net"])(hours)[:, 0] * 10.0)
-fit = interlace.fit("residual ~ 1 + (1 | student) + (1 | school)",
-                    df.assign(residual=df.score - curve))
+fit = interlace.fit(
+    "residual ~ 1 + (1 | student) + (1 | school)", df.assign(residual=df.score - curve)
+)
 shape_error = np.std((curve + fit.fe_params["Intercept"]) - g(df.hours))
 print(f"\ncurve recovered to within {shape_error:.2f} score points (sd of the error)")
-print("variance components:", {k: round(v, 2) for k, v in fit.variance_components.items()},
-      f"residual: {fit.scale:.2f}  (truth: student 4, school 1, residual 2.25)")
+print(
+    "variance components:",
+    {k: round(v, 2) for k, v in fit.variance_components.items()},
+    f"residual: {fit.scale:.2f}  (truth: student 4, school 1, residual 2.25)",
+)

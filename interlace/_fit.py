@@ -60,8 +60,12 @@ def fit(
         variance is estimated at zero or a correlation at +-1 (lme4's rule).
     """
     check_method(method)
-    return CrossedLMEResult.from_fit(fit_design(build_design(formula, data, groups), method,
-                                                maxiter=maxiter, stacklevel=4,
-                                                verbose=verbose))
-
-
+    return CrossedLMEResult.from_fit(
+        fit_design(
+            build_design(formula, data, groups),
+            method,
+            maxiter=maxiter,
+            stacklevel=4,
+            verbose=verbose,
+        )
+    )

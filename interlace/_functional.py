@@ -45,8 +45,7 @@ __all__ = ["model_arrays", "deviance", "loglik", "blups", "fit_arrays", "fit_man
 
 
 @float64_scope
-def model_arrays(formula: str, data: Any,
-                 groups: str | Sequence[str] | None = None) -> ModelArrays:
+def model_arrays(formula: str, data: Any, groups: str | Sequence[str] | None = None) -> ModelArrays:
     """The arrays of a model (a pytree): response, fixed and random-term columns, unit
     weights and the index structure of its cross-products. Same formula syntax and
     input checks as :func:`interlace.fit`."""
@@ -60,8 +59,9 @@ def deviance(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> jn
 
 
 @float64_functional
-def loglik(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
-           model: ModelArrays) -> jnp.ndarray:
+def loglik(
+    beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray, model: ModelArrays
+) -> jnp.ndarray:
     """Full ML log-likelihood of ``(beta, theta, sigma)`` (not profiled)."""
     return log_likelihood(beta, theta_to_internal(theta, model), sigma, cross_products_of(model))
 
@@ -74,9 +74,15 @@ def blups(theta: jnp.ndarray, model: ModelArrays, *, reml: bool = True) -> list[
 
 
 @float64_scope
-def fit_many(formula: str, data: Any, responses: pd.DataFrame | ArrayLike,
-             groups: str | Sequence[str] | None = None, method: str = "REML",
-             *, batch_size: int | None = None) -> pd.DataFrame:
+def fit_many(
+    formula: str,
+    data: Any,
+    responses: pd.DataFrame | ArrayLike,
+    groups: str | Sequence[str] | None = None,
+    method: str = "REML",
+    *,
+    batch_size: int | None = None,
+) -> pd.DataFrame:
     """Fit one model per response column, all sharing ``formula``'s design, with one
     compiled, vectorised call per batch (``jax.vmap`` of :func:`fit_arrays`), warm-started
     and preconditioned at the fit of the first response. ``batch_size`` defaults to all
@@ -95,8 +101,11 @@ def fit_many(formula: str, data: Any, responses: pd.DataFrame | ArrayLike,
     data = as_pandas(data, "data")
     design = build_design(formula, data, groups)
     model = design_arrays(design)
-    frame = (as_pandas(responses, "responses") if is_frame(responses)
-             else pd.DataFrame(np.asarray(responses), index=data.index))
+    frame = (
+        as_pandas(responses, "responses")
+        if is_frame(responses)
+        else pd.DataFrame(np.asarray(responses), index=data.index)
+    )
     if len(frame) != len(data):
         raise DataError(f"responses has {len(frame)} rows but data has {len(data)}.")
     frame = frame.set_axis(data.index, axis=0)
@@ -104,10 +113,17 @@ def fit_many(formula: str, data: Any, responses: pd.DataFrame | ArrayLike,
     if not np.all(np.isfinite(Y)):
         raise DataError("responses contain NaN or infinite values in rows the model uses.")
 
-    theta0 = fit_values(model.replace(y=jnp.asarray(Y[:, 0])),
-                        reml=reml).theta  # a warm start shared by the batch
-    out = refit_all(model, jnp.asarray(Y.T), theta0, reml=reml,
-                    statistic=deviance_statistic, batch_size=batch_size)
+    theta0 = fit_values(
+        model.replace(y=jnp.asarray(Y[:, 0])), reml=reml
+    ).theta  # a warm start shared by the batch
+    out = refit_all(
+        model,
+        jnp.asarray(Y.T),
+        theta0,
+        reml=reml,
+        statistic=deviance_statistic,
+        batch_size=batch_size,
+    )
     table = pd.DataFrame(out.beta, columns=list(model.fe_names), index=frame.columns)
     for j, name in enumerate(model.theta_names):
         table[name] = out.theta[:, j]
@@ -116,4 +132,3 @@ def fit_many(formula: str, data: Any, responses: pd.DataFrame | ArrayLike,
     table["converged"] = out.converged
     warn_unconverged(out.converged, "fits")
     return table
-

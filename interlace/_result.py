@@ -151,8 +151,7 @@ class CrossedLMEResult:
         """95% Wald intervals ``beta -/+ 1.96 se``, columns ``2.5 %`` and ``97.5 %``."""
         return self._wald(1.96, "2.5 %", "97.5 %")
 
-    def conf_int(self, level: float | None = None, *, alpha: float | None = None
-                 ) -> pd.DataFrame:
+    def conf_int(self, level: float | None = None, *, alpha: float | None = None) -> pd.DataFrame:
         """Wald intervals of the fixed effects (the page's ``fe_conf_int``) at ``level``,
         or at ``1 - alpha`` with statsmodels' ``alpha=``, with the exact quantile
         ``z = Phi^-1((1+level)/2)`` (as lme4's ``confint(fit, method = "Wald")``; the
@@ -183,8 +182,9 @@ class CrossedLMEResult:
         return self._wald(float(ndtri(1 - a)), f"{100 * a:g} %", f"{100 * (1 - a):g} %")
 
     def _wald(self, z: float, lo: str, hi: str) -> pd.DataFrame:
-        return pd.DataFrame({lo: self.fe_params - z * self.fe_bse,
-                             hi: self.fe_params + z * self.fe_bse})
+        return pd.DataFrame(
+            {lo: self.fe_params - z * self.fe_bse, hi: self.fe_params + z * self.fe_bse}
+        )
 
     # --- statsmodels' names for the page's attributes ----------------------------------
     @property
@@ -280,8 +280,11 @@ class CrossedLMEResult:
                     continue
                 if term.factor not in positions:
                     positions[term.factor] = _level_positions(
-                        frame, term.factor, term.group_columns or tuple(term.factor.split(":")),
-                        term.levels)
+                        frame,
+                        term.factor,
+                        term.group_columns or tuple(term.factor.split(":")),
+                        term.levels,
+                    )
                 Xr = term_matrix_for(term, frame)
                 pos = positions[term.factor]
                 b = np.where((pos >= 0)[:, None], blup[np.maximum(pos, 0)], 0.0)
@@ -339,15 +342,22 @@ class CrossedLMEResult:
         ``ddf="satterthwaite"``: t-tests with Satterthwaite degrees of freedom
         (lmerTest's default), from the autodiff Hessian of the deviance."""
         if ddf == "normal":
-            return pd.DataFrame({"Estimate": self.fe_params, "Std. Error": self.fe_bse,
-                                 "z value": self.fe_zvalues, "Pr(>|z|)": self.fe_pvalues})
+            return pd.DataFrame(
+                {
+                    "Estimate": self.fe_params,
+                    "Std. Error": self.fe_bse,
+                    "z value": self.fe_zvalues,
+                    "Pr(>|z|)": self.fe_pvalues,
+                }
+            )
         if ddf == "satterthwaite":
             return satterthwaite(self.model_fit)
         raise ModelSpecError(f"ddf must be 'normal' or 'satterthwaite', got {ddf!r}.")
 
     @float64_scope
-    def confint(self, method: str = "wald", level: float = 0.95, n_bootstrap: int = 1000,
-                seed: Seed = None) -> pd.DataFrame:
+    def confint(
+        self, method: str = "wald", level: float = 0.95, n_bootstrap: int = 1000, seed: Seed = None
+    ) -> pd.DataFrame:
         """Intervals for ``sd_*``/``cor_*``/``sigma`` and the fixed effects (lme4's
         ``confint(oldNames = FALSE)`` rows). ``wald``: fixed effects only (NaN for the
         variance parameters, as lme4); ``bootstrap``: percentile intervals of a
@@ -373,44 +383,60 @@ class CrossedLMEResult:
         residuals (lme4's ``simulate(fit)``); columns ``sim_1 ... sim_n``."""
         n = check_positive_int(n, "n")
         Y = np.asarray(simulate_from(self.model_fit, n, key_from_seed(seed)))
-        return pd.DataFrame(Y.T, index=self.design.row_index,
-                            columns=[f"sim_{i + 1}" for i in range(n)])
+        return pd.DataFrame(
+            Y.T, index=self.design.row_index, columns=[f"sim_{i + 1}" for i in range(n)]
+        )
 
     @float64_scope
-    def parametric_bootstrap(self, n_bootstrap: int = 1000, seed: Seed = None,
-                             statistic: Callable | None = None,
-                             progress: bool | None = None) -> BootstrapResult:
+    def parametric_bootstrap(
+        self,
+        n_bootstrap: int = 1000,
+        seed: Seed = None,
+        statistic: Callable | None = None,
+        progress: bool | None = None,
+    ) -> BootstrapResult:
         """Refit the model to ``n_bootstrap`` simulated responses in one vectorised,
         compiled call (lme4's ``bootMer(type = "parametric")``); returns a
         :class:`~interlace.BootstrapResult` with the replicates, ``se()`` and
         ``conf_int(method="percentile"|"basic")``. ``progress``: a progress bar (default:
         only when standard error is a terminal)."""
-        return parametric_bootstrap(self.model_fit, n_bootstrap, seed, statistic,
-                                    progress=progress)
+        return parametric_bootstrap(self.model_fit, n_bootstrap, seed, statistic, progress=progress)
 
     @float64_scope
-    def cluster_bootstrap(self, n_bootstrap: int = 1000, group: str | None = None,
-                          seed: Seed = None, statistic: Callable | None = None,
-                          progress: bool | None = None) -> BootstrapResult:
+    def cluster_bootstrap(
+        self,
+        n_bootstrap: int = 1000,
+        group: str | None = None,
+        seed: Seed = None,
+        statistic: Callable | None = None,
+        progress: bool | None = None,
+    ) -> BootstrapResult:
         """Refit the model to ``n_bootstrap`` resamples of the levels of ``group``
         (default: the first grouping factor), each drawn level a new cluster; all refits
         in one vectorised call. Returns a ``BootstrapResult`` as
         :meth:`parametric_bootstrap` does."""
         group = self.design.factor_names[0] if group is None else group
-        return resampled_levels_bootstrap(self.model_fit, [group], n_bootstrap, seed, statistic,
-                                          progress=progress)
+        return resampled_levels_bootstrap(
+            self.model_fit, [group], n_bootstrap, seed, statistic, progress=progress
+        )
 
     @float64_scope
-    def pigeonhole_bootstrap(self, n_bootstrap: int = 1000, groups: Sequence[str] | None = None,
-                             seed: Seed = None, statistic: Callable | None = None,
-                             progress: bool | None = None) -> BootstrapResult:
+    def pigeonhole_bootstrap(
+        self,
+        n_bootstrap: int = 1000,
+        groups: Sequence[str] | None = None,
+        seed: Seed = None,
+        statistic: Callable | None = None,
+        progress: bool | None = None,
+    ) -> BootstrapResult:
         """The pigeonhole bootstrap for crossed designs (Owen 2007): the levels of every
         factor in ``groups`` (default: all) are resampled independently and the model is
         refitted to the cells of the drawn levels; vectorised as
         :meth:`cluster_bootstrap`."""
         groups = list(self.design.factor_names) if groups is None else groups
-        return resampled_levels_bootstrap(self.model_fit, groups, n_bootstrap, seed, statistic,
-                                          progress=progress)
+        return resampled_levels_bootstrap(
+            self.model_fit, groups, n_bootstrap, seed, statistic, progress=progress
+        )
 
     # --- text -------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -443,8 +469,9 @@ def isSingular(result: CrossedLMEResult, tol: float = SINGULAR_TOL) -> bool:  # 
     return theta_is_singular(fit.theta[diagonal_mask(fit.ks)], tol)
 
 
-def _level_positions(frame: pd.DataFrame, name: str, cols: Sequence[str],
-                     levels: pd.Index) -> np.ndarray:
+def _level_positions(
+    frame: pd.DataFrame, name: str, cols: Sequence[str], levels: pd.Index
+) -> np.ndarray:
     """Each row's position in ``levels`` of factor ``name`` (made of columns ``cols``),
     matched by label across int / float / str / category; -1 for a level not seen in the
     fit (BLUP 0, no warning: the results page's rule) or a missing value (BLUP 0 and a
@@ -477,8 +504,9 @@ def _intercept_only(design: Design, name: str) -> bool:
     return len(idx) == 1 and design.terms[idx[0]].columns == ("(Intercept)",)
 
 
-def _variance_components(design: Design, theta: np.ndarray,
-                         sigma2: float) -> dict[str, float | pd.DataFrame]:
+def _variance_components(
+    design: Design, theta: np.ndarray, sigma2: float
+) -> dict[str, float | pd.DataFrame]:
     """Per factor: the variance (intercept only) or the covariance DataFrame
     ``sigma^2 T T'`` over all its terms (block diagonal across terms)."""
     covs = [c[0] for c in term_covariances(theta, np.sqrt(sigma2), design.terms)]
@@ -493,14 +521,15 @@ def _variance_components(design: Design, theta: np.ndarray,
         start = 0
         for i in idx:
             k = len(covs[i])
-            full[start:start + k, start:start + k] = covs[i]
+            full[start : start + k, start : start + k] = covs[i]
             start += k
         out[name] = pd.DataFrame(full, index=cols, columns=cols)
     return out
 
 
-def _random_effects(design: Design,
-                    blups: Sequence[np.ndarray]) -> dict[str, pd.Series | pd.DataFrame]:
+def _random_effects(
+    design: Design, blups: Sequence[np.ndarray]
+) -> dict[str, pd.Series | pd.DataFrame]:
     """Per factor: a Series of BLUPs (intercept only) or a DataFrame, one column per term
     column (lme4's ``ranef``), indexed by level."""
     out: dict[str, pd.Series | pd.DataFrame] = {}
@@ -511,6 +540,7 @@ def _random_effects(design: Design,
             out[name] = pd.Series(blups[idx[0]][:, 0], index=index, name=name)
         else:
             cols = [c for i in idx for c in design.terms[i].columns]
-            out[name] = pd.DataFrame(np.concatenate([blups[i] for i in idx], axis=1),
-                                     index=index, columns=cols)
+            out[name] = pd.DataFrame(
+                np.concatenate([blups[i] for i in idx], axis=1), index=index, columns=cols
+            )
     return out

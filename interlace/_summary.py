@@ -37,55 +37,76 @@ def _group_name(term) -> str:
     """A term's grouping factor as a formula writes it: ``a:b``, with backticks around
     column names that are not plain names (```subj id```)."""
     cols = term.group_columns or (term.factor,)
-    return ":".join(c if re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_.]*", c) else f"`{c}`"
-                    for c in cols)
+    return ":".join(c if re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_.]*", c) else f"`{c}`" for c in cols)
 
 
 def format_summary(res) -> str:
     """Header, criterion, scaled residuals, random effects, fixed effects, notes."""
     d = res.design
     # the formula as written, plus the terms given through groups= (recorded by the design)
-    formula = res.formula + "".join(f" + (1 | {_group_name(t)})" for t in d.terms
-                                    if t.from_groups)
+    formula = res.formula + "".join(f" + (1 | {_group_name(t)})" for t in d.terms if t.from_groups)
     lines = []
     if res.method == "REML":
-        lines += ["Linear mixed model fit by REML", f"Formula: {formula}", "",
-                  f"REML criterion at convergence: {res.deviance:.4f}", ""]
+        lines += [
+            "Linear mixed model fit by REML",
+            f"Formula: {formula}",
+            "",
+            f"REML criterion at convergence: {res.deviance:.4f}",
+            "",
+        ]
     else:
-        lines += ["Linear mixed model fit by maximum likelihood", f"Formula: {formula}", "",
-                  f"{'AIC':>10}{'BIC':>10}{'logLik':>10}{'deviance':>10}{'df.resid':>10}",
-                  f"{res.aic:>10.1f}{res.bic:>10.1f}{res.llf:>10.1f}{res.deviance:>10.1f}"
-                  f"{res.nobs - res.df_modelwc:>10d}", ""]
+        lines += [
+            "Linear mixed model fit by maximum likelihood",
+            f"Formula: {formula}",
+            "",
+            f"{'AIC':>10}{'BIC':>10}{'logLik':>10}{'deviance':>10}{'df.resid':>10}",
+            f"{res.aic:>10.1f}{res.bic:>10.1f}{res.llf:>10.1f}{res.deviance:>10.1f}"
+            f"{res.nobs - res.df_modelwc:>10d}",
+            "",
+        ]
     scaled = res.resid.to_numpy() / np.sqrt(res.scale)
     q = np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1])
-    lines += ["Scaled residuals:",
-              "".join(f"{h:>10}" for h in ("Min", "1Q", "Median", "3Q", "Max")),
-              "".join(f"{v:>10.4f}" for v in q), ""]
+    lines += [
+        "Scaled residuals:",
+        "".join(f"{h:>10}" for h in ("Min", "1Q", "Median", "3Q", "Max")),
+        "".join(f"{v:>10.4f}" for v in q),
+        "",
+    ]
     rows = _random_effect_rows(res) + [("Residual", "", res.scale, "")]
     gw = max(len("Groups"), *(len(r[0]) for r in rows))
     nw = max(len("Name"), *(len(r[1]) for r in rows))
     has_corr = any(r[3] for r in rows)
-    lines += ["Random effects:",
-              f" {'Groups':<{gw}} {'Name':<{nw}} {'Variance':>12} {'Std.Dev.':>12}"
-              + ("  Corr" if has_corr else "")]
+    lines += [
+        "Random effects:",
+        f" {'Groups':<{gw}} {'Name':<{nw}} {'Variance':>12} {'Std.Dev.':>12}"
+        + ("  Corr" if has_corr else ""),
+    ]
     for g, name, var, corr in rows:
-        lines.append(f" {g:<{gw}} {name:<{nw}} {var:>12.4f} {np.sqrt(var):>12.4f}"
-                     + (f"  {corr}" if corr else ""))
+        lines.append(
+            f" {g:<{gw}} {name:<{nw}} {var:>12.4f} {np.sqrt(var):>12.4f}"
+            + (f"  {corr}" if corr else "")
+        )
     groups = "; ".join(f"{k}, {v}" for k, v in res.ngroups.items())
     lines += [f"Number of obs: {res.nobs}, groups:  {groups}", ""]
-    table = pd.DataFrame({
-        "Estimate": res.fe_params.map("{:.6g}".format),
-        "Std. Error": res.fe_bse.map("{:.6g}".format),
-        "z value": res.fe_zvalues.map("{:.3f}".format),
-        "Pr(>|z|)": res.fe_pvalues.map(_format_p),
-    })
+    table = pd.DataFrame(
+        {
+            "Estimate": res.fe_params.map("{:.6g}".format),
+            "Std. Error": res.fe_bse.map("{:.6g}".format),
+            "z value": res.fe_zvalues.map("{:.3f}".format),
+            "Pr(>|z|)": res.fe_pvalues.map(_format_p),
+        }
+    )
     lines += ["Fixed effects:", table.to_string(), ""]
     if d.dropped_fe:
-        lines.append(f"fixed-effect model matrix is rank deficient so dropping "
-                     f"{len(d.dropped_fe)} columns / coefficients: {list(d.dropped_fe)}")
+        lines.append(
+            f"fixed-effect model matrix is rank deficient so dropping "
+            f"{len(d.dropped_fe)} columns / coefficients: {list(d.dropped_fe)}"
+        )
     status = "converged" if res.converged else "did NOT converge"
-    lines.append(f"optimizer (L-BFGS, optax) {status} after {res.n_iterations} iterations, "
-                 f"{res.n_evaluations} deviance evaluations ({res.stop_reason})")
+    lines.append(
+        f"optimizer (L-BFGS, optax) {status} after {res.n_iterations} iterations, "
+        f"{res.n_evaluations} deviance evaluations ({res.stop_reason})"
+    )
     if res.is_singular:
         lines.append(SINGULAR_MESSAGE)
     return "\n".join(lines)

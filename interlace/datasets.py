@@ -40,7 +40,12 @@ def reaction_times(n_subjects: int = 18, n_days: int = 10, seed: int = 7) -> pd.
     effects = rng.multivariate_normal([0.0, 0.0], cov, size=n_subjects)
     subject = np.repeat(np.arange(n_subjects), n_days)
     days = np.tile(np.arange(n_days), n_subjects).astype(float)
-    reaction = (250 + effects[subject, 0] + (10 + effects[subject, 1]) * days
-                + rng.normal(0, 25, subject.size))
-    return pd.DataFrame({"reaction": reaction, "days": days,
-                         "subject": [f"S{s + 1:02d}" for s in subject]})
+    reaction = (
+        250
+        + effects[subject, 0]
+        + (10 + effects[subject, 1]) * days
+        + rng.normal(0, 25, subject.size)
+    )
+    return pd.DataFrame(
+        {"reaction": reaction, "days": days, "subject": [f"S{s + 1:02d}" for s in subject]}
+    )

@@ -24,8 +24,15 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by monkeypatching sys.modules
     raise ImportError("interlace.plots needs matplotlib: pip install interlace[plot]") from exc
 
-__all__ = ["caterpillar", "cooks_index", "diagnostic_panel", "qq_blups", "qq_residuals",
-           "residuals_vs_fitted", "shrinkage"]
+__all__ = [
+    "caterpillar",
+    "cooks_index",
+    "diagnostic_panel",
+    "qq_blups",
+    "qq_residuals",
+    "residuals_vs_fitted",
+    "shrinkage",
+]
 
 
 def _axes(ax):
@@ -93,8 +100,13 @@ def qq_blups(result, factor: str, column: str | None = None, ax=None):
     return ax
 
 
-def cooks_index(result, threshold: float | None = None, influence: pd.DataFrame | None = None,
-                ax=None, max_labels: int | None = 10):
+def cooks_index(
+    result,
+    threshold: float | None = None,
+    influence: pd.DataFrame | None = None,
+    ax=None,
+    max_labels: int | None = 10,
+):
     """Index plot of Cook's distance: ``interlace.cooks_distance(result)`` (lme4's one-step
     formula) or the ``"cooksd"`` column of ``influence`` (from ``interlace.hlm_influence``).
     The cut-off line is at ``threshold`` (default ``4 / n``); points above it are labelled
@@ -111,8 +123,13 @@ def cooks_index(result, threshold: float | None = None, influence: pd.DataFrame 
     above = np.flatnonzero(values > cut)
     above = above[np.argsort(-values[above], kind="stable")][:max_labels]
     for i in np.sort(above):
-        ax.annotate(str(d.index[i]), (x[i], values[i]), textcoords="offset points",
-                    xytext=(2, 3), fontsize=7)
+        ax.annotate(
+            str(d.index[i]),
+            (x[i], values[i]),
+            textcoords="offset points",
+            xytext=(2, 3),
+            fontsize=7,
+        )
     ax.set_xlabel("Observation")
     ax.set_ylabel("Cook's distance")
     ax.set_title(f"Cook's distance (cut-off {cut:.3g})")
@@ -134,8 +151,15 @@ def caterpillar(result, factor: str, column: str | None = None, level: float = 0
     frame = frame.sort_values(column)
     z = stats.norm.ppf(0.5 + level / 2)
     y = np.arange(len(frame))
-    ax.errorbar(frame[column].to_numpy(float), y, xerr=z * frame[f"{column}_se"].to_numpy(float),
-                fmt="o", ms=3, capsize=0, lw=1)
+    ax.errorbar(
+        frame[column].to_numpy(float),
+        y,
+        xerr=z * frame[f"{column}_se"].to_numpy(float),
+        fmt="o",
+        ms=3,
+        capsize=0,
+        lw=1,
+    )
     ax.axvline(0.0, color="grey", lw=1, ls="--")
     if len(frame) <= 50:
         ax.set_yticks(y, [str(v) for v in frame.index], fontsize=7)
@@ -162,7 +186,8 @@ def shrinkage(result, factor: str, ax=None):
     found = [(t, b) for t, b in zip(d.terms, result.term_blups) if t.factor == factor]
     if not found:
         raise ModelSpecError(
-            f"{factor!r} is not a grouping factor of the model {list(d.factor_names)}.")
+            f"{factor!r} is not a grouping factor of the model {list(d.factor_names)}."
+        )
     term, blup = next(((t, b) for t, b in found if "(Intercept)" in t.columns), found[0])
     j = term.columns.index("(Intercept)") if "(Intercept)" in term.columns else 0
     xc, b = term.X[:, j], np.asarray(blup)[:, j]

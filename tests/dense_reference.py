@@ -37,8 +37,7 @@ def dense_fit_at(theta, codes, nlevels, X, y, reml):
     dev, beta, sigma2, fe_cov, Vi, r = _gls(ZL @ ZL.T + np.eye(n), X, y, reml)
     blups = lam * (ZL.T @ Vi @ r)
     split = np.split(blups, np.cumsum(nlevels)[:-1])
-    return {"deviance": dev, "beta": beta, "sigma2": sigma2, "fe_cov": fe_cov,
-            "blups": split}
+    return {"deviance": dev, "beta": beta, "sigma2": sigma2, "fe_cov": fe_cov, "blups": split}
 
 
 def dense_optimum(codes, nlevels, X, y, reml):
@@ -46,10 +45,13 @@ def dense_optimum(codes, nlevels, X, y, reml):
     gradients), from several starts; returns the best :func:`dense_fit_at` plus theta."""
     best = None
     for start in (0.5, 1.0, 2.0):
-        res = minimize(lambda t: dense_fit_at(t, codes, nlevels, X, y, reml)["deviance"],
-                       np.full(len(codes), start), method="L-BFGS-B",
-                       bounds=[(0, None)] * len(codes),
-                       options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000})
+        res = minimize(
+            lambda t: dense_fit_at(t, codes, nlevels, X, y, reml)["deviance"],
+            np.full(len(codes), start),
+            method="L-BFGS-B",
+            bounds=[(0, None)] * len(codes),
+            options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 2000},
+        )
         if best is None or res.fun < best.fun:
             best = res
     out = dense_fit_at(best.x, codes, nlevels, X, y, reml)
@@ -69,7 +71,7 @@ def dense_terms_deviance(theta, codes, nlevels, term_X, X, y, reml):
         T = np.zeros((k, k))
         rows, cols = np.tril_indices(k)
         order = np.lexsort((rows, cols))  # column-major lower triangle
-        T[rows[order], cols[order]] = theta[start:start + len(rows)]
+        T[rows[order], cols[order]] = theta[start : start + len(rows)]
         start += len(rows)
         Zr = np.concatenate([np.eye(q)[c] * Xr[:, [j]] for j in range(k)], axis=1)
         # columns j * q + l; the level-l block couples columns l, q + l, ...
@@ -104,7 +106,7 @@ def dense_diagnostics(result):
         rows, cols = np.tril_indices(k)
         order = np.lexsort((rows, cols))  # theta is the lower triangle column by column
         T = np.zeros((k, k))
-        T[rows[order], cols[order]] = theta[start:start + m]
+        T[rows[order], cols[order]] = theta[start : start + m]
         start += m
         Ts.append(np.kron(np.eye(q), T))
     Z, Lam = np.hstack(Zs), block_diag(*Ts)
@@ -117,15 +119,21 @@ def dense_diagnostics(result):
     ViX = np.linalg.solve(V, d.X)
     XtViX = d.X.T @ ViX
     hat_fixef = np.einsum("ij,ji->i", d.X, np.linalg.solve(XtViX, ViX.T))
-    marginal_var = result.scale * (np.diag(V) - np.einsum("ij,ji->i", d.X,
-                                                          np.linalg.solve(XtViX, d.X.T)))
+    marginal_var = result.scale * (
+        np.diag(V) - np.einsum("ij,ji->i", d.X, np.linalg.solve(XtViX, d.X.T))
+    )
     P = Lam.T @ Z.T @ Z @ Lam + np.eye(q)
     cond = result.scale * Lam @ np.linalg.solve(P, Lam.T)
     blocks, off = [], 0
     for t in d.terms:
         qq, k = len(t.levels), t.k
-        blocks.append(np.array([cond[off + l * k:off + (l + 1) * k, off + l * k:off + (l + 1) * k]
-                                for l in range(qq)]))
+        blocks.append(
+            np.array(
+                [
+                    cond[off + l * k : off + (l + 1) * k, off + l * k : off + (l + 1) * k]
+                    for l in range(qq)
+                ]
+            )
+        )
         off += qq * k
-    return {"hat": hat, "hat_fixef": hat_fixef, "marginal_var": marginal_var,
-            "condvar": blocks}
+    return {"hat": hat, "hat_fixef": hat_fixef, "marginal_var": marginal_var, "condvar": blocks}

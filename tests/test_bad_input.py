@@ -46,8 +46,9 @@ def _with(df: pd.DataFrame, **cols) -> pd.DataFrame:
 
 def _dates(df: pd.DataFrame) -> pd.Series:
     """A datetime column: one day per row."""
-    return pd.Series(pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(df)), "D"),
-                     index=df.index)
+    return pd.Series(
+        pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(df)), "D"), index=df.index
+    )
 
 
 def _set(df: pd.DataFrame, col: str, rows, value) -> pd.DataFrame:
@@ -61,147 +62,344 @@ def _set(df: pd.DataFrame, col: str, rows, value) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------
 REJECT = [
     # --- columns that are not there ---------------------------------------------------
-    pytest.param(lambda df: dict(formula="y ~ hours_studied", data=df, groups=G),
-                 MissingColumnError, r"\['y'\].*not in the data", id="missing-response"),
-    pytest.param(lambda df: dict(formula="score ~ hours_studied + nope", data=df, groups=G),
-                 MissingColumnError, r"\['nope'\].*not in the data", id="missing-predictor"),
-    pytest.param(lambda df: dict(formula="score ~ np.log(nope)", data=df, groups=G),
-                 MissingColumnError, r"\['nope'\]", id="missing-predictor-in-transform"),
-    pytest.param(lambda df: dict(formula="score ~ C(nope)", data=df, groups=G),
-                 MissingColumnError, r"\['nope'\]", id="missing-categorical-predictor"),
-    pytest.param(lambda df: dict(formula=F, data=df, groups=["student_id", "class_id"]),
-                 MissingColumnError, r"\['class_id'\].*not in the data", id="missing-group"),
-    pytest.param(lambda df: dict(formula=F + " + (1 | class_id)", data=df, groups=None),
-                 MissingColumnError, r"\['class_id'\]", id="missing-group-in-formula"),
-    pytest.param(lambda df: dict(formula=F + " + (1 | school_id:class_id)", data=df,
-                                 groups=["student_id"]),
-                 MissingColumnError, r"\['class_id'\]", id="missing-column-of-interaction-group"),
-    # --- incomplete rows: all of them -------------------------------------------------
-    pytest.param(lambda df: dict(formula=F, data=_with(df, score=np.nan), groups=G),
-                 DataError, r"Every row has a missing value", id="all-rows-incomplete"),
     pytest.param(
-        lambda df: dict(formula=F, groups=G, data=_set(_set(df, "score", range(0, 300, 2), np.nan),
-                                                        "school_id", range(1, 300, 2), None)),
-        DataError, r"Every row has a missing value", id="all-rows-incomplete-across-columns"),
+        lambda df: dict(formula="y ~ hours_studied", data=df, groups=G),
+        MissingColumnError,
+        r"\['y'\].*not in the data",
+        id="missing-response",
+    ),
+    pytest.param(
+        lambda df: dict(formula="score ~ hours_studied + nope", data=df, groups=G),
+        MissingColumnError,
+        r"\['nope'\].*not in the data",
+        id="missing-predictor",
+    ),
+    pytest.param(
+        lambda df: dict(formula="score ~ np.log(nope)", data=df, groups=G),
+        MissingColumnError,
+        r"\['nope'\]",
+        id="missing-predictor-in-transform",
+    ),
+    pytest.param(
+        lambda df: dict(formula="score ~ C(nope)", data=df, groups=G),
+        MissingColumnError,
+        r"\['nope'\]",
+        id="missing-categorical-predictor",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=df, groups=["student_id", "class_id"]),
+        MissingColumnError,
+        r"\['class_id'\].*not in the data",
+        id="missing-group",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F + " + (1 | class_id)", data=df, groups=None),
+        MissingColumnError,
+        r"\['class_id'\]",
+        id="missing-group-in-formula",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F + " + (1 | school_id:class_id)", data=df, groups=["student_id"]),
+        MissingColumnError,
+        r"\['class_id'\]",
+        id="missing-column-of-interaction-group",
+    ),
+    # --- incomplete rows: all of them -------------------------------------------------
+    pytest.param(
+        lambda df: dict(formula=F, data=_with(df, score=np.nan), groups=G),
+        DataError,
+        r"Every row has a missing value",
+        id="all-rows-incomplete",
+    ),
+    pytest.param(
+        lambda df: dict(
+            formula=F,
+            groups=G,
+            data=_set(
+                _set(df, "score", range(0, 300, 2), np.nan), "school_id", range(1, 300, 2), None
+            ),
+        ),
+        DataError,
+        r"Every row has a missing value",
+        id="all-rows-incomplete-across-columns",
+    ),
     # --- the response -----------------------------------------------------------------
-    pytest.param(lambda df: dict(formula=F, data=_with(df, score=lambda d: d["score"].astype(str)),
-                                 groups=G),
-                 DataError, r"response 'score' must be numeric.*dtype is (str|object)",
-                 id="string-response"),
-    pytest.param(lambda df: dict(formula=F, data=_with(df, score=lambda d: d["score"] > 60),
-                                 groups=G),
-                 DataError, r"response 'score' must be numeric.*dtype is bool", id="bool-response"),
-    pytest.param(lambda df: dict(formula=F, groups=G,
-                                 data=_with(df, score=lambda d: pd.Categorical(d["score"].round()))),
-                 DataError, r"response 'score' must be numeric.*category", id="categorical-response"),
-    pytest.param(lambda df: dict(formula=F, data=_with(df, score=lambda d: d["score"] + 1j),
-                                 groups=G),
-                 DataError, r"'score'.*(numeric|real|complex)", id="complex-response"),
-    pytest.param(lambda df: dict(formula=F, data=_set(df, "score", [7], np.inf), groups=G),
-                 DataError, r"response 'score' contains infinite values", id="inf-response"),
-    pytest.param(lambda df: dict(formula=F, data=_set(df, "score", [7, 8], -np.inf), groups=G),
-                 DataError, r"response 'score' contains infinite values", id="neg-inf-response"),
-    pytest.param(lambda df: dict(formula=F, data=_set(df, "prior_gpa", [3], np.inf), groups=G),
-                 DataError, r"fixed-effect design contains infinite values", id="inf-predictor"),
+    pytest.param(
+        lambda df: dict(
+            formula=F, data=_with(df, score=lambda d: d["score"].astype(str)), groups=G
+        ),
+        DataError,
+        r"response 'score' must be numeric.*dtype is (str|object)",
+        id="string-response",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=_with(df, score=lambda d: d["score"] > 60), groups=G),
+        DataError,
+        r"response 'score' must be numeric.*dtype is bool",
+        id="bool-response",
+    ),
+    pytest.param(
+        lambda df: dict(
+            formula=F, groups=G, data=_with(df, score=lambda d: pd.Categorical(d["score"].round()))
+        ),
+        DataError,
+        r"response 'score' must be numeric.*category",
+        id="categorical-response",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=_with(df, score=lambda d: d["score"] + 1j), groups=G),
+        DataError,
+        r"'score'.*(numeric|real|complex)",
+        id="complex-response",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=_set(df, "score", [7], np.inf), groups=G),
+        DataError,
+        r"response 'score' contains infinite values",
+        id="inf-response",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=_set(df, "score", [7, 8], -np.inf), groups=G),
+        DataError,
+        r"response 'score' contains infinite values",
+        id="neg-inf-response",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=_set(df, "prior_gpa", [3], np.inf), groups=G),
+        DataError,
+        r"fixed-effect design contains infinite values",
+        id="inf-predictor",
+    ),
     # --- grouping factors that cannot carry a variance --------------------------------
-    pytest.param(lambda df: dict(formula=F, data=_with(df, cohort="2024"),
-                                 groups=["student_id", "cohort"]),
-                 DataError, r"Grouping factor 'cohort' has 1 level\(s\).*at least 2",
-                 id="group-with-one-level"),
-    pytest.param(lambda df: dict(formula=F, data=_with(df, row_id=lambda d: np.arange(len(d))),
-                                 groups=["student_id", "row_id"]),
-                 DataError, r"Grouping factor 'row_id' has 300 levels for 300 rows",
-                 id="group-with-a-level-per-row"),
-    pytest.param(lambda df: dict(formula=F + " + (1 | student_id)", data=df, groups=["student_id"]),
-                 ModelSpecError, r"\['\(1 \| student_id\)'\] are given more than once",
-                 id="group-given-twice"),
+    pytest.param(
+        lambda df: dict(formula=F, data=_with(df, cohort="2024"), groups=["student_id", "cohort"]),
+        DataError,
+        r"Grouping factor 'cohort' has 1 level\(s\).*at least 2",
+        id="group-with-one-level",
+    ),
+    pytest.param(
+        lambda df: dict(
+            formula=F,
+            data=_with(df, row_id=lambda d: np.arange(len(d))),
+            groups=["student_id", "row_id"],
+        ),
+        DataError,
+        r"Grouping factor 'row_id' has 300 levels for 300 rows",
+        id="group-with-a-level-per-row",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F + " + (1 | student_id)", data=df, groups=["student_id"]),
+        ModelSpecError,
+        r"\['\(1 \| student_id\)'\] are given more than once",
+        id="group-given-twice",
+    ),
     # --- empty / too small data -------------------------------------------------------
-    pytest.param(lambda df: dict(formula=F, data=df.iloc[0:0], groups=G),
-                 DataError, r"data is empty", id="empty-dataframe-with-columns"),
-    pytest.param(lambda df: dict(formula=F, data=pd.DataFrame(), groups=G),
-                 DataError, r"data is empty", id="empty-dataframe-no-columns"),
-    pytest.param(lambda df: dict(formula=F, groups=["school_id"],
-                                 data=df.iloc[:3].assign(school_id=["a", "b", "a"])),
-                 DataError, r"3 rows are too few for 3 fixed-effect columns", id="fewer-rows-than-columns"),
+    pytest.param(
+        lambda df: dict(formula=F, data=df.iloc[0:0], groups=G),
+        DataError,
+        r"data is empty",
+        id="empty-dataframe-with-columns",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=pd.DataFrame(), groups=G),
+        DataError,
+        r"data is empty",
+        id="empty-dataframe-no-columns",
+    ),
+    pytest.param(
+        lambda df: dict(
+            formula=F, groups=["school_id"], data=df.iloc[:3].assign(school_id=["a", "b", "a"])
+        ),
+        DataError,
+        r"3 rows are too few for 3 fixed-effect columns",
+        id="fewer-rows-than-columns",
+    ),
     # --- the arguments ----------------------------------------------------------------
-    pytest.param(lambda df: dict(formula=F, data=df, groups=G, method="MLE"),
-                 ModelSpecError, r"method must be 'REML' or 'ML', got 'MLE'", id="method-MLE"),
-    pytest.param(lambda df: dict(formula=F, data=df, groups=G, method="reml"),
-                 ModelSpecError, r"method must be 'REML' or 'ML', got 'reml'", id="method-lowercase"),
-    pytest.param(lambda df: dict(formula=F, data=df, groups=3),
-                 ModelSpecError, r"groups= must be a column name or a list", id="groups-int"),
-    pytest.param(lambda df: dict(formula=F, data=df, groups=[1, 2]),
-                 ModelSpecError, r"groups= must be a column name or a list", id="groups-list-of-int"),
-    pytest.param(lambda df: dict(formula=F, data=df, groups={"student_id": 1}),
-                 ModelSpecError, r"groups= must be a column name or a list", id="groups-dict"),
-    pytest.param(lambda df: dict(formula=F, data=df, groups=None),
-                 ModelSpecError, r"no random effects", id="no-random-effects"),
-    pytest.param(lambda df: dict(formula=F, data=df, groups=[]),
-                 ModelSpecError, r"no random effects", id="no-random-effects-empty-list"),
-    pytest.param(lambda df: dict(formula=F, data=df.to_numpy(), groups=G),
-                 DataError, r"data must be a pandas DataFrame, a polars DataFrame, a pyarrow "
-                 r"Table .*; got numpy.ndarray\. Name its columns", id="data-ndarray"),
-    pytest.param(lambda df: dict(formula=F, data=None, groups=G),
-                 DataError, r"data must be a pandas DataFrame.*; got NoneType", id="data-None"),
-    pytest.param(lambda df: dict(formula=F, data=df.to_dict("records"), groups=G),
-                 DataError, r"data must be a pandas DataFrame.*; got list", id="data-records"),
+    pytest.param(
+        lambda df: dict(formula=F, data=df, groups=G, method="MLE"),
+        ModelSpecError,
+        r"method must be 'REML' or 'ML', got 'MLE'",
+        id="method-MLE",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=df, groups=G, method="reml"),
+        ModelSpecError,
+        r"method must be 'REML' or 'ML', got 'reml'",
+        id="method-lowercase",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=df, groups=3),
+        ModelSpecError,
+        r"groups= must be a column name or a list",
+        id="groups-int",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=df, groups=[1, 2]),
+        ModelSpecError,
+        r"groups= must be a column name or a list",
+        id="groups-list-of-int",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=df, groups={"student_id": 1}),
+        ModelSpecError,
+        r"groups= must be a column name or a list",
+        id="groups-dict",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=df, groups=None),
+        ModelSpecError,
+        r"no random effects",
+        id="no-random-effects",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=df, groups=[]),
+        ModelSpecError,
+        r"no random effects",
+        id="no-random-effects-empty-list",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=df.to_numpy(), groups=G),
+        DataError,
+        r"data must be a pandas DataFrame, a polars DataFrame, a pyarrow "
+        r"Table .*; got numpy.ndarray\. Name its columns",
+        id="data-ndarray",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=None, groups=G),
+        DataError,
+        r"data must be a pandas DataFrame.*; got NoneType",
+        id="data-None",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F, data=df.to_dict("records"), groups=G),
+        DataError,
+        r"data must be a pandas DataFrame.*; got list",
+        id="data-records",
+    ),
     # --- the formula ------------------------------------------------------------------
-    pytest.param(lambda df: dict(formula="score hours_studied", data=df, groups=G),
-                 FormulaError, r"exactly one '~'", id="formula-without-tilde"),
-    pytest.param(lambda df: dict(formula=None, data=df, groups=G),
-                 FormulaError, r"formula must be a string.*NoneType", id="formula-not-a-string"),
-    pytest.param(lambda df: dict(formula="score ~ hours_studied:", data=df, groups=G),
-                 FormulaError, r"Cannot parse the fixed part 'score ~ hours_studied:'",
-                 id="formula-unparseable-fixed-part"),
-    pytest.param(lambda df: dict(formula=F + " +", data=df, groups=G),  # page shape if fitted
-                 FormulaError, r"'score ~ hours_studied \+ prior_gpa \+'.*'\+'",
-                 id="formula-trailing-plus"),
-    pytest.param(lambda df: dict(formula="score ~ 0", data=df, groups=G),
-                 FormulaError, r"fixed part 'score ~ 0' has no columns", id="no-fixed-columns"),
+    pytest.param(
+        lambda df: dict(formula="score hours_studied", data=df, groups=G),
+        FormulaError,
+        r"exactly one '~'",
+        id="formula-without-tilde",
+    ),
+    pytest.param(
+        lambda df: dict(formula=None, data=df, groups=G),
+        FormulaError,
+        r"formula must be a string.*NoneType",
+        id="formula-not-a-string",
+    ),
+    pytest.param(
+        lambda df: dict(formula="score ~ hours_studied:", data=df, groups=G),
+        FormulaError,
+        r"Cannot parse the fixed part 'score ~ hours_studied:'",
+        id="formula-unparseable-fixed-part",
+    ),
+    pytest.param(
+        lambda df: dict(formula=F + " +", data=df, groups=G),  # page shape if fitted
+        FormulaError,
+        r"'score ~ hours_studied \+ prior_gpa \+'.*'\+'",
+        id="formula-trailing-plus",
+    ),
+    pytest.param(
+        lambda df: dict(formula="score ~ 0", data=df, groups=G),
+        FormulaError,
+        r"fixed part 'score ~ 0' has no columns",
+        id="no-fixed-columns",
+    ),
     # --- date and time predictors: a clear error that says how to convert them ----------
-    pytest.param(lambda df: dict(formula=F + " + t", data=_with(df, t=_dates), groups=G),
-                 DataError, r"Column 't' of data has dtype datetime64\[\w+\]: a datetime column "
-                 r"cannot be used as a predictor\. Convert it to days since the first date: "
-                 r"data\['t'\] = \(data\['t'\] - data\['t'\]\.min\(\)\)\.dt\.days",
-                 id="datetime-predictor"),
-    pytest.param(lambda df: dict(formula=F + " + t", groups=G,
-                                 data=_with(df, t=lambda d: _dates(d).dt.tz_localize("UTC"))),
-                 DataError, r"Column 't' of data has dtype datetime64\[\w+, UTC\].*\.dt\.days",
-                 id="tz-aware-datetime-predictor"),
-    pytest.param(lambda df: dict(formula=F + " + dt", groups=G,
-                                 data=_with(df, dt=lambda d: _dates(d) - _dates(d).min())),
-                 DataError, r"Column 'dt' of data has dtype timedelta64\[\w+\]: a timedelta column "
-                 r"cannot be used as a predictor\. Convert it to a number of days: "
-                 r"data\['dt'\] = data\['dt'\]\.dt\.days", id="timedelta-predictor"),
-    pytest.param(lambda df: dict(formula="score ~ hours_studied + np.log(t)", groups=G,
-                                 data=_with(df, t=_dates)),
-                 DataError, r"Column 't' of data has dtype datetime64",
-                 id="datetime-in-a-transform"),
-    pytest.param(lambda df: dict(formula=F + " + (0 + t | school_id)", groups=["student_id"],
-                                 data=_with(df, t=_dates)),
-                 DataError, r"Column 't' of data has dtype datetime64", id="datetime-random-slope"),
-    pytest.param(lambda df: dict(formula=F + " + p", groups=G, data=_with(
-        df, p=lambda d: pd.Series(pd.period_range("2024-01", periods=len(d), freq="M"),
-                                  index=d.index))),
-                 DataError, r"Column 'p' of data has dtype period\[M\]: a period column",
-                 id="period-predictor"),
+    pytest.param(
+        lambda df: dict(formula=F + " + t", data=_with(df, t=_dates), groups=G),
+        DataError,
+        r"Column 't' of data has dtype datetime64\[\w+\]: a datetime column "
+        r"cannot be used as a predictor\. Convert it to days since the first date: "
+        r"data\['t'\] = \(data\['t'\] - data\['t'\]\.min\(\)\)\.dt\.days",
+        id="datetime-predictor",
+    ),
+    pytest.param(
+        lambda df: dict(
+            formula=F + " + t",
+            groups=G,
+            data=_with(df, t=lambda d: _dates(d).dt.tz_localize("UTC")),
+        ),
+        DataError,
+        r"Column 't' of data has dtype datetime64\[\w+, UTC\].*\.dt\.days",
+        id="tz-aware-datetime-predictor",
+    ),
+    pytest.param(
+        lambda df: dict(
+            formula=F + " + dt", groups=G, data=_with(df, dt=lambda d: _dates(d) - _dates(d).min())
+        ),
+        DataError,
+        r"Column 'dt' of data has dtype timedelta64\[\w+\]: a timedelta column "
+        r"cannot be used as a predictor\. Convert it to a number of days: "
+        r"data\['dt'\] = data\['dt'\]\.dt\.days",
+        id="timedelta-predictor",
+    ),
+    pytest.param(
+        lambda df: dict(
+            formula="score ~ hours_studied + np.log(t)", groups=G, data=_with(df, t=_dates)
+        ),
+        DataError,
+        r"Column 't' of data has dtype datetime64",
+        id="datetime-in-a-transform",
+    ),
+    pytest.param(
+        lambda df: dict(
+            formula=F + " + (0 + t | school_id)", groups=["student_id"], data=_with(df, t=_dates)
+        ),
+        DataError,
+        r"Column 't' of data has dtype datetime64",
+        id="datetime-random-slope",
+    ),
+    pytest.param(
+        lambda df: dict(
+            formula=F + " + p",
+            groups=G,
+            data=_with(
+                df,
+                p=lambda d: pd.Series(
+                    pd.period_range("2024-01", periods=len(d), freq="M"), index=d.index
+                ),
+            ),
+        ),
+        DataError,
+        r"Column 'p' of data has dtype period\[M\]: a period column",
+        id="period-predictor",
+    ),
     # --- a response with nothing to fit -----------------------------------------------
-    pytest.param(lambda df: dict(formula=F, data=_with(df, score=72.5), groups=G),
-                 DataError, r"The response 'score' is constant \(every value is 72\.5\): there "
-                 r"is no variance", id="constant-response"),
-    pytest.param(lambda df: dict(formula=F, groups=G, data=_with(
-        df, score=lambda d: 3.0 + 2.0 * d.hours_studied - 0.5 * d.prior_gpa)),
-                 DataError, r"The fixed effects reproduce the response 'score' exactly",
-                 id="response-fitted-exactly-by-fixed-effects"),
+    pytest.param(
+        lambda df: dict(formula=F, data=_with(df, score=72.5), groups=G),
+        DataError,
+        r"The response 'score' is constant \(every value is 72\.5\): there "
+        r"is no variance",
+        id="constant-response",
+    ),
+    pytest.param(
+        lambda df: dict(
+            formula=F,
+            groups=G,
+            data=_with(df, score=lambda d: 3.0 + 2.0 * d.hours_studied - 0.5 * d.prior_gpa),
+        ),
+        DataError,
+        r"The fixed effects reproduce the response 'score' exactly",
+        id="response-fitted-exactly-by-fixed-effects",
+    ),
 ]
 
 
 RESOLUTION = [
-    pytest.param("score", r"The response 'score' varies by only [\d.e-]+ around 1e\+12 \(a "
-                 r"relative spread of .*\): float64 keeps about 16 significant digits",
-                 id="response-beyond-float64-resolution"),
-    pytest.param("hours_studied", r"The predictor column 'hours_studied' varies by only",
-                 id="predictor-beyond-float64-resolution"),
+    pytest.param(
+        "score",
+        r"The response 'score' varies by only [\d.e-]+ around 1e\+12 \(a "
+        r"relative spread of .*\): float64 keeps about 16 significant digits",
+        id="response-beyond-float64-resolution",
+    ),
+    pytest.param(
+        "hours_studied",
+        r"The predictor column 'hours_studied' varies by only",
+        id="predictor-beyond-float64-resolution",
+    ),
 ]
 
 
@@ -252,19 +450,38 @@ def _append_incomplete(df: pd.DataFrame, k: int, **nan_cols) -> pd.DataFrame:
 
 
 INCOMPLETE = [
-    pytest.param(lambda df: _append_incomplete(df, 2, score=np.nan), 2, ["score"],
-                 id="nan-in-response"),
-    pytest.param(lambda df: _append_incomplete(df, 3, hours_studied=np.nan), 3, ["hours_studied"],
-                 id="nan-in-predictor"),
-    pytest.param(lambda df: _append_incomplete(df, 1, school_id=None), 1, ["school_id"],
-                 id="none-in-group"),
-    pytest.param(lambda df: _append_incomplete(df, 4, student_id=np.nan), 4, ["student_id"],
-                 id="nan-in-group"),
-    pytest.param(lambda df: _append_incomplete(df, 2, score=np.nan, prior_gpa=np.nan), 2,
-                 ["score", "prior_gpa"], id="two-nans-in-one-row-count-once"),
-    pytest.param(lambda df: _append_incomplete(
-        _with(df, score=lambda d: d["score"].astype("Float64")), 2, score=pd.NA),
-        2, ["score"], id="pd.NA-in-nullable-response"),
+    pytest.param(
+        lambda df: _append_incomplete(df, 2, score=np.nan), 2, ["score"], id="nan-in-response"
+    ),
+    pytest.param(
+        lambda df: _append_incomplete(df, 3, hours_studied=np.nan),
+        3,
+        ["hours_studied"],
+        id="nan-in-predictor",
+    ),
+    pytest.param(
+        lambda df: _append_incomplete(df, 1, school_id=None), 1, ["school_id"], id="none-in-group"
+    ),
+    pytest.param(
+        lambda df: _append_incomplete(df, 4, student_id=np.nan),
+        4,
+        ["student_id"],
+        id="nan-in-group",
+    ),
+    pytest.param(
+        lambda df: _append_incomplete(df, 2, score=np.nan, prior_gpa=np.nan),
+        2,
+        ["score", "prior_gpa"],
+        id="two-nans-in-one-row-count-once",
+    ),
+    pytest.param(
+        lambda df: _append_incomplete(
+            _with(df, score=lambda d: d["score"].astype("Float64")), 2, score=pd.NA
+        ),
+        2,
+        ["score"],
+        id="pd.NA-in-nullable-response",
+    ),
 ]
 
 
@@ -318,43 +535,113 @@ FB = "score ~ hours_studied + C(band)"  # the page shape: 3 fixed-effect columns
 FP = "score ~ hours_studied + passed"
 
 COLUMN_TYPES = [
-    pytest.param(F, lambda df: df, lambda df: df.convert_dtypes(), [],
-                 id="convert_dtypes-Float64-and-string"),
-    pytest.param(F, _int_students, lambda df: _int_students(df).astype({"student_id": "Int64"}),
-                 [], id="nullable-Int64-group"),
-    pytest.param(FB, _band, lambda df: _band(df).astype({"band": "string"}), [],
-                 id="nullable-string-categorical-predictor"),
-    pytest.param("score ~ hours_studied + band", _band,
-                 lambda df: _band(df).convert_dtypes(), [], id="string-predictor-without-C"),
-    pytest.param(FP, lambda df: _with(df, passed=lambda d: d["prior_gpa"] > 3.0),
-                 lambda df: _with(df, passed=lambda d: (d["prior_gpa"] > 3.0).astype("boolean")),
-                 [], id="nullable-boolean-predictor"),
-    pytest.param(F, lambda df: df,
-                 lambda df: _with(df, hours_studied=lambda d: d["hours_studied"].astype("Float64"),
-                                  prior_gpa=lambda d: d["prior_gpa"].astype("Float32")),
-                 [], id="nullable-float-predictors"),
-    pytest.param(FB, _band, lambda df: _with(_band(df), band=lambda d: pd.Categorical(
-        d["band"], categories=["high", "low", "medium"])), [], id="unused-category-predictor"),
-    pytest.param(FB, _band, lambda df: _with(_band(df), band=lambda d: pd.Categorical(
-        d["band"], categories=["high", "medium", "low"])).astype({"band": "category"}), [],
-        id="unused-category-in-the-middle"),
-    pytest.param(FB, _band, lambda df: _append_incomplete(
-        _with(_band(df), band=lambda d: pd.Categorical(d["band"], categories=["high", "low",
-                                                                              "medium"])),
-        1, band="medium", score=np.nan), [r"Dropped 1 of 301 rows"],
-        id="category-unused-after-dropping-incomplete-rows"),
-    pytest.param(F, lambda df: df, lambda df: _with(df, school_id=lambda d: pd.Categorical(
-        d["school_id"], categories=[*sorted(d["school_id"].unique()), "sch99"])), [],
-        id="unused-category-grouping-factor"),
-    pytest.param(F, lambda df: df, lambda df: _with(df, school_id=lambda d: pd.to_datetime(
-        "2024-01-01") + pd.to_timedelta(d["school_id"].str[3:].astype(int), "D")), [],
-        id="datetime-grouping-factor"),
+    pytest.param(
+        F, lambda df: df, lambda df: df.convert_dtypes(), [], id="convert_dtypes-Float64-and-string"
+    ),
+    pytest.param(
+        F,
+        _int_students,
+        lambda df: _int_students(df).astype({"student_id": "Int64"}),
+        [],
+        id="nullable-Int64-group",
+    ),
+    pytest.param(
+        FB,
+        _band,
+        lambda df: _band(df).astype({"band": "string"}),
+        [],
+        id="nullable-string-categorical-predictor",
+    ),
+    pytest.param(
+        "score ~ hours_studied + band",
+        _band,
+        lambda df: _band(df).convert_dtypes(),
+        [],
+        id="string-predictor-without-C",
+    ),
+    pytest.param(
+        FP,
+        lambda df: _with(df, passed=lambda d: d["prior_gpa"] > 3.0),
+        lambda df: _with(df, passed=lambda d: (d["prior_gpa"] > 3.0).astype("boolean")),
+        [],
+        id="nullable-boolean-predictor",
+    ),
+    pytest.param(
+        F,
+        lambda df: df,
+        lambda df: _with(
+            df,
+            hours_studied=lambda d: d["hours_studied"].astype("Float64"),
+            prior_gpa=lambda d: d["prior_gpa"].astype("Float32"),
+        ),
+        [],
+        id="nullable-float-predictors",
+    ),
+    pytest.param(
+        FB,
+        _band,
+        lambda df: _with(
+            _band(df),
+            band=lambda d: pd.Categorical(d["band"], categories=["high", "low", "medium"]),
+        ),
+        [],
+        id="unused-category-predictor",
+    ),
+    pytest.param(
+        FB,
+        _band,
+        lambda df: _with(
+            _band(df),
+            band=lambda d: pd.Categorical(d["band"], categories=["high", "medium", "low"]),
+        ).astype({"band": "category"}),
+        [],
+        id="unused-category-in-the-middle",
+    ),
+    pytest.param(
+        FB,
+        _band,
+        lambda df: _append_incomplete(
+            _with(
+                _band(df),
+                band=lambda d: pd.Categorical(d["band"], categories=["high", "low", "medium"]),
+            ),
+            1,
+            band="medium",
+            score=np.nan,
+        ),
+        [r"Dropped 1 of 301 rows"],
+        id="category-unused-after-dropping-incomplete-rows",
+    ),
+    pytest.param(
+        F,
+        lambda df: df,
+        lambda df: _with(
+            df,
+            school_id=lambda d: pd.Categorical(
+                d["school_id"], categories=[*sorted(d["school_id"].unique()), "sch99"]
+            ),
+        ),
+        [],
+        id="unused-category-grouping-factor",
+    ),
+    pytest.param(
+        F,
+        lambda df: df,
+        lambda df: _with(
+            df,
+            school_id=lambda d: (
+                pd.to_datetime("2024-01-01")
+                + pd.to_timedelta(d["school_id"].str[3:].astype(int), "D")
+            ),
+        ),
+        [],
+        id="datetime-grouping-factor",
+    ),
 ]
 
 
 @pytest.mark.parametrize("formula, reference, variant, allowed", COLUMN_TYPES)
-def test_column_types_fit_as_their_numpy_equivalents(page_df, formula, reference, variant,
-                                                     allowed):
+def test_column_types_fit_as_their_numpy_equivalents(page_df, formula, reference, variant, allowed):
     singular = r"boundary \(singular\) fit"  # the page fit is singular (student_id)
     ref, ref_messages = fit_quiet(formula, reference(page_df), G)
     assert not [m for m in ref_messages if not re.search(singular, m)]
@@ -375,18 +662,34 @@ def test_column_types_fit_as_their_numpy_equivalents(page_df, formula, reference
 # 3. Inputs fit() repairs with a warning: aliased fixed-effect columns are dropped.
 # --------------------------------------------------------------------------------------
 ALIASED = [
-    pytest.param("score ~ hours_studied + x2 + prior_gpa",
-                 dict(x2=lambda d: 2 * d["hours_studied"]),
-                 ["x2"], ["Intercept", "hours_studied", "prior_gpa"], id="x2-is-2*x1"),
-    pytest.param("score ~ x2 + hours_studied + prior_gpa",
-                 dict(x2=lambda d: 2 * d["hours_studied"]),
-                 ["hours_studied"], ["Intercept", "x2", "prior_gpa"], id="aliased-first-keeps-first"),
-    pytest.param("score ~ hours_studied + prior_gpa + const",
-                 dict(const=1.0), ["const"], ["Intercept", "hours_studied", "prior_gpa"],
-                 id="constant-column-aliased-with-intercept"),
-    pytest.param("score ~ hours_studied + zero + prior_gpa",
-                 dict(zero=0.0), ["zero"], ["Intercept", "hours_studied", "prior_gpa"],
-                 id="all-zero-column"),
+    pytest.param(
+        "score ~ hours_studied + x2 + prior_gpa",
+        dict(x2=lambda d: 2 * d["hours_studied"]),
+        ["x2"],
+        ["Intercept", "hours_studied", "prior_gpa"],
+        id="x2-is-2*x1",
+    ),
+    pytest.param(
+        "score ~ x2 + hours_studied + prior_gpa",
+        dict(x2=lambda d: 2 * d["hours_studied"]),
+        ["hours_studied"],
+        ["Intercept", "x2", "prior_gpa"],
+        id="aliased-first-keeps-first",
+    ),
+    pytest.param(
+        "score ~ hours_studied + prior_gpa + const",
+        dict(const=1.0),
+        ["const"],
+        ["Intercept", "hours_studied", "prior_gpa"],
+        id="constant-column-aliased-with-intercept",
+    ),
+    pytest.param(
+        "score ~ hours_studied + zero + prior_gpa",
+        dict(zero=0.0),
+        ["zero"],
+        ["Intercept", "hours_studied", "prior_gpa"],
+        id="all-zero-column",
+    ),
 ]
 
 
@@ -401,8 +704,9 @@ def test_rank_deficient_fixed_effects_drop_the_aliased_column(
     rank = [w for w in caught if "rank deficient" in str(w.message)]
     assert len(rank) == 1, [str(w.message) for w in caught]
     assert issubclass(rank[0].category, UserWarning)
-    assert re.search(rf"dropping {len(dropped)} column\(s\): {re.escape(str(dropped))}",
-                     str(rank[0].message))
+    assert re.search(
+        rf"dropping {len(dropped)} column\(s\): {re.escape(str(dropped))}", str(rank[0].message)
+    )
     assert rank[0].filename == __file__
     assert list(result.fe_params.index) == kept
     assert list(result.fe_cov.index) == kept and list(result.fe_cov.columns) == kept
@@ -439,9 +743,16 @@ def _rich_frame(page_df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _assert_unchanged(df: pd.DataFrame, before: pd.DataFrame, columns_before):
-    pd.testing.assert_frame_equal(df, before, check_exact=True, check_index_type=True,
-                                  check_column_type=True, check_categorical=True,
-                                  check_flags=True, check_freq=True)
+    pd.testing.assert_frame_equal(
+        df,
+        before,
+        check_exact=True,
+        check_index_type=True,
+        check_column_type=True,
+        check_categorical=True,
+        check_flags=True,
+        check_freq=True,
+    )
     assert list(df.columns) == list(columns_before)
     assert df.index.name == before.index.name
     assert df.dtypes.equals(before.dtypes)
@@ -480,7 +791,8 @@ def test_predict_does_not_modify_newdata(page_df, page_result):
             pred = page_result.predict(newdata, include_re=include_re)
         # the row whose student_id is None: population level for student_id, with a warning
         assert [str(w.message)[:22] for w in caught] == (
-            ["1 of 20 rows of newdat"] if include_re else [])
+            ["1 of 20 rows of newdat"] if include_re else []
+        )
         assert pred.index.equals(newdata.index)
         _assert_unchanged(newdata, before, columns_before)
 
@@ -511,14 +823,19 @@ def test_predict_unseen_level_of_categorical_fixed_effect_raises(categorical_res
 
 def test_predict_newdata_missing_a_grouping_column(page_df, page_result):
     newdata = page_df.head(6).drop(columns=["school_id"])
-    with pytest.raises(MissingColumnError, match=r"newdata lacks grouping column\(s\) \['school_id'\]"):
+    with pytest.raises(
+        MissingColumnError, match=r"newdata lacks grouping column\(s\) \['school_id'\]"
+    ):
         page_result.predict(newdata)
     with pytest.raises(MissingColumnError, match=r"include_re=False"):
         page_result.predict(newdata, include_re=True)
     marginal = page_result.predict(newdata, include_re=False)
     beta = page_result.fe_params
-    expected = beta["Intercept"] + beta["hours_studied"] * newdata["hours_studied"] \
+    expected = (
+        beta["Intercept"]
+        + beta["hours_studied"] * newdata["hours_studied"]
         + beta["prior_gpa"] * newdata["prior_gpa"]
+    )
     np.testing.assert_allclose(marginal, expected, rtol=1e-12)
     assert marginal.index.equals(newdata.index)
 
@@ -531,13 +848,22 @@ def test_predict_newdata_missing_a_predictor_column(page_df, page_result):
 
 NEWDATA_TYPES = [
     pytest.param(lambda d: d.convert_dtypes(), id="convert_dtypes"),
-    pytest.param(lambda d: d.astype({"student_id": "category", "school_id": "category"}),
-                 id="categorical-groups"),
-    pytest.param(lambda d: _with(d, school_id=lambda e: pd.Categorical(
-        e["school_id"], categories=[*sorted(e["school_id"].unique()), "sch99"])),
-        id="categorical-group-unused-category"),
-    pytest.param(lambda d: d.astype({"hours_studied": "Float32", "prior_gpa": "float32"}),
-                 id="narrow-floats"),
+    pytest.param(
+        lambda d: d.astype({"student_id": "category", "school_id": "category"}),
+        id="categorical-groups",
+    ),
+    pytest.param(
+        lambda d: _with(
+            d,
+            school_id=lambda e: pd.Categorical(
+                e["school_id"], categories=[*sorted(e["school_id"].unique()), "sch99"]
+            ),
+        ),
+        id="categorical-group-unused-category",
+    ),
+    pytest.param(
+        lambda d: d.astype({"hours_studied": "Float32", "prior_gpa": "float32"}), id="narrow-floats"
+    ),
 ]
 
 
@@ -556,8 +882,11 @@ def test_predict_newdata_column_types(page_df, page_result, variant):
 
 def test_predict_newdata_with_a_datetime_predictor_says_how_to_convert(page_df, page_result):
     newdata = _with(page_df.head(5), hours_studied=_dates)
-    with pytest.raises(DataError, match=r"Column 'hours_studied' of newdata has dtype "
-                       r"datetime64.*newdata\['hours_studied'\] - newdata"):
+    with pytest.raises(
+        DataError,
+        match=r"Column 'hours_studied' of newdata has dtype "
+        r"datetime64.*newdata\['hours_studied'\] - newdata",
+    ):
         page_result.predict(newdata)
 
 
@@ -577,7 +906,9 @@ def test_predict_newdata_with_a_missing_predictor_gives_nan_for_its_row(categori
 
 
 def test_predict_newdata_not_a_dataframe(page_df, page_result):
-    with pytest.raises(InterlaceError, match=r"newdata must be a pandas DataFrame.*got list") as info:
+    with pytest.raises(
+        InterlaceError, match=r"newdata must be a pandas DataFrame.*got list"
+    ) as info:
         page_result.predict(page_df.head(3).to_dict("records"))
     assert isinstance(info.value, ValueError)
 
@@ -586,22 +917,37 @@ def test_predict_newdata_not_a_dataframe(page_df, page_result):
 # 6. bootstrap_se with bad arguments (all rejected before any resampling).
 # --------------------------------------------------------------------------------------
 BOOTSTRAP = [
-    pytest.param(dict(statistic="mode"), r"statistic must be 'median', 'mean' or a callable.*'mode'",
-                 id="statistic-unknown-name"),
+    pytest.param(
+        dict(statistic="mode"),
+        r"statistic must be 'median', 'mean' or a callable.*'mode'",
+        id="statistic-unknown-name",
+    ),
     pytest.param(dict(statistic=3), r"statistic must be .*got 3", id="statistic-not-callable"),
     pytest.param(dict(statistic=None), r"statistic must be .*got None", id="statistic-None"),
-    pytest.param(dict(resample_level="row"),
-                 r"resample_level must be 'group' or 'observation', got 'row'", id="resample-level"),
-    pytest.param(dict(group="class_id"),
-                 r"group='class_id' is not a grouping factor.*\['student_id', 'school_id'\]",
-                 id="group-unknown"),
-    pytest.param(dict(n_bootstrap=1), r"n_bootstrap must be an integer of at least 2",
-                 id="n_bootstrap-1"),
-    pytest.param(dict(n_bootstrap=0), r"n_bootstrap must be an integer of at least 2",
-                 id="n_bootstrap-0"),
-    pytest.param(dict(n_bootstrap=-5), r"n_bootstrap must be an integer of at least 2",
-                 id="n_bootstrap-negative"),
-    pytest.param(dict(n_bootstrap=100.0), r"n_bootstrap must be an integer", id="n_bootstrap-float"),
+    pytest.param(
+        dict(resample_level="row"),
+        r"resample_level must be 'group' or 'observation', got 'row'",
+        id="resample-level",
+    ),
+    pytest.param(
+        dict(group="class_id"),
+        r"group='class_id' is not a grouping factor.*\['student_id', 'school_id'\]",
+        id="group-unknown",
+    ),
+    pytest.param(
+        dict(n_bootstrap=1), r"n_bootstrap must be an integer of at least 2", id="n_bootstrap-1"
+    ),
+    pytest.param(
+        dict(n_bootstrap=0), r"n_bootstrap must be an integer of at least 2", id="n_bootstrap-0"
+    ),
+    pytest.param(
+        dict(n_bootstrap=-5),
+        r"n_bootstrap must be an integer of at least 2",
+        id="n_bootstrap-negative",
+    ),
+    pytest.param(
+        dict(n_bootstrap=100.0), r"n_bootstrap must be an integer", id="n_bootstrap-float"
+    ),
     pytest.param(dict(n_bootstrap="100"), r"n_bootstrap must be an integer", id="n_bootstrap-str"),
 ]
 
@@ -612,10 +958,16 @@ def test_bootstrap_se_rejects_bad_arguments(page_result, kwargs, pattern):
         page_result.bootstrap_se(seed=0, **kwargs)
 
 
-@pytest.mark.parametrize("formula, pattern", [
-    ("score ~ 1 + (1 + zz | student_id)", r"Random term '\(1 \+ zz \| student_id\)'.*\['zz'\]"),
-    ("score ~ 1 + (1 | student_id/nope)", r"Random term '\(1 \| nope:student_id\)'.*\['nope'\]"),
-])
+@pytest.mark.parametrize(
+    "formula, pattern",
+    [
+        ("score ~ 1 + (1 + zz | student_id)", r"Random term '\(1 \+ zz \| student_id\)'.*\['zz'\]"),
+        (
+            "score ~ 1 + (1 | student_id/nope)",
+            r"Random term '\(1 \| nope:student_id\)'.*\['nope'\]",
+        ),
+    ],
+)
 def test_random_term_with_missing_column_is_named(page_df, formula, pattern):
     with pytest.raises(MissingColumnError, match=pattern):
         interlace.fit(formula, page_df)

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.usefixtures("float64_throughout")
 
 def _custom_calls(text: str) -> list[str]:
     return re.findall(r"custom_call @(\w+)", text) + re.findall(
-        r'custom_call_target\s*=\s*"(\w+)"', text)
+        r'custom_call_target\s*=\s*"(\w+)"', text
+    )
 
 
 def _spd(rng, shape, t):
@@ -41,7 +42,13 @@ def crossed():
     n, ng, nh = 400, 40, 17
     g, h = rng.integers(0, ng, n), rng.integers(0, nh, n)
     x = rng.normal(size=n)
-    y = 1 + 0.5 * x + 0.8 * rng.normal(size=ng)[g] + 0.6 * rng.normal(size=nh)[h] + rng.normal(size=n)
+    y = (
+        1
+        + 0.5 * x
+        + 0.8 * rng.normal(size=ng)[g]
+        + 0.6 * rng.normal(size=nh)[h]
+        + rng.normal(size=n)
+    )
     df = pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g], "h": [f"h{i}" for i in h]})
     return interlace.model_arrays("y ~ x + (1 | g) + (1 | h)", df)
 
@@ -50,8 +57,15 @@ def test_vmapped_refits_contain_no_lapack_call(crossed):
     assert crossed.template.t == 20  # a dense tail (above the unrolled size)
     B = 4
     Y = jnp.broadcast_to(crossed.y, (B, crossed.y.shape[0]))
-    text = sim._fit_batch.lower(crossed, Y, jnp.ones((B, 2)), jnp.eye(2), reml=True,
-                                maxiter=40, statistic=sim.deviance_statistic).as_text()
+    text = sim._fit_batch.lower(
+        crossed,
+        Y,
+        jnp.ones((B, 2)),
+        jnp.eye(2),
+        reml=True,
+        maxiter=40,
+        statistic=sim.deviance_statistic,
+    ).as_text()
     assert not [c for c in _custom_calls(text) if "lapack" in c]
 
 
@@ -70,8 +84,9 @@ def test_batched_and_single_factorisations_agree(t):
     for L in (jax.vmap(linalg.cholesky)(A), linalg.cholesky(A)):  # vmap, leading axis
         np.testing.assert_allclose(L, L_ref, rtol=0, atol=1e-12 * t)
     L = jax.vmap(linalg.cholesky)(A)
-    np.testing.assert_allclose(jax.vmap(linalg.tril_inverse)(L), np.linalg.inv(L_ref),
-                               rtol=0, atol=1e-13 * t)
+    np.testing.assert_allclose(
+        jax.vmap(linalg.tril_inverse)(L), np.linalg.inv(L_ref), rtol=0, atol=1e-13 * t
+    )
     x = jax.vmap(lambda L, b: linalg.tril_solve(L, b, transpose=True))(L, b)
     x_ref = np.linalg.solve(np.swapaxes(L_ref, 1, 2), np.asarray(b)[..., None])[..., 0]
     np.testing.assert_allclose(x, x_ref, rtol=0, atol=1e-13 * t)
@@ -83,8 +98,11 @@ def test_derivatives_match_jax_cholesky():
 
     def f(A, chol):
         L = chol(A)
-        return (jnp.sum(jnp.log(jnp.diagonal(L))) + jnp.sum(linalg.tril_inverse(L)[5:, 2])
-                + jnp.sum(linalg.tril_solve(L, A[:, 0], transpose=True) ** 2))
+        return (
+            jnp.sum(jnp.log(jnp.diagonal(L)))
+            + jnp.sum(linalg.tril_inverse(L)[5:, 2])
+            + jnp.sum(linalg.tril_solve(L, A[:, 0], transpose=True) ** 2)
+        )
 
     def ref(A):  # the same function of A's lower triangle
         return jnp.linalg.cholesky(jnp.tril(A) + jnp.tril(A, -1).T)
@@ -96,15 +114,17 @@ def test_derivatives_match_jax_cholesky():
     np.testing.assert_allclose(H, H_ref, rtol=1e-9, atol=1e-11)  # reverse over reverse
     Bs = jnp.asarray(_spd(rng, (3,), 12))  # batched gradients: the plain path
     batched = jax.jit(jax.vmap(jax.grad(f), in_axes=(0, None)), static_argnums=1)
-    np.testing.assert_allclose(batched(Bs, linalg.cholesky), np.stack([grad(a, ref) for a in Bs]),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        batched(Bs, linalg.cholesky), np.stack([grad(a, ref) for a in Bs]), rtol=1e-10, atol=1e-12
+    )
 
 
 def test_a_nan_refit_is_not_converged_and_is_counted(crossed):
     Y = np.tile(np.asarray(crossed.y), (4, 1))
     Y[2, 5] = np.nan
-    beta, theta, sigma, conv, dev = sim.refit_all(crossed, jnp.asarray(Y), jnp.ones(2),
-                                                  reml=True, statistic=sim.deviance_statistic)
+    beta, theta, sigma, conv, dev = sim.refit_all(
+        crossed, jnp.asarray(Y), jnp.ones(2), reml=True, statistic=sim.deviance_statistic
+    )
     assert conv.tolist() == [True, True, False, True]
     assert np.all(np.isfinite(dev[conv]))
     with pytest.warns(UserWarning, match="1 of 4 refits did not converge"):

@@ -49,8 +49,9 @@ def test_page_statistics_and_callables(page_result):
     se_mean = page_result.bootstrap_se("mean", 4000, "observation", seed=3)
     # the SE of a mean is sd/sqrt(n); 4000 replicates estimate it to ~1.1% (sd 1/sqrt(2B))
     assert se_mean == pytest.approx(np.std(y, ddof=0) / np.sqrt(len(y)), rel=0.05)
-    custom = page_result.bootstrap_se(lambda v, w: jnp.sum(w * v) / jnp.sum(w), 4000,
-                                      "observation", seed=3)
+    custom = page_result.bootstrap_se(
+        lambda v, w: jnp.sum(w * v) / jnp.sum(w), 4000, "observation", seed=3
+    )
     assert custom == pytest.approx(se_mean, rel=1e-12)  # same draws, same statistic
 
 
@@ -60,7 +61,6 @@ def test_other_grouping_factor_and_chunking(page_result):
     assert np.isfinite(school) and school > 0
     codes = d.codes[1]
     with jax.enable_x64(True):  # the private engine of bootstrap_se, called directly
-        small = chunked_replicates(9, d.y, codes, 10, weighted_median, 1000,
-                                   max_elements=300 * 64)
+        small = chunked_replicates(9, d.y, codes, 10, weighted_median, 1000, max_elements=300 * 64)
     assert small.shape == (1000,)  # 16 chunks of 64, the last one trimmed
     assert len(np.unique(small)) > 20

@@ -60,13 +60,18 @@ def _force_chunks(monkeypatch, chunk: int, batch: int | None) -> None:
 
 # (n, most per chunk, refit batch): 57 per chunk and no batching is InstEval's case
 # (2^22 // 73,421 rows); 384 per chunk and batches of 128 the 500 -> 768 case.
-CASES = [(100, 57, None), (129, 40, None), (500, 57, None),
-         (100, 40, 16), (129, 40, 16), (500, 384, 128)]
+CASES = [
+    (100, 57, None),
+    (129, 40, None),
+    (500, 57, None),
+    (100, 40, 16),
+    (129, 40, 16),
+    (500, 384, 128),
+]
 
 
 @pytest.mark.parametrize("n, chunk, batch", CASES)
-def test_parametric_bootstrap_surplus_below_chunk_count(dyestuff_fit, monkeypatch, n, chunk,
-                                                        batch):
+def test_parametric_bootstrap_surplus_below_chunk_count(dyestuff_fit, monkeypatch, n, chunk, batch):
     _force_chunks(monkeypatch, chunk, batch)
     count = _Counter(monkeypatch)
     boot = dyestuff_fit.parametric_bootstrap(n, seed=7)

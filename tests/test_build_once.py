@@ -27,6 +27,7 @@ def passes(monkeypatch):
         def wrapper(*args, **kwargs):
             calls["n"] += 1
             return original(*args, **kwargs)
+
         return wrapper
 
     monkeypatch.setattr(estimate, "cross_products", counting(estimate.cross_products))

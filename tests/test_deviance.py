@@ -55,8 +55,9 @@ def test_deviance_and_estimates_match_dense(problem, theta, reml):
     np.testing.assert_allclose(est.beta, ref["beta"], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(est.fe_cov, ref["fe_cov"], rtol=1e-10, atol=1e-14)
     assert float(est.sigma2) == pytest.approx(ref["sigma2"], rel=1e-11)
-    internal = [np.asarray(est.b1)[:, 0]] + np.split(np.asarray(est.b_tail),
-                                                   np.cumsum(cp.nlevels[1:])[:-1])
+    internal = [np.asarray(est.b1)[:, 0]] + np.split(
+        np.asarray(est.b_tail), np.cumsum(cp.nlevels[1:])[:-1]
+    )
     for pos, user in enumerate(cp.order):
         np.testing.assert_allclose(internal[pos], ref["blups"][user], rtol=1e-9, atol=1e-12)
 
@@ -67,8 +68,14 @@ def test_gradient_matches_central_differences(problem, reml):
     th = jnp.array([0.6, 0.3, 1.1])
     grad = jax.grad(profiled_deviance)(th, cp, reml=reml)
     h = 1e-6
-    fd = [(profiled_deviance(th.at[i].add(h), cp, reml=reml)
-           - profiled_deviance(th.at[i].add(-h), cp, reml=reml)) / (2 * h) for i in range(3)]
+    fd = [
+        (
+            profiled_deviance(th.at[i].add(h), cp, reml=reml)
+            - profiled_deviance(th.at[i].add(-h), cp, reml=reml)
+        )
+        / (2 * h)
+        for i in range(3)
+    ]
     np.testing.assert_allclose(grad, fd, rtol=1e-6)  # central differences: O(h^2) ~ 1e-8
 
 
@@ -102,13 +109,15 @@ def test_logdet_parts_vjp_against_autodiff_of_the_factorisation(problem, tail_ro
         return 2.0 * jnp.sum(logdiag[:k]) + 37.0 * logdiag[-1]
 
     assert float(ours(S)) == pytest.approx(float(plain(S)), rel=1e-14)
-    np.testing.assert_allclose(jax.grad(ours)(S), jnp.triu(jax.grad(plain)(S)), rtol=1e-9,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        jax.grad(ours)(S), jnp.triu(jax.grad(plain)(S)), rtol=1e-9, atol=1e-12
+    )
     # Second derivatives go through the factor's custom JVP (a Hessian-vector product).
     v = jnp.triu(jnp.cos(jnp.arange(S.size).reshape(S.shape)))
     hvp = jax.jvp(jax.grad(ours), (S,), (v,))[1]
-    np.testing.assert_allclose(hvp, jnp.triu(jax.jvp(jax.grad(plain), (S,), (v,))[1]),
-                               rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(
+        hvp, jnp.triu(jax.jvp(jax.grad(plain), (S,), (v,))[1]), rtol=1e-8, atol=1e-10
+    )
 
 
 def test_only_the_stored_upper_triangle_is_read(problem):
@@ -165,19 +174,21 @@ def test_vector_valued_terms_in_first_block_and_tail_match_dense(reml):
     n, nlev = 90, [12, 7, 5, 4]
     codes = [rng.integers(0, q, n) for q in nlev]
     t1, t2 = rng.normal(size=n), rng.uniform(size=n)
-    term_X = [np.column_stack([np.ones(n), t1]), np.column_stack([np.ones(n), t2]),
-              np.column_stack([np.ones(n), t1, t2]), np.ones((n, 1))]
+    term_X = [
+        np.column_stack([np.ones(n), t1]),
+        np.column_stack([np.ones(n), t2]),
+        np.column_stack([np.ones(n), t1, t2]),
+        np.ones((n, 1)),
+    ]
     X = np.column_stack([np.ones(n), t1])
     y = rng.normal(size=n) + codes[0] * 0.1 + t1 * codes[1] * 0.2
     cp = cross_products(codes, nlev, X, y, term_X)
     assert cp.order == (0, 1, 2, 3) and not cp.tail_diagonal
-    theta_user = np.array([0.8, 0.3, 0.5, 0.6, -0.2, 0.4, 0.7, 0.1, 0.2, 0.5, -0.3, 0.4,
-                           0.9])
+    theta_user = np.array([0.8, 0.3, 0.5, 0.6, -0.2, 0.4, 0.7, 0.1, 0.2, 0.5, -0.3, 0.4, 0.9])
     from interlace._core.theta import to_internal as _to_internal
 
     th = jnp.asarray(_to_internal(theta_user, [2, 2, 3, 1], cp.order))
-    dev, beta, sigma2, blups = dense_terms_deviance(theta_user, codes, nlev, term_X, X, y,
-                                                     reml)
+    dev, beta, sigma2, blups = dense_terms_deviance(theta_user, codes, nlev, term_X, X, y, reml)
     assert float(profiled_deviance(th, cp, reml=reml)) == pytest.approx(dev, rel=1e-12)
     est = estimates(th, cp, reml=reml)
     np.testing.assert_allclose(est.beta, beta, rtol=1e-10)
@@ -188,16 +199,24 @@ def test_vector_valued_terms_in_first_block_and_tail_match_dense(reml):
         np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
     grad = jax.grad(profiled_deviance)(th, cp, reml=reml)
     h = 1e-6
-    fd = [(profiled_deviance(th.at[i].add(h), cp, reml=reml)
-           - profiled_deviance(th.at[i].add(-h), cp, reml=reml)) / (2 * h)
-          for i in range(th.shape[0])]
+    fd = [
+        (
+            profiled_deviance(th.at[i].add(h), cp, reml=reml)
+            - profiled_deviance(th.at[i].add(-h), cp, reml=reml)
+        )
+        / (2 * h)
+        for i in range(th.shape[0])
+    ]
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("formula,file,groups", [
-    ("score ~ hours_studied + prior_gpa", "results_page.csv", ["student_id", "school_id"]),
-    ("y ~ t + (1 + t | subject) + (1 + t | item)", "crossed_slopes.csv", None),
-])
+@pytest.mark.parametrize(
+    "formula,file,groups",
+    [
+        ("score ~ hours_studied + prior_gpa", "results_page.csv", ["student_id", "school_id"]),
+        ("y ~ t + (1 + t | subject) + (1 + t | item)", "crossed_slopes.csv", None),
+    ],
+)
 def test_heavy_levels_as_dense_rows_give_the_same_deviance(formula, file, groups):
     """Every level heavy (dense rows of C, one product) vs none (update entries only),
     through both cross-product builders: same deviance and gradient (1e-10 relative)."""
@@ -210,8 +229,13 @@ def test_heavy_levels_as_dense_rows_give_the_same_deviance(formula, file, groups
     from .conftest import DATA
 
     d = build_design(formula, pd.read_csv(DATA / file), groups)
-    args = ([t.codes for t in d.terms], [len(t.levels) for t in d.terms], d.X, d.y,
-            [t.X for t in d.terms])
+    args = (
+        [t.codes for t in d.terms],
+        [len(t.levels) for t in d.terms],
+        d.X,
+        d.y,
+        [t.X for t in d.terms],
+    )
     dense, sparse = cross_products(*args, heavy_above=0), cross_products(*args, heavy_above=10**9)
     assert dense.heavy_levels.shape[0] == dense.q1 and dense.upd_flat.shape[0] == 0
     assert sparse.heavy_levels.shape[0] == 0
@@ -222,9 +246,11 @@ def test_heavy_levels_as_dense_rows_give_the_same_deviance(formula, file, groups
         ref_grad = jax.grad(profiled_deviance)(theta, sparse, reml=reml)
         for cp in (dense, jax_dense):
             assert float(profiled_deviance(theta, cp, reml=reml)) == pytest.approx(
-                float(ref), rel=1e-12)
-            np.testing.assert_allclose(jax.grad(profiled_deviance)(theta, cp, reml=reml),
-                                       ref_grad, rtol=1e-10, atol=1e-10)
+                float(ref), rel=1e-12
+            )
+            np.testing.assert_allclose(
+                jax.grad(profiled_deviance)(theta, cp, reml=reml), ref_grad, rtol=1e-10, atol=1e-10
+            )
 
 
 @pytest.mark.parametrize("n", [5, 40, 1100])
@@ -257,9 +283,15 @@ def test_update_pairs_against_brute_force():
     counts[::5] = 0  # empty levels
     cols = np.concatenate([np.sort(rng.choice(t, c, replace=False)) for c in counts])
     indptr = np.concatenate([[0], np.cumsum(counts)])
-    ref = [(cols[k2] * t + cols[k], i, level, k, k2) for i, (level, k, k2) in enumerate(
-        (lv, k, k2) for lv in range(q) for k in range(indptr[lv], indptr[lv + 1])
-        for k2 in range(indptr[lv], k + 1))]
+    ref = [
+        (cols[k2] * t + cols[k], i, level, k, k2)
+        for i, (level, k, k2) in enumerate(
+            (lv, k, k2)
+            for lv in range(q)
+            for k in range(indptr[lv], indptr[lv + 1])
+            for k2 in range(indptr[lv], k + 1)
+        )
+    ]
     ref = np.array([(lv, f, k, k2) for f, _, lv, k, k2 in sorted(ref)])
     for got, want in zip(update_pairs(indptr, cols, t), ref.T):
         np.testing.assert_array_equal(got, want)

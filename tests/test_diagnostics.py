@@ -38,8 +38,9 @@ def fits():
 def refs():
     path = DATA / "lme4_diagnostics_references.json"
     if not path.exists():
-        pytest.fail(f"{path} is missing: regenerate it with "
-                    "tests/data/make_lme4_diagnostics_references.R")
+        pytest.fail(
+            f"{path} is missing: regenerate it with tests/data/make_lme4_diagnostics_references.R"
+        )
     with open(path) as fh:
         return json.load(fh)
 
@@ -64,8 +65,9 @@ def test_standardized_residuals_match_dense_variances(fits, name):
     res = fits[name]
     dense = dense_diagnostics(res)
     cond = interlace.hlm_resid(res, standardized=True)
-    np.testing.assert_allclose(cond["resid"], res.resid / np.sqrt(res.scale * (1 - dense["hat"])),
-                               rtol=1e-9, atol=0)
+    np.testing.assert_allclose(
+        cond["resid"], res.resid / np.sqrt(res.scale * (1 - dense["hat"])), rtol=1e-9, atol=0
+    )
     marg = interlace.hlm_resid(res, type="marginal", standardized=True)
     raw = res.design.y - res.design.X @ res.fe_params.to_numpy()
     np.testing.assert_allclose(marg["resid"], raw / np.sqrt(dense["marginal_var"]), rtol=1e-9)
@@ -88,14 +90,21 @@ def test_group_residuals_are_blups_with_dense_conditional_sds(fits, name):
 def test_raw_residual_columns(fits):
     res = fits["page"]
     out = interlace.hlm_resid(res)
-    assert list(out.columns) == ["resid", "fitted", "resid_conditional", "fitted_conditional",
-                                 "resid_marginal", "fitted_marginal"]
+    assert list(out.columns) == [
+        "resid",
+        "fitted",
+        "resid_conditional",
+        "fitted_conditional",
+        "resid_marginal",
+        "fitted_marginal",
+    ]
     np.testing.assert_array_equal(out["resid"], res.resid)
     np.testing.assert_array_equal(out["fitted"], res.fittedvalues)
     fixed = res.design.X @ res.fe_params.to_numpy()
     np.testing.assert_allclose(out["fitted_marginal"], fixed, rtol=1e-14)
-    np.testing.assert_allclose(out["resid_marginal"] + out["fitted_marginal"], res.design.y,
-                               rtol=1e-14)
+    np.testing.assert_allclose(
+        out["resid_marginal"] + out["fitted_marginal"], res.design.y, rtol=1e-14
+    )
     marg = interlace.hlm_resid(res, type="marginal")
     np.testing.assert_array_equal(marg["resid"], out["resid_marginal"])
 
@@ -141,16 +150,20 @@ def test_case_deletion_equals_refits_without_the_row(fits, page_influence):
         row = page_influence.iloc[i]
         # refits agree to the optimiser's tolerance: 1e-5 relative
         lme4_factor = (res.nobs - p) / (res.nobs * p)  # lme4's (m - p) / (m p)
-        assert row["cooksd"] == pytest.approx(lme4_factor * delta @ np.linalg.solve(V, delta),
-                                              rel=1e-5)
+        assert row["cooksd"] == pytest.approx(
+            lme4_factor * delta @ np.linalg.solve(V, delta), rel=1e-5
+        )
         assert row["mdffits"] == pytest.approx(delta @ np.linalg.solve(Vi, delta) / p, rel=1e-5)
         assert row["covratio"] == pytest.approx(np.linalg.det(Vi) / np.linalg.det(V), rel=1e-6)
-        assert row["covtrace"] == pytest.approx(abs(np.trace(np.linalg.solve(V, Vi)) - p),
-                                                rel=1e-4, abs=1e-8)
+        assert row["covtrace"] == pytest.approx(
+            abs(np.trace(np.linalg.solve(V, Vi)) - p), rel=1e-4, abs=1e-8
+        )
         assert row["rvc_sigma2"] == pytest.approx(refit.scale / res.scale - 1, rel=1e-4, abs=1e-8)
         assert row["rvc_var_(Intercept)|student_id"] == pytest.approx(
             refit.variance_components["student_id"] / res.variance_components["student_id"] - 1,
-            rel=1e-4, abs=1e-6)
+            rel=1e-4,
+            abs=1e-6,
+        )
 
 
 def test_group_deletion_equals_refit_without_the_level(fits):
@@ -204,11 +217,13 @@ def test_hatvalues_and_one_step_cooks_match_lme4(lme4_fits, refs, name):
     # lme4's differ in theta by ~1e-6 relative, which moves these in the 7th digit.
     np.testing.assert_allclose(lev["overall"], ref["hatvalues"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(lev["fixef"], ref["hat_fixef"], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(interlace.cooks_distance(res), ref["cooks_one_step"], rtol=0,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        interlace.cooks_distance(res), ref["cooks_one_step"], rtol=0, atol=1e-6
+    )
     marg = interlace.hlm_resid(res, type="marginal", standardized=True)
-    np.testing.assert_allclose(marg["resid_marginal"] / marg["resid"],
-                               np.sqrt(ref["marginal_resid_var"]), rtol=1e-5)
+    np.testing.assert_allclose(
+        marg["resid_marginal"] / marg["resid"], np.sqrt(ref["marginal_resid_var"]), rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize("name", list(LME4_MODELS))
@@ -222,8 +237,9 @@ def test_blup_conditional_sds_match_lme4_condvar(lme4_fits, refs, name):
             blup = np.array([row[j] for row in ref["blup"]])
             # 1e-5 relative; plus 1e-6 sigma absolute for a variance at the boundary (the
             # page's school_id: theta ~ 1e-8, where optimisers agree only to ~1e-8 in theta)
-            np.testing.assert_allclose(table[f"{col}_se"], sd, rtol=1e-5,
-                                       atol=1e-6 * np.sqrt(res.scale))
+            np.testing.assert_allclose(
+                table[f"{col}_se"], sd, rtol=1e-5, atol=1e-6 * np.sqrt(res.scale)
+            )
             np.testing.assert_allclose(table[col], blup, rtol=1e-5, atol=1e-6 * np.sqrt(res.scale))
 
 
@@ -232,12 +248,15 @@ def _deleted_vcomps(block):
     return np.array(vc["values"]), vc["colnames"]
 
 
-@pytest.mark.parametrize("name,level,key", [
-    ("small", 1, "influence_obs"),
-    ("sleepstudy_first60_slopes", 1, "influence_obs"),
-    ("small", "Subject", "influence_groups"),
-    ("sleepstudy_first60_slopes", "Subject", "influence_groups"),
-])
+@pytest.mark.parametrize(
+    "name,level,key",
+    [
+        ("small", 1, "influence_obs"),
+        ("sleepstudy_first60_slopes", 1, "influence_obs"),
+        ("small", "Subject", "influence_groups"),
+        ("sleepstudy_first60_slopes", "Subject", "influence_groups"),
+    ],
+)
 def test_case_and_group_deletion_match_lme4(lme4_fits, refs, name, level, key):
     res, ref = lme4_fits[name], refs[name]
     infl = interlace.hlm_influence(res, level=level)
@@ -258,12 +277,17 @@ def test_case_and_group_deletion_match_lme4(lme4_fits, refs, name, level, key):
     m = len(infl)
     delta = full - fixef
     np.testing.assert_allclose(
-        infl["cooksd"], (m - p) / (m * p) * np.einsum("bi,ij,bj->b", delta, np.linalg.inv(V), delta),
-        rtol=1e-4)
+        infl["cooksd"],
+        (m - p) / (m * p) * np.einsum("bi,ij,bj->b", delta, np.linalg.inv(V), delta),
+        rtol=1e-4,
+    )
     # relative variance changes from lme4's var.cov.comps (sigma^2 first, then per factor)
     values, cols = _deleted_vcomps(tight)
-    full_vc = np.array(ref["var_cov_comps"]) if not isinstance(ref["var_cov_comps"], dict) \
+    full_vc = (
+        np.array(ref["var_cov_comps"])
+        if not isinstance(ref["var_cov_comps"], dict)
         else np.array(list(ref["var_cov_comps"].values()))
+    )
     rvc_ref = values / full_vc - 1
     ours = infl[[c for c in infl.columns if c.startswith("rvc_")]]
     ours = ours[[ours.columns[-1], *ours.columns[:-1]]]  # sigma2 first, as lme4

@@ -18,17 +18,26 @@ from .dense_reference import dense_optimum
 def frame():
     rng = np.random.default_rng(11)
     n = 150
-    df = pd.DataFrame({
-        "x": rng.normal(size=n),
-        "z": rng.uniform(1, 3, size=n),
-        "cond": rng.choice(["a", "b", "c"], size=n),
-        "g": rng.choice([f"g{i}" for i in range(12)], size=n),
-        "h": rng.choice([f"h{i}" for i in range(5)], size=n),
-    })
+    df = pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "z": rng.uniform(1, 3, size=n),
+            "cond": rng.choice(["a", "b", "c"], size=n),
+            "g": rng.choice([f"g{i}" for i in range(12)], size=n),
+            "h": rng.choice([f"h{i}" for i in range(5)], size=n),
+        }
+    )
     ge = dict(zip(sorted(df.g.unique()), rng.normal(size=12)))
     he = dict(zip(sorted(df.h.unique()), rng.normal(scale=0.7, size=5)))
-    df["y"] = (1 + 0.5 * df.x - 0.3 * np.log(df.z) + (df.cond == "b") * 0.8
-               + df.g.map(ge) + df.h.map(he) + rng.normal(size=n))
+    df["y"] = (
+        1
+        + 0.5 * df.x
+        - 0.3 * np.log(df.z)
+        + (df.cond == "b") * 0.8
+        + df.g.map(ge)
+        + df.h.map(he)
+        + rng.normal(size=n)
+    )
     return df
 
 
@@ -49,8 +58,9 @@ def _check(res, X, y, factors, reml=True):
 def test_continuous_categorical_and_transform(frame):
     res, _ = fit_quiet("y ~ x + cond + np.log(z)", frame, groups=["g", "h"])
     assert list(res.fe_params.index) == ["Intercept", "x", "cond[T.b]", "cond[T.c]", "np.log(z)"]
-    X = np.column_stack([np.ones(len(frame)), frame.x, frame.cond == "b", frame.cond == "c",
-                         np.log(frame.z)]).astype(float)
+    X = np.column_stack(
+        [np.ones(len(frame)), frame.x, frame.cond == "b", frame.cond == "c", np.log(frame.z)]
+    ).astype(float)
     _check(res, X, frame.y.to_numpy(), [frame.g, frame.h])
 
 
@@ -114,7 +124,7 @@ def _scaled(x):
 
 def _poly2(x):
     xc = x - x.mean()
-    q, _ = np.linalg.qr(np.column_stack([np.ones(len(x)), xc, xc ** 2]))
+    q, _ = np.linalg.qr(np.column_stack([np.ones(len(x)), xc, xc**2]))
     return q[:, 1:] * np.sign(q[0, 1:])  # orthonormal; signs are immaterial to the fit
 
 
@@ -131,24 +141,44 @@ def _sum_contrasts(cond):
 
 
 STATEFUL = [
-    pytest.param("y ~ scale(x) + cond", ["Intercept", "scale(x)", "cond[T.b]", "cond[T.c]"],
-                 lambda f: np.column_stack([_ones(f), _scaled(f.x.to_numpy()), f.cond == "b",
-                                            f.cond == "c"]), id="scale"),
-    pytest.param("y ~ center(x) + np.log(z)", ["Intercept", "center(x)", "np.log(z)"],
-                 lambda f: np.column_stack([_ones(f), f.x - f.x.mean(), np.log(f.z)]),
-                 id="center"),
-    pytest.param("y ~ poly(x, 2)", ["Intercept", "poly(x, 2)[1]", "poly(x, 2)[2]"],
-                 lambda f: np.column_stack([_ones(f), _poly2(f.x.to_numpy())]), id="poly"),
-    pytest.param("y ~ bs(x, df=4)", ["Intercept"] + [f"bs(x, df=4)[{i}]" for i in range(1, 5)],
-                 lambda f: np.column_stack([_ones(f), _bs4(f.x.to_numpy())]), id="bs"),
-    pytest.param("y ~ C(cond, contr.sum)",
-                 ["Intercept", "C(cond, contr.sum)[S.a]", "C(cond, contr.sum)[S.b]"],
-                 lambda f: np.column_stack([_ones(f), _sum_contrasts(f.cond)]), id="contr.sum"),
-    pytest.param("y ~ C(cond, contr.treatment('b'))",
-                 ["Intercept", "C(cond, contr.treatment('b'))[T.a]",
-                  "C(cond, contr.treatment('b'))[T.c]"],
-                 lambda f: np.column_stack([_ones(f), f.cond == "a", f.cond == "c"]),
-                 id="contr.treatment-base-b"),
+    pytest.param(
+        "y ~ scale(x) + cond",
+        ["Intercept", "scale(x)", "cond[T.b]", "cond[T.c]"],
+        lambda f: np.column_stack(
+            [_ones(f), _scaled(f.x.to_numpy()), f.cond == "b", f.cond == "c"]
+        ),
+        id="scale",
+    ),
+    pytest.param(
+        "y ~ center(x) + np.log(z)",
+        ["Intercept", "center(x)", "np.log(z)"],
+        lambda f: np.column_stack([_ones(f), f.x - f.x.mean(), np.log(f.z)]),
+        id="center",
+    ),
+    pytest.param(
+        "y ~ poly(x, 2)",
+        ["Intercept", "poly(x, 2)[1]", "poly(x, 2)[2]"],
+        lambda f: np.column_stack([_ones(f), _poly2(f.x.to_numpy())]),
+        id="poly",
+    ),
+    pytest.param(
+        "y ~ bs(x, df=4)",
+        ["Intercept"] + [f"bs(x, df=4)[{i}]" for i in range(1, 5)],
+        lambda f: np.column_stack([_ones(f), _bs4(f.x.to_numpy())]),
+        id="bs",
+    ),
+    pytest.param(
+        "y ~ C(cond, contr.sum)",
+        ["Intercept", "C(cond, contr.sum)[S.a]", "C(cond, contr.sum)[S.b]"],
+        lambda f: np.column_stack([_ones(f), _sum_contrasts(f.cond)]),
+        id="contr.sum",
+    ),
+    pytest.param(
+        "y ~ C(cond, contr.treatment('b'))",
+        ["Intercept", "C(cond, contr.treatment('b'))[T.a]", "C(cond, contr.treatment('b'))[T.c]"],
+        lambda f: np.column_stack([_ones(f), f.cond == "a", f.cond == "c"]),
+        id="contr.treatment-base-b",
+    ),
 ]
 
 
@@ -164,20 +194,28 @@ def test_stateful_transforms(frame, formula, names, build):
     ref = dense_optimum(list(codes), list(nlev), X, frame.y.to_numpy(), True)
     assert res.converged
     assert res.deviance == pytest.approx(ref["deviance"], rel=1e-8)
-    np.testing.assert_allclose(np.abs(res.fe_params.to_numpy()), np.abs(ref["beta"]),
-                               rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(
+        np.abs(res.fe_params.to_numpy()), np.abs(ref["beta"]), rtol=1e-5, atol=1e-8
+    )
 
 
 @pytest.fixture(scope="module")
 def new_rows(frame):
     """Rows to predict for: 5 new x values (two outside the fitted range), known levels."""
-    return pd.DataFrame({"x": [-3.5, -0.4, 0.0, 0.7, 2.9], "z": [1.5, 2.0, 2.5, 1.1, 2.9],
-                         "cond": ["a", "b", "c", "a", "b"],
-                         "g": ["g0", "g3", "g7", "g11", "g5"], "h": ["h0", "h1", "h2", "h3", "h4"]})
+    return pd.DataFrame(
+        {
+            "x": [-3.5, -0.4, 0.0, 0.7, 2.9],
+            "z": [1.5, 2.0, 2.5, 1.1, 2.9],
+            "cond": ["a", "b", "c", "a", "b"],
+            "g": ["g0", "g3", "g7", "g11", "g5"],
+            "h": ["h0", "h1", "h2", "h3", "h4"],
+        }
+    )
 
 
-@pytest.mark.parametrize("formula", ["y ~ scale(x) + cond", "y ~ poly(x, 2)",
-                                     "y ~ center(x) + np.log(z)"])
+@pytest.mark.parametrize(
+    "formula", ["y ~ scale(x) + cond", "y ~ poly(x, 2)", "y ~ center(x) + np.log(z)"]
+)
 def test_predict_uses_the_transform_state_of_the_fit(frame, new_rows, formula):
     """predict(newdata) codes new rows with the state learnt on the fitted data (R's
     predict for scale / poly): predicting a subset of the fitted rows gives their fitted
@@ -185,13 +223,18 @@ def test_predict_uses_the_transform_state_of_the_fit(frame, new_rows, formula):
     fitted mean and sd. Tolerance 1e-10 relative."""
     res, _ = fit_quiet(formula + " + (1 | g) + (1 | h)", frame)
     subset = frame.iloc[[3, 50, 51, 99, 120, 149]]
-    np.testing.assert_allclose(res.predict(subset), res.fittedvalues.iloc[[3, 50, 51, 99, 120,
-                                                                          149]], rtol=1e-10)
+    np.testing.assert_allclose(
+        res.predict(subset), res.fittedvalues.iloc[[3, 50, 51, 99, 120, 149]], rtol=1e-10
+    )
     if formula.startswith("y ~ scale"):
         b = res.fe_params
         xs = (new_rows.x - frame.x.mean()) / frame.x.std(ddof=1)
-        expected = (b["Intercept"] + b["scale(x)"] * xs + b["cond[T.b]"] * (new_rows.cond == "b")
-                    + b["cond[T.c]"] * (new_rows.cond == "c"))
+        expected = (
+            b["Intercept"]
+            + b["scale(x)"] * xs
+            + b["cond[T.b]"] * (new_rows.cond == "b")
+            + b["cond[T.c]"] * (new_rows.cond == "c")
+        )
         np.testing.assert_allclose(res.predict(new_rows, include_re=False), expected, rtol=1e-10)
         re_g = res.random_effects["g"].loc[new_rows.g].to_numpy()
         re_h = res.random_effects["h"].loc[new_rows.h].to_numpy()
@@ -211,11 +254,10 @@ def test_transform_in_a_random_term_only(frame, new_rows):
     assert res.deviance == pytest.approx(manual.deviance, rel=1e-8)
     np.testing.assert_allclose(res.theta, manual.theta, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(res.fittedvalues, manual.fittedvalues, rtol=1e-8)
-    np.testing.assert_allclose(res.predict(new_rows),
-                               manual.predict(new_rows.assign(xs=(new_rows.x - m) / s)),
-                               rtol=1e-8)
-    np.testing.assert_allclose(res.predict(frame.iloc[:9]), res.fittedvalues.iloc[:9],
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        res.predict(new_rows), manual.predict(new_rows.assign(xs=(new_rows.x - m) / s)), rtol=1e-8
+    )
+    np.testing.assert_allclose(res.predict(frame.iloc[:9]), res.fittedvalues.iloc[:9], rtol=1e-10)
 
 
 def test_quoted_grouping_columns(frame, new_rows):
@@ -223,15 +265,22 @@ def test_quoted_grouping_columns(frame, new_rows):
     same fit as ``(1 | g)`` with the same data under that name (deviance 1e-12)."""
     ref, _ = fit_quiet("y ~ x + (1 | g) + (1 | h)", frame)
     spaced = frame.rename(columns={"g": "subj id"})
-    for formula in ["y ~ x + (1 | `subj id`) + (1 | h)", 'y ~ x + (1 | Q("subj id")) + (1 | h)',
-                    "y ~ x + (1 | Q('subj id')) + (1 | h)"]:
+    for formula in [
+        "y ~ x + (1 | `subj id`) + (1 | h)",
+        'y ~ x + (1 | Q("subj id")) + (1 | h)',
+        "y ~ x + (1 | Q('subj id')) + (1 | h)",
+    ]:
         res, _ = fit_quiet(formula, spaced)
         assert res.deviance == pytest.approx(ref.deviance, rel=1e-12)
         assert list(res.random_effects) == ["subj id", "h"]
-        pd.testing.assert_series_equal(res.random_effects["subj id"], ref.random_effects["g"],
-                                       check_names=False, rtol=1e-9)
-        np.testing.assert_allclose(res.predict(new_rows.rename(columns={"g": "subj id"})),
-                                   ref.predict(new_rows), rtol=1e-10)
+        pd.testing.assert_series_equal(
+            res.random_effects["subj id"], ref.random_effects["g"], check_names=False, rtol=1e-9
+        )
+        np.testing.assert_allclose(
+            res.predict(new_rows.rename(columns={"g": "subj id"})),
+            ref.predict(new_rows),
+            rtol=1e-10,
+        )
 
 
 def test_intercept_removed_after_the_random_terms(frame):

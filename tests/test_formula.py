@@ -39,37 +39,63 @@ VALID = [
     pytest.param("y ~ (1|g)", "y", "y ~ 1", ("g",), id="random-only"),
     pytest.param("y ~ 0 + x + (1|g)", "y", "y ~ 0 + x", ("g",), id="no-intercept"),
     pytest.param("y ~ x - 1 + (1|g)", "y", "y ~ x - 1", ("g",), id="minus-one"),
-    pytest.param("y ~ log(x) + C(f) + (1|g)", "y", "y ~ log(x) + C(f)", ("g",),
-                 id="parentheses-without-bar-stay-fixed"),
+    pytest.param(
+        "y ~ log(x) + C(f) + (1|g)",
+        "y",
+        "y ~ log(x) + C(f)",
+        ("g",),
+        id="parentheses-without-bar-stay-fixed",
+    ),
     pytest.param("y ~ (x + z) + (1|g)", "y", "y ~ (x + z)", ("g",), id="grouped-fixed-terms"),
     pytest.param("y ~ (1 || g)", "y", "y ~ 1", ("g",), id="double-bar-intercept"),
     pytest.param("y ~ (0 + 1 | g)", "y", "y ~ 1", ("g",), id="explicit-0+1"),
-    pytest.param("score_2 ~ x.1 + (1 | school_id) + (1 | student.id)", "score_2",
-                 "score_2 ~ x.1", ("school_id", "student.id"), id="underscores-and-dots"),
+    pytest.param(
+        "score_2 ~ x.1 + (1 | school_id) + (1 | student.id)",
+        "score_2",
+        "score_2 ~ x.1",
+        ("school_id", "student.id"),
+        id="underscores-and-dots",
+    ),
     pytest.param("y ~ x + ((1 | g))", "y", "y ~ x", ("g",), id="redundant-parentheses"),
-    pytest.param("np.log(y) ~ x + (1 | g)", "np.log(y)", "np.log(y) ~ x", ("g",),
-                 id="transformed-response"),
+    pytest.param(
+        "np.log(y) ~ x + (1 | g)", "np.log(y)", "np.log(y) ~ x", ("g",), id="transformed-response"
+    ),
     # intercept removal after a random term (issue 16): the sign goes with the fixed part
     pytest.param("y ~ x + (1 | g) - 1", "y", "y ~ x - 1", ("g",), id="minus-one-after-random"),
     pytest.param("y ~ (1 | g) - 1 + x", "y", "y ~ -1 + x", ("g",), id="minus-one-first"),
     pytest.param("y ~ -1 + x + (1 | g)", "y", "y ~ -1 + x", ("g",), id="leading-minus-one"),
     pytest.param("y ~ x + -1 + (1 | g)", "y", "y ~ x - 1", ("g",), id="plus-minus-one"),
     pytest.param("y ~ x*z - x:z + (1 | g)", "y", "y ~ x*z - x:z", ("g",), id="minus-a-term"),
-    pytest.param("y ~ I(x - 1) + I(x ** -1) + (1 | g)", "y", "y ~ I(x - 1) + I(x ** -1)", ("g",),
-                 id="minus-inside-a-term"),
+    pytest.param(
+        "y ~ I(x - 1) + I(x ** -1) + (1 | g)",
+        "y",
+        "y ~ I(x - 1) + I(x ** -1)",
+        ("g",),
+        id="minus-inside-a-term",
+    ),
     # quoted column names (formulaic's backticks and Q()), in random and fixed terms
     pytest.param("y ~ x + (1 | `subj id`)", "y", "y ~ x", ("subj id",), id="backticked-group"),
     pytest.param("y ~ x + (1 | Q('subj id'))", "y", "y ~ x", ("subj id",), id="Q-single-quotes"),
     pytest.param('y ~ x + (1 | Q("subj id"))', "y", "y ~ x", ("subj id",), id="Q-double-quotes"),
-    pytest.param("y ~ (1 | `a+b` : `c|d`)", "y", "y ~ 1", ("a+b:c|d",),
-                 id="quoted-names-with-operators"),
-    pytest.param("y ~ `a+b` + Q('c-d') + (1 | g)", "y", "y ~ `a+b` + Q('c-d')", ("g",),
-                 id="operators-inside-quoted-fixed-names"),
+    pytest.param(
+        "y ~ (1 | `a+b` : `c|d`)", "y", "y ~ 1", ("a+b:c|d",), id="quoted-names-with-operators"
+    ),
+    pytest.param(
+        "y ~ `a+b` + Q('c-d') + (1 | g)",
+        "y",
+        "y ~ `a+b` + Q('c-d')",
+        ("g",),
+        id="operators-inside-quoted-fixed-names",
+    ),
     pytest.param("`my y` ~ x + (1 | g)", "`my y`", "`my y` ~ x", ("g",), id="backticked-response"),
     # transforms (formulaic's stateful transforms included) stay where they are
-    pytest.param("y ~ scale(x) + poly(z, 2) + bs(w, df=4) + C(f, contr.sum) + (scale(x) | g)",
-                 "y", "y ~ scale(x) + poly(z, 2) + bs(w, df=4) + C(f, contr.sum)", ("g",),
-                 id="stateful-transforms"),
+    pytest.param(
+        "y ~ scale(x) + poly(z, 2) + bs(w, df=4) + C(f, contr.sum) + (scale(x) | g)",
+        "y",
+        "y ~ scale(x) + poly(z, 2) + bs(w, df=4) + C(f, contr.sum)",
+        ("g",),
+        id="stateful-transforms",
+    ),
 ]
 
 
@@ -84,13 +110,19 @@ SLOPES = [
     pytest.param("y ~ (1 + t + z | s)", [("s", "1 + t + z")], id="two-slopes"),
     pytest.param("y ~ (1 + cond | s)", [("s", "1 + cond")], id="categorical-slope"),
     pytest.param("y ~ (t || s)", [("s", "1"), ("s", "0 + t")], id="uncorrelated"),
-    pytest.param("y ~ (1 + t + z || s)", [("s", "1"), ("s", "0 + t"), ("s", "0 + z")],
-                 id="uncorrelated-two-slopes"),
+    pytest.param(
+        "y ~ (1 + t + z || s)",
+        [("s", "1"), ("s", "0 + t"), ("s", "0 + z")],
+        id="uncorrelated-two-slopes",
+    ),
     pytest.param("y ~ (0 + t || s)", [("s", "0 + t")], id="uncorrelated-no-intercept"),
     pytest.param("y ~ (t - 1 || s)", [("s", "0 + t")], id="uncorrelated-minus-one"),
     pytest.param("y ~ (1 + t | a/b)", [("a", "1 + t"), ("b:a", "1 + t")], id="nested-slope"),
-    pytest.param("y ~ (1 | s) + (0 + t | s) + (1 | i)", [("s", "1"), ("s", "0 + t"), ("i", "1")],
-                 id="several-terms-one-factor"),
+    pytest.param(
+        "y ~ (1 | s) + (0 + t | s) + (1 | i)",
+        [("s", "1"), ("s", "0 + t"), ("i", "1")],
+        id="several-terms-one-factor",
+    ),
 ]
 
 
@@ -123,7 +155,10 @@ def test_nested_terms_keep_their_columns():
 def test_quoted_grouping_columns_are_the_raw_names():
     parsed = parse_formula("y ~ (1 | `school id`/Q('class:id')) + (scale(x) | `subj id`)")
     assert [t.columns for t in parsed.random] == [
-        ("school id",), ("class:id", "school id"), ("subj id",)]
+        ("school id",),
+        ("class:id", "school id"),
+        ("subj id",),
+    ]
     assert [t.lhs for t in parsed.random] == ["1", "1", "scale(x)"]
     assert str(parsed.random[2]) == "(scale(x) | subj id)"
 
@@ -149,14 +184,17 @@ def test_parse_random_term(term, columns):
     assert [t.name for t in terms] == [":".join(c) for c in columns]
 
 
-@pytest.mark.parametrize("term, pattern", [
-    pytest.param("1 | g", r"must be written in parentheses", id="no-parentheses"),
-    pytest.param("(1 + g)", r"has no '\|'", id="no-bar"),
-    pytest.param("(1 | )", r"names no grouping factor after '\|'", id="no-group"),
-    pytest.param("(1 | g | h)", r"more than one '\|'", id="two-bars"),
-    pytest.param("(1 | g:)", r"'' is not a column name", id="dangling-colon"),
-    pytest.param("(1 | a//b)", r"'' is not a column name", id="double-slash"),
-])
+@pytest.mark.parametrize(
+    "term, pattern",
+    [
+        pytest.param("1 | g", r"must be written in parentheses", id="no-parentheses"),
+        pytest.param("(1 + g)", r"has no '\|'", id="no-bar"),
+        pytest.param("(1 | )", r"names no grouping factor after '\|'", id="no-group"),
+        pytest.param("(1 | g | h)", r"more than one '\|'", id="two-bars"),
+        pytest.param("(1 | g:)", r"'' is not a column name", id="dangling-colon"),
+        pytest.param("(1 | a//b)", r"'' is not a column name", id="double-slash"),
+    ],
+)
 def test_parse_random_term_rejects(term, pattern):
     with pytest.raises(FormulaError, match=pattern):
         parse_random_term(term)
@@ -194,11 +232,15 @@ MALFORMED = [
     pytest.param("y ~ x:(1 | g)", r"'\+'", id="random-term-in-interaction"),
     pytest.param("y ~ x + (1 | g) +", r"'\+'", id="dangling-plus"),
     pytest.param("y ~ x + (1 | g) -", r"'-' with nothing", id="dangling-minus"),
-    pytest.param("y ~ x - (1 | g)", r"subtracts the random term '\(1 \| g\)'",
-                 id="subtracted-random-term"),
+    pytest.param(
+        "y ~ x - (1 | g)", r"subtracts the random term '\(1 \| g\)'", id="subtracted-random-term"
+    ),
     pytest.param("y ~ x + (1 | `subj id)", r"Unterminated ` quote", id="unterminated-backtick"),
-    pytest.param("y ~ x + (1 | Q(subj))", r"'Q\(subj\)' is not a column name.*`subj id`",
-                 id="Q-without-quotes"),
+    pytest.param(
+        "y ~ x + (1 | Q(subj))",
+        r"'Q\(subj\)' is not a column name.*`subj id`",
+        id="Q-without-quotes",
+    ),
     pytest.param("y ~ (1 | ``)", r"'``' is not a column name", id="empty-backticks"),
 ]
 
@@ -223,13 +265,16 @@ def test_formula_must_be_a_string(formula):
 # --------------------------------------------------------------------------------------
 VARIABLES = [
     pytest.param("y ~ scale(x)", ["y", "x"], id="scale"),
-    pytest.param("y ~ center(x) + poly(z, 2) + bs(w, df=4)", ["y", "x", "z", "w"],
-                 id="center-poly-bs"),
-    pytest.param("y ~ C(f, contr.sum) + C(h, contr.treatment('b'))", ["y", "f", "h"],
-                 id="contrasts"),
+    pytest.param(
+        "y ~ center(x) + poly(z, 2) + bs(w, df=4)", ["y", "x", "z", "w"], id="center-poly-bs"
+    ),
+    pytest.param(
+        "y ~ C(f, contr.sum) + C(h, contr.treatment('b'))", ["y", "f", "h"], id="contrasts"
+    ),
     pytest.param("np.log(y) ~ I(abs(x)) + log(z)", ["y", "x", "z"], id="functions-not-columns"),
-    pytest.param("y ~ Q('a b') + `c d` + scale(`e f`)", ["y", "a b", "c d", "e f"],
-                 id="quoted-names"),
+    pytest.param(
+        "y ~ Q('a b') + `c d` + scale(`e f`)", ["y", "a b", "c d", "e f"], id="quoted-names"
+    ),
     pytest.param("y ~ x.fillna(0) + x:z", ["y", "x", "z"], id="method-and-interaction"),
     pytest.param("1 + scale(x)", ["x"], id="random-term-lhs"),
     pytest.param("y ~ 1", ["y"], id="intercept-only"),

@@ -44,8 +44,11 @@ def _same_fit(got, want):
     np.testing.assert_allclose(got.llf, want.llf, rtol=RTOL)
     assert got.random_effects.keys() == want.random_effects.keys()
     for name, blups in want.random_effects.items():
-        check = pd.testing.assert_frame_equal if isinstance(blups, pd.DataFrame) \
+        check = (
+            pd.testing.assert_frame_equal
+            if isinstance(blups, pd.DataFrame)
             else pd.testing.assert_series_equal
+        )
         check(got.random_effects[name], blups, rtol=RTOL, atol=ATOL)
     pd.testing.assert_series_equal(got.fittedvalues, want.fittedvalues, rtol=RTOL, atol=ATOL)
 
@@ -66,8 +69,11 @@ def converted_fit(request, page_df):
     """(kind, the frame, a deep copy of it taken before the fit, the fit's result and
     warnings)."""
     frame = CONVERT[request.param](page_df)
-    before = frame.clone() if isinstance(frame, pl.DataFrame) else (
-        {k: list(v) for k, v in frame.items()} if isinstance(frame, dict) else frame)
+    before = (
+        frame.clone()
+        if isinstance(frame, pl.DataFrame)
+        else ({k: list(v) for k, v in frame.items()} if isinstance(frame, dict) else frame)
+    )
     result, messages = fit_quiet(PAGE_FORMULA, data=frame, groups=PAGE_GROUPS)
     return request.param, frame, before, result, messages
 
@@ -86,8 +92,9 @@ def test_the_callers_frame_is_unchanged(converted_fit):
     if kind == "polars":
         assert frame.equals(before) and frame.schema == before.schema
     elif kind == "pyarrow":  # immutable: the same object with the same contents
-        assert frame.num_rows == 300 and frame.column_names == list(interlace.datasets
-                                                                    .exam_scores().columns)
+        assert frame.num_rows == 300 and frame.column_names == list(
+            interlace.datasets.exam_scores().columns
+        )
     else:
         assert list(frame) == list(before)
         for k, v in frame.items():
@@ -99,8 +106,12 @@ def slope_fits():
     """The sleepstudy slopes model from pandas and from polars (both read from the csv)."""
     pandas_df = pd.read_csv(DATA / "sleepstudy.csv", dtype={"Subject": str})
     polars_df = pl.read_csv(DATA / "sleepstudy.csv", schema_overrides={"Subject": pl.String})
-    return (fit_quiet(SLOPES, data=pandas_df)[0], fit_quiet(SLOPES, data=polars_df)[0],
-            pandas_df, polars_df)
+    return (
+        fit_quiet(SLOPES, data=pandas_df)[0],
+        fit_quiet(SLOPES, data=polars_df)[0],
+        pandas_df,
+        polars_df,
+    )
 
 
 def test_random_slopes_fit_is_the_same_from_polars(slope_fits):
@@ -114,9 +125,12 @@ def test_predict_with_polars_newdata_applies_random_slopes_as_pandas(slope_fits)
     new_pd = pandas_df.iloc[::7].reset_index(drop=True)
     new_pl = polars_df.gather_every(7)
     for include_re in (True, False):
-        pd.testing.assert_series_equal(got.predict(new_pl, include_re=include_re),
-                                       want.predict(new_pd, include_re=include_re),
-                                       rtol=RTOL, atol=ATOL)
+        pd.testing.assert_series_equal(
+            got.predict(new_pl, include_re=include_re),
+            want.predict(new_pd, include_re=include_re),
+            rtol=RTOL,
+            atol=ATOL,
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -172,8 +186,11 @@ def band_fits(page_df):
     bands = _bands(page_df)
     categorical = page_df.assign(band=pd.Categorical(bands, categories=ORDER))
     strings = page_df.assign(band=bands)
-    return (fit_quiet("score ~ band", categorical, PAGE_GROUPS)[0],
-            fit_quiet("score ~ band", strings, PAGE_GROUPS)[0], bands)
+    return (
+        fit_quiet("score ~ band", categorical, PAGE_GROUPS)[0],
+        fit_quiet("score ~ band", strings, PAGE_GROUPS)[0],
+        bands,
+    )
 
 
 def test_band_fits_differ_by_reference_level(band_fits):
@@ -210,8 +227,9 @@ def test_polars_categorical_is_coded_as_a_string_column(band_fits, page_df):
 def test_polars_null_is_dropped_with_the_pandas_warning(column, missing, page_df, page_fit):
     """A 301st row with a null (polars) or NaN/None (pandas): the same warning, and the
     page fit once it is dropped."""
-    pandas_df = pd.concat([page_df, page_df.iloc[:1].assign(**{column: missing})],
-                          ignore_index=True)
+    pandas_df = pd.concat(
+        [page_df, page_df.iloc[:1].assign(**{column: missing})], ignore_index=True
+    )
     polars_df = pl.from_pandas(page_df)
     null = pl.lit(None, dtype=polars_df.schema[column]).alias(column)
     polars_df = pl.concat([polars_df, polars_df.head(1).with_columns(null)])
@@ -231,17 +249,20 @@ def test_polars_integer_column_with_a_null_is_read_as_pandas_reads_it(page_df):
     with pytest.warns(UserWarning, match=r"Dropped 1 of 300 rows .* in \['year'\]"):
         got = interlace.model_arrays("score ~ year", frame, PAGE_GROUPS)
     with pytest.warns(UserWarning, match=r"Dropped 1 of 300 rows .* in \['year'\]"):
-        want = interlace.model_arrays("score ~ year", page_df.assign(
-            year=pd.array(years, dtype="Int64")), PAGE_GROUPS)
+        want = interlace.model_arrays(
+            "score ~ year", page_df.assign(year=pd.array(years, dtype="Int64")), PAGE_GROUPS
+        )
     np.testing.assert_array_equal(np.asarray(got.X), np.asarray(want.X))
     np.testing.assert_array_equal(np.asarray(got.X)[:, 1], years[1:])
 
 
 def test_polars_datetime_predictor_gets_the_pandas_error(page_df):
-    frame = pl.from_pandas(page_df).with_columns(
-        when=pl.Series([0] * 300).cast(pl.Date))
-    with pytest.raises(DataError, match=r"Column 'when' of data has dtype datetime64.*cannot "
-                                        r"be used as a predictor"):
+    frame = pl.from_pandas(page_df).with_columns(when=pl.Series([0] * 300).cast(pl.Date))
+    with pytest.raises(
+        DataError,
+        match=r"Column 'when' of data has dtype datetime64.*cannot "
+        r"be used as a predictor",
+    ):
         interlace.fit("score ~ when", frame, PAGE_GROUPS)
 
 
@@ -250,22 +271,32 @@ def test_polars_datetime_predictor_gets_the_pandas_error(page_df):
 # --------------------------------------------------------------------------------------
 ACCEPTED = r"must be a pandas DataFrame, a polars DataFrame, a pyarrow Table"
 BAD = [
-    pytest.param(lambda df: df.to_numpy(), ACCEPTED + r".*got numpy.ndarray\. Name its columns",
-                 id="ndarray"),
+    pytest.param(
+        lambda df: df.to_numpy(), ACCEPTED + r".*got numpy.ndarray\. Name its columns", id="ndarray"
+    ),
     pytest.param(lambda df: None, ACCEPTED + r".*got NoneType", id="None"),
     pytest.param(lambda df: df.to_dict("records"), ACCEPTED + r".*got list", id="list"),
     pytest.param(lambda df: df["score"], ACCEPTED + r".*got pandas.Series", id="pandas-series"),
-    pytest.param(lambda df: pl.from_pandas(df)["score"], ACCEPTED + r".*got polars.Series",
-                 id="polars-series"),
-    pytest.param(lambda df: pl.from_pandas(df).lazy(),
-                 r"is a lazy frame \(polars.LazyFrame\); call \.collect\(\) on it first",
-                 id="polars-lazyframe"),
-    pytest.param(lambda df: {"score": [1.0, 2.0], "student_id": ["a"]},
-                 r"is a dict whose columns must have equal lengths; got \{'score': 2, 'student_id': 1\}",
-                 id="dict-ragged"),
-    pytest.param(lambda df: {"score": 1.0, "student_id": ["a"]},
-                 r"is a dict, so each value must be a column .* 'score' is a single float",
-                 id="dict-scalar"),
+    pytest.param(
+        lambda df: pl.from_pandas(df)["score"],
+        ACCEPTED + r".*got polars.Series",
+        id="polars-series",
+    ),
+    pytest.param(
+        lambda df: pl.from_pandas(df).lazy(),
+        r"is a lazy frame \(polars.LazyFrame\); call \.collect\(\) on it first",
+        id="polars-lazyframe",
+    ),
+    pytest.param(
+        lambda df: {"score": [1.0, 2.0], "student_id": ["a"]},
+        r"is a dict whose columns must have equal lengths; got \{'score': 2, 'student_id': 1\}",
+        id="dict-ragged",
+    ),
+    pytest.param(
+        lambda df: {"score": 1.0, "student_id": ["a"]},
+        r"is a dict, so each value must be a column .* 'score' is a single float",
+        id="dict-scalar",
+    ),
 ]
 
 
@@ -287,8 +318,9 @@ def test_fit_many_takes_polars_data_and_responses(page_df):
     rng = np.random.default_rng(0)
     responses = pd.DataFrame({"a": page_df["score"], "b": page_df["score"] + rng.normal(0, 1, 300)})
     want = interlace.fit_many(PAGE_FORMULA, page_df, responses, PAGE_GROUPS)
-    got = interlace.fit_many(PAGE_FORMULA, pl.from_pandas(page_df), pl.from_pandas(responses),
-                             PAGE_GROUPS)
+    got = interlace.fit_many(
+        PAGE_FORMULA, pl.from_pandas(page_df), pl.from_pandas(responses), PAGE_GROUPS
+    )
     pd.testing.assert_frame_equal(got, want, rtol=RTOL, atol=ATOL)
 
 
@@ -311,4 +343,6 @@ def test_polars_and_pyarrow_are_not_dependencies_of_interlace():
     project = tomllib.loads((package.parent / "pyproject.toml").read_text())["project"]
     names = [d.split(">")[0].split("=")[0].strip() for d in project["dependencies"]]
     assert "narwhals" in names and not {"polars", "pyarrow"} & set(names)
-    assert {"polars", "pyarrow"} <= {d.split(">")[0] for d in project["optional-dependencies"]["test"]}
+    assert {"polars", "pyarrow"} <= {
+        d.split(">")[0] for d in project["optional-dependencies"]["test"]
+    }

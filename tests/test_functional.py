@@ -26,8 +26,9 @@ def data():
     df = interlace.datasets.reaction_times()
     rng = np.random.default_rng(5)
     site = rng.integers(0, 6, len(df))
-    return df.assign(site=[f"L{s}" for s in site],
-                     reaction=df.reaction + rng.normal(0, 15, 6)[site])
+    return df.assign(
+        site=[f"L{s}" for s in site], reaction=df.reaction + rng.normal(0, 15, 6)[site]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +54,9 @@ def test_functions_agree_with_fit(model, fitted):
         theta = jnp.asarray(fitted.theta.to_numpy())
         assert float(deviance(theta, model)) == pytest.approx(fitted.deviance, rel=1e-10)
         b = blups(theta, model)
-        np.testing.assert_allclose(np.asarray(b[0]), fitted.random_effects["subject"].to_numpy(),
-                                   rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(
+            np.asarray(b[0]), fitted.random_effects["subject"].to_numpy(), rtol=1e-8, atol=1e-10
+        )
         out = jax.jit(fit_arrays)(model)
         assert bool(out["converged"])
         np.testing.assert_allclose(out["beta"], fitted.fe_params.to_numpy(), rtol=1e-7)
@@ -101,6 +103,7 @@ def test_estimate_gradients_match_refits(model):
     """d(estimates)/dy by the implicit function theorem = finite differences of refits."""
     # jax.jacrev around fit_arrays: float64 on, as documented
     with jax.enable_x64(True):
+
         def estimates_of(y):
             out = fit_arrays(model.replace(y=y))
             return jnp.concatenate([out["beta"], out["theta"], out["sigma"][None]])
@@ -122,10 +125,12 @@ def test_vmapped_fits_equal_separate_fits(data):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             one = interlace.fit(FORMULA, data.assign(reaction=Y[:, j]))
-        np.testing.assert_allclose(table.loc[j, list(one.fe_params.index)], one.fe_params,
-                                   rtol=1e-6)
-        np.testing.assert_allclose(table.loc[j, list(one.theta.index)], one.theta, rtol=1e-6,
-                                   atol=1e-8)
+        np.testing.assert_allclose(
+            table.loc[j, list(one.fe_params.index)], one.fe_params, rtol=1e-6
+        )
+        np.testing.assert_allclose(
+            table.loc[j, list(one.theta.index)], one.theta, rtol=1e-6, atol=1e-8
+        )
         assert table.loc[j, "sigma"] ** 2 == pytest.approx(one.scale, rel=1e-6)
 
 
@@ -141,11 +146,13 @@ def test_fit_many_does_not_stick_to_a_singular_warm_start():
     for j in range(Y.shape[1]):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            one = interlace.fit(formula, page.assign(score=Y[:, j]),
-                                groups=["student_id", "school_id"])
+            one = interlace.fit(
+                formula, page.assign(score=Y[:, j]), groups=["student_id", "school_id"]
+            )
         positive += one.theta["school_id.(Intercept)"] > 1e-3
         # same optimum: fixed effects within 1e-6, deviance never worse by > 1e-8 rel.
-        np.testing.assert_allclose(table.loc[j, list(one.fe_params.index)], one.fe_params,
-                                   rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            table.loc[j, list(one.fe_params.index)], one.fe_params, rtol=0, atol=1e-6
+        )
         assert table.loc[j, "deviance"] <= one.deviance * (1 + 1e-8)
     assert positive >= 1  # the case the test is about occurs

@@ -56,8 +56,9 @@ def test_rosenbrock_converges_from_the_classic_start():
         return 100.0 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2
 
     def g(x):
-        return np.array([-400.0 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]),
-                         200.0 * (x[1] - x[0] ** 2)])
+        return np.array(
+            [-400.0 * x[0] * (x[1] - x[0] ** 2) - 2 * (1 - x[0]), 200.0 * (x[1] - x[0] ** 2)]
+        )
 
     fun, _ = _numpy_fun(f, g)
     opt, _ = minimize_on_host(fun, np.array([-1.2, 1.0]))
@@ -70,8 +71,9 @@ def test_a_first_step_onto_zero_does_not_stick_there():
     scaled first step (0.1) would land exactly on 0, a stationary point that is not the
     minimum; the search must end at +-0.03 instead."""
     c = 0.03**2
-    fun, _ = _numpy_fun(lambda x: float((x[0] ** 2 - c) ** 2),
-                        lambda x: np.array([4 * x[0] * (x[0] ** 2 - c)]))
+    fun, _ = _numpy_fun(
+        lambda x: float((x[0] ** 2 - c) ** 2), lambda x: np.array([4 * x[0] * (x[0] ** 2 - c)])
+    )
     opt, _ = minimize_on_host(fun, np.array([0.1]))
     assert opt.converged
     np.testing.assert_allclose(np.abs(opt.theta), [0.03], rtol=1e-6)
@@ -104,6 +106,7 @@ def test_a_non_finite_start_stops_at_once():
 def test_non_finite_trial_points_shorten_the_step():
     """Outside |x| < 2 the function is NaN; a first step that lands there is shortened,
     and the search still finds the minimum at 1.5."""
+
     def f(x):
         return np.nan if np.any(np.abs(x) >= 2) else float(np.sum((x - 1.5) ** 2))
 
@@ -117,8 +120,9 @@ def test_non_finite_trial_points_shorten_the_step():
 def test_host_loop_reaches_the_compiled_loops_optimum(page_df, reml):
     """The page's model, padded: the host loop over ``evaluate`` and the compiled loop
     reach the same deviance (1e-10 relative) and estimates."""
-    design = build_design("score ~ hours_studied + prior_gpa + (1 | student_id) + "
-                          "(1 | school_id)", page_df)
+    design = build_design(
+        "score ~ hours_studied + prior_gpa + (1 | student_id) + (1 | school_id)", page_df
+    )
     cp = fit_cross_products(design)
     padded, padding = buckets.pad_cross_products(cp, reml=reml)
     theta0 = to_internal(start_values(design), [1, 1], cp.order)
@@ -134,9 +138,12 @@ def test_host_loop_reaches_the_compiled_loops_optimum(page_df, reml):
         compiled = minimize_deviance(buckets.pad_theta(theta0, padding), padded, reml=reml)
     assert host.converged and bool(compiled.converged)
     assert float(est.deviance) == pytest.approx(float(compiled.deviance), rel=1e-10)
-    np.testing.assert_allclose(np.abs(host.theta),
-                               np.abs(buckets.unpad_theta(compiled.theta, padding)),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        np.abs(host.theta),
+        np.abs(buckets.unpad_theta(compiled.theta, padding)),
+        rtol=1e-5,
+        atol=1e-7,
+    )
 
 
 def test_evaluation_is_the_deviance_and_its_gradient(page_df):
@@ -145,18 +152,21 @@ def test_evaluation_is_the_deviance_and_its_gradient(page_df):
     profiled deviance in the data's units (1e-12 relative)."""
     from interlace._core.deviance import profiled_deviance, standardized_deviance
 
-    cp = fit_cross_products(build_design(
-        "score ~ hours_studied + (hours_studied | school_id) + (1 | student_id)", page_df))
+    cp = fit_cross_products(
+        build_design(
+            "score ~ hours_studied + (hours_studied | school_id) + (1 | student_id)", page_df
+        )
+    )
     theta = np.array([0.7, 0.2, 0.4, 0.3])[: cp.theta_offsets[-1]]
     for reml in (True, False):
         nu = float(np.asarray(cp.n)) - (cp.p if reml else 0)
         out = evaluate(device_array(theta), cp, device_array(reml), device_array(nu, np.float64))
-        value, grad = jax.value_and_grad(standardized_deviance)(device_array(theta), cp,
-                                                                reml=reml)
+        value, grad = jax.value_and_grad(standardized_deviance)(device_array(theta), cp, reml=reml)
         assert float(out.value) == pytest.approx(float(value), rel=1e-12)
         np.testing.assert_allclose(out.grad, grad, rtol=1e-10, atol=1e-12)
         assert float(out.est.deviance) == pytest.approx(
-            float(profiled_deviance(device_array(theta), cp, reml=reml)), rel=1e-12)
+            float(profiled_deviance(device_array(theta), cp, reml=reml)), rel=1e-12
+        )
 
 
 def test_rounding_level_deviances_do_not_stall_the_line_search():
@@ -167,8 +177,11 @@ def test_rounding_level_deviances_do_not_stall_the_line_search():
 
     def f(x):  # a steep, skewed bowl near 1e3 whose value carries 1e-13 relative noise
         d = x - 0.3
-        return float(1e3 + 1e6 * (d[0] ** 2 + 30 * d[1] ** 2 + d[0] * d[1] + 50 * d[0] ** 4)
-                     + rng.uniform(-1e-10, 1e-10))
+        return float(
+            1e3
+            + 1e6 * (d[0] ** 2 + 30 * d[1] ** 2 + d[0] * d[1] + 50 * d[0] ** 4)
+            + rng.uniform(-1e-10, 1e-10)
+        )
 
     def g(x):
         d = x - 0.3

@@ -79,22 +79,52 @@ def test_parametric_bootstrap_matches_bootmer(sleep_fit, refs):
 def test_bootstrap_statistic_callable(sleep_fit):
     boot = sleep_fit.parametric_bootstrap(64, seed=2, statistic=_slope_over_sigma)
     ratio = boot.replicates["statistic_0"].to_numpy()
-    np.testing.assert_allclose(ratio, boot.replicates["Days"] / boot.replicates["sigma"],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        ratio, boot.replicates["Days"] / boot.replicates["sigma"], rtol=1e-12
+    )
 
 
 def _slope_over_sigma(params):
     return params["beta"][1] / params["sigma"]
 
 
-@pytest.mark.parametrize("key, m1, m2, data, refit, table", [
-    ("sleepstudy", "Reaction ~ 1 + (Days | Subject)", SLEEP, "sleep", True, "sleepstudy_ML_tight"),
-    ("sleepstudy", "Reaction ~ 1 + (Days | Subject)", SLEEP, "sleep", False, "sleepstudy_norefit"),
-    ("page", "score ~ hours_studied + (1 | student_id) + (1 | school_id)", PAGE, "page", True,
-     "results_page_ML_tight"),
-    ("page", "score ~ hours_studied + (1 | student_id) + (1 | school_id)", PAGE, "page", False,
-     "results_page_norefit"),
-])
+@pytest.mark.parametrize(
+    "key, m1, m2, data, refit, table",
+    [
+        (
+            "sleepstudy",
+            "Reaction ~ 1 + (Days | Subject)",
+            SLEEP,
+            "sleep",
+            True,
+            "sleepstudy_ML_tight",
+        ),
+        (
+            "sleepstudy",
+            "Reaction ~ 1 + (Days | Subject)",
+            SLEEP,
+            "sleep",
+            False,
+            "sleepstudy_norefit",
+        ),
+        (
+            "page",
+            "score ~ hours_studied + (1 | student_id) + (1 | school_id)",
+            PAGE,
+            "page",
+            True,
+            "results_page_ML_tight",
+        ),
+        (
+            "page",
+            "score ~ hours_studied + (1 | student_id) + (1 | school_id)",
+            PAGE,
+            "page",
+            False,
+            "results_page_norefit",
+        ),
+    ],
+)
 def test_anova_matches_lme4(refs, sleep, key, m1, m2, data, refit, table):
     """Every column of lme4's anova table: 1e-6 relative (p-values 1e-5 relative)."""
     frame = sleep if data == "sleep" else interlace.datasets.exam_scores()
@@ -120,8 +150,9 @@ def test_negative_correlation_keeps_its_sign(refs, sleep):
 
 
 def test_bootstrap_lrt(sleep):
-    out = interlace.anova(_fit("Reaction ~ 1 + (Days | Subject)", sleep), _fit(SLEEP, sleep),
-                          n_bootstrap=99, seed=4)
+    out = interlace.anova(
+        _fit("Reaction ~ 1 + (Days | Subject)", sleep), _fit(SLEEP, sleep), n_bootstrap=99, seed=4
+    )
     # the observed LR (23.5) is far beyond the null: no simulated LR reaches it
     assert out.table["Pr_boot(>Chisq)"].iloc[1] == pytest.approx(1 / 100)
 
@@ -141,17 +172,22 @@ def test_satterthwaite_matches_lmertest(refs, sleep, key, formula, method):
 def test_wald_intervals_match_lme4(refs, sleep_fit):
     ref = refs["confint_wald"]["sleepstudy_REML"]
     ci = sleep_fit.confint("wald")
-    assert [r.replace("Intercept", "(Intercept)").replace("((", "(").replace("))", ")")
-            for r in ci.index] == ref["rownames"]
+    assert [
+        r.replace("Intercept", "(Intercept)").replace("((", "(").replace("))", ")")
+        for r in ci.index
+    ] == ref["rownames"]
     np.testing.assert_allclose(ci.iloc[4:, 0], ref["lower"][4:], rtol=1e-6)
     np.testing.assert_allclose(ci.iloc[4:, 1], ref["upper"][4:], rtol=1e-6)
     assert ci.iloc[:4].isna().all().all()  # lme4 gives no Wald interval for these
 
 
-@pytest.mark.parametrize("key, formula, dtype", [
-    ("sleepstudy", SLEEP, {"Subject": str}),
-    ("dyestuff", "Yield ~ 1 + (1 | Batch)", {"Batch": str}),
-])
+@pytest.mark.parametrize(
+    "key, formula, dtype",
+    [
+        ("sleepstudy", SLEEP, {"Subject": str}),
+        ("dyestuff", "Yield ~ 1 + (1 | Batch)", {"Batch": str}),
+    ],
+)
 @pytest.mark.parametrize("method", ["REML", "ML"])
 def test_profile_intervals_match_lme4(refs, key, formula, dtype, method):
     """Within 1e-3 relative of lme4's confint(profile) (lme4 interpolates a spline

@@ -66,13 +66,22 @@ TRICKY = {
     # two combinations with one label ("x:y" + "z" and "x" + "y:z") are one level
     "colons": pd.DataFrame({"a": ["x:y", "x", "x", "q"], "b": ["z", "y:z", "y:z", "z"]}),
     # 1 and "1" in an object column share the canonical label "1": one level
-    "mixed": pd.DataFrame({"a": pd.Series([1, "1", 2, "2", 1], dtype=object),
-                           "b": ["u", "u", "v", "v", "v"]}),
-    "bool_category": pd.DataFrame({"a": [True, False, True, False],
-                                   "b": pd.Categorical(["k", "k", "m", "m"],
-                                                       categories=["m", "k"])}),
-    "three": pd.DataFrame({"a": [1, 1, 2, 2, 1, 2, 1], "b": ["p", "q", "p", "q", "p", "p", "q"],
-                           "c": [0.5, 0.5, 0.5, 1.5, 1.5, 0.5, 0.5]}),
+    "mixed": pd.DataFrame(
+        {"a": pd.Series([1, "1", 2, "2", 1], dtype=object), "b": ["u", "u", "v", "v", "v"]}
+    ),
+    "bool_category": pd.DataFrame(
+        {
+            "a": [True, False, True, False],
+            "b": pd.Categorical(["k", "k", "m", "m"], categories=["m", "k"]),
+        }
+    ),
+    "three": pd.DataFrame(
+        {
+            "a": [1, 1, 2, 2, 1, 2, 1],
+            "b": ["p", "q", "p", "q", "p", "p", "q"],
+            "c": [0.5, 0.5, 0.5, 1.5, 1.5, 0.5, 0.5],
+        }
+    ),
 }
 
 
@@ -113,8 +122,9 @@ def test_nested_fit_identical_to_before(monkeypatch):
     assert new.deviance == old.deviance  # exact
     pd.testing.assert_series_equal(new.theta, old.theta, check_exact=True)  # exact
     for f in new.random_effects:
-        pd.testing.assert_series_equal(new.random_effects[f], old.random_effects[f],
-                                       check_exact=True)  # exact, same index order
+        pd.testing.assert_series_equal(
+            new.random_effects[f], old.random_effects[f], check_exact=True
+        )  # exact, same index order
 
 
 def test_million_rows_from_integer_codes(monkeypatch):
@@ -123,8 +133,9 @@ def test_million_rows_from_integer_codes(monkeypatch):
     strings). No timing is asserted."""
     rng = np.random.default_rng(0)
     n = 10**6
-    frame = pd.DataFrame({"a": rng.integers(0, 2000, n),
-                          "b": rng.choice([f"s{i}" for i in range(60)], n)})
+    frame = pd.DataFrame(
+        {"a": rng.integers(0, 2000, n), "b": rng.choice([f"s{i}" for i in range(60)], n)}
+    )
     real = pd.factorize
     joined = []
 

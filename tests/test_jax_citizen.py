@@ -133,19 +133,29 @@ print("RESULT" + json.dumps(out))
 
 def _run_script(x64: bool) -> subprocess.Popen:
     root = str(Path(interlace.__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        ),
+    )
     for var in ("JAX_ENABLE_X64", "JAX_COMPILATION_CACHE_DIR", "INTERLACE_COMPILATION_CACHE"):
         env.pop(var, None)
-    return subprocess.Popen([sys.executable, "-c", _SCRIPT, "1" if x64 else "0"], env=env,
-                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", _SCRIPT, "1" if x64 else "0"],
+        env=env,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _result(proc: subprocess.Popen) -> dict:
     stdout, stderr = proc.communicate(timeout=900)
     assert proc.returncode == 0, stderr[-4000:]
     line = [ln for ln in stdout.splitlines() if ln.startswith("RESULT")][-1]
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 @pytest.fixture(scope="module")
@@ -157,13 +167,20 @@ def runs():
 
 def test_import_changes_no_jax_setting(runs):
     imported = runs["default"]["import"]
-    assert imported == {"x64": False, "ones_dtype": "float32", "cache_dir_unchanged": True,
-                        "min_time_unchanged": True}
+    assert imported == {
+        "x64": False,
+        "ones_dtype": "float32",
+        "cache_dir_unchanged": True,
+        "min_time_unchanged": True,
+    }
 
 
 def test_settings_are_unchanged_after_every_entry_point(runs):
-    assert runs["default"]["end"] == {"x64": False, "ones_dtype": "float32",
-                                      "cache_dir_unchanged": True}
+    assert runs["default"]["end"] == {
+        "x64": False,
+        "ones_dtype": "float32",
+        "cache_dir_unchanged": True,
+    }
     assert runs["x64"]["end"]["x64"] is True
 
 

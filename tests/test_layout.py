@@ -45,14 +45,20 @@ def _rank(module: str) -> int:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(path: Path, module: str):
     """``(target module, imported names, line)`` for every interlace import in ``path``."""
     tree = ast.parse(path.read_text())
-    skip = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and _is_type_checking(node)
-            for child in node.body for n in ast.walk(child)}
+    skip = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node)
+        for child in node.body
+        for n in ast.walk(child)
+    }
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     for node in ast.walk(tree):
         if id(node) in skip:
@@ -60,7 +66,7 @@ def _imports(path: Path, module: str):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -102,8 +108,10 @@ def test_the_walk_sees_the_layers():
     assert set(RANK) <= layers
     n_edges = sum(len(e) for e in EDGES.values())
     assert n_edges > 50, n_edges
-    assert any(t == "interlace._core.deviance" and "estimates" in n
-               for t, n, _ in EDGES["interlace._model.estimate"])
+    assert any(
+        t == "interlace._core.deviance" and "estimates" in n
+        for t, n, _ in EDGES["interlace._model.estimate"]
+    )
 
 
 def test_imports_run_downward_only():
@@ -117,8 +125,10 @@ def test_imports_run_downward_only():
             if _layer(target) == _layer(module):
                 continue
             if _rank(target) >= _rank(module):
-                bad.append(f"{module}:{line} imports {target} (layer {_layer(target) or 'root'}"
-                           f" is not below {_layer(module) or 'root'})")
+                bad.append(
+                    f"{module}:{line} imports {target} (layer {_layer(target) or 'root'}"
+                    f" is not below {_layer(module) or 'root'})"
+                )
     assert not bad, "\n".join(bad)
 
 
@@ -132,7 +142,7 @@ def test_no_import_cycles():
         state[node] = 1
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = 2
@@ -146,9 +156,13 @@ def test_no_import_cycles():
 def test_no_private_names_across_modules():
     """What one module uses of another has a plain name; underscore names stay inside
     the module that defines them."""
-    bad = [f"{m}:{line} imports {n} from {t}" for m, edges in EDGES.items()
-           for t, names, line in edges for n in names
-           if n.startswith("_") and not n.startswith("__") and m != "interlace"]
+    bad = [
+        f"{m}:{line} imports {n} from {t}"
+        for m, edges in EDGES.items()
+        for t, names, line in edges
+        for n in names
+        if n.startswith("_") and not n.startswith("__") and m != "interlace"
+    ]
     assert not bad, "\n".join(bad)
 
 

@@ -22,14 +22,26 @@ from .conftest import DATA, fit_quiet
 
 MODELS = {
     "dyestuff": ("dyestuff.csv", "Yield ~ 1 + (1 | Batch)", {"Batch": str}),
-    "penicillin": ("penicillin.csv", "diameter ~ 1 + (1 | plate) + (1 | sample)",
-                   {"plate": str, "sample": str}),
-    "results_page": ("results_page.csv",
-                     "score ~ hours_studied + prior_gpa + (1 | student_id) + (1 | school_id)", {}),
-    "results_page_reduced": ("results_page.csv",
-                             "score ~ hours_studied + (1 | student_id) + (1 | school_id)", {}),
-    "insteval": ("insteval.csv.gz", "y ~ service + (1 | s) + (1 | d) + (1 | dept)",
-                 {"s": str, "d": str, "dept": str, "service": str}),
+    "penicillin": (
+        "penicillin.csv",
+        "diameter ~ 1 + (1 | plate) + (1 | sample)",
+        {"plate": str, "sample": str},
+    ),
+    "results_page": (
+        "results_page.csv",
+        "score ~ hours_studied + prior_gpa + (1 | student_id) + (1 | school_id)",
+        {},
+    ),
+    "results_page_reduced": (
+        "results_page.csv",
+        "score ~ hours_studied + (1 | student_id) + (1 | school_id)",
+        {},
+    ),
+    "insteval": (
+        "insteval.csv.gz",
+        "y ~ service + (1 | s) + (1 | d) + (1 | dept)",
+        {"s": str, "d": str, "dept": str, "service": str},
+    ),
 }
 FITS = [f"{m}_{meth}" for m in MODELS for meth in ("REML", "ML")]
 
@@ -122,10 +134,10 @@ def test_fixed_effects_and_standard_errors(case):
     rtol_se = SE_RTOL.get(ref["model"], 1e-5)
     # lme4 names the intercept "(Intercept)" and factor codes "service1"; compare in order
     np.testing.assert_allclose(res.fe_params.to_numpy(), list(ref["fixef"].values()), rtol=1e-5)
-    np.testing.assert_allclose(res.fe_bse.to_numpy(), list(ref["fixef_se"].values()),
-                               rtol=rtol_se)
-    np.testing.assert_allclose(res.fe_cov.to_numpy(), np.array(ref["vcov"]["values"]),
-                               rtol=2 * rtol_se)
+    np.testing.assert_allclose(res.fe_bse.to_numpy(), list(ref["fixef_se"].values()), rtol=rtol_se)
+    np.testing.assert_allclose(
+        res.fe_cov.to_numpy(), np.array(ref["vcov"]["values"]), rtol=2 * rtol_se
+    )
 
 
 def test_variance_components(case):
@@ -147,8 +159,9 @@ def test_blups(case):
         # 1e-4 relative to the factor's BLUP spread (a BLUP near 0 has no relative
         # precision), with a floor of 1e-6 residual sd for a factor of zero variance
         atol = 1e-4 * expected.std() + 1e-6 * np.sqrt(ref["sigma2"])
-        np.testing.assert_allclose(blups.to_numpy(), expected.to_numpy(), rtol=1e-4,
-                                   atol=atol, err_msg=g)
+        np.testing.assert_allclose(
+            blups.to_numpy(), expected.to_numpy(), rtol=1e-4, atol=atol, err_msg=g
+        )
 
 
 def test_fitted_values(case):

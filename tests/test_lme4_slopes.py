@@ -75,8 +75,9 @@ def test_deviance_at_lme4_theta(case):
     res, _, ref = case
     d = res.design
     terms = d.terms
-    cp = interlace.cross_products([t.codes for t in terms], [len(t.levels) for t in terms],
-                                  d.X, d.y, [t.X for t in terms])
+    cp = interlace.cross_products(
+        [t.codes for t in terms], [len(t.levels) for t in terms], d.X, d.y, [t.X for t in terms]
+    )
     theta_user = np.array([ref["theta"][_lme4_name(n)] for n in res.theta.index])
     theta = _to_internal(theta_user, [t.k for t in terms], cp.order)
     dev = interlace.profiled_deviance(np.asarray(theta), cp, reml=ref["REML"])  # eager, float64
@@ -102,14 +103,17 @@ def test_covariance_parameters(case):
 
 def _lme4_cov(ref, factor):
     """lme4's covariance of a factor, merging its terms (Subject, Subject.1, ...)."""
-    blocks = [v for k, v in ref["varcorr"].items()
-              if k == factor or (k.startswith(factor + ".") and k[len(factor) + 1:].isdigit())]
+    blocks = [
+        v
+        for k, v in ref["varcorr"].items()
+        if k == factor or (k.startswith(factor + ".") and k[len(factor) + 1 :].isdigit())
+    ]
     names = [_lme4_name(n) for b in blocks for n in b["cov"]["rownames"]]
     full = np.zeros((len(names), len(names)))
     start = 0
     for b in blocks:
         m = np.atleast_2d(np.array(b["cov"]["values"], dtype=float))
-        full[start:start + len(m), start:start + len(m)] = m
+        full[start : start + len(m), start : start + len(m)] = m
         start += len(m)
     return pd.DataFrame(full, index=names, columns=names)
 
@@ -124,8 +128,9 @@ def test_variance_components(case):
             continue
         assert [_lme4_name(c) for c in vc.columns] == list(expected.columns)
         scale = np.sqrt(np.outer(np.diag(expected), np.diag(expected)))  # per-entry scale
-        np.testing.assert_allclose(vc.to_numpy(), expected.to_numpy(), rtol=1e-3,
-                                   atol=float(1e-3 * scale.max()))
+        np.testing.assert_allclose(
+            vc.to_numpy(), expected.to_numpy(), rtol=1e-3, atol=float(1e-3 * scale.max())
+        )
 
 
 def test_blups(case):
@@ -137,22 +142,30 @@ def test_blups(case):
         for col in frame.columns:
             want = pd.Series(expected[_lme4_name(col)]).reindex(frame.index.astype(str))
             assert not want.isna().any()
-            np.testing.assert_allclose(frame[col].to_numpy(), want.to_numpy(), rtol=1e-3,
-                                       atol=1e-3 * want.std() + 1e-8, err_msg=f"{factor} {col}")
+            np.testing.assert_allclose(
+                frame[col].to_numpy(),
+                want.to_numpy(),
+                rtol=1e-3,
+                atol=1e-3 * want.std() + 1e-8,
+                err_msg=f"{factor} {col}",
+            )
 
 
 def test_fitted_and_new_data_predictions(case):
     res, _, ref = case
     # 1e-5 relative, and 1e-6 of the fitted values' spread for values near zero
     spread = float(np.std(ref["fitted"]))
-    np.testing.assert_allclose(res.fittedvalues.to_numpy(), ref["fitted"], rtol=1e-5,
-                               atol=1e-6 * spread)
+    np.testing.assert_allclose(
+        res.fittedvalues.to_numpy(), ref["fitted"], rtol=1e-5, atol=1e-6 * spread
+    )
     new = pd.DataFrame(ref["predict_new"]["newdata"]).astype(
-        {c: str for c in DTYPES if c in ref["predict_new"]["newdata"][0]})
+        {c: str for c in DTYPES if c in ref["predict_new"]["newdata"][0]}
+    )
     before = new.copy()
     pred = res.predict(newdata=new)
-    np.testing.assert_allclose(pred.to_numpy(), ref["predict_new"]["values"], rtol=1e-5,
-                               atol=1e-6 * spread)
+    np.testing.assert_allclose(
+        pred.to_numpy(), ref["predict_new"]["values"], rtol=1e-5, atol=1e-6 * spread
+    )
     pd.testing.assert_frame_equal(new, before)
 
 
@@ -160,8 +173,11 @@ def test_result_shapes_follow_lme4():
     res, _ = _fit("sleepstudy_corr_REML")
     assert list(res.random_effects["Subject"].columns) == ["(Intercept)", "Days"]
     assert list(res.variance_components["Subject"].columns) == ["(Intercept)", "Days"]
-    assert list(res.theta.index) == ["Subject.(Intercept)", "Subject.Days.(Intercept)",
-                                     "Subject.Days"]
+    assert list(res.theta.index) == [
+        "Subject.(Intercept)",
+        "Subject.Days.(Intercept)",
+        "Subject.Days",
+    ]
     text = res.summary()
     assert "Corr" in text and "Subject" in text and "Days" in text
     uncorr, _ = _fit("sleepstudy_uncorr_REML")

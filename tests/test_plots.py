@@ -91,14 +91,14 @@ def test_qq_blups_slope_and_intercept_factors(sleep_result, page_result, tmp_pat
     _render(ax, tmp_path, "days.png")
 
     ax = plots.qq_blups(sleep_result, "Subject")  # default: the first column
-    np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 1],
-                               np.sort(blups["(Intercept)"]))
+    np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 1], np.sort(blups["(Intercept)"]))
     assert ax.get_ylabel() == "BLUP (Intercept)"
     plt.close(ax.figure)
 
     ax = plots.qq_blups(page_result, "student_id")  # intercept-only: a Series
-    np.testing.assert_allclose(ax.collections[0].get_offsets()[:, 1],
-                               np.sort(page_result.random_effects["student_id"]))
+    np.testing.assert_allclose(
+        ax.collections[0].get_offsets()[:, 1], np.sort(page_result.random_effects["student_id"])
+    )
     _render(ax, tmp_path, "student.png")
     with pytest.raises(interlace.ModelSpecError, match="only a random intercept"):
         plots.qq_blups(page_result, "student_id", column="x")
@@ -135,8 +135,11 @@ def test_cooks_index_from_influence_frame_and_threshold(page_result, tmp_path):
 def _errorbars(ax):
     data_line, _, (bars,) = ax.containers[0].lines
     halfwidths = np.array([(s[1, 0] - s[0, 0]) / 2 for s in bars.get_segments()])
-    return (np.asarray(data_line.get_xdata(), dtype=float),
-            np.asarray(data_line.get_ydata(), dtype=float), halfwidths)
+    return (
+        np.asarray(data_line.get_xdata(), dtype=float),
+        np.asarray(data_line.get_ydata(), dtype=float),
+        halfwidths,
+    )
 
 
 def test_caterpillar_sorted_blups_with_intervals(sleep_result, tmp_path):
@@ -161,8 +164,10 @@ def test_caterpillar_intercept_factor(page_result, tmp_path):
 
 
 def test_caterpillar_many_levels_drops_tick_labels(page_result, monkeypatch, tmp_path):
-    frame = pd.DataFrame({"(Intercept)": np.linspace(-1, 1, 60)[::-1], "(Intercept)_se": 0.1,
-                          "n_obs": 5}, index=[f"g{i}" for i in range(60)])
+    frame = pd.DataFrame(
+        {"(Intercept)": np.linspace(-1, 1, 60)[::-1], "(Intercept)_se": 0.1, "n_obs": 5},
+        index=[f"g{i}" for i in range(60)],
+    )
     monkeypatch.setattr(plots, "hlm_resid", lambda result, level: frame)
     ax = plots.caterpillar(page_result, "student_id")
     x, _, _ = _errorbars(ax)
@@ -177,8 +182,9 @@ def _partial_means(result, data, factor, blup):
     """Group means of ``resid + own intercept BLUP``, computed with pandas."""
     own = data[factor].astype(str).map(blup.rename(index=str)).to_numpy()
     partial = pd.Series(result.resid.to_numpy() + own)
-    return partial.groupby(data[factor].astype(str).to_numpy()).mean().reindex(
-        blup.index.astype(str))
+    return (
+        partial.groupby(data[factor].astype(str).to_numpy()).mean().reindex(blup.index.astype(str))
+    )
 
 
 def test_shrinkage_x_is_the_unshrunk_group_mean(page_result, page_df, tmp_path):
@@ -192,8 +198,9 @@ def test_shrinkage_x_is_the_unshrunk_group_mean(page_result, page_df, tmp_path):
     # equations), which is what makes x the unshrunk deviation
     n_j = page_df["student_id"].value_counts().reindex(blup.index).to_numpy()
     v = page_result.variance_components["student_id"]
-    np.testing.assert_allclose(xy[:, 1], xy[:, 0] * n_j * v / (n_j * v + page_result.scale),
-                               rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(
+        xy[:, 1], xy[:, 0] * n_j * v / (n_j * v + page_result.scale), rtol=1e-6, atol=1e-9
+    )
     assert ax.lines[0].get_linestyle() == "--"
     lx, ly = ax.lines[0].get_xydata().T
     np.testing.assert_allclose(lx, ly)
@@ -204,8 +211,9 @@ def test_shrinkage_slope_factor_uses_the_intercept(sleep_result, sleep_df, tmp_p
     ax = plots.shrinkage(sleep_result, "Subject")
     xy = ax.collections[0].get_offsets()
     blup = sleep_result.random_effects["Subject"]["(Intercept)"]
-    np.testing.assert_allclose(xy[:, 0], _partial_means(sleep_result, sleep_df, "Subject", blup),
-                               rtol=1e-10)
+    np.testing.assert_allclose(
+        xy[:, 0], _partial_means(sleep_result, sleep_df, "Subject", blup), rtol=1e-10
+    )
     np.testing.assert_allclose(xy[:, 1], blup)
     assert ax.get_ylabel() == "BLUP (Intercept)"
     _render(ax, tmp_path)

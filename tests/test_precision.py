@@ -98,13 +98,23 @@ print("RESULT" + json.dumps(out))
 def x64_off_run():
     """Run ``_SCRIPT`` in a fresh process (the worktree's interlace on its path)."""
     root = str(Path(interlace.__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    proc = subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True,
-                          env=env, cwd=root, timeout=600)
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(
+            [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        ),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", _SCRIPT],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1]
-    return json.loads(line[len("RESULT"):])
+    return json.loads(line[len("RESULT") :])
 
 
 def test_fit_is_float64_with_x64_turned_off(x64_off_run):
@@ -114,9 +124,19 @@ def test_fit_is_float64_with_x64_turned_off(x64_off_run):
     assert x64_off_run["x64_after"] is False  # the caller's setting is restored
 
 
-@pytest.mark.parametrize("name", ["deviance", "loglik", "blups", "profiled_deviance",
-                                  "fit_arrays_deviance", "fit_arrays_theta", "simulate",
-                                  "bootstrap_se"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "deviance",
+        "loglik",
+        "blups",
+        "profiled_deviance",
+        "fit_arrays_deviance",
+        "fit_arrays_theta",
+        "simulate",
+        "bootstrap_se",
+    ],
+)
 def test_functional_layer_is_float64_with_x64_turned_off(x64_off_run, name):
     """Called eagerly with float64 arrays, the functions compute in float64: results
     equal the x64-on ones to 1e-10 relative (identical computations: usually 0)."""
@@ -124,8 +144,9 @@ def test_functional_layer_is_float64_with_x64_turned_off(x64_off_run, name):
     assert x64_off_run["rel"][name] < 1e-10, name
 
 
-@pytest.mark.parametrize("name", ["float32_theta", "jit", "grad", "vmap", "closed_over_jit",
-                                  "jit_fit_arrays"])
+@pytest.mark.parametrize(
+    "name", ["float32_theta", "jit", "grad", "vmap", "closed_over_jit", "jit_fit_arrays"]
+)
 def test_float32_traces_raise_a_clear_error(x64_off_run, name):
     """Inside a transformation traced with float64 off (or given a float32 array) the
     functional layer cannot compute in float64: it refuses and says how to enable it."""
@@ -149,8 +170,11 @@ def page_arrays(page_df):
 def test_float32_array_is_refused_even_with_x64_on(page_arrays):
     with jax.enable_x64(True):
         theta32 = jnp.asarray(np.array([0.6, 0.3]), dtype=jnp.float32)
-        with pytest.raises(interlace.PrecisionError, match=r"'theta' holds a float32 array.*"
-                                                           r"jnp\.float64"):
+        with pytest.raises(
+            interlace.PrecisionError,
+            match=r"'theta' holds a float32 array.*"
+            r"jnp\.float64",
+        ):
             interlace.deviance(theta32, page_arrays)
         y32 = page_arrays.y.astype(jnp.float32)
         with pytest.raises(interlace.PrecisionError, match="'model' holds a float32"):
@@ -167,16 +191,35 @@ def test_python_scalars_are_taken_as_float64(page_arrays):
 
 
 # Every public entry point that computes runs in float64 whatever the flag says.
-_SCOPED = ["fit", "fit_many", "model_arrays", "cross_products", "anova", "hlm_resid",
-           "leverage", "cooks_distance", "n_influential", "hlm_influence", "shard_rows",
-           "shard_leading"]
+_SCOPED = [
+    "fit",
+    "fit_many",
+    "model_arrays",
+    "cross_products",
+    "anova",
+    "hlm_resid",
+    "leverage",
+    "cooks_distance",
+    "n_influential",
+    "hlm_influence",
+    "shard_rows",
+    "shard_leading",
+]
 _FUNCTIONAL = ["deviance", "loglik", "blups", "fit_arrays", "profiled_deviance"]
-_METHODS = ["bootstrap_se", "coef_table", "confint", "simulate", "parametric_bootstrap",
-            "cluster_bootstrap", "pigeonhole_bootstrap"]
+_METHODS = [
+    "bootstrap_se",
+    "coef_table",
+    "confint",
+    "simulate",
+    "parametric_bootstrap",
+    "cluster_bootstrap",
+    "pigeonhole_bootstrap",
+]
 
 
-@pytest.mark.parametrize("name", _SCOPED + _FUNCTIONAL + [f"CrossedLMEResult.{m}"
-                                                          for m in _METHODS])
+@pytest.mark.parametrize(
+    "name", _SCOPED + _FUNCTIONAL + [f"CrossedLMEResult.{m}" for m in _METHODS]
+)
 def test_entry_points_are_wrapped_and_documented(name):
     obj = interlace
     for part in name.split("."):

@@ -31,20 +31,33 @@ F = PAGE_FORMULA
 # --------------------------------------------------------------------------------------
 # Canonical labels and matching, no fit.
 # --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("value, label", [
-    (308, "308"), (np.int32(308), "308"), (np.uint8(8), "8"), (308.0, "308"),
-    (np.float32(308.0), "308"), ("308", "308"), (1.5, "1.5"), (-0.0, "0"),
-    (True, "True"), (np.bool_(False), "False"), ("s1", "s1"),
-    (None, None), (np.nan, None), (pd.NA, None), (pd.NaT, None),
-])
+@pytest.mark.parametrize(
+    "value, label",
+    [
+        (308, "308"),
+        (np.int32(308), "308"),
+        (np.uint8(8), "8"),
+        (308.0, "308"),
+        (np.float32(308.0), "308"),
+        ("308", "308"),
+        (1.5, "1.5"),
+        (-0.0, "0"),
+        (True, "True"),
+        (np.bool_(False), "False"),
+        ("s1", "s1"),
+        (None, None),
+        (np.nan, None),
+        (pd.NA, None),
+        (pd.NaT, None),
+    ],
+)
 def test_canonical_labels(value, label):
     assert _label(value) == label
 
 
 def test_match_levels_across_dtypes():
     levels = pd.Index([1, 2, 308])
-    newdata = pd.DataFrame({"s": pd.Series(["308", 308.0, 1.5, "1", None, 2, "2.0"],
-                                           dtype=object)})
+    newdata = pd.DataFrame({"s": pd.Series(["308", 308.0, 1.5, "1", None, 2, "2.0"], dtype=object)})
     pos, missing = match_levels(newdata, ["s"], levels)
     # "2.0" is not "2": R's as.character(2) is "2" and the string "2.0" is another label
     assert pos.tolist() == [2, 2, -1, 0, -1, 1, -1]
@@ -134,8 +147,9 @@ def test_string_levels_fit_matches_numbers_in_newdata(page_df):
     rows = data.head(4).copy()
     rows["student_id"] = pd.Series([1, 1.0, "1", 1.5], index=rows.index, dtype=object)
     got = _predict_quietly(result, rows).to_numpy()
-    base = (result.predict(rows, include_re=False)
-            + re_sch.loc[rows["school_id"]].to_numpy()).to_numpy()
+    base = (
+        result.predict(rows, include_re=False) + re_sch.loc[rows["school_id"]].to_numpy()
+    ).to_numpy()
     np.testing.assert_allclose(got, base + np.array([re_s["1"]] * 3 + [0.0]), rtol=1e-12)
 
 
@@ -154,9 +168,12 @@ def test_missing_group_value_warns_and_uses_the_population_level(int_fit, missin
     assert len(caught) == 1, [str(w.message) for w in caught]
     w = caught[0]
     assert issubclass(w.category, UserWarning)
-    assert re.search(r"2 of 10 rows of newdata have a missing value \(NaN/None\) in grouping "
-                     r"column\(s\) \['student_id'\]: their random effects for 'student_id' are "
-                     r"set to 0 \(population level\)", str(w.message)), str(w.message)
+    assert re.search(
+        r"2 of 10 rows of newdata have a missing value \(NaN/None\) in grouping "
+        r"column\(s\) \['student_id'\]: their random effects for 'student_id' are "
+        r"set to 0 \(population level\)",
+        str(w.message),
+    ), str(w.message)
     assert w.filename == __file__, "the warning should point at the caller's line"
     fitted = result.fittedvalues.head(10).to_numpy()
     student = result.random_effects["student_id"].loc[data.head(10)["student_id"]].to_numpy()
@@ -190,12 +207,15 @@ def interaction_fit(page_df):
     return result, data
 
 
-@pytest.mark.parametrize("school, half", [
-    pytest.param(float, np.int64, id="float-a"),
-    pytest.param(str, float, id="str-a-float-b"),
-    pytest.param(np.int64, str, id="int-a-str-b"),
-    pytest.param("category", "Float64", id="category-a-Float64-b"),
-])
+@pytest.mark.parametrize(
+    "school, half",
+    [
+        pytest.param(float, np.int64, id="float-a"),
+        pytest.param(str, float, id="str-a-float-b"),
+        pytest.param(np.int64, str, id="int-a-str-b"),
+        pytest.param("category", "Float64", id="category-a-Float64-b"),
+    ],
+)
 def test_interaction_matches_labels_of_another_dtype(interaction_fit, school, half):
     """(1 | school_id:half) fitted on ints: new data with either column as float, str,
     category or Float64 finds the fitted levels (fitted values, 1e-12 relative)."""
@@ -216,9 +236,9 @@ def test_interaction_with_a_missing_component_warns(interaction_fit):
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and re.search(
         r"1 of 6 rows .* \['school_id', 'half'\]: their random effects for 'school_id:half'",
-        messages[0]), messages
+        messages[0],
+    ), messages
     inter = result.random_effects["school_id:half"]
     key = f"{data['school_id'].iloc[0]}:{data['half'].iloc[0]}"
-    np.testing.assert_allclose(got.iloc[0], result.fittedvalues.iloc[0] - inter[key],
-                               rtol=1e-12)
+    np.testing.assert_allclose(got.iloc[0], result.fittedvalues.iloc[0] - inter[key], rtol=1e-12)
     np.testing.assert_allclose(got.iloc[1:], result.fittedvalues.iloc[1:6], rtol=1e-12)

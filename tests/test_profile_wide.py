@@ -53,9 +53,10 @@ def test_fixed_effect_profile_ends_match_lme4(ml_fit, refs, level):
     # both solve zeta(v) = -+z exactly: 1e-6 relative (the refits' optimisers)
     np.testing.assert_allclose(ci.to_numpy(), exact, rtol=1e-6, atol=1e-8)
     # lme4's confint interpolates a spline through the profile: 5e-3 relative
-    spline = pd.DataFrame({"lo": ref["confint_profile"]["lower"],
-                           "hi": ref["confint_profile"]["upper"]},
-                          index=ref["confint_profile"]["rownames"]).loc[["(Intercept)", "x"]]
+    spline = pd.DataFrame(
+        {"lo": ref["confint_profile"]["lower"], "hi": ref["confint_profile"]["upper"]},
+        index=ref["confint_profile"]["rownames"],
+    ).loc[["(Intercept)", "x"]]
     np.testing.assert_allclose(ci.to_numpy(), spline.to_numpy(), rtol=5e-3, atol=1e-3)
 
 

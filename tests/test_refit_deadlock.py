@@ -76,15 +76,28 @@ print("RESULT " + json.dumps(out))
 def test_vectorised_refits_finish_and_match_single_fits(levels_h, tail):
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", WORKER, str(levels_h), str(N_RESPONSES), str(N_REFITS),
-             json.dumps(CHECKED)],
-            cwd=ROOT, capture_output=True, text=True, timeout=DEADLINE_S)
+            [
+                sys.executable,
+                "-c",
+                WORKER,
+                str(levels_h),
+                str(N_RESPONSES),
+                str(N_REFITS),
+                json.dumps(CHECKED),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=DEADLINE_S,
+        )
     except subprocess.TimeoutExpired:
-        pytest.fail(f"refits on a {tail}-column tail did not finish in {DEADLINE_S} s "
-                    "(deadlocked XLA thread pool?)")
+        pytest.fail(
+            f"refits on a {tail}-column tail did not finish in {DEADLINE_S} s "
+            "(deadlocked XLA thread pool?)"
+        )
     assert proc.returncode == 0, proc.stderr[-3000:]
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
-    out = json.loads(line[len("RESULT "):])
+    out = json.loads(line[len("RESULT ") :])
     assert out["t"] == tail
     assert out["many_finite"]
     assert out["many_converged"] >= N_RESPONSES - 2  # at most 2 of 256 unconverged

@@ -34,8 +34,11 @@ def _physical(df, design, draws: dict[str, np.ndarray]) -> pd.DataFrame:
     keys = list(draws)
     codes = [design.codes[design.factor_names.index(f)] for f in keys]
     parts = []
-    for combo in np.array(np.meshgrid(*[np.arange(len(draws[f])) for f in keys],
-                                      indexing="ij")).reshape(len(keys), -1).T:
+    for combo in (
+        np.array(np.meshgrid(*[np.arange(len(draws[f])) for f in keys], indexing="ij"))
+        .reshape(len(keys), -1)
+        .T
+    ):
         mask = np.ones(len(df), bool)
         for f, c, i in zip(keys, codes, combo):
             mask &= c == draws[f][i]
@@ -64,20 +67,29 @@ CASES = [
 
 
 @pytest.mark.parametrize("which,factors", CASES)
-def test_counted_deviance_equals_the_physically_resampled_data(which, factors, page_result,
-                                                               sleep_fit):
+def test_counted_deviance_equals_the_physically_resampled_data(
+    which, factors, page_result, sleep_fit
+):
     result = page_result if which == "page" else sleep_fit
-    df = (interlace.datasets.exam_scores() if which == "page"
-          else pd.read_csv(DATA / "sleepstudy.csv"))
+    df = (
+        interlace.datasets.exam_scores()
+        if which == "page"
+        else pd.read_csv(DATA / "sleepstudy.csv")
+    )
     rng = np.random.default_rng(7)
     d = result.design
     for _ in range(2):
-        draws = {f: rng.integers(0, len(d.levels[d.factor_names.index(f)]),
-                                 len(d.levels[d.factor_names.index(f)])) for f in factors}
+        draws = {
+            f: rng.integers(
+                0, len(d.levels[d.factor_names.index(f)]), len(d.levels[d.factor_names.index(f)])
+            )
+            for f in factors
+        }
         counted = _counted_model(result, draws)
         formula = PAGE_FORMULA if which == "page" else SLEEP
-        physical = interlace.model_arrays(formula, _physical(df, d, draws),
-                                          groups=PAGE_GROUPS if which == "page" else None)
+        physical = interlace.model_arrays(
+            formula, _physical(df, d, draws), groups=PAGE_GROUPS if which == "page" else None
+        )
         base = result.theta.to_numpy()
         for scale in (0.5, 1.0, 2.0):
             theta = np.maximum(np.abs(base), 0.05) * scale * np.sign(base + 1e-9)
@@ -94,8 +106,9 @@ def test_counted_refit_equals_fit_of_the_resampled_data(page_result):
     draws = {f: rng.integers(0, len(lv), len(lv)) for f, lv in zip(d.factor_names, d.levels)}
     physical = _physical(interlace.datasets.exam_scores(), d, draws)
     direct = fit_quiet(PAGE_FORMULA, physical, groups=PAGE_GROUPS)[0]
-    counted = interlace.fit_arrays(_counted_model(page_result, draws), theta0=np.array([0.5, 0.5]),
-                                   implicit=False)
+    counted = interlace.fit_arrays(
+        _counted_model(page_result, draws), theta0=np.array([0.5, 0.5]), implicit=False
+    )
     # both are optima of the same function: 1e-6 relative
     np.testing.assert_allclose(np.asarray(counted["beta"]), direct.fe_params, rtol=1e-6)
     assert float(counted["sigma"]) ** 2 == pytest.approx(direct.scale, rel=1e-6)
@@ -138,10 +151,14 @@ def test_one_by_one_refits_equal_vectorised_ones(page_result, monkeypatch):
 
     together = page_result.pigeonhole_bootstrap(16, seed=5)
     monkeypatch.setattr(sim, "SEQUENTIAL_ABOVE", 0)  # treat the page's tail as wide
-    assert sim.sequential(interlace.model_arrays(
-        PAGE_FORMULA, interlace.datasets.exam_scores(), groups=PAGE_GROUPS).template)
+    assert sim.sequential(
+        interlace.model_arrays(
+            PAGE_FORMULA, interlace.datasets.exam_scores(), groups=PAGE_GROUPS
+        ).template
+    )
     apart = page_result.pigeonhole_bootstrap(16, seed=5)
     assert apart.converged.all() and together.converged.all()
     # both are converged optima: 1e-5 relative
-    np.testing.assert_allclose(apart.replicates.to_numpy(), together.replicates.to_numpy(),
-                               rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        apart.replicates.to_numpy(), together.replicates.to_numpy(), rtol=1e-5, atol=1e-7
+    )

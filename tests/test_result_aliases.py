@@ -28,25 +28,34 @@ def test_params_and_cov_params_are_the_pages_objects(page_result):
     assert list(page_result.cov_params().columns) == list(page_result.cov_params().index)
 
 
-@pytest.mark.parametrize("alias, page_name", [
-    ("bse", "fe_bse"), ("pvalues", "fe_pvalues"), ("tvalues", "fe_zvalues"),
-])
+@pytest.mark.parametrize(
+    "alias, page_name",
+    [
+        ("bse", "fe_bse"),
+        ("pvalues", "fe_pvalues"),
+        ("tvalues", "fe_zvalues"),
+    ],
+)
 def test_computed_aliases_equal_the_pages_attributes(page_result, alias, page_name):
-    pd.testing.assert_series_equal(getattr(page_result, alias), getattr(page_result, page_name),
-                                   rtol=0, atol=0)
+    pd.testing.assert_series_equal(
+        getattr(page_result, alias), getattr(page_result, page_name), rtol=0, atol=0
+    )
 
 
 def test_tvalues_are_estimate_over_standard_error(page_result):
     # statsmodels' MixedLM calls beta / se "tvalues" though it tests them as z: 1e-15 rel.
-    np.testing.assert_allclose(page_result.tvalues, page_result.params / page_result.bse,
-                               rtol=1e-15)
+    np.testing.assert_allclose(
+        page_result.tvalues, page_result.params / page_result.bse, rtol=1e-15
+    )
 
 
 def test_conf_int_alpha_is_the_level_one_minus_alpha(page_result):
-    pd.testing.assert_frame_equal(page_result.conf_int(alpha=0.05), page_result.conf_int(0.95),
-                                  rtol=0, atol=0)
-    pd.testing.assert_frame_equal(page_result.conf_int(alpha=0.05), page_result.conf_int(),
-                                  rtol=0, atol=0)
+    pd.testing.assert_frame_equal(
+        page_result.conf_int(alpha=0.05), page_result.conf_int(0.95), rtol=0, atol=0
+    )
+    pd.testing.assert_frame_equal(
+        page_result.conf_int(alpha=0.05), page_result.conf_int(), rtol=0, atol=0
+    )
     ci90 = page_result.conf_int(alpha=0.1)
     assert list(ci90.columns) == ["5 %", "95 %"]
     # 1.644854 se either side (exact normal quantile): 1e-12 relative
@@ -65,13 +74,21 @@ def test_conf_int_at_95_is_the_pages_intervals_with_the_exact_quantile(page_resu
     np.testing.assert_allclose(page["97.5 %"] - ci["97.5 %"], inside, rtol=1e-9)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"level": 0.05}, (r"conf_int's argument is a confidence level, got 0.05: for a 95% "
-                       r"interval write conf_int\(0.95\) or conf_int\(alpha=0.05\)")),
-    ({"level": 0.9, "alpha": 0.1}, r"Give either level= or alpha= to conf_int, not both"),
-    ({"alpha": 1.5}, r"alpha must be between 0 and 1, got 1.5"),
-    ({"level": 1.5}, r"level must be between 0 and 1, got 1.5"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"level": 0.05},
+            (
+                r"conf_int's argument is a confidence level, got 0.05: for a 95% "
+                r"interval write conf_int\(0.95\) or conf_int\(alpha=0.05\)"
+            ),
+        ),
+        ({"level": 0.9, "alpha": 0.1}, r"Give either level= or alpha= to conf_int, not both"),
+        ({"alpha": 1.5}, r"alpha must be between 0 and 1, got 1.5"),
+        ({"level": 1.5}, r"level must be between 0 and 1, got 1.5"),
+    ],
+)
 def test_conf_int_refuses_an_alpha_given_as_a_level(page_result, kwargs, message):
     with pytest.raises(ModelSpecError, match=message):
         page_result.conf_int(**kwargs)
@@ -110,9 +127,12 @@ def test_unpickled_result_predicts_as_the_original(page_df, page_result, unpickl
     pd.testing.assert_series_equal(unpickled.predict(), page_result.predict(), rtol=0, atol=0)
     newdata = page_df.head(20).assign(student_id=["s_new"] + list(page_df["student_id"][1:20]))
     for include_re in (True, False):  # formulaic's model spec and the level labels survive
-        pd.testing.assert_series_equal(unpickled.predict(newdata, include_re=include_re),
-                                       page_result.predict(newdata, include_re=include_re),
-                                       rtol=0, atol=0)
+        pd.testing.assert_series_equal(
+            unpickled.predict(newdata, include_re=include_re),
+            page_result.predict(newdata, include_re=include_re),
+            rtol=0,
+            atol=0,
+        )
 
 
 def test_pickle_leaves_out_the_rebuildable_arrays_cache(page_result):
@@ -121,5 +141,6 @@ def test_pickle_leaves_out_the_rebuildable_arrays_cache(page_result):
     page_result.model_fit.arrays  # noqa: B018 (fill the cache)
     restored = pickle.loads(pickle.dumps(page_result))
     assert "arrays" not in restored.model_fit.__dict__
-    np.testing.assert_array_equal(np.asarray(restored.model_fit.arrays.y),
-                                  np.asarray(page_result.model_fit.arrays.y))
+    np.testing.assert_array_equal(
+        np.asarray(restored.model_fit.arrays.y), np.asarray(page_result.model_fit.arrays.y)
+    )

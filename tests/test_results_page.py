@@ -31,12 +31,36 @@ PAGE_FE = pd.DataFrame(
 )
 
 PAGE_BLUPS = {
-    "s17": -2.813086, "s12": -2.566059, "s18": -1.792370, "s9": -1.789333, "s3": -1.499837,
-    "s22": -1.007045, "s11": -0.940747, "s16": -0.891217, "s21": -0.824995, "s6": -0.657869,
-    "s19": -0.594837, "s28": -0.518625, "s2": -0.512487, "s7": -0.369438, "s14": -0.158327,
-    "s30": 0.032735, "s29": 0.120162, "s26": 0.324681, "s5": 0.325169, "s20": 0.363378,
-    "s8": 0.379302, "s23": 0.605424, "s15": 0.829710, "s1": 1.317096, "s13": 1.367523,
-    "s27": 1.627519, "s24": 1.823487, "s4": 2.066743, "s25": 2.825764, "s10": 2.927580,
+    "s17": -2.813086,
+    "s12": -2.566059,
+    "s18": -1.792370,
+    "s9": -1.789333,
+    "s3": -1.499837,
+    "s22": -1.007045,
+    "s11": -0.940747,
+    "s16": -0.891217,
+    "s21": -0.824995,
+    "s6": -0.657869,
+    "s19": -0.594837,
+    "s28": -0.518625,
+    "s2": -0.512487,
+    "s7": -0.369438,
+    "s14": -0.158327,
+    "s30": 0.032735,
+    "s29": 0.120162,
+    "s26": 0.324681,
+    "s5": 0.325169,
+    "s20": 0.363378,
+    "s8": 0.379302,
+    "s23": 0.605424,
+    "s15": 0.829710,
+    "s1": 1.317096,
+    "s13": 1.367523,
+    "s27": 1.627519,
+    "s24": 1.823487,
+    "s4": 2.066743,
+    "s25": 2.825764,
+    "s10": 2.927580,
 }
 
 # The page's optimiser stopped slightly short of the optimum: its BLUPs are uniformly
@@ -87,7 +111,7 @@ def test_variance_components_scale_and_icc(page_result):
     assert vc["school_id"] == pytest.approx(0.000, abs=5e-4)
     assert vc["student_id"] ** 0.5 == pytest.approx(2.12, abs=5e-3)
     assert page_result.scale == pytest.approx(51.391, abs=5e-4)
-    assert page_result.scale ** 0.5 == pytest.approx(7.17, abs=5e-3)
+    assert page_result.scale**0.5 == pytest.approx(7.17, abs=5e-3)
     total = sum(vc.values()) + page_result.scale
     assert vc["student_id"] / total == pytest.approx(0.081, abs=5e-4)
     assert vc["school_id"] / total == pytest.approx(0.000, abs=5e-4)
@@ -113,8 +137,9 @@ def test_blups(page_result):
     blups = page_result.random_effects["student_id"]
     assert isinstance(blups, pd.Series) and blups.name == "student_id"
     page = pd.Series(PAGE_BLUPS)
-    np.testing.assert_allclose(blups.reindex(page.index), page, rtol=0,
-                               atol=5e-7 + PAGE_OPTIMIZER_SLACK)
+    np.testing.assert_allclose(
+        blups.reindex(page.index), page, rtol=0, atol=5e-7 + PAGE_OPTIMIZER_SLACK
+    )
     assert list(blups.sort_values().index) == list(page.index)  # the page's order
     school = page_result.random_effects["school_id"]
     assert len(school) == 10 and np.abs(school).max() < 1e-6  # zero variance: no deviations
@@ -122,8 +147,9 @@ def test_blups(page_result):
 
 def test_likelihood_ratio_test(page_df):
     m1, w1 = fit_quiet("score ~ hours_studied", data=page_df, groups=PAGE_GROUPS, method="ML")
-    m2, w2 = fit_quiet("score ~ hours_studied + prior_gpa", data=page_df, groups=PAGE_GROUPS,
-                       method="ML")
+    m2, w2 = fit_quiet(
+        "score ~ hours_studied + prior_gpa", data=page_df, groups=PAGE_GROUPS, method="ML"
+    )
     lr = 2 * (m2.llf - m1.llf)
     assert lr == pytest.approx(0.210, abs=5e-4)
     assert chi2.sf(lr, df=1) == pytest.approx(0.6470, abs=5e-5)
@@ -148,12 +174,14 @@ def test_predictions(page_result, page_df):
 
 
 def test_predictions_on_new_data(page_result):
-    df_new = pd.DataFrame({
-        "hours_studied": [5.0, 8.0, 5.0],
-        "prior_gpa": [3.2, 3.8, 3.2],
-        "student_id": ["s1", "s2", "s_new"],
-        "school_id": ["sch1", "sch1", "sch1"],
-    })
+    df_new = pd.DataFrame(
+        {
+            "hours_studied": [5.0, 8.0, 5.0],
+            "prior_gpa": [3.2, 3.8, 3.2],
+            "student_id": ["s1", "s2", "s_new"],
+            "school_id": ["sch1", "sch1", "sch1"],
+        }
+    )
     before = df_new.copy()
     preds = page_result.predict(newdata=df_new)
     np.testing.assert_allclose(preds.round(2), [60.90, 58.98, 59.58], atol=1e-9)
@@ -169,10 +197,13 @@ def _mc_sd_of_se(reps: np.ndarray, b: int) -> float:
     return float(np.std(np.std(batches, axis=1, ddof=1), ddof=1))
 
 
-@pytest.mark.parametrize("level, page_se, codes_of", [
-    ("group", 0.8252, "student_id"),
-    ("observation", 0.5958, None),
-])
+@pytest.mark.parametrize(
+    "level, page_se, codes_of",
+    [
+        ("group", 0.8252, "student_id"),
+        ("observation", 0.5958, None),
+    ],
+)
 def test_bootstrap_se_within_monte_carlo_error(page_result, level, page_se, codes_of):
     # The page's SEs came from 500 replicates of another RNG: they cannot match digit for
     # digit. We estimate the SE precisely (40,000 replicates) and the Monte Carlo sd of a
@@ -200,8 +231,9 @@ def test_verbose_fit_reports_iterations(page_df, capfd):
 
     with _w.catch_warnings():
         _w.simplefilter("ignore")
-        res = interlace.fit("score ~ hours_studied + prior_gpa", data=page_df,
-                            groups=PAGE_GROUPS, verbose=True)
+        res = interlace.fit(
+            "score ~ hours_studied + prior_gpa", data=page_df, groups=PAGE_GROUPS, verbose=True
+        )
     out = capfd.readouterr().out
     assert "fitting by REML" in out
     assert out.count("iteration") == res.n_iterations

@@ -53,8 +53,9 @@ def test_huge_integer_seed_is_reproducible():
 def test_seed_sequence_and_generator_seeds():
     ss = np.random.SeedSequence(2024)
     np.testing.assert_array_equal(_data(key_from_seed(ss)), _data(key_from_seed(ss)))
-    np.testing.assert_array_equal(_data(key_from_seed(np.random.SeedSequence(2024))),
-                                  _data(key_from_seed(ss)))
+    np.testing.assert_array_equal(
+        _data(key_from_seed(np.random.SeedSequence(2024))), _data(key_from_seed(ss))
+    )
     # a Generator: the same state gives the same key, and the generator advances
     g1, g2 = np.random.default_rng(1), np.random.default_rng(1)
     first = _data(key_from_seed(g1))
@@ -80,8 +81,9 @@ def test_rng_from_seed():
     """Integers, SeedSequences and Generators give np.random.default_rng's streams (the
     level-resampling bootstraps' draws are unchanged for integer seeds)."""
     assert rng_from_seed(5).integers(1 << 30) == np.random.default_rng(5).integers(1 << 30)
-    assert (rng_from_seed(np.int32(5)).integers(1 << 30)
-            == np.random.default_rng(5).integers(1 << 30))
+    assert rng_from_seed(np.int32(5)).integers(1 << 30) == np.random.default_rng(5).integers(
+        1 << 30
+    )
     g = np.random.default_rng(3)
     assert rng_from_seed(g) is g
     ss = np.random.SeedSequence(8)
@@ -108,10 +110,12 @@ def test_simulate_accepts_every_seed_form(page_result):
     pd.testing.assert_frame_equal(_sim(page_result, np.int64(3)), by_int)
     pd.testing.assert_frame_equal(_sim(page_result, jax.random.key(3)), by_int)
     pd.testing.assert_frame_equal(_sim(page_result, jax.random.PRNGKey(3)), by_int)
-    pd.testing.assert_frame_equal(_sim(page_result, np.random.SeedSequence(11)),
-                                  _sim(page_result, np.random.SeedSequence(11)))
-    pd.testing.assert_frame_equal(_sim(page_result, np.random.default_rng(1)),
-                                  _sim(page_result, np.random.default_rng(1)))
+    pd.testing.assert_frame_equal(
+        _sim(page_result, np.random.SeedSequence(11)), _sim(page_result, np.random.SeedSequence(11))
+    )
+    pd.testing.assert_frame_equal(
+        _sim(page_result, np.random.default_rng(1)), _sim(page_result, np.random.default_rng(1))
+    )
     assert not _sim(page_result, None).equals(_sim(page_result, None))
 
 
@@ -120,8 +124,9 @@ def test_bootstrap_se_accepts_a_generator(page_result):
     b = page_result.bootstrap_se("mean", 200, "observation", seed=np.random.default_rng(1))
     assert a == b  # exact: the same replicates
     ss = page_result.bootstrap_se("mean", 200, "observation", seed=np.random.SeedSequence(1))
-    assert ss == page_result.bootstrap_se("mean", 200, "observation",
-                                          seed=np.random.SeedSequence(1))
+    assert ss == page_result.bootstrap_se(
+        "mean", 200, "observation", seed=np.random.SeedSequence(1)
+    )
 
 
 def test_refit_bootstraps_accept_generator_and_seed_sequence(page_result):
@@ -136,17 +141,19 @@ def test_refit_bootstraps_accept_generator_and_seed_sequence(page_result):
     pd.testing.assert_frame_equal(p1.replicates, p2.replicates)
 
 
-@pytest.mark.parametrize("call", [
-    pytest.param(lambda r, s: r.simulate(2, seed=s), id="simulate"),
-    pytest.param(lambda r, s: r.bootstrap_se("mean", 10, seed=s), id="bootstrap_se"),
-    pytest.param(lambda r, s: r.parametric_bootstrap(4, seed=s), id="parametric_bootstrap"),
-    pytest.param(lambda r, s: r.cluster_bootstrap(4, seed=s), id="cluster_bootstrap"),
-    pytest.param(lambda r, s: r.pigeonhole_bootstrap(4, seed=s), id="pigeonhole_bootstrap"),
-    pytest.param(lambda r, s: r.confint("bootstrap", n_bootstrap=4, seed=s), id="confint"),
-    pytest.param(lambda r, s: interlace.anova(r, r, n_bootstrap=4, seed=s), id="anova"),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda r, s: r.simulate(2, seed=s), id="simulate"),
+        pytest.param(lambda r, s: r.bootstrap_se("mean", 10, seed=s), id="bootstrap_se"),
+        pytest.param(lambda r, s: r.parametric_bootstrap(4, seed=s), id="parametric_bootstrap"),
+        pytest.param(lambda r, s: r.cluster_bootstrap(4, seed=s), id="cluster_bootstrap"),
+        pytest.param(lambda r, s: r.pigeonhole_bootstrap(4, seed=s), id="pigeonhole_bootstrap"),
+        pytest.param(lambda r, s: r.confint("bootstrap", n_bootstrap=4, seed=s), id="confint"),
+        pytest.param(lambda r, s: interlace.anova(r, r, n_bootstrap=4, seed=s), id="anova"),
+    ],
+)
 @pytest.mark.parametrize("seed", [1.5, -1, "x"], ids=["float", "negative", "string"])
 def test_entry_points_reject_bad_seeds(page_result, call, seed):
     with pytest.raises(interlace.ModelSpecError, match=ACCEPTS):
         call(page_result, seed)
-

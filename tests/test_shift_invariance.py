@@ -37,10 +37,15 @@ def _crossed(seed=11, n=600):
     a, b = rng.integers(0, 40, n), rng.integers(0, 15, n)
     x, z = _q(rng.normal(size=n)), _q(rng.normal(size=n))
     slope = 0.4 * rng.normal(size=40)
-    y = (0.5 * x - 0.3 * z + rng.normal(size=40)[a] + slope[a] * z
-         + 0.6 * rng.normal(size=15)[b] + rng.normal(size=n))
-    return pd.DataFrame({"y": _q(y), "x": x, "z": z, "a": a, "b": b,
-                         "p": a % 8, "s": a // 8})
+    y = (
+        0.5 * x
+        - 0.3 * z
+        + rng.normal(size=40)[a]
+        + slope[a] * z
+        + 0.6 * rng.normal(size=15)[b]
+        + rng.normal(size=n)
+    )
+    return pd.DataFrame({"y": _q(y), "x": x, "z": z, "a": a, "b": b, "p": a % 8, "s": a // 8})
 
 
 MODELS = {
@@ -85,13 +90,15 @@ def _assert_same(res, ref, A=None, offset=None, dev_shift=0.0):
     offset = np.zeros(p) if offset is None else offset
     assert res.converged, res.stop_reason
     assert res.deviance - dev_shift == pytest.approx(ref.deviance, rel=DEV_RTOL)
-    np.testing.assert_allclose(res.fe_params.to_numpy(),
-                               Ainv @ (ref.fe_params.to_numpy() - offset),
-                               rtol=EST_RTOL, atol=EST_ATOL)
+    np.testing.assert_allclose(
+        res.fe_params.to_numpy(),
+        Ainv @ (ref.fe_params.to_numpy() - offset),
+        rtol=EST_RTOL,
+        atol=EST_ATOL,
+    )
     cov = Ainv @ ref.fe_cov.to_numpy() @ Ainv.T
     np.testing.assert_allclose(res.fe_bse.to_numpy(), np.sqrt(np.diag(cov)), rtol=EST_RTOL)
-    np.testing.assert_allclose(_components(res), _components(ref), rtol=EST_RTOL,
-                               atol=EST_ATOL)
+    np.testing.assert_allclose(_components(res), _components(ref), rtol=EST_RTOL, atol=EST_ATOL)
 
 
 @pytest.mark.parametrize("method", ["REML", "ML"])
@@ -141,8 +148,9 @@ def test_functional_layer_and_fit_many_are_shift_invariant(data, base):
     assert table["converged"].all()
     np.testing.assert_allclose(table["deviance"], ref.deviance, rtol=DEV_RTOL)
     np.testing.assert_allclose(table["x"], ref.fe_params["x"], rtol=EST_RTOL)
-    np.testing.assert_allclose(table["Intercept"] - [1e8, -1e6, 0.0],
-                               ref.fe_params.iloc[0], rtol=EST_RTOL, atol=EST_ATOL)
+    np.testing.assert_allclose(
+        table["Intercept"] - [1e8, -1e6, 0.0], ref.fe_params.iloc[0], rtol=EST_RTOL, atol=EST_ATOL
+    )
 
 
 REFS = json.loads((DATA / "lme4_shift_references.json").read_text())["fits"]

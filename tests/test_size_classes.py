@@ -40,8 +40,11 @@ def _crossed(n: int, levels: tuple[int, ...], seed: int) -> pd.DataFrame:
         codes = np.concatenate([np.arange(q), rng.integers(0, q, n - q)])
         rng.shuffle(codes)
         df[f"g{i + 1}"] = [f"l{c}" for c in codes]
-        y = y + rng.normal(scale=0.7, size=q)[codes] + (i == 1) * 0.3 * rng.normal(
-            size=q)[codes] * df["x"]
+        y = (
+            y
+            + rng.normal(scale=0.7, size=q)[codes]
+            + (i == 1) * 0.3 * rng.normal(size=q)[codes] * df["x"]
+        )
     df["y"] = y
     df["cond"] = rng.choice(["a", "b", "c"], size=n)
     return df
@@ -50,10 +53,14 @@ def _crossed(n: int, levels: tuple[int, ...], seed: int) -> pd.DataFrame:
 SMALL = _crossed(400, (30, 12, 5), seed=1)
 MEDIUM = _crossed(3000, (90, 40), seed=2)
 MODELS = {  # key -> (formula, data): term structures the padding must get right
-    "page": ("score ~ hours_studied + prior_gpa + (1 | student_id) + (1 | school_id)",
-             pd.read_csv(DATA / "results_page.csv")),
-    "slope in term 1": ("Reaction ~ Days + (Days | Subject)",
-                        pd.read_csv(DATA / "sleepstudy.csv", dtype={"Subject": str})),
+    "page": (
+        "score ~ hours_studied + prior_gpa + (1 | student_id) + (1 | school_id)",
+        pd.read_csv(DATA / "results_page.csv"),
+    ),
+    "slope in term 1": (
+        "Reaction ~ Days + (Days | Subject)",
+        pd.read_csv(DATA / "sleepstudy.csv", dtype={"Subject": str}),
+    ),
     "slope in the tail": ("y ~ x + (1 | g1) + (x | g2) + (1 | g3)", SMALL),
     "uncorrelated slope, categorical": ("y ~ x + cond + (1 | g1) + (1 + x || g2)", SMALL),
     "no intercept": ("y ~ 0 + x + x2 + (1 | g1) + (1 | g2)", MEDIUM),
@@ -71,10 +78,15 @@ def test_padded_deviance_and_gradient_are_the_models(key, reml):
         theta = rng.uniform(-1.5, 1.5, size=cp.theta_offsets[-1])
         own = jax.value_and_grad(lambda t: profiled_deviance(t, cp, reml=reml))(theta)
         pad = jax.value_and_grad(lambda t: profiled_deviance(t, padded, reml=reml))(
-            buckets.pad_theta(theta, padding))
+            buckets.pad_theta(theta, padding)
+        )
         assert float(pad[0]) == pytest.approx(float(own[0]), rel=1e-12)
-        np.testing.assert_allclose(buckets.unpad_theta(pad[1], padding), own[1],
-                                   rtol=1e-9, atol=1e-9 * np.abs(own[1]).max())
+        np.testing.assert_allclose(
+            buckets.unpad_theta(pad[1], padding),
+            own[1],
+            rtol=1e-9,
+            atol=1e-9 * np.abs(own[1]).max(),
+        )
         others = np.setdiff1d(np.arange(padding.size.theta), padding.theta_index)
         assert np.all(np.asarray(pad[1])[others] == 0.0)  # exactly: they do not matter
 
@@ -118,10 +130,12 @@ def test_models_of_one_class_share_the_compiled_fit():
     evaluation gains no specialisation."""
     page = MODELS["page"][1]
     sleep = MODELS["slope in term 1"][1]
-    fits = [("score ~ hours_studied + (1 | student_id) + (1 | school_id)", page),
-            ("Reaction ~ Days + (Days | Subject)", sleep),
-            ("score ~ prior_gpa + (1 | school_id)", page),
-            ("y ~ x + (1 | g1) + (x | g2) + (1 | g3)", _crossed(150, (12, 6, 4), seed=4))]
+    fits = [
+        ("score ~ hours_studied + (1 | student_id) + (1 | school_id)", page),
+        ("Reaction ~ Days + (Days | Subject)", sleep),
+        ("score ~ prior_gpa + (1 | school_id)", page),
+        ("y ~ x + (1 | g1) + (x | g2) + (1 | g3)", _crossed(150, (12, 6, 4), seed=4)),
+    ]
     methods = ["REML", "ML", "ML", "REML"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -150,11 +164,13 @@ def test_a_model_rebuilt_without_heavy_levels_refits():
     rng = np.random.default_rng(5)
     n = 3000
     g1 = np.where(np.arange(n) < 1000, 0, rng.integers(1, 300, n))  # level 0: 1,000 rows
-    df = pd.DataFrame({"x": rng.normal(size=n), "g1": g1.astype(str),
-                       "g2": rng.integers(0, 100, n).astype(str)})  # the tail: 100 levels
+    df = pd.DataFrame(
+        {"x": rng.normal(size=n), "g1": g1.astype(str), "g2": rng.integers(0, 100, n).astype(str)}
+    )  # the tail: 100 levels
     df["y"] = df["x"] + rng.normal(size=n)
     design = build_design("y ~ x + (1 | g1) + (1 | g2)", df)
     from interlace._model.estimate import design_cross_products
+
     assert design_cross_products(design).heavy_levels.shape[0] > 0  # the premise
     cp = fit_cross_products(design)
     assert cp.heavy_levels.shape[0] == 0 and buckets.size_class(cp) is not None

@@ -26,8 +26,7 @@ from interlace._model.theta_layout import lme4_term_order
 
 from .conftest import DATA
 
-DTYPES = {"batch": str, "cask": str, "sample": str, "plate": str, "subject": str,
-          "item": str}
+DTYPES = {"batch": str, "cask": str, "sample": str, "plate": str, "subject": str, "item": str}
 
 
 def _refs(name: str) -> dict:
@@ -40,15 +39,22 @@ SLOPES = _refs("lme4_slope_references.json")
 MAIN = _refs("lme4_references.json")
 
 # (formula, data file, REML, lme4 theta in lme4's order, lme4 criterion)
-CASES = {name: (r["formula"], r["data_file"], r["REML"], r["theta"], r["criterion"])
-         for name, r in LAYOUT.items()}
+CASES = {
+    name: (r["formula"], r["data_file"], r["REML"], r["theta"], r["criterion"])
+    for name, r in LAYOUT.items()
+}
 for _name, _refs_ in (("pastes_nested_ML", SLOPES), ("penicillin_ML", MAIN)):
     _r = _refs_[_name]
     _formula = _r["formula"]
     if _name == "penicillin_ML":  # lme4 keeps (plate, sample): write it sample first
         _formula = "diameter ~ 1 + (1 | sample) + (1 | plate)"
-    CASES[_name] = (_formula, _r["data_file"], _r["REML"], list(_r["theta"].values()),
-                    _r["criterion"])
+    CASES[_name] = (
+        _formula,
+        _r["data_file"],
+        _r["REML"],
+        list(_r["theta"].values()),
+        _r["criterion"],
+    )
 
 _arrays: dict = {}
 
@@ -56,18 +62,22 @@ _arrays: dict = {}
 def _model(formula: str, file: str):
     if (formula, file) not in _arrays:
         _arrays[formula, file] = interlace.model_arrays(
-            formula, pd.read_csv(DATA / file, dtype=DTYPES))
+            formula, pd.read_csv(DATA / file, dtype=DTYPES)
+        )
     return _arrays[formula, file]
 
 
-@pytest.mark.parametrize("nlevels, order", [
-    ((10, 30), (1, 0)),  # Pastes (1 | batch/cask)
-    ((24, 6), (0, 1)),  # already decreasing: unchanged
-    ((24, 40, 40), (2, 1, 0)),  # (1 | item) + (1 + t || subject): ties reversed
-    ((40, 40, 24), (0, 1, 2)),  # non-increasing, ties included: unchanged
-    ((10, 10, 5, 20), (3, 1, 0, 2)),  # ties reversed among the moved terms
-    ((7,), (0,)),
-])
+@pytest.mark.parametrize(
+    "nlevels, order",
+    [
+        ((10, 30), (1, 0)),  # Pastes (1 | batch/cask)
+        ((24, 6), (0, 1)),  # already decreasing: unchanged
+        ((24, 40, 40), (2, 1, 0)),  # (1 | item) + (1 + t || subject): ties reversed
+        ((40, 40, 24), (0, 1, 2)),  # non-increasing, ties included: unchanged
+        ((10, 10, 5, 20), (3, 1, 0, 2)),  # ties reversed among the moved terms
+        ((7,), (0,)),
+    ],
+)
 def test_lme4_term_order(nlevels, order):
     """R: ord <- if (any(diff(nl) > 0)) rev(order(nl)) else seq_along(nl)."""
     assert lme4_term_order(nlevels) == order

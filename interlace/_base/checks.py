@@ -12,8 +12,11 @@ __all__ = ["check_n_bootstrap", "check_level", "check_positive_int", "check_meth
 def check_n_bootstrap(n_bootstrap) -> int:
     """``n_bootstrap`` as an int, or a :class:`ModelSpecError` unless it is an integer >= 2
     (one replicate has no spread)."""
-    if isinstance(n_bootstrap, (bool, np.bool_)) or not isinstance(
-            n_bootstrap, (int, np.integer)) or n_bootstrap < 2:
+    if (
+        isinstance(n_bootstrap, (bool, np.bool_))
+        or not isinstance(n_bootstrap, (int, np.integer))
+        or n_bootstrap < 2
+    ):
         raise ModelSpecError(f"n_bootstrap must be an integer of at least 2, got {n_bootstrap!r}.")
     return int(n_bootstrap)
 

@@ -79,9 +79,12 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | Non
     configured = jax.config.jax_compilation_cache_dir
     if configured:
         if path is not None and os.path.abspath(os.fspath(path)) != os.path.abspath(configured):
-            warnings.warn(f"JAX's compilation cache is configured already ({configured}); "
-                          f"interlace keeps it and does not use {os.fspath(path)}.",
-                          UserWarning, stacklevel=2)
+            warnings.warn(
+                f"JAX's compilation cache is configured already ({configured}); "
+                f"interlace keeps it and does not use {os.fspath(path)}.",
+                UserWarning,
+                stacklevel=2,
+            )
         return configured
     if _off():
         return None
@@ -89,8 +92,9 @@ def enable_compilation_cache(path: str | os.PathLike | None = None) -> str | Non
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
-        warnings.warn(f"interlace: no compilation cache ({path}: {exc}).", UserWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"interlace: no compilation cache ({path}: {exc}).", UserWarning, stacklevel=2
+        )
         return None
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECS)

@@ -40,9 +40,11 @@ from .errors import InterlaceError
 
 __all__ = ["PrecisionError", "float64_scope", "float64_functional", "x64_enabled"]
 
-HOW_TO_ENABLE = ('turn float64 on with jax.config.update("jax_enable_x64", True) at start-up, '
-                 'or run the call (and any jax.jit/grad/vmap around it) inside '
-                 '"with jax.enable_x64(True):"')
+HOW_TO_ENABLE = (
+    'turn float64 on with jax.config.update("jax_enable_x64", True) at start-up, '
+    "or run the call (and any jax.jit/grad/vmap around it) inside "
+    '"with jax.enable_x64(True):"'
+)
 
 
 class PrecisionError(InterlaceError, TypeError):
@@ -125,6 +127,7 @@ def _in_transformation(leaves) -> bool:
         return True
     try:
         from jax._src import core  # private; absent or changed: rely on the tracers
+
         return not core.trace_state_clean()
     except Exception:  # pragma: no cover
         return False
@@ -139,14 +142,17 @@ def check_float64(name: str, arguments: dict) -> None:
             if dtype is None or dtype == np.float64:
                 continue
             if x64_enabled():
-                fix = (f"pass float64 arrays (e.g. jnp.asarray({arg}, dtype=jnp.float64)), or "
-                       "rebuild the model with interlace.model_arrays")
+                fix = (
+                    f"pass float64 arrays (e.g. jnp.asarray({arg}, dtype=jnp.float64)), or "
+                    "rebuild the model with interlace.model_arrays"
+                )
             else:
                 fix = HOW_TO_ENABLE
             raise PrecisionError(
                 f"interlace.{name} computes in float64, but its argument {arg!r} holds a "
                 f"{dtype} array{'' if x64_enabled() else ' (JAX float64 support is off)'}; "
-                f"{fix}. interlace never fits in float32.")
+                f"{fix}. interlace never fits in float32."
+            )
 
 
 def float64_functional(fn):
@@ -164,7 +170,8 @@ def float64_functional(fn):
         if _in_transformation(jax.tree.leaves((args, kwargs))):  # float32 trace: cannot fix
             raise PrecisionError(
                 f"interlace.{fn.__name__} is being traced (jax.jit/grad/vmap) with JAX float64 "
-                f"support off, so it would compute in float32; {HOW_TO_ENABLE}.")
+                f"support off, so it would compute in float32; {HOW_TO_ENABLE}."
+            )
         with _x64_on():
             return fn(*args, **kwargs)
 

@@ -20,5 +20,12 @@ def progress_bar(total: int, desc: str, progress: bool | None = None):
 
     if progress is None:
         progress = sys.stderr.isatty() and not os.environ.get("INTERLACE_NO_PROGRESS")
-    return tqdm(total=int(total), desc=desc, unit="refit", disable=not progress,
-                file=sys.stderr, leave=False, dynamic_ncols=True)
+    return tqdm(
+        total=int(total),
+        desc=desc,
+        unit="refit",
+        disable=not progress,
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+    )

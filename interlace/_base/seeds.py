@@ -37,9 +37,11 @@ __all__ = ["Seed", "key_from_seed", "rng_from_seed"]
 Seed = None | int | np.integer | np.random.Generator | np.random.SeedSequence | jax.Array
 
 _MASK32 = 0xFFFFFFFF
-_ACCEPTED = ("seed must be None, a non-negative integer, a numpy Generator "
-             "(np.random.default_rng(...)) or SeedSequence, or a JAX PRNG key "
-             "(jax.random.key(...))")
+_ACCEPTED = (
+    "seed must be None, a non-negative integer, a numpy Generator "
+    "(np.random.default_rng(...)) or SeedSequence, or a JAX PRNG key "
+    "(jax.random.key(...))"
+)
 
 
 def _is_jax_key(seed) -> bool:
@@ -81,7 +83,8 @@ def key_from_seed(seed=None) -> jax.Array:
             if seed.shape != ():
                 raise ModelSpecError(
                     f"seed must be a single JAX PRNG key, got an array of keys of shape "
-                    f"{tuple(seed.shape)}; pass one of them (keys[0]).")
+                    f"{tuple(seed.shape)}; pass one of them (keys[0])."
+                )
             return seed
         return jax.random.wrap_key_data(seed, impl="threefry2x32")
     if isinstance(seed, np.random.SeedSequence):

@@ -37,8 +37,14 @@ from .crossprod import (
 from .standardize import standardize
 from .theta import to_internal, to_user
 
-__all__ = ["ModelArrays", "model_arrays_from", "cross_products_of", "user_ks",
-           "theta_to_internal", "theta_to_user"]
+__all__ = [
+    "ModelArrays",
+    "model_arrays_from",
+    "cross_products_of",
+    "user_ks",
+    "theta_to_internal",
+    "theta_to_user",
+]
 
 
 class ModelArrays(eqx.Module):
@@ -75,13 +81,23 @@ class ModelArrays(eqx.Module):
     def replace(self, **leaves) -> ModelArrays:
         """A copy with some of ``y``, ``X``, ``term_X``, ``weights`` replaced."""
         names = list(leaves)
-        return eqx.tree_at(lambda m: [getattr(m, k) for k in names], self,
-                           [leaves[k] for k in names])
+        return eqx.tree_at(
+            lambda m: [getattr(m, k) for k in names], self, [leaves[k] for k in names]
+        )
 
 
-def model_arrays_from(codes, nlevels, X, y, term_X, weights=None, fe_names=(),
-                      theta_names=(), heavy_above: int | None = None,
-                      template: CrossProducts | None = None) -> ModelArrays:
+def model_arrays_from(
+    codes,
+    nlevels,
+    X,
+    y,
+    term_X,
+    weights=None,
+    fe_names=(),
+    theta_names=(),
+    heavy_above: int | None = None,
+    template: CrossProducts | None = None,
+) -> ModelArrays:
     """Precompute the structure for ``codes`` and wrap the data (term order as given;
     stored internally in :class:`CrossProducts`' order). ``template``: the
     :func:`cross_products` of the same data (unit weights), if already built."""
@@ -102,17 +118,19 @@ def model_arrays_from(codes, nlevels, X, y, term_X, weights=None, fe_names=(),
     cols.append(np.broadcast_to(np.arange(qt, t), (n, p + 1)))
     row_cols = np.concatenate(cols, axis=1).astype(np.int64)
     m = row_cols.shape[1]
-    pair_a, pair_b = (np.asarray(v) for v in zip(*[(a, b) for a in range(m)
-                                                    for b in range(a + 1)]))
+    pair_a, pair_b = (np.asarray(v) for v in zip(*[(a, b) for a in range(m) for b in range(a + 1)]))
     keys = codes[0][:, None] * t + row_cols
     stored, pos = np.unique(keys.ravel(), return_inverse=True)
     lev, col = stored // t, stored % t
     indptr = np.concatenate([[0], np.cumsum(np.bincount(lev, minlength=nlev[0]))])
-    upd_level, upd_flat, upd_k, upd_k2, _, heavy_entry, _ = split_update(indptr, col, t,
-                                                                         heavy_above)
-    if not (np.array_equal(upd_flat, np.asarray(template.upd_flat))
-            and np.array_equal(upd_level, np.asarray(template.upd_level))
-            and np.array_equal(heavy_entry, np.asarray(template.heavy_entry))):
+    upd_level, upd_flat, upd_k, upd_k2, _, heavy_entry, _ = split_update(
+        indptr, col, t, heavy_above
+    )
+    if not (
+        np.array_equal(upd_flat, np.asarray(template.upd_flat))
+        and np.array_equal(upd_level, np.asarray(template.upd_level))
+        and np.array_equal(heavy_entry, np.asarray(template.heavy_entry))
+    ):
         raise AssertionError("internal: JAX and numpy cross-product layouts differ")
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
     return ModelArrays(
@@ -144,17 +162,26 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
     X, y, std = standardize(ma.X, ma.y, w, cp.intercept, xp=jnp)  # ``_core.standardize``
     V = jnp.concatenate([*ma.term_X[1:], X, y[:, None]], axis=1)  # (n, m)
     x1 = ma.term_X[0]
-    A1 = jax.ops.segment_sum(w[:, None, None] * x1[:, :, None] * x1[:, None, :], ma.codes1,
-                             num_segments=q1)
+    A1 = jax.ops.segment_sum(
+        w[:, None, None] * x1[:, :, None] * x1[:, None, :], ma.codes1, num_segments=q1
+    )
     pa, pb = np.asarray(ma.pair_a), np.asarray(ma.pair_b)
-    tail = jax.ops.segment_sum((w[:, None] * V[:, pa] * V[:, pb]).ravel(),
-                               ma.pair_flat.ravel(), num_segments=t * t).reshape(t, t)
+    tail = jax.ops.segment_sum(
+        (w[:, None] * V[:, pa] * V[:, pb]).ravel(), ma.pair_flat.ravel(), num_segments=t * t
+    ).reshape(t, t)
     contrib = w[:, None, None] * V[:, :, None] * x1[:, None, :]  # (n, m, k1)
     vec = jax.ops.segment_sum(contrib.reshape(-1, k1), ma.pos.ravel(), num_segments=ma.n_stored)
     return dataclasses.replace(
-        cp, A1=A1, tail=tail, upd_prod=outer_products(vec, ma.upd_k, ma.upd_k2),
-        c_val=vec.ravel(), n=jnp.sum(w), level_mult=ma.level_mult, tail_mult=ma.tail_mult,
-        standardization=std)
+        cp,
+        A1=A1,
+        tail=tail,
+        upd_prod=outer_products(vec, ma.upd_k, ma.upd_k2),
+        c_val=vec.ravel(),
+        n=jnp.sum(w),
+        level_mult=ma.level_mult,
+        tail_mult=ma.tail_mult,
+        standardization=std,
+    )
 
 
 def user_ks(ma: ModelArrays) -> list[int]:

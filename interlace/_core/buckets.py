@@ -43,9 +43,18 @@ from .deviance import Estimates
 from .standardize import Standardization
 from .theta import tril_index
 
-__all__ = ["SizeClass", "SIZE_CLASSES", "Padding", "size_class", "pad_cross_products",
-           "pad_theta", "unpad_theta", "unpad_estimates", "update_entries_without_heavy",
-           "placeholder"]
+__all__ = [
+    "SizeClass",
+    "SIZE_CLASSES",
+    "Padding",
+    "size_class",
+    "pad_cross_products",
+    "pad_theta",
+    "unpad_theta",
+    "unpad_estimates",
+    "update_entries_without_heavy",
+    "placeholder",
+]
 
 
 class SizeClass(NamedTuple):
@@ -98,18 +107,28 @@ def _theta_count(cp: CrossProducts) -> tuple[int, int]:
 
 def size_class(cp: CrossProducts) -> SizeClass | None:
     """The smallest class that holds ``cp``, or None (heavy levels, too large)."""
-    if not ENABLED or cp.heavy_levels.shape[0] or cp.level_mult is not None \
-            or cp.tail_mult is not None or cp.standardization is None:
+    if (
+        not ENABLED
+        or cp.heavy_levels.shape[0]
+        or cp.level_mult is not None
+        or cp.tail_mult is not None
+        or cp.standardization is None
+    ):
         return None
     K1 = _k1_padded(cp.k1)
     n1, n_tail = _theta_count(cp)
     lam = cp.lam_row.shape[0]
     pairs = cp.c_row.shape[0] // cp.k1
     for size in SIZE_CLASSES:
-        if (cp.q1 <= size.q1 and cp.q_tail < size.q_tail and cp.p <= size.p
-                and cp.upd_level.shape[0] <= size.entries and pairs <= size.pairs
-                and lam + size.p - cp.p <= size.lam
-                and K1 * (K1 + 1) // 2 + n_tail <= size.theta):
+        if (
+            cp.q1 <= size.q1
+            and cp.q_tail < size.q_tail
+            and cp.p <= size.p
+            and cp.upd_level.shape[0] <= size.entries
+            and pairs <= size.pairs
+            and lam + size.p - cp.p <= size.lam
+            and K1 * (K1 + 1) // 2 + n_tail <= size.theta
+        ):
             return size
     return None
 
@@ -173,8 +192,7 @@ def pad_cross_products(cp: CrossProducts, *, reml: bool) -> tuple[CrossProducts,
     dummy = size.q_tail - 1  # a padded random-effect column: its rows of the tail are 0
     lam_row = np.concatenate([cmap[np.asarray(cp.lam_row)], pad_x])
     lam_col = np.concatenate([cmap[np.asarray(cp.lam_col)], pad_x])
-    lam_theta = np.concatenate([_remap_theta(cp.lam_theta, theta_index),
-                                np.full(pad_x.size, -1)])
+    lam_theta = np.concatenate([_remap_theta(cp.lam_theta, theta_index), np.full(pad_x.size, -1)])
 
     flat = np.asarray(cp.upd_flat).astype(np.int64)
     upd_flat = cmap[flat // t] * T + cmap[flat % t]  # column maps keep the order
@@ -189,12 +207,16 @@ def pad_cross_products(cp: CrossProducts, *, reml: bool) -> tuple[CrossProducts,
     standardization = Standardization(
         x_shift=device_array(_padded(np.asarray(std.x_shift), size.p, 0.0)),
         x_scale=device_array(_padded(np.asarray(std.x_scale), size.p, 1.0)),
-        y_shift=std.y_shift, y_scale=std.y_scale)
+        y_shift=std.y_shift,
+        y_scale=std.y_scale,
+    )
     n = float(np.asarray(cp.n)) + (size.p - p if reml else 0)  # REML: nu = n - p, its own
     pairs = size.pairs * K1
     padded = dataclasses.replace(
         cp,
-        A1=device_array(A1), tail=device_array(tail), is_z=device_array(is_z),
+        A1=device_array(A1),
+        tail=device_array(tail),
+        is_z=device_array(is_z),
         tail_theta=index_array(tail_theta),
         lam_row=index_array(_padded(lam_row, size.lam, dummy)),
         lam_col=index_array(_padded(lam_col, size.lam, dummy)),
@@ -212,7 +234,9 @@ def pad_cross_products(cp: CrossProducts, *, reml: bool) -> tuple[CrossProducts,
         p=size.p,
         # Nominal layout of the padded model: term 1, then one tail term of 2-column
         # blocks (so that the block Lambda_t path runs for every model of the class).
-        nlevels=(size.q1, size.q_tail // 2), ks=(K1, 2), order=(0, 1),
+        nlevels=(size.q1, size.q_tail // 2),
+        ks=(K1, 2),
+        order=(0, 1),
         standardization=standardization,
     )
     return padded, Padding(size=size, k1=k1, q1=q1, q_tail=qt, p=p, theta_index=theta_index)
@@ -225,22 +249,35 @@ def placeholder(size: SizeClass, *, k1: int = 1, intercept: int = 0) -> CrossPro
     K1, T = _k1_padded(k1), size.q_tail + size.p + 1
     ints = index_array(np.zeros(0, np.int64))
     return CrossProducts(
-        A1=device_array(np.zeros((size.q1, K1, K1))), tail=device_array(np.eye(T)),
+        A1=device_array(np.zeros((size.q1, K1, K1))),
+        tail=device_array(np.eye(T)),
         is_z=device_array((np.arange(T) < size.q_tail).astype(np.float64)),
-        tail_theta=index_array(np.full(T, -1)), lam_row=index_array(np.zeros(size.lam)),
-        lam_col=index_array(np.zeros(size.lam)), lam_theta=index_array(np.full(size.lam, -1)),
+        tail_theta=index_array(np.full(T, -1)),
+        lam_row=index_array(np.zeros(size.lam)),
+        lam_col=index_array(np.zeros(size.lam)),
+        lam_theta=index_array(np.full(size.lam, -1)),
         upd_level=index_array(np.zeros(size.entries)),
         upd_flat=index_array(np.full(size.entries, T * T - 1)),
         upd_prod=device_array(np.zeros((size.entries, K1 * K1))),
-        c_row=index_array(np.zeros(size.pairs * K1)), c_col=index_array(np.zeros(size.pairs * K1)),
-        c_val=device_array(np.zeros(size.pairs * K1)), n=device_array(10.0 * T, np.float64),
-        heavy_levels=ints, heavy_entry=ints, heavy_slot=ints, p=size.p,
-        nlevels=(size.q1, size.q_tail // 2), ks=(K1, 2), order=(0, 1),
-        standardization=Standardization(device_array(np.zeros(size.p)),
-                                        device_array(np.ones(size.p)),
-                                        device_array(0.0, np.float64),
-                                        device_array(1.0, np.float64)),
-        intercept=intercept)
+        c_row=index_array(np.zeros(size.pairs * K1)),
+        c_col=index_array(np.zeros(size.pairs * K1)),
+        c_val=device_array(np.zeros(size.pairs * K1)),
+        n=device_array(10.0 * T, np.float64),
+        heavy_levels=ints,
+        heavy_entry=ints,
+        heavy_slot=ints,
+        p=size.p,
+        nlevels=(size.q1, size.q_tail // 2),
+        ks=(K1, 2),
+        order=(0, 1),
+        standardization=Standardization(
+            device_array(np.zeros(size.p)),
+            device_array(np.ones(size.p)),
+            device_array(0.0, np.float64),
+            device_array(1.0, np.float64),
+        ),
+        intercept=intercept,
+    )
 
 
 def pad_theta(theta, padding: Padding) -> jnp.ndarray:
@@ -258,8 +295,11 @@ def unpad_theta(theta_padded, padding: Padding) -> np.ndarray:
 def unpad_estimates(est: Estimates, padding: Padding) -> Estimates:
     """The model's own :class:`Estimates` from those of its padded cross-products."""
     p = padding.p
-    return Estimates(beta=np.asarray(est.beta)[:p], b1=np.asarray(est.b1)[:padding.q1,
-                                                                           :padding.k1],
-                     b_tail=np.asarray(est.b_tail)[:padding.q_tail],
-                     sigma2=np.asarray(est.sigma2), fe_cov=np.asarray(est.fe_cov)[:p, :p],
-                     deviance=np.asarray(est.deviance))
+    return Estimates(
+        beta=np.asarray(est.beta)[:p],
+        b1=np.asarray(est.b1)[: padding.q1, : padding.k1],
+        b_tail=np.asarray(est.b_tail)[: padding.q_tail],
+        sigma2=np.asarray(est.sigma2),
+        fe_cov=np.asarray(est.fe_cov)[:p, :p],
+        deviance=np.asarray(est.deviance),
+    )

@@ -44,8 +44,15 @@ from .._base.precision import float64_scope
 from .standardize import Standardization, intercept_column, standardize
 from .theta import tril_index
 
-__all__ = ["CrossProducts", "cross_products", "flat_index", "index_array", "device_array",
-           "update_pairs", "outer_products"]
+__all__ = [
+    "CrossProducts",
+    "cross_products",
+    "flat_index",
+    "index_array",
+    "device_array",
+    "update_pairs",
+    "outer_products",
+]
 
 
 class CrossProducts(eqx.Module):
@@ -203,8 +210,15 @@ def split_update(indptr: np.ndarray, cols: np.ndarray, t: int, heavy_above: int 
     heavy_entry = np.flatnonzero(heavy[level_of])
     slot = np.full(counts.shape[0], -1)
     slot[heavy_levels] = np.arange(heavy_levels.shape[0])
-    return (upd_level, upd_flat, light_entries[k], light_entries[k2], heavy_levels,
-            heavy_entry, slot[level_of[heavy_entry]])
+    return (
+        upd_level,
+        upd_flat,
+        light_entries[k],
+        light_entries[k2],
+        heavy_levels,
+        heavy_entry,
+        slot[level_of[heavy_entry]],
+    )
 
 
 def outer_products(vec, k, k2):
@@ -237,10 +251,17 @@ def _internal_terms(codes, nlevels, term_X, p: int) -> _Terms:
     ks = [z.shape[1] for z in Zx]
     offsets = np.concatenate([[0], np.cumsum([q * k for q, k in zip(nlev[1:], ks[1:])])])
     qt = int(offsets[-1])
-    return _Terms(order=order, codes=[np.asarray(codes[i], dtype=np.int64) for i in order],
-                  Zx=Zx, nlev=nlev, ks=ks, offsets=offsets.astype(np.int64), qt=qt,
-                  t=qt + p + 1,
-                  theta_off=np.concatenate([[0], np.cumsum([k * (k + 1) // 2 for k in ks])]))
+    return _Terms(
+        order=order,
+        codes=[np.asarray(codes[i], dtype=np.int64) for i in order],
+        Zx=Zx,
+        nlev=nlev,
+        ks=ks,
+        offsets=offsets.astype(np.int64),
+        qt=qt,
+        t=qt + p + 1,
+        theta_off=np.concatenate([[0], np.cumsum([k * (k + 1) // 2 for k in ks])]),
+    )
 
 
 def _first_block_sums(tm: _Terms) -> np.ndarray:
@@ -267,11 +288,12 @@ def _tail_sums(tm: _Terms, XY: np.ndarray) -> np.ndarray:
             os_, qs, ks_ = tm.offsets[s - 1], tm.nlev[s], tm.ks[s]
             for j in range(k):
                 for jj in range(ks_):
-                    pair = np.bincount(c * qs + tm.codes[s], weights=Z[:, j] * tm.Zx[s][:, jj],
-                                       minlength=q * qs).reshape(q, qs)
-                    tail[o + j:o + q * k:k, os_ + jj:os_ + qs * ks_:ks_] = pair
+                    pair = np.bincount(
+                        c * qs + tm.codes[s], weights=Z[:, j] * tm.Zx[s][:, jj], minlength=q * qs
+                    ).reshape(q, qs)
+                    tail[o + j : o + q * k : k, os_ + jj : os_ + qs * ks_ : ks_] = pair
         for j in range(k):
-            tail[qt:, o + j:o + q * k:k] = _segment_sums(c, Z[:, [j]] * XY, q).T
+            tail[qt:, o + j : o + q * k : k] = _segment_sums(c, Z[:, [j]] * XY, q).T
     tail[qt:, qt:] = np.tril(XY.T @ XY)
     return np.ascontiguousarray(tail.T)
 
@@ -289,12 +311,13 @@ def _lambda_index(tm: _Terms, p: int):
         lam_col.append(base + np.tile(cols, q))
         lam_theta.append(np.tile(tm.theta_off[r] + np.arange(len(rows)), q))
         if k == 1:
-            tail_theta[o:o + q] = tm.theta_off[r]
+            tail_theta[o : o + q] = tm.theta_off[r]
     lam_row.append(np.arange(tm.qt, tm.t))
     lam_col.append(np.arange(tm.qt, tm.t))
     lam_theta.append(np.full(p + 1, -1))
-    lam_row, lam_col, lam_theta = (np.concatenate(a).astype(np.int64)
-                                   for a in (lam_row, lam_col, lam_theta))
+    lam_row, lam_col, lam_theta = (
+        np.concatenate(a).astype(np.int64) for a in (lam_row, lam_col, lam_theta)
+    )
     return lam_row, lam_col, lam_theta, tail_theta
 
 
@@ -307,13 +330,21 @@ def _first_by_tail(tm: _Terms, XY: np.ndarray, p: int):
         o, q, k = tm.offsets[r - 1], tm.nlev[r], tm.ks[r]
         key, inverse = np.unique(tm.codes[0] * q + tm.codes[r], return_inverse=True)
         for jj in range(k):
-            v = np.stack([np.bincount(inverse, weights=tm.Zx[0][:, j] * tm.Zx[r][:, jj],
-                                      minlength=key.shape[0]) for j in range(k1)], axis=1)
+            v = np.stack(
+                [
+                    np.bincount(
+                        inverse, weights=tm.Zx[0][:, j] * tm.Zx[r][:, jj], minlength=key.shape[0]
+                    )
+                    for j in range(k1)
+                ],
+                axis=1,
+            )
             lev.append(key // q)
             col.append(o + (key % q) * k + jj)
             vec.append(v)
-    zxy = np.stack([_segment_sums(tm.codes[0], tm.Zx[0][:, [j]] * XY, q1)
-                    for j in range(k1)], axis=2)
+    zxy = np.stack(
+        [_segment_sums(tm.codes[0], tm.Zx[0][:, [j]] * XY, q1) for j in range(k1)], axis=2
+    )
     lev.append(np.repeat(np.arange(q1), p + 1))
     col.append(np.tile(np.arange(tm.qt, tm.t), q1))
     vec.append(zxy.reshape(q1 * (p + 1), k1))
@@ -324,8 +355,12 @@ def _first_by_tail(tm: _Terms, XY: np.ndarray, p: int):
 
 @float64_scope
 def cross_products(
-    codes: list[np.ndarray], nlevels: list[int], X: np.ndarray, y: np.ndarray,
-    term_X: list[np.ndarray] | None = None, heavy_above: int | None = None,
+    codes: list[np.ndarray],
+    nlevels: list[int],
+    X: np.ndarray,
+    y: np.ndarray,
+    term_X: list[np.ndarray] | None = None,
+    heavy_above: int | None = None,
 ) -> CrossProducts:
     """Build :class:`CrossProducts` in one pass over the rows.
 
@@ -339,8 +374,9 @@ def cross_products(
     """
     n, p = X.shape
     intercept = intercept_column(X)
-    X, y, std = standardize(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64),
-                            None, intercept)
+    X, y, std = standardize(
+        np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64), None, intercept
+    )
     if term_X is None:
         term_X = [np.ones((n, 1)) for _ in codes]
     term_X = [np.asarray(z, dtype=np.float64).reshape(n, -1) for z in term_X]
@@ -352,8 +388,9 @@ def cross_products(
     lam_row, lam_col, lam_theta, tail_theta = _lambda_index(tm, p)
     lev, col, vec = _first_by_tail(tm, XY, p)
     indptr = np.concatenate([[0], np.cumsum(np.bincount(lev, minlength=q1))])
-    (upd_level, upd_flat, upd_k, upd_k2, heavy_levels, heavy_entry,
-     heavy_slot) = split_update(indptr, col, t, heavy_above)
+    (upd_level, upd_flat, upd_k, upd_k2, heavy_levels, heavy_entry, heavy_slot) = split_update(
+        indptr, col, t, heavy_above
+    )
     c_row = (lev[:, None] * k1 + np.arange(k1)[None, :]).ravel()
     c_col = np.repeat(col, k1)
     c_val = vec.ravel()

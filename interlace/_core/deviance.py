@@ -67,11 +67,28 @@ from . import linalg, standardize
 from .crossprod import CrossProducts
 from .theta import lower_factor
 
-__all__ = ["cholesky_logdiag", "cholesky_logdet_parts", "tail_cholesky", "tail_schur",
-           "profiled_deviance", "standardized_deviance", "deviance_offset", "Estimates",
-           "estimates", "blups_by_term", "log_likelihood", "deviance_varpar", "vcov_beta",
-           "SMALL", "first_block", "lambda_values", "factor_logdiag", "residual_df",
-           "deviance_from_logdiag", "estimates_from_factor"]
+__all__ = [
+    "cholesky_logdiag",
+    "cholesky_logdet_parts",
+    "tail_cholesky",
+    "tail_schur",
+    "profiled_deviance",
+    "standardized_deviance",
+    "deviance_offset",
+    "Estimates",
+    "estimates",
+    "blups_by_term",
+    "log_likelihood",
+    "deviance_varpar",
+    "vcov_beta",
+    "SMALL",
+    "first_block",
+    "lambda_values",
+    "factor_logdiag",
+    "residual_df",
+    "deviance_from_logdiag",
+    "estimates_from_factor",
+]
 
 _LOG_2PI = 1.8378770664093453
 
@@ -92,8 +109,9 @@ def unrolled_cholesky(A: jnp.ndarray) -> jnp.ndarray:
         for i in range(j + 1, n):
             L[i][j] = (A[..., i, j] - sum(L[i][k] * L[j][k] for k in range(j))) / L[j][j]
     zero = jnp.zeros_like(A[..., 0, 0])
-    return jnp.stack([jnp.stack([L[i][j] if j <= i else zero for j in range(n)], -1)
-                      for i in range(n)], -2)
+    return jnp.stack(
+        [jnp.stack([L[i][j] if j <= i else zero for j in range(n)], -1) for i in range(n)], -2
+    )
 
 
 def unrolled_tril_inverse(L: jnp.ndarray) -> jnp.ndarray:
@@ -105,8 +123,9 @@ def unrolled_tril_inverse(L: jnp.ndarray) -> jnp.ndarray:
         X[j][j] = 1.0 / L[..., j, j]
         for i in range(j + 1, n):
             X[i][j] = -sum(L[..., i, k] * X[k][j] for k in range(j, i)) / L[..., i, i]
-    return jnp.stack([jnp.stack([X[i][j] if j <= i else zero for j in range(n)], -1)
-                      for i in range(n)], -2)
+    return jnp.stack(
+        [jnp.stack([X[i][j] if j <= i else zero for j in range(n)], -1) for i in range(n)], -2
+    )
 
 
 def tail_cholesky(S: jnp.ndarray) -> jnp.ndarray:
@@ -165,8 +184,7 @@ def _halving_inverse(L: jnp.ndarray) -> jnp.ndarray:
     BA = linalg.tril_solve(A, B.T, transpose=True).T  # B A^-1 = (A^-T B')'
     off = -linalg.tril_solve(C, BA)
     top = jnp.concatenate([_halving_inverse(A), jnp.zeros((h, n - h), L.dtype)], axis=1)
-    return jnp.concatenate([top, jnp.concatenate([off, _halving_inverse(C)], axis=1)],
-                           axis=0)
+    return jnp.concatenate([top, jnp.concatenate([off, _halving_inverse(C)], axis=1)], axis=0)
 
 
 def _weighted_gram(Linv: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
@@ -302,8 +320,11 @@ def _heavy_update(W: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
         return jnp.zeros((t, t), W.dtype)
     vec = cp.c_val.reshape(-1, k1)
     cols = cp.c_col.reshape(-1, k1)[:, 0]
-    H = jnp.zeros((h, t, k1), W.dtype).at[cp.heavy_slot, cols[cp.heavy_entry]].set(
-        vec[cp.heavy_entry])
+    H = (
+        jnp.zeros((h, t, k1), W.dtype)
+        .at[cp.heavy_slot, cols[cp.heavy_entry]]
+        .set(vec[cp.heavy_entry])
+    )
     HW = jnp.einsum("stj,sjk->stk", H, W[cp.heavy_levels])
     return jnp.triu(jnp.einsum("sak,sbk->ab", HW, H))
 
@@ -318,7 +339,9 @@ def tail_schur(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     _, _, W = first_block(theta, cp)
     w = W.reshape(W.shape[0], -1)[cp.upd_level]  # (m, k1*k1)
     update = jax.ops.segment_sum(
-        jnp.sum(w * cp.upd_prod, axis=1), cp.upd_flat, num_segments=t * t,
+        jnp.sum(w * cp.upd_prod, axis=1),
+        cp.upd_flat,
+        num_segments=t * t,
         indices_are_sorted=True,
     ).reshape(t, t)
     M = cp.tail - update - _heavy_update(W, cp)
@@ -329,14 +352,16 @@ def tail_schur(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
         vals = lambda_values(theta, cp.lam_theta)
         M = _symmetric(M)
         ML = jax.ops.segment_sum((M[:, cp.lam_row] * vals).T, cp.lam_col, num_segments=t).T
-        S = jnp.triu(jax.ops.segment_sum(ML[cp.lam_row, :] * vals[:, None], cp.lam_col,
-                                         num_segments=t))
+        S = jnp.triu(
+            jax.ops.segment_sum(ML[cp.lam_row, :] * vals[:, None], cp.lam_col, num_segments=t)
+        )
     if cp.tail_mult is None:
         return _add_diagonal(S, cp.is_z)
     m = cp.tail_mult  # duplicated tail levels: scale by 1/m (module docstring)
     scale = jnp.where(m > 0, 1.0 / _nonzero(m), 0.0)
-    return _add_diagonal(S * scale[:, None] * scale[None, :],
-                         jnp.where(m > 0, cp.is_z * scale, cp.is_z))
+    return _add_diagonal(
+        S * scale[:, None] * scale[None, :], jnp.where(m > 0, cp.is_z * scale, cp.is_z)
+    )
 
 
 def _add_diagonal(S: jnp.ndarray, d: jnp.ndarray) -> jnp.ndarray:
@@ -451,8 +476,9 @@ def residual_df(n, p: int, reml):
     return jnp.where(reml, n - p, n) if isinstance(reml, jax.Array) else (n - p if reml else n)
 
 
-def deviance_from_logdiag(theta: jnp.ndarray, cp: CrossProducts, logdiag: jnp.ndarray, *,
-                          reml, nu) -> jnp.ndarray:
+def deviance_from_logdiag(
+    theta: jnp.ndarray, cp: CrossProducts, logdiag: jnp.ndarray, *, reml, nu
+) -> jnp.ndarray:
     """The standardized deviance from ``log diag(chol(S))``: ``log|L_Z|^2`` (+ ``log|L_X|^2``
     for REML) from its first ``q_tail`` (``q_tail + p``) entries and ``r_yy`` from the last
     (module docstring). ``reml`` may be a traced flag and ``nu`` a traced number, so one
@@ -461,7 +487,7 @@ def deviance_from_logdiag(theta: jnp.ndarray, cp: CrossProducts, logdiag: jnp.nd
     if isinstance(reml, jax.Array):
         head = jnp.sum(jnp.where(jnp.arange(logdiag.shape[0]) < qt + p * reml, logdiag, 0.0))
     else:
-        head = jnp.sum(logdiag[:qt + p] if reml else logdiag[:qt])
+        head = jnp.sum(logdiag[: qt + p] if reml else logdiag[:qt])
     return _profiled(_log_det(theta, cp, head), logdiag[-1], nu)
 
 
@@ -471,11 +497,13 @@ def _offset(cp: CrossProducts, reml, nu) -> jnp.ndarray:
         return jnp.zeros((), cp.n.dtype)
     std = cp.standardization
     return 2.0 * nu * jnp.log(std.y_scale) + jnp.where(
-        reml, 2.0 * jnp.sum(jnp.log(std.x_scale)), 0.0)
+        reml, 2.0 * jnp.sum(jnp.log(std.x_scale)), 0.0
+    )
 
 
-def estimates_from_factor(theta: jnp.ndarray, cp: CrossProducts, L: jnp.ndarray, *,
-                          reml, nu, unrolled: bool = True) -> Estimates:
+def estimates_from_factor(
+    theta: jnp.ndarray, cp: CrossProducts, L: jnp.ndarray, *, reml, nu, unrolled: bool = True
+) -> Estimates:
     """:func:`estimates` from the factor ``L = chol(S)`` at ``theta`` (``reml`` a bool or a
     traced flag, ``nu`` the residual degrees of freedom, :func:`residual_df`).
     ``unrolled=False`` inverts ``L_X`` by one triangular solve, whatever its size: a
@@ -496,16 +524,20 @@ def estimates_from_factor(theta: jnp.ndarray, cp: CrossProducts, L: jnp.ndarray,
     D = jnp.einsum("ji,ljk,km->lim", T1, cp.A1, T1) + jnp.eye(cp.k1)
     u1 = _spd_solve(D, rhs)
     sigma2 = L[-1, -1] ** 2 / nu
-    LX = L[qt:qt + p, qt:qt + p]
+    LX = L[qt : qt + p, qt : qt + p]
     LXinv = _small_tril_inverse(LX) if unrolled else linalg.tril_inverse(LX)
     fe_cov = sigma2 * (LXinv.T @ LXinv)
     # The deviance from the same factor (no second copy of it to compile).
     deviance = deviance_from_logdiag(theta, cp, jnp.log(jnp.diagonal(L)), reml=reml, nu=nu)
     sy = _y_scale(cp)
-    return Estimates(beta=_to_user_beta(x[qt:], cp), b1=sy * (u1 @ T1.T),
-                     b_tail=sy * lam_x[:qt], sigma2=sy**2 * sigma2,
-                     fe_cov=_to_user_cov(fe_cov, cp),
-                     deviance=deviance + _offset(cp, reml, nu))
+    return Estimates(
+        beta=_to_user_beta(x[qt:], cp),
+        b1=sy * (u1 @ T1.T),
+        b_tail=sy * lam_x[:qt],
+        sigma2=sy**2 * sigma2,
+        fe_cov=_to_user_cov(fe_cov, cp),
+        deviance=deviance + _offset(cp, reml, nu),
+    )
 
 
 @partial(jax.jit, static_argnames=("reml",))
@@ -524,7 +556,7 @@ def blups_by_term(est: Estimates, cp: CrossProducts) -> list:
     internal = [est.b1]
     start = 0
     for q, k in zip(cp.nlevels[1:], cp.ks[1:]):
-        internal.append(est.b_tail[start:start + q * k].reshape(q, k))
+        internal.append(est.b_tail[start : start + q * k].reshape(q, k))
         start += q * k
     out = [None] * len(internal)
     for pos, user in enumerate(cp.order):
@@ -547,8 +579,9 @@ def _spd_solve(D: jnp.ndarray, rhs: jnp.ndarray) -> jnp.ndarray:
     return jnp.einsum("lji,ljk,lk->li", Linv, Linv, rhs)
 
 
-def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
-                   cp: CrossProducts) -> jnp.ndarray:
+def log_likelihood(
+    beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts
+) -> jnp.ndarray:
     """Full (not profiled) ML log-likelihood ``log L(beta, theta, sigma)``.
 
     ``-2 log L = n log(2 pi sigma^2) + log|L_Z|^2 + (r_yy^2 + |L_X'(beta - beta_hat)|^2)
@@ -570,15 +603,17 @@ def log_likelihood(beta: jnp.ndarray, theta: jnp.ndarray, sigma: jnp.ndarray,
     L = tail_cholesky(tail_schur(theta, cp))
     logdet_z = _log_det(theta, cp, jnp.sum(jnp.log(jnp.diagonal(L)[:qt])))
     beta_hat = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)[qt:]
-    LX = L[qt:qt + p, qt:qt + p]
+    LX = L[qt : qt + p, qt : qt + p]
     excess = jnp.sum((LX.T @ (beta - beta_hat)) ** 2)
     pwrss = L[-1, -1] ** 2 + excess
-    return (-0.5 * (cp.n * (_LOG_2PI + 2.0 * jnp.log(sigma)) + logdet_z + pwrss / sigma**2)
-            - jacobian)
+    return (
+        -0.5 * (cp.n * (_LOG_2PI + 2.0 * jnp.log(sigma)) + logdet_z + pwrss / sigma**2) - jacobian
+    )
 
 
-def deviance_varpar(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts, *,
-                    reml: bool) -> jnp.ndarray:
+def deviance_varpar(
+    theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts, *, reml: bool
+) -> jnp.ndarray:
     """``-2 log L`` at ``(theta, sigma)`` with ``beta`` profiled out, ``sigma`` not:
     ``log|L_Z|^2 [+ log|L_X|^2] + nu log(2 pi sigma^2) + r_yy^2 / sigma^2`` (lmerTest's
     variance-parameter deviance; its minimum over ``sigma`` is :func:`profiled_deviance`).
@@ -590,8 +625,12 @@ def deviance_varpar(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts, *
     k = qt + p if reml else qt
     head, last = cholesky_logdet_parts(tail_schur(theta, cp), k)
     logdet = _log_det(theta, cp, head)
-    return (logdet + nu * (_LOG_2PI + 2.0 * jnp.log(sigma)) + jnp.exp(2.0 * last) / sigma**2
-            + deviance_offset(cp, reml=reml))
+    return (
+        logdet
+        + nu * (_LOG_2PI + 2.0 * jnp.log(sigma))
+        + jnp.exp(2.0 * last) / sigma**2
+        + deviance_offset(cp, reml=reml)
+    )
 
 
 def vcov_beta(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
@@ -600,5 +639,5 @@ def vcov_beta(theta: jnp.ndarray, sigma: jnp.ndarray, cp: CrossProducts) -> jnp.
     sigma = sigma / _y_scale(cp)
     qt, p = cp.q_tail, cp.p
     L = tail_cholesky(tail_schur(theta, cp))
-    LXinv = _small_tril_inverse(L[qt:qt + p, qt:qt + p])
+    LXinv = _small_tril_inverse(L[qt : qt + p, qt : qt + p])
     return _to_user_cov(sigma**2 * (LXinv.T @ LXinv), cp)

@@ -37,8 +37,13 @@ class Evaluation(NamedTuple):
 
 
 @partial(jax.jit, static_argnames=("with_estimates",))
-def evaluate(theta: jnp.ndarray, cp: CrossProducts, reml: jnp.ndarray, nu: jnp.ndarray,
-             with_estimates: bool = True) -> Evaluation:
+def evaluate(
+    theta: jnp.ndarray,
+    cp: CrossProducts,
+    reml: jnp.ndarray,
+    nu: jnp.ndarray,
+    with_estimates: bool = True,
+) -> Evaluation:
     """:class:`Evaluation` at ``theta`` (``reml``: a boolean scalar; ``nu``: ``n - p`` for
     REML, ``n`` for ML, the model's own when ``cp`` is padded). ``with_estimates=False``
     leaves ``est`` None: for a large model, whose evaluations cost seconds and whose
@@ -52,5 +57,6 @@ def evaluate(theta: jnp.ndarray, cp: CrossProducts, reml: jnp.ndarray, nu: jnp.n
     (value, L), grad = jax.value_and_grad(standardized, has_aux=True)(theta)
     if not with_estimates:
         return Evaluation(value, grad, None)
-    return Evaluation(value, grad, estimates_from_factor(theta, cp, L, reml=reml, nu=nu,
-                                                         unrolled=False))
+    return Evaluation(
+        value, grad, estimates_from_factor(theta, cp, L, reml=reml, nu=nu, unrolled=False)
+    )

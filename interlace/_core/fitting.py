@@ -47,8 +47,15 @@ class ArrayFit(eqx.Module):
 
 
 @float64_functional
-def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | None = None,
-               maxiter: int = 500, implicit: bool = True, precond=None) -> ArrayFit:
+def fit_arrays(
+    model: ModelArrays,
+    *,
+    reml: bool = True,
+    theta0: jnp.ndarray | None = None,
+    maxiter: int = 500,
+    implicit: bool = True,
+    precond=None,
+) -> ArrayFit:
     """Fit by L-BFGS and return an :class:`ArrayFit`: a pure function of ``model``'s
     arrays.
 
@@ -63,12 +70,17 @@ def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | N
     internal term order) rescales the search, see :func:`minimize_deviance`.
     """
     cp = cross_products_of(model)
-    start = (jnp.ones(model.template.theta_offsets[-1]) if theta0 is None
-             else theta_to_internal(jnp.asarray(theta0), model))
-    opt = minimize_deviance(start, jax.lax.stop_gradient(cp), reml=reml, maxiter=maxiter,
-                            precond=precond)
+    start = (
+        jnp.ones(model.template.theta_offsets[-1])
+        if theta0 is None
+        else theta_to_internal(jnp.asarray(theta0), model)
+    )
+    opt = minimize_deviance(
+        start, jax.lax.stop_gradient(cp), reml=reml, maxiter=maxiter, precond=precond
+    )
     theta = theta_star = jax.lax.stop_gradient(opt.theta)
     if implicit:
+
         def grad_theta(th, c):
             return jax.grad(profiled_deviance)(th, c, reml=reml)
 
@@ -76,13 +88,21 @@ def fit_arrays(model: ModelArrays, *, reml: bool = True, theta0: jnp.ndarray | N
         theta = theta_star - jnp.linalg.solve(hessian, grad_theta(theta_star, cp))
     est = estimates(theta, cp, reml=reml)
     internal_ks = list(model.template.ks)
-    fit = ArrayFit(beta=est.beta, theta=theta_to_user(normalize_signs(theta, internal_ks), model),
-                   sigma=jnp.sqrt(est.sigma2), deviance=est.deviance, fe_cov=est.fe_cov,
-                   converged=opt.converged)
+    fit = ArrayFit(
+        beta=est.beta,
+        theta=theta_to_user(normalize_signs(theta, internal_ks), model),
+        sigma=jnp.sqrt(est.sigma2),
+        deviance=est.deviance,
+        fe_cov=est.fe_cov,
+        converged=opt.converged,
+    )
     # A fit whose deviance or estimates are not finite has not converged, whatever the
     # optimiser's stopping rule said (a NaN must never pass as a result).
-    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(x))
-                                for x in (fit.beta, fit.theta, fit.sigma, fit.deviance)]))
+    finite = jnp.all(
+        jnp.stack(
+            [jnp.all(jnp.isfinite(x)) for x in (fit.beta, fit.theta, fit.sigma, fit.deviance)]
+        )
+    )
     return eqx.tree_at(lambda f: f.converged, fit, opt.converged & finite)
 
 
@@ -91,4 +111,3 @@ def fit_values(model: ModelArrays, *, reml: bool) -> ArrayFit:
     """:func:`fit_arrays` without the implicit step, as one compiled call (op by op, its
     cross-products dispatched dozens of small compiled operations)."""
     return fit_arrays(model, reml=reml, implicit=False)
-

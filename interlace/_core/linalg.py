@@ -95,15 +95,22 @@ def _plain_cholesky(A):
         j0, j1 = e[J], e[J + 1]
         C = A[..., j0:, j0:j1]
         if J:
-            left = jnp.concatenate([P[..., j0 - e[K]:, :] for K, P in enumerate(panels)],
-                                   axis=-1)  # L[j0:, :j0]
-            C = C - left @ _mT(left[..., :j1 - j0, :])
-        Ljj = _unblocked_cholesky(C[..., :j1 - j0, :])
-        below = C[..., j1 - j0:, :] @ _mT(_unblocked_tril_inverse(Ljj))
+            left = jnp.concatenate(
+                [P[..., j0 - e[K] :, :] for K, P in enumerate(panels)], axis=-1
+            )  # L[j0:, :j0]
+            C = C - left @ _mT(left[..., : j1 - j0, :])
+        Ljj = _unblocked_cholesky(C[..., : j1 - j0, :])
+        below = C[..., j1 - j0 :, :] @ _mT(_unblocked_tril_inverse(Ljj))
         panels.append(jnp.concatenate([Ljj, below], axis=-2))
     return jnp.concatenate(
-        [jnp.concatenate([jnp.zeros(A.shape[:-2] + (e[K], e[K + 1] - e[K]), A.dtype), P],
-                         axis=-2) for K, P in enumerate(panels)], axis=-1)
+        [
+            jnp.concatenate(
+                [jnp.zeros(A.shape[:-2] + (e[K], e[K + 1] - e[K]), A.dtype), P], axis=-2
+            )
+            for K, P in enumerate(panels)
+        ],
+        axis=-1,
+    )
 
 
 def _plain_tril_inverse(L):
@@ -116,15 +123,29 @@ def _plain_tril_inverse(L):
         Xii = _unblocked_tril_inverse(L[..., i0:i1, i0:i1])
         if I:
             top = jnp.concatenate(
-                [jnp.concatenate([r, jnp.zeros(r.shape[:-1] + (i0 - r.shape[-1],), L.dtype)],
-                                 axis=-1) if r.shape[-1] < i0 else r for r in rows], axis=-2)
+                [
+                    jnp.concatenate(
+                        [r, jnp.zeros(r.shape[:-1] + (i0 - r.shape[-1],), L.dtype)], axis=-1
+                    )
+                    if r.shape[-1] < i0
+                    else r
+                    for r in rows
+                ],
+                axis=-2,
+            )
             off = -Xii @ (L[..., i0:i1, :i0] @ top)
             rows.append(jnp.concatenate([off, Xii], axis=-1))
         else:
             rows.append(Xii)
     return jnp.concatenate(
-        [jnp.concatenate([r, jnp.zeros(r.shape[:-1] + (t - r.shape[-1],), L.dtype)], axis=-1)
-         if r.shape[-1] < t else r for r in rows], axis=-2)
+        [
+            jnp.concatenate([r, jnp.zeros(r.shape[:-1] + (t - r.shape[-1],), L.dtype)], axis=-1)
+            if r.shape[-1] < t
+            else r
+            for r in rows
+        ],
+        axis=-2,
+    )
 
 
 def _plain_tril_solve(L, b, transpose: bool):
@@ -143,8 +164,10 @@ def _safe(lapack, plain):
 
     @f.def_vmap
     def rule(axis_size, in_batched, *args):
-        args = [a if b else jnp.broadcast_to(a, (axis_size,) + a.shape)
-                for a, b in zip(args, in_batched)]
+        args = [
+            a if b else jnp.broadcast_to(a, (axis_size,) + a.shape)
+            for a, b in zip(args, in_batched)
+        ]
         return plain(*args), True
 
     return f
@@ -152,16 +175,19 @@ def _safe(lapack, plain):
 
 _cholesky = _safe(lambda A: lax.linalg.cholesky(A, symmetrize_input=False), _plain_cholesky)
 _tril_inverse = _safe(
-    lambda L: lax.linalg.triangular_solve(L, jnp.eye(L.shape[-1], dtype=L.dtype),
-                                          left_side=True, lower=True),
-    _plain_tril_inverse)
+    lambda L: lax.linalg.triangular_solve(
+        L, jnp.eye(L.shape[-1], dtype=L.dtype), left_side=True, lower=True
+    ),
+    _plain_tril_inverse,
+)
 _tril_solve_n = _safe(
     lambda L, b: lax.linalg.triangular_solve(L, b, left_side=True, lower=True),
-    lambda L, b: _plain_tril_solve(L, b, False))
+    lambda L, b: _plain_tril_solve(L, b, False),
+)
 _tril_solve_t = _safe(
-    lambda L, b: lax.linalg.triangular_solve(L, b, left_side=True, lower=True,
-                                             transpose_a=True),
-    lambda L, b: _plain_tril_solve(L, b, True))
+    lambda L, b: lax.linalg.triangular_solve(L, b, left_side=True, lower=True, transpose_a=True),
+    lambda L, b: _plain_tril_solve(L, b, True),
+)
 
 
 @jax.custom_jvp

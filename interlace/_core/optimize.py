@@ -37,8 +37,14 @@ import optax.tree_utils as otu
 from .crossprod import CrossProducts
 from .deviance import deviance_offset, standardized_deviance
 
-__all__ = ["OptimResult", "minimize_deviance", "minimize_on_host", "STOP_REASONS", "OFF_ZERO",
-           "off_zero"]
+__all__ = [
+    "OptimResult",
+    "minimize_deviance",
+    "minimize_on_host",
+    "STOP_REASONS",
+    "OFF_ZERO",
+    "off_zero",
+]
 
 
 # Why the optimiser stopped (``OptimResult.stop``), most telling first: a non-finite
@@ -106,8 +112,9 @@ def minimize_deviance(
         return deviance(origin + P @ phi)
 
     solver = optax.lbfgs(
-        linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=30,
-                                                  initial_guess_strategy="one")
+        linesearch=optax.scale_by_zoom_linesearch(
+            max_linesearch_steps=30, initial_guess_strategy="one"
+        )
     )
 
     def small_grad(value, grad):  # grad: d/dphi
@@ -129,8 +136,13 @@ def minimize_deviance(
         done = small_grad(f_new, g_new) | ~jnp.isfinite(f_new)
         nev = nev + otu.tree_get(state, "num_linesearch_steps")
         if verbose:  # printed from inside the compiled loop as it runs
-            jax.debug.print("iteration {i:4d}  deviance {f:.10g}  max|grad| {g:.3g}",
-                            i=it + 1, f=f_new + offset, g=jnp.max(jnp.abs(rule * g_new)), ordered=True)
+            jax.debug.print(
+                "iteration {i:4d}  deviance {f:.10g}  max|grad| {g:.3g}",
+                i=it + 1,
+                f=f_new + offset,
+                g=jnp.max(jnp.abs(rule * g_new)),
+                ordered=True,
+            )
         return theta_new, state, it + 1, stall, f_new, nev, done
 
     offset = deviance_offset(cp, reml=reml)  # standardised -> the data's units
@@ -149,11 +161,21 @@ def minimize_deviance(
         gradient_small
         | (stalled & (jnp.max(jnp.abs(rule * scaled)) <= 1e3 * gtol * (1.0 + jnp.abs(value))))
     )
-    stop = jnp.where(~finite, STOP_NONFINITE, jnp.where(
-        gradient_small, STOP_GRADIENT, jnp.where(stalled, STOP_STALLED, STOP_MAXITER)))
+    stop = jnp.where(
+        ~finite,
+        STOP_NONFINITE,
+        jnp.where(gradient_small, STOP_GRADIENT, jnp.where(stalled, STOP_STALLED, STOP_MAXITER)),
+    )
     value = value + offset  # in the data's units
-    return OptimResult(theta, value, grad, it, evaluations + 1, converged,  # + the start
-                       stop)
+    return OptimResult(
+        theta,
+        value,
+        grad,
+        it,
+        evaluations + 1,
+        converged,  # + the start
+        stop,
+    )
 
 
 # An entry of theta exactly 0 is where the deviance, even in each column of a relative
@@ -178,8 +200,9 @@ _ROUNDING = 1e-12  # relative: deviances closer than this are equal for the line
 _MEMORY = 10
 
 
-def minimize_on_host(fun, theta0, *, maxiter: int = 500, gtol: float = 1e-10,
-                     ftol: float = 1e-15, patience: int = 3) -> tuple[OptimResult, object]:
+def minimize_on_host(
+    fun, theta0, *, maxiter: int = 500, gtol: float = 1e-10, ftol: float = 1e-15, patience: int = 3
+) -> tuple[OptimResult, object]:
     """L-BFGS driven from Python over a compiled ``fun(theta) -> (value, grad, aux)``
     (numpy in, floats/arrays out): ``(OptimResult, aux at the returned theta)``.
 
@@ -232,8 +255,9 @@ def minimize_on_host(fun, theta0, *, maxiter: int = 500, gtol: float = 1e-10,
         it += 1
     finite = bool(np.isfinite(f) and np.all(np.isfinite(g)))
     gmax = float(np.max(np.abs(g), initial=0.0)) if finite else np.inf
-    converged = finite and (stop == STOP_GRADIENT or (
-        stop == STOP_STALLED and gmax <= 1e3 * gtol * (1.0 + abs(f))))
+    converged = finite and (
+        stop == STOP_GRADIENT or (stop == STOP_STALLED and gmax <= 1e3 * gtol * (1.0 + abs(f)))
+    )
     return OptimResult(x, f, g, it, nev, converged, stop), aux
 
 

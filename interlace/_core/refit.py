@@ -26,9 +26,20 @@ from .deviance import SMALL, profiled_deviance
 from .fitting import fit_arrays
 from .theta import diagonal_mask
 
-__all__ = ["RefitBatch", "refit_all", "deviance_statistic", "warn_unconverged",
-           "default_batch_size", "sequential", "chunk_rows", "chunk_plan", "balanced_split",
-           "SEQUENTIAL_ABOVE", "MAX_BATCH", "CHUNK_NUMBERS"]
+__all__ = [
+    "RefitBatch",
+    "refit_all",
+    "deviance_statistic",
+    "warn_unconverged",
+    "default_batch_size",
+    "sequential",
+    "chunk_rows",
+    "chunk_plan",
+    "balanced_split",
+    "SEQUENTIAL_ABOVE",
+    "MAX_BATCH",
+    "CHUNK_NUMBERS",
+]
 
 
 class RefitBatch(NamedTuple):
@@ -57,8 +68,14 @@ def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y", one_
 
     def one(y, theta0):
         leaves = dict(zip(names, (y,) if isinstance(field, str) else y))
-        out = fit_arrays(model.replace(**leaves), reml=reml, theta0=theta0,
-                         maxiter=maxiter, implicit=False, precond=P)
+        out = fit_arrays(
+            model.replace(**leaves),
+            reml=reml,
+            theta0=theta0,
+            maxiter=maxiter,
+            implicit=False,
+            precond=P,
+        )
         extra = jnp.atleast_1d(statistic(out)) if statistic is not None else jnp.zeros(0)
         return RefitBatch(out.beta, out.theta, out.sigma, out.converged, extra)
 
@@ -176,8 +193,18 @@ def default_batch_size(cp) -> int | None:
     return int(max(1, min(MAX_BATCH, _BATCH_BYTES // (_TAIL_COPIES * 8 * cp.t * cp.t))))
 
 
-def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40,
-              batch_size: int | None = None, field: str = "y", bar=None) -> RefitBatch:
+def refit_all(
+    model,
+    Y,
+    theta0,
+    *,
+    reml,
+    statistic=None,
+    first_maxiter: int = 40,
+    batch_size: int | None = None,
+    field: str = "y",
+    bar=None,
+) -> RefitBatch:
     """Refit every row of ``Y`` (responses, or row weights with ``field="weights"``) in
     two vectorised passes.
 
@@ -208,10 +235,18 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
         for i in range(0, rows, batch_size):
             idx = np.arange(i, min(i + batch_size, rows))
             idx = np.concatenate([idx, np.full(batch_size - idx.size, i)])
-            part = refit_all(model, _take(Y, idx), theta0, reml=reml, statistic=statistic,
-                             first_maxiter=first_maxiter, batch_size=batch_size, field=field,
-                             bar=None)
-            parts.append(RefitBatch(*(a[:min(batch_size, rows - i)] for a in part)))
+            part = refit_all(
+                model,
+                _take(Y, idx),
+                theta0,
+                reml=reml,
+                statistic=statistic,
+                first_maxiter=first_maxiter,
+                batch_size=batch_size,
+                field=field,
+                bar=None,
+            )
+            parts.append(RefitBatch(*(a[: min(batch_size, rows - i)] for a in part)))
             if bar is not None:
                 bar.update(min(batch_size, rows - i))
         return RefitBatch.concatenate(parts)
@@ -219,18 +254,41 @@ def refit_all(model, Y, theta0, *, reml, statistic=None, first_maxiter: int = 40
     theta0 = off_the_boundary(model, theta0)
     Theta0 = jnp.broadcast_to(theta0, (B, theta0.shape[0]))
     P = _preconditioner(model, theta0, reml)
-    out = RefitBatch(*(np.array(a) for a in _fit_batch(
-        model, Y, Theta0, P, reml=reml, maxiter=first_maxiter, statistic=statistic,
-        field=field, one_by_one=one_by_one)))
+    out = RefitBatch(
+        *(
+            np.array(a)
+            for a in _fit_batch(
+                model,
+                Y,
+                Theta0,
+                P,
+                reml=reml,
+                maxiter=first_maxiter,
+                statistic=statistic,
+                field=field,
+                one_by_one=one_by_one,
+            )
+        )
+    )
     todo = np.flatnonzero(~out.converged)
     if todo.size:
         size = int(2 ** np.ceil(np.log2(max(todo.size, 8))))
         idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
         start = out.theta[idx]
-        start = np.where(np.isfinite(start).all(axis=1, keepdims=True), start,
-                         np.asarray(theta0)[None, :])
-        again = _fit_batch(model, _take(Y, idx), jnp.asarray(start), P, reml=reml, maxiter=500,
-                           statistic=statistic, field=field, one_by_one=one_by_one)
+        start = np.where(
+            np.isfinite(start).all(axis=1, keepdims=True), start, np.asarray(theta0)[None, :]
+        )
+        again = _fit_batch(
+            model,
+            _take(Y, idx),
+            jnp.asarray(start),
+            P,
+            reml=reml,
+            maxiter=500,
+            statistic=statistic,
+            field=field,
+            one_by_one=one_by_one,
+        )
         for a, b in zip(out, again):
             a[todo] = np.asarray(b)[: todo.size]
     if bar is not None:
@@ -247,7 +305,6 @@ def _take(Y, index):
     return jax.tree.map(lambda a: a[index], Y)
 
 
-
 def warn_unconverged(converged, what: str) -> None:
     """Warn with the count of ``False`` in ``converged`` (refits that did not converge or
     gave a non-finite deviance or estimate), if any."""
@@ -257,6 +314,6 @@ def warn_unconverged(converged, what: str) -> None:
         warnings.warn(
             f"{bad} of {converged.size} {what} did not converge or gave non-finite estimates "
             "(flagged converged=False); check them before using the results.",
-            UserWarning, stacklevel=3)
-
-
+            UserWarning,
+            stacklevel=3,
+        )

@@ -57,9 +57,11 @@ def shard_rows(model: ModelArrays, mesh: Mesh | None = None) -> ModelArrays:
         leaves[name] = jax.device_put(value, sharding)
     term_X = tuple(jax.device_put(_pad_rows(z, extra), sharding) for z in model.term_X)
     out = model.replace(y=leaves["y"], X=leaves["X"], weights=leaves["weights"], term_X=term_X)
-    return eqx.tree_at(lambda m: (m.codes1, m.row_cols, m.pair_flat, m.pos), out,
-                       (leaves["codes1"], leaves["row_cols"], leaves["pair_flat"],
-                        leaves["pos"]))
+    return eqx.tree_at(
+        lambda m: (m.codes1, m.row_cols, m.pair_flat, m.pos),
+        out,
+        (leaves["codes1"], leaves["row_cols"], leaves["pair_flat"], leaves["pos"]),
+    )
 
 
 @float64_scope
@@ -68,6 +70,8 @@ def shard_leading(x, mesh: Mesh | None = None):
     the leading size must be a multiple of the device count."""
     mesh = device_mesh() if mesh is None else mesh
     if x.shape[0] % mesh.devices.size:
-        raise ValueError(f"leading axis {x.shape[0]} is not a multiple of "
-                         f"{mesh.devices.size} devices; pad or choose another size.")
+        raise ValueError(
+            f"leading axis {x.shape[0]} is not a multiple of "
+            f"{mesh.devices.size} devices; pad or choose another size."
+        )
     return jax.device_put(x, NamedSharding(mesh, PartitionSpec(mesh.axis_names[0])))

@@ -18,8 +18,9 @@ __all__ = ["simulate_responses"]
 
 
 @partial(jax.jit, static_argnames=("n", "ks", "nlevels"))
-def simulate_responses(key, X, beta, sigma, theta, codes, term_X, *, n: int, ks: tuple,
-                       nlevels: tuple) -> jnp.ndarray:
+def simulate_responses(
+    key, X, beta, sigma, theta, codes, term_X, *, n: int, ks: tuple, nlevels: tuple
+) -> jnp.ndarray:
     """``(n, nobs)`` simulated responses (module doc). ``theta`` in the user's term order;
     ``codes``, ``term_X``, ``ks``, ``nlevels``: per term, in the same order."""
     keys = jax.random.split(key, len(ks) + 1)
@@ -27,7 +28,7 @@ def simulate_responses(key, X, beta, sigma, theta, codes, term_X, *, n: int, ks:
     start = 0
     for k, q, c, Xr, k_ in zip(ks, nlevels, codes, term_X, keys[:-1]):
         size = k * (k + 1) // 2
-        T = lower_factor(theta[start:start + size], k)
+        T = lower_factor(theta[start : start + size], k)
         start += size
         b = sigma * jax.random.normal(k_, (n, q, k)) @ T.T  # (n, levels, k)
         out = out + jnp.sum(b[:, c, :] * Xr[None], axis=2)

@@ -38,8 +38,15 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Standardization", "intercept_column", "standardize", "back_transform_beta",
-           "back_transform_cov", "to_standardized_beta", "deviance_offset"]
+__all__ = [
+    "Standardization",
+    "intercept_column",
+    "standardize",
+    "back_transform_beta",
+    "back_transform_cov",
+    "to_standardized_beta",
+    "deviance_offset",
+]
 
 
 class Standardization(NamedTuple):
@@ -121,4 +128,3 @@ def deviance_offset(std: Standardization, n, p: int, reml: bool):
     if reml:
         out = out + 2.0 * jnp.sum(jnp.log(std.x_scale))
     return out
-

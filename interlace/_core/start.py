@@ -20,8 +20,9 @@ import numpy as np
 __all__ = ["moment_start"]
 
 
-def moment_start(codes: list[np.ndarray], nlevels: list[int], X: np.ndarray,
-                 y: np.ndarray) -> np.ndarray:
+def moment_start(
+    codes: list[np.ndarray], nlevels: list[int], X: np.ndarray, y: np.ndarray
+) -> np.ndarray:
     """``theta`` start values, one per factor, in the order of ``codes``."""
     beta, *_ = np.linalg.lstsq(X, y, rcond=None)
     r = y - X @ beta

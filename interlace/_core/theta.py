@@ -38,8 +38,10 @@ def tril_index(k: int) -> tuple[np.ndarray, np.ndarray]:
 def theta_names(factor: str, columns: tuple[str, ...]) -> list[str]:
     """lme4's names: ``g.(Intercept)`` on the diagonal, ``g.x.(Intercept)`` below it."""
     rows, cols = tril_index(len(columns))
-    return [f"{factor}.{columns[i]}" if i == j else f"{factor}.{columns[i]}.{columns[j]}"
-            for i, j in zip(rows, cols)]
+    return [
+        f"{factor}.{columns[i]}" if i == j else f"{factor}.{columns[i]}.{columns[j]}"
+        for i, j in zip(rows, cols)
+    ]
 
 
 def diagonal_mask(ks: list[int]) -> np.ndarray:

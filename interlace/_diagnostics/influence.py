@@ -52,7 +52,8 @@ def _deletion_sets(result, level) -> tuple[pd.Index, np.ndarray]:
     if level not in d.factor_names:
         raise ModelSpecError(
             f"level must be 1 (single rows) or a grouping factor of the model "
-            f"({', '.join(map(repr, d.factor_names))}), got {level!r}.")
+            f"({', '.join(map(repr, d.factor_names))}), got {level!r}."
+        )
     i = d.factor_names.index(level)
     return pd.Index(d.levels[i].to_numpy(), name=level), d.codes[i]
 
@@ -63,8 +64,11 @@ def _padded(chunk: np.ndarray, model) -> np.ndarray:
     :func:`default_batch_size` for models with a dense tail, else a power of two of at
     least 64 (small refits cost microseconds; a compile costs seconds)."""
     batch = default_batch_size(model.template)
-    size = (batch * -(-chunk.size // batch) if batch is not None
-            else int(2 ** np.ceil(np.log2(max(chunk.size, 64)))))
+    size = (
+        batch * -(-chunk.size // batch)
+        if batch is not None
+        else int(2 ** np.ceil(np.log2(max(chunk.size, 64))))
+    )
     return np.concatenate([chunk, np.full(size - chunk.size, -1)])
 
 
@@ -86,10 +90,19 @@ def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame
     parts = []
     with progress_bar(len(targets), "deletion refits", progress) as bar:
         for s in range(0, len(targets), _DELETIONS_PER_CALL):
-            chunk = _padded(targets[s:s + _DELETIONS_PER_CALL], model)
+            chunk = _padded(targets[s : s + _DELETIONS_PER_CALL], model)
             weights = (key[None, :] != chunk[:, None]).astype(np.float64)
-            parts.append(refit_all(model, jnp.asarray(weights), theta0, reml=fit.reml,
-                                   statistic=_fe_cov_of, field="weights", bar=bar))
+            parts.append(
+                refit_all(
+                    model,
+                    jnp.asarray(weights),
+                    theta0,
+                    reml=fit.reml,
+                    statistic=_fe_cov_of,
+                    field="weights",
+                    bar=bar,
+                )
+            )
     beta, theta, sigma, conv, cov = RefitBatch.concatenate(parts, len(targets))
     warn_unconverged(conv, "deletion refits")
     p = beta.shape[1]
@@ -102,8 +115,10 @@ def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame
     ratio = np.linalg.solve(V[None], Vdel)
     covtrace = np.abs(np.trace(ratio, axis1=1, axis2=2) - p)
     covratio = np.linalg.det(Vdel) / np.linalg.det(V)
-    out = pd.DataFrame({"cooksd": cooksd, "mdffits": mdffits, "covtrace": covtrace,
-                        "covratio": covratio}, index=labels)
+    out = pd.DataFrame(
+        {"cooksd": cooksd, "mdffits": mdffits, "covtrace": covtrace, "covratio": covratio},
+        index=labels,
+    )
     full = variance_values(fit.theta[None], np.array([fit.sigma]), d.terms)
     deleted = variance_values(theta, sigma, d.terms)
     with np.errstate(divide="ignore", invalid="ignore"):

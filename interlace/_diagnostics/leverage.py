@@ -43,7 +43,6 @@ from .._model.estimate import ModelFit
 __all__ = ["RowLeverage", "row_leverage", "blup_condvar"]
 
 
-
 class RowLeverage(NamedTuple):
     """Per row: ``hat`` (conditional hat diagonal), ``hat_fixef`` (``H1_ii``) and
     ``marginal_var`` (``Var(y_i - x_i' beta_hat) / sigma^2``)."""
@@ -79,7 +78,7 @@ def _tail_rows(cp: CrossProducts, codes, term_X, X) -> jnp.ndarray:
         cols = offset + c[:, None] * k + jnp.arange(k)[None, :]
         R = R.at[jnp.arange(n)[:, None], cols].set(Xr)
         offset += q * k
-    return R.at[:, cp.q_tail:cp.q_tail + cp.p].set(X)
+    return R.at[:, cp.q_tail : cp.q_tail + cp.p].set(X)
 
 
 def _lambda_t_transpose(cp: CrossProducts, theta, U) -> jnp.ndarray:
@@ -98,19 +97,20 @@ def _leverage_chunk(cp, theta, L, C, codes, term_X, X):
     U = _tail_rows(cp, codes, term_X, X) - jnp.einsum("nk,nkt->nt", Wx, C[l])
     V = _lambda_t_transpose(cp, theta, U)[:, :-1]
     w = solve_triangular(L[:-1, :-1], V.T, lower=True)  # (t - 1, n)
-    LX = L[qt:qt + p, qt:qt + p]
+    LX = L[qt : qt + p, qt : qt + p]
     lx = solve_triangular(LX, X.T, lower=True)  # L_X^-1 x_i, (p, n)
     hat = quad1 + jnp.sum(w**2, axis=0)
-    hat_fixef = jnp.sum(lx * w[qt:qt + p], axis=0)
-    vz = sum(jnp.sum((Xr @ _term_T(theta, cp, r)) ** 2, axis=1)
-             for r, Xr in enumerate(term_X))  # |Lambda' z_i|^2
+    hat_fixef = jnp.sum(lx * w[qt : qt + p], axis=0)
+    vz = sum(
+        jnp.sum((Xr @ _term_T(theta, cp, r)) ** 2, axis=1) for r, Xr in enumerate(term_X)
+    )  # |Lambda' z_i|^2
     return hat, hat_fixef, 1.0 + vz - jnp.sum(lx**2, axis=0)
 
 
 def _term_T(theta, cp: CrossProducts, r: int) -> jnp.ndarray:
     """``T_r`` of internal term ``r`` (lower triangular, ``k x k``)."""
     start = cp.theta_offsets[r]
-    return lower_factor(theta[start:start + cp.ks[r] * (cp.ks[r] + 1) // 2], cp.ks[r])
+    return lower_factor(theta[start : start + cp.ks[r] * (cp.ks[r] + 1) // 2], cp.ks[r])
 
 
 def row_leverage(fit: ModelFit) -> RowLeverage:
@@ -126,8 +126,17 @@ def row_leverage(fit: ModelFit) -> RowLeverage:
     parts = []
     for s in range(0, n, chunk):
         sl = slice(s, min(n, s + chunk))
-        parts.append(_leverage_chunk(cp, theta, L, C, tuple(c[sl] for c in codes),
-                                     tuple(x[sl] for x in term_X), jnp.asarray(X[sl])))
+        parts.append(
+            _leverage_chunk(
+                cp,
+                theta,
+                L,
+                C,
+                tuple(c[sl] for c in codes),
+                tuple(x[sl] for x in term_X),
+                jnp.asarray(X[sl]),
+            )
+        )
     hat, fixef, mvar = (np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(3))
     return RowLeverage(hat=hat, hat_fixef=fixef, marginal_var=mvar)
 
@@ -147,7 +156,7 @@ def _condvar_internal(cp, theta, L, C):
     F = solve_triangular(Lzz, lam.T, lower=True)
     tails, offset = [], 0
     for q, k in zip(cp.nlevels[1:], cp.ks[1:]):
-        Fr = F[:, offset:offset + q * k].reshape(qt, q, k)
+        Fr = F[:, offset : offset + q * k].reshape(qt, q, k)
         tails.append(jnp.einsum("cli,clj->lij", Fr, Fr))
         offset += q * k
     return [first, *tails]

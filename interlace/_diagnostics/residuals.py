@@ -22,8 +22,9 @@ _TYPES = ("conditional", "marginal")
 
 
 @float64_scope
-def hlm_resid(result, type: str = "conditional", standardized: bool = False,
-              level=1) -> pd.DataFrame:
+def hlm_resid(
+    result, type: str = "conditional", standardized: bool = False, level=1
+) -> pd.DataFrame:
     """Residuals and fitted values of ``result``.
 
     ``level=1`` (rows): a DataFrame aligned with the fitted rows with ``resid`` and
@@ -45,12 +46,15 @@ def hlm_resid(result, type: str = "conditional", standardized: bool = False,
         raise ModelSpecError(f"type must be 'conditional' or 'marginal', got {type!r}.")
     d = result.design
     fitted_m = d.X @ result.fe_params.to_numpy()
-    out = pd.DataFrame({
-        "resid_conditional": result.resid.to_numpy(),
-        "fitted_conditional": result.fittedvalues.to_numpy(),
-        "resid_marginal": d.y - fitted_m,
-        "fitted_marginal": fitted_m,
-    }, index=d.row_index)
+    out = pd.DataFrame(
+        {
+            "resid_conditional": result.resid.to_numpy(),
+            "fitted_conditional": result.fittedvalues.to_numpy(),
+            "resid_marginal": d.y - fitted_m,
+            "fitted_marginal": fitted_m,
+        },
+        index=d.row_index,
+    )
     resid = out[f"resid_{type}"].to_numpy()
     if standardized:
         lev = row_leverage(result.model_fit)
@@ -66,7 +70,8 @@ def _group_resid(result, factor) -> pd.DataFrame:
     if factor not in d.factor_names:
         raise ModelSpecError(
             f"level must be 1 (rows) or a grouping factor of the model "
-            f"({', '.join(map(repr, d.factor_names))}), got {factor!r}.")
+            f"({', '.join(map(repr, d.factor_names))}), got {factor!r}."
+        )
     condvar = blup_condvar(result.model_fit)
     fi = d.factor_names.index(factor)
     levels = d.levels[fi]
@@ -89,8 +94,10 @@ def leverage(result) -> pd.DataFrame:
     (Nobre & Singer 2007) into ``fixef``, the diagonal of ``H1 = X (X'V^-1 X)^-1 X'V^-1``,
     and ``ranef = overall - fixef``, the diagonal of ``Z D Z' V^-1 (I - H1)``."""
     lev = row_leverage(result.model_fit)
-    return pd.DataFrame({"overall": lev.hat, "fixef": lev.hat_fixef,
-                         "ranef": lev.hat - lev.hat_fixef}, index=result.design.row_index)
+    return pd.DataFrame(
+        {"overall": lev.hat, "fixef": lev.hat_fixef, "ranef": lev.hat - lev.hat_fixef},
+        index=result.design.row_index,
+    )
 
 
 @float64_scope
@@ -101,13 +108,15 @@ def cooks_distance(result) -> pd.Series:
     h = row_leverage(result.model_fit).hat
     e = result.resid.to_numpy()
     p = len(result.fe_params)
-    return pd.Series(e**2 * h / (p * result.scale * (1.0 - h) ** 2),
-                     index=result.design.row_index, name="cooksd")
+    return pd.Series(
+        e**2 * h / (p * result.scale * (1.0 - h) ** 2), index=result.design.row_index, name="cooksd"
+    )
 
 
 @float64_scope
-def n_influential(result, threshold: float | None = None,
-                  influence: pd.DataFrame | None = None) -> int:
+def n_influential(
+    result, threshold: float | None = None, influence: pd.DataFrame | None = None
+) -> int:
     """How many cases have Cook's distance above ``threshold`` (default ``4 / n``, the
     usual rule of thumb): the one-step distances, or the ``cooksd`` column of an
     :func:`hlm_influence` table when ``influence`` is given."""

@@ -61,8 +61,9 @@ def _ml(fit: ModelFit) -> ModelFit:
 
 
 @float64_scope
-def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
-          seed: Seed = None) -> AnovaTable:
+def anova(
+    *models, refit: bool = True, names=None, n_bootstrap: int = 0, seed: Seed = None
+) -> AnovaTable:
     """Compare nested models fitted to the same data (lme4's ``anova``). ``seed`` (for
     ``n_bootstrap``): see :mod:`interlace._base.seeds`."""
     if n_bootstrap:
@@ -94,16 +95,28 @@ def anova(*models, refit: bool = True, names=None, n_bootstrap: int = 0,
         from scipy.special import chdtrc  # chi-squared upper tail; imported on use
 
         p = np.where(df > 0, chdtrc(np.where(df > 0, df, 1), chisq), np.nan)
-    table = pd.DataFrame({
-        "npar": npar, "AIC": [m.aic for m in fits], "BIC": [m.bic for m in fits],
-        "logLik": llf, "deviance": -2 * llf, "Chisq": chisq, "Df": df, "Pr(>Chisq)": p,
-    }, index=names)
+    table = pd.DataFrame(
+        {
+            "npar": npar,
+            "AIC": [m.aic for m in fits],
+            "BIC": [m.bic for m in fits],
+            "logLik": llf,
+            "deviance": -2 * llf,
+            "Chisq": chisq,
+            "Df": df,
+            "Pr(>Chisq)": p,
+        },
+        index=names,
+    )
     if n_bootstrap:
         if len(fits) != 2:
             raise ModelSpecError("the bootstrap LRT compares exactly two models.")
         table["Pr_boot(>Chisq)"] = [np.nan, _bootstrap_lrt(fits[0], fits[1], n_bootstrap, seed)]
-    return AnovaTable(table=table, formulas={n: m.design.formula for n, m in zip(names, fits)},
-                      refitted_ml=refitted)
+    return AnovaTable(
+        table=table,
+        formulas={n: m.design.formula for n, m in zip(names, fits)},
+        refitted_ml=refitted,
+    )
 
 
 def _bootstrap_lrt(small: ModelFit, large: ModelFit, n_bootstrap: int, seed) -> float:
@@ -111,12 +124,11 @@ def _bootstrap_lrt(small: ModelFit, large: ModelFit, n_bootstrap: int, seed) -> 
     Y = simulate_from(small, n_bootstrap, key_from_seed(seed))
     devs = []
     for m in (small, large):
-        out = refit_all(m.arrays, Y, jnp.asarray(m.theta), reml=m.reml,
-                        statistic=deviance_statistic)
+        out = refit_all(
+            m.arrays, Y, jnp.asarray(m.theta), reml=m.reml, statistic=deviance_statistic
+        )
         warn_unconverged(out.converged, "bootstrap refits")
         devs.append(out.statistic[:, 0])
     lr_star = devs[0] - devs[1]
     lr = 2 * (large.llf - small.llf)
     return float((1 + np.sum(lr_star >= lr)) / (n_bootstrap + 1))
-
-

@@ -29,18 +29,28 @@ def simulate_from(fit: ModelFit, n: int, key) -> jnp.ndarray:
     """``(n, nobs)`` responses simulated from ``fit``'s model (new random effects and
     residuals, lme4's ``simulate(fit)``)."""
     d = fit.design
-    return simulate_responses(key, jnp.asarray(d.X), jnp.asarray(fit.beta),
-                              jnp.asarray(fit.sigma), jnp.asarray(fit.theta),
-                              tuple(jnp.asarray(t.codes) for t in d.terms),
-                              tuple(jnp.asarray(t.X) for t in d.terms), n=int(n),
-                              ks=tuple(t.k for t in d.terms),
-                              nlevels=tuple(len(t.levels) for t in d.terms))
+    return simulate_responses(
+        key,
+        jnp.asarray(d.X),
+        jnp.asarray(fit.beta),
+        jnp.asarray(fit.sigma),
+        jnp.asarray(fit.theta),
+        tuple(jnp.asarray(t.codes) for t in d.terms),
+        tuple(jnp.asarray(t.X) for t in d.terms),
+        n=int(n),
+        ks=tuple(t.k for t in d.terms),
+        nlevels=tuple(len(t.levels) for t in d.terms),
+    )
 
 
-def parametric_bootstrap(fit: ModelFit, n_bootstrap: int = 1000, seed=None,
-                         statistic: Callable | None = None,
-                         chunk_size: int | None = None,
-                         progress: bool | None = None) -> BootstrapResult:
+def parametric_bootstrap(
+    fit: ModelFit,
+    n_bootstrap: int = 1000,
+    seed=None,
+    statistic: Callable | None = None,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> BootstrapResult:
     """Refit ``fit``'s model to ``n_bootstrap`` simulated responses (module doc).
 
     ``statistic(params) -> array`` is JAX-traceable; ``params`` (an
@@ -53,14 +63,14 @@ def parametric_bootstrap(fit: ModelFit, n_bootstrap: int = 1000, seed=None,
     n_bootstrap = check_n_bootstrap(n_bootstrap)
     model = fit.arrays
     theta0 = jnp.asarray(fit.theta)
-    n_chunks, chunk = chunk_plan(model, n_bootstrap, int(
-        chunk_size or chunk_rows(model, n_bootstrap, fit.nobs)))
+    n_chunks, chunk = chunk_plan(
+        model, n_bootstrap, int(chunk_size or chunk_rows(model, n_bootstrap, fit.nobs))
+    )
     key = key_from_seed(seed)
     parts = []
     with progress_bar(n_bootstrap, "parametric bootstrap", progress) as bar:
         for _ in range(n_chunks):
             key, sub = jax.random.split(key)
             Y = simulate_from(fit, chunk, sub)
-            parts.append(refit_all(model, Y, theta0, reml=fit.reml, statistic=statistic,
-                                   bar=bar))
+            parts.append(refit_all(model, Y, theta0, reml=fit.reml, statistic=statistic, bar=bar))
     return bootstrap_result(fit, parts, statistic, n_bootstrap)

@@ -53,7 +53,7 @@ def _theta_from_sdcor(z: jnp.ndarray, ks: list[int]) -> tuple[jnp.ndarray, jnp.n
     parts, start = [], 0
     for k in ks:
         rows, cols = tril_index(k)
-        seg = z[start:start + len(rows)]
+        seg = z[start : start + len(rows)]
         start += len(rows)
         sd = jnp.exp(jnp.stack([seg[n] for n, (r, c) in enumerate(zip(rows, cols)) if r == c]))
         R = jnp.eye(k)
@@ -79,8 +79,13 @@ def _minimize(f, x0, maxiter=300):
     def cond(carry):
         _, state, i = carry
         g = optax.tree_utils.tree_get(state, "grad")
-        return (i == 0) | ((i < maxiter) & (jnp.max(jnp.abs(g)) > 1e-9 * (1 + jnp.abs(
-            optax.tree_utils.tree_get(state, "value")))))
+        return (i == 0) | (
+            (i < maxiter)
+            & (
+                jnp.max(jnp.abs(g))
+                > 1e-9 * (1 + jnp.abs(optax.tree_utils.tree_get(state, "value")))
+            )
+        )
 
     x, _, _ = jax.lax.while_loop(cond, body, (x0, solver.init(x0), 0))
     return x, f(x)
@@ -105,8 +110,9 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
     names = sdcor_names(d.terms)
     is_sd = np.array([nm.startswith("sd_") for nm in names[:-1]] + [True])
     with np.errstate(divide="ignore"):
-        z_hat = np.where(is_sd, np.log(np.maximum(sdcor, 1e-8)),
-                         np.arctanh(np.clip(sdcor, -1 + 1e-8, 1 - 1e-8)))
+        z_hat = np.where(
+            is_sd, np.log(np.maximum(sdcor, 1e-8)), np.arctanh(np.clip(sdcor, -1 + 1e-8, 1 - 1e-8))
+        )
     nz = z_hat.shape[0]
 
     @jax.jit
@@ -134,8 +140,9 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
 
     for j, name in enumerate(d.fe_names):
         rows[name] = _fixed_effect_interval(ml, j, zq, d_min)
-    return pd.DataFrame(rows, index=[f"{100 * (0.5 - level / 2):g} %",
-                                     f"{100 * (0.5 + level / 2):g} %"]).T
+    return pd.DataFrame(
+        rows, index=[f"{100 * (0.5 - level / 2):g} %", f"{100 * (0.5 + level / 2):g} %"]
+    ).T
 
 
 def _root(zeta, est: float, target: float, bound: float) -> float:
@@ -154,12 +161,18 @@ def _root(zeta, est: float, target: float, bound: float) -> float:
         if (zeta(hi) - target) * direction >= 0:
             break
         lo, step = hi, step * 2
-    return float(_brentq(lambda v: zeta(v) - target, min(lo, hi), max(lo, hi),
-                             xtol=1e-10 * max(1.0, abs(est)), rtol=1e-12))
+    return float(
+        _brentq(
+            lambda v: zeta(v) - target,
+            min(lo, hi),
+            max(lo, hi),
+            xtol=1e-10 * max(1.0, abs(est)),
+            rtol=1e-12,
+        )
+    )
 
 
-def _fixed_effect_interval(ml: ModelFit, j: int, zq: float,
-                           d_min: float) -> tuple[float, float]:
+def _fixed_effect_interval(ml: ModelFit, j: int, zq: float, d_min: float) -> tuple[float, float]:
     """ML fit with ``beta_j`` fixed: offset ``v x_j``, column ``j`` dropped."""
     d = ml.design
     X = np.delete(d.X, j, axis=1)
@@ -167,8 +180,9 @@ def _fixed_effect_interval(ml: ModelFit, j: int, zq: float,
     if X.shape[1] == 0:
         X = np.zeros((d.nobs, 0))
     terms = d.terms
-    model = model_arrays_from([t.codes for t in terms], [len(t.levels) for t in terms], X,
-                              d.y, [t.X for t in terms])
+    model = model_arrays_from(
+        [t.codes for t in terms], [len(t.levels) for t in terms], X, d.y, [t.X for t in terms]
+    )
     start = theta_to_internal(jnp.asarray(ml.theta), model)
     y = jnp.asarray(d.y)
     x = jnp.asarray(xj)
@@ -194,8 +208,10 @@ def _fixed_effect_interval(ml: ModelFit, j: int, zq: float,
     se = float(np.sqrt(ml.fe_cov[j, j]))
     step = zq * se if np.isfinite(se) and se > 0 else 0.1 * max(abs(est), 1.0)
     name = str(ml.design.fe_names[j])
-    return (_fixed_effect_root(zeta_once, est, -zq, step, name),
-            _fixed_effect_root(zeta_once, est, zq, step, name))
+    return (
+        _fixed_effect_root(zeta_once, est, -zq, step, name),
+        _fixed_effect_root(zeta_once, est, zq, step, name),
+    )
 
 
 # Steps that double from one Wald half-width reach 2^30 half-widths: a profile that has
@@ -219,8 +235,11 @@ def _fixed_effect_root(zeta, est: float, target: float, step: float, name: str) 
         if not np.isfinite(z):
             break
         if (z - target) * direction >= 0:
-            return float(_brentq(lambda v: zeta(v) - target, min(lo, hi), max(lo, hi),
-                                 xtol=1e-10, rtol=1e-12))
+            return float(
+                _brentq(
+                    lambda v: zeta(v) - target, min(lo, hi), max(lo, hi), xtol=1e-10, rtol=1e-12
+                )
+            )
         lo, step = hi, 2 * step
     side = "lower" if direction < 0 else "upper"
     warnings.warn(
@@ -229,5 +248,7 @@ def _fixed_effect_root(zeta, est: float, target: float, step: float, name: str) 
         f"value {z:.3g}); its {side} end is returned as NaN. The likelihood is nearly flat "
         "in this direction: check the model (is the effect identifiable?), use a lower "
         "level or a Wald or bootstrap interval.",
-        UserWarning, stacklevel=4)
+        UserWarning,
+        stacklevel=4,
+    )
     return float("nan")

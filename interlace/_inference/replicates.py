@@ -58,23 +58,31 @@ class BootstrapResult:
         return pd.DataFrame({f"{100 * a:g} %": lo, f"{100 * (1 - a):g} %": hi})
 
 
-def bootstrap_result(fit: ModelFit, parts: list[RefitBatch], statistic,
-                     n_bootstrap: int) -> BootstrapResult:
+def bootstrap_result(
+    fit: ModelFit, parts: list[RefitBatch], statistic, n_bootstrap: int
+) -> BootstrapResult:
     """A :class:`BootstrapResult` of the first ``n_bootstrap`` refits in ``parts``, with
     the same quantities at the original ``fit`` as its ``estimate``."""
     reps = RefitBatch.concatenate(parts, n_bootstrap)
     table = _table(fit, reps.beta, reps.theta, reps.sigma, reps.statistic)
     est_extra = np.zeros(0)
     if statistic is not None:
-        at_fit = ArrayFit(beta=jnp.asarray(fit.beta), theta=jnp.asarray(fit.theta),
-                          sigma=jnp.asarray(fit.sigma), deviance=jnp.asarray(fit.deviance),
-                          fe_cov=jnp.asarray(fit.fe_cov), converged=jnp.asarray(fit.converged))
+        at_fit = ArrayFit(
+            beta=jnp.asarray(fit.beta),
+            theta=jnp.asarray(fit.theta),
+            sigma=jnp.asarray(fit.sigma),
+            deviance=jnp.asarray(fit.deviance),
+            fe_cov=jnp.asarray(fit.fe_cov),
+            converged=jnp.asarray(fit.converged),
+        )
         est_extra = np.atleast_1d(np.asarray(statistic(at_fit)))
-    estimate = _table(fit, fit.beta[None], fit.theta[None], np.array([fit.sigma]),
-                      est_extra[None]).iloc[0]
+    estimate = _table(
+        fit, fit.beta[None], fit.theta[None], np.array([fit.sigma]), est_extra[None]
+    ).iloc[0]
     warn_unconverged(reps.converged, "bootstrap refits")
-    return BootstrapResult(replicates=table, converged=reps.converged.astype(bool),
-                           estimate=estimate)
+    return BootstrapResult(
+        replicates=table, converged=reps.converged.astype(bool), estimate=estimate
+    )
 
 
 def _table(fit: ModelFit, beta, theta, sigma, extra) -> pd.DataFrame:

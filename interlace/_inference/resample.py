@@ -40,19 +40,22 @@ def _check_factors(design, template, factors: Sequence[str]) -> dict[str, int]:
     for f in factors:
         if f not in names:
             raise ModelSpecError(
-                f"{f!r} is not a grouping factor of the model ({', '.join(map(repr, names))}).")
+                f"{f!r} is not a grouping factor of the model ({', '.join(map(repr, names))})."
+            )
         terms = [i for i, t in enumerate(design.terms) if t.factor == f]
         if len(terms) != 1:
             raise ModelSpecError(
                 f"factor {f!r} has {len(terms)} random terms; resampling its levels is "
-                "supported for factors with one term (write (1 + x | g), not (x || g)).")
+                "supported for factors with one term (write (1 + x | g), not (x || g))."
+            )
         user_pos[f] = terms[0]
     pos = {f: template.order.index(u) for f, u in user_pos.items()}
     for f, r in pos.items():
         if r > 0 and template.ks[r] != 1:
             raise ModelSpecError(
                 f"factor {f!r} has random slopes and is not the model's largest term; "
-                "resampling its levels is supported for intercept-only factors there.")
+                "resampling its levels is supported for intercept-only factors there."
+            )
     for f in factors:  # a factor nested in a resampled one would need relabelling too
         fc = design.codes[names.index(f)]
         for h, hc in zip(names, design.codes):
@@ -60,7 +63,8 @@ def _check_factors(design, template, factors: Sequence[str]) -> dict[str, int]:
                 raise ModelSpecError(
                     f"factor {h!r} is nested in {f!r}: resampling {f!r}'s levels would "
                     f"have to relabel {h!r} too, which is not supported; resample {h!r} "
-                    "or use parametric_bootstrap.")
+                    "or use parametric_bootstrap."
+                )
     return pos
 
 
@@ -80,10 +84,10 @@ class LevelResamples:
         cp = base.template
         self.design, self.template, self.factors = d, cp, list(factors)
         self.pos = _check_factors(d, cp, self.factors)
-        self.model = dataclasses.replace(base, level_mult=jnp.ones(cp.q1),
-                                         tail_mult=jnp.ones(cp.t))
-        self.offsets = np.concatenate([[0], np.cumsum([q * k for q, k in zip(
-            cp.nlevels[1:], cp.ks[1:])])]).astype(int)
+        self.model = dataclasses.replace(base, level_mult=jnp.ones(cp.q1), tail_mult=jnp.ones(cp.t))
+        self.offsets = np.concatenate(
+            [[0], np.cumsum([q * k for q, k in zip(cp.nlevels[1:], cp.ks[1:])])]
+        ).astype(int)
 
     def nlevels(self, factor: str) -> int:
         return len(self.design.levels[self.design.factor_names.index(factor)])
@@ -102,14 +106,19 @@ class LevelResamples:
             if r == 0:
                 level_mult = c
             else:
-                tail_mult[:, self.offsets[r - 1]:self.offsets[r - 1] + c.shape[1]] = c
+                tail_mult[:, self.offsets[r - 1] : self.offsets[r - 1] + c.shape[1]] = c
         return jnp.asarray(W), jnp.asarray(level_mult), jnp.asarray(tail_mult)
 
 
-def resampled_levels_bootstrap(fit: ModelFit, factors: Sequence[str], n_bootstrap: int = 1000,
-                               seed=None, statistic: Callable | None = None,
-                               chunk_size: int | None = None,
-                               progress: bool | None = None) -> BootstrapResult:
+def resampled_levels_bootstrap(
+    fit: ModelFit,
+    factors: Sequence[str],
+    n_bootstrap: int = 1000,
+    seed=None,
+    statistic: Callable | None = None,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+) -> BootstrapResult:
     """Refit ``fit``'s model to ``n_bootstrap`` resamples of the levels of ``factors``
     (module docstring); returns a :class:`BootstrapResult` like the parametric one."""
     n_bootstrap = check_n_bootstrap(n_bootstrap)
@@ -121,17 +130,28 @@ def resampled_levels_bootstrap(fit: ModelFit, factors: Sequence[str], n_bootstra
     reps = LevelResamples(fit, factors)
     rng = rng_from_seed(seed)
     # equal, balanced chunks: one compiled shape, and fewer surplus refits than batches
-    n_chunks, B = chunk_plan(reps.model, n_bootstrap,
-                             int(chunk_size or chunk_rows(reps.model, n_bootstrap, fit.nobs)))
+    n_chunks, B = chunk_plan(
+        reps.model, n_bootstrap, int(chunk_size or chunk_rows(reps.model, n_bootstrap, fit.nobs))
+    )
     theta0 = jnp.asarray(fit.theta)
     parts = []
     with progress_bar(n_bootstrap, f"bootstrap of {', '.join(factors)}", progress) as bar:
         for _ in range(n_chunks):
-            counts = {f: rng.multinomial(reps.nlevels(f), np.full(reps.nlevels(f),
-                                                                  1.0 / reps.nlevels(f)),
-                                         size=B)
-                      for f in factors}
-            parts.append(refit_all(reps.model, reps.leaves(counts), theta0,
-                                   reml=fit.reml, statistic=statistic,
-                                   field=("weights", "level_mult", "tail_mult"), bar=bar))
+            counts = {
+                f: rng.multinomial(
+                    reps.nlevels(f), np.full(reps.nlevels(f), 1.0 / reps.nlevels(f)), size=B
+                )
+                for f in factors
+            }
+            parts.append(
+                refit_all(
+                    reps.model,
+                    reps.leaves(counts),
+                    theta0,
+                    reml=fit.reml,
+                    statistic=statistic,
+                    field=("weights", "level_mult", "tail_mult"),
+                    bar=bar,
+                )
+            )
     return bootstrap_result(fit, parts, statistic, n_bootstrap)

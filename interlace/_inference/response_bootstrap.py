@@ -68,7 +68,12 @@ def resample_weights(key, codes: jnp.ndarray | None, n_levels: int, n: int, n_re
 
 @partial(jax.jit, static_argnames=("statistic", "n_levels", "n_rep"))
 def bootstrap_replicates(
-    key, y: jnp.ndarray, codes: jnp.ndarray | None, *, statistic: Statistic, n_levels: int,
+    key,
+    y: jnp.ndarray,
+    codes: jnp.ndarray | None,
+    *,
+    statistic: Statistic,
+    n_levels: int,
     n_rep: int,
 ) -> jnp.ndarray:
     """``statistic(y, w)`` for ``n_rep`` resamples, all in one vectorised call."""
@@ -77,8 +82,13 @@ def bootstrap_replicates(
 
 
 def chunked_replicates(
-    seed, y: np.ndarray, codes: np.ndarray | None, n_levels: int,
-    statistic: Statistic, n_bootstrap: int, max_elements: int = 1 << 24,
+    seed,
+    y: np.ndarray,
+    codes: np.ndarray | None,
+    n_levels: int,
+    statistic: Statistic,
+    n_bootstrap: int,
+    max_elements: int = 1 << 24,
 ) -> np.ndarray:
     """All ``n_bootstrap`` replicates, in chunks of at most ``max_elements`` weights so
     memory stays bounded for large ``n``; chunks share one compiled function."""
@@ -89,8 +99,9 @@ def chunked_replicates(
     out, done = [], 0
     while done < n_bootstrap:
         key, sub = jax.random.split(key)
-        reps = bootstrap_replicates(sub, yj, cj, statistic=statistic, n_levels=n_levels,
-                                    n_rep=chunk)
+        reps = bootstrap_replicates(
+            sub, yj, cj, statistic=statistic, n_levels=n_levels, n_rep=chunk
+        )
         out.append(np.asarray(reps)[: n_bootstrap - done])
         done += chunk
     return np.concatenate(out)

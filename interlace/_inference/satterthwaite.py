@@ -50,6 +50,13 @@ def satterthwaite(fit: ModelFit) -> pd.DataFrame:
     t = beta / se
     from scipy.special import stdtr  # Student t cdf; scipy is imported on use
 
-    return pd.DataFrame({"Estimate": beta, "Std. Error": se, "df": df, "t value": t,
-                         "Pr(>|t|)": 2.0 * stdtr(df, -np.abs(t))},
-                        index=pd.Index(fit.design.fe_names))
+    return pd.DataFrame(
+        {
+            "Estimate": beta,
+            "Std. Error": se,
+            "df": df,
+            "t value": t,
+            "Pr(>|t|)": 2.0 * stdtr(df, -np.abs(t)),
+        },
+        index=pd.Index(fit.design.fe_names),
+    )

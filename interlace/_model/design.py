@@ -38,8 +38,15 @@ from .._core.theta import theta_names
 from .formula import ParsedFormula, RandomTerm, formula_variables, parse_formula
 from .frames import as_pandas
 
-__all__ = ["Design", "TermDesign", "build_design", "fixed_matrix_for", "term_matrix_for",
-           "level_labels", "match_levels"]
+__all__ = [
+    "Design",
+    "TermDesign",
+    "build_design",
+    "fixed_matrix_for",
+    "term_matrix_for",
+    "level_labels",
+    "match_levels",
+]
 
 
 @dataclass(frozen=True)
@@ -155,8 +162,9 @@ def level_labels(frame: pd.DataFrame, columns: Sequence[str]) -> tuple[np.ndarra
     return out, list(joined)
 
 
-def match_levels(newdata: pd.DataFrame, columns: Sequence[str],
-                 levels: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+def match_levels(
+    newdata: pd.DataFrame, columns: Sequence[str], levels: pd.Index
+) -> tuple[np.ndarray, np.ndarray]:
     """Positions in ``levels`` (a fitted factor's levels) of each row's level in
     ``newdata``, matched by canonical label across int / float / str / category
     (``"308"`` and ``308.0`` find the level ``308``); ``-1`` for a level not seen in the
@@ -193,15 +201,18 @@ def _check_column_types(frame: pd.DataFrame, columns: Sequence[str], where: str)
     convert them (grouping factors may be dates: they only need labels)."""
     for c in columns:
         dtype = frame[c].dtype
-        kind = "period" if isinstance(dtype, pd.PeriodDtype) else _TIME_KINDS.get(
-            getattr(dtype, "kind", ""), None)
+        kind = (
+            "period"
+            if isinstance(dtype, pd.PeriodDtype)
+            else _TIME_KINDS.get(getattr(dtype, "kind", ""), None)
+        )
         if kind is None:
             continue
         fix = {
             "datetime": f"days since the first date: {where}[{c!r}] = "
-                        f"({where}[{c!r}] - {where}[{c!r}].min()).dt.days",
+            f"({where}[{c!r}] - {where}[{c!r}].min()).dt.days",
             "timedelta": f"a number of days: {where}[{c!r}] = {where}[{c!r}].dt.days "
-                         f"(or .dt.total_seconds() / 86400 for fractions of a day)",
+            f"(or .dt.total_seconds() / 86400 for fractions of a day)",
             "period": f"a number: {where}[{c!r}] = {where}[{c!r}].dt.year (or another field)",
         }[kind]
         raise DataError(
@@ -231,8 +242,9 @@ def _numpy_column(col: pd.Series, categories_as_values: bool = False) -> pd.Seri
     kind = getattr(numpy_dtype, "kind", "")
     missing = col.isna().to_numpy()
     if kind in ("i", "u", "f"):
-        values = col.to_numpy(dtype=np.float64 if missing.any() or kind == "f" else numpy_dtype,
-                              na_value=np.nan)
+        values = col.to_numpy(
+            dtype=np.float64 if missing.any() or kind == "f" else numpy_dtype, na_value=np.nan
+        )
     elif kind == "b" and not missing.any():
         values = col.to_numpy(dtype=bool)
     elif pd.api.types.is_string_dtype(dtype) or kind == "b":
@@ -245,12 +257,19 @@ def _numpy_column(col: pd.Series, categories_as_values: bool = False) -> pd.Seri
 
 def _numpy_frame(frame: pd.DataFrame, categories_as_values: bool = False) -> pd.DataFrame:
     """:func:`_numpy_column` of every column, as a new frame."""
-    return pd.DataFrame({c: _numpy_column(frame[c], categories_as_values) for c in frame.columns},
-                        index=frame.index)
+    return pd.DataFrame(
+        {c: _numpy_column(frame[c], categories_as_values) for c in frame.columns}, index=frame.index
+    )
 
 
-def _newdata_matrix(spec: Any, variables: Sequence[str], newdata: pd.DataFrame, width: int,
-                    what: str, names: Sequence[str] | None = None) -> np.ndarray:
+def _newdata_matrix(
+    spec: Any,
+    variables: Sequence[str],
+    newdata: pd.DataFrame,
+    width: int,
+    what: str,
+    names: Sequence[str] | None = None,
+) -> np.ndarray:
     """``spec`` (a formulaic ModelSpec, with the transform state learnt in the fit:
     ``scale``'s mean and sd, ``poly``'s basis, ``bs``'s knots) applied to ``newdata``.
     Rows with a missing value in ``variables`` get NaN rows (as R's ``na.pass``); a
@@ -294,13 +313,20 @@ def term_matrix_for(term: TermDesign, newdata: pd.DataFrame) -> np.ndarray:
             f"newdata lacks column(s) {absent} of the random term ({term.lhs} | {term.factor}); "
             "add them, or use include_re=False for population-level predictions."
         )
-    return _newdata_matrix(term.spec, variables, newdata, term.k,
-                           f"the random term ({term.lhs} | {term.factor})")
+    return _newdata_matrix(
+        term.spec, variables, newdata, term.k, f"the random term ({term.lhs} | {term.factor})"
+    )
 
 
-def _term_design(term: RandomTerm, formula_, frame: pd.DataFrame, codes: np.ndarray,
-                 levels: pd.Index, variables: Sequence[str],
-                 from_groups: bool = False) -> TermDesign:
+def _term_design(
+    term: RandomTerm,
+    formula_,
+    frame: pd.DataFrame,
+    codes: np.ndarray,
+    levels: pd.Index,
+    variables: Sequence[str],
+    from_groups: bool = False,
+) -> TermDesign:
     """The columns of one random term; formulaic's ``Intercept`` is named as in lme4.
     ``from_groups``: the term came from ``groups=`` (the summary spells it out)."""
     try:
@@ -313,14 +339,23 @@ def _term_design(term: RandomTerm, formula_, frame: pd.DataFrame, codes: np.ndar
     if not np.all(np.isfinite(X)):
         raise DataError(f"Random term {str(term)!r} has infinite values.")
     columns = tuple("(Intercept)" if str(c) == "Intercept" else str(c) for c in mm.columns)
-    return TermDesign(factor=term.name, lhs=term.lhs, codes=codes, levels=levels, X=X,
-                      columns=columns, spec=mm.model_spec, variables=tuple(variables),
-                      group_columns=tuple(term.columns), from_groups=from_groups)
+    return TermDesign(
+        factor=term.name,
+        lhs=term.lhs,
+        codes=codes,
+        levels=levels,
+        X=X,
+        columns=columns,
+        spec=mm.model_spec,
+        variables=tuple(variables),
+        group_columns=tuple(term.columns),
+        from_groups=from_groups,
+    )
 
 
 def _check_numeric_response(col: pd.Series, name: str) -> None:
     numeric = pd.api.types.is_numeric_dtype(col)
-    if (not numeric or pd.api.types.is_bool_dtype(col) or pd.api.types.is_complex_dtype(col)):
+    if not numeric or pd.api.types.is_bool_dtype(col) or pd.api.types.is_complex_dtype(col):
         raise DataError(
             f"The response {name!r} must be numeric (real-valued), but its dtype is "
             f"{col.dtype}. Convert it with pd.to_numeric() or pick a numeric column."
@@ -381,13 +416,14 @@ def _parse_parts(parsed: ParsedFormula, terms: list[RandomTerm]):
     return fixed_formula, term_formulas
 
 
-def _model_frame(data: pd.DataFrame, parsed: ParsedFormula, terms, fixed_formula,
-                 term_formulas):
+def _model_frame(data: pd.DataFrame, parsed: ParsedFormula, terms, fixed_formula, term_formulas):
     """The columns the model reads, checked, without rows that miss a value (with a
     warning that counts them), in numpy dtypes: ``(frame, fixed_vars, term_vars)``."""
+
     def reads(formula_) -> list[str]:  # columns, or names that are neither columns nor builtins
-        return [v for v in formula_variables(formula_)
-                if v in data.columns or not hasattr(builtins, v)]
+        return [
+            v for v in formula_variables(formula_) if v in data.columns or not hasattr(builtins, v)
+        ]
 
     term_vars = [reads(f) for f in term_formulas]
     fixed_vars = reads(fixed_formula.rhs)
@@ -473,8 +509,7 @@ def _fixed_matrices(parsed: ParsedFormula, fixed_formula, frame: pd.DataFrame):
     return y, X, fe_names, dropped, rhs.model_spec
 
 
-def _random_designs(terms, term_formulas, term_vars, frame: pd.DataFrame,
-                    n_formula_terms: int):
+def _random_designs(terms, term_formulas, term_vars, frame: pd.DataFrame, n_formula_terms: int):
     """Per random term its :class:`TermDesign`, and per grouping factor its level codes
     and labels (each factor coded once, checked for enough levels)."""
     n = len(frame)
@@ -496,8 +531,9 @@ def _random_designs(terms, term_formulas, term_vars, frame: pd.DataFrame,
                 )
             factors[term.name] = (c, lev)
         c, lev = factors[term.name]
-        term_designs.append(_term_design(term, formula_, frame, c, lev, variables,
-                                         from_groups=i >= n_formula_terms))
+        term_designs.append(
+            _term_design(term, formula_, frame, c, lev, variables, from_groups=i >= n_formula_terms)
+        )
     for name in factors:
         cols = [col for td in term_designs if td.factor == name for col in td.columns]
         repeated = sorted({col for col in cols if cols.count(col) > 1})
@@ -534,19 +570,27 @@ def build_design(
     if data.shape[0] == 0:
         raise DataError("data is empty: the model needs at least a few rows.")
     fixed_formula, term_formulas = _parse_parts(parsed, terms)
-    frame, fixed_vars, term_vars = _model_frame(data, parsed, terms, fixed_formula,
-                                                term_formulas)
+    frame, fixed_vars, term_vars = _model_frame(data, parsed, terms, fixed_formula, term_formulas)
     y, X, fe_names, dropped, spec = _fixed_matrices(parsed, fixed_formula, frame)
-    term_designs, factors = _random_designs(terms, term_formulas, term_vars, frame,
-                                            len(parsed.random))
+    term_designs, factors = _random_designs(
+        terms, term_formulas, term_vars, frame, len(parsed.random)
+    )
     if len(frame) <= X.shape[1]:
         raise DataError(f"{len(frame)} rows are too few for {X.shape[1]} fixed-effect columns.")
     return Design(
-        y=y, X=X, fe_names=tuple(fe_names), terms=tuple(term_designs),
-        factor_names=tuple(factors), codes=tuple(v[0] for v in factors.values()),
-        levels=tuple(v[1] for v in factors.values()), row_index=frame.index,
-        model_spec=spec, dropped_fe=dropped, formula=formula,
-        response=parsed.response, fixed_variables=tuple(fixed_vars),
+        y=y,
+        X=X,
+        fe_names=tuple(fe_names),
+        terms=tuple(term_designs),
+        factor_names=tuple(factors),
+        codes=tuple(v[0] for v in factors.values()),
+        levels=tuple(v[1] for v in factors.values()),
+        row_index=frame.index,
+        model_spec=spec,
+        dropped_fe=dropped,
+        formula=formula,
+        response=parsed.response,
+        fixed_variables=tuple(fixed_vars),
     )
 
 
@@ -565,5 +609,11 @@ def fixed_matrix_for(design: Design, newdata: pd.DataFrame) -> np.ndarray:
             f"newdata lacks column(s) {absent} that the fixed effects need. "
             f"Available columns: {list(newdata.columns)}."
         )
-    return _newdata_matrix(design.model_spec, variables, newdata, len(design.fe_names),
-                           "the fixed effects", design.fe_names)
+    return _newdata_matrix(
+        design.model_spec,
+        variables,
+        newdata,
+        len(design.fe_names),
+        "the fixed effects",
+        design.fe_names,
+    )

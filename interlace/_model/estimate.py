@@ -46,8 +46,16 @@ from .._core.theta import (
 )
 from .design import Design
 
-__all__ = ["ModelFit", "fit_design", "design_arrays", "design_cross_products",
-           "check_response", "convergence_message", "start_values"]
+__all__ = [
+    "ModelFit",
+    "fit_design",
+    "design_arrays",
+    "design_cross_products",
+    "check_response",
+    "convergence_message",
+    "start_values",
+]
+
 
 @dataclass(frozen=True, eq=False)
 class ModelFit:
@@ -134,17 +142,29 @@ class ModelFit:
 def design_arrays(design: Design, template: CrossProducts | None = None) -> ModelArrays:
     """:class:`ModelArrays` of ``design`` (``template``: its cross-products, if built)."""
     terms = design.terms
-    return model_arrays_from([t.codes for t in terms], [len(t.levels) for t in terms],
-                             design.X, design.y, [t.X for t in terms],
-                             fe_names=design.fe_names, theta_names=design.theta_names,
-                             template=template)
+    return model_arrays_from(
+        [t.codes for t in terms],
+        [len(t.levels) for t in terms],
+        design.X,
+        design.y,
+        [t.X for t in terms],
+        fe_names=design.fe_names,
+        theta_names=design.theta_names,
+        template=template,
+    )
 
 
 def design_cross_products(design: Design, heavy_above: int | None = None) -> CrossProducts:
     """The cross-products of ``design``'s rows (one pass, numpy)."""
     terms = design.terms
-    return cross_products([t.codes for t in terms], [len(t.levels) for t in terms],
-                          design.X, design.y, [t.X for t in terms], heavy_above=heavy_above)
+    return cross_products(
+        [t.codes for t in terms],
+        [len(t.levels) for t in terms],
+        design.X,
+        design.y,
+        [t.X for t in terms],
+        heavy_above=heavy_above,
+    )
 
 
 def fit_cross_products(design: Design) -> CrossProducts:
@@ -152,9 +172,12 @@ def fit_cross_products(design: Design) -> CrossProducts:
     that lets the model pad to a size class (:mod:`interlace._core.buckets`), so that it
     shares its compiled fit with other models."""
     cp = design_cross_products(design)
-    if (cp.heavy_levels.shape[0] and buckets.ENABLED
-            and cp.q_tail < buckets.SIZE_CLASSES[-1].q_tail
-            and buckets.update_entries_without_heavy(cp) <= buckets.SIZE_CLASSES[-1].entries):
+    if (
+        cp.heavy_levels.shape[0]
+        and buckets.ENABLED
+        and cp.q_tail < buckets.SIZE_CLASSES[-1].q_tail
+        and buckets.update_entries_without_heavy(cp) <= buckets.SIZE_CLASSES[-1].entries
+    ):
         cp = design_cross_products(design, heavy_above=cp.t)
     return cp
 
@@ -169,8 +192,9 @@ class Optimum(NamedTuple):
     grad: np.ndarray
 
 
-def optimize(cp: CrossProducts, theta0: np.ndarray, *, reml: bool, maxiter: int,
-             verbose: bool = False) -> Optimum:
+def optimize(
+    cp: CrossProducts, theta0: np.ndarray, *, reml: bool, maxiter: int, verbose: bool = False
+) -> Optimum:
     """L-BFGS from ``theta0`` and the estimates at the optimum (:class:`Optimum`).
 
     The loop runs on the host over one compiled evaluation
@@ -181,10 +205,12 @@ def optimize(cp: CrossProducts, theta0: np.ndarray, *, reml: bool, maxiter: int,
     estimates once at the optimum. ``verbose`` runs the compiled loop of
     :func:`minimize_deviance`, which prints each iteration as it goes."""
     if verbose:
-        opt = minimize_deviance(device_array(theta0), cp, reml=reml, maxiter=maxiter,
-                                verbose=verbose)
-        return Optimum(opt, estimates(opt.theta, cp, reml=reml), np.asarray(opt.theta),
-                       np.asarray(opt.grad))
+        opt = minimize_deviance(
+            device_array(theta0), cp, reml=reml, maxiter=maxiter, verbose=verbose
+        )
+        return Optimum(
+            opt, estimates(opt.theta, cp, reml=reml), np.asarray(opt.theta), np.asarray(opt.grad)
+        )
     nu = device_array(residual_df(float(np.asarray(cp.n)), cp.p, reml), np.float64)
     flag = device_array(bool(reml))
     padded = buckets.pad_cross_products(cp, reml=reml)
@@ -207,8 +233,15 @@ def optimize(cp: CrossProducts, theta0: np.ndarray, *, reml: bool, maxiter: int,
     return Optimum(opt, est, np.asarray(opt.theta), np.asarray(opt.grad))
 
 
-def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: int = 2,
-               verbose: bool = False, warn: bool = True) -> ModelFit:
+def fit_design(
+    design: Design,
+    method: str,
+    *,
+    maxiter: int = 500,
+    stacklevel: int = 2,
+    verbose: bool = False,
+    warn: bool = True,
+) -> ModelFit:
     """Fit the model of ``design`` by ``method`` (module doc). With ``warn`` (a new fit),
     checks the response first (:func:`check_response`) and warns when the fit did not
     converge, saying why, and on a boundary (singular) fit; ``warn=False`` is for refits
@@ -221,10 +254,13 @@ def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: i
     cp = fit_cross_products(design)
     theta0 = to_internal(start_values(design), ks, cp.order)
     if verbose:
-        print(f"interlace: {design.nobs} rows, {cp.t} tail columns, {len(theta0)} theta; "
-              f"fitting by {method}")
-    opt, est, theta_int, grad_int = optimize(cp, theta0, reml=reml, maxiter=int(maxiter),
-                                             verbose=bool(verbose))
+        print(
+            f"interlace: {design.nobs} rows, {cp.t} tail columns, {len(theta0)} theta; "
+            f"fitting by {method}"
+        )
+    opt, est, theta_int, grad_int = optimize(
+        cp, theta0, reml=reml, maxiter=int(maxiter), verbose=bool(verbose)
+    )
 
     raw = to_user(theta_int, ks, cp.order)
     theta = normalize_signs(raw, ks)
@@ -236,12 +272,25 @@ def fit_design(design: Design, method: str, *, maxiter: int = 500, stacklevel: i
     for term, b in zip(terms, blups):
         fitted = fitted + np.sum(term.X * b[term.codes], axis=1)
     converged = bool(opt.converged) and bool(  # a NaN never passes as a result
-        np.isfinite(sigma2) and np.all(np.isfinite(beta)) and np.all(np.isfinite(raw)))
-    fit = ModelFit(design=design, cross_products=cp, method=method, theta=theta, grad=grad,
-                   beta=beta, fe_cov=np.asarray(est.fe_cov), sigma2=sigma2,
-                   deviance=float(opt.deviance), blups=blups, fitted=fitted,
-                   converged=converged, n_iterations=int(opt.iterations),
-                   n_evaluations=int(opt.evaluations), stop_reason=STOP_REASONS[int(opt.stop)])
+        np.isfinite(sigma2) and np.all(np.isfinite(beta)) and np.all(np.isfinite(raw))
+    )
+    fit = ModelFit(
+        design=design,
+        cross_products=cp,
+        method=method,
+        theta=theta,
+        grad=grad,
+        beta=beta,
+        fe_cov=np.asarray(est.fe_cov),
+        sigma2=sigma2,
+        deviance=float(opt.deviance),
+        blups=blups,
+        fitted=fitted,
+        converged=converged,
+        n_iterations=int(opt.iterations),
+        n_evaluations=int(opt.evaluations),
+        stop_reason=STOP_REASONS[int(opt.stop)],
+    )
     if warn and not converged:
         warnings.warn(convergence_message(opt, maxiter), UserWarning, stacklevel=stacklevel)
     if warn and fit.is_singular:
@@ -254,18 +303,24 @@ def convergence_message(opt, maxiter: int) -> str:
     g = float(np.max(np.abs(np.asarray(opt.grad)))) if np.size(opt.grad) else 0.0
     stop = int(opt.stop)
     if stop == STOP_MAXITER:
-        return (f"The optimizer stopped at maxiter={maxiter} iterations before the deviance's "
-                f"gradient was small (max |gradient| = {g:.3g}); estimates may be unreliable. "
-                f"Raise maxiter (e.g. maxiter={2 * maxiter}).")
+        return (
+            f"The optimizer stopped at maxiter={maxiter} iterations before the deviance's "
+            f"gradient was small (max |gradient| = {g:.3g}); estimates may be unreliable. "
+            f"Raise maxiter (e.g. maxiter={2 * maxiter})."
+        )
     if stop == STOP_NONFINITE:
-        return ("The deviance became NaN or infinite during the fit, so the estimates are not "
-                "reliable. Check the random-effect terms for columns that are constant or "
-                "zero within every level, and the data for extreme values.")
-    return (f"The deviance stopped improving after {int(opt.iterations)} iterations while its "
-            f"gradient was still above the convergence tolerance (max |gradient| = {g:.3g}): "
-            "the likelihood is nearly flat around the estimates (for example nearly "
-            "collinear predictors or a variance near zero), so they may be unreliable. "
-            "Check them with result.confint(method='profile') or a simpler model.")
+        return (
+            "The deviance became NaN or infinite during the fit, so the estimates are not "
+            "reliable. Check the random-effect terms for columns that are constant or "
+            "zero within every level, and the data for extreme values."
+        )
+    return (
+        f"The deviance stopped improving after {int(opt.iterations)} iterations while its "
+        f"gradient was still above the convergence tolerance (max |gradient| = {g:.3g}): "
+        "the likelihood is nearly flat around the estimates (for example nearly "
+        "collinear predictors or a variance near zero), so they may be unreliable. "
+        "Check them with result.confint(method='profile') or a simpler model."
+    )
 
 
 # A column whose spread is below this fraction of its magnitude keeps fewer than ~5 of
@@ -280,7 +335,8 @@ def check_response(design: Design) -> None:
     if y.shape[0] and np.all(y == y[0]):
         raise DataError(
             f"The response {design.response!r} is constant (every value is {y[0]:g}): there "
-            "is no variance for a mixed model to estimate. Check the response column.")
+            "is no variance for a mixed model to estimate. Check the response column."
+        )
     X_s, y_s, _ = standardize(X, y, None, intercept_column(X))
     beta, *_ = np.linalg.lstsq(X_s, y_s, rcond=None)
     if np.sqrt(np.mean((y_s - X_s @ beta) ** 2)) < 1e-10:
@@ -288,9 +344,11 @@ def check_response(design: Design) -> None:
             f"The fixed effects reproduce the response {design.response!r} exactly (no "
             "residual variation is left): there is no variance for the random effects or "
             "the residual to estimate. Check that the response is not computed from the "
-            "predictors.")
+            "predictors."
+        )
     columns = [(f"response {design.response!r}", y)] + [
-        (f"predictor column {name!r}", X[:, j]) for j, name in enumerate(design.fe_names)]
+        (f"predictor column {name!r}", X[:, j]) for j, name in enumerate(design.fe_names)
+    ]
     for label, v in columns:
         centre = float(np.mean(v))
         spread = float(np.std(v))
@@ -301,7 +359,9 @@ def check_response(design: Design) -> None:
                 "digits, so its values carry few digits of variation and the estimates "
                 "inherit that rounding. Store it relative to a nearby constant (e.g. "
                 "subtract its first value) before it is rounded.",
-                UserWarning, stacklevel=5)  # user, float64_scope, fit, fit_design, here
+                UserWarning,
+                stacklevel=5,
+            )  # user, float64_scope, fit, fit_design, here
 
 
 def start_values(design: Design) -> np.ndarray:

@@ -30,8 +30,7 @@ from typing import Any
 
 from .._base.errors import FormulaError
 
-__all__ = ["RandomTerm", "ParsedFormula", "parse_formula", "parse_random_term",
-           "formula_variables"]
+__all__ = ["RandomTerm", "ParsedFormula", "parse_formula", "parse_random_term", "formula_variables"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def _split_top_level(text: str, seps: str) -> list[str]:
     """Split ``text`` at the characters of ``seps`` outside parentheses and quotes."""
     cuts = [i for i, ch, depth in _scan(text) if depth == 0 and ch in seps]
     bounds = [-1, *cuts, len(text)]
-    return [text[a + 1:b].strip() for a, b in zip(bounds, bounds[1:])]
+    return [text[a + 1 : b].strip() for a, b in zip(bounds, bounds[1:])]
 
 
 def _split_top_level_plus(rhs: str) -> list[str]:
@@ -111,13 +110,15 @@ def _signed_terms(rhs: str, formula: str) -> list[tuple[str, str]]:
         if depth or ch not in "+-":
             continue
         before = rhs[:i].rstrip()
-        if ch == "-" and (before[-1:] in ("*", "/", ":", "^", "%")
-                          or re.search(r"(?<![A-Za-z_.])\d+\.?\d*[eE]$", before)):
+        if ch == "-" and (
+            before[-1:] in ("*", "/", ":", "^", "%")
+            or re.search(r"(?<![A-Za-z_.])\d+\.?\d*[eE]$", before)
+        ):
             continue
         cuts.append(i)
     signs = ["+"] + [rhs[i] for i in cuts]
     bounds = [-1, *cuts, len(rhs)]
-    parts = [(sign, rhs[a + 1:b].strip()) for sign, a, b in zip(signs, bounds, bounds[1:])]
+    parts = [(sign, rhs[a + 1 : b].strip()) for sign, a, b in zip(signs, bounds, bounds[1:])]
     out = []
     for k, (sign, part) in enumerate(parts):
         if not part:
@@ -157,8 +158,9 @@ def _column_name(text: str, term: str) -> str:
     text = text.strip()
     if re.fullmatch(_NAME, text):
         return text
-    quoted = (re.fullmatch(r"`([^`]+)`", text)
-              or re.fullmatch(r"Q\(\s*(?P<q>['\"])(?P<name>.+?)(?P=q)\s*\)", text))
+    quoted = re.fullmatch(r"`([^`]+)`", text) or re.fullmatch(
+        r"Q\(\s*(?P<q>['\"])(?P<name>.+?)(?P=q)\s*\)", text
+    )
     if quoted:
         return quoted.group(1) if text.startswith("`") else quoted.group("name")
     raise FormulaError(
@@ -200,7 +202,7 @@ def _split_bar(inner: str, term: str) -> tuple[str, str, bool]:
     if len(bars) > (2 if double else 1):
         raise FormulaError(f"Random term {term!r} has more than one '|'.")
     width = 2 if double else 1
-    return inner[:first].strip(), inner[first + width:].strip(), not double
+    return inner[:first].strip(), inner[first + width :].strip(), not double
 
 
 def parse_random_term(term: str) -> list[RandomTerm]:
@@ -231,8 +233,10 @@ def parse_random_term(term: str) -> list[RandomTerm]:
     if not group:
         raise FormulaError(f"Random term {term!r} names no grouping factor after '|'.")
     lhss = [lhs] if correlated else _uncorrelated(lhs, term)
-    parts = [[_column_name(col, term) for col in _split_top_level(part, ":")]
-             for part in _split_top_level(group, "/")]
+    parts = [
+        [_column_name(col, term) for col in _split_top_level(part, ":")]
+        for part in _split_top_level(group, "/")
+    ]
     terms, prefix = [], []
     for part in parts:
         # lme4 names a nested factor inner-first: (1 | a/b) gives "a" and "b:a"
@@ -254,7 +258,7 @@ def parse_formula(formula: str) -> ParsedFormula:
     tildes = [i for i, ch, _ in _scan(formula) if ch == "~"]
     if len(tildes) != 1:
         raise FormulaError(f"Formula {formula!r} must have exactly one '~', like 'y ~ x'.")
-    lhs, rhs = formula[:tildes[0]].strip(), formula[tildes[0] + 1:].strip()
+    lhs, rhs = formula[: tildes[0]].strip(), formula[tildes[0] + 1 :].strip()
     if not lhs:
         raise FormulaError(f"Formula {formula!r} has no response on the left of '~'.")
     random: list[RandomTerm] = []
@@ -279,8 +283,11 @@ def parse_formula(formula: str) -> ParsedFormula:
         fixed_rhs = "1"
     else:
         first_sign, first = fixed_parts[0]
-        fixed_rhs = ("-" if first_sign == "-" else "") + first + "".join(
-            f" {sign} {part}" for sign, part in fixed_parts[1:])
+        fixed_rhs = (
+            ("-" if first_sign == "-" else "")
+            + first
+            + "".join(f" {sign} {part}" for sign, part in fixed_parts[1:])
+        )
     return ParsedFormula(response=lhs, fixed=f"{lhs} ~ {fixed_rhs}", random=tuple(random))
 
 
@@ -299,9 +306,13 @@ def _expression_variables(expr: str) -> list[str]:
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.Call):
             func = node.func
-            if (isinstance(func, ast.Name) and func.id == "Q" and node.args
-                    and isinstance(node.args[0], ast.Constant)
-                    and isinstance(node.args[0].value, str)):
+            if (
+                isinstance(func, ast.Name)
+                and func.id == "Q"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 names.append(node.args[0].value)
                 return
             if not isinstance(func, ast.Name):  # x.fillna(0): x is data; np.log: not
@@ -336,8 +347,15 @@ def formula_variables(formula: Any) -> list[str]:
 
     if isinstance(formula, str):
         formula = formulaic.Formula(formula)
-    parts = [formula] if isinstance(formula, formulaic.formula.SimpleFormula) else [
-        p for p in (getattr(formula, "lhs", None), getattr(formula, "rhs", None)) if p is not None]
+    parts = (
+        [formula]
+        if isinstance(formula, formulaic.formula.SimpleFormula)
+        else [
+            p
+            for p in (getattr(formula, "lhs", None), getattr(formula, "rhs", None))
+            if p is not None
+        ]
+    )
     found: dict[str, None] = {}
     for part in parts:
         for term in part:

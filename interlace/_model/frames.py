@@ -34,8 +34,10 @@ from .._base.errors import DataError
 
 __all__ = ["ACCEPTED", "as_pandas", "is_frame"]
 
-ACCEPTED = ("a pandas DataFrame, a polars DataFrame, a pyarrow Table (or another eager "
-            "frame narwhals supports), or a dict of equal-length columns")
+ACCEPTED = (
+    "a pandas DataFrame, a polars DataFrame, a pyarrow Table (or another eager "
+    "frame narwhals supports), or a dict of equal-length columns"
+)
 
 
 def as_pandas(data: Any, name: str = "data") -> pd.DataFrame:
@@ -52,17 +54,22 @@ def as_pandas(data: Any, name: str = "data") -> pd.DataFrame:
             f"pass the collected DataFrame."
         )
     if not isinstance(frame, nw.DataFrame):
-        hint = (" Name its columns: pandas.DataFrame(array, columns=[...])."
-                if isinstance(data, np.ndarray) else "")
+        hint = (
+            " Name its columns: pandas.DataFrame(array, columns=[...])."
+            if isinstance(data, np.ndarray)
+            else ""
+        )
         raise DataError(f"{name} must be {ACCEPTED}; got {_type_name(data)}.{hint}")
-    return pd.DataFrame({c: _column(frame.get_column(c)) for c in frame.columns},
-                        columns=list(frame.columns))
+    return pd.DataFrame(
+        {c: _column(frame.get_column(c)) for c in frame.columns}, columns=list(frame.columns)
+    )
 
 
 def is_frame(obj: Any) -> bool:
     """Is ``obj`` something :func:`as_pandas` reads as a frame (or refuses as a lazy one)?"""
     return isinstance(obj, (pd.DataFrame, dict)) or isinstance(
-        nw.from_native(obj, pass_through=True), (nw.DataFrame, nw.LazyFrame))
+        nw.from_native(obj, pass_through=True), (nw.DataFrame, nw.LazyFrame)
+    )
 
 
 def _type_name(obj: Any) -> str:
@@ -80,8 +87,11 @@ def _column(series: nw.Series) -> pd.Series:
         return pd.Series(pd.Categorical(values, categories=list(dtype.categories)))
     if isinstance(dtype, nw.Categorical):
         native = series.to_native()
-        categories = (None if nw.dependencies.is_polars_series(native)
-                      else series.cat.get_categories().to_list())
+        categories = (
+            None
+            if nw.dependencies.is_polars_series(native)
+            else series.cat.get_categories().to_list()
+        )
         return pd.Series(pd.Categorical(values, categories=categories))
     return pd.Series(values)
 

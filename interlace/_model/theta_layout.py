@@ -56,11 +56,15 @@ def _terms_of(model) -> tuple[list[int], list[int], tuple]:
         return user_ks(model), nl, tuple(model.theta_names)
     if isinstance(getattr(model, "design", None), Design):  # a fitted result
         terms = model.design.terms
-        return ([t.k for t in terms], [len(t.levels) for t in terms],
-                tuple(model.design.theta_names))
+        return (
+            [t.k for t in terms],
+            [len(t.levels) for t in terms],
+            tuple(model.design.theta_names),
+        )
     raise ModelSpecError(
         "model must be a ModelArrays (interlace.model_arrays) or a fitted CrossedLMEResult, "
-        f"got {type(model).__name__}.")
+        f"got {type(model).__name__}."
+    )
 
 
 def _positions(model) -> tuple[np.ndarray, tuple]:
@@ -83,7 +87,8 @@ def _take(theta, idx: np.ndarray, names: tuple | None, n: int):
         got = "a scalar" if not shape else f"shape {tuple(shape)}"
         raise ModelSpecError(
             f"theta must have {n} entries in its last axis"
-            f"{' (' + ', '.join(names) + ')' if names else ''}; got {got}.")
+            f"{' (' + ', '.join(names) + ')' if names else ''}; got {got}."
+        )
     return theta[..., idx]
 
 

@@ -14,8 +14,7 @@ import numpy as np
 
 from .._core.theta import relative_covariances, tril_index
 
-__all__ = ["term_covariances", "sdcor_names", "sdcor_values", "variance_names",
-           "variance_values"]
+__all__ = ["term_covariances", "sdcor_names", "sdcor_values", "variance_names", "variance_values"]
 
 
 def _labels(terms, diagonal: str, below: str, last: str) -> list[str]:
@@ -24,8 +23,11 @@ def _labels(terms, diagonal: str, below: str, last: str) -> list[str]:
     names = []
     for t in terms:
         for i, j in zip(*tril_index(t.k)):
-            names.append(f"{diagonal}_{t.columns[i]}|{t.factor}" if i == j
-                         else f"{below}_{t.columns[i]}.{t.columns[j]}|{t.factor}")
+            names.append(
+                f"{diagonal}_{t.columns[i]}|{t.factor}"
+                if i == j
+                else f"{below}_{t.columns[i]}.{t.columns[j]}|{t.factor}"
+            )
     return names + [last]
 
 
@@ -34,8 +36,9 @@ def term_covariances(theta: np.ndarray, sigma: np.ndarray, terms) -> list[np.nda
     ``(rows, k, k)`` arrays."""
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
     sigma = np.atleast_1d(np.asarray(sigma, dtype=float))
-    return [sigma[:, None, None] ** 2 * cov
-            for cov in relative_covariances(theta, [t.k for t in terms])]
+    return [
+        sigma[:, None, None] ** 2 * cov for cov in relative_covariances(theta, [t.k for t in terms])
+    ]
 
 
 def sdcor_names(terms) -> list[str]:
@@ -51,8 +54,10 @@ def sdcor_values(theta: np.ndarray, sigma: np.ndarray, terms) -> np.ndarray:
     for t, cov in zip(terms, term_covariances(theta, sigma, terms)):
         sd = np.sqrt(np.diagonal(cov, axis1=1, axis2=2))
         with np.errstate(invalid="ignore", divide="ignore"):
-            cols += [sd[:, i] if i == j else cov[:, i, j] / (sd[:, i] * sd[:, j])
-                     for i, j in zip(*tril_index(t.k))]
+            cols += [
+                sd[:, i] if i == j else cov[:, i, j] / (sd[:, i] * sd[:, j])
+                for i, j in zip(*tril_index(t.k))
+            ]
     return np.column_stack(cols + [np.atleast_1d(sigma)])
 
 
@@ -64,6 +69,9 @@ def variance_names(terms) -> list[str]:
 
 def variance_values(theta: np.ndarray, sigma: np.ndarray, terms) -> np.ndarray:
     """Entries of ``sigma^2 T_r T_r'`` (``variance_names`` order); rows are replicates."""
-    cols = [cov[:, i, j] for t, cov in zip(terms, term_covariances(theta, sigma, terms))
-            for i, j in zip(*tril_index(t.k))]
+    cols = [
+        cov[:, i, j]
+        for t, cov in zip(terms, term_covariances(theta, sigma, terms))
+        for i, j in zip(*tril_index(t.k))
+    ]
     return np.column_stack(cols + [np.atleast_1d(sigma) ** 2])
