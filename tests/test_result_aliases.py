@@ -144,3 +144,14 @@ def test_pickle_leaves_out_the_rebuildable_arrays_cache(page_result):
     np.testing.assert_array_equal(
         np.asarray(restored.model_fit.arrays.y), np.asarray(page_result.model_fit.arrays.y)
     )
+
+
+def test_model_arrays_cache_is_float64_when_filled_outside_any_scope(page_result):
+    """The refit arrays a result keeps are float64 even when first asked for in a process
+    with float64 off (a float32 cache would feed float32 into every later refit)."""
+    import jax
+
+    assert not jax.config.jax_enable_x64  # the premise: the suite runs with it off
+    restored = pickle.loads(pickle.dumps(page_result))  # an empty cache
+    assert restored.model_fit.arrays.y.dtype == np.float64
+    assert restored.model_fit.arrays.X.dtype == np.float64

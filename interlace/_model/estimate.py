@@ -20,6 +20,7 @@ import numpy as np
 
 from .._base.checks import check_method
 from .._base.errors import DataError
+from .._base.precision import float64_scope
 from .._core import buckets
 from .._core.arrays import ModelArrays, model_arrays_from
 from .._core.crossprod import CrossProducts, cross_products, device_array
@@ -139,6 +140,7 @@ class ModelFit:
         return state
 
 
+@float64_scope  # JAX arrays kept for refits: float64 whatever the caller's setting
 def design_arrays(design: Design, template: CrossProducts | None = None) -> ModelArrays:
     """:class:`ModelArrays` of ``design`` (``template``: its cross-products, if built)."""
     terms = design.terms
