@@ -104,7 +104,7 @@ def format_summary(res) -> str:
         )
     status = "converged" if res.converged else "did NOT converge"
     lines.append(
-        f"optimizer (L-BFGS, optax) {status} after {res.n_iterations} iterations, "
+        f"optimizer (L-BFGS) {status} after {res.n_iterations} iterations, "
         f"{res.n_evaluations} deviance evaluations ({res.stop_reason})"
     )
     if res.is_singular:
