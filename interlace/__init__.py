@@ -26,13 +26,17 @@ the public surface and may use every layer.
     ``buckets`` size classes (small models padded to shared compiled shapes); ``fitting``
     one fit of a model's arrays; ``refit`` the batched refit engine; ``simulate``
     responses drawn from the model; ``sharding`` rows across devices; ``singular`` the
-    boundary rule.
+    boundary rule; ``family`` GLMM response families and links; ``pirls`` conditional
+    modes (penalised IRLS) and the Laplace / quadrature deviance of a GLMM.
 ``_model/`` (the pandas edge, inbound):
     ``frames`` any data frame (polars, pyarrow, a dict of columns) to pandas, through
     narwhals; ``formula`` lme4 random terms split off the formula; ``design``
     validated arrays and labels of a model; ``estimate`` fitting a design to a
     ``ModelFit`` record; ``varcorr`` variance components, sd/cor and their lme4 names;
-    ``theta_layout`` ``theta`` in lme4's term order.
+    ``theta_layout`` ``theta`` in lme4's term order; ``labelled`` variance components,
+    random effects and predictions' random part in pandas; ``glmm_design`` a GLMM's
+    response forms, weights and offsets; ``glmm_estimate`` fitting a GLMM to a
+    ``GlmmFit`` record.
 ``_inference/`` (reads a ``ModelFit``):
     ``parametric`` simulation and the parametric bootstrap; ``resample`` cluster and
     pigeonhole refit bootstraps; ``replicates`` the bootstrap result table;
@@ -44,6 +48,7 @@ the public surface and may use every layer.
     and conditional variances of the BLUPs; ``influence`` exact deletion diagnostics.
 root (public):
     ``_fit`` ``fit``; ``_result`` ``CrossedLMEResult`` (pandas view of a ``ModelFit``);
+    ``_glmm_result`` ``GLMMResult`` (pandas view of a ``GlmmFit``);
     ``_summary`` the text summary; ``_functional`` the JAX-native layer (``model_arrays``,
     ``deviance``, ``fit_arrays``, ``fit_many``, ...); ``datasets``; ``plots``;
     ``__main__`` ``python -m interlace warmup``.
@@ -58,6 +63,7 @@ lme4                   interlace
 ``optimizeLmer``       ``_core.optimize.minimize_on_host`` (``minimize_deviance``)
 ``mkMerMod``           ``CrossedLMEResult.from_fit``
 ``lmer``               ``interlace.fit``
+``glmer``              ``interlace.fit(..., family="binomial" | "poisson")``
 ``refit``              ``interlace.fit_many``; ``_core.refit.refit_all``
 ``refitML``            ``_model.estimate.fit_design(design, "ML")``
 ``bootMer``            ``result.parametric_bootstrap`` / ``cluster_bootstrap``
@@ -83,6 +89,7 @@ from ._base.precision import PrecisionError, float64_functional
 from ._core.arrays import ModelArrays
 from ._core.crossprod import CrossProducts, cross_products
 from ._core.deviance import profiled_deviance as _profiled_deviance
+from ._core.family import Family, binomial, poisson
 from ._core.sharding import device_mesh, shard_leading, shard_rows
 from ._diagnostics.influence import hlm_influence
 from ._diagnostics.residuals import cooks_distance, hlm_resid, leverage, n_influential
@@ -96,6 +103,7 @@ from ._functional import (
     loglik,
     model_arrays,
 )
+from ._glmm_result import GLMMResult
 from ._inference.anova import AnovaTable, anova
 from ._inference.replicates import BootstrapResult
 from ._model.theta_layout import theta_from_lme4, theta_to_lme4
@@ -112,6 +120,10 @@ __version__ = "0.1.0"
 __all__ = [
     "fit",
     "CrossedLMEResult",
+    "GLMMResult",
+    "binomial",
+    "poisson",
+    "Family",
     "isSingular",
     "hlm_resid",
     "leverage",

@@ -1,8 +1,11 @@
-"""``interlace.fit``: formula and data frame in, :class:`CrossedLMEResult` out.
+"""``interlace.fit``: formula and data frame in, a fitted model out.
 
-Pipeline (lme4's ``lmer``): :func:`build_design` (formula, validation, arrays; lme4's
-``lFormula``) -> :func:`fit_design` (cross-products, L-BFGS, estimates: a
-:class:`ModelFit`) -> :meth:`CrossedLMEResult.from_fit` (pandas; lme4's ``mkMerMod``).
+Pipeline for a linear mixed model (lme4's ``lmer``): :func:`build_design` (formula,
+validation, arrays; lme4's ``lFormula``) -> :func:`fit_design` (cross-products, L-BFGS,
+estimates: a :class:`ModelFit`) -> :meth:`CrossedLMEResult.from_fit` (pandas; lme4's
+``mkMerMod``). For a binomial or Poisson model (lme4's ``glmer``):
+:func:`build_glmm_design` -> :func:`fit_glmm_design` (PIRLS and the Laplace deviance)
+-> :meth:`GLMMResult.from_fit`.
 """
 
 from __future__ import annotations
@@ -10,10 +13,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._base.checks import check_method
+from ._base.checks import check_method, check_positive_int
+from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
+from ._core.family import Family, family_of
+from ._glmm_result import GLMMResult
 from ._model.design import build_design
 from ._model.estimate import fit_design
+from ._model.glmm_design import build_glmm_design
+from ._model.glmm_estimate import fit_glmm_design
 from ._result import CrossedLMEResult
 
 __all__ = ["fit"]
@@ -24,12 +32,17 @@ def fit(
     formula: str,
     data: Any,  # a pandas, polars or pyarrow frame, or a dict of columns
     groups: str | Sequence[str] | None = None,
-    method: str = "REML",
+    method: str | None = None,
     *,
+    family: str | Family = "gaussian",
+    nAGQ: int = 1,  # noqa: N803 (lme4's name)
+    weights: Any = None,
+    offset: Any = None,
     maxiter: int = 500,
     verbose: bool = False,
-) -> CrossedLMEResult:
-    """Fit a linear mixed model with crossed (or nested) random effects.
+) -> CrossedLMEResult | GLMMResult:
+    """Fit a linear or generalized linear mixed model with crossed (or nested) random
+    effects.
 
     Parameters
     ----------
@@ -37,35 +50,73 @@ def fit(
         ``"y ~ x1 + x2"`` (formulaic syntax for the fixed part: categorical predictors,
         ``C(...)``, interactions, transforms, ``y ~ 1``), optionally with lme4 random
         terms: ``(1 | g)``, ``(1 + x | g)``, ``(x || g)``, ``(0 + x | g)``,
-        ``(1 | a:b)``, ``(1 | a/b)``.
+        ``(1 | a:b)``, ``(1 | a/b)``. GLMMs also take ``cbind(successes, failures)`` on
+        the left and ``offset(expr)`` terms (e.g. ``offset(np.log(hours))``) on the right.
     data
         A pandas or polars DataFrame, a pyarrow Table (any eager frame narwhals reads) or
-        a dict of equal-length columns; it is never modified. Rows with a missing value in a column the
-        model uses are dropped with a warning that says how many.
+        a dict of equal-length columns; it is never modified. Rows with a missing value in
+        a column the model uses are dropped with a warning that says how many.
     groups
         Column name(s) of crossed grouping factors, one random intercept each
         (shorthand for ``(1 | g)`` terms; may be combined with terms in the formula).
     method
-        ``"REML"`` (default, lme4's default) or ``"ML"`` (for likelihood-ratio tests of
-        fixed effects).
+        Linear mixed models: ``"REML"`` (the default, lme4's) or ``"ML"`` (for
+        likelihood-ratio tests of fixed effects). GLMMs are fitted by maximum likelihood
+        (``"ML"`` is accepted; REML is not defined for them).
+    family
+        ``"gaussian"`` (a linear mixed model, the default), ``"binomial"`` or
+        ``"poisson"``, or a family with its link: ``interlace.binomial("probit")``,
+        ``interlace.binomial("cloglog")``, ``interlace.poisson()``.
+    nAGQ
+        GLMMs, as lme4's ``nAGQ``: ``1`` (Laplace, the default), ``0`` (fixed effects
+        inside PIRLS: faster, slightly less exact) or ``2``-``100`` (adaptive
+        Gauss-Hermite quadrature; a model with one scalar random term, such as ``(1 | g)``).
+    weights, offset
+        GLMMs: prior weights (binomial: trials for a proportion response) and a known
+        part of the linear predictor, each a column name or one value per row of ``data``.
     maxiter
         Most L-BFGS iterations; a fit that stops there has ``converged=False``.
     verbose
-        Print each iteration's deviance as the optimizer runs (for long fits).
+        Print each iteration's deviance as the optimizer runs (linear models).
 
     Returns
     -------
-    CrossedLMEResult
+    CrossedLMEResult or GLMMResult
         Warns ``boundary (singular) fit: see help(interlace.isSingular)`` when a
         variance is estimated at zero or a correlation at +-1 (lme4's rule).
     """
-    check_method(method)
-    return CrossedLMEResult.from_fit(
-        fit_design(
-            build_design(formula, data, groups),
-            method,
-            maxiter=maxiter,
-            stacklevel=4,
-            verbose=verbose,
+    if isinstance(family, str) and family.lower() == "gaussian":
+        if weights is not None or offset is not None:
+            raise ModelSpecError(
+                "weights= and offset= are not supported for Gaussian (linear) mixed models "
+                "yet; they work for family='binomial' and 'poisson'."
+            )
+        if nAGQ != 1:
+            raise ModelSpecError("nAGQ applies to GLMMs only (family='binomial' or 'poisson').")
+        method = check_method("REML" if method is None else method)
+        return CrossedLMEResult.from_fit(
+            fit_design(
+                build_design(formula, data, groups),
+                method,
+                maxiter=maxiter,
+                stacklevel=4,
+                verbose=verbose,
+            )
+        )
+    fam = family_of(family)
+    if method is not None and str(method).upper() != "ML":
+        raise ModelSpecError(
+            f"method={method!r}: REML is not defined for a {fam.name} GLMM; it is fitted by "
+            "maximum likelihood (leave method out, or pass method='ML')."
+        )
+    if isinstance(nAGQ, bool) or not isinstance(nAGQ, int) or not 0 <= nAGQ <= 100:
+        raise ModelSpecError(
+            f"nAGQ={nAGQ!r}: use 1 (Laplace, the default), 0, or 2-100 quadrature points "
+            "(one scalar random term only)."
+        )
+    glmm = build_glmm_design(formula, data, groups, fam, weights=weights, offset=offset)
+    return GLMMResult.from_fit(
+        fit_glmm_design(
+            glmm, fam, nagq=nAGQ, maxiter=check_positive_int(maxiter, "maxiter"), stacklevel=4
         )
     )

@@ -9,7 +9,6 @@ normal quantile). statsmodels' names (``params``, ``bse``, ...) are aliases of t
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from ._base.checks import check_level, check_n_bootstrap, check_positive_int
-from ._base.errors import MissingColumnError, ModelSpecError
+from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed, key_from_seed
 from ._core.singular import SINGULAR_TOL, theta_is_singular
@@ -32,11 +31,12 @@ from ._inference.response_bootstrap import (
     weighted_median,
 )
 from ._inference.satterthwaite import satterthwaite
-from ._model.design import Design, fixed_matrix_for, match_levels, term_matrix_for
+from ._model.design import Design, fixed_matrix_for
 from ._model.estimate import ModelFit, fit_design
 from ._model.frames import as_pandas
+from ._model.labelled import random_effects, random_part_for, variance_components
 from ._model.theta_layout import theta_to_lme4
-from ._model.varcorr import sdcor_names, term_covariances
+from ._model.varcorr import sdcor_names
 from ._summary import format_summary
 
 __all__ = ["CrossedLMEResult", "isSingular"]
@@ -95,8 +95,8 @@ class CrossedLMEResult:
             fe_params=pd.Series(fit.beta, index=fe_index),
             fe_cov=pd.DataFrame(fit.fe_cov, index=fe_index, columns=fe_index),
             scale=fit.sigma2,
-            variance_components=_variance_components(design, fit.theta, fit.sigma2),
-            random_effects=_random_effects(design, fit.blups),
+            variance_components=variance_components(design, fit.theta, fit.sigma2),
+            random_effects=random_effects(design, fit.blups),
             fittedvalues=pd.Series(fit.fitted, index=design.row_index, name="fittedvalues"),
             resid=pd.Series(design.y - fit.fitted, index=design.row_index, name="resid"),
             theta=pd.Series(fit.theta, index=names, name="theta"),
@@ -273,22 +273,7 @@ class CrossedLMEResult:
             eta = fixed_matrix_for(self.design, newdata) @ beta
             frame, index = newdata, newdata.index
         if include_re:
-            positions: dict[str, np.ndarray] = {}
-            for term, blup in zip(self.design.terms, self.term_blups):
-                if frame is None:
-                    eta = eta + np.sum(term.X * blup[term.codes], axis=1)
-                    continue
-                if term.factor not in positions:
-                    positions[term.factor] = _level_positions(
-                        frame,
-                        term.factor,
-                        term.group_columns or tuple(term.factor.split(":")),
-                        term.levels,
-                    )
-                Xr = term_matrix_for(term, frame)
-                pos = positions[term.factor]
-                b = np.where((pos >= 0)[:, None], blup[np.maximum(pos, 0)], 0.0)
-                eta = eta + np.sum(Xr * b, axis=1)
+            eta = eta + random_part_for(self.design, self.term_blups, frame)
         return pd.Series(eta, index=index, name="predicted")
 
     # --- bootstrap --------------------------------------------------------------------
@@ -467,80 +452,3 @@ def isSingular(result: CrossedLMEResult, tol: float = SINGULAR_TOL) -> bool:  # 
     """
     fit = result.model_fit
     return theta_is_singular(fit.theta[diagonal_mask(fit.ks)], tol)
-
-
-def _level_positions(
-    frame: pd.DataFrame, name: str, cols: Sequence[str], levels: pd.Index
-) -> np.ndarray:
-    """Each row's position in ``levels`` of factor ``name`` (made of columns ``cols``),
-    matched by label across int / float / str / category; -1 for a level not seen in the
-    fit (BLUP 0, no warning: the results page's rule) or a missing value (BLUP 0 and a
-    ``UserWarning`` that counts the rows)."""
-    cols = list(cols)
-    absent = [c for c in cols if c not in frame.columns]
-    if absent:
-        raise MissingColumnError(
-            f"newdata lacks grouping column(s) {absent}; add them, or use include_re=False "
-            "for population-level predictions."
-        )
-    pos, missing = match_levels(frame, cols, levels)
-    if missing.any():
-        warnings.warn(
-            f"{int(missing.sum())} of {len(frame)} rows of newdata have a missing value "
-            f"(NaN/None) in grouping column(s) {cols}: their random effects for {name!r} "
-            "are set to 0 (population level).",
-            UserWarning,
-            stacklevel=3,
-        )
-    return pos
-
-
-def _factor_terms(design: Design, name: str) -> list[int]:
-    return [i for i, t in enumerate(design.terms) if t.factor == name]
-
-
-def _intercept_only(design: Design, name: str) -> bool:
-    idx = _factor_terms(design, name)
-    return len(idx) == 1 and design.terms[idx[0]].columns == ("(Intercept)",)
-
-
-def _variance_components(
-    design: Design, theta: np.ndarray, sigma2: float
-) -> dict[str, float | pd.DataFrame]:
-    """Per factor: the variance (intercept only) or the covariance DataFrame
-    ``sigma^2 T T'`` over all its terms (block diagonal across terms)."""
-    covs = [c[0] for c in term_covariances(theta, np.sqrt(sigma2), design.terms)]
-    out: dict[str, float | pd.DataFrame] = {}
-    for name in design.factor_names:
-        idx = _factor_terms(design, name)
-        if _intercept_only(design, name):
-            out[name] = float(covs[idx[0]][0, 0])
-            continue
-        cols = [c for i in idx for c in design.terms[i].columns]
-        full = np.zeros((len(cols), len(cols)))
-        start = 0
-        for i in idx:
-            k = len(covs[i])
-            full[start : start + k, start : start + k] = covs[i]
-            start += k
-        out[name] = pd.DataFrame(full, index=cols, columns=cols)
-    return out
-
-
-def _random_effects(
-    design: Design, blups: Sequence[np.ndarray]
-) -> dict[str, pd.Series | pd.DataFrame]:
-    """Per factor: a Series of BLUPs (intercept only) or a DataFrame, one column per term
-    column (lme4's ``ranef``), indexed by level."""
-    out: dict[str, pd.Series | pd.DataFrame] = {}
-    for name, levels in zip(design.factor_names, design.levels):
-        idx = _factor_terms(design, name)
-        index = pd.Index(levels.to_numpy())
-        if _intercept_only(design, name):
-            out[name] = pd.Series(blups[idx[0]][:, 0], index=index, name=name)
-        else:
-            cols = [c for i in idx for c in design.terms[i].columns]
-            out[name] = pd.DataFrame(
-                np.concatenate([blups[i] for i in idx], axis=1), index=index, columns=cols
-            )
-    return out

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ._core.singular import SINGULAR_MESSAGE
 
-__all__ = ["format_summary"]
+__all__ = ["format_summary", "format_glmm_summary"]
 
 
 def _format_p(p: float) -> str:
@@ -88,15 +88,77 @@ def format_summary(res) -> str:
         )
     groups = "; ".join(f"{k}, {v}" for k, v in res.ngroups.items())
     lines += [f"Number of obs: {res.nobs}, groups:  {groups}", ""]
-    table = pd.DataFrame(
+    lines += ["Fixed effects:", _fixed_effects_table(res), ""]
+    if d.dropped_fe:
+        lines.append(
+            f"fixed-effect model matrix is rank deficient so dropping "
+            f"{len(d.dropped_fe)} columns / coefficients: {list(d.dropped_fe)}"
+        )
+    status = "converged" if res.converged else "did NOT converge"
+    lines.append(
+        f"optimizer (L-BFGS) {status} after {res.n_iterations} iterations, "
+        f"{res.n_evaluations} deviance evaluations ({res.stop_reason})"
+    )
+    if res.is_singular:
+        lines.append(SINGULAR_MESSAGE)
+    return "\n".join(lines)
+
+
+def _fixed_effects_table(res) -> str:
+    return pd.DataFrame(
         {
             "Estimate": res.fe_params.map("{:.6g}".format),
             "Std. Error": res.fe_bse.map("{:.6g}".format),
             "z value": res.fe_zvalues.map("{:.3f}".format),
             "Pr(>|z|)": res.fe_pvalues.map(_format_p),
         }
+    ).to_string()
+
+
+def format_glmm_summary(res) -> str:
+    """glmer's summary: method and family, information criteria (``deviance`` column:
+    ``-2 logLik``), scaled (Pearson) residuals, random effects, fixed effects (z tests)."""
+    d = res.design
+    formula = res.formula + "".join(f" + (1 | {_group_name(t)})" for t in d.terms if t.from_groups)
+    approx = (
+        "Laplace Approximation"
+        if res.nAGQ == 1
+        else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {res.nAGQ}"
     )
-    lines += ["Fixed effects:", table.to_string(), ""]
+    lines = [
+        f"Generalized linear mixed model fit by maximum likelihood ({approx})",
+        f" Family: {res.family}  ( {res.link} )",
+        f"Formula: {formula}",
+        "",
+        f"{'AIC':>10}{'BIC':>10}{'logLik':>10}{'deviance':>10}{'df.resid':>10}",
+        f"{res.aic:>10.1f}{res.bic:>10.1f}{res.llf:>10.1f}{-2.0 * res.llf:>10.1f}"
+        f"{res.nobs - res.df_modelwc:>10d}",
+        "",
+    ]
+    q = np.quantile(res.residuals("pearson").to_numpy(), [0, 0.25, 0.5, 0.75, 1])
+    lines += [
+        "Scaled residuals:",
+        "".join(f"{h:>10}" for h in ("Min", "1Q", "Median", "3Q", "Max")),
+        "".join(f"{v:>10.4f}" for v in q),
+        "",
+    ]
+    rows = _random_effect_rows(res)
+    gw = max(len("Groups"), *(len(r[0]) for r in rows))
+    nw = max(len("Name"), *(len(r[1]) for r in rows))
+    has_corr = any(r[3] for r in rows)
+    lines += [
+        "Random effects:",
+        f" {'Groups':<{gw}} {'Name':<{nw}} {'Variance':>12} {'Std.Dev.':>12}"
+        + ("  Corr" if has_corr else ""),
+    ]
+    for g, name, var, corr in rows:
+        lines.append(
+            f" {g:<{gw}} {name:<{nw}} {var:>12.4f} {np.sqrt(var):>12.4f}"
+            + (f"  {corr}" if corr else "")
+        )
+    groups = "; ".join(f"{k}, {v}" for k, v in res.ngroups.items())
+    lines += [f"Number of obs: {res.nobs}, groups:  {groups}", ""]
+    lines += ["Fixed effects:", _fixed_effects_table(res), ""]
     if d.dropped_fe:
         lines.append(
             f"fixed-effect model matrix is rank deficient so dropping "

@@ -88,6 +88,8 @@ __all__ = [
     "residual_df",
     "deviance_from_logdiag",
     "estimates_from_factor",
+    "first_term_modes",
+    "log_det_z",
 ]
 
 _LOG_2PI = 1.8378770664093453
@@ -378,6 +380,12 @@ def _log_det(theta: jnp.ndarray, cp: CrossProducts, head: jnp.ndarray) -> jnp.nd
     return log_d1 + _duplication_logdet(theta, cp) + 2.0 * head
 
 
+def log_det_z(theta: jnp.ndarray, cp: CrossProducts, logdiag: jnp.ndarray) -> jnp.ndarray:
+    """``log|Lambda'Z'WZ Lambda + I|`` from ``log diag(chol(S))`` (its first ``q_tail``
+    entries) and term 1's blocks: lme4's ``ldL2``."""
+    return _log_det(theta, cp, jnp.sum(logdiag[: cp.q_tail]))
+
+
 def _profiled(log_det: jnp.ndarray, log_ryy: jnp.ndarray, nu) -> jnp.ndarray:
     """``log_det + nu (1 + log(2 pi r_yy^2 / nu))``: the deviance with ``beta`` and
     ``sigma^2 = r_yy^2 / nu`` profiled out (JSS 67(1), eqs. 34 and 41)."""
@@ -509,20 +517,11 @@ def estimates_from_factor(
     ``unrolled=False`` inverts ``L_X`` by one triangular solve, whatever its size: a
     smaller graph to compile for a single fit, where the unrolled inverse only pays under
     ``vmap``."""
-    qt, p, t = cp.q_tail, cp.p, cp.t
+    qt, p = cp.q_tail, cp.p
     T1, _, _ = first_block(theta, cp)
     # Tail unknowns x = [u_tail; beta] solve S[:-1,:-1] x = S[:-1,-1]: x = L11^-T l21.
     x = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)
-    # Lambda_t [u_tail; beta]: the tail BLUPs (beta passes through the identity).
-    vals = lambda_values(theta, cp.lam_theta)
-    x_ext = jnp.concatenate([x, jnp.zeros(1, x.dtype)])
-    lam_x = jax.ops.segment_sum(vals * x_ext[cp.lam_col], cp.lam_row, num_segments=t)[:-1]
-    # u1_l = D_l^-1 T1' Z1_l'(y - [Z_tail Lambda_t, X] x); C holds Z1'[Z_tail X y].
-    coef = jnp.concatenate([lam_x, jnp.array([-1.0], dtype=x.dtype)])
-    cx = jax.ops.segment_sum(cp.c_val * coef[cp.c_col], cp.c_row, num_segments=cp.q1 * cp.k1)
-    rhs = -(cx.reshape(cp.q1, cp.k1) @ T1)  # rows: (T1' r_l)'
-    D = jnp.einsum("ji,ljk,km->lim", T1, cp.A1, T1) + jnp.eye(cp.k1)
-    u1 = _spd_solve(D, rhs)
+    u1, lam_x = first_term_modes(theta, cp, x, T1)
     sigma2 = L[-1, -1] ** 2 / nu
     LX = L[qt : qt + p, qt : qt + p]
     LXinv = _small_tril_inverse(LX) if unrolled else linalg.tril_inverse(LX)
@@ -538,6 +537,22 @@ def estimates_from_factor(
         fe_cov=_to_user_cov(fe_cov, cp),
         deviance=deviance + _offset(cp, reml, nu),
     )
+
+
+def first_term_modes(theta: jnp.ndarray, cp: CrossProducts, x: jnp.ndarray, T1: jnp.ndarray):
+    """Given the tail unknowns ``x = [u_tail; beta]`` (standardized units), the spherical
+    modes ``u1`` of term 1 (``(q1, k1)``) and ``Lambda_t x`` without its last entry
+    (``lam_x[:q_tail]`` are the tail BLUPs): ``u1_l = D_l^-1 T1' Z1_l'(y - [Z_tail
+    Lambda_t, X] x)``, with ``C = Z1'[Z_tail X y]`` (JSS 67(1), eq. 31 by blocks)."""
+    t = cp.t
+    vals = lambda_values(theta, cp.lam_theta)
+    x_ext = jnp.concatenate([x, jnp.zeros(1, x.dtype)])
+    lam_x = jax.ops.segment_sum(vals * x_ext[cp.lam_col], cp.lam_row, num_segments=t)[:-1]
+    coef = jnp.concatenate([lam_x, jnp.array([-1.0], dtype=x.dtype)])
+    cx = jax.ops.segment_sum(cp.c_val * coef[cp.c_col], cp.c_row, num_segments=cp.q1 * cp.k1)
+    rhs = -(cx.reshape(cp.q1, cp.k1) @ T1)  # rows: (T1' r_l)'
+    D = jnp.einsum("ji,ljk,km->lim", T1, cp.A1, T1) + jnp.eye(cp.k1)
+    return _spd_solve(D, rhs), lam_x
 
 
 @partial(jax.jit, static_argnames=("reml",))

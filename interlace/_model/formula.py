@@ -30,7 +30,14 @@ from typing import Any
 
 from .._base.errors import FormulaError
 
-__all__ = ["RandomTerm", "ParsedFormula", "parse_formula", "parse_random_term", "formula_variables"]
+__all__ = [
+    "RandomTerm",
+    "ParsedFormula",
+    "parse_formula",
+    "parse_random_term",
+    "formula_variables",
+    "split_offsets",
+]
 
 
 @dataclass(frozen=True)
@@ -289,6 +296,36 @@ def parse_formula(formula: str) -> ParsedFormula:
             + "".join(f" {sign} {part}" for sign, part in fixed_parts[1:])
         )
     return ParsedFormula(response=lhs, fixed=f"{lhs} ~ {fixed_rhs}", random=tuple(random))
+
+
+def split_offsets(formula: str) -> tuple[str, str, list[str]]:
+    """``(lhs, rhs, offsets)``: the formula's two sides with its top-level ``offset(expr)``
+    terms taken out of the right-hand side, and their expressions (lme4's offsets: known
+    terms of the linear predictor, with coefficient 1)."""
+    if not isinstance(formula, str):
+        raise FormulaError(f"formula must be a string like 'y ~ x', got {type(formula).__name__}.")
+    tildes = [i for i, ch, _ in _scan(formula) if ch == "~"]
+    if len(tildes) != 1:
+        raise FormulaError(f"Formula {formula!r} must have exactly one '~', like 'y ~ x'.")
+    lhs, rhs = formula[: tildes[0]].strip(), formula[tildes[0] + 1 :].strip()
+    if not lhs:
+        raise FormulaError(f"Formula {formula!r} has no response on the left of '~'.")
+    offsets, kept = [], []
+    for sign, part in _signed_terms(rhs, formula):
+        m = re.fullmatch(r"offset\s*\((.*)\)", part, flags=re.S)
+        if m and _is_wrapped(part[part.index("(") :]):
+            if sign == "-":
+                raise FormulaError(
+                    f"Formula {formula!r} subtracts an offset; write + offset(-expr)."
+                )
+            offsets.append(m.group(1).strip())
+        else:
+            kept.append((sign, part))
+    if not kept:
+        return lhs, "1", offsets
+    text = ("-" if kept[0][0] == "-" else "") + kept[0][1]
+    text += "".join(f" {sign} {part}" for sign, part in kept[1:])
+    return lhs, text, offsets
 
 
 def _expression_variables(expr: str) -> list[str]:

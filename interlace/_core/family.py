@@ -1,0 +1,178 @@
+"""Response families and link functions of a generalized linear mixed model.
+
+A family gives, elementwise in JAX (McCullagh & Nelder 1989, ch. 2; R's ``family``
+objects, whose clamping at the edges of the link we follow so that fits agree with
+``glmer`` where a mean runs to 0 or 1):
+
+* the inverse link ``mu = g^-1(eta)`` and its derivative ``d mu / d eta``;
+* the variance function ``V(mu)``;
+* the deviance residuals ``d_i = 2 w_i (l_i(y_i; y_i) - l_i(y_i; mu_i))`` (saturated minus
+  fitted log-likelihood, prior weight ``w_i``), whose sum the Laplace deviance uses;
+* ``-2 log p(y_i | mu_i)`` with every constant (R's ``family$aic`` before its
+  ``+ 2 * rank``), from which lme4 reports ``logLik``;
+* the start ``mu_i`` of the iterations (R's ``family$initialize``).
+
+Binomial responses are proportions ``y_i`` in ``[0, 1]`` with the number of trials as prior
+weight (a 0/1 response has weight 1); Poisson responses are counts. The dispersion of
+both is fixed at 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import gammaln, ndtr, ndtri
+
+from .._base.errors import ModelSpecError
+
+__all__ = ["Family", "family_of", "binomial", "poisson", "FAMILIES", "LINKS"]
+
+_EPS = 2.220446049250313e-16  # R's .Machine$double.eps
+_LOGIT_EDGE = 30.0  # R's logit link: eta beyond +-30 maps to mu at the edge
+_PROBIT_EDGE = 8.125890664701906  # -qnorm(.Machine$double.eps)
+
+FAMILIES = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",)}
+LINKS = {"binomial": "logit", "poisson": "log"}
+
+
+def _xlogy_ratio(y, mu):
+    """``y log(y / mu)``, 0 where ``y = 0`` (its limit)."""
+    safe = jnp.where(y > 0, y, 1.0)
+    return jnp.where(y > 0, y * jnp.log(safe / mu), 0.0)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A response distribution with its link (static: hashable, a jit argument)."""
+
+    name: str  # "binomial" or "poisson"
+    link: str  # "logit", "probit", "cloglog" (binomial); "log" (poisson)
+
+    @property
+    def canonical(self) -> bool:
+        """Whether the link is the canonical one (then Fisher scoring is Newton's method)."""
+        return self.link == LINKS[self.name]
+
+    def linkfun(self, mu):
+        """``eta = g(mu)``."""
+        if self.link == "logit":
+            return jnp.log(mu / (1.0 - mu))
+        if self.link == "probit":
+            return ndtri(mu)
+        if self.link == "cloglog":
+            return jnp.log(-jnp.log1p(-mu))
+        return jnp.log(mu)
+
+    def linkinv(self, eta):
+        """``mu = g^-1(eta)``, kept inside ``(0, 1)`` or above 0 as R's links keep it."""
+        if self.link == "logit":
+            e = jnp.exp(jnp.clip(eta, -_LOGIT_EDGE, _LOGIT_EDGE))
+            return e / (1.0 + e)
+        if self.link == "probit":
+            return ndtr(jnp.clip(eta, -_PROBIT_EDGE, _PROBIT_EDGE))
+        if self.link == "cloglog":
+            return jnp.clip(-jnp.expm1(-jnp.exp(jnp.minimum(eta, 700.0))), _EPS, 1.0 - _EPS)
+        return jnp.maximum(jnp.exp(eta), _EPS)
+
+    def mu_eta(self, eta):
+        """``d mu / d eta`` (R's ``mu.eta``)."""
+        if self.link == "logit":
+            e = jnp.exp(jnp.clip(eta, -_LOGIT_EDGE, _LOGIT_EDGE))
+            inside = jnp.abs(eta) <= _LOGIT_EDGE
+            return jnp.where(inside, e / (1.0 + e) ** 2, _EPS)
+        if self.link == "probit":
+            return jnp.maximum(jnp.exp(-0.5 * eta**2) / jnp.sqrt(2.0 * jnp.pi), _EPS)
+        if self.link == "cloglog":
+            e = jnp.minimum(eta, 700.0)
+            return jnp.maximum(jnp.exp(e) * jnp.exp(-jnp.exp(e)), _EPS)
+        return jnp.maximum(jnp.exp(eta), _EPS)
+
+    def variance(self, mu):
+        """``V(mu)``."""
+        return mu * (1.0 - mu) if self.name == "binomial" else mu
+
+    def deviance_residuals(self, y, mu, weights):
+        """``d_i`` (module docstring): their sum is the GLM deviance."""
+        if self.name == "binomial":
+            return 2.0 * weights * (_xlogy_ratio(y, mu) + _xlogy_ratio(1.0 - y, 1.0 - mu))
+        return 2.0 * weights * (_xlogy_ratio(y, mu) - (y - mu))
+
+    def minus_two_log_density(self, y, mu, weights):
+        """``-2 log p(y_i | mu_i)`` with all constants (R's ``family$aic`` terms):
+        binomial ``log C(m, m y) + m y log mu + m (1 - y) log(1 - mu)`` with ``m`` trials
+        (rows of weight 0 add nothing); Poisson ``w (y log mu - mu - log y!)``."""
+        if self.name == "binomial":
+            m = weights
+            k = jnp.round(m * y)
+            m = jnp.round(m)
+            logc = gammaln(m + 1.0) - gammaln(k + 1.0) - gammaln(m - k + 1.0)
+            ll = logc + _xlogy(k, mu) + _xlogy(m - k, 1.0 - mu)
+            return jnp.where(weights > 0, -2.0 * ll, 0.0)
+        ll = _xlogy(y, mu) - mu - gammaln(y + 1.0)
+        return -2.0 * weights * ll
+
+    def start_mu(self, y, weights):
+        """Starting means (R's ``family$initialize``)."""
+        if self.name == "binomial":
+            return (weights * y + 0.5) / (weights + 1.0)
+        return y + 0.1
+
+    def working(self, y, eta, weights):
+        """Fisher scoring's working weights and working response at ``eta``:
+        ``w = weights (d mu/d eta)^2 / V(mu)``, ``z = eta + (y - mu) / (d mu/d eta)``."""
+        mu = self.linkinv(eta)
+        d = self.mu_eta(eta)
+        return weights * d**2 / self.variance(mu), eta + (y - mu) / d
+
+    def newton(self, y, eta, weights):
+        """Newton's weights and working response at ``eta`` for the deviance:
+        ``h = d''/2`` and ``z = eta - d' / d''`` from the derivatives of the deviance
+        residuals in ``eta`` (by autodiff); for a canonical link they equal
+        :meth:`working`'s."""
+
+        def dev(e):
+            return self.deviance_residuals(y, self.linkinv(e), weights)
+
+        def first(e):
+            return jax.jvp(dev, (e,), (jnp.ones_like(e),))[1]
+
+        d1, d2 = jax.jvp(first, (eta,), (jnp.ones_like(eta),))
+        h = 0.5 * d2
+        safe = jnp.where(h != 0, h, 1.0)
+        return h, jnp.where(h != 0, eta - 0.5 * d1 / safe, eta)
+
+
+def _xlogy(x, y):
+    """``x log y``, 0 where ``x = 0``."""
+    return jnp.where(x != 0, x * jnp.log(jnp.where(x != 0, y, 1.0)), 0.0)
+
+
+def family_of(family, link: str | None = None) -> Family:
+    """A :class:`Family` from a name (``"binomial"``, ``"poisson"``) and optional link, or
+    a :class:`Family` as it is."""
+    if isinstance(family, Family):
+        return family
+    if not isinstance(family, str) or family.lower() not in FAMILIES:
+        raise ModelSpecError(
+            f"family={family!r} is not supported: use one of {sorted(FAMILIES)} "
+            "(or 'gaussian' for a linear mixed model)."
+        )
+    name = family.lower()
+    link = LINKS[name] if link is None else str(link).lower()
+    if link not in FAMILIES[name]:
+        raise ModelSpecError(
+            f"link={link!r} is not available for family {name!r}: use one of {FAMILIES[name]}."
+        )
+    return Family(name, link)
+
+
+def binomial(link: str = "logit") -> Family:
+    """The binomial family (R's ``binomial(link)``): ``"logit"``, ``"probit"``, ``"cloglog"``."""
+    return family_of("binomial", link)
+
+
+def poisson(link: str = "log") -> Family:
+    """The Poisson family (R's ``poisson(link)``): ``"log"``."""
+    return family_of("poisson", link)

@@ -1,0 +1,281 @@
+"""Conditional modes and the Laplace deviance of a GLMM, on the LMM's blocked factor.
+
+Model (Bates et al. 2015, JSS 67(1), sec. 5; lme4's PIRLS): ``eta = o + X beta + Z Lambda u``,
+``u ~ N(0, I)``, ``y_i | u ~ family(mu_i = g^-1(eta_i))`` with prior weights ``a_i``. The
+conditional modes minimise the penalised deviance
+
+    F(beta, u) = sum_i d_i(y_i, mu_i) + |u|^2            (d_i: deviance residuals)
+
+over ``u`` (``beta`` given: ``nAGQ = 1``) or over ``beta`` and ``u`` together
+(``nAGQ = 0``). Each iteration of penalised iteratively reweighted least squares is
+one linear mixed model solve: with working weights ``w`` and working response ``z``
+(Fisher scoring, :meth:`Family.working`), the new modes minimise
+``|W^1/2 (z - o - X beta - Z Lambda u)|^2 + |u|^2``, which is what the LMM's blocked
+factor of ``[Z X z]' W [Z X z]`` gives (:func:`~interlace._core.arrays.cross_products_of`
+with ``weights = w``); a step that raises ``F`` is halved (lme4's step-halving). The
+Laplace approximation of the deviance at the modes (JSS 67(1), eq. 52) is
+
+    f = sum_i d_i(y_i, mu_i) + |u|^2 + log|Lambda' Z' W Z Lambda + I|
+
+with ``W`` the working weights at the modes (lme4's ``ldL2``).
+
+**Gradients by one Newton step.** The modes are found with no derivative
+(``stop_gradient``); the objective is then evaluated after one Newton step of ``F`` from
+them (weights ``h = d''/2``, :meth:`Family.newton`), written as a differentiable solve.
+At the modes that step moves nothing, so the value is unchanged, and because the
+derivative of Newton's map in its argument vanishes at a root, the step's derivative in
+``theta`` (and ``beta``) is the modes' own, ``-H^-1 dg/dtheta`` (implicit function theorem):
+plain autodiff of the objective is exact, with no derivative through the iterations.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from . import linalg
+from .arrays import ModelArrays, cross_products_of
+from .deviance import first_block, first_term_modes, log_det_z, tail_cholesky, tail_schur
+from .family import Family
+from .standardize import back_transform_beta, back_transform_cov, to_standardized_beta
+
+__all__ = [
+    "Modes",
+    "GlmmData",
+    "solve_modes",
+    "pirls",
+    "laplace",
+    "Laplace",
+    "quadrature_correction",
+]
+
+
+class GlmmData(NamedTuple):
+    """The response side of a GLMM (row arrays, ``(n,)``)."""
+
+    y: jnp.ndarray  # binomial: proportion of successes; Poisson: counts
+    prior_weights: jnp.ndarray  # binomial: trials; else 1 (or the user's weights)
+    offset: jnp.ndarray  # known part of eta
+
+
+class Modes(NamedTuple):
+    """A solution of the penalised weighted least-squares problem (``eta`` units)."""
+
+    beta: jnp.ndarray  # (p,)
+    u1: jnp.ndarray  # (q1, k1) spherical modes of internal term 1
+    u_tail: jnp.ndarray  # (q_tail,) of the other terms, level-major
+    b1: jnp.ndarray  # (q1, k1) conditional modes Lambda u of term 1
+    b_tail: jnp.ndarray  # (q_tail,)
+    eta: jnp.ndarray  # (n,) linear predictor, offset included
+
+    @property
+    def u_squared(self) -> jnp.ndarray:
+        return jnp.sum(self.u1**2) + jnp.sum(self.u_tail**2)
+
+
+def random_part(ma: ModelArrays, b1: jnp.ndarray, b_tail: jnp.ndarray) -> jnp.ndarray:
+    """``Z b`` per row: term 1 from its level codes, the other terms from their tail
+    columns (``ma.row_cols``)."""
+    zb = jnp.sum(ma.term_X[0] * b1[ma.codes1], axis=1)
+    if len(ma.term_X) > 1:
+        values = jnp.concatenate(ma.term_X[1:], axis=1)
+        zb = zb + jnp.sum(values * b_tail[ma.row_cols[:, : values.shape[1]]], axis=1)
+    return zb
+
+
+def solve_modes(
+    theta: jnp.ndarray,
+    ma: ModelArrays,
+    weights: jnp.ndarray,
+    z: jnp.ndarray,
+    offset: jnp.ndarray,
+    beta: jnp.ndarray | None = None,
+):
+    """The modes of ``|W^1/2 (z - o - X beta - Z Lambda u)|^2 + |u|^2`` (module docstring),
+    over ``beta`` and ``u``, or over ``u`` with ``beta`` given: ``(Modes, cp, L)`` with the
+    weighted cross-products and the tail factor ``L = chol(S)`` they came from.
+
+    The factor is of the centred and scaled problem (``_core.standardize``); a given
+    ``beta`` enters it as ``beta_s``, and with ``L11 = [[L_zz, 0], [L_Xz, L_XX]]`` the
+    tail modes solve ``L_zz' u_tail = l_zy - L_Xz' beta_s`` (the first block row of the
+    joint system ``L11' [u_tail; beta_s] = l_21``)."""
+    cp = cross_products_of(ma.replace(y=z - offset, weights=weights))
+    L = tail_cholesky(tail_schur(theta, cp))
+    qt, p = cp.q_tail, cp.p
+    std = cp.standardization
+    if beta is None:
+        x = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)
+    else:
+        beta_s = to_standardized_beta(beta, std, cp.intercept)
+        rhs = L[-1, :qt] - L[qt : qt + p, :qt].T @ beta_s
+        x = jnp.concatenate([linalg.tril_solve(L[:qt, :qt], rhs, transpose=True), beta_s])
+    T1, _, _ = first_block(theta, cp)
+    u1, lam_x = first_term_modes(theta, cp, x, T1)
+    sy = std.y_scale
+    beta_out = back_transform_beta(x[qt:], std, cp.intercept) if beta is None else beta
+    b1 = sy * (u1 @ T1.T)
+    b_tail = sy * lam_x[:qt]
+    eta = offset + ma.X @ beta_out + random_part(ma, b1, b_tail)
+    # the internal order of ma puts term 1 first: cp and ma agree (one template)
+    return Modes(beta_out, sy * u1, sy * x[:qt], b1, b_tail, eta), cp, L
+
+
+def _penalized_deviance(family: Family, data: GlmmData, eta, u_squared):
+    mu = family.linkinv(eta)
+    return jnp.sum(family.deviance_residuals(data.y, mu, data.prior_weights)) + u_squared
+
+
+def _flat(m: Modes) -> jnp.ndarray:
+    return jnp.concatenate([m.beta, m.u1.ravel(), m.u_tail, m.b1.ravel(), m.b_tail, m.eta])
+
+
+def _unflat(v: jnp.ndarray, like: Modes) -> Modes:
+    out, start = [], 0
+    for a in like:
+        out.append(v[start : start + a.size].reshape(a.shape))
+        start += a.size
+    return Modes(*out)
+
+
+_HALVINGS = 10
+
+
+def pirls(
+    theta: jnp.ndarray,
+    ma: ModelArrays,
+    family: Family,
+    data: GlmmData,
+    eta0: jnp.ndarray,
+    beta: jnp.ndarray | None = None,
+    *,
+    maxiter: int = 100,
+    tol: float = 1e-11,
+) -> tuple[Modes, jnp.ndarray]:
+    """Penalised IRLS from ``eta0`` (module docstring): ``(modes, iterations)``. No
+    derivatives flow through it (the inputs are ``stop_gradient``-ed): differentiate
+    :func:`laplace` instead. Stops when ``F`` changes by less than ``tol`` relative; a
+    step that raises ``F`` is halved up to ten times."""
+    theta, eta0 = jax.lax.stop_gradient(theta), jax.lax.stop_gradient(eta0)
+    beta = None if beta is None else jax.lax.stop_gradient(beta)
+
+    def step(eta):
+        w, z = family.working(data.y, eta, data.prior_weights)
+        return solve_modes(theta, ma, w, z, data.offset, beta)[0]
+
+    first = step(eta0)
+    f_first = _penalized_deviance(family, data, first.eta, first.u_squared)
+
+    def cond(carry):
+        _, f, f_old, it = carry
+        change = jnp.abs(f_old - f) / (0.1 + jnp.abs(f))
+        return (it < maxiter) & (change > tol) & jnp.isfinite(f)
+
+    def body(carry):
+        v, f, _, it = carry
+        cur = _unflat(v, first)
+        new = _flat(step(cur.eta))
+        delta = new - v
+
+        def f_at(s):
+            m = _unflat(v + s * delta, first)
+            return _penalized_deviance(family, data, m.eta, m.u_squared)
+
+        def halve_cond(c):
+            s, fs, k = c
+            return (k < _HALVINGS) & ~(fs <= f * (1.0 + 1e-15))
+
+        def halve_body(c):
+            s, _, k = c
+            return s / 2.0, f_at(s / 2.0), k + 1
+
+        s, fs, _ = jax.lax.while_loop(halve_cond, halve_body, (1.0, f_at(1.0), 0))
+        ok = fs <= f * (1.0 + 1e-15)
+        return (jnp.where(ok, v + s * delta, v), jnp.where(ok, fs, f), f, it + 1)
+
+    v, _, _, it = jax.lax.while_loop(
+        cond, body, (_flat(first), f_first, jnp.asarray(jnp.inf, f_first.dtype), 1)
+    )
+    return _unflat(v, first), it
+
+
+class Laplace(NamedTuple):
+    """The Laplace deviance at ``theta`` (and ``beta``) and what it was computed from."""
+
+    value: jnp.ndarray  # sum d_i + |u|^2 + ldL2 (lme4's objective)
+    modes: Modes
+    dev_sum: jnp.ndarray  # sum of deviance residuals at the modes
+    log_density: jnp.ndarray  # -2 sum log p(y_i | u) with all constants
+    u_squared: jnp.ndarray
+    ld_l2: jnp.ndarray  # log|Lambda'Z'WZ Lambda + I|
+    fe_cov: jnp.ndarray  # (R_X'R_X)^-1 of the weighted solve (lme4's vcov for nAGQ = 0)
+
+
+def laplace(
+    theta: jnp.ndarray,
+    ma: ModelArrays,
+    family: Family,
+    data: GlmmData,
+    modes_eta: jnp.ndarray,
+    beta: jnp.ndarray | None = None,
+    quadrature: tuple[jnp.ndarray, jnp.ndarray] | None = None,
+) -> Laplace:
+    """The Laplace deviance at ``theta`` (``beta`` given for ``nAGQ = 1``, profiled by the
+    joint modes for ``nAGQ = 0``), from the linear predictor at the converged modes
+    ``modes_eta`` (from :func:`pirls`): one Newton step from there, then ``f`` (module
+    docstring). Differentiable in ``theta`` and ``beta``, exactly. ``quadrature``
+    (standard-normal Gauss-Hermite nodes and weights) adds the adaptive quadrature
+    correction of a single scalar term (:func:`quadrature_correction`)."""
+    eta_star = jax.lax.stop_gradient(modes_eta)
+    h, zn = family.newton(data.y, eta_star, data.prior_weights)
+    modes, _, _ = solve_modes(theta, ma, h, zn, data.offset, beta)
+    mu = family.linkinv(modes.eta)
+    w, z = family.working(data.y, modes.eta, data.prior_weights)
+    cp = cross_products_of(ma.replace(y=z - data.offset, weights=w))
+    L = tail_cholesky(tail_schur(theta, cp))
+    ld_l2 = log_det_z(theta, cp, jnp.log(jnp.diagonal(L)))
+    dev = jnp.sum(family.deviance_residuals(data.y, mu, data.prior_weights))
+    log_density = jnp.sum(family.minus_two_log_density(data.y, mu, data.prior_weights))
+    usq = modes.u_squared
+    qt, p = cp.q_tail, cp.p
+    LX = jax.lax.stop_gradient(L[qt : qt + p, qt : qt + p])
+    LXinv = linalg.tril_inverse(LX)
+    std = cp.standardization
+    fe_cov = back_transform_cov(LXinv.T @ LXinv / std.y_scale**2, std, cp.intercept)
+    value = dev + usq + ld_l2
+    if quadrature is not None:
+        value = value + quadrature_correction(theta, ma, family, data, modes, cp, quadrature)
+    return Laplace(value, modes, dev, log_density, usq, ld_l2, fe_cov)
+
+
+def quadrature_correction(theta, ma: ModelArrays, family: Family, data: GlmmData, modes, cp, rule):
+    """``-2 sum_l log m_l``: adaptive Gauss-Hermite quadrature for one scalar random term
+    (lme4's ``glmerAGQ``; Pinheiro & Bates 1995). Level ``l``'s integral is taken around
+    its mode ``u_l`` with scale ``s_l = (theta^2 sum_i w_i x_i^2 + 1)^-1/2`` (the inverse
+    of its diagonal entry of ``L``): with nodes ``z_k`` and weights ``w_k`` of the standard
+    normal (``sum w_k = 1``),
+
+        m_l = sum_k w_k exp(-(c_l(u_l + z_k s_l) - c_l(u_l)) / 2 + z_k^2 / 2),
+
+    ``c_l(v) = v^2 + sum_{i in l} d_i`` with ``eta_i`` moved by ``theta x_i (v - u_l)``.
+    With one node (``z = 0``, ``w = 1``) the correction is 0: the Laplace deviance."""
+    nodes, weights = rule
+    th = theta[0]
+    a1 = cp.A1[:, 0, 0]  # sum_i w_i x_i^2 per level, working weights at the modes
+    s = 1.0 / jnp.sqrt(th**2 * a1 + 1.0)
+    u = modes.u1[:, 0]
+    x = ma.term_X[0][:, 0]
+    level = ma.codes1
+    shift = (th * x * s[level])[:, None] * nodes[None, :]  # (n, K)
+    mu = family.linkinv(modes.eta[:, None] + shift)
+    d = family.deviance_residuals(data.y[:, None], mu, data.prior_weights[:, None])
+    d0 = family.deviance_residuals(data.y, family.linkinv(modes.eta), data.prior_weights)
+    q1 = u.shape[0]
+    dev_k = jax.ops.segment_sum(d - d0[:, None], level, num_segments=q1)  # (q1, K)
+    v = u[:, None] + s[:, None] * nodes[None, :]
+    delta = dev_k + v**2 - u[:, None] ** 2
+    log_m = jax.scipy.special.logsumexp(
+        -0.5 * delta + 0.5 * nodes[None, :] ** 2, b=weights[None, :], axis=1
+    )
+    return -2.0 * jnp.sum(log_m)

@@ -1,0 +1,285 @@
+"""``GLMMResult``: a fitted generalized linear mixed model, in pandas (lme4's ``glmerMod``).
+
+The attributes a :class:`~interlace.CrossedLMEResult` user knows, where they make sense
+for a binomial or Poisson model, with lme4's definitions:
+
+* ``llf`` is lme4's ``logLik``: ``-(sum_i -2 log p(y_i | u) + |u|^2 + ldL2) / 2`` at the
+  modes (the Laplace approximation with every constant of the family's density);
+  ``aic``/``bic`` count ``beta`` and ``theta``.
+* ``deviance`` is lme4's ``deviance()`` of a GLMM: the sum of the squared deviance
+  residuals at the conditional modes; ``summary()`` prints ``-2 llf`` in its
+  ``deviance`` column, as glmer's does.
+* Fixed-effect tests are Wald z tests; ``fe_cov`` for ``nAGQ = 0`` is
+  ``(R_X' R_X)^-1`` of the weighted solve at the modes, for ``nAGQ >= 1`` the ``beta``
+  block of the inverse of half the deviance's Hessian in ``(theta, beta)`` (lme4's
+  default ``use.hessian = TRUE``).
+* ``variance_components`` and ``random_effects`` (the conditional modes) are on the link
+  scale; the dispersion is 1 (``scale``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from jax.scipy.special import ndtr
+
+from ._base.errors import DataError, ModelSpecError
+from ._core.singular import SINGULAR_TOL, theta_is_singular
+from ._core.theta import diagonal_mask
+from ._model.design import Design, fixed_matrix_for
+from ._model.frames import as_pandas
+from ._model.glmm_design import evaluate_expression
+from ._model.glmm_estimate import GlmmFit
+from ._model.labelled import random_effects, random_part_for, variance_components
+from ._summary import format_glmm_summary
+
+__all__ = ["GLMMResult"]
+
+_RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
+
+
+@dataclass(frozen=True, repr=False)
+class GLMMResult:
+    """A fitted binomial or Poisson mixed model, as :func:`interlace.fit` returns it when
+    ``family`` is not Gaussian (module docstring for the definitions).
+
+    Attributes: ``fe_params``, ``fe_cov``, ``fe_bse``, ``fe_zvalues``, ``fe_pvalues``,
+    ``fe_conf_int``, ``conf_int(level)``, ``variance_components``, ``random_effects``,
+    ``theta``, ``fittedvalues`` (response scale), ``linear_predictor``, ``resid``
+    (deviance residuals, lme4's default) and ``residuals(type=)``, ``llf``, ``aic``,
+    ``bic``, ``deviance``, ``converged``, ``is_singular``, ``nobs``, ``ngroups``,
+    ``family``, ``link``, ``nAGQ``; statsmodels' aliases ``params``, ``bse``,
+    ``pvalues``, ``tvalues``, ``cov_params()``.
+    """
+
+    fe_params: pd.Series
+    fe_cov: pd.DataFrame
+    variance_components: dict[str, float | pd.DataFrame]
+    random_effects: dict[str, pd.Series | pd.DataFrame]
+    fittedvalues: pd.Series
+    linear_predictor: pd.Series
+    theta: pd.Series
+    llf: float
+    deviance: float
+    converged: bool
+    n_iterations: int
+    n_evaluations: int
+    stop_reason: str
+    formula: str
+    model_fit: GlmmFit = field(compare=False)
+
+    @classmethod
+    def from_fit(cls, fit: GlmmFit) -> GLMMResult:
+        design = fit.design
+        fe_index = pd.Index(design.fe_names)
+        index = design.row_index
+        return cls(
+            fe_params=pd.Series(fit.beta, index=fe_index),
+            fe_cov=pd.DataFrame(fit.fe_cov, index=fe_index, columns=fe_index),
+            variance_components=variance_components(design, fit.theta, 1.0),
+            random_effects=random_effects(design, fit.blups),
+            fittedvalues=pd.Series(fit.mu, index=index, name="fittedvalues"),
+            linear_predictor=pd.Series(fit.eta, index=index, name="linear_predictor"),
+            theta=pd.Series(fit.theta, index=pd.Index(design.theta_names), name="theta"),
+            llf=fit.llf,
+            deviance=fit.deviance_residual_sum,
+            converged=fit.converged,
+            n_iterations=fit.n_iterations,
+            n_evaluations=fit.n_evaluations,
+            stop_reason=fit.stop_reason,
+            formula=design.formula,
+            model_fit=fit,
+        )
+
+    @property
+    def design(self) -> Design:
+        return self.model_fit.design
+
+    @property
+    def family(self) -> str:
+        return self.model_fit.family.name
+
+    @property
+    def link(self) -> str:
+        return self.model_fit.family.link
+
+    @property
+    def nAGQ(self) -> int:  # noqa: N802 (lme4's name)
+        return self.model_fit.nagq
+
+    @property
+    def scale(self) -> float:
+        """The dispersion: 1 for binomial and Poisson models."""
+        return 1.0
+
+    @property
+    def term_blups(self) -> tuple[np.ndarray, ...]:
+        return self.model_fit.blups
+
+    # --- fixed effects: Wald z tests -------------------------------------------------
+    @property
+    def fe_bse(self) -> pd.Series:
+        return pd.Series(np.sqrt(np.diag(self.fe_cov.to_numpy())), index=self.fe_params.index)
+
+    @property
+    def fe_zvalues(self) -> pd.Series:
+        return self.fe_params / self.fe_bse
+
+    @property
+    def fe_pvalues(self) -> pd.Series:
+        """Two-sided ``2 (1 - Phi(|z|))`` (glmer's ``Pr(>|z|)``)."""
+        z = np.abs(self.fe_zvalues.to_numpy())
+        return pd.Series(2.0 * np.asarray(ndtr(-z)), index=self.fe_params.index)
+
+    @property
+    def fe_conf_int(self) -> pd.DataFrame:
+        return self.conf_int(0.95)
+
+    def conf_int(self, level: float | None = None, *, alpha: float | None = None) -> pd.DataFrame:
+        """Wald intervals ``beta -/+ z_{(1+level)/2} se`` (``level`` 0.95 by default, or
+        ``alpha=`` as statsmodels: ``level = 1 - alpha``)."""
+        from statistics import NormalDist
+
+        if alpha is not None:
+            if level is not None:
+                raise ModelSpecError("Give level or alpha, not both.")
+            level = 1.0 - float(alpha)
+        level = 0.95 if level is None else float(level)
+        if not 0.5 <= level < 1.0:
+            raise ModelSpecError(
+                f"level={level} is not a confidence level in [0.5, 1): conf_int(0.95) or "
+                "conf_int(alpha=0.05)."
+            )
+        z = NormalDist().inv_cdf(0.5 + level / 2.0)
+        lo, hi = f"{(1 - level) / 2:.1%}", f"{(1 + level) / 2:.1%}"
+        se = self.fe_bse
+        return pd.DataFrame({lo: self.fe_params - z * se, hi: self.fe_params + z * se})
+
+    @property
+    def params(self) -> pd.Series:
+        return self.fe_params
+
+    @property
+    def bse(self) -> pd.Series:
+        return self.fe_bse
+
+    @property
+    def pvalues(self) -> pd.Series:
+        return self.fe_pvalues
+
+    @property
+    def tvalues(self) -> pd.Series:
+        return self.fe_zvalues
+
+    def cov_params(self) -> pd.DataFrame:
+        return self.fe_cov
+
+    # --- model-level ------------------------------------------------------------------
+    @property
+    def nobs(self) -> int:
+        return self.model_fit.nobs
+
+    @property
+    def ngroups(self) -> dict[str, int]:
+        return {name: len(lev) for name, lev in zip(self.design.factor_names, self.design.levels)}
+
+    @property
+    def df_modelwc(self) -> int:
+        return self.model_fit.n_params
+
+    @property
+    def aic(self) -> float:
+        return self.model_fit.aic
+
+    @property
+    def bic(self) -> float:
+        return self.model_fit.bic
+
+    @property
+    def is_singular(self) -> bool:
+        return theta_is_singular(
+            self.theta.to_numpy()[diagonal_mask(self.model_fit.ks)], SINGULAR_TOL
+        )
+
+    # --- residuals --------------------------------------------------------------------
+    def residuals(self, type: str = "deviance") -> pd.Series:  # noqa: A002 (lme4's name)
+        """lme4's ``residuals(fit, type)``: ``"deviance"`` (``sign(y - mu) sqrt(d_i)``),
+        ``"pearson"`` (``(y - mu) sqrt(w) / sqrt(V(mu))``), ``"response"`` (``y - mu``) or
+        ``"working"`` (``(y - mu) / (d mu / d eta)``)."""
+        fit = self.model_fit
+        fam, y, mu, w = fit.family, fit.design.y, fit.mu, fit.prior_weights
+        if type == "deviance":
+            d = np.asarray(fam.deviance_residuals(y, mu, w))
+            r = np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
+        elif type == "pearson":
+            r = (y - mu) * np.sqrt(w) / np.sqrt(np.asarray(fam.variance(mu)))
+        elif type == "response":
+            r = y - mu
+        elif type == "working":
+            r = (y - mu) / np.asarray(fam.mu_eta(fit.eta))
+        else:
+            raise ModelSpecError(f"type={type!r}: use one of {_RESIDUAL_TYPES}.")
+        return pd.Series(r, index=fit.design.row_index, name=f"{type}_resid")
+
+    @property
+    def resid(self) -> pd.Series:
+        """Deviance residuals (lme4's default ``residuals`` of a GLMM)."""
+        return self.residuals("deviance")
+
+    # --- prediction -------------------------------------------------------------------
+    def predict(
+        self,
+        newdata: Any = None,
+        include_re: bool = True,
+        type: str = "response",  # noqa: A002 (lme4's name)
+        offset=None,
+    ) -> pd.Series:
+        """Predictions on the response scale (``type="response"``) or the link scale
+        (``type="link"``), with the conditional modes (``include_re``) or at the
+        population level. Levels not seen in the fit (or missing) get 0. ``newdata``'s
+        ``offset(...)`` terms are evaluated from its columns; a model fitted with
+        ``offset=`` needs ``offset=`` here too (one value per row of ``newdata``)."""
+        if type not in ("response", "link"):
+            raise ModelSpecError(f"type={type!r}: use 'response' or 'link'.")
+        fit = self.model_fit
+        beta = self.fe_params.to_numpy()
+        if newdata is None:
+            eta = (
+                fit.eta
+                if include_re
+                else fit.eta - random_part_for(self.design, self.term_blups, None)
+            )
+            index = self.design.row_index
+        else:
+            frame = as_pandas(newdata, "newdata")
+            eta = fixed_matrix_for(self.design, frame) @ beta
+            for expr in fit.offset_terms:
+                eta = eta + evaluate_expression(expr, frame, "the offset")
+            if fit.offset_argument:
+                if offset is None:
+                    raise DataError(
+                        "The model was fitted with offset=; pass offset= (one value per row "
+                        "of newdata) to predict for new data."
+                    )
+                eta = eta + np.broadcast_to(np.asarray(offset, dtype=float), (len(frame),))
+            if include_re:
+                eta = eta + random_part_for(self.design, self.term_blups, frame)
+            index = frame.index
+        eta = np.asarray(eta, dtype=float)
+        values = eta if type == "link" else np.asarray(fit.family.linkinv(eta))
+        return pd.Series(values, index=index, name="predicted")
+
+    def __repr__(self) -> str:
+        groups = ", ".join(f"{k}: {v}" for k, v in self.ngroups.items())
+        return (
+            f"<GLMMResult {self.family}({self.link}) nAGQ={self.nAGQ} {self.formula!r} "
+            f"nobs={self.nobs} groups=({groups}) logLik={self.llf:.4f} "
+            f"converged={self.converged}>"
+        )
+
+    def summary(self) -> str:
+        """glmer's ``summary()`` layout."""
+        return format_glmm_summary(self)

@@ -1,0 +1,258 @@
+"""From a GLMM formula and a data frame to a design, prior weights and an offset (the
+pandas edge, inbound, for ``glmer``-style models).
+
+Responses as lme4 takes them (``glmer``'s ``family$initialize``):
+
+* binomial: 0/1 numbers, booleans, or a factor / string column (its first level, sorted
+  as R sorts factor levels, is failure, every other level success); a proportion with
+  ``weights=`` trial counts; or ``cbind(successes, failures) ~ ...`` (proportion
+  ``s / (s + f)``, weights ``s + f``);
+* Poisson: non-negative counts.
+
+Offsets: ``offset(expr)`` terms in the formula (any number; they add) and an
+``offset=`` argument (a column name or an array with one value per row of ``data``).
+``weights=`` likewise. Expressions (``cbind`` arguments, offsets) are evaluated with the
+data's columns and numpy's ``np`` plus ``log``, ``exp``, ``sqrt``, ``log1p``, ``abs``
+in scope. The caller's frame is never modified; rows dropped for missing values (with
+the same warning as an LMM) are dropped from weights and offsets too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from .._base.errors import DataError, FormulaError, MissingColumnError, ModelSpecError
+from .._core.family import Family
+from .design import Design, build_design
+from .formula import split_offsets
+from .frames import as_pandas
+
+__all__ = ["GlmmDesign", "build_glmm_design"]
+
+_RESPONSE = "_interlace_response_"
+_STACK = 5  # user, float64_scope, fit, build_glmm_design, the check
+
+
+class GlmmDesign(NamedTuple):
+    design: Design  # y: binomial proportions or counts; formula as the user wrote it
+    prior_weights: np.ndarray  # (n,)
+    offset: np.ndarray  # (n,) all offsets summed
+    offset_terms: tuple[str, ...]  # offset(expr) expressions, for predict(newdata)
+    offset_argument: bool  # whether offset= was given (predict(newdata) then needs it)
+
+
+_FUNCTIONS = {
+    "np": np,
+    "log": np.log,
+    "exp": np.exp,
+    "sqrt": np.sqrt,
+    "log1p": np.log1p,
+    "abs": np.abs,
+}
+
+
+def evaluate_expression(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray:
+    """``expr`` evaluated over ``frame``'s columns (module docstring), as float64."""
+    names = {}
+    text = expr
+
+    def backtick(m: re.Match) -> str:
+        key = f"_col{len(names)}_"
+        names[key] = m.group(1)
+        return key
+
+    text = re.sub(r"`([^`]+)`", backtick, text)
+    scope: dict[str, Any] = dict(_FUNCTIONS)
+    for col in frame.columns:
+        if isinstance(col, str) and col.isidentifier():
+            scope[col] = frame[col].to_numpy()
+    for key, col in names.items():
+        if col not in frame.columns:
+            raise MissingColumnError(f"{what} names column {col!r}, which is not in the data.")
+        scope[key] = frame[col].to_numpy()
+    try:
+        value = eval(compile(text, "<formula>", "eval"), {"__builtins__": {}}, scope)  # noqa: S307
+    except NameError as exc:
+        raise MissingColumnError(
+            f"{what} {expr!r} reads a name that is not a column of the data: {exc}. "
+            f"Available columns: {list(frame.columns)}."
+        ) from exc
+    except Exception as exc:
+        raise FormulaError(f"Cannot evaluate {what} {expr!r}: {exc}") from exc
+    out = np.broadcast_to(np.asarray(value, dtype=np.float64), (len(frame),))
+    return np.array(out, dtype=np.float64)
+
+
+def _per_row(value, frame: pd.DataFrame, name: str) -> np.ndarray:
+    """``weights=`` / ``offset=`` as one float per row of ``frame``: a column name or an
+    array-like of the frame's length."""
+    if isinstance(value, str):
+        if value not in frame.columns:
+            raise MissingColumnError(
+                f"{name}={value!r} is not a column of the data. "
+                f"Available columns: {list(frame.columns)}."
+            )
+        value = frame[value]
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{name}= must be numeric: {exc}") from exc
+    if arr.ndim != 1 or arr.shape[0] != len(frame):
+        raise DataError(
+            f"{name}= has {arr.size} values in shape {arr.shape}; it needs one per row of the "
+            f"data ({len(frame)})."
+        )
+    return arr
+
+
+def _binary_codes(col: pd.Series, name: str) -> np.ndarray:
+    """A boolean, factor or string response as 0/1: the first level (R's factor order)
+    is failure, every other level success."""
+    if pd.api.types.is_bool_dtype(col):
+        return col.astype(float).to_numpy()
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes = col.cat.remove_unused_categories().cat.codes.to_numpy()
+        return np.where(codes < 0, np.nan, (codes > 0).astype(float))
+    levels = sorted(col.dropna().unique(), key=str)
+    if len(levels) < 2:
+        raise DataError(
+            f"The binomial response {name!r} has a single value ({levels[0] if levels else 'none'}"
+            "): there is nothing to fit."
+        )
+    return np.where(col.isna(), np.nan, (col != levels[0]).astype(float))
+
+
+def build_glmm_design(
+    formula: str,
+    data: Any,
+    groups,
+    family: Family,
+    weights=None,
+    offset=None,
+) -> GlmmDesign:
+    """Validate and build a GLMM's design (module docstring)."""
+    if not isinstance(formula, str):
+        raise FormulaError(f"formula must be a string like 'y ~ x', got {type(formula).__name__}.")
+    data = as_pandas(data, "data")
+    if data.shape[0] == 0:
+        raise DataError("data is empty: the model needs at least a few rows.")
+    lhs, rhs, offset_terms = split_offsets(formula)
+    frame = data.set_axis(pd.RangeIndex(len(data)), axis=0)  # positions; data untouched
+    n = len(frame)
+    w = np.ones(n) if weights is None else _per_row(weights, frame, "weights")
+    off = np.zeros(n) if offset is None else _per_row(offset, frame, "offset")
+    for expr in offset_terms:
+        off = off + evaluate_expression(expr, frame, "the offset")
+    cbind = re.fullmatch(r"cbind\s*\((.*)\)", lhs, flags=re.S)
+    response = lhs
+    if cbind:
+        if family.name != "binomial":
+            raise FormulaError(
+                f"cbind(successes, failures) is a binomial response, not {family.name}."
+            )
+        args = _split_arguments(cbind.group(1))
+        if len(args) != 2:
+            raise FormulaError(f"cbind() takes two columns, successes and failures; got {lhs!r}.")
+        s, f = (evaluate_expression(a, frame, "the response") for a in args)
+        if weights is not None:
+            raise ModelSpecError(
+                "weights= with a cbind(successes, failures) response: the trials are "
+                "successes + failures already; drop weights=."
+            )
+        trials = s + f
+        y = np.where(trials > 0, s / np.where(trials > 0, trials, 1.0), 0.0)
+        w = trials
+        frame = frame.assign(**{_RESPONSE: y})
+        response = _RESPONSE
+    elif (
+        family.name == "binomial"
+        and lhs.strip("`") in frame.columns
+        and (
+            pd.api.types.is_bool_dtype(frame[lhs.strip("`")])
+            or not pd.api.types.is_numeric_dtype(frame[lhs.strip("`")])
+        )
+    ):
+        col = lhs.strip("`")
+        frame = frame.assign(**{_RESPONSE: _binary_codes(frame[col], col)})
+        response = _RESPONSE
+    elif re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_.]*|`[^`]+`", lhs) is None:
+        # an expression such as incidence / size (formulaic would read "/" as nesting)
+        frame = frame.assign(**{_RESPONSE: evaluate_expression(lhs, frame, "the response")})
+        response = _RESPONSE
+    design = build_design(f"{response} ~ {rhs}", frame, groups)
+    rows = np.asarray(design.row_index, dtype=np.int64)
+    w, off = w[rows], off[rows]
+    design = dataclasses.replace(design, formula=formula, response=lhs, row_index=data.index[rows])
+    _check(design, family, w, off)
+    return GlmmDesign(design, w, off, tuple(offset_terms), offset is not None)
+
+
+def _split_arguments(text: str) -> list[str]:
+    depth, cuts = 0, []
+    for i, ch in enumerate(text):
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            cuts.append(i)
+    bounds = [-1, *cuts, len(text)]
+    return [text[a + 1 : b].strip() for a, b in zip(bounds, bounds[1:])]
+
+
+def _check(design: Design, family: Family, w: np.ndarray, off: np.ndarray) -> None:
+    """Refuse what no GLMM can fit; warn where glmer warns."""
+    y, name = design.y, design.response
+    if not np.all(np.isfinite(w)):
+        raise DataError(
+            f"weights have {int(np.sum(~np.isfinite(w)))} missing or infinite values in rows "
+            "the model uses; drop those rows or give every row a weight."
+        )
+    if np.any(w < 0):
+        raise DataError(f"weights must be >= 0; {int(np.sum(w < 0))} are negative.")
+    if not np.all(np.isfinite(off)):
+        raise DataError(
+            f"the offset has {int(np.sum(~np.isfinite(off)))} missing or infinite values in "
+            "rows the model uses (log of 0?); drop those rows or fix the offset."
+        )
+    used = w > 0
+    if family.name == "binomial":
+        if np.any((y < 0) | (y > 1)):
+            raise DataError(
+                f"The binomial response {name!r} has values outside [0, 1] (e.g. "
+                f"{y[(y < 0) | (y > 1)][0]:g}): give 0/1 outcomes, proportions with "
+                "weights= trials, or cbind(successes, failures)."
+            )
+        successes = y * w
+        if np.any(np.abs(successes - np.round(successes)) > 1e-7 * np.maximum(1.0, w)):
+            warnings.warn(
+                f"non-integer #successes in a binomial GLMM ({name!r} times the weights is "
+                "not a whole number in some rows); the fit treats them as given, as glmer does.",
+                UserWarning,
+                stacklevel=_STACK,
+            )
+        if np.all(y[used] == 0) or np.all(y[used] == 1):
+            value = "0" if np.all(y[used] == 0) else "1"
+            raise DataError(
+                f"Every response of {name!r} is {value}: the intercept would run to "
+                f"{'-' if value == '0' else '+'}infinity. A binomial model needs both outcomes."
+            )
+    else:
+        if np.any(y < 0):
+            raise DataError(
+                f"The Poisson response {name!r} has negative values (e.g. {y[y < 0][0]:g}); "
+                "counts are >= 0."
+            )
+        if np.any(y != np.round(y)):
+            warnings.warn(
+                f"The Poisson response {name!r} has non-integer values; the fit treats them "
+                "as given, as glmer does (with a warning there too).",
+                UserWarning,
+                stacklevel=_STACK,
+            )
+        if np.all(y[used] == 0):
+            raise DataError(f"Every count of {name!r} is 0: the intercept would run to -infinity.")

@@ -1,0 +1,298 @@
+"""Fit a generalized linear mixed model: the numbers of one fitted GLMM (lme4's ``glmer``).
+
+Two stages, as lme4 runs them (Bates et al. 2015, JSS 67(1), sec. 5; ``glmer``'s
+``nAGQ``):
+
+1. ``nAGQ = 0``: L-BFGS over ``theta`` of the Laplace deviance at the joint modes of
+   ``beta`` and ``u`` (:func:`~interlace._core.pirls.pirls`, ``beta`` inside PIRLS);
+2. ``nAGQ >= 1``: L-BFGS over ``theta`` and ``beta`` together from there, the modes of ``u``
+   only found by PIRLS. ``beta`` is searched in the coordinates of the centred and scaled
+   fixed-effect columns (``_core.standardize``), so a predictor far from zero does not
+   make the search ill-conditioned.
+
+Each evaluation is one compiled call returning the deviance and its exact gradient
+(:func:`~interlace._core.pirls.laplace`). The PIRLS iterations of each evaluation start
+from the previous evaluation's linear predictor. Standard errors: for ``nAGQ = 0``,
+lme4's ``(R_X' R_X)^-1`` of the weighted solve at the modes; for ``nAGQ >= 1``, the
+``beta`` block of ``2 H^-1`` with ``H`` the Hessian of the deviance in ``(theta, beta)``
+(lme4's default ``use.hessian``), by central differences of the exact gradient.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._base.errors import ModelSpecError
+from .._core.arrays import ModelArrays
+from .._core.deviance import blups_by_term
+from .._core.family import Family
+from .._core.optimize import STOP_REASONS, minimize_on_host
+from .._core.pirls import GlmmData, laplace, pirls
+from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
+from .._core.standardize import (
+    Standardization,
+    back_transform_beta,
+    back_transform_cov,
+    intercept_column,
+    standardize,
+)
+from .._core.theta import (
+    diagonal_mask,
+    normalize_signs,
+    sign_flips,
+    to_internal,
+    to_user,
+    tril_index,
+)
+from .design import Design
+from .estimate import convergence_message, design_arrays
+from .glmm_design import GlmmDesign
+
+__all__ = ["GlmmFit", "fit_glmm_design"]
+
+
+@dataclass(frozen=True, eq=False)
+class GlmmFit:
+    """One fitted GLMM in arrays (numpy), with its design.
+
+    ``theta``: relative covariance factors (user's term order, lme4's signs; for a
+    binomial or Poisson model the scale is 1, so these are the random effects' own
+    standard deviations and Cholesky factors). ``minus_two_llf`` is lme4's
+    ``-2 logLik``; ``deviance_residual_sum`` lme4's ``deviance()`` (conditional)."""
+
+    design: Design
+    family: Family
+    nagq: int
+    prior_weights: np.ndarray
+    offset: np.ndarray
+    theta: np.ndarray
+    beta: np.ndarray
+    fe_cov: np.ndarray
+    blups: tuple  # per term, (levels, k) conditional modes b = Lambda u
+    eta: np.ndarray  # linear predictor at the modes, offset included
+    mu: np.ndarray  # fitted means (response scale)
+    objective: float  # what was minimised: sum d_i + |u|^2 + ldL2
+    minus_two_llf: float
+    deviance_residual_sum: float
+    u_squared: float
+    ld_l2: float
+    grad: np.ndarray  # of the objective at the optimum, (theta, beta)
+    converged: bool
+    n_iterations: int
+    n_evaluations: int
+    stop_reason: str
+    offset_terms: tuple = ()  # offset(expr) of the formula, for predict(newdata)
+    offset_argument: bool = False  # whether offset= was given
+
+    @property
+    def nobs(self) -> int:
+        return self.design.nobs
+
+    @property
+    def ks(self) -> list[int]:
+        return [t.k for t in self.design.terms]
+
+    @property
+    def n_params(self) -> int:
+        """Estimated parameters (lme4's ``df`` of ``logLik``): ``beta`` and ``theta``."""
+        return len(self.beta) + len(self.theta)
+
+    @property
+    def llf(self) -> float:
+        return -0.5 * self.minus_two_llf
+
+    @property
+    def aic(self) -> float:
+        return self.minus_two_llf + 2.0 * self.n_params
+
+    @property
+    def bic(self) -> float:
+        return self.minus_two_llf + self.n_params * math.log(self.nobs)
+
+    @property
+    def is_singular(self) -> bool:
+        return theta_is_singular(self.theta[diagonal_mask(self.ks)])
+
+
+def _n_theta(ks) -> int:
+    return sum(k * (k + 1) // 2 for k in ks)
+
+
+@partial(jax.jit, static_argnames=("family", "n_theta", "joint", "ic"))
+def _evaluate(x, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, joint, ic):
+    """The deviance at ``x`` (``theta``, then ``beta_s`` unless ``joint``; ``xstd`` with
+    intercept column ``ic`` maps ``beta_s`` to ``beta``), its gradient and the Laplace
+    record, after PIRLS from ``eta0`` (module docstring)."""
+
+    def objective(x):
+        theta = x[:n_theta]
+        beta = None if joint else back_transform_beta(x[n_theta:], xstd, ic)
+        lp = laplace(theta, ma, family, data, modes.eta, beta, None if joint else rule)
+        return lp.value, lp
+
+    theta = x[:n_theta]
+    beta0 = None if joint else back_transform_beta(x[n_theta:], xstd, ic)
+    modes, iterations = pirls(theta, ma, family, data, eta0, beta0)
+    (value, lp), grad = jax.value_and_grad(objective, has_aux=True)(x)
+    return value, grad, lp, iterations
+
+
+def _fixed_standardization(X: np.ndarray) -> tuple[Standardization, int]:
+    """``X_s = X G`` for the ``beta`` search (``_core.standardize``), response untouched."""
+    ic = intercept_column(X)
+    _, _, std = standardize(X, np.zeros(X.shape[0]), None, ic)
+    return std, ic
+
+
+def fit_glmm_design(
+    glmm: GlmmDesign,
+    family: Family,
+    *,
+    nagq: int = 1,
+    maxiter: int = 500,
+    stacklevel: int = 2,
+) -> GlmmFit:
+    """Fit ``glmm``'s model by ``nAGQ = 0``, Laplace (``nagq = 1``) or adaptive
+    Gauss-Hermite quadrature (``nagq > 1``: one scalar random term only, as lme4);
+    module docstring."""
+    design, prior_weights, offset = glmm.design, glmm.prior_weights, glmm.offset
+    terms = design.terms
+    ks = [t.k for t in terms]
+    if nagq > 1 and (len(terms) != 1 or ks[0] != 1):
+        raise ModelSpecError(
+            f"nAGQ={nagq}: adaptive Gauss-Hermite quadrature is defined for a model with a "
+            "single scalar random-effects term, such as (1 | g), as in lme4; this model has "
+            f"{len(terms)} term(s) with {ks} column(s). Use nAGQ=1 (Laplace)."
+        )
+    ma = design_arrays(design)
+    order = ma.template.order
+    n_theta = _n_theta(ks)
+    data = GlmmData(
+        jnp.asarray(design.y, dtype=jnp.float64),
+        jnp.asarray(prior_weights, dtype=jnp.float64),
+        jnp.asarray(offset, dtype=jnp.float64),
+    )
+    xstd_np, ic = _fixed_standardization(design.X)
+    xstd = Standardization(jnp.asarray(xstd_np.x_shift), jnp.asarray(xstd_np.x_scale), 0.0, 1.0)
+    rule = gauss_hermite(nagq) if nagq > 1 else None
+    mu0 = family.start_mu(data.y, data.prior_weights)
+    state = {"eta": family.linkfun(mu0), "lp": None}
+
+    def make_fun(joint: bool):
+        def fun(x):
+            value, grad, lp, _ = _evaluate(
+                jnp.asarray(x),
+                state["eta"],
+                ma,
+                data,
+                xstd,
+                rule,
+                family=family,
+                n_theta=n_theta,
+                joint=joint,
+                ic=ic,
+            )
+            value = float(value)
+            if np.isfinite(value):
+                state["eta"] = lp.modes.eta
+            return value, np.asarray(grad), lp
+
+        return fun
+
+    theta0 = to_internal(
+        np.concatenate([(r == c).astype(float) for r, c in (tril_index(k) for k in ks)]),
+        ks,
+        order,
+    )
+    opt, lp = minimize_on_host(make_fun(True), theta0, maxiter=maxiter)
+    iterations, evaluations = int(opt.iterations), int(opt.evaluations)
+    if nagq >= 1:
+        beta_s = np.asarray(_to_standardized(np.asarray(lp.modes.beta), xstd_np, ic))
+        x0 = np.concatenate([np.asarray(opt.theta), beta_s])
+        opt, lp = minimize_on_host(make_fun(False), x0, maxiter=maxiter)
+        iterations += int(opt.iterations)
+        evaluations += int(opt.evaluations)
+        fe_cov = _hessian_cov(make_fun(False), np.asarray(opt.theta), n_theta, xstd_np, ic)
+    else:
+        fe_cov = np.asarray(lp.fe_cov)
+    theta_int = np.asarray(opt.theta)[:n_theta]
+    raw = to_user(theta_int, ks, order)
+    theta = normalize_signs(raw, ks)
+    grad = np.asarray(opt.grad).copy()
+    grad[:n_theta] = to_user(grad[:n_theta], ks, order) * sign_flips(raw, ks)
+    modes = lp.modes
+    blups = tuple(np.asarray(b) for b in blups_by_term(modes, ma.template))
+    beta = np.asarray(modes.beta)
+    converged = bool(opt.converged) and bool(np.all(np.isfinite(beta)))
+    fit = GlmmFit(
+        design=design,
+        family=family,
+        nagq=int(nagq),
+        prior_weights=np.asarray(prior_weights, dtype=float),
+        offset=np.asarray(offset, dtype=float),
+        theta=theta,
+        beta=beta,
+        fe_cov=fe_cov,
+        blups=blups,
+        eta=np.asarray(modes.eta),
+        mu=np.asarray(family.linkinv(modes.eta)),
+        objective=float(lp.value),
+        # lme4's logLik: Laplace with the family's full density; quadrature (nAGQ > 1)
+        # with the deviance residuals, i.e. without the density's constant (glmerAGQ)
+        minus_two_llf=float(lp.value if nagq > 1 else lp.log_density + lp.u_squared + lp.ld_l2),
+        deviance_residual_sum=float(lp.dev_sum),
+        u_squared=float(lp.u_squared),
+        ld_l2=float(lp.ld_l2),
+        grad=grad,
+        converged=converged,
+        n_iterations=iterations,
+        n_evaluations=evaluations,
+        stop_reason=STOP_REASONS[int(opt.stop)],
+        offset_terms=glmm.offset_terms,
+        offset_argument=glmm.offset_argument,
+    )
+    if not converged:
+        warnings.warn(convergence_message(opt, maxiter), UserWarning, stacklevel=stacklevel)
+    if fit.is_singular:
+        warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=stacklevel)
+    return fit
+
+
+def gauss_hermite(n: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Nodes and weights of ``n``-point Gauss-Hermite quadrature against the standard
+    normal density (weights sum to 1), made exactly symmetric as lme4's ``GHrule``."""
+    z, w = np.polynomial.hermite_e.hermegauss(n)
+    w = w / w.sum()
+    z, w = (z - z[::-1]) / 2.0, (w + w[::-1]) / 2.0
+    return jnp.asarray(z), jnp.asarray(w)
+
+
+def _to_standardized(beta: np.ndarray, std: Standardization, ic: int) -> np.ndarray:
+    """``beta_s = G^-1 beta`` (no response shift or scale)."""
+    out = std.x_scale * beta
+    if ic >= 0:
+        out[ic] = beta[ic] + np.sum(std.x_shift * beta)
+    return out
+
+
+def _hessian_cov(fun, x: np.ndarray, n_theta: int, std: Standardization, ic: int) -> np.ndarray:
+    """``vcov(beta)``: the ``beta`` block of ``2 H^-1``, ``H`` by central differences of
+    the exact gradient in ``(theta, beta_s)``, mapped to ``beta``'s units."""
+    k = x.shape[0]
+    H = np.empty((k, k))
+    for j in range(k):
+        h = 1e-4 * max(1.0, abs(x[j]))
+        e = np.zeros(k)
+        e[j] = h
+        H[:, j] = (fun(x + e)[1] - fun(x - e)[1]) / (2.0 * h)
+    H = 0.5 * (H + H.T)
+    cov_s = 2.0 * np.linalg.inv(H)[n_theta:, n_theta:]
+    std_j = Standardization(jnp.asarray(std.x_shift), jnp.asarray(std.x_scale), 0.0, 1.0)
+    return np.asarray(back_transform_cov(jnp.asarray(cov_s), std_j, ic))
