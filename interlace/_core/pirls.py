@@ -92,9 +92,11 @@ def solve_modes(
     z: jnp.ndarray,
     offset: jnp.ndarray,
     beta: jnp.ndarray | None = None,
+    fixed=True,
 ):
     """The modes of ``|W^1/2 (z - o - X beta - Z Lambda u)|^2 + |u|^2`` (module docstring),
-    over ``beta`` and ``u``, or over ``u`` with ``beta`` given: ``(Modes, cp, L)`` with the
+    over ``beta`` and ``u``, or over ``u`` with ``beta`` given (``fixed``, a bool or a
+    traced flag, so that one executable serves both): ``(Modes, cp, L)`` with the
     weighted cross-products and the tail factor ``L = chol(S)`` they came from.
 
     The factor is of the centred and scaled problem (``_core.standardize``); a given
@@ -105,16 +107,23 @@ def solve_modes(
     L = tail_cholesky(tail_schur(theta, cp))
     qt, p = cp.q_tail, cp.p
     std = cp.standardization
-    if beta is None:
-        x = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)
-    else:
+    if beta is None or fixed is not True:
+        x_free = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)
+        beta_free = back_transform_beta(x_free[qt:], std, cp.intercept)
+    if beta is not None:
         beta_s = to_standardized_beta(beta, std, cp.intercept)
         rhs = L[-1, :qt] - L[qt : qt + p, :qt].T @ beta_s
-        x = jnp.concatenate([linalg.tril_solve(L[:qt, :qt], rhs, transpose=True), beta_s])
+        x_fixed = jnp.concatenate([linalg.tril_solve(L[:qt, :qt], rhs, transpose=True), beta_s])
+    if beta is None:
+        x, beta_out = x_free, beta_free
+    elif fixed is True:
+        x, beta_out = x_fixed, beta
+    else:
+        x = jnp.where(fixed, x_fixed, x_free)
+        beta_out = jnp.where(fixed, beta, beta_free)
     T1, _, _ = first_block(theta, cp)
     u1, lam_x = first_term_modes(theta, cp, x, T1)
     sy = std.y_scale
-    beta_out = back_transform_beta(x[qt:], std, cp.intercept) if beta is None else beta
     b1 = sy * (u1 @ T1.T)
     b_tail = sy * lam_x[:qt]
     eta = offset + ma.X @ beta_out + random_part(ma, b1, b_tail)
@@ -149,6 +158,7 @@ def pirls(
     data: GlmmData,
     eta0: jnp.ndarray,
     beta: jnp.ndarray | None = None,
+    fixed=True,
     *,
     maxiter: int = 100,
     tol: float = 1e-11,
@@ -156,13 +166,14 @@ def pirls(
     """Penalised IRLS from ``eta0`` (module docstring): ``(modes, iterations)``. No
     derivatives flow through it (the inputs are ``stop_gradient``-ed): differentiate
     :func:`laplace` instead. Stops when ``F`` changes by less than ``tol`` relative; a
-    step that raises ``F`` is halved up to ten times."""
+    step that raises ``F`` is halved up to ten times. ``beta`` and ``fixed``: as
+    :func:`solve_modes`."""
     theta, eta0 = jax.lax.stop_gradient(theta), jax.lax.stop_gradient(eta0)
     beta = None if beta is None else jax.lax.stop_gradient(beta)
 
     def step(eta):
         w, z = family.working(data.y, eta, data.prior_weights)
-        return solve_modes(theta, ma, w, z, data.offset, beta)[0]
+        return solve_modes(theta, ma, w, z, data.offset, beta, fixed)[0]
 
     first = step(eta0)
     f_first = _penalized_deviance(family, data, first.eta, first.u_squared)
@@ -220,16 +231,18 @@ def laplace(
     modes_eta: jnp.ndarray,
     beta: jnp.ndarray | None = None,
     quadrature: tuple[jnp.ndarray, jnp.ndarray] | None = None,
+    fixed=True,
 ) -> Laplace:
     """The Laplace deviance at ``theta`` (``beta`` given for ``nAGQ = 1``, profiled by the
     joint modes for ``nAGQ = 0``), from the linear predictor at the converged modes
     ``modes_eta`` (from :func:`pirls`): one Newton step from there, then ``f`` (module
     docstring). Differentiable in ``theta`` and ``beta``, exactly. ``quadrature``
     (standard-normal Gauss-Hermite nodes and weights) adds the adaptive quadrature
-    correction of a single scalar term (:func:`quadrature_correction`)."""
+    correction of a single scalar term (:func:`quadrature_correction`); ``fixed``: as
+    :func:`solve_modes` (with a traced flag, the correction applies where it is set)."""
     eta_star = jax.lax.stop_gradient(modes_eta)
     h, zn = family.newton(data.y, eta_star, data.prior_weights)
-    modes, _, _ = solve_modes(theta, ma, h, zn, data.offset, beta)
+    modes, _, _ = solve_modes(theta, ma, h, zn, data.offset, beta, fixed)
     mu = family.linkinv(modes.eta)
     w, z = family.working(data.y, modes.eta, data.prior_weights)
     cp = cross_products_of(ma.replace(y=z - data.offset, weights=w))
@@ -245,7 +258,8 @@ def laplace(
     fe_cov = back_transform_cov(LXinv.T @ LXinv / std.y_scale**2, std, cp.intercept)
     value = dev + usq + ld_l2
     if quadrature is not None:
-        value = value + quadrature_correction(theta, ma, family, data, modes, cp, quadrature)
+        correction = quadrature_correction(theta, ma, family, data, modes, cp, quadrature)
+        value = value + (correction if fixed is True else jnp.where(fixed, correction, 0.0))
     return Laplace(value, modes, dev, log_density, usq, ld_l2, fe_cov)
 
 

@@ -125,21 +125,23 @@ def _n_theta(ks) -> int:
     return sum(k * (k + 1) // 2 for k in ks)
 
 
-@partial(jax.jit, static_argnames=("family", "n_theta", "joint", "ic"))
-def _evaluate(x, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, joint, ic):
-    """The deviance at ``x`` (``theta``, then ``beta_s`` unless ``joint``; ``xstd`` with
-    intercept column ``ic`` maps ``beta_s`` to ``beta``), its gradient and the Laplace
-    record, after PIRLS from ``eta0`` (module docstring)."""
+@partial(jax.jit, static_argnames=("family", "n_theta", "ic"))
+def _evaluate(x, fixed, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, ic):
+    """The deviance at ``x = [theta, beta_s]`` (``xstd`` with intercept column ``ic`` maps
+    ``beta_s`` to ``beta``), its gradient and the Laplace record, after PIRLS from
+    ``eta0``. ``fixed`` (a traced flag, so that both stages share one executable):
+    ``beta`` given (stage 2) or found with the modes (stage 1, ``nAGQ = 0``; then the
+    gradient in ``beta_s`` is 0 and ``rule`` is not applied)."""
 
     def objective(x):
         theta = x[:n_theta]
-        beta = None if joint else back_transform_beta(x[n_theta:], xstd, ic)
-        lp = laplace(theta, ma, family, data, modes.eta, beta, None if joint else rule)
+        beta = back_transform_beta(x[n_theta:], xstd, ic)
+        lp = laplace(theta, ma, family, data, modes.eta, beta, rule, fixed)
         return lp.value, lp
 
     theta = x[:n_theta]
-    beta0 = None if joint else back_transform_beta(x[n_theta:], xstd, ic)
-    modes, iterations = pirls(theta, ma, family, data, eta0, beta0)
+    beta0 = back_transform_beta(x[n_theta:], xstd, ic)
+    modes, iterations = pirls(theta, ma, family, data, eta0, beta0, fixed)
     (value, lp), grad = jax.value_and_grad(objective, has_aux=True)(x)
     return value, grad, lp, iterations
 
@@ -185,10 +187,17 @@ def fit_glmm_design(
     mu0 = family.start_mu(data.y, data.prior_weights)
     state = {"eta": family.linkfun(mu0), "lp": None}
 
+    p = design.X.shape[1]
+
     def make_fun(joint: bool):
+        """``fun(x)`` for the host optimiser: ``x = theta`` (stage 1) or ``[theta, beta_s]``."""
+        flag = jnp.asarray(not joint)
+
         def fun(x):
+            full = np.concatenate([x, np.zeros(p)]) if joint else x
             value, grad, lp, _ = _evaluate(
-                jnp.asarray(x),
+                jnp.asarray(full),
+                flag,
                 state["eta"],
                 ma,
                 data,
@@ -196,13 +205,13 @@ def fit_glmm_design(
                 rule,
                 family=family,
                 n_theta=n_theta,
-                joint=joint,
                 ic=ic,
             )
             value = float(value)
             if np.isfinite(value):
                 state["eta"] = lp.modes.eta
-            return value, np.asarray(grad), lp
+            grad = np.asarray(grad)
+            return value, grad[:n_theta] if joint else grad, lp
 
         return fun
 
