@@ -67,12 +67,14 @@ def make_binary_slope_frame(seed: int = 20250301) -> pd.DataFrame:
     x = rng.normal(0.0, 1.0, size=subj.size)
     eta = -0.2 + 0.7 * x + b[subj, 0] + b[subj, 1] * x + c[item]
     y = (rng.uniform(size=subj.size) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
-    return pd.DataFrame({
-        "subject": [f"S{s + 1:02d}" for s in subj],
-        "item": [f"I{i + 1:02d}" for i in item],
-        "x": x,
-        "y": y,
-    })
+    return pd.DataFrame(
+        {
+            "subject": [f"S{s + 1:02d}" for s in subj],
+            "item": [f"I{i + 1:02d}" for i in item],
+            "x": x,
+            "y": y,
+        }
+    )
 
 
 def make_poisson_offset_frame(seed: int = 20250302) -> pd.DataFrame:
@@ -89,14 +91,16 @@ def make_poisson_offset_frame(seed: int = 20250302) -> pd.DataFrame:
     hours = rng.integers(2, 17, size=n) * 0.25  # 0.5, 0.75, ..., 4.0
     eta = np.log(hours) - 0.5 + 1.2 * cover + s[site] + t[year] + o[observer]
     count = rng.poisson(np.exp(eta)).astype(np.int64)
-    return pd.DataFrame({
-        "site": [f"S{i + 1:02d}" for i in site],
-        "year": [f"Y{2011 + i}" for i in year],
-        "observer": [f"O{i + 1:02d}" for i in observer],
-        "cover": cover,
-        "hours": hours,
-        "count": count,
-    })
+    return pd.DataFrame(
+        {
+            "site": [f"S{i + 1:02d}" for i in site],
+            "year": [f"Y{2011 + i}" for i in year],
+            "observer": [f"O{i + 1:02d}" for i in observer],
+            "cover": cover,
+            "hours": hours,
+            "count": count,
+        }
+    )
 
 
 def make_negbin_frame(seed: int = 20250303) -> pd.DataFrame:
@@ -112,13 +116,15 @@ def make_negbin_frame(seed: int = 20250303) -> pd.DataFrame:
     # numpy's negative_binomial(n, p): failures before n successes,
     # mean n (1 - p) / p = mu when p = size / (size + mu).
     count = rng.negative_binomial(size, size / (size + mu)).astype(np.int64)
-    return pd.DataFrame({
-        "cell": [f"C{i + 1:04d}" for i in range(n)],
-        "donor": [f"D{i + 1:02d}" for i in donor],
-        "batch": [f"B{i + 1:02d}" for i in batch],
-        "treat": np.where(stim, "stim", "ctrl"),
-        "count": count,
-    })
+    return pd.DataFrame(
+        {
+            "cell": [f"C{i + 1:04d}" for i in range(n)],
+            "donor": [f"D{i + 1:02d}" for i in donor],
+            "batch": [f"B{i + 1:02d}" for i in batch],
+            "treat": np.where(stim, "stim", "ctrl"),
+            "count": count,
+        }
+    )
 
 
 def write(df: pd.DataFrame, name: str) -> None:
