@@ -40,6 +40,7 @@ SECTIONS = {
     "inference": "## Inference:",
     "scaling": "## Scaling (synthetic crossed designs)",
     "latency": "## Latency",
+    "glmm": "## GLMMs",
 }
 PACKAGES = ("jax", "jaxlib", "optax", "numpy", "pandas", "interlace")
 POLL_S = 2.0  # how often a waiting parent samples a child's peak RSS
