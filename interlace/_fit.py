@@ -117,6 +117,6 @@ def fit(
     glmm = build_glmm_design(formula, data, groups, fam, weights=weights, offset=offset)
     return GLMMResult.from_fit(
         fit_glmm_design(
-            glmm, fam, nagq=nAGQ, maxiter=check_positive_int(maxiter, "maxiter"), stacklevel=4
+            glmm, fam, nagq=nAGQ, maxiter=check_positive_int(maxiter, "maxiter"), stacklevel=5
         )
     )

@@ -34,6 +34,7 @@ from ._model.frames import as_pandas
 from ._model.glmm_design import evaluate_expression
 from ._model.glmm_estimate import GlmmFit
 from ._model.labelled import random_effects, random_part_for, variance_components
+from ._model.theta_layout import theta_to_lme4
 from ._summary import format_glmm_summary
 
 __all__ = ["GLMMResult"]
@@ -114,6 +115,11 @@ class GLMMResult:
     def scale(self) -> float:
         """The dispersion: 1 for binomial and Poisson models."""
         return 1.0
+
+    @property
+    def theta_lme4(self) -> pd.Series:
+        """``theta`` in lme4's term order (``getME(fit, "theta")``)."""
+        return theta_to_lme4(self.theta, self)
 
     @property
     def term_blups(self) -> tuple[np.ndarray, ...]:

@@ -509,9 +509,17 @@ def _fixed_matrices(parsed: ParsedFormula, fixed_formula, frame: pd.DataFrame):
     return y, X, fe_names, dropped, rhs.model_spec
 
 
-def _random_designs(terms, term_formulas, term_vars, frame: pd.DataFrame, n_formula_terms: int):
+def _random_designs(
+    terms,
+    term_formulas,
+    term_vars,
+    frame: pd.DataFrame,
+    n_formula_terms: int,
+    observation_level: bool = False,
+):
     """Per random term its :class:`TermDesign`, and per grouping factor its level codes
-    and labels (each factor coded once, checked for enough levels)."""
+    and labels (each factor coded once, checked for enough levels; ``observation_level``
+    allows a level per row, which a GLMM may use for overdispersion)."""
     n = len(frame)
     factors: dict[str, tuple[np.ndarray, pd.Index]] = {}
     term_designs = []
@@ -523,7 +531,7 @@ def _random_designs(terms, term_formulas, term_vars, frame: pd.DataFrame, n_form
                     f"Grouping factor {term.name!r} has {len(lev)} level(s); a random effect "
                     "needs at least 2. Drop it from groups= or check the column."
                 )
-            if len(lev) >= n:
+            if len(lev) >= n and not observation_level:
                 raise DataError(
                     f"Grouping factor {term.name!r} has {len(lev)} levels for {n} rows: with "
                     "one row per level its variance cannot be told apart from the residual "
@@ -554,6 +562,8 @@ def build_design(
     formula: str,
     data: Any,
     groups: str | Sequence[str] | None = None,
+    *,
+    observation_level: bool = False,
 ) -> Design:
     """Validate the inputs and build the arrays of ``formula`` with crossed ``groups``
     (lme4's ``lFormula``): random terms, formulas, the model frame, the fixed-effect
@@ -573,7 +583,7 @@ def build_design(
     frame, fixed_vars, term_vars = _model_frame(data, parsed, terms, fixed_formula, term_formulas)
     y, X, fe_names, dropped, spec = _fixed_matrices(parsed, fixed_formula, frame)
     term_designs, factors = _random_designs(
-        terms, term_formulas, term_vars, frame, len(parsed.random)
+        terms, term_formulas, term_vars, frame, len(parsed.random), observation_level
     )
     if len(frame) <= X.shape[1]:
         raise DataError(f"{len(frame)} rows are too few for {X.shape[1]} fixed-effect columns.")

@@ -185,7 +185,9 @@ def build_glmm_design(
         # an expression such as incidence / size (formulaic would read "/" as nesting)
         frame = frame.assign(**{_RESPONSE: evaluate_expression(lhs, frame, "the response")})
         response = _RESPONSE
-    design = build_design(f"{response} ~ {rhs}", frame, groups)
+    # a factor with a level per row is an observation-level effect: with a fixed
+    # dispersion it models overdispersion (lme4 allows it for GLMMs, not for LMMs)
+    design = build_design(f"{response} ~ {rhs}", frame, groups, observation_level=True)
     rows = np.asarray(design.row_index, dtype=np.int64)
     w, off = w[rows], off[rows]
     design = dataclasses.replace(design, formula=formula, response=lhs, row_index=data.index[rows])

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._base.errors import ModelSpecError
+from .._base.precision import float64_scope
 from .._core.arrays import ModelArrays
 from .._core.deviance import blups_by_term
 from .._core.family import Family
@@ -55,7 +56,7 @@ from .design import Design
 from .estimate import convergence_message, design_arrays
 from .glmm_design import GlmmDesign
 
-__all__ = ["GlmmFit", "fit_glmm_design"]
+__all__ = ["GlmmFit", "fit_glmm_design", "deviance_at"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +76,7 @@ class GlmmFit:
     theta: np.ndarray
     beta: np.ndarray
     fe_cov: np.ndarray
+    fe_cov_rx: np.ndarray  # (R_X'R_X)^-1 at the modes: lme4's vcov(use.hessian = FALSE)
     blups: tuple  # per term, (levels, k) conditional modes b = Lambda u
     eta: np.ndarray  # linear predictor at the modes, offset included
     mu: np.ndarray  # fitted means (response scale)
@@ -153,6 +155,78 @@ def _fixed_standardization(X: np.ndarray) -> tuple[Standardization, int]:
     return std, ic
 
 
+class _Problem:
+    """One GLMM's arrays and its compiled evaluation, for the host optimiser: ``fun(x)``
+    with ``x = theta`` (stage 1, ``beta`` with the modes) or ``[theta, beta_s]`` (stage 2),
+    ``theta`` in the internal term order. Each evaluation's PIRLS starts from the last
+    finite evaluation's linear predictor."""
+
+    def __init__(self, glmm: GlmmDesign, family: Family, nagq: int):
+        design = glmm.design
+        self.ks = [t.k for t in design.terms]
+        self.family = family
+        self.ma = design_arrays(design)
+        self.order = self.ma.template.order
+        self.n_theta = _n_theta(self.ks)
+        self.p = design.X.shape[1]
+        self.data = GlmmData(
+            jnp.asarray(design.y, dtype=jnp.float64),
+            jnp.asarray(glmm.prior_weights, dtype=jnp.float64),
+            jnp.asarray(glmm.offset, dtype=jnp.float64),
+        )
+        self.xstd_np, self.ic = _fixed_standardization(design.X)
+        self.xstd = Standardization(
+            jnp.asarray(self.xstd_np.x_shift), jnp.asarray(self.xstd_np.x_scale), 0.0, 1.0
+        )
+        self.rule = gauss_hermite(nagq) if nagq > 1 else None
+        self.eta = family.linkfun(family.start_mu(self.data.y, self.data.prior_weights))
+
+    def fun(self, joint: bool):
+        flag = jnp.asarray(not joint)
+        n_theta = self.n_theta
+
+        def fun(x):
+            full = np.concatenate([x, np.zeros(self.p)]) if joint else x
+            value, grad, lp, _ = _evaluate(
+                jnp.asarray(full),
+                flag,
+                self.eta,
+                self.ma,
+                self.data,
+                self.xstd,
+                self.rule,
+                family=self.family,
+                n_theta=n_theta,
+                ic=self.ic,
+            )
+            value = float(value)
+            if np.isfinite(value):
+                self.eta = lp.modes.eta
+            grad = np.asarray(grad)
+            return value, grad[:n_theta] if joint else grad, lp
+
+        return fun
+
+    def standardized_beta(self, beta: np.ndarray) -> np.ndarray:
+        return _to_standardized(np.asarray(beta, dtype=float), self.xstd_np, self.ic)
+
+
+@float64_scope
+def deviance_at(glmm: GlmmDesign, family: Family, theta, beta=None, *, nagq: int = 1) -> float:
+    """lme4's ``-2 logLik`` of ``glmm`` at ``theta`` (user's term order) and ``beta``
+    (None: ``beta`` with the modes, ``nAGQ = 0``'s deviance function), as lme4's
+    ``devFunOnly`` evaluates it."""
+    prob = _Problem(glmm, family, nagq)
+    theta_int = to_internal(np.asarray(theta, dtype=float), prob.ks, prob.order)
+    if beta is None:
+        _, _, lp = prob.fun(True)(theta_int)
+    else:
+        x = np.concatenate([theta_int, prob.standardized_beta(beta)])
+        _, _, lp = prob.fun(False)(x)
+    return float(lp.value if nagq > 1 else lp.log_density + lp.u_squared + lp.ld_l2)
+
+
+@float64_scope
 def fit_glmm_design(
     glmm: GlmmDesign,
     family: Family,
@@ -173,62 +247,33 @@ def fit_glmm_design(
             "single scalar random-effects term, such as (1 | g), as in lme4; this model has "
             f"{len(terms)} term(s) with {ks} column(s). Use nAGQ=1 (Laplace)."
         )
-    ma = design_arrays(design)
-    order = ma.template.order
-    n_theta = _n_theta(ks)
-    data = GlmmData(
-        jnp.asarray(design.y, dtype=jnp.float64),
-        jnp.asarray(prior_weights, dtype=jnp.float64),
-        jnp.asarray(offset, dtype=jnp.float64),
-    )
-    xstd_np, ic = _fixed_standardization(design.X)
-    xstd = Standardization(jnp.asarray(xstd_np.x_shift), jnp.asarray(xstd_np.x_scale), 0.0, 1.0)
-    rule = gauss_hermite(nagq) if nagq > 1 else None
-    mu0 = family.start_mu(data.y, data.prior_weights)
-    state = {"eta": family.linkfun(mu0), "lp": None}
-
-    p = design.X.shape[1]
-
-    def make_fun(joint: bool):
-        """``fun(x)`` for the host optimiser: ``x = theta`` (stage 1) or ``[theta, beta_s]``."""
-        flag = jnp.asarray(not joint)
-
-        def fun(x):
-            full = np.concatenate([x, np.zeros(p)]) if joint else x
-            value, grad, lp, _ = _evaluate(
-                jnp.asarray(full),
-                flag,
-                state["eta"],
-                ma,
-                data,
-                xstd,
-                rule,
-                family=family,
-                n_theta=n_theta,
-                ic=ic,
-            )
-            value = float(value)
-            if np.isfinite(value):
-                state["eta"] = lp.modes.eta
-            grad = np.asarray(grad)
-            return value, grad[:n_theta] if joint else grad, lp
-
-        return fun
-
+    prob = _Problem(glmm, family, nagq)
+    order, n_theta = prob.order, prob.n_theta
     theta0 = to_internal(
         np.concatenate([(r == c).astype(float) for r, c in (tril_index(k) for k in ks)]),
         ks,
         order,
     )
-    opt, lp = minimize_on_host(make_fun(True), theta0, maxiter=maxiter)
+    opt, lp = minimize_on_host(prob.fun(True), theta0, maxiter=maxiter)
     iterations, evaluations = int(opt.iterations), int(opt.evaluations)
     if nagq >= 1:
-        beta_s = np.asarray(_to_standardized(np.asarray(lp.modes.beta), xstd_np, ic))
-        x0 = np.concatenate([np.asarray(opt.theta), beta_s])
-        opt, lp = minimize_on_host(make_fun(False), x0, maxiter=maxiter)
+        x0 = np.concatenate([np.asarray(opt.theta), prob.standardized_beta(lp.modes.beta)])
+        opt, lp = minimize_on_host(prob.fun(False), x0, maxiter=maxiter)
         iterations += int(opt.iterations)
         evaluations += int(opt.evaluations)
-        fe_cov = _hessian_cov(make_fun(False), np.asarray(opt.theta), n_theta, xstd_np, ic)
+        fe_cov = _hessian_cov(
+            prob.fun(False), np.asarray(opt.theta), n_theta, prob.xstd_np, prob.ic
+        )
+        if fe_cov is None:
+            warnings.warn(
+                "The variance-covariance matrix from the deviance's Hessian is not positive "
+                "definite; the fixed effects' standard errors fall back to the estimate "
+                "from R_X at the modes (lme4's rule). Check the fit for a boundary or "
+                "near-flat likelihood.",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
+            fe_cov = np.asarray(lp.fe_cov)
     else:
         fe_cov = np.asarray(lp.fe_cov)
     theta_int = np.asarray(opt.theta)[:n_theta]
@@ -237,7 +282,7 @@ def fit_glmm_design(
     grad = np.asarray(opt.grad).copy()
     grad[:n_theta] = to_user(grad[:n_theta], ks, order) * sign_flips(raw, ks)
     modes = lp.modes
-    blups = tuple(np.asarray(b) for b in blups_by_term(modes, ma.template))
+    blups = tuple(np.asarray(b) for b in blups_by_term(modes, prob.ma.template))
     beta = np.asarray(modes.beta)
     converged = bool(opt.converged) and bool(np.all(np.isfinite(beta)))
     fit = GlmmFit(
@@ -249,6 +294,7 @@ def fit_glmm_design(
         theta=theta,
         beta=beta,
         fe_cov=fe_cov,
+        fe_cov_rx=np.asarray(lp.fe_cov),
         blups=blups,
         eta=np.asarray(modes.eta),
         mu=np.asarray(family.linkinv(modes.eta)),
@@ -291,9 +337,10 @@ def _to_standardized(beta: np.ndarray, std: Standardization, ic: int) -> np.ndar
     return out
 
 
-def _hessian_cov(fun, x: np.ndarray, n_theta: int, std: Standardization, ic: int) -> np.ndarray:
+def _hessian_cov(fun, x: np.ndarray, n_theta: int, std: Standardization, ic: int):
     """``vcov(beta)``: the ``beta`` block of ``2 H^-1``, ``H`` by central differences of
-    the exact gradient in ``(theta, beta_s)``, mapped to ``beta``'s units."""
+    the exact gradient in ``(theta, beta_s)``, mapped to ``beta``'s units; None when that
+    block is not positive definite (lme4 then falls back to ``R_X``)."""
     k = x.shape[0]
     H = np.empty((k, k))
     for j in range(k):
@@ -302,6 +349,10 @@ def _hessian_cov(fun, x: np.ndarray, n_theta: int, std: Standardization, ic: int
         e[j] = h
         H[:, j] = (fun(x + e)[1] - fun(x - e)[1]) / (2.0 * h)
     H = 0.5 * (H + H.T)
-    cov_s = 2.0 * np.linalg.inv(H)[n_theta:, n_theta:]
+    try:
+        cov_s = 2.0 * np.linalg.inv(H)[n_theta:, n_theta:]
+        np.linalg.cholesky(cov_s)
+    except np.linalg.LinAlgError:
+        return None  # not positive definite: the caller falls back to R_X
     std_j = Standardization(jnp.asarray(std.x_shift), jnp.asarray(std.x_scale), 0.0, 1.0)
     return np.asarray(back_transform_cov(jnp.asarray(cov_s), std_j, ic))
