@@ -161,7 +161,7 @@ def pirls(
     fixed=True,
     *,
     maxiter: int = 100,
-    tol: float = 1e-11,
+    tol: float = 1e-10,
 ) -> tuple[Modes, jnp.ndarray]:
     """Penalised IRLS from ``eta0`` (module docstring): ``(modes, iterations)``. No
     derivatives flow through it (the inputs are ``stop_gradient``-ed): differentiate
