@@ -27,6 +27,7 @@ import pandas as pd
 from jax.scipy.special import ndtr
 
 from ._base.errors import DataError, ModelSpecError
+from ._base.precision import float64_scope
 from ._core.singular import SINGULAR_TOL, theta_is_singular
 from ._core.theta import diagonal_mask
 from ._model.design import Design, fixed_matrix_for
@@ -211,6 +212,7 @@ class GLMMResult:
         )
 
     # --- residuals --------------------------------------------------------------------
+    @float64_scope
     def residuals(self, type: str = "deviance") -> pd.Series:  # noqa: A002 (lme4's name)
         """lme4's ``residuals(fit, type)``: ``"deviance"`` (``sign(y - mu) sqrt(d_i)``),
         ``"pearson"`` (``(y - mu) sqrt(w) / sqrt(V(mu))``), ``"response"`` (``y - mu``) or
@@ -236,6 +238,7 @@ class GLMMResult:
         return self.residuals("deviance")
 
     # --- prediction -------------------------------------------------------------------
+    @float64_scope
     def predict(
         self,
         newdata: Any = None,
@@ -272,7 +275,7 @@ class GLMMResult:
                     )
                 eta = eta + np.broadcast_to(np.asarray(offset, dtype=float), (len(frame),))
             if include_re:
-                eta = eta + random_part_for(self.design, self.term_blups, frame)
+                eta = eta + random_part_for(self.design, self.term_blups, frame, stacklevel=5)
             index = frame.index
         eta = np.asarray(eta, dtype=float)
         values = eta if type == "link" else np.asarray(fit.family.linkinv(eta))

@@ -30,6 +30,7 @@ from .._base.precision import float64_scope
 from .._base.progress import progress_bar
 from .._core.refit import RefitBatch, default_batch_size, refit_all, warn_unconverged
 from .._model.varcorr import variance_names, variance_values
+from .residuals import require_linear
 
 __all__ = ["hlm_influence"]
 
@@ -81,6 +82,7 @@ def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame
     ``converged`` (the refit's flag). Each refit uses the fit's method (REML or ML).
     ``progress``: a progress bar (default: only on an interactive terminal).
     """
+    require_linear(result, "hlm_influence")
     fit = result.model_fit
     labels, key = _deletion_sets(result, level)
     d = fit.design

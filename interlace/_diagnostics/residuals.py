@@ -14,11 +14,21 @@ import pandas as pd
 
 from .._base.errors import ModelSpecError
 from .._base.precision import float64_scope
+from .._model.estimate import ModelFit
 from .leverage import blup_condvar, row_leverage
 
-__all__ = ["hlm_resid", "leverage", "cooks_distance", "n_influential"]
+__all__ = ["hlm_resid", "leverage", "cooks_distance", "n_influential", "require_linear"]
 
 _TYPES = ("conditional", "marginal")
+
+
+def require_linear(result, name: str) -> None:
+    """Refuse a GLMM result (these diagnostics are those of a linear mixed model)."""
+    if not isinstance(getattr(result, "model_fit", None), ModelFit):
+        raise ModelSpecError(
+            f"{name} is defined for linear mixed models (a CrossedLMEResult); for a GLMM use "
+            "result.residuals(type='deviance' | 'pearson' | 'response' | 'working')."
+        )
 
 
 @float64_scope
@@ -40,6 +50,7 @@ def hlm_resid(
     per level, columns ``<col>`` and ``<col>_se`` per random-effect column, and
     ``n_obs``.
     """
+    require_linear(result, "hlm_resid")
     if level != 1:
         return _group_resid(result, level)
     if type not in _TYPES:
@@ -93,6 +104,7 @@ def leverage(result) -> pd.DataFrame:
     ``hatvalues``), without forming ``H``: column ``overall``, split as HLMdiag does
     (Nobre & Singer 2007) into ``fixef``, the diagonal of ``H1 = X (X'V^-1 X)^-1 X'V^-1``,
     and ``ranef = overall - fixef``, the diagonal of ``Z D Z' V^-1 (I - H1)``."""
+    require_linear(result, "leverage")
     lev = row_leverage(result.model_fit)
     return pd.DataFrame(
         {"overall": lev.hat, "fixef": lev.hat_fixef, "ranef": lev.hat - lev.hat_fixef},
@@ -105,6 +117,7 @@ def cooks_distance(result) -> pd.Series:
     """lme4's one-step Cook's distance (``cooks.distance(fit)``):
     ``D_i = e_i^2 h_i / (p sigma^2 (1 - h_i)^2)``, a cheap approximation to the exact
     case-deletion distance of :func:`hlm_influence`."""
+    require_linear(result, "cooks_distance")
     h = row_leverage(result.model_fit).hat
     e = result.resid.to_numpy()
     p = len(result.fe_params)
@@ -120,6 +133,7 @@ def n_influential(
     """How many cases have Cook's distance above ``threshold`` (default ``4 / n``, the
     usual rule of thumb): the one-step distances, or the ``cooksd`` column of an
     :func:`hlm_influence` table when ``influence`` is given."""
+    require_linear(result, "n_influential")
     d = (influence["cooksd"] if influence is not None else cooks_distance(result)).to_numpy()
     cut = 4.0 / len(d) if threshold is None else float(threshold)
     return int(np.sum(d > cut))

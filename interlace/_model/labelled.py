@@ -17,10 +17,17 @@ from .varcorr import term_covariances
 __all__ = ["variance_components", "random_effects", "random_part_for"]
 
 
-def random_part_for(design: Design, blups: Sequence[np.ndarray], frame: pd.DataFrame | None):
+def random_part_for(
+    design: Design,
+    blups: Sequence[np.ndarray],
+    frame: pd.DataFrame | None,
+    stacklevel: int = 4,
+):
     """``sum_j Z_j b_j`` per row: of the fitted rows (``frame`` None), or of ``frame``
     coded as the fit was, with the BLUPs of each row's level matched by label (levels not
-    seen in the fit, or missing, get 0: the population level)."""
+    seen in the fit, or missing, get 0: the population level, with a warning at
+    ``stacklevel`` (of the warning call) for missing ones: 4 reaches the caller of a
+    ``predict`` that calls this)."""
     if frame is None:
         return sum(np.sum(t.X * b[t.codes], axis=1) for t, b in zip(design.terms, blups))
     out = np.zeros(len(frame))
@@ -32,6 +39,7 @@ def random_part_for(design: Design, blups: Sequence[np.ndarray], frame: pd.DataF
                 term.factor,
                 term.group_columns or tuple(term.factor.split(":")),
                 term.levels,
+                stacklevel,
             )
         Xr = term_matrix_for(term, frame)
         pos = positions[term.factor]
@@ -41,7 +49,7 @@ def random_part_for(design: Design, blups: Sequence[np.ndarray], frame: pd.DataF
 
 
 def _level_positions(
-    frame: pd.DataFrame, name: str, cols: Sequence[str], levels: pd.Index
+    frame: pd.DataFrame, name: str, cols: Sequence[str], levels: pd.Index, stacklevel: int
 ) -> np.ndarray:
     """Each row's position in ``levels`` of factor ``name`` (made of columns ``cols``),
     matched by label across int / float / str / category; -1 for a level not seen in the
@@ -61,7 +69,7 @@ def _level_positions(
             f"(NaN/None) in grouping column(s) {cols}: their random effects for {name!r} "
             "are set to 0 (population level).",
             UserWarning,
-            stacklevel=4,
+            stacklevel=stacklevel,
         )
     return pos
 
