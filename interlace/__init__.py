@@ -89,7 +89,7 @@ from ._base.precision import PrecisionError, float64_functional
 from ._core.arrays import ModelArrays
 from ._core.crossprod import CrossProducts, cross_products
 from ._core.deviance import profiled_deviance as _profiled_deviance
-from ._core.family import Family, binomial, poisson
+from ._core.family import Family, binomial, negative_binomial, poisson
 from ._core.sharding import device_mesh, shard_leading, shard_rows
 from ._diagnostics.influence import hlm_influence
 from ._diagnostics.residuals import cooks_distance, hlm_resid, leverage, n_influential
@@ -123,6 +123,7 @@ __all__ = [
     "GLMMResult",
     "binomial",
     "poisson",
+    "negative_binomial",
     "Family",
     "isSingular",
     "hlm_resid",

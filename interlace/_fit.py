@@ -64,9 +64,11 @@ def fit(
         likelihood-ratio tests of fixed effects). GLMMs are fitted by maximum likelihood
         (``"ML"`` is accepted; REML is not defined for them).
     family
-        ``"gaussian"`` (a linear mixed model, the default), ``"binomial"`` or
-        ``"poisson"``, or a family with its link: ``interlace.binomial("probit")``,
-        ``interlace.binomial("cloglog")``, ``interlace.poisson()``.
+        ``"gaussian"`` (a linear mixed model, the default), ``"binomial"``, ``"poisson"``
+        or ``"negative_binomial"`` (its size estimated, as lme4's ``glmer.nb``), or a
+        family with its link or size: ``interlace.binomial("probit")``,
+        ``interlace.binomial("cloglog")``, ``interlace.poisson()``,
+        ``interlace.negative_binomial(size=2.0)``.
     nAGQ
         GLMMs, as lme4's ``nAGQ``: ``1`` (Laplace, the default), ``0`` (fixed effects
         inside PIRLS: faster, slightly less exact) or ``2``-``100`` (adaptive

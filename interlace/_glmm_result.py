@@ -45,7 +45,7 @@ _RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
 
 @dataclass(frozen=True, repr=False)
 class GLMMResult:
-    """A fitted binomial or Poisson mixed model, as :func:`interlace.fit` returns it when
+    """A fitted binomial, Poisson or negative binomial mixed model, as :func:`interlace.fit` returns it when
     ``family`` is not Gaussian (module docstring for the definitions).
 
     Attributes: ``fe_params``, ``fe_cov``, ``fe_bse``, ``fe_zvalues``, ``fe_pvalues``,
@@ -53,7 +53,7 @@ class GLMMResult:
     ``theta``, ``fittedvalues`` (response scale), ``linear_predictor``, ``resid``
     (deviance residuals, lme4's default) and ``residuals(type=)``, ``llf``, ``aic``,
     ``bic``, ``deviance``, ``converged``, ``is_singular``, ``nobs``, ``ngroups``,
-    ``family``, ``link``, ``nAGQ``; statsmodels' aliases ``params``, ``bse``,
+    ``family``, ``link``, ``nAGQ``, ``size`` (negative binomial); statsmodels' aliases ``params``, ``bse``,
     ``pvalues``, ``tvalues``, ``cov_params()``.
     """
 
@@ -103,6 +103,19 @@ class GLMMResult:
     @property
     def family(self) -> str:
         return self.model_fit.family.name
+
+    @property
+    def size(self) -> float | None:
+        """A negative binomial's size ``k`` (``V(mu) = mu + mu^2 / k``; lme4's
+        ``getME(fit, "glmer.nb.theta")``), estimated or as given; None otherwise."""
+        return self.model_fit.size
+
+    @property
+    def family_label(self) -> str:
+        """The family as glmer's summary writes it: ``Negative Binomial(2.2531)``."""
+        if self.size is not None:
+            return f"Negative Binomial({self.size:.4f})"
+        return self.family
 
     @property
     def link(self) -> str:
@@ -220,10 +233,10 @@ class GLMMResult:
         fit = self.model_fit
         fam, y, mu, w = fit.family, fit.design.y, fit.mu, fit.prior_weights
         if type == "deviance":
-            d = np.asarray(fam.deviance_residuals(y, mu, w))
+            d = np.asarray(fam.deviance_residuals(y, mu, w, fit.size))
             r = np.sign(y - mu) * np.sqrt(np.maximum(d, 0.0))
         elif type == "pearson":
-            r = (y - mu) * np.sqrt(w) / np.sqrt(np.asarray(fam.variance(mu)))
+            r = (y - mu) * np.sqrt(w) / np.sqrt(np.asarray(fam.variance(mu, fit.size)))
         elif type == "response":
             r = y - mu
         elif type == "working":

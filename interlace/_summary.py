@@ -127,7 +127,7 @@ def format_glmm_summary(res) -> str:
     )
     lines = [
         f"Generalized linear mixed model fit by maximum likelihood ({approx})",
-        f" Family: {res.family}  ( {res.link} )",
+        f" Family: {res.family_label}  ( {res.link} )",
         f"Formula: {formula}",
         "",
         f"{'AIC':>10}{'BIC':>10}{'logLik':>10}{'deviance':>10}{'df.resid':>10}",

@@ -13,8 +13,12 @@ objects, whose clamping at the edges of the link we follow so that fits agree wi
 * the start ``mu_i`` of the iterations (R's ``family$initialize``).
 
 Binomial responses are proportions ``y_i`` in ``[0, 1]`` with the number of trials as prior
-weight (a 0/1 response has weight 1); Poisson responses are counts. The dispersion of
-both is fixed at 1.
+weight (a 0/1 response has weight 1); Poisson and negative binomial responses are counts.
+The negative binomial has ``V(mu) = mu + mu^2 / k`` with size ``k`` (R's
+``negative.binomial(theta)``, MASS's ``theta``): fixed when the family is made with a size,
+else estimated with the other parameters (lme4's ``glmer.nb``). Methods that depend on
+``k`` take it as ``size`` (data, so that a search over ``k`` compiles once); the other
+families ignore it. The dispersion of all three is 1.
 """
 
 from __future__ import annotations
@@ -27,14 +31,26 @@ from jax.scipy.special import gammaln, ndtr, ndtri
 
 from .._base.errors import ModelSpecError
 
-__all__ = ["Family", "family_of", "binomial", "poisson", "FAMILIES", "LINKS"]
+__all__ = [
+    "Family",
+    "family_of",
+    "binomial",
+    "poisson",
+    "negative_binomial",
+    "FAMILIES",
+    "LINKS",
+]
 
 _EPS = 2.220446049250313e-16  # R's .Machine$double.eps
 _LOGIT_EDGE = 30.0  # R's logit link: eta beyond +-30 maps to mu at the edge
 _PROBIT_EDGE = 8.125890664701906  # -qnorm(.Machine$double.eps)
 
-FAMILIES = {"binomial": ("logit", "probit", "cloglog"), "poisson": ("log",)}
-LINKS = {"binomial": "logit", "poisson": "log"}
+FAMILIES = {
+    "binomial": ("logit", "probit", "cloglog"),
+    "poisson": ("log",),
+    "negative_binomial": ("log",),
+}
+LINKS = {"binomial": "logit", "poisson": "log", "negative_binomial": "log"}
 
 
 def _xlogy_ratio(y, mu):
@@ -47,8 +63,23 @@ def _xlogy_ratio(y, mu):
 class Family:
     """A response distribution with its link (static: hashable, a jit argument)."""
 
-    name: str  # "binomial" or "poisson"
-    link: str  # "logit", "probit", "cloglog" (binomial); "log" (poisson)
+    name: str  # "binomial", "poisson" or "negative_binomial"
+    link: str  # "logit", "probit", "cloglog" (binomial); "log" (counts)
+    size: float | None = None  # negative binomial: a fixed k (None: estimated)
+
+    @property
+    def estimates_size(self) -> bool:
+        """A negative binomial whose size ``k`` is a parameter of the fit."""
+        return self.name == "negative_binomial" and self.size is None
+
+    @property
+    def label(self) -> str:
+        """The family as glmer's summary names it."""
+        if self.name == "negative_binomial":
+            return (
+                "Negative Binomial" if self.size is None else f"Negative Binomial({self.size:.4g})"
+            )
+        return self.name
 
     @property
     def canonical(self) -> bool:
@@ -89,20 +120,29 @@ class Family:
             return jnp.maximum(jnp.exp(e) * jnp.exp(-jnp.exp(e)), _EPS)
         return jnp.maximum(jnp.exp(eta), _EPS)
 
-    def variance(self, mu):
+    def variance(self, mu, size=None):
         """``V(mu)``."""
-        return mu * (1.0 - mu) if self.name == "binomial" else mu
+        if self.name == "binomial":
+            return mu * (1.0 - mu)
+        if self.name == "negative_binomial":
+            return mu + mu**2 / size
+        return mu
 
-    def deviance_residuals(self, y, mu, weights):
+    def deviance_residuals(self, y, mu, weights, size=None):
         """``d_i`` (module docstring): their sum is the GLM deviance."""
         if self.name == "binomial":
             return 2.0 * weights * (_xlogy_ratio(y, mu) + _xlogy_ratio(1.0 - y, 1.0 - mu))
+        if self.name == "negative_binomial":
+            k = size
+            return 2.0 * weights * (_xlogy_ratio(y, mu) - (y + k) * jnp.log((y + k) / (mu + k)))
         return 2.0 * weights * (_xlogy_ratio(y, mu) - (y - mu))
 
-    def minus_two_log_density(self, y, mu, weights):
+    def minus_two_log_density(self, y, mu, weights, size=None):
         """``-2 log p(y_i | mu_i)`` with all constants (R's ``family$aic`` terms):
         binomial ``log C(m, m y) + m y log mu + m (1 - y) log(1 - mu)`` with ``m`` trials
-        (rows of weight 0 add nothing); Poisson ``w (y log mu - mu - log y!)``."""
+        (rows of weight 0 add nothing); Poisson ``w (y log mu - mu - log y!)``; negative
+        binomial ``w (log G(y + k) - log G(k) - log y! + k log(k / (k + mu))
+        + y log(mu / (k + mu)))``."""
         if self.name == "binomial":
             m = weights
             k = jnp.round(m * y)
@@ -110,6 +150,16 @@ class Family:
             logc = gammaln(m + 1.0) - gammaln(k + 1.0) - gammaln(m - k + 1.0)
             ll = logc + _xlogy(k, mu) + _xlogy(m - k, 1.0 - mu)
             return jnp.where(weights > 0, -2.0 * ll, 0.0)
+        if self.name == "negative_binomial":
+            k = size
+            ll = (
+                gammaln(y + k)
+                - gammaln(k)
+                - gammaln(y + 1.0)
+                + k * jnp.log(k / (k + mu))
+                + _xlogy(y, mu / (k + mu))
+            )
+            return -2.0 * weights * ll
         ll = _xlogy(y, mu) - mu - gammaln(y + 1.0)
         return -2.0 * weights * ll
 
@@ -117,23 +167,25 @@ class Family:
         """Starting means (R's ``family$initialize``)."""
         if self.name == "binomial":
             return (weights * y + 0.5) / (weights + 1.0)
+        if self.name == "negative_binomial":
+            return y + (y == 0) / 6.0
         return y + 0.1
 
-    def working(self, y, eta, weights):
+    def working(self, y, eta, weights, size=None):
         """Fisher scoring's working weights and working response at ``eta``:
         ``w = weights (d mu/d eta)^2 / V(mu)``, ``z = eta + (y - mu) / (d mu/d eta)``."""
         mu = self.linkinv(eta)
         d = self.mu_eta(eta)
-        return weights * d**2 / self.variance(mu), eta + (y - mu) / d
+        return weights * d**2 / self.variance(mu, size), eta + (y - mu) / d
 
-    def newton(self, y, eta, weights):
+    def newton(self, y, eta, weights, size=None):
         """Newton's weights and working response at ``eta`` for the deviance:
         ``h = d''/2`` and ``z = eta - d' / d''`` from the derivatives of the deviance
         residuals in ``eta`` (by autodiff); for a canonical link they equal
         :meth:`working`'s."""
 
         def dev(e):
-            return self.deviance_residuals(y, self.linkinv(e), weights)
+            return self.deviance_residuals(y, self.linkinv(e), weights, size)
 
         def first(e):
             return jax.jvp(dev, (e,), (jnp.ones_like(e),))[1]
@@ -150,16 +202,21 @@ def _xlogy(x, y):
 
 
 def family_of(family, link: str | None = None) -> Family:
-    """A :class:`Family` from a name (``"binomial"``, ``"poisson"``) and optional link, or
-    a :class:`Family` as it is."""
+    """A :class:`Family` from a name (``"binomial"``, ``"poisson"``,
+    ``"negative_binomial"``) and optional link, or a :class:`Family` as it is."""
     if isinstance(family, Family):
         return family
-    if not isinstance(family, str) or family.lower() not in FAMILIES:
+    aliases = {"nb", "negbin", "negative-binomial", "negative binomial"}
+    if not isinstance(family, str) or (
+        family.lower() not in FAMILIES and family.lower() not in aliases
+    ):
         raise ModelSpecError(
             f"family={family!r} is not supported: use one of {sorted(FAMILIES)} "
             "(or 'gaussian' for a linear mixed model)."
         )
-    name = family.lower()
+    name = family.lower().replace("-", "_").replace(" ", "_")
+    if name in ("nb", "negbin", "negative_binomial"):
+        name = "negative_binomial"
     link = LINKS[name] if link is None else str(link).lower()
     if link not in FAMILIES[name]:
         raise ModelSpecError(
@@ -176,3 +233,18 @@ def binomial(link: str = "logit") -> Family:
 def poisson(link: str = "log") -> Family:
     """The Poisson family (R's ``poisson(link)``): ``"log"``."""
     return family_of("poisson", link)
+
+
+def negative_binomial(size: float | None = None, link: str = "log") -> Family:
+    """The negative binomial family, ``V(mu) = mu + mu^2 / size``: ``size`` estimated with
+    the other parameters when None (lme4's ``glmer.nb``), else fixed (R's
+    ``MASS::negative.binomial(theta = size)``)."""
+    fam = family_of("negative_binomial", link)
+    if size is None:
+        return fam
+    size = float(size)
+    if not size > 0 or size != size or size == float("inf"):
+        raise ModelSpecError(
+            f"negative_binomial(size={size}): the size must be positive and finite."
+        )
+    return Family(fam.name, fam.link, size)

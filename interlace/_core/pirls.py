@@ -17,7 +17,10 @@ Laplace approximation of the deviance at the modes (JSS 67(1), eq. 52) is
 
     f = sum_i d_i(y_i, mu_i) + |u|^2 + log|Lambda' Z' W Z Lambda + I|
 
-with ``W`` the working weights at the modes (lme4's ``ldL2``).
+with ``W`` the working weights at the modes (lme4's ``ldL2``). The value returned,
+lme4's ``-2 logLik``, takes the family's full density in place of the deviance
+residuals (they differ by a constant in the modes and ``theta``, not in a negative
+binomial's size).
 
 **Gradients by one Newton step.** The modes are found with no derivative
 (``stop_gradient``); the objective is then evaluated after one Newton step of ``F`` from
@@ -58,6 +61,7 @@ class GlmmData(NamedTuple):
     y: jnp.ndarray  # binomial: proportion of successes; Poisson: counts
     prior_weights: jnp.ndarray  # binomial: trials; else 1 (or the user's weights)
     offset: jnp.ndarray  # known part of eta
+    size: jnp.ndarray | float = 1.0  # negative binomial's k (ignored by the others)
 
 
 class Modes(NamedTuple):
@@ -133,7 +137,8 @@ def solve_modes(
 
 def _penalized_deviance(family: Family, data: GlmmData, eta, u_squared):
     mu = family.linkinv(eta)
-    return jnp.sum(family.deviance_residuals(data.y, mu, data.prior_weights)) + u_squared
+    d = family.deviance_residuals(data.y, mu, data.prior_weights, data.size)
+    return jnp.sum(d) + u_squared
 
 
 def _flat(m: Modes) -> jnp.ndarray:
@@ -172,7 +177,7 @@ def pirls(
     beta = None if beta is None else jax.lax.stop_gradient(beta)
 
     def step(eta):
-        w, z = family.working(data.y, eta, data.prior_weights)
+        w, z = family.working(data.y, eta, data.prior_weights, data.size)
         return solve_modes(theta, ma, w, z, data.offset, beta, fixed)[0]
 
     first = step(eta0)
@@ -214,7 +219,8 @@ def pirls(
 class Laplace(NamedTuple):
     """The Laplace deviance at ``theta`` (and ``beta``) and what it was computed from."""
 
-    value: jnp.ndarray  # sum d_i + |u|^2 + ldL2 (lme4's objective)
+    value: jnp.ndarray  # lme4's objective, -2 logLik: -2 sum log p(y_i | u) + |u|^2 + ldL2
+    # (nAGQ > 1: sum d_i + |u|^2 + ldL2 - 2 sum_l log m_l, quadrature_correction)
     modes: Modes
     dev_sum: jnp.ndarray  # sum of deviance residuals at the modes
     log_density: jnp.ndarray  # -2 sum log p(y_i | u) with all constants
@@ -241,25 +247,26 @@ def laplace(
     correction of a single scalar term (:func:`quadrature_correction`); ``fixed``: as
     :func:`solve_modes` (with a traced flag, the correction applies where it is set)."""
     eta_star = jax.lax.stop_gradient(modes_eta)
-    h, zn = family.newton(data.y, eta_star, data.prior_weights)
+    h, zn = family.newton(data.y, eta_star, data.prior_weights, data.size)
     modes, _, _ = solve_modes(theta, ma, h, zn, data.offset, beta, fixed)
     mu = family.linkinv(modes.eta)
-    w, z = family.working(data.y, modes.eta, data.prior_weights)
+    w, z = family.working(data.y, modes.eta, data.prior_weights, data.size)
     cp = cross_products_of(ma.replace(y=z - data.offset, weights=w))
     L = tail_cholesky(tail_schur(theta, cp))
     ld_l2 = log_det_z(theta, cp, jnp.log(jnp.diagonal(L)))
-    dev = jnp.sum(family.deviance_residuals(data.y, mu, data.prior_weights))
-    log_density = jnp.sum(family.minus_two_log_density(data.y, mu, data.prior_weights))
+    dev = jnp.sum(family.deviance_residuals(data.y, mu, data.prior_weights, data.size))
+    log_density = jnp.sum(family.minus_two_log_density(data.y, mu, data.prior_weights, data.size))
     usq = modes.u_squared
     qt, p = cp.q_tail, cp.p
     LX = jax.lax.stop_gradient(L[qt : qt + p, qt : qt + p])
     LXinv = linalg.tril_inverse(LX)
     std = cp.standardization
     fe_cov = back_transform_cov(LXinv.T @ LXinv / std.y_scale**2, std, cp.intercept)
-    value = dev + usq + ld_l2
-    if quadrature is not None:
+    value = log_density + usq + ld_l2
+    if quadrature is not None:  # lme4's quadrature deviance is on the deviance residuals
         correction = quadrature_correction(theta, ma, family, data, modes, cp, quadrature)
-        value = value + (correction if fixed is True else jnp.where(fixed, correction, 0.0))
+        agq = dev + usq + ld_l2 + correction
+        value = agq if fixed is True else jnp.where(fixed, agq, value)
     return Laplace(value, modes, dev, log_density, usq, ld_l2, fe_cov)
 
 
@@ -283,8 +290,8 @@ def quadrature_correction(theta, ma: ModelArrays, family: Family, data: GlmmData
     level = ma.codes1
     shift = (th * x * s[level])[:, None] * nodes[None, :]  # (n, K)
     mu = family.linkinv(modes.eta[:, None] + shift)
-    d = family.deviance_residuals(data.y[:, None], mu, data.prior_weights[:, None])
-    d0 = family.deviance_residuals(data.y, family.linkinv(modes.eta), data.prior_weights)
+    d = family.deviance_residuals(data.y[:, None], mu, data.prior_weights[:, None], data.size)
+    d0 = family.deviance_residuals(data.y, family.linkinv(modes.eta), data.prior_weights, data.size)
     q1 = u.shape[0]
     dev_k = jax.ops.segment_sum(d - d0[:, None], level, num_segments=q1)  # (q1, K)
     v = u[:, None] + s[:, None] * nodes[None, :]

@@ -7,7 +7,7 @@ Responses as lme4 takes them (``glmer``'s ``family$initialize``):
   as R sorts factor levels, is failure, every other level success); a proportion with
   ``weights=`` trial counts; or ``cbind(successes, failures) ~ ...`` (proportion
   ``s / (s + f)``, weights ``s + f``);
-* Poisson: non-negative counts.
+* Poisson and negative binomial: non-negative counts.
 
 Offsets: ``offset(expr)`` terms in the formula (any number; they add) and an
 ``offset=`` argument (a column name or an array with one value per row of ``data``).
@@ -244,14 +244,15 @@ def _check(design: Design, family: Family, w: np.ndarray, off: np.ndarray) -> No
                 f"{'-' if value == '0' else '+'}infinity. A binomial model needs both outcomes."
             )
     else:
+        kind = "Poisson" if family.name == "poisson" else "negative binomial"
         if np.any(y < 0):
             raise DataError(
-                f"The Poisson response {name!r} has negative values (e.g. {y[y < 0][0]:g}); "
+                f"The {kind} response {name!r} has negative values (e.g. {y[y < 0][0]:g}); "
                 "counts are >= 0."
             )
         if np.any(y != np.round(y)):
             warnings.warn(
-                f"The Poisson response {name!r} has non-integer values; the fit treats them "
+                f"The {kind} response {name!r} has non-integer values; the fit treats them "
                 "as given, as glmer does (with a warning there too).",
                 UserWarning,
                 stacklevel=_STACK,

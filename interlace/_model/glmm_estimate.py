@@ -93,6 +93,7 @@ class GlmmFit:
     n_iterations: int
     n_evaluations: int
     stop_reason: str
+    size: float | None = None  # negative binomial's k (estimated or fixed)
     offset_terms: tuple = ()  # offset(expr) of the formula, for predict(newdata)
     offset_argument: bool = False  # whether offset= was given
 
@@ -106,8 +107,9 @@ class GlmmFit:
 
     @property
     def n_params(self) -> int:
-        """Estimated parameters (lme4's ``df`` of ``logLik``): ``beta`` and ``theta``."""
-        return len(self.beta) + len(self.theta)
+        """Estimated parameters (lme4's ``df`` of ``logLik``): ``beta`` and ``theta``, and
+        a negative binomial's estimated size."""
+        return len(self.beta) + len(self.theta) + int(self.family.estimates_size)
 
     @property
     def llf(self) -> float:
@@ -133,20 +135,24 @@ def _n_theta(ks) -> int:
 @partial(jax.jit, static_argnames=("family", "n_theta", "ic"))
 def _evaluate(x, fixed, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, ic):
     """The deviance at ``x = [theta, beta_s]`` (``xstd`` with intercept column ``ic`` maps
-    ``beta_s`` to ``beta``), its gradient and the Laplace record, after PIRLS from
-    ``eta0``. ``fixed`` (a traced flag, so that both stages share one executable):
-    ``beta`` given (stage 2) or found with the modes (stage 1, ``nAGQ = 0``; then the
-    gradient in ``beta_s`` is 0 and ``rule`` is not applied)."""
+    ``beta_s`` to ``beta``), and ``log k`` last for a negative binomial whose size is
+    estimated; its gradient and the Laplace record, after PIRLS from ``eta0``. ``fixed`` (a
+    traced flag, so that both stages share one executable): ``beta`` given (stage 2) or
+    found with the modes (stage 1, ``nAGQ = 0``; then the gradient in ``beta_s`` is 0 and
+    ``rule`` is not applied)."""
+    p = xstd.x_scale.shape[0]
+
+    def split(x):
+        data_x = data._replace(size=jnp.exp(x[-1])) if family.estimates_size else data
+        return x[:n_theta], back_transform_beta(x[n_theta : n_theta + p], xstd, ic), data_x
 
     def objective(x):
-        theta = x[:n_theta]
-        beta = back_transform_beta(x[n_theta:], xstd, ic)
-        lp = laplace(theta, ma, family, data, modes.eta, beta, rule, fixed)
+        theta, beta, data_x = split(x)
+        lp = laplace(theta, ma, family, data_x, modes.eta, beta, rule, fixed)
         return lp.value, lp
 
-    theta = x[:n_theta]
-    beta0 = back_transform_beta(x[n_theta:], xstd, ic)
-    modes, iterations = pirls(theta, ma, family, data, eta0, beta0, fixed)
+    theta, beta0, data0 = split(x)
+    modes, iterations = pirls(theta, ma, family, data0, eta0, beta0, fixed)
     (value, lp), grad = jax.value_and_grad(objective, has_aux=True)(x)
     return value, grad, lp, iterations
 
@@ -161,8 +167,9 @@ def _fixed_standardization(X: np.ndarray) -> tuple[Standardization, int]:
 class _Problem:
     """One GLMM's arrays and its compiled evaluation, for the host optimiser: ``fun(x)``
     with ``x = theta`` (stage 1, ``beta`` with the modes) or ``[theta, beta_s]`` (stage 2),
-    ``theta`` in the internal term order. Each evaluation's PIRLS starts from the last
-    finite evaluation's linear predictor."""
+    ``theta`` in the internal term order, each followed by ``log k`` for a negative
+    binomial whose size is estimated. Each evaluation's PIRLS starts from the last finite
+    evaluation's linear predictor."""
 
     def __init__(self, glmm: GlmmDesign, family: Family, nagq: int):
         design = glmm.design
@@ -172,11 +179,17 @@ class _Problem:
         self.order = self.ma.template.order
         self.n_theta = _n_theta(self.ks)
         self.p = design.X.shape[1]
+        y = np.asarray(design.y, dtype=float)
         self.data = GlmmData(
-            jnp.asarray(design.y, dtype=jnp.float64),
+            jnp.asarray(y),
             jnp.asarray(glmm.prior_weights, dtype=jnp.float64),
             jnp.asarray(glmm.offset, dtype=jnp.float64),
+            jnp.asarray(1.0 if family.size is None else family.size),
         )
+        # a negative binomial's size starts at its moment estimate (var = m + m^2 / k)
+        m, v = float(np.mean(y)), float(np.var(y))
+        self.log_size0 = np.log(np.clip(m**2 / max(v - m, 1e-2 * m**2), 0.05, 1e3))
+        self.n_extra = 1 if family.estimates_size else 0
         self.xstd_np, self.ic = _fixed_standardization(design.X)
         self.xstd = Standardization(
             jnp.asarray(self.xstd_np.x_shift), jnp.asarray(self.xstd_np.x_scale), 0.0, 1.0
@@ -186,10 +199,11 @@ class _Problem:
 
     def fun(self, joint: bool):
         flag = jnp.asarray(not joint)
-        n_theta = self.n_theta
+        n_theta, p = self.n_theta, self.p
 
         def fun(x):
-            full = np.concatenate([x, np.zeros(self.p)]) if joint else x
+            x = np.asarray(x, dtype=float)
+            full = np.concatenate([x[:n_theta], np.zeros(p), x[n_theta:]]) if joint else x
             value, grad, lp, _ = _evaluate(
                 jnp.asarray(full),
                 flag,
@@ -206,9 +220,15 @@ class _Problem:
             if np.isfinite(value):
                 self.eta = lp.modes.eta
             grad = np.asarray(grad)
-            return value, grad[:n_theta] if joint else grad, lp
+            if joint:
+                grad = np.concatenate([grad[:n_theta], grad[n_theta + p :]])
+            return value, grad, lp
 
         return fun
+
+    def extra0(self) -> np.ndarray:
+        """Start of the parameters after ``theta`` and ``beta``: ``log k`` or none."""
+        return np.array([self.log_size0])[: self.n_extra]
 
     def standardized_beta(self, beta: np.ndarray) -> np.ndarray:
         return _to_standardized(np.asarray(beta, dtype=float), self.xstd_np, self.ic)
@@ -221,12 +241,14 @@ def deviance_at(glmm: GlmmDesign, family: Family, theta, beta=None, *, nagq: int
     ``devFunOnly`` evaluates it."""
     prob = _Problem(glmm, family, nagq)
     theta_int = to_internal(np.asarray(theta, dtype=float), prob.ks, prob.order)
+    if family.estimates_size:
+        raise ModelSpecError("deviance_at needs a fixed size: pass negative_binomial(size=k).")
     if beta is None:
         _, _, lp = prob.fun(True)(theta_int)
     else:
         x = np.concatenate([theta_int, prob.standardized_beta(beta)])
         _, _, lp = prob.fun(False)(x)
-    return float(lp.value if nagq > 1 else lp.log_density + lp.u_squared + lp.ld_l2)
+    return float(lp.value)
 
 
 @float64_scope
@@ -257,24 +279,18 @@ def fit_glmm_design(
         ks,
         order,
     )
+    p, extra = prob.p, prob.extra0()
     if nagq >= 1:
         # Laplace and quadrature start from the joint modes at the starting theta: a
         # full nAGQ = 0 stage first (lme4's default) costs more evaluations than it
         # saves here, where every evaluation has a gradient (measured on the glmer
         # references: 131 evaluations in all instead of 156, the same optima)
-        _, _, lp = prob.fun(True)(theta0)
+        _, _, lp = prob.fun(True)(np.concatenate([theta0, extra]))
         opt = OptimResult(theta0, lp.value, None, 0, 1, True, STOP_GRADIENT)
-    else:
-        opt, lp = minimize_on_host(prob.fun(True), theta0, maxiter=maxiter)
-    iterations, evaluations = int(opt.iterations), int(opt.evaluations)
-    if nagq >= 1:
-        x0 = np.concatenate([np.asarray(opt.theta), prob.standardized_beta(lp.modes.beta)])
+        x0 = np.concatenate([theta0, prob.standardized_beta(lp.modes.beta), extra])
         opt, lp = minimize_on_host(prob.fun(False), x0, maxiter=maxiter)
-        iterations += int(opt.iterations)
-        evaluations += int(opt.evaluations)
-        fe_cov = _hessian_cov(
-            prob.fun(False), np.asarray(opt.theta), n_theta, prob.xstd_np, prob.ic
-        )
+        x_opt = np.asarray(opt.theta)
+        fe_cov = _hessian_cov(prob.fun(False), x_opt, n_theta, p, prob.xstd_np, prob.ic)
         if fe_cov is None:
             warnings.warn(
                 "The variance-covariance matrix from the deviance's Hessian is not positive "
@@ -285,13 +301,21 @@ def fit_glmm_design(
                 stacklevel=stacklevel,
             )
             fe_cov = np.asarray(lp.fe_cov)
+        size_x = x_opt[n_theta + p :]
     else:
+        opt, lp = minimize_on_host(prob.fun(True), np.concatenate([theta0, extra]), maxiter=maxiter)
         fe_cov = np.asarray(lp.fe_cov)
+        size_x = np.asarray(opt.theta)[n_theta:]
+    iterations, evaluations = int(opt.iterations), int(opt.evaluations)
+    if family.estimates_size:
+        size = float(np.exp(size_x[0]))
+    else:
+        size = family.size
     theta_int = np.asarray(opt.theta)[:n_theta]
     raw = to_user(theta_int, ks, order)
     theta = normalize_signs(raw, ks)
     grad = np.asarray(opt.grad).copy()
-    grad[:n_theta] = to_user(grad[:n_theta], ks, order) * sign_flips(raw, ks)
+    grad[:n_theta] = to_user(grad[:n_theta], ks, order) * sign_flips(raw, ks)  # then beta, log k
     modes = lp.modes
     blups = tuple(np.asarray(b) for b in blups_by_term(modes, prob.ma.template))
     beta = np.asarray(modes.beta)
@@ -308,11 +332,12 @@ def fit_glmm_design(
         fe_cov_rx=np.asarray(lp.fe_cov),
         blups=blups,
         eta=np.asarray(modes.eta),
-        mu=np.asarray(family.linkinv(modes.eta)),
+        mu=np.asarray(family.linkinv(modes.eta)),  # under fit's float64 scope
         objective=float(lp.value),
         # lme4's logLik: Laplace with the family's full density; quadrature (nAGQ > 1)
         # with the deviance residuals, i.e. without the density's constant (glmerAGQ)
-        minus_two_llf=float(lp.value if nagq > 1 else lp.log_density + lp.u_squared + lp.ld_l2),
+        minus_two_llf=float(lp.value),
+        size=size,
         deviance_residual_sum=float(lp.dev_sum),
         u_squared=float(lp.u_squared),
         ld_l2=float(lp.ld_l2),
@@ -348,17 +373,18 @@ def _to_standardized(beta: np.ndarray, std: Standardization, ic: int) -> np.ndar
     return out
 
 
-def _hessian_cov(fun, x: np.ndarray, n_theta: int, std: Standardization, ic: int):
+def _hessian_cov(fun, x: np.ndarray, n_theta: int, p: int, std: Standardization, ic: int):
     """``vcov(beta)``: the ``beta`` block of ``2 H^-1``, ``H`` by central differences of
-    the exact gradient in ``(theta, beta_s)``, mapped to ``beta``'s units; None when that
+    the exact gradient in ``(theta, beta_s)`` (a negative binomial's size held at its
+    estimate, as lme4's ``glmer.nb`` reports), mapped to ``beta``'s units; None when that
     block is not positive definite (lme4 then falls back to ``R_X``)."""
-    k = x.shape[0]
+    k = n_theta + p
     H = np.empty((k, k))
     for j in range(k):
         h = 1e-4 * max(1.0, abs(x[j]))
-        e = np.zeros(k)
+        e = np.zeros(x.shape[0])
         e[j] = h
-        H[:, j] = (fun(x + e)[1] - fun(x - e)[1]) / (2.0 * h)
+        H[:, j] = (fun(x + e)[1][:k] - fun(x - e)[1][:k]) / (2.0 * h)
     H = 0.5 * (H + H.T)
     try:
         cov_s = 2.0 * np.linalg.inv(H)[n_theta:, n_theta:]
