@@ -8,6 +8,11 @@ comparable, so by default every REML fit is first refitted by ML (lme4's
 ``refit = TRUE``), and the output says so. With ``n_bootstrap``, two models are also
 compared by a parametric bootstrap of the LR statistic under the smaller model
 (p = (1 + #{LR* >= LR}) / (B + 1)), which is the better reference in small samples.
+
+GLMMs (maximum likelihood already) are compared as they are, when they share the family
+and the response; their quadrature settings must give likelihoods on one scale (lme4's
+``nAGQ > 1`` log-likelihood leaves out the density's constant, so it is not compared with
+``nAGQ`` 0 or 1). The bootstrap is for linear mixed models only.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from .._base.precision import float64_scope
 from .._base.seeds import Seed, key_from_seed
 from .._core.refit import deviance_statistic, refit_all, warn_unconverged
 from .._model.estimate import ModelFit, fit_design
+from .._model.glmm_estimate import GlmmFit
 from .parametric import simulate_from
 
 __all__ = ["AnovaTable", "anova"]
@@ -47,17 +53,45 @@ class AnovaTable:
     __repr__ = __str__
 
 
-def _fit_of(model) -> ModelFit:
-    """The :class:`ModelFit` of a fitted result (or the record itself)."""
+def _fit_of(model) -> ModelFit | GlmmFit:
+    """The :class:`ModelFit` or :class:`GlmmFit` of a fitted result (or the record)."""
     fit = getattr(model, "model_fit", model)
-    if not isinstance(fit, ModelFit):
+    if not isinstance(fit, (ModelFit, GlmmFit)):
         raise ModelSpecError(f"anova compares fitted models; got {type(model).__name__}.")
     return fit
 
 
-def _ml(fit: ModelFit) -> ModelFit:
-    """``fit`` by ML (singular refits are reported by the original fits, not again)."""
-    return fit if fit.method == "ML" else fit_design(fit.design, "ML", warn=False)
+def _ml(fit):
+    """``fit`` by ML (singular refits are reported by the original fits, not again); a
+    GLMM is an ML fit already."""
+    if isinstance(fit, GlmmFit) or fit.method == "ML":
+        return fit
+    return fit_design(fit.design, "ML", warn=False)
+
+
+def _check_glmms(models) -> None:
+    """GLMMs compare with GLMMs of the same family, weights and likelihood scale."""
+    kinds = {isinstance(m, GlmmFit) for m in models}
+    if kinds == {True, False}:
+        raise ModelSpecError(
+            "anova compares linear mixed models with linear mixed models and GLMMs with "
+            "GLMMs of the same family; got both kinds."
+        )
+    if kinds != {True}:
+        return
+    families = {(m.family.name, m.family.link) for m in models}
+    if len(families) > 1:
+        raise ModelSpecError(
+            f"anova compares GLMMs of one family and link; got {sorted(families)}."
+        )
+    if len({m.nagq > 1 for m in models}) > 1:
+        raise ModelSpecError(
+            "anova cannot compare an nAGQ > 1 fit with nAGQ 0 or 1 fits: lme4's quadrature "
+            "log-likelihood leaves out the density's constant, so they are on other scales."
+        )
+    w0 = models[0].prior_weights
+    if any(not np.array_equal(m.prior_weights, w0) for m in models[1:]):
+        raise ModelSpecError("All GLMMs must have the same prior weights (trials).")
 
 
 @float64_scope
@@ -75,6 +109,7 @@ def anova(
     if len(names) != len(models):
         raise ModelSpecError("names must give one name per model.")
     models = tuple(_fit_of(m) for m in models)
+    _check_glmms(models)
     y0 = models[0].design.y
     for m in models[1:]:
         if m.nobs != models[0].nobs or not np.array_equal(m.design.y, y0):
@@ -82,7 +117,7 @@ def anova(
                 "All models must be fitted to the same rows and response; check for rows "
                 "dropped because of missing values in one model's columns."
             )
-    refitted = refit and any(m.method == "REML" for m in models)
+    refitted = refit and any(getattr(m, "method", "ML") == "REML" for m in models)
     fits = [_ml(m) for m in models] if refit else list(models)
     order = np.argsort([m.n_params for m in fits], kind="stable")
     fits = [fits[i] for i in order]
@@ -109,6 +144,11 @@ def anova(
         index=names,
     )
     if n_bootstrap:
+        if isinstance(fits[0], GlmmFit):
+            raise ModelSpecError(
+                "The bootstrap LRT (n_bootstrap) is available for linear mixed models only; "
+                "for GLMMs use the chi-squared test (n_bootstrap=0)."
+            )
         if len(fits) != 2:
             raise ModelSpecError("the bootstrap LRT compares exactly two models.")
         table["Pr_boot(>Chisq)"] = [np.nan, _bootstrap_lrt(fits[0], fits[1], n_bootstrap, seed)]
