@@ -27,6 +27,7 @@ import pandas as pd
 from jax.scipy.special import ndtr
 
 from ._base.errors import DataError, ModelSpecError
+from ._base.precision import float64_scope
 from ._core.singular import SINGULAR_TOL, theta_is_singular
 from ._core.theta import diagonal_mask
 from ._model.design import Design, fixed_matrix_for
@@ -40,6 +41,13 @@ from ._summary import format_glmm_summary
 __all__ = ["GLMMResult"]
 
 _RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
+
+
+@float64_scope
+def _inverse_link(family, eta: np.ndarray) -> np.ndarray:
+    """``g^-1(eta)`` in float64 (a helper, not a decorator on ``predict``, whose warnings'
+    stack levels count its frames)."""
+    return np.asarray(family.linkinv(eta))
 
 
 @dataclass(frozen=True, repr=False)
@@ -135,6 +143,7 @@ class GLMMResult:
         return self.fe_params / self.fe_bse
 
     @property
+    @float64_scope
     def fe_pvalues(self) -> pd.Series:
         """Two-sided ``2 (1 - Phi(|z|))`` (glmer's ``Pr(>|z|)``)."""
         z = np.abs(self.fe_zvalues.to_numpy())
@@ -211,6 +220,7 @@ class GLMMResult:
         )
 
     # --- residuals --------------------------------------------------------------------
+    @float64_scope
     def residuals(self, type: str = "deviance") -> pd.Series:  # noqa: A002 (lme4's name)
         """lme4's ``residuals(fit, type)``: ``"deviance"`` (``sign(y - mu) sqrt(d_i)``),
         ``"pearson"`` (``(y - mu) sqrt(w) / sqrt(V(mu))``), ``"response"`` (``y - mu``) or
@@ -275,7 +285,7 @@ class GLMMResult:
                 eta = eta + random_part_for(self.design, self.term_blups, frame)
             index = frame.index
         eta = np.asarray(eta, dtype=float)
-        values = eta if type == "link" else np.asarray(fit.family.linkinv(eta))
+        values = eta if type == "link" else _inverse_link(fit.family, eta)
         return pd.Series(values, index=index, name="predicted")
 
     def __repr__(self) -> str:
