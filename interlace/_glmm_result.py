@@ -43,6 +43,13 @@ __all__ = ["GLMMResult"]
 _RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
 
 
+@float64_scope
+def _inverse_link(family, eta: np.ndarray) -> np.ndarray:
+    """``g^-1(eta)`` in float64 (a helper, not a decorator on ``predict``, whose warnings'
+    stack levels count its frames)."""
+    return np.asarray(family.linkinv(eta))
+
+
 @dataclass(frozen=True, repr=False)
 class GLMMResult:
     """A fitted binomial, Poisson or negative binomial mixed model, as :func:`interlace.fit` returns it when
@@ -149,6 +156,7 @@ class GLMMResult:
         return self.fe_params / self.fe_bse
 
     @property
+    @float64_scope
     def fe_pvalues(self) -> pd.Series:
         """Two-sided ``2 (1 - Phi(|z|))`` (glmer's ``Pr(>|z|)``)."""
         z = np.abs(self.fe_zvalues.to_numpy())
@@ -291,7 +299,7 @@ class GLMMResult:
                 eta = eta + random_part_for(self.design, self.term_blups, frame, stacklevel=5)
             index = frame.index
         eta = np.asarray(eta, dtype=float)
-        values = eta if type == "link" else np.asarray(fit.family.linkinv(eta))
+        values = eta if type == "link" else _inverse_link(fit.family, eta)
         return pd.Series(values, index=index, name="predicted")
 
     def __repr__(self) -> str:

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .._base import precision
 from .._base.errors import DataError, FormulaError, MissingColumnError, ModelSpecError
 from .._core.family import Family
 from .design import Design, build_design
@@ -187,12 +188,30 @@ def build_glmm_design(
         response = _RESPONSE
     # a factor with a level per row is an observation-level effect: with a fixed
     # dispersion it models overdispersion (lme4 allows it for GLMMs, not for LMMs)
-    design = build_design(f"{response} ~ {rhs}", frame, groups, observation_level=True)
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            design = build_design(f"{response} ~ {rhs}", frame, groups, observation_level=True)
+    finally:
+        _reissue(caught)  # outside the recording block (also when build_design raises)
     rows = np.asarray(design.row_index, dtype=np.int64)
     w, off = w[rows], off[rows]
     design = dataclasses.replace(design, formula=formula, response=lhs, row_index=data.index[rows])
     _check(design, family, w, off)
     return GlmmDesign(design, w, off, tuple(offset_terms), offset is not None)
+
+
+def _reissue(caught) -> None:
+    """Issue ``build_design``'s warnings again. It points them at its caller's caller
+    (``fit -> build_design``); called from here, one frame deeper, they would land on
+    ``float64_scope``'s wrapper: those go to the user's line (stack: ``_reissue``,
+    ``build_glmm_design``, ``fit``, the wrapper, the user), any others where they were."""
+    for w in caught:
+        if w.filename == precision.__file__:
+            warnings.warn(w.message, w.category, stacklevel=_STACK)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def _split_arguments(text: str) -> list[str]:
