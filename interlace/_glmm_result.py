@@ -32,7 +32,7 @@ from ._core.singular import SINGULAR_TOL, theta_is_singular
 from ._core.theta import diagonal_mask
 from ._model.design import Design, fixed_matrix_for
 from ._model.frames import as_pandas
-from ._model.glmm_design import evaluate_expression
+from ._model.glmm_design import evaluate_expression, per_row
 from ._model.glmm_estimate import GlmmFit
 from ._model.labelled import random_effects, random_part_for, variance_components
 from ._model.theta_layout import theta_to_lme4
@@ -41,13 +41,6 @@ from ._summary import format_glmm_summary
 __all__ = ["GLMMResult"]
 
 _RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
-
-
-@float64_scope
-def _inverse_link(family, eta: np.ndarray) -> np.ndarray:
-    """``g^-1(eta)`` in float64 (a helper, not a decorator on ``predict``, whose warnings'
-    stack levels count its frames)."""
-    return np.asarray(family.linkinv(eta))
 
 
 @dataclass(frozen=True, repr=False)
@@ -271,7 +264,8 @@ class GLMMResult:
         (``type="link"``), with the conditional modes (``include_re``) or at the
         population level. Levels not seen in the fit (or missing) get 0. ``newdata``'s
         ``offset(...)`` terms are evaluated from its columns; a model fitted with
-        ``offset=`` needs ``offset=`` here too (one value per row of ``newdata``)."""
+        ``offset=`` needs ``offset=`` here too (a column of ``newdata`` or one value per
+        row)."""
         if type not in ("response", "link"):
             raise ModelSpecError(f"type={type!r}: use 'response' or 'link'.")
         fit = self.model_fit
@@ -294,12 +288,12 @@ class GLMMResult:
                         "The model was fitted with offset=; pass offset= (one value per row "
                         "of newdata) to predict for new data."
                     )
-                eta = eta + np.broadcast_to(np.asarray(offset, dtype=float), (len(frame),))
+                eta = eta + per_row(offset, frame, "offset")
             if include_re:
                 eta = eta + random_part_for(self.design, self.term_blups, frame, stacklevel=5)
             index = frame.index
         eta = np.asarray(eta, dtype=float)
-        values = eta if type == "link" else _inverse_link(fit.family, eta)
+        values = eta if type == "link" else np.asarray(fit.family.linkinv(eta))
         return pd.Series(values, index=index, name="predicted")
 
     def __repr__(self) -> str:

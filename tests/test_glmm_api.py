@@ -186,6 +186,11 @@ def test_predict_newdata_with_offset_argument(pois, pois_arg_fit):
         pois_arg_fit.predict(pois)
     pred = pois_arg_fit.predict(pois, offset=pois["logh"].to_numpy())
     np.testing.assert_allclose(pred, pois_arg_fit.fittedvalues, rtol=1e-10)
+    # a column name works as in fit; a wrong length is refused
+    by_name = pois_arg_fit.predict(pois, offset="logh")
+    np.testing.assert_allclose(by_name, pois_arg_fit.fittedvalues, rtol=1e-10)
+    with pytest.raises(DataError, match="one per row"):
+        pois_arg_fit.predict(pois, offset=np.zeros(3))
     # newdata=None needs no offset: the fitted one is used
     np.testing.assert_allclose(pois_arg_fit.predict(), pois_arg_fit.fittedvalues, rtol=1e-12)
 

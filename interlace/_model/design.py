@@ -416,7 +416,14 @@ def _parse_parts(parsed: ParsedFormula, terms: list[RandomTerm]):
     return fixed_formula, term_formulas
 
 
-def _model_frame(data: pd.DataFrame, parsed: ParsedFormula, terms, fixed_formula, term_formulas):
+def _model_frame(
+    data: pd.DataFrame,
+    parsed: ParsedFormula,
+    terms,
+    fixed_formula,
+    term_formulas,
+    stacklevel: int = 5,
+):
     """The columns the model reads, checked, without rows that miss a value (with a
     warning that counts them), in numpy dtypes: ``(frame, fixed_vars, term_vars)``."""
 
@@ -464,7 +471,7 @@ def _model_frame(data: pd.DataFrame, parsed: ParsedFormula, terms, fixed_formula
             f"Dropped {int(incomplete.sum())} of {len(frame)} rows with missing values "
             f"(NaN/None) in {bad_cols}. Impute or drop them yourself to silence this.",
             UserWarning,
-            stacklevel=_USER_LEVEL,
+            stacklevel=stacklevel,
         )
         frame = frame.loc[~incomplete]
     # Nullable dtypes as their numpy equivalents; unused categories dropped (as R drops
@@ -472,7 +479,7 @@ def _model_frame(data: pd.DataFrame, parsed: ParsedFormula, terms, fixed_formula
     return _numpy_frame(frame), fixed_vars, term_vars
 
 
-def _fixed_matrices(parsed: ParsedFormula, fixed_formula, frame: pd.DataFrame):
+def _fixed_matrices(parsed: ParsedFormula, fixed_formula, frame: pd.DataFrame, stacklevel: int = 5):
     """``(y, X, fe_names, dropped, spec)``: the response, the fixed-effect columns without
     aliased ones (dropped with a warning that names them) and formulaic's spec."""
     try:
@@ -502,7 +509,7 @@ def _fixed_matrices(parsed: ParsedFormula, fixed_formula, frame: pd.DataFrame):
             f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
             f"column(s): {list(dropped)}. They are aliased with the other columns.",
             UserWarning,
-            stacklevel=_USER_LEVEL,
+            stacklevel=stacklevel,
         )
         X = X[:, keep]
         fe_names = [fe_names[j] for j in keep]
@@ -554,8 +561,8 @@ def _random_designs(
 
 
 # Warnings from the steps of build_design point at the user's call: user, float64_scope,
-# fit (or model_arrays, fit_many), build_design, the step.
-_USER_LEVEL = 5
+# fit (or model_arrays, fit_many), build_design, the step: stacklevel 5 (a caller one
+# frame deeper passes 6).
 
 
 def build_design(
@@ -564,6 +571,7 @@ def build_design(
     groups: str | Sequence[str] | None = None,
     *,
     observation_level: bool = False,
+    stacklevel: int = 5,
 ) -> Design:
     """Validate the inputs and build the arrays of ``formula`` with crossed ``groups``
     (lme4's ``lFormula``): random terms, formulas, the model frame, the fixed-effect
@@ -580,8 +588,10 @@ def build_design(
     if data.shape[0] == 0:
         raise DataError("data is empty: the model needs at least a few rows.")
     fixed_formula, term_formulas = _parse_parts(parsed, terms)
-    frame, fixed_vars, term_vars = _model_frame(data, parsed, terms, fixed_formula, term_formulas)
-    y, X, fe_names, dropped, spec = _fixed_matrices(parsed, fixed_formula, frame)
+    frame, fixed_vars, term_vars = _model_frame(
+        data, parsed, terms, fixed_formula, term_formulas, stacklevel
+    )
+    y, X, fe_names, dropped, spec = _fixed_matrices(parsed, fixed_formula, frame, stacklevel)
     term_designs, factors = _random_designs(
         terms, term_formulas, term_vars, frame, len(parsed.random), observation_level
     )

@@ -27,14 +27,13 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .._base import precision
 from .._base.errors import DataError, FormulaError, MissingColumnError, ModelSpecError
 from .._core.family import Family
 from .design import Design, build_design
 from .formula import split_offsets
 from .frames import as_pandas
 
-__all__ = ["GlmmDesign", "build_glmm_design"]
+__all__ = ["GlmmDesign", "build_glmm_design", "evaluate_expression", "per_row"]
 
 _RESPONSE = "_interlace_response_"
 _STACK = 5  # user, float64_scope, fit, build_glmm_design, the check
@@ -90,7 +89,7 @@ def evaluate_expression(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray
     return np.array(out, dtype=np.float64)
 
 
-def _per_row(value, frame: pd.DataFrame, name: str) -> np.ndarray:
+def per_row(value, frame: pd.DataFrame, name: str) -> np.ndarray:
     """``weights=`` / ``offset=`` as one float per row of ``frame``: a column name or an
     array-like of the frame's length."""
     if isinstance(value, str):
@@ -146,8 +145,8 @@ def build_glmm_design(
     lhs, rhs, offset_terms = split_offsets(formula)
     frame = data.set_axis(pd.RangeIndex(len(data)), axis=0)  # positions; data untouched
     n = len(frame)
-    w = np.ones(n) if weights is None else _per_row(weights, frame, "weights")
-    off = np.zeros(n) if offset is None else _per_row(offset, frame, "offset")
+    w = np.ones(n) if weights is None else per_row(weights, frame, "weights")
+    off = np.zeros(n) if offset is None else per_row(offset, frame, "offset")
     for expr in offset_terms:
         off = off + evaluate_expression(expr, frame, "the offset")
     cbind = re.fullmatch(r"cbind\s*\((.*)\)", lhs, flags=re.S)
@@ -188,30 +187,14 @@ def build_glmm_design(
         response = _RESPONSE
     # a factor with a level per row is an observation-level effect: with a fixed
     # dispersion it models overdispersion (lme4 allows it for GLMMs, not for LMMs)
-    caught: list = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            design = build_design(f"{response} ~ {rhs}", frame, groups, observation_level=True)
-    finally:
-        _reissue(caught)  # outside the recording block (also when build_design raises)
+    design = build_design(
+        f"{response} ~ {rhs}", frame, groups, observation_level=True, stacklevel=6
+    )  # stacklevel: user, float64_scope, fit, build_glmm_design, build_design, the step
     rows = np.asarray(design.row_index, dtype=np.int64)
     w, off = w[rows], off[rows]
     design = dataclasses.replace(design, formula=formula, response=lhs, row_index=data.index[rows])
     _check(design, family, w, off)
     return GlmmDesign(design, w, off, tuple(offset_terms), offset is not None)
-
-
-def _reissue(caught) -> None:
-    """Issue ``build_design``'s warnings again. It points them at its caller's caller
-    (``fit -> build_design``); called from here, one frame deeper, they would land on
-    ``float64_scope``'s wrapper: those go to the user's line (stack: ``_reissue``,
-    ``build_glmm_design``, ``fit``, the wrapper, the user), any others where they were."""
-    for w in caught:
-        if w.filename == precision.__file__:
-            warnings.warn(w.message, w.category, stacklevel=_STACK)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
 
 
 def _split_arguments(text: str) -> list[str]:
