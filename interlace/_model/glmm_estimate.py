@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._base.errors import ModelSpecError
+from .._base.errors import DataError, ModelSpecError
 from .._base.precision import float64_scope
 from .._core.arrays import ModelArrays
 from .._core.deviance import blups_by_term
@@ -350,10 +350,65 @@ def fit_glmm_design(
         offset_argument=glmm.offset_argument,
     )
     if not converged:
+        runaway = separated_columns(design.X, design.fe_names, family, glmm)
+        if runaway:
+            raise DataError(
+                f"The {family.name} response is separated by the fixed effect(s) {runaway}: "
+                "without random effects, a fit sends their coefficients toward +-infinity "
+                "(the outcome is predicted exactly on one side of them: fitted "
+                f"{'probabilities' if family.name == 'binomial' else 'means'} reach "
+                f"{'0 or 1' if family.name == 'binomial' else '0'}), so the mixed model's "
+                "estimates run off too. Drop or coarsen those columns, or merge the levels "
+                "that have only one outcome."
+            )
         warnings.warn(convergence_message(opt, maxiter), UserWarning, stacklevel=stacklevel)
+    elif (
+        np.max(np.abs(prob.standardized_beta(beta)[np.arange(len(beta)) != prob.ic]), initial=0) > 8
+    ):
+        runaway = separated_columns(design.X, design.fe_names, family, glmm)
+        if runaway:  # quasi-complete separation: a flat likelihood toward infinity
+            warnings.warn(
+                f"The fixed effect(s) {runaway} separate the {family.name} response (fitted "
+                f"{'probabilities' if family.name == 'binomial' else 'means'} reach "
+                f"{'0 or 1' if family.name == 'binomial' else '0'} on one side: for example "
+                "a level with only one outcome): their maximum-likelihood estimates are "
+                "infinite, and the large finite values reported, with their standard "
+                "errors, are not reliable. Drop or coarsen those columns, or merge levels.",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
     if fit.is_singular:
         warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=stacklevel)
     return fit
+
+
+def separated_columns(X: np.ndarray, names, family: Family, glmm: GlmmDesign) -> list[str]:
+    """Fixed-effect columns whose coefficients run off in the fit without random effects
+    (complete or quasi-complete separation; a level of counts that are all 0): IRLS
+    (``Family.working``) on the centred and scaled columns, and the columns whose
+    coefficient, above 8 (a factor of e^8 per standard deviation), still grows over the
+    last 10 of 50 iterations by more than 1 and by at least a tenth of the fastest one
+    (the others drift along with it by rounding). Only called for a fit that did not
+    converge, to name the cause."""
+    ic = intercept_column(X)
+    Xs, _, _ = standardize(X, np.zeros(X.shape[0]), None, ic)
+    y, w, off = glmm.design.y, glmm.prior_weights, glmm.offset
+    size = 1.0 if family.size is None else family.size
+    eta = np.asarray(family.linkfun(family.start_mu(y, w)))
+    history = []
+    with np.errstate(all="ignore"):
+        for _ in range(50):
+            ww, z = (np.asarray(v) for v in family.working(y, eta, w, size))
+            ok = np.isfinite(ww) & np.isfinite(z)
+            sw = np.sqrt(np.where(ok, ww, 0.0))
+            beta = np.linalg.lstsq(Xs * sw[:, None], np.where(ok, z - off, 0.0) * sw, rcond=None)[0]
+            eta = Xs @ beta + off
+            history.append(beta)
+    grow = np.abs(history[-1]) - np.abs(history[-11])
+    runaway = (grow > max(1.0, 0.1 * float(np.max(grow)))) & (np.abs(history[-1]) > 8.0)
+    if ic >= 0:
+        runaway[ic] = False
+    return [str(names[j]) for j in np.flatnonzero(runaway)]
 
 
 def gauss_hermite(n: int) -> tuple[jnp.ndarray, jnp.ndarray]:

@@ -1,0 +1,53 @@
+"""Separation in GLMMs: a fixed effect that predicts the outcome exactly sends its
+coefficient to infinity. Complete separation (the fit cannot converge) is refused with a
+DataError naming the column; quasi-complete separation (one level with one outcome: the
+fit converges on a flat likelihood at a large finite value) warns, naming the column."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import interlace
+
+
+def _frame(seed: int = 5, n: int = 400) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, 20, n)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=n),
+            "z": rng.normal(size=n),
+            "f": rng.choice(["a", "b", "c"], n),
+            "g": [f"g{k}" for k in g],
+            "u": rng.normal(0, 0.5, 20)[g],
+        }
+    )
+
+
+def test_complete_separation_is_refused_naming_the_column():
+    d = _frame()
+    d["y"] = (d["x"] > 0).astype(int)  # x alone predicts every outcome
+    with pytest.raises(interlace.DataError, match=r"separated by the fixed effect\(s\) \['x'\]"):
+        interlace.fit("y ~ x + z + (1 | g)", d, family="binomial")
+
+
+@pytest.mark.parametrize("family", ["binomial", "poisson"])
+def test_quasi_separation_warns_naming_the_level(family):
+    d = _frame()
+    rng = np.random.default_rng(1)
+    eta = 0.3 * d["x"] + d["u"]
+    if family == "binomial":
+        d["y"] = (rng.random(len(d)) < 1 / (1 + np.exp(-eta))).astype(int)
+        d.loc[d["f"] == "c", "y"] = 1  # level c: only successes
+    else:
+        d["y"] = rng.poisson(np.exp(0.5 + eta))
+        d.loc[d["f"] == "c", "y"] = 0  # level c: only zeros
+    with pytest.warns(UserWarning, match=r"\['f\[T\.c\]'\] separate the") as record:
+        res = interlace.fit("y ~ x + f + (1 | g)", d, family=family)
+    assert record[0].filename == __file__  # points at the caller
+    # the runaway coefficient is large (|beta| > 10); the others are ordinary (< 2)
+    beta = res.fe_params
+    assert abs(beta["f[T.c]"]) > 10
+    assert np.all(np.abs(beta.drop("f[T.c]")) < 2)
