@@ -42,7 +42,8 @@ the public surface and may use every layer.
     pigeonhole refit bootstraps; ``replicates`` the bootstrap result table;
     ``response_bootstrap`` bootstrap of a statistic of the response; ``profile``
     profile-likelihood intervals; ``satterthwaite`` t-tests with Satterthwaite df;
-    ``anova`` likelihood-ratio tests.
+    ``anova`` likelihood-ratio tests; ``glmm_parametric`` simulation from a GLMM and its
+    parametric bootstrap.
 ``_diagnostics/``:
     ``residuals`` residuals, leverage and Cook's distance; ``leverage`` the hat diagonal
     and conditional variances of the BLUPs; ``influence`` exact deletion diagnostics.

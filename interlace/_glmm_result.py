@@ -26,10 +26,14 @@ import numpy as np
 import pandas as pd
 from jax.scipy.special import ndtr
 
+from ._base.checks import check_n_bootstrap, check_positive_int
 from ._base.errors import DataError, ModelSpecError
 from ._base.precision import float64_scope
+from ._base.seeds import Seed
 from ._core.singular import SINGULAR_TOL, theta_is_singular
 from ._core.theta import diagonal_mask
+from ._inference.glmm_parametric import glmm_parametric_bootstrap, simulate_glmm
+from ._inference.replicates import BootstrapResult
 from ._model.design import Design, fixed_matrix_for
 from ._model.frames import as_pandas
 from ._model.glmm_design import evaluate_expression, per_row
@@ -54,7 +58,8 @@ class GLMMResult:
     (deviance residuals, lme4's default) and ``residuals(type=)``, ``llf``, ``aic``,
     ``bic``, ``deviance``, ``converged``, ``is_singular``, ``nobs``, ``ngroups``,
     ``family``, ``link``, ``nAGQ``, ``size`` (negative binomial); statsmodels' aliases ``params``, ``bse``,
-    ``pvalues``, ``tvalues``, ``cov_params()``.
+    ``pvalues``, ``tvalues``, ``cov_params()``; ``simulate(n)`` and
+    ``parametric_bootstrap(n_bootstrap)``.
     """
 
     fe_params: pd.Series
@@ -295,6 +300,26 @@ class GLMMResult:
         eta = np.asarray(eta, dtype=float)
         values = eta if type == "link" else np.asarray(fit.family.linkinv(eta))
         return pd.Series(values, index=index, name="predicted")
+
+    # --- simulation and bootstrap ----------------------------------------------------
+    def simulate(self, n: int = 1, seed: Seed = None) -> pd.DataFrame:
+        """``n`` responses drawn from the fitted model with new random effects (lme4's
+        ``simulate(fit)``), on the scale the model reads (binomial: proportions of the
+        trials); columns ``sim_1 ... sim_n``."""
+        n = check_positive_int(n, "n")
+        Y = simulate_glmm(self.model_fit, n, seed)
+        return pd.DataFrame(
+            Y.T, index=self.design.row_index, columns=[f"sim_{i + 1}" for i in range(n)]
+        )
+
+    @float64_scope
+    def parametric_bootstrap(self, n_bootstrap: int = 200, seed: Seed = None) -> BootstrapResult:
+        """Refit the model to ``n_bootstrap`` simulated responses (lme4's
+        ``bootMer(type = "parametric")``), one after another on the fit's compiled
+        evaluation: a :class:`~interlace.BootstrapResult` with the fixed effects,
+        ``sd_*``/``cor_*`` and ``theta`` per replicate, ``se()`` and ``conf_int()``."""
+        n_bootstrap = check_n_bootstrap(n_bootstrap)
+        return glmm_parametric_bootstrap(self.model_fit, n_bootstrap, seed)
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{k}: {v}" for k, v in self.ngroups.items())

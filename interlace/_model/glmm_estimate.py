@@ -259,10 +259,12 @@ def fit_glmm_design(
     nagq: int = 1,
     maxiter: int = 500,
     stacklevel: int = 2,
+    hessian: bool = True,
 ) -> GlmmFit:
     """Fit ``glmm``'s model by ``nAGQ = 0``, Laplace (``nagq = 1``) or adaptive
     Gauss-Hermite quadrature (``nagq > 1``: one scalar random term only, as lme4);
-    module docstring."""
+    module docstring. ``hessian=False`` (bootstrap refits) keeps the ``R_X`` standard
+    errors instead of the Hessian's."""
     design, prior_weights, offset = glmm.design, glmm.prior_weights, glmm.offset
     terms = design.terms
     ks = [t.k for t in terms]
@@ -290,7 +292,11 @@ def fit_glmm_design(
         x0 = np.concatenate([theta0, prob.standardized_beta(lp.modes.beta), extra])
         opt, lp = minimize_on_host(prob.fun(False), x0, maxiter=maxiter)
         x_opt = np.asarray(opt.theta)
-        fe_cov = _hessian_cov(prob.fun(False), x_opt, n_theta, p, prob.xstd_np, prob.ic)
+        fe_cov = (
+            _hessian_cov(prob.fun(False), x_opt, n_theta, p, prob.xstd_np, prob.ic)
+            if hessian
+            else np.asarray(lp.fe_cov)
+        )
         if fe_cov is None:
             warnings.warn(
                 "The variance-covariance matrix from the deviance's Hessian is not positive "
