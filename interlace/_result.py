@@ -22,6 +22,7 @@ from ._base.precision import float64_scope
 from ._base.seeds import Seed, key_from_seed
 from ._core.singular import SINGULAR_TOL, theta_is_singular
 from ._core.theta import diagonal_mask
+from ._glmm_result import GLMMResult
 from ._inference.parametric import BootstrapResult, parametric_bootstrap, simulate_from
 from ._inference.profile import profile_confint
 from ._inference.resample import resampled_levels_bootstrap
@@ -439,7 +440,7 @@ class CrossedLMEResult:
         return format_summary(self)
 
 
-def isSingular(result: CrossedLMEResult, tol: float = SINGULAR_TOL) -> bool:  # noqa: N802 (lme4's name)
+def isSingular(result: CrossedLMEResult | GLMMResult, tol: float = SINGULAR_TOL) -> bool:  # noqa: N802 (lme4's name)
     """Is the fit on the boundary of the parameter space?
 
     A fit is singular when a diagonal entry of some relative covariance factor (for

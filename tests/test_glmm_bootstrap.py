@@ -66,3 +66,15 @@ def test_parametric_bootstrap(cbpp_fit):
     pd.testing.assert_frame_equal(boot.replicates, again.replicates)
     ci = boot.conf_int()
     assert np.all(ci.iloc[:, 0] < ci.iloc[:, 1])
+
+
+def test_pickle_and_is_singular(cbpp_fit):
+    """A GLMM result pickles (same numbers and predictions after a round trip) and
+    interlace.isSingular reads it as lme4's isSingular does."""
+    import pickle
+
+    back = pickle.loads(pickle.dumps(cbpp_fit))
+    assert back.llf == cbpp_fit.llf
+    pd.testing.assert_series_equal(back.predict(), cbpp_fit.predict())
+    assert interlace.isSingular(cbpp_fit) is False
+    assert interlace.isSingular(cbpp_fit, tol=1.0) is True  # theta 0.64 < 1
