@@ -49,7 +49,8 @@ the public surface and may use every layer.
     and conditional variances of the BLUPs; ``influence`` exact deletion diagnostics.
 root (public):
     ``_fit`` ``fit``; ``_result`` ``CrossedLMEResult`` (pandas view of a ``ModelFit``);
-    ``_glmm_result`` ``GLMMResult`` (pandas view of a ``GlmmFit``);
+    ``_glmm_result`` ``GLMMResult`` (pandas view of a ``GlmmFit``); ``_wald`` the fixed
+    effects' z tests and statsmodels' names both results share;
     ``_summary`` the text summary; ``_functional`` the JAX-native layer (``model_arrays``,
     ``deviance``, ``fit_arrays``, ``fit_many``, ...); ``datasets``; ``plots``;
     ``__main__`` ``python -m interlace warmup``.

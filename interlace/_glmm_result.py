@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from jax.scipy.special import ndtr
 
 from ._base.checks import check_n_bootstrap, check_positive_int
 from ._base.errors import DataError, ModelSpecError
@@ -41,6 +40,7 @@ from ._model.glmm_estimate import GlmmFit
 from ._model.labelled import random_effects, random_part_for, variance_components
 from ._model.theta_layout import theta_to_lme4
 from ._summary import format_glmm_summary
+from ._wald import FixedEffectsWald
 
 __all__ = ["GLMMResult"]
 
@@ -48,7 +48,7 @@ _RESIDUAL_TYPES = ("deviance", "pearson", "response", "working")
 
 
 @dataclass(frozen=True, repr=False)
-class GLMMResult:
+class GLMMResult(FixedEffectsWald):
     """A fitted binomial, Poisson or negative binomial mixed model, as :func:`interlace.fit` returns it when
     ``family`` is not Gaussian (module docstring for the definitions).
 
@@ -144,22 +144,6 @@ class GLMMResult:
     def term_blups(self) -> tuple[np.ndarray, ...]:
         return self.model_fit.blups
 
-    # --- fixed effects: Wald z tests -------------------------------------------------
-    @property
-    def fe_bse(self) -> pd.Series:
-        return pd.Series(np.sqrt(np.diag(self.fe_cov.to_numpy())), index=self.fe_params.index)
-
-    @property
-    def fe_zvalues(self) -> pd.Series:
-        return self.fe_params / self.fe_bse
-
-    @property
-    @float64_scope
-    def fe_pvalues(self) -> pd.Series:
-        """Two-sided ``2 (1 - Phi(|z|))`` (glmer's ``Pr(>|z|)``)."""
-        z = np.abs(self.fe_zvalues.to_numpy())
-        return pd.Series(2.0 * np.asarray(ndtr(-z)), index=self.fe_params.index)
-
     @property
     def fe_conf_int(self) -> pd.DataFrame:
         return self.conf_int(0.95)
@@ -183,25 +167,6 @@ class GLMMResult:
         lo, hi = f"{(1 - level) / 2:.1%}", f"{(1 + level) / 2:.1%}"
         se = self.fe_bse
         return pd.DataFrame({lo: self.fe_params - z * se, hi: self.fe_params + z * se})
-
-    @property
-    def params(self) -> pd.Series:
-        return self.fe_params
-
-    @property
-    def bse(self) -> pd.Series:
-        return self.fe_bse
-
-    @property
-    def pvalues(self) -> pd.Series:
-        return self.fe_pvalues
-
-    @property
-    def tvalues(self) -> pd.Series:
-        return self.fe_zvalues
-
-    def cov_params(self) -> pd.DataFrame:
-        return self.fe_cov
 
     # --- model-level ------------------------------------------------------------------
     @property

@@ -39,6 +39,7 @@ from ._model.labelled import random_effects, random_part_for, variance_component
 from ._model.theta_layout import theta_to_lme4
 from ._model.varcorr import sdcor_names
 from ._summary import format_summary
+from ._wald import FixedEffectsWald
 
 __all__ = ["CrossedLMEResult", "isSingular"]
 
@@ -46,7 +47,7 @@ _STATISTICS = {"median": weighted_median, "mean": weighted_mean}
 
 
 @dataclass(frozen=True, repr=False)
-class CrossedLMEResult:
+class CrossedLMEResult(FixedEffectsWald):
     """A fitted linear mixed model with crossed or nested random effects (intercepts and
     slopes), as :func:`interlace.fit` returns it.
 
@@ -132,22 +133,6 @@ class CrossedLMEResult:
 
     # --- fixed-effect inference (normal approximation) --------------------------------
     @property
-    def fe_bse(self) -> pd.Series:
-        """Standard errors: square roots of the diagonal of ``fe_cov``."""
-        return pd.Series(np.sqrt(np.diag(self.fe_cov.to_numpy())), index=self.fe_params.index)
-
-    @property
-    def fe_zvalues(self) -> pd.Series:
-        return self.fe_params / self.fe_bse
-
-    @property
-    def fe_pvalues(self) -> pd.Series:
-        """Two-sided p-values of the z-test, ``2 (1 - Phi(|beta / se|))``."""
-        from scipy.special import ndtr  # standard normal cdf; imported on use
-
-        return pd.Series(2.0 * ndtr(-np.abs(self.fe_zvalues)), index=self.fe_params.index)
-
-    @property
     def fe_conf_int(self) -> pd.DataFrame:
         """95% Wald intervals ``beta -/+ 1.96 se``, columns ``2.5 %`` and ``97.5 %``."""
         return self._wald(1.96, "2.5 %", "97.5 %")
@@ -187,34 +172,6 @@ class CrossedLMEResult:
             {lo: self.fe_params - z * self.fe_bse, hi: self.fe_params + z * self.fe_bse}
         )
 
-    # --- statsmodels' names for the page's attributes ----------------------------------
-    @property
-    def params(self) -> pd.Series:
-        """Alias of the page's ``fe_params`` (statsmodels' name): the same Series."""
-        return self.fe_params
-
-    @property
-    def bse(self) -> pd.Series:
-        """Alias of the page's ``fe_bse`` (statsmodels' name)."""
-        return self.fe_bse
-
-    @property
-    def pvalues(self) -> pd.Series:
-        """Alias of the page's ``fe_pvalues`` (statsmodels' name): two-sided z-test."""
-        return self.fe_pvalues
-
-    @property
-    def tvalues(self) -> pd.Series:
-        """Alias of ``fe_zvalues`` (statsmodels' name; as in statsmodels' MixedLM they are
-        z statistics ``beta / se``, tested against the normal distribution)."""
-        return self.fe_zvalues
-
-    def cov_params(self) -> pd.DataFrame:
-        """Alias of the page's ``fe_cov`` (statsmodels' name): the fixed effects'
-        covariance, labelled by term; the same DataFrame."""
-        return self.fe_cov
-
-    # --- model-level quantities -------------------------------------------------------
     @property
     def nobs(self) -> int:
         return self.design.nobs

@@ -59,48 +59,11 @@ def format_summary(res) -> str:
             "Linear mixed model fit by maximum likelihood",
             f"Formula: {formula}",
             "",
-            f"{'AIC':>10}{'BIC':>10}{'logLik':>10}{'deviance':>10}{'df.resid':>10}",
-            f"{res.aic:>10.1f}{res.bic:>10.1f}{res.llf:>10.1f}{res.deviance:>10.1f}"
-            f"{res.nobs - res.df_modelwc:>10d}",
-            "",
+            *_criteria(res, res.deviance),
         ]
     scaled = res.resid.to_numpy() / np.sqrt(res.scale)
-    q = np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1])
-    lines += [
-        "Scaled residuals:",
-        "".join(f"{h:>10}" for h in ("Min", "1Q", "Median", "3Q", "Max")),
-        "".join(f"{v:>10.4f}" for v in q),
-        "",
-    ]
     rows = _random_effect_rows(res) + [("Residual", "", res.scale, "")]
-    gw = max(len("Groups"), *(len(r[0]) for r in rows))
-    nw = max(len("Name"), *(len(r[1]) for r in rows))
-    has_corr = any(r[3] for r in rows)
-    lines += [
-        "Random effects:",
-        f" {'Groups':<{gw}} {'Name':<{nw}} {'Variance':>12} {'Std.Dev.':>12}"
-        + ("  Corr" if has_corr else ""),
-    ]
-    for g, name, var, corr in rows:
-        lines.append(
-            f" {g:<{gw}} {name:<{nw}} {var:>12.4f} {np.sqrt(var):>12.4f}"
-            + (f"  {corr}" if corr else "")
-        )
-    groups = "; ".join(f"{k}, {v}" for k, v in res.ngroups.items())
-    lines += [f"Number of obs: {res.nobs}, groups:  {groups}", ""]
-    lines += ["Fixed effects:", _fixed_effects_table(res), ""]
-    if d.dropped_fe:
-        lines.append(
-            f"fixed-effect model matrix is rank deficient so dropping "
-            f"{len(d.dropped_fe)} columns / coefficients: {list(d.dropped_fe)}"
-        )
-    status = "converged" if res.converged else "did NOT converge"
-    lines.append(
-        f"optimizer (L-BFGS) {status} after {res.n_iterations} iterations, "
-        f"{res.n_evaluations} deviance evaluations ({res.stop_reason})"
-    )
-    if res.is_singular:
-        lines.append(SINGULAR_MESSAGE)
+    lines += _body(res, scaled, rows)
     return "\n".join(lines)
 
 
@@ -130,19 +93,34 @@ def format_glmm_summary(res) -> str:
         f" Family: {res.family_label}  ( {res.link} )",
         f"Formula: {formula}",
         "",
+        *_criteria(res, -2.0 * res.llf),
+    ]
+    lines += _body(res, res.residuals("pearson").to_numpy(), _random_effect_rows(res))
+    return "\n".join(lines)
+
+
+def _criteria(res, deviance: float) -> list[str]:
+    """The AIC / BIC / logLik / deviance / df.resid table."""
+    return [
         f"{'AIC':>10}{'BIC':>10}{'logLik':>10}{'deviance':>10}{'df.resid':>10}",
-        f"{res.aic:>10.1f}{res.bic:>10.1f}{res.llf:>10.1f}{-2.0 * res.llf:>10.1f}"
+        f"{res.aic:>10.1f}{res.bic:>10.1f}{res.llf:>10.1f}{deviance:>10.1f}"
         f"{res.nobs - res.df_modelwc:>10d}",
         "",
     ]
-    q = np.quantile(res.residuals("pearson").to_numpy(), [0, 0.25, 0.5, 0.75, 1])
-    lines += [
+
+
+def _body(res, scaled: np.ndarray, rows) -> list[str]:
+    """What lmer's and glmer's summaries share after the header: scaled residuals'
+    quantiles, the random effects (``rows``: group, name, variance, correlations),
+    counts, fixed effects (z tests), dropped columns, the optimiser's report, the
+    singular note."""
+    q = np.quantile(scaled, [0, 0.25, 0.5, 0.75, 1])
+    lines = [
         "Scaled residuals:",
         "".join(f"{h:>10}" for h in ("Min", "1Q", "Median", "3Q", "Max")),
         "".join(f"{v:>10.4f}" for v in q),
         "",
     ]
-    rows = _random_effect_rows(res)
     gw = max(len("Groups"), *(len(r[0]) for r in rows))
     nw = max(len("Name"), *(len(r[1]) for r in rows))
     has_corr = any(r[3] for r in rows)
@@ -159,10 +137,11 @@ def format_glmm_summary(res) -> str:
     groups = "; ".join(f"{k}, {v}" for k, v in res.ngroups.items())
     lines += [f"Number of obs: {res.nobs}, groups:  {groups}", ""]
     lines += ["Fixed effects:", _fixed_effects_table(res), ""]
-    if d.dropped_fe:
+    dropped = res.design.dropped_fe
+    if dropped:
         lines.append(
             f"fixed-effect model matrix is rank deficient so dropping "
-            f"{len(d.dropped_fe)} columns / coefficients: {list(d.dropped_fe)}"
+            f"{len(dropped)} columns / coefficients: {list(dropped)}"
         )
     status = "converged" if res.converged else "did NOT converge"
     lines.append(
@@ -171,4 +150,4 @@ def format_glmm_summary(res) -> str:
     )
     if res.is_singular:
         lines.append(SINGULAR_MESSAGE)
-    return "\n".join(lines)
+    return lines
