@@ -174,6 +174,7 @@ def pirls(
     step that raises ``F`` is halved up to ten times. ``beta`` and ``fixed``: as
     :func:`solve_modes`."""
     theta, eta0 = jax.lax.stop_gradient(theta), jax.lax.stop_gradient(eta0)
+    data = jax.tree.map(jax.lax.stop_gradient, data)  # e.g. an estimated size
     beta = None if beta is None else jax.lax.stop_gradient(beta)
 
     def step(eta):

@@ -59,7 +59,7 @@ from .design import Design
 from .estimate import convergence_message, design_arrays
 from .glmm_design import GlmmDesign
 
-__all__ = ["GlmmFit", "fit_glmm_design", "deviance_at"]
+__all__ = ["GlmmFit", "fit_glmm_design", "deviance_at", "laplace_objective"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,28 +132,30 @@ def _n_theta(ks) -> int:
     return sum(k * (k + 1) // 2 for k in ks)
 
 
-@partial(jax.jit, static_argnames=("family", "n_theta", "ic"))
-def _evaluate(x, fixed, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, ic):
+def laplace_objective(x, fixed, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, ic):
     """The deviance at ``x = [theta, beta_s]`` (``xstd`` with intercept column ``ic`` maps
     ``beta_s`` to ``beta``), and ``log k`` last for a negative binomial whose size is
-    estimated; its gradient and the Laplace record, after PIRLS from ``eta0``. ``fixed`` (a
-    traced flag, so that both stages share one executable): ``beta`` given (stage 2) or
-    found with the modes (stage 1, ``nAGQ = 0``; then the gradient in ``beta_s`` is 0 and
-    ``rule`` is not applied)."""
+    estimated, after PIRLS from ``eta0``: ``(value, (Laplace record, PIRLS iterations))``.
+    ``fixed`` (a bool or a traced flag, so that both stages can share one executable):
+    ``beta`` given (``nAGQ >= 1``) or found with the modes (``nAGQ = 0``; then the
+    gradient in ``beta_s`` is 0 and ``rule`` is not applied). Differentiable in ``x``:
+    PIRLS is not differentiated, the Laplace step from its modes carries the exact
+    gradient (:func:`~interlace._core.pirls.laplace`)."""
     p = xstd.x_scale.shape[0]
+    data_x = data._replace(size=jnp.exp(x[-1])) if family.estimates_size else data
+    theta, beta = x[:n_theta], back_transform_beta(x[n_theta : n_theta + p], xstd, ic)
+    modes, iterations = pirls(theta, ma, family, data_x, eta0, beta, fixed)
+    lp = laplace(theta, ma, family, data_x, modes.eta, beta, rule, fixed)
+    return lp.value, (lp, iterations)
 
-    def split(x):
-        data_x = data._replace(size=jnp.exp(x[-1])) if family.estimates_size else data
-        return x[:n_theta], back_transform_beta(x[n_theta : n_theta + p], xstd, ic), data_x
 
-    def objective(x):
-        theta, beta, data_x = split(x)
-        lp = laplace(theta, ma, family, data_x, modes.eta, beta, rule, fixed)
-        return lp.value, lp
-
-    theta, beta0, data0 = split(x)
-    modes, iterations = pirls(theta, ma, family, data0, eta0, beta0, fixed)
-    (value, lp), grad = jax.value_and_grad(objective, has_aux=True)(x)
+@partial(jax.jit, static_argnames=("family", "n_theta", "ic"))
+def _evaluate(x, fixed, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, ic):
+    """:func:`laplace_objective` with its gradient in ``x``: ``(value, grad, Laplace,
+    iterations)``, one compiled call per evaluation of the host optimiser."""
+    (value, (lp, iterations)), grad = jax.value_and_grad(laplace_objective, has_aux=True)(
+        x, fixed, eta0, ma, data, xstd, rule, family=family, n_theta=n_theta, ic=ic
+    )
     return value, grad, lp, iterations
 
 
