@@ -40,7 +40,6 @@ from .deviance import deviance_offset, standardized_deviance
 __all__ = [
     "OptimResult",
     "minimize_deviance",
-    "minimize_compiled",
     "minimize_on_host",
     "STOP_REASONS",
     "OFF_ZERO",
@@ -82,8 +81,7 @@ def minimize_deviance(
     precond: jnp.ndarray | None = None,
     verbose: bool = False,
 ) -> OptimResult:
-    """L-BFGS minimisation of :func:`profiled_deviance` from ``theta0`` (one jit call;
-    :func:`minimize_compiled` on the centred and scaled data's deviance).
+    """L-BFGS minimisation of :func:`profiled_deviance` from ``theta0`` (one jit call).
 
     ``precond`` (``P``, k x k) optimises over ``phi`` with ``theta = theta0 + P phi``;
     ``P = chol(H)^-T`` from a Hessian ``H`` near the optimum makes the problem
@@ -92,53 +90,26 @@ def minimize_deviance(
     signs of the factors' columns are fixed by the callers (``_core.theta.normalize_signs``).
     ``verbose`` prints each iteration's deviance while the compiled loop runs.
     """
-    offset = deviance_offset(cp, reml=reml)  # standardised -> the data's units
-    opt = minimize_compiled(
-        lambda theta: standardized_deviance(theta, cp, reml=reml),
-        off_zero(theta0),  # a start on the boundary could never leave it
-        maxiter=maxiter,
-        gtol=gtol,
-        ftol=ftol,
-        patience=patience,
-        precond=precond,
-        print_offset=offset if verbose else None,
-    )
-    return opt._replace(deviance=opt.deviance + offset)  # in the data's units
+    origin = theta0 = off_zero(theta0)  # a start on the boundary could never leave it
+    k = theta0.shape[0]
 
+    def deviance(theta):  # the centred and scaled data's: the same scale for every model
+        return standardized_deviance(theta, cp, reml=reml)
 
-def minimize_compiled(
-    fun,
-    x0: jnp.ndarray,
-    *,
-    maxiter: int = 500,
-    gtol: float = 1e-10,
-    ftol: float = 1e-15,
-    patience: int = 3,
-    precond: jnp.ndarray | None = None,
-    print_offset=None,
-) -> OptimResult:
-    """L-BFGS minimisation of a scalar JAX function ``fun`` (differentiable by
-    ``jax.value_and_grad``) from ``x0``, as a ``lax.while_loop``: to be called inside
-    ``jit`` (and ``vmap``-able). Stopping rule and first-step scaling: module docstring;
-    ``precond``: as :func:`minimize_deviance`. ``OptimResult.theta`` is the minimiser
-    ``x`` and ``deviance`` the value of ``fun`` there. ``print_offset`` (not None): print
-    each iteration's value plus it while the loop runs."""
-    origin = x0
-    k = x0.shape[0]
-    # The function and gradient are evaluated in two places only, here at the start and
+    # The deviance and gradient are evaluated in two places only, here at the start and
     # in the line search (each place is compiled separately); every other use reads
     # the line search's last evaluation from the solver state.
-    value0, grad0 = jax.value_and_grad(fun)(x0)
+    value0, grad0 = jax.value_and_grad(deviance)(theta0)
     if precond is None:  # scale the first step (module docstring)
         gmax = jnp.max(jnp.abs(grad0))
         c = jnp.where(jnp.isfinite(gmax) & (gmax > 0), jnp.sqrt(0.1 / gmax), 1.0)
-        P = c * jnp.eye(k, dtype=x0.dtype)
-        rule = 1.0 / c  # the stopping rule's gradient is d/dx = (d/dphi) / c
+        P = c * jnp.eye(k, dtype=theta0.dtype)
+        rule = 1.0 / c  # the stopping rule's gradient is d/dtheta = (d/dphi) / c
     else:
         P, rule = precond, 1.0
 
-    def fun_phi(phi):
-        return fun(origin + P @ phi)
+    def fun(phi):
+        return deviance(origin + P @ phi)
 
     solver = optax.lbfgs(
         linesearch=optax.scale_by_zoom_linesearch(
@@ -154,34 +125,35 @@ def minimize_compiled(
         return (~done) & (it < maxiter) & (stall < patience)
 
     def body(carry):
-        phi, state, it, stall, f_prev, nev, _ = carry
+        theta, state, it, stall, f_prev, nev, _ = carry
         value, grad = otu.tree_get(state, "value"), otu.tree_get(state, "grad")
-        updates, state = solver.update(grad, state, phi, value=value, grad=grad, value_fn=fun_phi)
-        phi_new = optax.apply_updates(phi, updates)
+        updates, state = solver.update(grad, state, theta, value=value, grad=grad, value_fn=fun)
+        theta_new = optax.apply_updates(theta, updates)
         f_new = otu.tree_get(state, "value")
         g_new = otu.tree_get(state, "grad")
         rel = jnp.abs(f_prev - f_new) / (1.0 + jnp.abs(f_new))
         stall = jnp.where(rel <= ftol, stall + 1, 0)
         done = small_grad(f_new, g_new) | ~jnp.isfinite(f_new)
         nev = nev + otu.tree_get(state, "num_linesearch_steps")
-        if print_offset is not None:  # printed from inside the compiled loop as it runs
+        if verbose:  # printed from inside the compiled loop as it runs
             jax.debug.print(
                 "iteration {i:4d}  deviance {f:.10g}  max|grad| {g:.3g}",
                 i=it + 1,
-                f=f_new + print_offset,
+                f=f_new + offset,
                 g=jnp.max(jnp.abs(rule * g_new)),
                 ordered=True,
             )
-        return phi_new, state, it + 1, stall, f_new, nev, done
+        return theta_new, state, it + 1, stall, f_new, nev, done
 
-    phi0 = jnp.zeros_like(x0)
+    offset = deviance_offset(cp, reml=reml)  # standardised -> the data's units
+    phi0 = jnp.zeros_like(theta0)
     state0 = otu.tree_set(solver.init(phi0), value=value0, grad=P.T @ grad0)
     zero = jnp.asarray(0)
     carry0 = (phi0, state0, zero, zero, jnp.asarray(jnp.inf), zero, jnp.asarray(False))
     phi, state, it, stall, _, evaluations, _ = jax.lax.while_loop(cond, body, carry0)
-    x = origin + P @ phi
+    theta = origin + P @ phi
     value, scaled = otu.tree_get(state, "value"), otu.tree_get(state, "grad")  # at phi
-    grad = jnp.linalg.solve(P.T, scaled)  # d/dx; scaled = P' grad is what the rule saw
+    grad = jnp.linalg.solve(P.T, scaled)  # d/dtheta; scaled = P' grad is what the rule saw
     finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(scaled))
     gradient_small = small_grad(value, scaled)
     stalled = stall >= patience
@@ -194,7 +166,16 @@ def minimize_compiled(
         STOP_NONFINITE,
         jnp.where(gradient_small, STOP_GRADIENT, jnp.where(stalled, STOP_STALLED, STOP_MAXITER)),
     )
-    return OptimResult(x, value, grad, it, evaluations + 1, converged, stop)  # + the start
+    value = value + offset  # in the data's units
+    return OptimResult(
+        theta,
+        value,
+        grad,
+        it,
+        evaluations + 1,
+        converged,  # + the start
+        stop,
+    )
 
 
 # An entry of theta exactly 0 is where the deviance, even in each column of a relative
