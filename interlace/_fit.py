@@ -87,14 +87,8 @@ def fit(
         Warns ``boundary (singular) fit: see help(interlace.isSingular)`` when a
         variance is estimated at zero or a correlation at +-1 (lme4's rule).
     """
-    if isinstance(family, str) and family.lower() == "gaussian":
-        if weights is not None or offset is not None:
-            raise ModelSpecError(
-                "weights= and offset= are not supported for Gaussian (linear) mixed models "
-                "yet; they work for family='binomial' and 'poisson'."
-            )
-        if nAGQ != 1:
-            raise ModelSpecError("nAGQ applies to GLMMs only (family='binomial' or 'poisson').")
+    fam = resolve_family(family, method, nAGQ, weights, offset)
+    if fam is None:
         method = check_method("REML" if method is None else method)
         return CrossedLMEResult.from_fit(
             fit_design(
@@ -105,6 +99,32 @@ def fit(
                 verbose=verbose,
             )
         )
+    glmm = build_glmm_design(formula, data, groups, fam, weights=weights, offset=offset)
+    return GLMMResult.from_fit(
+        fit_glmm_design(
+            glmm, fam, nagq=nAGQ, maxiter=check_positive_int(maxiter, "maxiter"), stacklevel=5
+        )
+    )
+
+
+def resolve_family(
+    family: str | Family,
+    method: str | None,
+    nAGQ: int,
+    weights: Any,
+    offset: Any,  # noqa: N803
+) -> Family | None:
+    """The family of a GLMM (``fit``'s arguments checked), or None for a Gaussian model
+    (after refusing what applies to GLMMs only)."""
+    if isinstance(family, str) and family.lower() == "gaussian":
+        if weights is not None or offset is not None:
+            raise ModelSpecError(
+                "weights= and offset= are not supported for Gaussian (linear) mixed models "
+                "yet; they work for family='binomial', 'poisson' and 'negative_binomial'."
+            )
+        if nAGQ != 1:
+            raise ModelSpecError("nAGQ applies to GLMMs only (family='binomial' or 'poisson').")
+        return None
     fam = family_of(family)
     if method is not None and str(method).upper() != "ML":
         raise ModelSpecError(
@@ -116,9 +136,4 @@ def fit(
             f"nAGQ={nAGQ!r}: use 1 (Laplace, the default), 0, or 2-100 quadrature points "
             "(one scalar random term only)."
         )
-    glmm = build_glmm_design(formula, data, groups, fam, weights=weights, offset=offset)
-    return GLMMResult.from_fit(
-        fit_glmm_design(
-            glmm, fam, nagq=nAGQ, maxiter=check_positive_int(maxiter, "maxiter"), stacklevel=5
-        )
-    )
+    return fam

@@ -22,6 +22,7 @@ around your transformation). Never a silent float32 fit.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,11 +36,15 @@ from ._base.errors import DataError
 from ._base.precision import float64_functional, float64_scope
 from ._core.arrays import ModelArrays, cross_products_of, theta_to_internal
 from ._core.deviance import blups_by_term, estimates, log_likelihood, profiled_deviance
+from ._core.family import Family
 from ._core.fitting import ArrayFit, fit_arrays, fit_values
 from ._core.refit import deviance_statistic, refit_all, warn_unconverged
+from ._fit import resolve_family
 from ._model.design import build_design
 from ._model.estimate import design_arrays
 from ._model.frames import as_pandas, is_frame
+from ._model.glmm_design import build_glmm_design, check_responses
+from ._model.glmm_many import degenerate_responses, fit_glmm_many
 
 __all__ = ["model_arrays", "deviance", "loglik", "blups", "fit_arrays", "fit_many", "ArrayFit"]
 
@@ -79,39 +84,60 @@ def fit_many(
     data: Any,
     responses: pd.DataFrame | ArrayLike,
     groups: str | Sequence[str] | None = None,
-    method: str = "REML",
+    method: str | None = None,
     *,
+    family: str | Family = "gaussian",
+    nAGQ: int = 1,  # noqa: N803 (lme4's name)
+    weights: Any = None,
+    offset: Any = None,
     batch_size: int | None = None,
 ) -> pd.DataFrame:
     """Fit one model per response column, all sharing ``formula``'s design, with one
-    compiled, vectorised call per batch (``jax.vmap`` of :func:`fit_arrays`), warm-started
-    and preconditioned at the fit of the first response. ``batch_size`` defaults to all
-    responses for small models, else at most ``MAX_BATCH`` and fewer for large tails (see
-    :func:`interlace._core.refit.default_batch_size`); any batch size is safe.
+    compiled, vectorised call per batch (``jax.vmap``): genes x cells, simulations,
+    refits.
 
     ``data`` is any frame :func:`interlace.fit` accepts; ``responses`` is an ``(n, B)``
     array or a frame (pandas, polars, pyarrow, a dict of columns) whose rows align with
     ``data`` (rows ``data`` drops for missing values are dropped from it too), converted
     to float64 (a float32 array is widened, as data columns are in :func:`interlace.fit`;
-    the fits are float64 whatever ``jax_enable_x64`` says). Returns a
-    DataFrame with one row per response: fixed effects, theta (lme4's names), sigma,
-    deviance and converged.
+    the fits are float64 whatever ``jax_enable_x64`` says). The formula's response names
+    a column of ``data`` or, if ``data`` has no such column, stands for the responses.
+
+    Linear mixed models (``family="gaussian"``; ``method`` ``"REML"``, the default, or
+    ``"ML"``): :func:`fit_arrays` under ``vmap``, warm-started and preconditioned at the
+    fit of the first response. One row per response: fixed effects, theta (lme4's
+    names), sigma, deviance and converged.
+
+    GLMMs (``family``, ``nAGQ``, ``weights``, ``offset`` as in :func:`interlace.fit`; the
+    weights and offset are shared by every response): each response fitted as
+    :func:`interlace.fit` fits it, from lme4's start, by a compiled L-BFGS under ``vmap``
+    (:mod:`interlace._model.glmm_many`). One row per response: fixed effects, theta,
+    ``size`` (negative binomial), ``deviance`` (lme4's ``-2 logLik``) and converged; no
+    standard errors. A response no GLMM can fit (all counts 0, or one binomial outcome
+    only) gets a row of NaN with ``converged=False`` and a warning.
+
+    ``batch_size`` (responses per compiled call) has a default that bounds memory; any
+    batch size is safe.
     """
-    reml = check_method(method) == "REML"
+    fam = resolve_family(family, method, nAGQ, weights, offset)
     data = as_pandas(data, "data")
-    design = build_design(formula, data, groups)
-    model = design_arrays(design)
     frame = (
         as_pandas(responses, "responses")
         if is_frame(responses)
-        else pd.DataFrame(np.asarray(responses), index=data.index)
+        else pd.DataFrame(np.asarray(responses))
     )
+    if frame.ndim != 2 or frame.shape[1] == 0:
+        raise DataError("responses needs one column per response, and at least one.")
     if len(frame) != len(data):
         raise DataError(f"responses has {len(frame)} rows but data has {len(data)}.")
     frame = frame.set_axis(data.index, axis=0)
-    Y = frame.loc[design.row_index].to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(Y)):
-        raise DataError("responses contain NaN or infinite values in rows the model uses.")
+    data = _with_response(formula, data, frame, fam)
+    if fam is not None:
+        return _fit_many_glmm(formula, data, frame, groups, fam, nAGQ, weights, offset, batch_size)
+    reml = check_method("REML" if method is None else method) == "REML"
+    design = build_design(formula, data, groups)
+    model = design_arrays(design)
+    Y = _response_matrix(frame, design.row_index)
 
     theta0 = fit_values(
         model.replace(y=jnp.asarray(Y[:, 0])), reml=reml
@@ -131,4 +157,79 @@ def fit_many(
     table["deviance"] = out.statistic[:, 0]
     table["converged"] = out.converged
     warn_unconverged(out.converged, "fits")
+    return table
+
+
+def _response_matrix(frame: pd.DataFrame, rows: pd.Index) -> np.ndarray:
+    """The responses' rows the model uses, (n, B) float64, all finite."""
+    try:
+        Y = frame.loc[rows].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"responses must be numeric: {exc}") from exc
+    if not np.all(np.isfinite(Y)):
+        raise DataError("responses contain NaN or infinite values in rows the model uses.")
+    return Y
+
+
+def _with_response(
+    formula: str, data: pd.DataFrame, frame: pd.DataFrame, fam: Family | None
+) -> pd.DataFrame:
+    """``data``, or a copy in which the formula's response (a plain name that is not a
+    column of ``data``) stands for the responses: the first one a model can fit (it only
+    selects rows and passes the design's checks; every response is fitted)."""
+    lhs = formula.split("~", 1)[0].strip() if isinstance(formula, str) else ""
+    if not lhs.isidentifier() or lhs in data.columns:
+        return data
+    try:
+        Y = frame.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"responses must be numeric: {exc}") from exc
+    fine = np.ones(Y.shape[1], dtype=bool)
+    if fam is not None:
+        fine = ~degenerate_responses(np.nan_to_num(Y), fam, np.ones(Y.shape[0]))
+    return data.assign(**{lhs: Y[:, int(np.argmax(fine))]})
+
+
+def _fit_many_glmm(
+    formula: str,
+    data: pd.DataFrame,
+    frame: pd.DataFrame,
+    groups: str | Sequence[str] | None,
+    fam: Family,
+    nagq: int,
+    weights: Any,
+    offset: Any,
+    batch_size: int | None,
+) -> pd.DataFrame:
+    glmm = build_glmm_design(formula, data, groups, fam, weights=weights, offset=offset)
+    Y = _response_matrix(frame, glmm.design.row_index)
+    check_responses(Y, fam, glmm.prior_weights, frame.columns, stacklevel=5)
+    bad = degenerate_responses(Y, fam, glmm.prior_weights)
+    good = np.flatnonzero(~bad)
+    names = design_arrays(glmm.design).theta_names
+    B, p = Y.shape[1], len(glmm.design.fe_names)
+    theta, beta = np.full((B, len(names)), np.nan), np.full((B, p), np.nan)
+    size, dev = np.full(B, np.nan), np.full(B, np.nan)
+    converged = np.zeros(B, dtype=bool)
+    if good.size:
+        out = fit_glmm_many(glmm, fam, Y[:, good], nagq=nagq, batch_size=batch_size)
+        theta[good], beta[good], size[good] = out.theta, out.beta, out.size
+        dev[good], converged[good] = out.minus_two_llf, out.converged
+    if bad.any():
+        what = "all 0" if fam.name != "binomial" else "all one outcome"
+        warnings.warn(
+            f"{int(bad.sum())} of {B} responses are {what} in the rows the model uses "
+            f"(e.g. {frame.columns[np.flatnonzero(bad)[0]]!r}): no {fam.name} GLMM can fit "
+            "them (the intercept runs to infinity); their rows are NaN with converged=False.",
+            UserWarning,
+            stacklevel=3,
+        )
+    table = pd.DataFrame(beta, columns=list(glmm.design.fe_names), index=frame.columns)
+    for j, name in enumerate(names):
+        table[name] = theta[:, j]
+    if fam.name == "negative_binomial":
+        table["size"] = size
+    table["deviance"] = dev
+    table["converged"] = converged
+    warn_unconverged(converged[good], "fits")
     return table

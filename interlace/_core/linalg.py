@@ -89,6 +89,8 @@ def _unblocked_tril_inverse(L):
 def _plain_cholesky(A):
     """Blocked left-looking Cholesky (module docstring) of ``A``'s lower triangle."""
     t = A.shape[-1]
+    if t == 0:
+        return A
     e = _edges(t)
     panels = []  # panels[J]: columns e[J]:e[J+1] of L, rows e[J]: on
     for J in range(len(e) - 1):
@@ -116,6 +118,8 @@ def _plain_cholesky(A):
 def _plain_tril_inverse(L):
     """Blocked ``L^-1``: block row ``I`` is ``[-X_II L[I, :I] X[:I, :I], X_II]``."""
     t = L.shape[-1]
+    if t == 0:  # e.g. the tail's random-effect block of a one-term model
+        return L
     e = _edges(t)
     rows = []  # rows[I]: rows e[I]:e[I+1] of L^-1, columns :e[I+1]
     for I in range(len(e) - 1):

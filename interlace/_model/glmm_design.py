@@ -33,7 +33,13 @@ from .design import Design, build_design
 from .formula import split_offsets
 from .frames import as_pandas
 
-__all__ = ["GlmmDesign", "build_glmm_design", "evaluate_expression", "per_row"]
+__all__ = [
+    "GlmmDesign",
+    "build_glmm_design",
+    "check_responses",
+    "evaluate_expression",
+    "per_row",
+]
 
 _RESPONSE = "_interlace_response_"
 _STACK = 5  # user, float64_scope, fit, build_glmm_design, the check
@@ -223,22 +229,9 @@ def _check(design: Design, family: Family, w: np.ndarray, off: np.ndarray) -> No
             f"the offset has {int(np.sum(~np.isfinite(off)))} missing or infinite values in "
             "rows the model uses (log of 0?); drop those rows or fix the offset."
         )
+    check_responses(y[:, None], family, w, [name], stacklevel=_STACK + 1)
     used = w > 0
     if family.name == "binomial":
-        if np.any((y < 0) | (y > 1)):
-            raise DataError(
-                f"The binomial response {name!r} has values outside [0, 1] (e.g. "
-                f"{y[(y < 0) | (y > 1)][0]:g}): give 0/1 outcomes, proportions with "
-                "weights= trials, or cbind(successes, failures)."
-            )
-        successes = y * w
-        if np.any(np.abs(successes - np.round(successes)) > 1e-7 * np.maximum(1.0, w)):
-            warnings.warn(
-                f"non-integer #successes in a binomial GLMM ({name!r} times the weights is "
-                "not a whole number in some rows); the fit treats them as given, as glmer does.",
-                UserWarning,
-                stacklevel=_STACK,
-            )
         if np.all(y[used] == 0) or np.all(y[used] == 1):
             value = "0" if np.all(y[used] == 0) else "1"
             raise DataError(
@@ -246,18 +239,52 @@ def _check(design: Design, family: Family, w: np.ndarray, off: np.ndarray) -> No
                 f"{'-' if value == '0' else '+'}infinity. A binomial model needs both outcomes."
             )
     else:
-        kind = "Poisson" if family.name == "poisson" else "negative binomial"
-        if np.any(y < 0):
-            raise DataError(
-                f"The {kind} response {name!r} has negative values (e.g. {y[y < 0][0]:g}); "
-                "counts are >= 0."
-            )
-        if np.any(y != np.round(y)):
-            warnings.warn(
-                f"The {kind} response {name!r} has non-integer values; the fit treats them "
-                "as given, as glmer does (with a warning there too).",
-                UserWarning,
-                stacklevel=_STACK,
-            )
         if np.all(y[used] == 0):
             raise DataError(f"Every count of {name!r} is 0: the intercept would run to -infinity.")
+
+
+def check_responses(
+    Y: np.ndarray, family: Family, w: np.ndarray, names, stacklevel: int = _STACK
+) -> None:
+    """Refuse responses (columns of ``Y``, labelled ``names``) outside the family's
+    support; warn, as glmer does, where they are not whole numbers (``stacklevel``: of
+    the warning, counted from here)."""
+    cols = np.asarray(list(names), dtype=object)
+    if family.name == "binomial":
+        out = np.any((Y < 0) | (Y > 1), axis=0)
+        if out.any():
+            j = int(np.argmax(out))
+            raise DataError(
+                f"The binomial response {cols[j]!r} has values outside [0, 1] (e.g. "
+                f"{Y[(Y[:, j] < 0) | (Y[:, j] > 1), j][0]:g}): give 0/1 outcomes, proportions "
+                "with weights= trials, or cbind(successes, failures)."
+            )
+        successes = Y * w[:, None]
+        odd = np.any(
+            np.abs(successes - np.round(successes)) > 1e-7 * np.maximum(1.0, w)[:, None], axis=0
+        )
+        if odd.any():
+            warnings.warn(
+                f"non-integer #successes in a binomial GLMM ({cols[odd][0]!r} times the "
+                "weights is not a whole number in some rows); the fit treats them as given, "
+                "as glmer does.",
+                UserWarning,
+                stacklevel=stacklevel,
+            )
+        return
+    kind = "Poisson" if family.name == "poisson" else "negative binomial"
+    negative = np.any(Y < 0, axis=0)
+    if negative.any():
+        j = int(np.argmax(negative))
+        raise DataError(
+            f"The {kind} response {cols[j]!r} has negative values (e.g. "
+            f"{Y[Y[:, j] < 0, j][0]:g}); counts are >= 0."
+        )
+    odd = np.any(Y != np.round(Y), axis=0)
+    if odd.any():
+        warnings.warn(
+            f"The {kind} response {cols[odd][0]!r} has non-integer values; the fit treats "
+            "them as given, as glmer does (with a warning there too).",
+            UserWarning,
+            stacklevel=stacklevel,
+        )

@@ -132,7 +132,9 @@ def _n_theta(ks) -> int:
     return sum(k * (k + 1) // 2 for k in ks)
 
 
-def laplace_objective(x, fixed, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, ic):
+def laplace_objective(
+    x, fixed, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, ic
+):
     """The deviance at ``x = [theta, beta_s]`` (``xstd`` with intercept column ``ic`` maps
     ``beta_s`` to ``beta``), and ``log k`` last for a negative binomial whose size is
     estimated, after PIRLS from ``eta0``: ``(value, (Laplace record, PIRLS iterations))``.

@@ -1,0 +1,199 @@
+"""L-BFGS written as one evaluation per loop iteration, for compiled, vectorised batches
+of expensive objectives (GLMM ``fit_many``).
+
+:func:`~interlace._core.optimize.minimize_deviance` (optax's L-BFGS and zoom line search)
+traces the objective at several call sites, and each is compiled: cheap for the profiled
+deviance, tens of seconds for a GLMM objective (PIRLS, a Laplace step and its gradient).
+Here the ``lax.while_loop`` body evaluates the objective exactly once, at a trial point
+``x + a d``: the line search is a state of the loop, not a loop of its own. So the
+objective is compiled once, whatever the batch, and ``jax.vmap`` runs many minimisations
+side by side (each stops when its own rule says; the batch runs until the last).
+
+Method (Nocedal & Wright 2006): directions by the two-loop recursion (algorithm 7.4,
+memory ``m = 10``; a curvature pair is kept only if ``s'y > 0``); the first direction is
+the gradient scaled as the host optimiser's (no entry moves by more than 0.1, nor the one
+that moves most by more than half its distance to 0). Steps by backtracking (algorithm
+3.1) from ``a = 1`` with sufficient decrease (``c1 = 1e-4``, or no worse than the current
+value within rounding, as the host search), shrinking by safeguarded quadratic
+interpolation (``a`` in ``[0.1 a, 0.5 a]``), at most 30 trials a step. Stopping rule as
+the host optimiser's: a small gradient (``max |g| <= gtol (1 + |f|)``), a value that
+stopped changing (``patience`` steps within ``ftol`` relative) or a step with no decrease
+(then converged only if ``max |g| <= 1e3 gtol (1 + |f|)``), or ``maxiter``.
+
+``evaluate(x, aux, start) -> (x_used, value, grad, aux)``: ``aux`` (a pytree) passes
+state from the last accepted point to the next evaluation (a GLMM's modes, to start its
+PIRLS from); ``start`` is true at the first evaluation only, where ``evaluate`` may move
+``x`` (``x_used``; a GLMM puts ``beta`` at the joint modes there).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .optimize import STOP_GRADIENT, STOP_MAXITER, STOP_NONFINITE, STOP_STALLED
+
+__all__ = ["StepwiseResult", "minimize_stepwise"]
+
+_MEMORY = 10
+_C1 = 1e-4
+_ROUNDING = 1e-12
+_TRIALS = 30
+_RUNNING = -1
+
+
+class StepwiseResult(NamedTuple):
+    x: jnp.ndarray
+    value: jnp.ndarray
+    grad: jnp.ndarray
+    aux: object  # evaluate's aux at x
+    iterations: jnp.ndarray
+    evaluations: jnp.ndarray
+    converged: jnp.ndarray
+    stop: jnp.ndarray
+
+
+def _first_direction(g, x):
+    j = jnp.argmax(jnp.abs(g))
+    gmax = jnp.abs(g[j])
+    move = jnp.where(x[j] != 0, jnp.minimum(0.1, 0.5 * jnp.abs(x[j])), 0.1)
+    return -g * jnp.where(jnp.isfinite(gmax) & (gmax > 0), move / gmax, 1.0)
+
+
+def _direction(g, x, S, Y, count, head):
+    """``-H g`` by the two-loop recursion over the ``count`` newest pairs of the ring
+    ``(S, Y)`` (newest at ``head - 1``); the scaled gradient without pairs."""
+    q = g
+    saved = []
+    for j in range(_MEMORY):
+        i = (head - 1 - j) % _MEMORY
+        valid = j < count
+        s, y = S[i], Y[i]
+        rho = jnp.where(valid, 1.0 / jnp.where(valid, y @ s, 1.0), 0.0)
+        a = rho * (s @ q)
+        q = q - a * y
+        saved.append((a, rho, s, y))
+    newest = (head - 1) % _MEMORY
+    s, y = S[newest], Y[newest]
+    r = (s @ y) / jnp.where(count > 0, y @ y, 1.0) * q
+    for a, rho, s, y in reversed(saved):
+        r = r + s * (a - rho * (y @ r))
+    return jnp.where(count > 0, -r, _first_direction(g, x))
+
+
+def minimize_stepwise(
+    evaluate,
+    x0: jnp.ndarray,
+    aux0,
+    *,
+    maxiter: int = 500,
+    gtol: float = 1e-10,
+    ftol: float = 1e-15,
+    patience: int = 3,
+) -> StepwiseResult:
+    """Minimise ``evaluate``'s value from ``x0`` (module docstring), inside ``jit`` and
+    ``vmap``."""
+    k = x0.shape[0]
+    dtype = x0.dtype
+    big = jnp.asarray(jnp.inf, dtype)
+
+    def small_grad(f, g, factor=1.0):
+        return jnp.max(jnp.abs(g)) <= factor * gtol * (1.0 + jnp.abs(f))
+
+    state0 = dict(
+        x=x0,
+        f=big,
+        g=jnp.zeros(k, dtype),
+        aux=aux0,
+        d=jnp.zeros(k, dtype),
+        a=jnp.asarray(0.0, dtype),
+        S=jnp.zeros((_MEMORY, k), dtype),
+        Y=jnp.zeros((_MEMORY, k), dtype),
+        count=jnp.asarray(0),
+        head=jnp.asarray(0),
+        trials=jnp.asarray(0),
+        it=jnp.asarray(0),
+        nev=jnp.asarray(0),
+        stall=jnp.asarray(0),
+        stop=jnp.asarray(_RUNNING),
+    )
+
+    def cond(st):
+        return st["stop"] == _RUNNING
+
+    def body(st):
+        start = st["nev"] == 0
+        x_try = st["x"] + st["a"] * st["d"]
+        x_used, f_t, g_t, aux_t = evaluate(x_try, st["aux"], start)
+        finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t))
+        f_t = jnp.where(finite, f_t, jnp.inf)
+        f, g, d, a = st["f"], st["g"], st["d"], st["a"]
+        slope = g @ d
+        eps = _ROUNDING * (1.0 + jnp.abs(f))
+        accept = start | (finite & ((f_t <= f + _C1 * a * slope) | (f_t <= f + eps)))
+
+        # accepted: a new point, curvature pair, direction and the stopping rule
+        s, y = x_used - st["x"], g_t - g
+        keep = ~start & (s @ y > 1e-12 * jnp.sqrt((s @ s) * (y @ y)))
+        S = jnp.where(keep, st["S"].at[st["head"]].set(s), st["S"])
+        Y = jnp.where(keep, st["Y"].at[st["head"]].set(y), st["Y"])
+        head = jnp.where(keep, (st["head"] + 1) % _MEMORY, st["head"])
+        count = jnp.where(keep, jnp.minimum(st["count"] + 1, _MEMORY), st["count"])
+        d_new = _direction(g_t, x_used, S, Y, count, head)
+        descent = g_t @ d_new < 0
+        count = jnp.where(descent, count, 0)  # not a descent direction: forget the pairs
+        d_new = jnp.where(descent, d_new, _first_direction(g_t, x_used))
+        it = st["it"] + jnp.where(start, 0, 1)
+        stall = jnp.where(
+            ~start & (jnp.abs(f - f_t) / (1.0 + jnp.abs(f_t)) <= ftol), st["stall"] + 1, 0
+        )
+        stop_acc = jnp.where(
+            ~finite,
+            STOP_NONFINITE,
+            jnp.where(
+                small_grad(f_t, g_t),
+                STOP_GRADIENT,
+                jnp.where(
+                    stall >= patience,
+                    STOP_STALLED,
+                    jnp.where(it >= maxiter, STOP_MAXITER, _RUNNING),
+                ),
+            ),
+        )
+
+        # rejected: shrink the step (quadratic through f, f'(0) and f(a)), or give up
+        quad = -slope * a * a / (2.0 * (f_t - f - slope * a))
+        a_new = jnp.where(jnp.isfinite(quad), jnp.clip(quad, 0.1 * a, 0.5 * a), 0.1 * a)
+        trials = st["trials"] + 1
+        stop_rej = jnp.where(trials >= _TRIALS, STOP_STALLED, _RUNNING)
+
+        def pick(on_accept, on_reject):
+            return jax.tree.map(lambda p, q: jnp.where(accept, p, q), on_accept, on_reject)
+
+        return dict(
+            x=pick(x_used, st["x"]),
+            f=pick(f_t, f),
+            g=pick(g_t, g),
+            aux=pick(aux_t, st["aux"]),
+            d=pick(d_new, d),
+            a=pick(jnp.asarray(1.0, dtype), a_new),
+            S=pick(S, st["S"]),
+            Y=pick(Y, st["Y"]),
+            count=pick(count, st["count"]),
+            head=pick(head, st["head"]),
+            trials=pick(jnp.asarray(0), trials),
+            it=pick(it, st["it"]),
+            nev=st["nev"] + 1,
+            stall=pick(stall, st["stall"]),
+            stop=pick(stop_acc, stop_rej),
+        )
+
+    st = jax.lax.while_loop(cond, body, state0)
+    f, g, stop = st["f"], st["g"], st["stop"]
+    finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g))
+    converged = finite & (
+        (stop == STOP_GRADIENT) | ((stop == STOP_STALLED) & small_grad(f, g, 1e3))
+    )
+    return StepwiseResult(st["x"], f, g, st["aux"], st["it"], st["nev"], converged, stop)

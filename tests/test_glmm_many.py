@@ -1,0 +1,192 @@
+"""``fit_many`` for GLMMs: many responses on one design, one vectorised compiled fit.
+
+Each batch's first response is a glmer reference model's own response
+(tests/data/glmm_references.json, made by tests/data/make_glmm_references.R), held to the
+tolerances of tests/test_glmm_references.py: -2 logLik never above glmer's and within
+1e-6 relative, fixed effects within 2e-3 of glmer's standard error, theta 2e-4, a
+negative binomial's size 1e-6 relative. The other responses are simulated from the fitted
+model and compared with ``interlace.fit`` of each (the same objective, optimised on the
+host): -2 logLik to 1e-9 relative, estimates to 1e-5 (both optimisers stop at a gradient
+of ~1e-10 relative; flat directions move estimates by far less than 1e-5).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import interlace
+from interlace import DataError, ModelSpecError
+
+from .test_glmm_references import FITS, lme4_names, load
+
+
+def simulated_counts(mean: np.ndarray, k: int, seed: int, size: float | None = None) -> np.ndarray:
+    """``k`` count responses around ``mean`` (Poisson, or negative binomial of ``size``),
+    with a per-response level shift so that they differ."""
+    rng = np.random.default_rng(seed)
+    shift = np.exp(rng.normal(0.0, 0.3, size=k))[None, :]
+    mu = mean[:, None] * shift
+    if size is None:
+        return rng.poisson(mu).astype(float)
+    return rng.negative_binomial(size, size / (size + mu)).astype(float)
+
+
+def check_against_lme4(row: pd.Series, case: str, fe_names: list[str]) -> None:
+    f = FITS[case]
+    assert row["converged"]
+    assert row["deviance"] <= f["minus2logLik"] * (1 + 1e-9)
+    assert row["deviance"] == pytest.approx(f["minus2logLik"], rel=1e-6)
+    ours = row[fe_names].to_numpy(dtype=float)
+    theirs = np.array([f["fixef"][n] for n in lme4_names_of(fe_names)])
+    se = np.array([f["fixef_se"][n] for n in lme4_names_of(fe_names)])
+    assert np.max(np.abs(ours - theirs) / se) < 2e-3
+    for name, value in f["theta"].items():
+        term = name.split(".")[0]
+        col = next(c for c in row.index if c.startswith(term) and "Intercept" in c)
+        assert row[col] == pytest.approx(value, abs=2e-4)
+
+
+def lme4_names_of(fe_names: list[str]) -> list[str]:
+    return lme4_names(type("R", (), {"fe_params": pd.Series(0.0, index=fe_names)})())
+
+
+def check_against_fit(row: pd.Series, res, fe_names: list[str], theta_names) -> None:
+    assert row["converged"] and res.converged
+    assert row["deviance"] == pytest.approx(-2.0 * res.llf, rel=1e-9)
+    np.testing.assert_allclose(row[fe_names].to_numpy(dtype=float), res.fe_params, atol=1e-5)
+    np.testing.assert_allclose(row[theta_names].to_numpy(dtype=float), res.theta, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def negbin():
+    case = "negbin_laplace"
+    data = load(case)
+    ref = interlace.fit(FITS[case]["formula"], data, family="negative_binomial")
+    Y = np.column_stack(
+        [
+            data["count"].to_numpy(float),
+            simulated_counts(np.asarray(ref.fittedvalues), 3, seed=7, size=2.0),
+            np.zeros(len(data)),
+        ]
+    )
+    responses = pd.DataFrame(Y, columns=["ref", "g1", "g2", "g3", "zeros"])
+    with pytest.warns(UserWarning, match="1 of 5 responses are all 0"):
+        table = interlace.fit_many(
+            FITS[case]["formula"],
+            data,
+            responses,
+            family="negative_binomial",
+            batch_size=2,
+        )
+    return case, data, responses, table
+
+
+def test_negative_binomial_matches_glmer_nb(negbin):
+    case, _, _, table = negbin
+    fe = ["Intercept", "treat[T.stim]"]
+    check_against_lme4(table.loc["ref"], case, fe)
+    assert table.loc["ref", "size"] == pytest.approx(FITS[case]["nb_theta"], rel=1e-6)
+
+
+def test_negative_binomial_matches_single_fits(negbin):
+    case, data, responses, table = negbin
+    fe = ["Intercept", "treat[T.stim]"]
+    for name in ["g1", "g3"]:
+        res = interlace.fit(
+            FITS[case]["formula"], data.assign(count=responses[name]), family="negative_binomial"
+        )
+        check_against_fit(table.loc[name], res, fe, list(res.theta.index))
+        assert table.loc[name, "size"] == pytest.approx(res.size, rel=1e-5)
+
+
+def test_all_zero_response_is_a_nan_row(negbin):
+    _, _, _, table = negbin
+    row = table.loc["zeros"]
+    assert not row["converged"]
+    assert row.drop("converged").isna().all()
+    assert table.drop(index="zeros")["converged"].all()
+
+
+def test_poisson_with_offset_responses_as_an_array():
+    """The formula's response is no column of the data: it stands for the responses."""
+    case = "poisson_offset_laplace"
+    data = load(case)
+    formula = FITS[case]["formula"].replace("count ~", "y ~")
+    ref_y = data["count"].to_numpy(float)
+    cells = data.drop(columns="count")
+    first = interlace.fit(FITS[case]["formula"], data, family="poisson")
+    Y = np.column_stack([ref_y, simulated_counts(np.asarray(first.fittedvalues), 2, seed=3)])
+    table = interlace.fit_many(formula, cells, Y, family="poisson")
+    assert list(table.index) == [0, 1, 2]
+    assert "y" not in cells.columns  # the caller's frame is untouched
+    fe = ["Intercept", "cover"]
+    check_against_lme4(table.loc[0], case, fe)
+    res = interlace.fit(FITS[case]["formula"], data.assign(count=Y[:, 2]), family="poisson")
+    check_against_fit(table.loc[2], res, fe, list(res.theta.index))
+
+
+def test_binomial_proportions_with_weights_nagq0():
+    case = "cbpp_nAGQ0"
+    data = load(case)
+    data = data.assign(p=data["incidence"] / data["size"])
+    rng = np.random.default_rng(11)
+    herd = data["herd"].cat.codes.to_numpy()
+    trials = data["size"].to_numpy()
+    prob = 1.0 / (1.0 + np.exp(1.5 - rng.normal(0.0, 0.8, size=(herd.max() + 1, 2))[herd]))
+    sim = rng.binomial(trials[:, None], prob) / trials[:, None]
+    Y = np.column_stack([data["p"].to_numpy(), sim])
+    formula = "p ~ period + (1 | herd)"
+    table = interlace.fit_many(formula, data, Y, family="binomial", nAGQ=0, weights="size")
+    fe = list(table.columns[:4])
+    check_against_lme4(table.loc[0], case, fe)
+    res = interlace.fit(formula, data.assign(p=Y[:, 1]), family="binomial", nAGQ=0, weights="size")
+    check_against_fit(table.loc[1], res, fe, list(res.theta.index))
+
+
+def test_bad_responses_are_refused():
+    data = load("cbpp_nAGQ0")
+    ok = np.tile((np.arange(len(data)) % 2.0)[:, None], (1, 2))
+    data = data.assign(p=ok[:, 0])
+    with pytest.raises(DataError, match="outside \\[0, 1\\]"):
+        interlace.fit_many(
+            "p ~ period + (1 | herd)",
+            data,
+            np.column_stack([ok[:, 0], ok[:, 1] * 3]),
+            family="binomial",
+        )
+    with pytest.raises(DataError, match="negative values"):
+        interlace.fit_many(
+            "p ~ period + (1 | herd)",
+            data,
+            np.column_stack([ok[:, 0], -ok[:, 1]]),
+            family="poisson",
+        )
+    with pytest.raises(DataError, match="NaN or infinite"):
+        interlace.fit_many(
+            "p ~ period + (1 | herd)",
+            data,
+            np.column_stack([ok[:, 0], ok[:, 1] * np.nan]),
+            family="poisson",
+        )
+    with pytest.raises(DataError, match="rows but data has"):
+        interlace.fit_many("p ~ period + (1 | herd)", data, ok[:-1], family="poisson")
+
+
+def test_argument_errors():
+    data = load("cbpp_nAGQ0")
+    ok = np.tile((np.arange(len(data)) % 2.0)[:, None], (1, 2))
+    data = data.assign(p=ok[:, 0])
+    with pytest.raises(ModelSpecError, match="REML is not defined"):
+        interlace.fit_many("p ~ period + (1 | herd)", data, ok, "herd", "REML", family="poisson")
+    with pytest.raises(ModelSpecError, match="not supported for Gaussian"):
+        interlace.fit_many("p ~ period + (1 | herd)", data, ok, weights="size")
+    with pytest.raises(ModelSpecError, match="nAGQ applies to GLMMs"):
+        interlace.fit_many("p ~ period + (1 | herd)", data, ok, nAGQ=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError, match="one column per response"):
+            interlace.fit_many("p ~ period + (1 | herd)", data, ok[:, :0], family="poisson")
