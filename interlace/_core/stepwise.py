@@ -12,10 +12,14 @@ side by side (each stops when its own rule says; the batch runs until the last).
 Method (Nocedal & Wright 2006): directions by the two-loop recursion (algorithm 7.4,
 memory ``m = 10``; a curvature pair is kept only if ``s'y > 0``); the first direction is
 the gradient scaled as the host optimiser's (no entry moves by more than 0.1, nor the one
-that moves most by more than half its distance to 0). Steps by backtracking (algorithm
-3.1) from ``a = 1`` with sufficient decrease (``c1 = 1e-4``, or no worse than the current
-value within rounding, as the host search), shrinking by safeguarded quadratic
-interpolation (``a`` in ``[0.1 a, 0.5 a]``), at most 30 trials a step. Stopping rule as
+that moves most by more than half its distance to 0). Steps from ``a = 1`` by the weak
+Wolfe conditions (sufficient decrease ``c1 = 1e-4``, or no worse than the current value
+within rounding, as the host search; curvature ``g(a)'d >= c2 g'd``, ``c2 = 0.9``): a trial
+without sufficient decrease shrinks ``a`` by safeguarded quadratic interpolation (into
+``[0.1 a, 0.5 a]``), or, after a shorter step that had it, takes that step; a trial with
+sufficient decrease but still steeply descending doubles ``a`` (without the expansion,
+L-BFGS on a badly scaled GLMM objective crawls: its steps, and so its curvature pairs, stay
+short). At most 30 trials a step. Stopping rule as
 the host optimiser's: a small gradient (``max |g| <= gtol (1 + |f|)``), a value that
 stopped changing (``patience`` steps within ``ftol`` relative) or a step with no decrease
 (then converged only if ``max |g| <= 1e3 gtol (1 + |f|)``), or ``maxiter``.
@@ -38,7 +42,7 @@ from .optimize import STOP_GRADIENT, STOP_MAXITER, STOP_NONFINITE, STOP_STALLED
 __all__ = ["StepwiseResult", "minimize_stepwise"]
 
 _MEMORY = 10
-_C1 = 1e-4
+_C1, _C2 = 1e-4, 0.9
 _ROUNDING = 1e-12
 _TRIALS = 30
 _RUNNING = -1
@@ -118,6 +122,9 @@ def minimize_stepwise(
         nev=jnp.asarray(0),
         stall=jnp.asarray(0),
         stop=jnp.asarray(_RUNNING),
+        # the best trial of this step with sufficient decrease but too short (expansion)
+        best=(x0, big, jnp.zeros(k, dtype), aux0),
+        has_best=jnp.asarray(False),
     )
 
     def cond(st):
@@ -132,28 +139,43 @@ def minimize_stepwise(
         f, g, d, a = st["f"], st["g"], st["d"], st["a"]
         slope = g @ d
         eps = _ROUNDING * (1.0 + jnp.abs(f))
-        accept = start | (finite & ((f_t <= f + _C1 * a * slope) | (f_t <= f + eps)))
+        decrease = finite & ((f_t <= f + _C1 * a * slope) | (f_t <= f + eps))
+        curvature = g_t @ d >= _C2 * slope
+        trials = st["trials"] + 1
+        expand = ~start & decrease & ~curvature & (trials < _TRIALS)
+        take_trial = start | (decrease & ~expand)
+        take_best = ~take_trial & ~decrease & st["has_best"]
+        accept = take_trial | take_best
+        better = decrease & (f_t < st["best"][1])
+        best = jax.tree.map(
+            lambda p, q: jnp.where(expand & better, p, q), (x_used, f_t, g_t, aux_t), st["best"]
+        )
+        # the point taken: the trial, or the best shorter step
+        x_n, f_n, g_n, aux_n = jax.tree.map(
+            lambda p, q: jnp.where(take_trial, p, q), (x_used, f_t, g_t, aux_t), st["best"]
+        )
 
         # accepted: a new point, curvature pair, direction and the stopping rule
-        s, y = x_used - st["x"], g_t - g
+        s, y = x_n - st["x"], g_n - g
         keep = ~start & (s @ y > 1e-12 * jnp.sqrt((s @ s) * (y @ y)))
         S = jnp.where(keep, st["S"].at[st["head"]].set(s), st["S"])
         Y = jnp.where(keep, st["Y"].at[st["head"]].set(y), st["Y"])
         head = jnp.where(keep, (st["head"] + 1) % _MEMORY, st["head"])
         count = jnp.where(keep, jnp.minimum(st["count"] + 1, _MEMORY), st["count"])
-        d_new = _direction(g_t, x_used, S, Y, count, head)
-        descent = g_t @ d_new < 0
+        d_new = _direction(g_n, x_n, S, Y, count, head)
+        descent = g_n @ d_new < 0
         count = jnp.where(descent, count, 0)  # not a descent direction: forget the pairs
-        d_new = jnp.where(descent, d_new, _first_direction(g_t, x_used))
+        d_new = jnp.where(descent, d_new, _first_direction(g_n, x_n))
         it = st["it"] + jnp.where(start, 0, 1)
         stall = jnp.where(
-            ~start & (jnp.abs(f - f_t) / (1.0 + jnp.abs(f_t)) <= ftol), st["stall"] + 1, 0
+            ~start & (jnp.abs(f - f_n) / (1.0 + jnp.abs(f_n)) <= ftol), st["stall"] + 1, 0
         )
+        finite_n = jnp.isfinite(f_n) & jnp.all(jnp.isfinite(g_n))
         stop_acc = jnp.where(
-            ~finite,
+            ~finite_n,
             STOP_NONFINITE,
             jnp.where(
-                small_grad(f_t, g_t),
+                small_grad(f_n, g_n),
                 STOP_GRADIENT,
                 jnp.where(
                     stall >= patience,
@@ -163,20 +185,21 @@ def minimize_stepwise(
             ),
         )
 
-        # rejected: shrink the step (quadratic through f, f'(0) and f(a)), or give up
+        # not accepted: expand (a sufficient decrease, still steep), or shrink the step
+        # (quadratic through f, f'(0) and f(a)), or give up
         quad = -slope * a * a / (2.0 * (f_t - f - slope * a))
-        a_new = jnp.where(jnp.isfinite(quad), jnp.clip(quad, 0.1 * a, 0.5 * a), 0.1 * a)
-        trials = st["trials"] + 1
+        shrunk = jnp.where(jnp.isfinite(quad), jnp.clip(quad, 0.1 * a, 0.5 * a), 0.1 * a)
+        a_new = jnp.where(expand, 2.0 * a, shrunk)
         stop_rej = jnp.where(trials >= _TRIALS, STOP_STALLED, _RUNNING)
 
         def pick(on_accept, on_reject):
             return jax.tree.map(lambda p, q: jnp.where(accept, p, q), on_accept, on_reject)
 
         return dict(
-            x=pick(x_used, st["x"]),
-            f=pick(f_t, f),
-            g=pick(g_t, g),
-            aux=pick(aux_t, st["aux"]),
+            x=pick(x_n, st["x"]),
+            f=pick(f_n, f),
+            g=pick(g_n, g),
+            aux=pick(aux_n, st["aux"]),
             d=pick(d_new, d),
             a=pick(jnp.asarray(1.0, dtype), a_new),
             S=pick(S, st["S"]),
@@ -188,6 +211,8 @@ def minimize_stepwise(
             nev=st["nev"] + 1,
             stall=pick(stall, st["stall"]),
             stop=pick(stop_acc, stop_rej),
+            best=pick((x0, big, jnp.zeros(k, dtype), aux0), best),
+            has_best=pick(jnp.asarray(False), st["has_best"] | (expand & better)),
         )
 
     st = jax.lax.while_loop(cond, body, state0)
