@@ -32,7 +32,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 
 from ._base.checks import check_method
-from ._base.errors import DataError
+from ._base.errors import DataError, ModelSpecError
 from ._base.precision import float64_functional, float64_scope
 from ._core.arrays import ModelArrays, cross_products_of, theta_to_internal
 from ._core.deviance import blups_by_term, estimates, log_likelihood, profiled_deviance
@@ -201,6 +201,11 @@ def _fit_many_glmm(
     offset: Any,
     batch_size: int | None,
 ) -> pd.DataFrame:
+    if formula.split("~", 1)[0].strip().startswith("cbind"):
+        raise ModelSpecError(
+            "fit_many takes each binomial response as a column of proportions, with the "
+            "trials in weights= (shared by all responses), not cbind(successes, failures)."
+        )
     glmm = build_glmm_design(formula, data, groups, fam, weights=weights, offset=offset)
     Y = _response_matrix(frame, glmm.design.row_index)
     check_responses(Y, fam, glmm.prior_weights, frame.columns, stacklevel=5)

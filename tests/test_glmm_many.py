@@ -190,3 +190,14 @@ def test_argument_errors():
         warnings.simplefilter("error")
         with pytest.raises(DataError, match="one column per response"):
             interlace.fit_many("p ~ period + (1 | herd)", data, ok[:, :0], family="poisson")
+    with pytest.raises(ModelSpecError, match="single scalar random-effects term"):
+        interlace.fit_many(
+            "y ~ period + (1 | herd) + (1 | period)", data, ok, family="binomial", nAGQ=5
+        )
+    with pytest.raises(ModelSpecError, match="not cbind"):
+        interlace.fit_many(
+            "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+            data,
+            ok,
+            family="binomial",
+        )

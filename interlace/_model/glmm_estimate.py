@@ -178,6 +178,12 @@ class _Problem:
     def __init__(self, glmm: GlmmDesign, family: Family, nagq: int):
         design = glmm.design
         self.ks = [t.k for t in design.terms]
+        if nagq > 1 and (len(self.ks) != 1 or self.ks[0] != 1):
+            raise ModelSpecError(
+                f"nAGQ={nagq}: adaptive Gauss-Hermite quadrature is defined for a model with "
+                "a single scalar random-effects term, such as (1 | g), as in lme4; this model "
+                f"has {len(self.ks)} term(s) with {self.ks} column(s). Use nAGQ=1 (Laplace)."
+            )
         self.family = family
         self.ma = design_arrays(design)
         self.order = self.ma.template.order
@@ -272,12 +278,6 @@ def fit_glmm_design(
     design, prior_weights, offset = glmm.design, glmm.prior_weights, glmm.offset
     terms = design.terms
     ks = [t.k for t in terms]
-    if nagq > 1 and (len(terms) != 1 or ks[0] != 1):
-        raise ModelSpecError(
-            f"nAGQ={nagq}: adaptive Gauss-Hermite quadrature is defined for a model with a "
-            "single scalar random-effects term, such as (1 | g), as in lme4; this model has "
-            f"{len(terms)} term(s) with {ks} column(s). Use nAGQ=1 (Laplace)."
-        )
     prob = _Problem(glmm, family, nagq)
     order, n_theta = prob.order, prob.n_theta
     theta0 = to_internal(
