@@ -27,7 +27,8 @@ the public surface and may use every layer.
     one fit of a model's arrays; ``refit`` the batched refit engine; ``simulate``
     responses drawn from the model; ``sharding`` rows across devices; ``singular`` the
     boundary rule; ``family`` GLMM response families and links; ``pirls`` conditional
-    modes (penalised IRLS) and the Laplace / quadrature deviance of a GLMM.
+    modes (penalised IRLS) and the Laplace / quadrature deviance of a GLMM; ``stepwise``
+    an L-BFGS with one objective evaluation per loop iteration (vectorised GLMM fits).
 ``_model/`` (the pandas edge, inbound):
     ``frames`` any data frame (polars, pyarrow, a dict of columns) to pandas, through
     narwhals; ``formula`` lme4 random terms split off the formula; ``design``
@@ -36,7 +37,7 @@ the public surface and may use every layer.
     ``theta_layout`` ``theta`` in lme4's term order; ``labelled`` variance components,
     random effects and predictions' random part in pandas; ``glmm_design`` a GLMM's
     response forms, weights and offsets; ``glmm_estimate`` fitting a GLMM to a
-    ``GlmmFit`` record.
+    ``GlmmFit`` record; ``glmm_many`` many responses on one GLMM design, vectorised.
 ``_inference/`` (reads a ``ModelFit``):
     ``parametric`` simulation and the parametric bootstrap; ``resample`` cluster and
     pigeonhole refit bootstraps; ``replicates`` the bootstrap result table;

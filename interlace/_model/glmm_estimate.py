@@ -59,7 +59,7 @@ from .design import Design
 from .estimate import convergence_message, design_arrays
 from .glmm_design import GlmmDesign
 
-__all__ = ["GlmmFit", "fit_glmm_design", "deviance_at", "laplace_objective"]
+__all__ = ["GlmmFit", "GlmmProblem", "fit_glmm_design", "deviance_at", "laplace_objective"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,7 +168,7 @@ def _fixed_standardization(X: np.ndarray) -> tuple[Standardization, int]:
     return std, ic
 
 
-class _Problem:
+class GlmmProblem:
     """One GLMM's arrays and its compiled evaluation, for the host optimiser: ``fun(x)``
     with ``x = theta`` (stage 1, ``beta`` with the modes) or ``[theta, beta_s]`` (stage 2),
     ``theta`` in the internal term order, each followed by ``log k`` for a negative
@@ -249,7 +249,7 @@ def deviance_at(glmm: GlmmDesign, family: Family, theta, beta=None, *, nagq: int
     """lme4's ``-2 logLik`` of ``glmm`` at ``theta`` (user's term order) and ``beta``
     (None: ``beta`` with the modes, ``nAGQ = 0``'s deviance function), as lme4's
     ``devFunOnly`` evaluates it."""
-    prob = _Problem(glmm, family, nagq)
+    prob = GlmmProblem(glmm, family, nagq)
     theta_int = to_internal(np.asarray(theta, dtype=float), prob.ks, prob.order)
     if family.estimates_size:
         raise ModelSpecError("deviance_at needs a fixed size: pass negative_binomial(size=k).")
@@ -278,7 +278,7 @@ def fit_glmm_design(
     design, prior_weights, offset = glmm.design, glmm.prior_weights, glmm.offset
     terms = design.terms
     ks = [t.k for t in terms]
-    prob = _Problem(glmm, family, nagq)
+    prob = GlmmProblem(glmm, family, nagq)
     order, n_theta = prob.order, prob.n_theta
     theta0 = to_internal(
         np.concatenate([(r == c).astype(float) for r, c in (tril_index(k) for k in ks)]),

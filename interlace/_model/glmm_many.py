@@ -36,7 +36,7 @@ from .._core.standardize import back_transform_beta, to_standardized_beta
 from .._core.stepwise import minimize_stepwise
 from .._core.theta import normalize_signs, to_user, tril_index
 from .glmm_design import GlmmDesign
-from .glmm_estimate import _Problem
+from .glmm_estimate import GlmmProblem
 
 __all__ = ["GlmmBatch", "fit_glmm_many", "degenerate_responses"]
 
@@ -132,7 +132,7 @@ def fit_glmm_many(
 ) -> GlmmBatch:
     """Fit ``glmm``'s model to every column of ``Y`` (n, B; valid responses of the family,
     none degenerate) in vectorised batches (module docstring)."""
-    prob = _Problem(glmm, family, nagq)
+    prob = GlmmProblem(glmm, family, nagq)
     n, B = Y.shape
     joint = nagq == 0
     ks, order, n_theta, p = prob.ks, prob.order, prob.n_theta, prob.p
