@@ -209,17 +209,8 @@ def _fit_many_glmm(
     glmm = build_glmm_design(formula, data, groups, fam, weights=weights, offset=offset)
     Y = _response_matrix(frame, glmm.design.row_index)
     check_responses(Y, fam, glmm.prior_weights, frame.columns, stacklevel=5)
-    bad = degenerate_responses(Y, fam, glmm.prior_weights)
-    good = np.flatnonzero(~bad)
-    names = design_arrays(glmm.design).theta_names
-    B, p = Y.shape[1], len(glmm.design.fe_names)
-    theta, beta = np.full((B, len(names)), np.nan), np.full((B, p), np.nan)
-    size, dev = np.full(B, np.nan), np.full(B, np.nan)
-    converged = np.zeros(B, dtype=bool)
-    if good.size:
-        out = fit_glmm_many(glmm, fam, Y[:, good], nagq=nagq, batch_size=batch_size)
-        theta[good], beta[good], size[good] = out.theta, out.beta, out.size
-        dev[good], converged[good] = out.minus_two_llf, out.converged
+    out = fit_glmm_many(glmm, fam, Y, nagq=nagq, batch_size=batch_size)
+    bad, B = out.degenerate, Y.shape[1]
     if bad.any():
         what = "all 0" if fam.name != "binomial" else "all one outcome"
         warnings.warn(
@@ -227,14 +218,14 @@ def _fit_many_glmm(
             f"(e.g. {frame.columns[np.flatnonzero(bad)[0]]!r}): no {fam.name} GLMM can fit "
             "them (the intercept runs to infinity); their rows are NaN with converged=False.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # user, float64_scope, fit_many, here
         )
-    table = pd.DataFrame(beta, columns=list(glmm.design.fe_names), index=frame.columns)
-    for j, name in enumerate(names):
-        table[name] = theta[:, j]
+    table = pd.DataFrame(out.beta, columns=list(glmm.design.fe_names), index=frame.columns)
+    for j, name in enumerate(out.theta_names):
+        table[name] = out.theta[:, j]
     if fam.name == "negative_binomial":
-        table["size"] = size
-    table["deviance"] = dev
-    table["converged"] = converged
-    warn_unconverged(converged[good], "fits")
+        table["size"] = out.size
+    table["deviance"] = out.minus_two_llf
+    table["converged"] = out.converged
+    warn_unconverged(out.converged[~bad], "fits")
     return table

@@ -49,7 +49,8 @@ _BATCH_ROWS = 100_000
 class GlmmBatch(NamedTuple):
     """One row per response: ``theta`` (user's order, lme4's signs), ``beta``, ``size``
     (negative binomial's ``k``; NaN for other families), ``minus_two_llf`` (lme4's
-    ``-2 logLik``), ``converged`` and L-BFGS ``iterations``."""
+    ``-2 logLik``), ``converged``, L-BFGS ``iterations`` and ``degenerate`` (not fitted:
+    :func:`degenerate_responses`; NaN estimates); ``theta_names`` (lme4's)."""
 
     theta: np.ndarray
     beta: np.ndarray
@@ -57,6 +58,8 @@ class GlmmBatch(NamedTuple):
     minus_two_llf: np.ndarray
     converged: np.ndarray
     iterations: np.ndarray
+    degenerate: np.ndarray
+    theta_names: tuple
 
 
 @partial(jax.jit, static_argnames=("family", "n_theta", "ic", "joint"))
@@ -130,10 +133,14 @@ def fit_glmm_many(
     first_maxiter: int = 50,
     maxiter: int = 500,
 ) -> GlmmBatch:
-    """Fit ``glmm``'s model to every column of ``Y`` (n, B; valid responses of the family,
-    none degenerate) in vectorised batches (module docstring)."""
+    """Fit ``glmm``'s model to every column of ``Y`` (n, B; valid responses of the family)
+    in vectorised batches (module docstring); degenerate columns are not fitted."""
     prob = GlmmProblem(glmm, family, nagq)
-    n, B = Y.shape
+    n, n_all = Y.shape
+    degenerate = degenerate_responses(Y, family, glmm.prior_weights)
+    fitted = np.flatnonzero(~degenerate)
+    Y = Y[:, fitted]
+    B = Y.shape[1]
     joint = nagq == 0
     ks, order, n_theta, p = prob.ks, prob.order, prob.n_theta, prob.p
     theta0 = off_zero(
@@ -146,7 +153,7 @@ def fit_glmm_many(
         X0 = np.concatenate([X0, log_k[:, None]], axis=1)
     if batch_size is None:
         batch_size = max(8, min(_MAX_BATCH, _BATCH_ROWS // max(n, 1)))
-    batches, size = balanced_split(B, batch_size)
+    _, size = balanced_split(max(B, 1), batch_size)
 
     def run(Ys, Xs, *, start_beta, iterations):
         out = _fit_batch(
@@ -185,8 +192,26 @@ def fit_glmm_many(
         for dest, src in zip((x, beta, value, ok), part[:4]):
             dest[idx] = src[: idx.size]
         its[idx] += part[4][: idx.size]
-    theta = np.stack([normalize_signs(to_user(row[:n_theta], ks, order), ks) for row in x])
-    size_k = np.exp(x[:, -1]) if family.estimates_size else np.full(B, np.nan)
+    theta = np.array([normalize_signs(to_user(row[:n_theta], ks, order), ks) for row in x]).reshape(
+        B, n_theta
+    )
     if family.size is not None:
         size_k = np.full(B, float(family.size))
-    return GlmmBatch(theta, beta, size_k, value, ok, its)
+    else:
+        size_k = np.exp(x[:, -1]) if family.estimates_size else np.full(B, np.nan)
+
+    def spread(a, fill):  # the fitted rows back among all responses
+        out = np.full((n_all, *a.shape[1:]), fill, dtype=a.dtype)
+        out[fitted] = a
+        return out
+
+    return GlmmBatch(
+        spread(theta, np.nan),
+        spread(beta, np.nan),
+        spread(size_k, np.nan),
+        spread(value, np.nan),
+        spread(ok, False),
+        spread(its, 0),
+        degenerate,
+        prob.ma.theta_names,
+    )
