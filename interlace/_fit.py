@@ -18,10 +18,10 @@ from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
 from ._core.family import Family, family_of
 from ._glmm_result import GLMMResult
-from ._model.design import build_design
 from ._model.estimate import fit_design
 from ._model.glmm_design import build_glmm_design
 from ._model.glmm_estimate import fit_glmm_design
+from ._model.weighted_design import build_lmm_design
 from ._result import CrossedLMEResult
 
 __all__ = ["fit"]
@@ -50,8 +50,9 @@ def fit(
         ``"y ~ x1 + x2"`` (formulaic syntax for the fixed part: categorical predictors,
         ``C(...)``, interactions, transforms, ``y ~ 1``), optionally with lme4 random
         terms: ``(1 | g)``, ``(1 + x | g)``, ``(x || g)``, ``(0 + x | g)``,
-        ``(1 | a:b)``, ``(1 | a/b)``. GLMMs also take ``cbind(successes, failures)`` on
-        the left and ``offset(expr)`` terms (e.g. ``offset(np.log(hours))``) on the right.
+        ``(1 | a:b)``, ``(1 | a/b)``; ``offset(expr)`` terms (e.g.
+        ``offset(np.log(hours))``) on the right. GLMMs also take
+        ``cbind(successes, failures)`` on the left.
     data
         A pandas or polars DataFrame, a pyarrow Table (any eager frame narwhals reads) or
         a dict of equal-length columns; it is never modified. Rows with a missing value in
@@ -74,8 +75,10 @@ def fit(
         inside PIRLS: faster, slightly less exact) or ``2``-``100`` (adaptive
         Gauss-Hermite quadrature; a model with one scalar random term, such as ``(1 | g)``).
     weights, offset
-        GLMMs: prior weights (binomial: trials for a proportion response) and a known
-        part of the linear predictor, each a column name or one value per row of ``data``.
+        Prior weights and a known part of the linear predictor, each a column name or
+        one value per row of ``data`` (lme4's ``weights=``, ``offset=``). Linear models:
+        row ``i``'s residual variance is ``sigma^2 / w_i`` (weights > 0); GLMMs: binomial
+        trials for a proportion response, or a multiplier of each row's log-likelihood.
     maxiter
         Most L-BFGS iterations; a fit that stops there has ``converged=False``.
     verbose
@@ -92,7 +95,7 @@ def fit(
         method = check_method("REML" if method is None else method)
         return CrossedLMEResult.from_fit(
             fit_design(
-                build_design(formula, data, groups),
+                build_lmm_design(formula, data, groups, weights, offset),
                 method,
                 maxiter=maxiter,
                 stacklevel=4,
@@ -117,11 +120,6 @@ def resolve_family(
     """The family of a GLMM (``fit``'s arguments checked), or None for a Gaussian model
     (after refusing what applies to GLMMs only)."""
     if isinstance(family, str) and family.lower() == "gaussian":
-        if weights is not None or offset is not None:
-            raise ModelSpecError(
-                "weights= and offset= are not supported for Gaussian (linear) mixed models "
-                "yet; they work for family='binomial', 'poisson' and 'negative_binomial'."
-            )
         if nAGQ != 1:
             raise ModelSpecError("nAGQ applies to GLMMs only (family='binomial' or 'poisson').")
         return None

@@ -40,21 +40,30 @@ from ._core.family import Family
 from ._core.fitting import ArrayFit, fit_arrays, fit_values
 from ._core.refit import deviance_statistic, refit_all, warn_unconverged
 from ._fit import resolve_family
-from ._model.design import build_design
 from ._model.estimate import design_arrays
 from ._model.frames import as_pandas, is_frame
 from ._model.glmm_design import build_glmm_design, check_responses
 from ._model.glmm_many import degenerate_responses, fit_glmm_many
+from ._model.weighted_design import build_lmm_design
 
 __all__ = ["model_arrays", "deviance", "loglik", "blups", "fit_arrays", "fit_many", "ArrayFit"]
 
 
 @float64_scope
-def model_arrays(formula: str, data: Any, groups: str | Sequence[str] | None = None) -> ModelArrays:
+def model_arrays(
+    formula: str,
+    data: Any,
+    groups: str | Sequence[str] | None = None,
+    *,
+    weights: Any = None,
+    offset: Any = None,
+) -> ModelArrays:
     """The arrays of a model (a pytree): response, fixed and random-term columns, unit
-    weights and the index structure of its cross-products. Same formula syntax and
-    input checks as :func:`interlace.fit`."""
-    return design_arrays(build_design(formula, data, groups))
+    row multiplicities, prior weights (``weights=``, residual variance ``sigma^2 / w_i``)
+    and the index structure of its cross-products. Same formula syntax and input checks
+    as :func:`interlace.fit`; with offsets, the response held is ``y`` less the
+    offset."""
+    return design_arrays(build_lmm_design(formula, data, groups, weights, offset))
 
 
 @float64_functional
@@ -104,7 +113,8 @@ def fit_many(
     a column of ``data`` or, if ``data`` has no such column, stands for the responses.
 
     Linear mixed models (``family="gaussian"``; ``method`` ``"REML"``, the default, or
-    ``"ML"``): :func:`fit_arrays` under ``vmap``, warm-started and preconditioned at the
+    ``"ML"``; ``weights`` and ``offset`` as in :func:`interlace.fit`, shared by every
+    response): :func:`fit_arrays` under ``vmap``, warm-started and preconditioned at the
     fit of the first response. One row per response: fixed effects, theta (lme4's
     names), sigma, deviance and converged.
 
@@ -135,9 +145,11 @@ def fit_many(
     if fam is not None:
         return _fit_many_glmm(formula, data, frame, groups, fam, nAGQ, weights, offset, batch_size)
     reml = check_method("REML" if method is None else method) == "REML"
-    design = build_design(formula, data, groups)
+    design = build_lmm_design(formula, data, groups, weights, offset)
     model = design_arrays(design)
     Y = _response_matrix(frame, design.row_index)
+    if design.offset is not None:
+        Y = Y - design.offset[:, None]  # the model arrays hold responses less the offset
 
     theta0 = fit_values(
         model.replace(y=jnp.asarray(Y[:, 0])), reml=reml

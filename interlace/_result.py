@@ -38,6 +38,7 @@ from ._model.frames import as_pandas
 from ._model.labelled import random_effects, random_part_for, variance_components
 from ._model.theta_layout import theta_to_lme4
 from ._model.varcorr import sdcor_names
+from ._model.weighted_design import new_offset
 from ._summary import format_summary
 from ._wald import FixedEffectsWald
 
@@ -206,9 +207,22 @@ class CrossedLMEResult(FixedEffectsWald):
         :func:`interlace.theta_to_lme4`."""
         return theta_to_lme4(self.theta, self)
 
+    def residuals(self, type: str = "response") -> pd.Series:  # noqa: A002 (lme4's name)
+        """lme4's ``residuals(fit, type=)``: ``"response"`` (``y - fitted``, as
+        :attr:`resid`) or ``"pearson"`` (``sqrt(w_i) (y_i - fitted_i)`` with prior weights
+        ``w``; the response residuals without)."""
+        if type not in ("response", "pearson"):
+            raise ModelSpecError(f"type={type!r}: use 'response' or 'pearson'.")
+        w = self.design.weights
+        if type == "response" or w is None:
+            return self.resid.rename(type)
+        return (self.resid * np.sqrt(w)).rename(type)
+
     # --- prediction -------------------------------------------------------------------
-    def predict(self, newdata: Any = None, include_re: bool = True) -> pd.Series:
-        """Predictions ``X beta (+ sum_j b_j[level])``.
+    def predict(
+        self, newdata: Any = None, include_re: bool = True, offset: Any = None
+    ) -> pd.Series:
+        """Predictions ``X beta (+ sum_j b_j[level])``, plus the model's offsets.
 
         Conditional (with BLUPs, random slopes applied to ``newdata``'s columns) by
         default, marginal with ``include_re=False``. ``newdata`` is coded as the fit was:
@@ -220,15 +234,21 @@ class CrossedLMEResult(FixedEffectsWald):
         ``UserWarning`` that counts them. A categorical fixed-effect level not seen in
         the fit raises ``DataError``; a missing predictor gives NaN for its row.
         ``newdata`` may be any frame :func:`interlace.fit` accepts (pandas, polars,
-        pyarrow, a dict of columns); the predictions are a pandas Series.
+        pyarrow, a dict of columns); the predictions are a pandas Series. Its
+        ``offset(...)`` terms are evaluated from its columns; a model fitted with
+        ``offset=`` needs ``offset=`` here too (a column of ``newdata`` or one value per
+        row).
         """
         beta = self.fe_params.to_numpy()
+        design = self.design
         if newdata is None:
-            eta = self.design.X @ beta
-            frame, index = None, self.design.row_index
+            eta = design.X @ beta
+            if design.offset is not None:
+                eta = eta + design.offset
+            frame, index = None, design.row_index
         else:
             newdata = as_pandas(newdata, "newdata")
-            eta = fixed_matrix_for(self.design, newdata) @ beta
+            eta = fixed_matrix_for(design, newdata) @ beta + new_offset(design, newdata, offset)
             frame, index = newdata, newdata.index
         if include_re:
             eta = eta + random_part_for(self.design, self.term_blups, frame)

@@ -61,7 +61,7 @@ def format_summary(res) -> str:
             "",
             *_criteria(res, res.deviance),
         ]
-    scaled = res.resid.to_numpy() / np.sqrt(res.scale)
+    scaled = res.residuals("pearson").to_numpy() / np.sqrt(res.scale)
     rows = _random_effect_rows(res) + [("Residual", "", res.scale, "")]
     lines += _body(res, scaled, rows)
     return "\n".join(lines)

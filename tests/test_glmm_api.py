@@ -484,15 +484,15 @@ REJECT = [
         id="nagq-too-many",
     ),
     pytest.param(
-        lambda: dict(formula="x ~ 1 + (1 | g)", data=_pois(), weights="hours"),
-        ModelSpecError,
-        r"weights= and offset= are not supported for Gaussian",
+        lambda: dict(formula="x ~ 1 + (1 | g)", data=_pois(), weights=-_pois()["hours"]),
+        DataError,
+        r"weights must be > 0 for a linear mixed model",
         id="gaussian-weights",
     ),
     pytest.param(
-        lambda: dict(formula="x ~ 1 + (1 | g)", data=_pois(), family="gaussian", offset="logh"),
-        ModelSpecError,
-        r"weights= and offset= are not supported for Gaussian",
+        lambda: dict(formula="x ~ 1 + (1 | g)", data=_pois(), family="gaussian", offset="nope"),
+        MissingColumnError,
+        r"offset='nope' is not a column",
         id="gaussian-offset",
     ),
     pytest.param(

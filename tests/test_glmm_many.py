@@ -182,8 +182,8 @@ def test_argument_errors():
     data = data.assign(p=ok[:, 0])
     with pytest.raises(ModelSpecError, match="REML is not defined"):
         interlace.fit_many("p ~ period + (1 | herd)", data, ok, "herd", "REML", family="poisson")
-    with pytest.raises(ModelSpecError, match="not supported for Gaussian"):
-        interlace.fit_many("p ~ period + (1 | herd)", data, ok, weights="size")
+    with pytest.raises(DataError, match="weights must be > 0"):  # Gaussian: prior weights
+        interlace.fit_many("p ~ period + (1 | herd)", data, ok, weights=-data["size"])
     with pytest.raises(ModelSpecError, match="nAGQ applies to GLMMs"):
         interlace.fit_many("p ~ period + (1 | herd)", data, ok, nAGQ=0)
     with warnings.catch_warnings():

@@ -77,6 +77,9 @@ class ModelArrays(eqx.Module):
     # product of their levels' copy counts.
     level_mult: jnp.ndarray | None = None
     tail_mult: jnp.ndarray | None = None
+    # Prior weights (residual variance sigma^2 / w_i; ``_core.standardize``), apart from
+    # ``weights`` (row multiplicities: how many times a row counts). None: all 1.
+    prior_weights: jnp.ndarray | None = None
 
     def replace(self, **leaves) -> ModelArrays:
         """A copy with some of ``y``, ``X``, ``term_X``, ``weights`` replaced."""
@@ -97,13 +100,16 @@ def model_arrays_from(
     theta_names=(),
     heavy_above: int | None = None,
     template: CrossProducts | None = None,
+    prior_weights=None,
 ) -> ModelArrays:
     """Precompute the structure for ``codes`` and wrap the data (term order as given;
     stored internally in :class:`CrossProducts`' order). ``template``: the
     :func:`cross_products` of the same data (unit weights), if already built."""
     n, p = X.shape
     if template is None:
-        template = cross_products(codes, nlevels, X, y, term_X, heavy_above=heavy_above)
+        template = cross_products(
+            codes, nlevels, X, y, term_X, heavy_above=heavy_above, weights=prior_weights
+        )
     elif heavy_above is None and template.heavy_levels.shape[0] == 0:
         heavy_above = template.t  # a template built without heavy levels (size classes)
     order = template.order
@@ -150,6 +156,9 @@ def model_arrays_from(
         n_stored=int(stored.shape[0]),
         fe_names=tuple(fe_names),
         theta_names=tuple(theta_names),
+        prior_weights=None
+        if prior_weights is None
+        else jnp.asarray(prior_weights, dtype=jnp.float64),
     )
 
 
@@ -158,8 +167,11 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
     ``X``, term columns, weights), ``vmap`` and sharding over rows apply."""
     cp = ma.template
     t, q1, k1 = cp.t, cp.q1, cp.k1
-    w = ma.weights
+    n = jnp.sum(ma.weights)  # rows, each counted as often as its multiplicity
+    w = ma.weights if ma.prior_weights is None else ma.weights * ma.prior_weights
     X, y, std = standardize(ma.X, ma.y, w, cp.intercept, xp=jnp)  # ``_core.standardize``
+    if ma.prior_weights is not None:
+        std = std._replace(log_weights=jnp.sum(ma.weights * jnp.log(ma.prior_weights)))
     V = jnp.concatenate([*ma.term_X[1:], X, y[:, None]], axis=1)  # (n, m)
     x1 = ma.term_X[0]
     A1 = jax.ops.segment_sum(
@@ -177,7 +189,7 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
         tail=tail,
         upd_prod=outer_products(vec, ma.upd_k, ma.upd_k2),
         c_val=vec.ravel(),
-        n=jnp.sum(w),
+        n=n,
         level_mult=ma.level_mult,
         tail_mult=ma.tail_mult,
         standardization=std,

@@ -209,6 +209,7 @@ def pad_cross_products(cp: CrossProducts, *, reml: bool) -> tuple[CrossProducts,
         x_scale=device_array(_padded(np.asarray(std.x_scale), size.p, 1.0)),
         y_shift=std.y_shift,
         y_scale=std.y_scale,
+        log_weights=std.log_weights,
     )
     n = float(np.asarray(cp.n)) + (size.p - p if reml else 0)  # REML: nu = n - p, its own
     pairs = size.pairs * K1
@@ -275,6 +276,7 @@ def placeholder(size: SizeClass, *, k1: int = 1, intercept: int = 0) -> CrossPro
             device_array(np.ones(size.p)),
             device_array(0.0, np.float64),
             device_array(1.0, np.float64),
+            device_array(0.0, np.float64),
         ),
         intercept=intercept,
     )

@@ -361,12 +361,15 @@ def cross_products(
     y: np.ndarray,
     term_X: list[np.ndarray] | None = None,
     heavy_above: int | None = None,
+    weights: np.ndarray | None = None,
 ) -> CrossProducts:
     """Build :class:`CrossProducts` in one pass over the rows.
 
     ``codes[r]`` (level codes), ``nlevels[r]`` and ``term_X[r]`` (``n x k_r`` columns;
     default: an intercept) describe random term ``r``; ``X`` and ``y`` the fixed part.
     ``heavy_above`` overrides :func:`heavy_threshold` (tests use it to force a layout).
+    ``weights``: prior weights (residual variance ``sigma^2 / w_i``, all > 0): every row
+    then enters scaled by ``sqrt(w_i)`` (``_core.standardize``).
     ``X`` and ``y`` are centred and scaled first (``_core.standardize``), so the tail holds
     ``[Z_tail X_s y_s]``; :func:`interlace._core.deviance.estimates` maps results back.
     Steps: order the terms, then term 1's blocks ``A1``, the tail, ``Lambda_t``'s index
@@ -374,12 +377,19 @@ def cross_products(
     """
     n, p = X.shape
     intercept = intercept_column(X)
+    w = None if weights is None else np.asarray(weights, dtype=np.float64)
     X, y, std = standardize(
-        np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64), None, intercept
+        np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64), w, intercept
     )
     if term_X is None:
         term_X = [np.ones((n, 1)) for _ in codes]
     term_X = [np.asarray(z, dtype=np.float64).reshape(n, -1) for z in term_X]
+    if w is not None:  # rows scaled by sqrt(w): weighted cross-products
+        r = np.sqrt(w)
+        X, y, term_X = X * r[:, None], y * r, [z * r[:, None] for z in term_X]
+        std = std._replace(log_weights=float(np.sum(np.log(w))))
+    else:  # a value (not None) either way, so weighted models share compiled fits
+        std = std._replace(log_weights=0.0)
     tm = _internal_terms(codes, nlevels, term_X, p)
     XY = np.column_stack([X, y]).astype(np.float64)
     q1, k1, t = tm.nlev[0], tm.ks[0], tm.t
@@ -417,6 +427,8 @@ def cross_products(
         nlevels=tuple(tm.nlev),
         ks=tuple(int(k) for k in tm.ks),
         order=tm.order,
-        standardization=Standardization(*(device_array(v, np.float64) for v in std)),
+        standardization=Standardization(
+            *(None if v is None else device_array(v, np.float64) for v in std)
+        ),
         intercept=intercept,
     )

@@ -504,8 +504,10 @@ def _offset(cp: CrossProducts, reml, nu) -> jnp.ndarray:
     if cp.standardization is None:
         return jnp.zeros((), cp.n.dtype)
     std = cp.standardization
-    return 2.0 * nu * jnp.log(std.y_scale) + jnp.where(
-        reml, 2.0 * jnp.sum(jnp.log(std.x_scale)), 0.0
+    return (
+        2.0 * nu * jnp.log(std.y_scale)
+        + jnp.where(reml, 2.0 * jnp.sum(jnp.log(std.x_scale)), 0.0)
+        - standardize.weights_log_det(std)
     )
 
 
@@ -611,7 +613,7 @@ def log_likelihood(
         std = cp.standardization
         beta = standardize.to_standardized_beta(beta, std, cp.intercept)
         sigma = sigma / std.y_scale
-        jacobian = cp.n * jnp.log(std.y_scale)
+        jacobian = cp.n * jnp.log(std.y_scale) - 0.5 * standardize.weights_log_det(std)
     else:
         jacobian = 0.0
     qt, p = cp.q_tail, cp.p

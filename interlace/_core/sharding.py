@@ -57,6 +57,9 @@ def shard_rows(model: ModelArrays, mesh: Mesh | None = None) -> ModelArrays:
         leaves[name] = jax.device_put(value, sharding)
     term_X = tuple(jax.device_put(_pad_rows(z, extra), sharding) for z in model.term_X)
     out = model.replace(y=leaves["y"], X=leaves["X"], weights=leaves["weights"], term_X=term_X)
+    if model.prior_weights is not None:  # padded rows: multiplicity 0, so any prior weight
+        prior = jax.device_put(_pad_rows(model.prior_weights, extra), sharding)
+        out = eqx.tree_at(lambda m: m.prior_weights, out, prior)
     return eqx.tree_at(
         lambda m: (m.codes1, m.row_cols, m.pair_flat, m.pos),
         out,

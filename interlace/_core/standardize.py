@@ -20,6 +20,12 @@ same model in other units:
   ``d = d_s + (n - p) log s_y^2 + 2 sum_j log s_j`` (``log|X'V^-1 X| = log|X_s'V^-1 X_s|
   - 2 log|det G|``, and ``det G = prod 1/s_j``).
 
+Prior weights ``w_i`` (residual variance ``sigma^2 / w_i``, lme4's ``weights=``) use the
+weighted means and root mean squares, and then every row of ``[Z X_s y_s]`` is scaled by
+``sqrt(w_i)``: an unweighted model of the scaled rows, whose deviance is the weighted
+model's plus ``sum_i log w_i`` (the Jacobian of the scaling; lme4's ``ldW``), with ``n``
+still the number of rows.
+
 A constant error in ``a`` (rounding in the mean of values near 1e9) only shifts
 ``X_s`` or ``y_s`` by a constant, which the intercept absorbs, and the inverse uses the
 same stored ``a``: the transformation is exact whatever rounding ``a`` has. Random-term
@@ -46,6 +52,7 @@ __all__ = [
     "back_transform_cov",
     "to_standardized_beta",
     "deviance_offset",
+    "weights_log_det",
 ]
 
 
@@ -56,6 +63,8 @@ class Standardization(NamedTuple):
     x_scale: object  # (p,) s_j; 1 for the intercept column
     y_shift: object  # scalar a_y; 0 without an intercept
     y_scale: object  # scalar s_y
+    # sum_i log w_i of prior weights (rows scaled by sqrt(w_i)); None: unweighted
+    log_weights: object = None
 
 
 def intercept_column(X: np.ndarray, weights: np.ndarray | None = None) -> int:
@@ -127,4 +136,11 @@ def deviance_offset(std: Standardization, n, p: int, reml: bool):
     out = 2.0 * nu * jnp.log(std.y_scale)
     if reml:
         out = out + 2.0 * jnp.sum(jnp.log(std.x_scale))
-    return out
+    return out - weights_log_det(std)
+
+
+def weights_log_det(std: Standardization):
+    """``sum_i log w_i`` of the prior weights (0 without): rows enter scaled by
+    ``sqrt(w_i)``, so ``-2 log L`` of the data as given is that of the scaled rows minus
+    ``sum_i log w_i`` (lme4's ``ldW``; residual variances ``sigma^2 / w_i``)."""
+    return 0.0 if std.log_weights is None else std.log_weights

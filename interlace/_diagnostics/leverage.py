@@ -115,12 +115,19 @@ def _term_T(theta, cp: CrossProducts, r: int) -> jnp.ndarray:
 
 def row_leverage(fit: ModelFit) -> RowLeverage:
     """Hat diagonal, its fixed-effect part and the marginal residual variances of
-    ``fit``'s rows (module docstring), in chunks of rows."""
+    ``fit``'s rows (module docstring), in chunks of rows. With prior weights ``w`` the
+    system is that of the rows scaled by ``sqrt(w_i)`` (``_core.standardize``): ``h_i``
+    is its hat diagonal (lme4's ``hatvalues``) and the marginal variance of row ``i``
+    is the scaled row's divided by ``w_i``."""
     cp, theta, codes, term_X = _system(fit)
     L = tail_cholesky(tail_schur(theta, cp))
     C = _dense_c(cp)
     std = cp.standardization  # the factor is of the centred and scaled X (_standardize);
     X = (fit.design.X - np.asarray(std.x_shift)) / np.asarray(std.x_scale)  # same span
+    w = fit.design.weights
+    if w is not None:
+        r = jnp.asarray(np.sqrt(w))[:, None]
+        X, term_X = X * np.sqrt(w)[:, None], tuple(x * r for x in term_X)
     n = X.shape[0]
     chunk = max(1, min(n, CHUNK_NUMBERS // max(cp.t, 1)))
     parts = []
@@ -138,6 +145,8 @@ def row_leverage(fit: ModelFit) -> RowLeverage:
             )
         )
     hat, fixef, mvar = (np.concatenate([np.asarray(p[i]) for p in parts]) for i in range(3))
+    if w is not None:
+        mvar = mvar / w
     return RowLeverage(hat=hat, hat_fixef=fixef, marginal_var=mvar)
 
 

@@ -57,6 +57,8 @@ def hlm_resid(
         raise ModelSpecError(f"type must be 'conditional' or 'marginal', got {type!r}.")
     d = result.design
     fitted_m = d.X @ result.fe_params.to_numpy()
+    if d.offset is not None:
+        fitted_m = fitted_m + d.offset
     out = pd.DataFrame(
         {
             "resid_conditional": result.resid.to_numpy(),
@@ -70,6 +72,8 @@ def hlm_resid(
     if standardized:
         lev = row_leverage(result.model_fit)
         var = (1.0 - lev.hat) if type == "conditional" else lev.marginal_var
+        if type == "conditional" and d.weights is not None:
+            var = var / d.weights  # Var(e_i) = sigma^2 (1 - h_i) / w_i
         resid = resid / np.sqrt(result.scale * var)
     out.insert(0, "fitted", out[f"fitted_{type}"].to_numpy())
     out.insert(0, "resid", resid)
@@ -116,10 +120,13 @@ def leverage(result) -> pd.DataFrame:
 def cooks_distance(result) -> pd.Series:
     """lme4's one-step Cook's distance (``cooks.distance(fit)``):
     ``D_i = e_i^2 h_i / (p sigma^2 (1 - h_i)^2)``, a cheap approximation to the exact
-    case-deletion distance of :func:`hlm_influence`."""
+    case-deletion distance of :func:`hlm_influence` (with prior weights, ``e_i`` the
+    Pearson residual ``sqrt(w_i) (y_i - fitted_i)``)."""
     require_linear(result, "cooks_distance")
     h = row_leverage(result.model_fit).hat
     e = result.resid.to_numpy()
+    if result.design.weights is not None:
+        e = e * np.sqrt(result.design.weights)  # Pearson residuals: variance sigma^2
     p = len(result.fe_params)
     return pd.Series(
         e**2 * h / (p * result.scale * (1.0 - h) ** 2), index=result.design.row_index, name="cooksd"

@@ -30,7 +30,7 @@ from .._base.seeds import Seed, key_from_seed
 from .._core.refit import deviance_statistic, refit_all, warn_unconverged
 from .._model.estimate import ModelFit, fit_design
 from .._model.glmm_estimate import GlmmFit
-from .parametric import simulate_from
+from .parametric import model_responses, simulate_from
 
 __all__ = ["AnovaTable", "anova"]
 
@@ -67,6 +67,14 @@ def _ml(fit):
     if isinstance(fit, GlmmFit) or fit.method == "ML":
         return fit
     return fit_design(fit.design, "ML", warn=False)
+
+
+def _same_weights(a, b) -> bool:
+    """Whether two designs have the same prior weights (None: all 1)."""
+    wa, wb = a.weights, b.weights
+    if wa is None or wb is None:
+        return wa is None and wb is None
+    return bool(np.array_equal(wa, wb))
 
 
 def _check_glmms(models) -> None:
@@ -117,6 +125,11 @@ def anova(
                 "All models must be fitted to the same rows and response; check for rows "
                 "dropped because of missing values in one model's columns."
             )
+        if not _same_weights(m.design, models[0].design):
+            raise ModelSpecError(
+                "All models must be fitted with the same weights= (their likelihoods are of "
+                "different data otherwise)."
+            )
     refitted = refit and any(getattr(m, "method", "ML") == "REML" for m in models)
     fits = [_ml(m) for m in models] if refit else list(models)
     order = np.argsort([m.n_params for m in fits], kind="stable")
@@ -165,7 +178,11 @@ def _bootstrap_lrt(small: ModelFit, large: ModelFit, n_bootstrap: int, seed) -> 
     devs = []
     for m in (small, large):
         out = refit_all(
-            m.arrays, Y, jnp.asarray(m.theta), reml=m.reml, statistic=deviance_statistic
+            m.arrays,
+            model_responses(m, Y),
+            jnp.asarray(m.theta),
+            reml=m.reml,
+            statistic=deviance_statistic,
         )
         warn_unconverged(out.converged, "bootstrap refits")
         devs.append(out.statistic[:, 0])

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._base.checks import check_n_bootstrap
 from .._base.progress import progress_bar
@@ -22,14 +23,15 @@ from .._core.simulate import simulate_responses
 from .._model.estimate import ModelFit
 from .replicates import BootstrapResult, bootstrap_result
 
-__all__ = ["simulate_from", "parametric_bootstrap"]
+__all__ = ["simulate_from", "model_responses", "parametric_bootstrap"]
 
 
 def simulate_from(fit: ModelFit, n: int, key) -> jnp.ndarray:
     """``(n, nobs)`` responses simulated from ``fit``'s model (new random effects and
-    residuals, lme4's ``simulate(fit)``)."""
+    residuals, lme4's ``simulate(fit)``), offsets included; residual variances
+    ``sigma^2 / w_i`` with prior weights."""
     d = fit.design
-    return simulate_responses(
+    Y = simulate_responses(
         key,
         jnp.asarray(d.X),
         jnp.asarray(fit.beta),
@@ -37,10 +39,18 @@ def simulate_from(fit: ModelFit, n: int, key) -> jnp.ndarray:
         jnp.asarray(fit.theta),
         tuple(jnp.asarray(t.codes) for t in d.terms),
         tuple(jnp.asarray(t.X) for t in d.terms),
+        None if d.weights is None else jnp.asarray(1.0 / np.sqrt(d.weights)),
         n=int(n),
         ks=tuple(t.k for t in d.terms),
         nlevels=tuple(len(t.levels) for t in d.terms),
     )
+    return Y if d.offset is None else Y + jnp.asarray(d.offset)
+
+
+def model_responses(fit: ModelFit, Y: jnp.ndarray) -> jnp.ndarray:
+    """Responses ``Y`` (rows) as ``fit``'s model arrays hold them: less the offset."""
+    offset = fit.design.offset
+    return Y if offset is None else Y - jnp.asarray(offset)
 
 
 def parametric_bootstrap(
@@ -71,6 +81,6 @@ def parametric_bootstrap(
     with progress_bar(n_bootstrap, "parametric bootstrap", progress) as bar:
         for _ in range(n_chunks):
             key, sub = jax.random.split(key)
-            Y = simulate_from(fit, chunk, sub)
+            Y = model_responses(fit, simulate_from(fit, chunk, sub))
             parts.append(refit_all(model, Y, theta0, reml=fit.reml, statistic=statistic, bar=bar))
     return bootstrap_result(fit, parts, statistic, n_bootstrap)

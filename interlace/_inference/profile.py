@@ -181,10 +181,15 @@ def _fixed_effect_interval(ml: ModelFit, j: int, zq: float, d_min: float) -> tup
         X = np.zeros((d.nobs, 0))
     terms = d.terms
     model = model_arrays_from(
-        [t.codes for t in terms], [len(t.levels) for t in terms], X, d.y, [t.X for t in terms]
+        [t.codes for t in terms],
+        [len(t.levels) for t in terms],
+        X,
+        d.y_model,
+        [t.X for t in terms],
+        prior_weights=d.weights,
     )
     start = theta_to_internal(jnp.asarray(ml.theta), model)
-    y = jnp.asarray(d.y)
+    y = jnp.asarray(d.y_model)
     x = jnp.asarray(xj)
 
     @jax.jit

@@ -86,10 +86,20 @@ class Design:
     formula: str
     response: str
     fixed_variables: tuple[str, ...] = ()  # data columns the fixed part reads
+    # Linear mixed models with lme4's weights= / offsets (``_model.weighted_design``):
+    weights: np.ndarray | None = None  # (n,) prior weights: residual variance sigma^2 / w_i
+    offset: np.ndarray | None = None  # (n,) known part of the mean, all offsets summed
+    offset_terms: tuple[str, ...] = ()  # offset(expr) expressions, for predict(newdata)
+    offset_argument: bool = False  # offset= was given (predict(newdata) then needs it)
 
     @property
     def nobs(self) -> int:
         return int(self.y.shape[0])
+
+    @property
+    def y_model(self) -> np.ndarray:
+        """The response the linear model fits: ``y`` less the offset."""
+        return self.y if self.offset is None else self.y - self.offset
 
     @property
     def theta_names(self) -> list[str]:

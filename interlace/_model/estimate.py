@@ -148,11 +148,12 @@ def design_arrays(design: Design, template: CrossProducts | None = None) -> Mode
         [t.codes for t in terms],
         [len(t.levels) for t in terms],
         design.X,
-        design.y,
+        design.y_model,
         [t.X for t in terms],
         fe_names=design.fe_names,
         theta_names=design.theta_names,
         template=template,
+        prior_weights=design.weights,
     )
 
 
@@ -163,9 +164,10 @@ def design_cross_products(design: Design, heavy_above: int | None = None) -> Cro
         [t.codes for t in terms],
         [len(t.levels) for t in terms],
         design.X,
-        design.y,
+        design.y_model,
         [t.X for t in terms],
         heavy_above=heavy_above,
+        weights=design.weights,
     )
 
 
@@ -270,7 +272,7 @@ def fit_design(
     blups = tuple(np.asarray(b) for b in blups_by_term(est, cp))
     beta = np.asarray(est.beta)
     sigma2 = float(est.sigma2)
-    fitted = design.X @ beta
+    fitted = design.X @ beta if design.offset is None else design.X @ beta + design.offset
     for term, b in zip(terms, blups):
         fitted = fitted + np.sum(term.X * b[term.codes], axis=1)
     converged = bool(opt.converged) and bool(  # a NaN never passes as a result
@@ -333,7 +335,7 @@ RESOLUTION = 1e-11
 def check_response(design: Design) -> None:
     """Refuse a response with nothing to fit, and warn where float64 cannot resolve the
     variation of the response or of a predictor (far from zero, tiny spread)."""
-    y, X = design.y, design.X
+    y, X = design.y_model, design.X
     if y.shape[0] and np.all(y == y[0]):
         raise DataError(
             f"The response {design.response!r} is constant (every value is {y[0]:g}): there "
@@ -369,7 +371,7 @@ def check_response(design: Design) -> None:
 def start_values(design: Design) -> np.ndarray:
     """ANOVA moment estimates for intercept-only terms, lme4's identity for the others
     (on the centred and scaled data: ``theta`` is relative, the same in any units)."""
-    X_s, y_s, _ = standardize(design.X, design.y, None, intercept_column(design.X))
+    X_s, y_s, _ = standardize(design.X, design.y_model, None, intercept_column(design.X))
     parts = []
     for term in design.terms:
         if term.columns == ("(Intercept)",):
