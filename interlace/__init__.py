@@ -32,11 +32,12 @@ the public surface and may use every layer.
 ``_model/`` (the pandas edge, inbound):
     ``frames`` any data frame (polars, pyarrow, a dict of columns) to pandas, through
     narwhals; ``formula`` lme4 random terms split off the formula; ``design``
-    validated arrays and labels of a model; ``weighted_design`` a linear model's
-    prior weights and offsets; ``estimate`` fitting a design to a
-    ``ModelFit`` record; ``varcorr`` variance components, sd/cor and their lme4 names;
-    ``theta_layout`` ``theta`` in lme4's term order; ``labelled`` variance components,
-    random effects and predictions' random part in pandas; ``glmm_design`` a GLMM's
+    validated arrays and labels of a model; ``offsets`` offsets, prior weights and
+    expressions over the data; ``weighted_design`` a linear model's weights and
+    offsets; ``estimate`` fitting a design to a ``ModelFit`` record; ``varcorr``
+    variance components, sd/cor and their lme4 names; ``theta_layout`` ``theta`` in
+    lme4's term order; ``labelled`` variance components, random effects and
+    predictions' random part in pandas; ``glmm_design`` a GLMM's
     response forms, weights and offsets; ``glmm_estimate`` fitting a GLMM to a
     ``GlmmFit`` record; ``glmm_many`` many responses on one GLMM design, vectorised.
 ``_inference/`` (reads a ``ModelFit``):

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ._base.checks import check_n_bootstrap, check_positive_int
-from ._base.errors import DataError, ModelSpecError
+from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed
 from ._core.singular import SINGULAR_TOL, theta_is_singular
@@ -35,9 +35,9 @@ from ._inference.glmm_parametric import glmm_parametric_bootstrap, simulate_glmm
 from ._inference.replicates import BootstrapResult
 from ._model.design import Design, fixed_matrix_for
 from ._model.frames import as_pandas
-from ._model.glmm_design import evaluate_expression, per_row
 from ._model.glmm_estimate import GlmmFit
 from ._model.labelled import random_effects, random_part_for, variance_components
+from ._model.offsets import new_offset
 from ._model.theta_layout import theta_to_lme4
 from ._summary import format_glmm_summary
 from ._wald import FixedEffectsWald
@@ -250,15 +250,7 @@ class GLMMResult(FixedEffectsWald):
         else:
             frame = as_pandas(newdata, "newdata")
             eta = fixed_matrix_for(self.design, frame) @ beta
-            for expr in fit.offset_terms:
-                eta = eta + evaluate_expression(expr, frame, "the offset")
-            if fit.offset_argument:
-                if offset is None:
-                    raise DataError(
-                        "The model was fitted with offset=; pass offset= (one value per row "
-                        "of newdata) to predict for new data."
-                    )
-                eta = eta + per_row(offset, frame, "offset")
+            eta = eta + new_offset(fit.offset_terms, fit.offset_argument, frame, offset)
             if include_re:
                 eta = eta + random_part_for(self.design, self.term_blups, frame, stacklevel=5)
             index = frame.index

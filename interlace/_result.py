@@ -36,9 +36,9 @@ from ._model.design import Design, fixed_matrix_for
 from ._model.estimate import ModelFit, fit_design
 from ._model.frames import as_pandas
 from ._model.labelled import random_effects, random_part_for, variance_components
+from ._model.offsets import new_offset
 from ._model.theta_layout import theta_to_lme4
 from ._model.varcorr import sdcor_names
-from ._model.weighted_design import new_offset
 from ._summary import format_summary
 from ._wald import FixedEffectsWald
 
@@ -248,7 +248,9 @@ class CrossedLMEResult(FixedEffectsWald):
             frame, index = None, design.row_index
         else:
             newdata = as_pandas(newdata, "newdata")
-            eta = fixed_matrix_for(design, newdata) @ beta + new_offset(design, newdata, offset)
+            eta = fixed_matrix_for(design, newdata) @ beta + new_offset(
+                design.offset_terms, design.offset_argument, newdata, offset
+            )
             frame, index = newdata, newdata.index
         if include_re:
             eta = eta + random_part_for(self.design, self.term_blups, frame)

@@ -27,18 +27,15 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .._base.errors import DataError, FormulaError, MissingColumnError, ModelSpecError
+from .._base.errors import DataError, FormulaError, ModelSpecError
 from .._core.family import Family
 from .design import Design, build_design
-from .formula import split_offsets
-from .frames import as_pandas
+from .offsets import evaluate_expression, formula_and_frame, per_row, summed_offset
 
 __all__ = [
     "GlmmDesign",
     "build_glmm_design",
     "check_responses",
-    "evaluate_expression",
-    "per_row",
 ]
 
 _RESPONSE = "_interlace_response_"
@@ -51,70 +48,6 @@ class GlmmDesign(NamedTuple):
     offset: np.ndarray  # (n,) all offsets summed
     offset_terms: tuple[str, ...]  # offset(expr) expressions, for predict(newdata)
     offset_argument: bool  # whether offset= was given (predict(newdata) then needs it)
-
-
-_FUNCTIONS = {
-    "np": np,
-    "log": np.log,
-    "exp": np.exp,
-    "sqrt": np.sqrt,
-    "log1p": np.log1p,
-    "abs": np.abs,
-}
-
-
-def evaluate_expression(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray:
-    """``expr`` evaluated over ``frame``'s columns (module docstring), as float64."""
-    names = {}
-    text = expr
-
-    def backtick(m: re.Match) -> str:
-        key = f"_col{len(names)}_"
-        names[key] = m.group(1)
-        return key
-
-    text = re.sub(r"`([^`]+)`", backtick, text)
-    scope: dict[str, Any] = dict(_FUNCTIONS)
-    for col in frame.columns:
-        if isinstance(col, str) and col.isidentifier():
-            scope[col] = frame[col].to_numpy()
-    for key, col in names.items():
-        if col not in frame.columns:
-            raise MissingColumnError(f"{what} names column {col!r}, which is not in the data.")
-        scope[key] = frame[col].to_numpy()
-    try:
-        value = eval(compile(text, "<formula>", "eval"), {"__builtins__": {}}, scope)  # noqa: S307
-    except NameError as exc:
-        raise MissingColumnError(
-            f"{what} {expr!r} reads a name that is not a column of the data: {exc}. "
-            f"Available columns: {list(frame.columns)}."
-        ) from exc
-    except Exception as exc:
-        raise FormulaError(f"Cannot evaluate {what} {expr!r}: {exc}") from exc
-    out = np.broadcast_to(np.asarray(value, dtype=np.float64), (len(frame),))
-    return np.array(out, dtype=np.float64)
-
-
-def per_row(value, frame: pd.DataFrame, name: str) -> np.ndarray:
-    """``weights=`` / ``offset=`` as one float per row of ``frame``: a column name or an
-    array-like of the frame's length."""
-    if isinstance(value, str):
-        if value not in frame.columns:
-            raise MissingColumnError(
-                f"{name}={value!r} is not a column of the data. "
-                f"Available columns: {list(frame.columns)}."
-            )
-        value = frame[value]
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{name}= must be numeric: {exc}") from exc
-    if arr.ndim != 1 or arr.shape[0] != len(frame):
-        raise DataError(
-            f"{name}= has {arr.size} values in shape {arr.shape}; it needs one per row of the "
-            f"data ({len(frame)})."
-        )
-    return arr
 
 
 def _binary_codes(col: pd.Series, name: str) -> np.ndarray:
@@ -143,18 +76,11 @@ def build_glmm_design(
     offset=None,
 ) -> GlmmDesign:
     """Validate and build a GLMM's design (module docstring)."""
-    if not isinstance(formula, str):
-        raise FormulaError(f"formula must be a string like 'y ~ x', got {type(formula).__name__}.")
-    data = as_pandas(data, "data")
-    if data.shape[0] == 0:
-        raise DataError("data is empty: the model needs at least a few rows.")
-    lhs, rhs, offset_terms = split_offsets(formula)
-    frame = data.set_axis(pd.RangeIndex(len(data)), axis=0)  # positions; data untouched
+    data, frame, (lhs, rhs, offset_terms) = formula_and_frame(formula, data)
     n = len(frame)
     w = np.ones(n) if weights is None else per_row(weights, frame, "weights")
-    off = np.zeros(n) if offset is None else per_row(offset, frame, "offset")
-    for expr in offset_terms:
-        off = off + evaluate_expression(expr, frame, "the offset")
+    off = summed_offset(offset_terms, offset, frame)
+    off = np.zeros(n) if off is None else off
     cbind = re.fullmatch(r"cbind\s*\((.*)\)", lhs, flags=re.S)
     response = lhs
     if cbind:

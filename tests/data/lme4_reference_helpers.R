@@ -3,6 +3,7 @@
 #   tests/data/make_lme4_references.R            -> lme4_references.json
 #   tests/data/make_lme4_slope_references.R      -> lme4_slope_references.json
 #   tests/data/make_lme4_inference_references.R  -> lme4_inference_references.json
+#   tests/data/make_lme4_weights_references.R    -> lme4_weights_references.json
 # Not meant to be run on its own: each of those scripts source()s this file
 # (as tests/data/lme4_reference_helpers.R, so they are run from the repository
 # root, e.g. Rscript tests/data/make_lme4_references.R).
@@ -15,6 +16,8 @@
 #                                  the CSV data files
 #   opt_ctrl, ctrl                 the tight nloptwrap lmerControl every reference fit uses
 #   fit_header, fixef_summary      fields common to the per-fit summaries
+#   records, summarise_varcorr, summarise_ranef
+#                                  data rows, VarCorr and conditional modes as JSON
 #   reference_meta, data_meta      versions, generator and control for meta
 #   write_reference_json           serialise and write a reference JSON file
 
@@ -192,6 +195,42 @@ fixef_summary <- function(fit, names_as_arrays = TRUE) {
 # ---------------------------------------------------------------------------
 # R and package versions (<pkg>_version, in the order given), the command that
 # generated the file, and the control settings.
+# Rows of a data frame as records; doubles as full-precision numbers, factors
+# and characters as strings.
+records <- function(df) {
+  lapply(seq_len(nrow(df)), function(i) {
+    row <- lapply(names(df), function(nm) {
+      v <- df[[nm]][i]
+      if (is.double(v)) jnum(v) else as.character(v)
+    })
+    names(row) <- names(df)
+    row
+  })
+}
+
+summarise_varcorr <- function(fit) {
+  vc <- VarCorr(fit)
+  out <- lapply(vc, function(m) {
+    list(cov = jmat(m),
+         stddev = jobj(attr(m, "stddev")),
+         correlation = jmat(attr(m, "correlation")))
+  })
+  names(out) <- names(vc)
+  out
+}
+
+summarise_ranef <- function(fit) {
+  re <- ranef(fit)
+  out <- lapply(re, function(d) {
+    cols <- lapply(colnames(d), function(cn) jobj(setNames(d[[cn]], rownames(d))))
+    names(cols) <- colnames(d)
+    cols
+  })
+  names(out) <- names(re)
+  out
+}
+
+
 reference_meta <- function(script,
                            packages = c("lme4", "Matrix", "nloptr", "jsonlite")) {
   versions <- lapply(packages, function(p) as.character(packageVersion(p)))

@@ -104,40 +104,6 @@ models <- list(
                             methods = c("REML", "ML"))
 )
 
-# newdata as a list of records; doubles as full-precision numbers.
-records <- function(df) {
-  lapply(seq_len(nrow(df)), function(i) {
-    row <- lapply(names(df), function(nm) {
-      v <- df[[nm]][i]
-      if (is.double(v)) jnum(v) else as.character(v)
-    })
-    names(row) <- names(df)
-    row
-  })
-}
-
-summarise_varcorr <- function(fit) {
-  vc <- VarCorr(fit)
-  out <- lapply(vc, function(m) {
-    list(cov = jmat(m),
-         stddev = jobj(attr(m, "stddev")),
-         correlation = jmat(attr(m, "correlation")))
-  })
-  names(out) <- names(vc)
-  out
-}
-
-summarise_ranef <- function(fit) {
-  re <- ranef(fit)
-  out <- lapply(re, function(d) {
-    cols <- lapply(colnames(d), function(cn) jobj(setNames(d[[cn]], rownames(d))))
-    names(cols) <- colnames(d)
-    cols
-  })
-  names(out) <- names(re)
-  out
-}
-
 summarise_fit <- function(name, spec, method, fit, fit_warnings) {
   vcdf <- as.data.frame(VarCorr(fit))
   theta <- getME(fit, "theta")

@@ -109,41 +109,6 @@ fit_spec <- function(spec) {
   capture(eval(cl, envir = globalenv()))
 }
 
-# Rows of a data frame as records; doubles as full-precision numbers, factors
-# and characters as strings.
-records <- function(df) {
-  lapply(seq_len(nrow(df)), function(i) {
-    row <- lapply(names(df), function(nm) {
-      v <- df[[nm]][i]
-      if (is.double(v)) jnum(v) else as.character(v)
-    })
-    names(row) <- names(df)
-    row
-  })
-}
-
-summarise_varcorr <- function(fit) {
-  vc <- VarCorr(fit)
-  out <- lapply(vc, function(m) {
-    list(cov = jmat(m),
-         stddev = jobj(attr(m, "stddev")),
-         correlation = jmat(attr(m, "correlation")))
-  })
-  names(out) <- names(vc)
-  out
-}
-
-summarise_ranef <- function(fit) {
-  re <- ranef(fit)
-  out <- lapply(re, function(d) {
-    cols <- lapply(colnames(d), function(cn) jobj(setNames(d[[cn]], rownames(d))))
-    names(cols) <- colnames(d)
-    cols
-  })
-  names(out) <- names(re)
-  out
-}
-
 # Independent dense computation of the criterion at the fit's estimates:
 # y ~ N(offset + X beta, V), V = sigma^2 (Z Lambda Lambda' Z' + W^-1).
 dense_check <- function(fit) {
