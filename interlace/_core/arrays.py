@@ -80,6 +80,9 @@ class ModelArrays(eqx.Module):
     # Prior weights (residual variance sigma^2 / w_i; ``_core.standardize``), apart from
     # ``weights`` (row multiplicities: how many times a row counts). None: all 1.
     prior_weights: jnp.ndarray | None = None
+    # (q1, p + 1) stored (level, column) pair of C for each level of term 1 and each
+    # column of [X y] (every level meets them all); None: a level has no rows
+    xy_pos: jnp.ndarray | None = None
 
     def replace(self, **leaves) -> ModelArrays:
         """A copy with some of ``y``, ``X``, ``term_X``, ``weights`` replaced."""
@@ -139,6 +142,9 @@ def model_arrays_from(
     ):
         raise AssertionError("internal: JAX and numpy cross-product layouts differ")
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=np.float64)
+    xy_keys = np.arange(nlev[0])[:, None] * t + np.arange(qt, t)[None, :]
+    xy_pos = np.minimum(np.searchsorted(stored, xy_keys), stored.shape[0] - 1)
+    all_met = bool(np.array_equal(stored[xy_pos], xy_keys))
     return ModelArrays(
         y=jnp.asarray(y, dtype=jnp.float64),
         X=jnp.asarray(X, dtype=jnp.float64),
@@ -159,6 +165,7 @@ def model_arrays_from(
         prior_weights=None
         if prior_weights is None
         else jnp.asarray(prior_weights, dtype=jnp.float64),
+        xy_pos=index_array(xy_pos) if all_met else None,
     )
 
 
@@ -166,23 +173,20 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
     """:class:`CrossProducts` of ``ma``'s current data: pure JAX, so ``grad`` (in ``y``,
     ``X``, term columns, weights), ``vmap`` and sharding over rows apply."""
     cp = ma.template
-    t, q1, k1 = cp.t, cp.q1, cp.k1
+    q1 = cp.q1
     n = jnp.sum(ma.weights)  # rows, each counted as often as its multiplicity
     w = ma.weights if ma.prior_weights is None else ma.weights * ma.prior_weights
     X, y, std = standardize(ma.X, ma.y, w, cp.intercept, xp=jnp)  # ``_core.standardize``
     if ma.prior_weights is not None:
         std = std._replace(log_weights=jnp.sum(ma.weights * jnp.log(ma.prior_weights)))
-    V = jnp.concatenate([*ma.term_X[1:], X, y[:, None]], axis=1)  # (n, m)
     x1 = ma.term_X[0]
     A1 = jax.ops.segment_sum(
         w[:, None, None] * x1[:, :, None] * x1[:, None, :], ma.codes1, num_segments=q1
     )
-    pa, pb = np.asarray(ma.pair_a), np.asarray(ma.pair_b)
-    tail = jax.ops.segment_sum(
-        (w[:, None] * V[:, pa] * V[:, pb]).ravel(), ma.pair_flat.ravel(), num_segments=t * t
-    ).reshape(t, t)
-    contrib = w[:, None, None] * V[:, :, None] * x1[:, None, :]  # (n, m, k1)
-    vec = jax.ops.segment_sum(contrib.reshape(-1, k1), ma.pos.ravel(), num_segments=ma.n_stored)
+    if ma.xy_pos is None:
+        tail, vec = _sums_by_pairs(ma, w, X, y)
+    else:
+        tail, vec = _sums_by_blocks(ma, w, X, y)
     return dataclasses.replace(
         cp,
         A1=A1,
@@ -194,6 +198,54 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
         tail_mult=ma.tail_mult,
         standardization=std,
     )
+
+
+def _sums_by_pairs(ma: ModelArrays, w, X, y):
+    """The tail ``[Z_tail X y]' W [Z_tail X y]`` and ``C``'s stored values, row by row:
+    every within-row pair of values scattered to its entry."""
+    cp = ma.template
+    V = jnp.concatenate([*ma.term_X[1:], X, y[:, None]], axis=1)  # (n, m)
+    pa, pb = np.asarray(ma.pair_a), np.asarray(ma.pair_b)
+    tail = jax.ops.segment_sum(
+        (w[:, None] * V[:, pa] * V[:, pb]).ravel(), ma.pair_flat.ravel(), num_segments=cp.t**2
+    ).reshape(cp.t, cp.t)
+    contrib = w[:, None, None] * V[:, :, None] * ma.term_X[0][:, None, :]  # (n, m, k1)
+    vec = jax.ops.segment_sum(contrib.reshape(-1, cp.k1), ma.pos.ravel(), num_segments=ma.n_stored)
+    return tail, vec
+
+
+def _sums_by_blocks(ma: ModelArrays, w, X, y):
+    """:func:`_sums_by_pairs` with the columns every row has, ``XY = [X y]``, as dense
+    blocks: ``XY' W XY`` a matrix product, ``Z_tail' W XY`` and ``Z1' W XY`` sums of rows
+    by level; only pairs within ``Z_tail`` and ``C``'s ``Z_tail`` part are scattered
+    entry by entry. The same numbers, with far fewer scattered values (and a cheap
+    reverse mode: matrix products and gathers)."""
+    cp = ma.template
+    qt, t, k1 = cp.q_tail, cp.t, cp.k1
+    XY = jnp.concatenate([X, y[:, None]], axis=1)  # (n, p + 1)
+    wXY = w[:, None] * XY
+    tail = jnp.zeros((t, t), XY.dtype).at[qt:, qt:].set(jnp.triu(XY.T @ wXY))
+    x1 = ma.term_X[0]
+    c_xy = jax.ops.segment_sum(
+        wXY[:, :, None] * x1[:, None, :], ma.codes1, num_segments=cp.q1
+    )  # (q1, p + 1, k1)
+    assert ma.xy_pos is not None  # the caller's test
+    vec = jnp.zeros((ma.n_stored, k1), XY.dtype).at[ma.xy_pos.ravel()].set(c_xy.reshape(-1, k1))
+    if qt:
+        Z = jnp.concatenate(ma.term_X[1:], axis=1)  # (n, kz) values of the tail terms
+        kz = Z.shape[1]
+        zc = ma.row_cols[:, :kz]  # their tail columns, increasing along each row
+        wZ = w[:, None] * Z
+        z_xy = jax.ops.segment_sum(
+            (wZ[:, :, None] * XY[:, None, :]).reshape(-1, XY.shape[1]),
+            zc.ravel(),
+            num_segments=qt,
+        )  # (qt, p + 1)
+        tail = tail.at[:qt, qt:].set(z_xy)
+        ja, jb = np.tril_indices(kz)  # pairs within Z_tail, ja >= jb
+        tail = tail.at[zc[:, jb], zc[:, ja]].add(wZ[:, ja] * Z[:, jb])
+        vec = vec.at[ma.pos[:, :kz].ravel()].add((wZ[:, :, None] * x1[:, None, :]).reshape(-1, k1))
+    return tail, vec
 
 
 def user_ks(ma: ModelArrays) -> list[int]:
