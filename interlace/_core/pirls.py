@@ -181,40 +181,43 @@ def pirls(
         w, z = family.working(data.y, eta, data.prior_weights, data.size)
         return solve_modes(theta, ma, w, z, data.offset, beta, fixed)[0]
 
-    first = step(eta0)
-    f_first = _penalized_deviance(family, data, first.eta, first.u_squared)
+    # The loop takes the first step too (one copy of the solve in the compiled graph):
+    # it starts from zero modes with ``eta0`` and an infinite ``F``, and accepts its
+    # first step whole (``it == 0``), as a step of its own.
+    like = jax.eval_shape(step, eta0)
+    start = Modes(*(jnp.zeros(a.shape, a.dtype) for a in like))._replace(eta=eta0)
+    inf = jnp.asarray(jnp.inf, eta0.dtype)
 
     def cond(carry):
         _, f, f_old, it = carry
         change = jnp.abs(f_old - f) / (0.1 + jnp.abs(f))
-        return (it < maxiter) & (change > tol) & jnp.isfinite(f)
+        return (it == 0) | ((it < maxiter) & (change > tol) & jnp.isfinite(f))
 
     def body(carry):
         v, f, _, it = carry
-        cur = _unflat(v, first)
+        cur = _unflat(v, start)
         new = _flat(step(cur.eta))
         delta = new - v
 
         def f_at(s):
-            m = _unflat(v + s * delta, first)
+            m = _unflat(jnp.where(s == 1.0, new, v + s * delta), start)
             return _penalized_deviance(family, data, m.eta, m.u_squared)
 
         def halve_cond(c):
             s, fs, k = c
-            return (k < _HALVINGS) & ~(fs <= f * (1.0 + 1e-15))
+            return (it > 0) & (k < _HALVINGS) & ~(fs <= f * (1.0 + 1e-15))
 
         def halve_body(c):
             s, _, k = c
             return s / 2.0, f_at(s / 2.0), k + 1
 
         s, fs, _ = jax.lax.while_loop(halve_cond, halve_body, (1.0, f_at(1.0), 0))
-        ok = fs <= f * (1.0 + 1e-15)
-        return (jnp.where(ok, v + s * delta, v), jnp.where(ok, fs, f), f, it + 1)
+        ok = (it == 0) | (fs <= f * (1.0 + 1e-15))
+        v_new = jnp.where(s == 1.0, new, v + s * delta)
+        return (jnp.where(ok, v_new, v), jnp.where(ok, fs, f), f, it + 1)
 
-    v, _, _, it = jax.lax.while_loop(
-        cond, body, (_flat(first), f_first, jnp.asarray(jnp.inf, f_first.dtype), 1)
-    )
-    return _unflat(v, first), it
+    v, _, _, it = jax.lax.while_loop(cond, body, (_flat(start), inf, inf, 0))
+    return _unflat(v, start), it
 
 
 class Laplace(NamedTuple):
