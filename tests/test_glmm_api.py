@@ -693,3 +693,35 @@ def test_negative_binomial_density_is_exact_at_large_sizes():
             )
             assert np.all(np.isfinite(dev))
             assert np.all(np.abs(dev - pois) <= 1e-9 + gap)
+
+
+@pytest.mark.usefixtures("float64_throughout")  # private evaluation, outside fit's scope
+def test_evaluation_with_dense_rows_of_c_equals_update_entries():
+    """A GLMM's levels of term 1 that meet more than half the tail columns enter the
+    Schur update as dense rows of C (one matrix product per evaluation) instead of
+    scattered entries: the same Laplace deviance and gradient (1e-12 relative), here with
+    a random slope in term 1 and every subject meeting every item."""
+    from interlace._core.family import family_of
+    from interlace._model.estimate import design_arrays
+    from interlace._model.glmm_design import build_glmm_design
+    from interlace._model.glmm_estimate import GlmmProblem
+
+    rng = np.random.default_rng(5)
+    g, h = np.repeat(np.arange(12), 16), np.tile(np.arange(4), 48)
+    x = rng.normal(size=192)
+    eta = 0.2 + 0.6 * x + rng.normal(size=12)[g] * (1 + 0.5 * x) + rng.normal(size=4)[h]
+    frame = pd.DataFrame(
+        {"y": (rng.random(192) < 1 / (1 + np.exp(-eta))).astype(int), "x": x, "g": g, "h": h}
+    )
+    fam = family_of("binomial")
+    glmm = build_glmm_design("y ~ x + (1 + x | g) + (1 | h)", frame, None, fam)
+    prob = GlmmProblem(glmm, fam, 1)
+    assert prob.ma.template.heavy_levels.shape[0] == 12  # every level as a dense row
+    x0 = np.concatenate([[0.8, 0.2, 0.5, 0.6], [0.1, 0.4]])
+    dense_value, dense_grad, _ = prob.fun(False)(x0)
+    prob.ma = design_arrays(glmm.design, heavy_above=10**9)
+    assert prob.ma.template.heavy_levels.shape[0] == 0
+    prob.eta = fam.linkfun(fam.start_mu(prob.data.y, prob.data.prior_weights))
+    value, grad, _ = prob.fun(False)(x0)
+    assert dense_value == pytest.approx(value, rel=1e-12)
+    np.testing.assert_allclose(dense_grad, grad, rtol=1e-10, atol=1e-12 * np.max(np.abs(grad)))

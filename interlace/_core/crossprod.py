@@ -191,6 +191,14 @@ def heavy_threshold(t: int) -> int:
     return max(64, t // 8)
 
 
+def tail_width(nlevels, ks, p: int) -> int:
+    """``t`` of a model with terms of ``nlevels`` levels and ``ks`` columns and ``p`` fixed
+    effects: every random-effect column but the largest block's (term 1, which
+    :func:`cross_products` puts first), then ``X`` and ``y``."""
+    size = [int(q) * int(k) for q, k in zip(nlevels, ks)]
+    return sum(size) - max(size) + int(p) + 1
+
+
 def split_update(indptr: np.ndarray, cols: np.ndarray, t: int, heavy_above: int | None = None):
     """Update entries of the light levels and the dense-row layout of the heavy ones.
 

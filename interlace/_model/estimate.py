@@ -141,8 +141,11 @@ class ModelFit:
 
 
 @float64_scope  # JAX arrays kept for refits: float64 whatever the caller's setting
-def design_arrays(design: Design, template: CrossProducts | None = None) -> ModelArrays:
-    """:class:`ModelArrays` of ``design`` (``template``: its cross-products, if built)."""
+def design_arrays(
+    design: Design, template: CrossProducts | None = None, heavy_above: int | None = None
+) -> ModelArrays:
+    """:class:`ModelArrays` of ``design`` (``template``: its cross-products, if built;
+    ``heavy_above``: as :func:`~interlace._core.crossprod.split_update`)."""
     terms = design.terms
     return model_arrays_from(
         [t.codes for t in terms],
@@ -154,6 +157,7 @@ def design_arrays(design: Design, template: CrossProducts | None = None) -> Mode
         theta_names=design.theta_names,
         template=template,
         prior_weights=design.weights,
+        heavy_above=heavy_above,
     )
 
 
