@@ -192,7 +192,7 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
     if ma.xy_pos is None:
         tail, vec = _sums_by_pairs(ma, w, X, y)
     else:
-        tail, vec = _sums_by_blocks(ma, w, X, y)
+        tail, vec = _sums_by_blocks(ma, ma.xy_pos, w, X, y)
     return dataclasses.replace(
         cp,
         A1=A1,
@@ -220,7 +220,7 @@ def _sums_by_pairs(ma: ModelArrays, w, X, y):
     return tail, vec
 
 
-def _sums_by_blocks(ma: ModelArrays, w, X, y):
+def _sums_by_blocks(ma: ModelArrays, xy_pos: jnp.ndarray, w, X, y):
     """:func:`_sums_by_pairs` with the columns every row has, ``XY = [X y]``, as dense
     blocks: ``XY' W XY`` a matrix product, ``Z_tail' W XY`` and ``Z1' W XY`` sums of rows
     by level; only pairs within ``Z_tail`` and ``C``'s ``Z_tail`` part are scattered
@@ -235,8 +235,7 @@ def _sums_by_blocks(ma: ModelArrays, w, X, y):
     c_xy = jax.ops.segment_sum(
         wXY[:, :, None] * x1[:, None, :], ma.codes1, num_segments=cp.q1
     )  # (q1, p + 1, k1)
-    assert ma.xy_pos is not None  # the caller's test
-    vec = jnp.zeros((ma.n_stored, k1), XY.dtype).at[ma.xy_pos.ravel()].set(c_xy.reshape(-1, k1))
+    vec = jnp.zeros((ma.n_stored, k1), XY.dtype).at[xy_pos.ravel()].set(c_xy.reshape(-1, k1))
     if qt:
         Z = jnp.concatenate(ma.term_X[1:], axis=1)  # (n, kz) values of the tail terms
         kz = Z.shape[1]

@@ -191,12 +191,20 @@ def heavy_threshold(t: int) -> int:
     return max(64, t // 8)
 
 
+def term_order(nlevels, ks) -> tuple[int, ...]:
+    """Internal order of the random terms: the largest block (``levels x columns``) first,
+    which stays block-diagonal, then the others by decreasing levels."""
+    size = [int(q) * int(k) for q, k in zip(nlevels, ks)]
+    first = int(np.argmax(size))
+    rest = sorted((i for i in range(len(size)) if i != first), key=lambda i: -nlevels[i])
+    return (first, *rest)
+
+
 def tail_width(nlevels, ks, p: int) -> int:
     """``t`` of a model with terms of ``nlevels`` levels and ``ks`` columns and ``p`` fixed
-    effects: every random-effect column but the largest block's (term 1, which
-    :func:`cross_products` puts first), then ``X`` and ``y``."""
-    size = [int(q) * int(k) for q, k in zip(nlevels, ks)]
-    return sum(size) - max(size) + int(p) + 1
+    effects: the random-effect columns of every term but the first (:func:`term_order`),
+    then ``X`` and ``y``."""
+    return sum(int(nlevels[i]) * int(ks[i]) for i in term_order(nlevels, ks)[1:]) + int(p) + 1
 
 
 def split_update(indptr: np.ndarray, cols: np.ndarray, t: int, heavy_above: int | None = None):
@@ -249,11 +257,8 @@ class _Terms(NamedTuple):
 
 
 def _internal_terms(codes, nlevels, term_X, p: int) -> _Terms:
-    """The largest block (``levels x columns``) first, the others by decreasing levels."""
-    size = [q * z.shape[1] for q, z in zip(nlevels, term_X)]
-    first = int(np.argmax(size))  # the largest block stays block-diagonal
-    rest = sorted((i for i in range(len(codes)) if i != first), key=lambda i: -nlevels[i])
-    order = (first, *rest)
+    """The terms in :func:`term_order`."""
+    order = term_order(nlevels, [z.shape[1] for z in term_X])
     nlev = [int(nlevels[i]) for i in order]
     Zx = [term_X[i] for i in order]
     ks = [z.shape[1] for z in Zx]

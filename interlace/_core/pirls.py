@@ -199,8 +199,11 @@ def pirls(
         new = _flat(step(cur.eta))
         delta = new - v
 
+        def point(s):  # a whole step is the new modes exactly
+            return jnp.where(s == 1.0, new, v + s * delta)
+
         def f_at(s):
-            m = _unflat(jnp.where(s == 1.0, new, v + s * delta), start)
+            m = _unflat(point(s), start)
             return _penalized_deviance(family, data, m.eta, m.u_squared)
 
         def halve_cond(c):
@@ -213,8 +216,7 @@ def pirls(
 
         s, fs, _ = jax.lax.while_loop(halve_cond, halve_body, (1.0, f_at(1.0), 0))
         ok = (it == 0) | (fs <= f * (1.0 + 1e-15))
-        v_new = jnp.where(s == 1.0, new, v + s * delta)
-        return (jnp.where(ok, v_new, v), jnp.where(ok, fs, f), f, it + 1)
+        return (jnp.where(ok, point(s), v), jnp.where(ok, fs, f), f, it + 1)
 
     v, _, _, it = jax.lax.while_loop(cond, body, (_flat(start), inf, inf, 0))
     return _unflat(v, start), it
