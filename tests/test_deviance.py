@@ -210,6 +210,63 @@ def test_vector_valued_terms_in_first_block_and_tail_match_dense(reml):
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("reml", [True, False])
+def test_terms_on_one_factor_form_term_1_together(reml):
+    """``(1 + t1 || g) + (0 + t2 | g)``-like terms on the largest factor (three terms, one
+    factor) are term 1 together, with a block-diagonal ``T1``; two terms on a tail factor
+    stay separate tail terms. Deviance, estimates, BLUPs and gradient against the dense
+    reference (which treats every term on its own), through both cross-product builders."""
+    from interlace._core.arrays import cross_products_of, model_arrays_from
+    from interlace._core.deviance import blups_by_term
+    from interlace._core.theta import to_internal as _to_internal
+
+    from .dense_reference import dense_terms_deviance
+
+    rng = np.random.default_rng(11)
+    n, q_big, q_small, q_other = 150, 20, 6, 15
+    g, h, o = rng.integers(0, q_big, n), rng.integers(0, q_small, n), rng.integers(0, q_other, n)
+    t1, t2 = rng.normal(size=n), rng.uniform(size=n)
+    # user order: a tail term first, then the big factor's terms interleaved with others
+    codes = [h, g, o, g, h, g]
+    nlev = [q_small, q_big, q_other, q_big, q_small, q_big]
+    term_X = [
+        np.ones((n, 1)),
+        np.ones((n, 1)),
+        np.ones((n, 1)),
+        t1[:, None],
+        t2[:, None],
+        np.column_stack([t2, t1 * t2]),
+    ]
+    ks = [1, 1, 1, 1, 1, 2]
+    X = np.column_stack([np.ones(n), t1])
+    y = rng.normal(size=n) + 0.3 * g * t1 / q_big + 0.2 * h
+    cp = cross_products(codes, nlev, X, y, term_X)
+    assert cp.order[: cp.first_terms] == (1, 3, 5) and cp.first_blocks == (1, 1, 2)
+    assert cp.k1 == 4 and cp.q_tail == q_other + 2 * q_small  # h's two terms in the tail
+    theta_user = np.array([0.6, 0.9, 0.4, 0.5, 0.3, 0.7, -0.2, 0.4])
+    th = jnp.asarray(_to_internal(theta_user, ks, cp.order))
+    dev, beta, sigma2, blups = dense_terms_deviance(theta_user, codes, nlev, term_X, X, y, reml)
+    ma = model_arrays_from(codes, nlev, X, y, term_X)
+    for c in (cp, cross_products_of(ma)):
+        assert float(profiled_deviance(th, c, reml=reml)) == pytest.approx(dev, rel=1e-12)
+    est = estimates(th, cp, reml=reml)
+    np.testing.assert_allclose(est.beta, beta, rtol=1e-10)
+    assert float(est.sigma2) == pytest.approx(sigma2, rel=1e-10)
+    for ours, ref in zip(blups_by_term(est, cp), blups):
+        np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
+    grad = jax.grad(profiled_deviance)(th, cp, reml=reml)
+    h_ = 1e-6
+    fd = [
+        (
+            profiled_deviance(th.at[i].add(h_), cp, reml=reml)
+            - profiled_deviance(th.at[i].add(-h_), cp, reml=reml)
+        )
+        / (2 * h_)
+        for i in range(th.shape[0])
+    ]
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize(
     "formula,file,groups",
     [

@@ -84,6 +84,17 @@ class ModelArrays(eqx.Module):
     # column of [X y] (every level meets them all); None: a level has no rows
     xy_pos: jnp.ndarray | None = None
 
+    @property
+    def first_columns(self) -> jnp.ndarray:
+        """``(n, k1)`` columns of term 1 (its terms' side by side, ``CrossProducts``)."""
+        f = self.template.first_terms
+        return self.term_X[0] if f == 1 else jnp.concatenate(self.term_X[:f], axis=1)
+
+    @property
+    def tail_columns(self) -> tuple:
+        """``(n, k)`` columns of each tail term, in internal order."""
+        return tuple(self.term_X[self.template.first_terms :])
+
     def replace(self, **leaves) -> ModelArrays:
         """A copy with some of ``y``, ``X``, ``term_X``, ``weights`` replaced."""
         names = list(leaves)
@@ -118,10 +129,10 @@ def model_arrays_from(
     order = template.order
     codes = [np.asarray(codes[i], dtype=np.int64) for i in order]
     term_X = [np.asarray(term_X[i], dtype=np.float64).reshape(n, -1) for i in order]
-    nlev, ks, t = template.nlevels, template.ks, template.t
+    nlev, ks, t, f = template.nlevels, template.ks, template.t, template.first_terms
     qt = template.q_tail
     cols, offset = [], 0
-    for c, q, k in zip(codes[1:], nlev[1:], ks[1:]):
+    for c, q, k in zip(codes[f:], nlev[f:], ks[f:]):
         cols.append(offset + c[:, None] * k + np.arange(k)[None, :])
         offset += q * k
     cols.append(np.broadcast_to(np.arange(qt, t), (n, p + 1)))
@@ -185,7 +196,7 @@ def cross_products_of(ma: ModelArrays) -> CrossProducts:
     y = (ma.y - std.y_shift) / std.y_scale
     if ma.prior_weights is not None:
         std = std._replace(log_weights=jnp.sum(ma.weights * jnp.log(ma.prior_weights)))
-    x1 = ma.term_X[0]
+    x1 = ma.first_columns
     A1 = jax.ops.segment_sum(
         w[:, None, None] * x1[:, :, None] * x1[:, None, :], ma.codes1, num_segments=q1
     )
@@ -210,12 +221,12 @@ def _sums_by_pairs(ma: ModelArrays, w, X, y):
     """The tail ``[Z_tail X y]' W [Z_tail X y]`` and ``C``'s stored values, row by row:
     every within-row pair of values scattered to its entry."""
     cp = ma.template
-    V = jnp.concatenate([*ma.term_X[1:], X, y[:, None]], axis=1)  # (n, m)
+    V = jnp.concatenate([*ma.tail_columns, X, y[:, None]], axis=1)  # (n, m)
     pa, pb = np.asarray(ma.pair_a), np.asarray(ma.pair_b)
     tail = jax.ops.segment_sum(
         (w[:, None] * V[:, pa] * V[:, pb]).ravel(), ma.pair_flat.ravel(), num_segments=cp.t**2
     ).reshape(cp.t, cp.t)
-    contrib = w[:, None, None] * V[:, :, None] * ma.term_X[0][:, None, :]  # (n, m, k1)
+    contrib = w[:, None, None] * V[:, :, None] * ma.first_columns[:, None, :]  # (n, m, k1)
     vec = jax.ops.segment_sum(contrib.reshape(-1, cp.k1), ma.pos.ravel(), num_segments=ma.n_stored)
     return tail, vec
 
@@ -231,13 +242,13 @@ def _sums_by_blocks(ma: ModelArrays, xy_pos: jnp.ndarray, w, X, y):
     XY = jnp.concatenate([X, y[:, None]], axis=1)  # (n, p + 1)
     wXY = w[:, None] * XY
     tail = jnp.zeros((t, t), XY.dtype).at[qt:, qt:].set(jnp.triu(XY.T @ wXY))
-    x1 = ma.term_X[0]
+    x1 = ma.first_columns
     c_xy = jax.ops.segment_sum(
         wXY[:, :, None] * x1[:, None, :], ma.codes1, num_segments=cp.q1
     )  # (q1, p + 1, k1)
     vec = jnp.zeros((ma.n_stored, k1), XY.dtype).at[xy_pos.ravel()].set(c_xy.reshape(-1, k1))
     if qt:
-        Z = jnp.concatenate(ma.term_X[1:], axis=1)  # (n, kz) values of the tail terms
+        Z = jnp.concatenate(ma.tail_columns, axis=1)  # (n, kz) values of the tail terms
         kz = Z.shape[1]
         zc = ma.row_cols[:, :kz]  # their tail columns, increasing along each row
         wZ = w[:, None] * Z

@@ -41,7 +41,7 @@ import numpy as np
 from .crossprod import CrossProducts, device_array, index_array
 from .deviance import Estimates
 from .standardize import Standardization
-from .theta import tril_index
+from .theta import block_tril_index, tril_index
 
 __all__ = [
     "SizeClass",
@@ -101,7 +101,7 @@ def _k1_padded(k1: int) -> int:
 
 def _theta_count(cp: CrossProducts) -> tuple[int, int]:
     """``(entries of term 1, entries of the tail terms)`` of ``theta``."""
-    n1 = cp.k1 * (cp.k1 + 1) // 2
+    n1 = cp.theta_offsets[cp.first_terms]
     return n1, cp.theta_offsets[-1] - n1
 
 
@@ -149,9 +149,10 @@ def _column_map(cp: CrossProducts, size: SizeClass) -> np.ndarray:
 
 
 def _theta_index(cp: CrossProducts, K1: int) -> np.ndarray:
-    """Position of each internal theta entry in the padded layout (term 1 as ``K1 x K1``)."""
+    """Position of each internal theta entry in the padded layout (term 1 as ``K1 x K1``;
+    a block-diagonal term 1's entries off its blocks are never set, so they stay 0)."""
     n1, n_tail = _theta_count(cp)
-    rows, cols = tril_index(cp.k1)
+    rows, cols = block_tril_index(cp.first_blocks)
     big = {(int(r), int(c)): i for i, (r, c) in enumerate(zip(*tril_index(K1)))}
     first = [big[(int(r), int(c))] for r, c in zip(rows, cols)]
     return np.concatenate([first, K1 * (K1 + 1) // 2 + np.arange(n_tail)]).astype(np.int64)
@@ -238,6 +239,7 @@ def pad_cross_products(cp: CrossProducts, *, reml: bool) -> tuple[CrossProducts,
         nlevels=(size.q1, size.q_tail // 2),
         ks=(K1, 2),
         order=(0, 1),
+        first_terms=1,
         standardization=standardization,
     )
     return padded, Padding(size=size, k1=k1, q1=q1, q_tail=qt, p=p, theta_index=theta_index)

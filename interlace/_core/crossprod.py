@@ -6,8 +6,10 @@ segment sums over level codes; after that no evaluation touches the rows again.
 
 Each random term ``r`` has ``q_r`` levels and ``k_r`` columns ``X_r`` (1 for an
 intercept); its block of ``Z`` has ``q_r k_r`` columns, level-major (``l k_r + j``). The
-term with the largest ``q_r k_r`` goes first (``order``); call it term 1 and write
-``R = [Z_tail X y]`` for the ``t`` columns of everything else:
+grouping factor with the largest ``q_r k_r`` (summed over its terms) goes first
+(``order``): its terms together are term 1, their columns side by side and their ``T``
+block diagonal (``(1 + x || g)`` is ``(1 | g) + (0 + x | g)``, and both stay out of the
+dense tail). Write ``R = [Z_tail X y]`` for the ``t`` columns of everything else:
 
 * ``Z1' Z1`` is block diagonal: ``A1[l] = sum_{i in level l} x_i x_i'`` (``k1 x k1``).
 * ``R' R`` is the dense ``t x t`` tail block, stored as its upper triangle (row-major):
@@ -89,6 +91,9 @@ class CrossProducts(eqx.Module):
     # X and y enter centred and scaled (``_core.standardize``); None: as given.
     standardization: Standardization | None = None
     intercept: int = eqx.field(static=True, default=-1)  # column of ones in X, -1: none
+    # The first ``first_terms`` terms share one grouping factor and form term 1 together:
+    # its columns are theirs side by side, its ``T1`` block diagonal (``_core.theta``)
+    first_terms: int = eqx.field(static=True, default=1)
 
     @property
     def q1(self) -> int:
@@ -96,11 +101,22 @@ class CrossProducts(eqx.Module):
 
     @property
     def k1(self) -> int:
-        return self.ks[0]
+        return int(sum(self.ks[: self.first_terms]))
+
+    @property
+    def first_blocks(self) -> tuple[int, ...]:
+        """Columns of each term that makes up term 1 (its ``T1``'s diagonal blocks)."""
+        return self.ks[: self.first_terms]
+
+    @property
+    def tail_terms(self) -> tuple[tuple[int, int], ...]:
+        """``(levels, columns)`` of each tail term, in internal order."""
+        f = self.first_terms
+        return tuple(zip(self.nlevels[f:], self.ks[f:]))
 
     @property
     def q_tail(self) -> int:
-        return int(sum(q * k for q, k in zip(self.nlevels[1:], self.ks[1:])))
+        return int(sum(q * k for q, k in self.tail_terms))
 
     @property
     def t(self) -> int:
@@ -109,7 +125,7 @@ class CrossProducts(eqx.Module):
     @property
     def tail_diagonal(self) -> bool:
         """All tail terms are scalar (``k = 1``): ``Lambda_t`` is diagonal."""
-        return all(k == 1 for k in self.ks[1:])
+        return all(k == 1 for _, k in self.tail_terms)
 
     @property
     def theta_offsets(self) -> tuple[int, ...]:
@@ -191,20 +207,45 @@ def heavy_threshold(t: int) -> int:
     return max(64, t // 8)
 
 
-def term_order(nlevels, ks) -> tuple[int, ...]:
-    """Internal order of the random terms: the largest block (``levels x columns``) first,
-    which stays block-diagonal, then the others by decreasing levels."""
-    size = [int(q) * int(k) for q, k in zip(nlevels, ks)]
-    first = int(np.argmax(size))
-    rest = sorted((i for i in range(len(size)) if i != first), key=lambda i: -nlevels[i])
-    return (first, *rest)
+def same_factor(codes) -> list[int]:
+    """Per term, the first term with the same level codes: terms on one grouping factor
+    (``(1 + x || g)`` is ``(1 | g) + (0 + x | g)``) share it."""
+    codes = [np.asarray(c) for c in codes]
+    ids: list[int] = []
+    for i, c in enumerate(codes):
+        ids.append(
+            next(
+                (j for j in range(i) if ids[j] == j and np.array_equal(codes[j], c)),
+                i,
+            )
+        )
+    return ids
 
 
-def tail_width(nlevels, ks, p: int) -> int:
+def term_order(nlevels, ks, factor=None) -> tuple[tuple[int, ...], int]:
+    """Internal order of the random terms and how many of its first terms form term 1.
+
+    Term 1 is the grouping factor with the largest block (levels x columns of all its
+    terms), which stays block-diagonal: its terms go first (a factor's terms together in
+    term 1, so that none of its columns lands in the dense tail); then the others by
+    decreasing levels. ``factor``: per term, an id shared by terms on one grouping factor
+    (:func:`same_factor`); None: every term its own."""
+    factor = list(range(len(ks))) if factor is None else [int(f) for f in factor]
+    size: dict[int, int] = {}
+    for f, q, k in zip(factor, nlevels, ks):
+        size[f] = size.get(f, 0) + int(q) * int(k)
+    first = max(size, key=lambda f: size[f])  # the first of the largest, in term order
+    members = [i for i, f in enumerate(factor) if f == first]
+    rest = sorted((i for i in range(len(ks)) if factor[i] != first), key=lambda i: -nlevels[i])
+    return (*members, *rest), len(members)
+
+
+def tail_width(nlevels, ks, p: int, factor=None) -> int:
     """``t`` of a model with terms of ``nlevels`` levels and ``ks`` columns and ``p`` fixed
-    effects: the random-effect columns of every term but the first (:func:`term_order`),
+    effects: the random-effect columns of every term outside term 1 (:func:`term_order`),
     then ``X`` and ``y``."""
-    return sum(int(nlevels[i]) * int(ks[i]) for i in term_order(nlevels, ks)[1:]) + int(p) + 1
+    order, f = term_order(nlevels, ks, factor)
+    return sum(int(nlevels[i]) * int(ks[i]) for i in order[f:]) + int(p) + 1
 
 
 def split_update(indptr: np.ndarray, cols: np.ndarray, t: int, heavy_above: int | None = None):
@@ -243,9 +284,12 @@ def outer_products(vec, k, k2):
 
 
 class _Terms(NamedTuple):
-    """The random terms in internal order, with the tail's column layout."""
+    """The random terms in internal order, with the tail's column layout. Lists run over
+    internal terms: term 1 (the first ``first_terms`` user terms, columns side by side),
+    then the tail terms."""
 
     order: tuple[int, ...]  # order[pos]: the user term at internal position pos
+    first_terms: int  # user terms that form term 1
     codes: list[np.ndarray]
     Zx: list[np.ndarray]  # (n, k) columns of each term
     nlev: list[int]
@@ -257,23 +301,28 @@ class _Terms(NamedTuple):
 
 
 def _internal_terms(codes, nlevels, term_X, p: int) -> _Terms:
-    """The terms in :func:`term_order`."""
-    order = term_order(nlevels, [z.shape[1] for z in term_X])
-    nlev = [int(nlevels[i]) for i in order]
-    Zx = [term_X[i] for i in order]
+    """The terms in :func:`term_order`, a grouping factor's terms merged into term 1."""
+    order, f = term_order(nlevels, [z.shape[1] for z in term_X], same_factor(codes))
+    user_ks = [term_X[i].shape[1] for i in order]
+    internal = [order[0], *order[f:]]  # a user term per internal term (term 1: its first)
+    nlev = [int(nlevels[i]) for i in internal]
+    Zx = [np.concatenate([term_X[i] for i in order[:f]], axis=1)]
+    Zx += [term_X[i] for i in order[f:]]
     ks = [z.shape[1] for z in Zx]
     offsets = np.concatenate([[0], np.cumsum([q * k for q, k in zip(nlev[1:], ks[1:])])])
     qt = int(offsets[-1])
+    user_off = np.concatenate([[0], np.cumsum([k * (k + 1) // 2 for k in user_ks])])
     return _Terms(
         order=order,
-        codes=[np.asarray(codes[i], dtype=np.int64) for i in order],
+        first_terms=f,
+        codes=[np.asarray(codes[i], dtype=np.int64) for i in internal],
         Zx=Zx,
         nlev=nlev,
         ks=ks,
         offsets=offsets.astype(np.int64),
         qt=qt,
         t=qt + p + 1,
-        theta_off=np.concatenate([[0], np.cumsum([k * (k + 1) // 2 for k in ks])]),
+        theta_off=np.concatenate([[0], user_off[f:]]),
     )
 
 
@@ -437,9 +486,10 @@ def cross_products(
         heavy_entry=index_array(heavy_entry),
         heavy_slot=index_array(heavy_slot),
         p=int(p),
-        nlevels=tuple(tm.nlev),
-        ks=tuple(int(k) for k in tm.ks),
+        nlevels=tuple(int(nlevels[i]) for i in tm.order),
+        ks=tuple(int(np.shape(term_X[i])[1]) for i in tm.order),
         order=tm.order,
+        first_terms=tm.first_terms,
         standardization=Standardization(
             *(None if v is None else device_array(v, np.float64) for v in std)
         ),

@@ -62,6 +62,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import linalg, standardize
 from .crossprod import CrossProducts
@@ -279,7 +280,7 @@ def first_block(theta: jnp.ndarray, cp: CrossProducts):
         if mult is None:
             return th.reshape(1, 1), jnp.sum(jnp.log(d)), W
         return th.reshape(1, 1), jnp.sum(mult * jnp.log(d)), W / _nonzero(mult)[:, None, None]
-    T1 = lower_factor(theta, k1)
+    T1 = lower_factor(theta, k1, cp.first_blocks)  # block diagonal: a factor's terms
     D = jnp.einsum("ji,ljk,km->lim", T1, A1, T1) + jnp.eye(k1)
     if k1 <= SMALL:
         L1 = unrolled_cholesky(D)
@@ -570,9 +571,10 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> Estimates
 def blups_by_term(est: Estimates, cp: CrossProducts) -> list:
     """The BLUPs as one ``(levels, k)`` array per term, in the user's term order (numpy
     or JAX, as ``est``)."""
-    internal = [est.b1]
+    bounds = np.cumsum([0, *cp.first_blocks])
+    internal = [est.b1[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     start = 0
-    for q, k in zip(cp.nlevels[1:], cp.ks[1:]):
+    for q, k in cp.tail_terms:
         internal.append(est.b_tail[start : start + q * k].reshape(q, k))
         start += q * k
     out = [None] * len(internal)

@@ -82,9 +82,9 @@ class Modes(NamedTuple):
 def random_part(ma: ModelArrays, b1: jnp.ndarray, b_tail: jnp.ndarray) -> jnp.ndarray:
     """``Z b`` per row: term 1 from its level codes, the other terms from their tail
     columns (``ma.row_cols``)."""
-    zb = jnp.sum(ma.term_X[0] * b1[ma.codes1], axis=1)
-    if len(ma.term_X) > 1:
-        values = jnp.concatenate(ma.term_X[1:], axis=1)
+    zb = jnp.sum(ma.first_columns * b1[ma.codes1], axis=1)
+    if ma.tail_columns:
+        values = jnp.concatenate(ma.tail_columns, axis=1)
         zb = zb + jnp.sum(values * b_tail[ma.row_cols[:, : values.shape[1]]], axis=1)
     return zb
 

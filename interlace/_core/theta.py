@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "tril_index",
+    "block_tril_index",
     "theta_names",
     "normalize_signs",
     "diagonal_mask",
@@ -35,6 +36,22 @@ def tril_index(k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 
+def block_tril_index(ks) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each ``theta`` entry of a block-diagonal factor whose diagonal
+    blocks are lower-triangular factors of sizes ``ks`` (several terms on one grouping
+    factor, e.g. ``(1 + x || g)``, taken as one term): the blocks' :func:`tril_index`
+    entries one block after the other, so its ``theta`` is theirs, concatenated."""
+    rows, cols, start = [], [], 0
+    for k in ks:
+        r, c = tril_index(int(k))
+        rows.append(r + start)
+        cols.append(c + start)
+        start += int(k)
+    if not rows:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(rows), np.concatenate(cols)
+
+
 def theta_names(factor: str, columns: tuple[str, ...]) -> list[str]:
     """lme4's names: ``g.(Intercept)`` on the diagonal, ``g.x.(Intercept)`` below it."""
     rows, cols = tril_index(len(columns))
@@ -49,10 +66,11 @@ def diagonal_mask(ks: list[int]) -> np.ndarray:
     return np.concatenate([r == c for r, c in (tril_index(k) for k in ks)])
 
 
-def lower_factor(theta_term, k: int):
+def lower_factor(theta_term, k: int, blocks=None):
     """``T`` (``k x k``, lower triangular) from one term's ``theta`` entries; leading
-    axes are batch axes. numpy in, numpy out; JAX in (traceable, differentiable), JAX out."""
-    rows, cols = tril_index(k)
+    axes are batch axes. numpy in, numpy out; JAX in (traceable, differentiable), JAX out.
+    ``blocks``: sizes of ``T``'s diagonal blocks (:func:`block_tril_index`); None: one."""
+    rows, cols = tril_index(k) if blocks is None else block_tril_index(blocks)
     theta_term = theta_term[..., : len(rows)]
     if isinstance(theta_term, np.ndarray):
         T = np.zeros(theta_term.shape[:-1] + (k, k))

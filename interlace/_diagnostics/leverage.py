@@ -73,8 +73,8 @@ def _tail_rows(cp: CrossProducts, codes, term_X, X) -> jnp.ndarray:
     """Rows of ``[Z_tail X 0]`` as a dense ``(n, t)`` array (the response column zeroed)."""
     n = X.shape[0]
     R = jnp.zeros((n, cp.t))
-    offset = 0
-    for c, Xr, q, k in zip(codes[1:], term_X[1:], cp.nlevels[1:], cp.ks[1:]):
+    offset, f = 0, cp.first_terms
+    for c, Xr, (q, k) in zip(codes[f:], term_X[f:], cp.tail_terms):
         cols = offset + c[:, None] * k + jnp.arange(k)[None, :]
         R = R.at[jnp.arange(n)[:, None], cols].set(Xr)
         offset += q * k
@@ -91,7 +91,7 @@ def _lambda_t_transpose(cp: CrossProducts, theta, U) -> jnp.ndarray:
 def _leverage_chunk(cp, theta, L, C, codes, term_X, X):
     qt, p = cp.q_tail, cp.p
     _, _, W = first_block(theta, cp)
-    l, x1 = codes[0], term_X[0]
+    l, x1 = codes[0], jnp.concatenate(term_X[: cp.first_terms], axis=1)
     Wx = jnp.einsum("njk,nk->nj", W[l], x1)
     quad1 = jnp.sum(x1 * Wx, axis=1)
     U = _tail_rows(cp, codes, term_X, X) - jnp.einsum("nk,nkt->nt", Wx, C[l])
@@ -163,12 +163,13 @@ def _condvar_internal(cp, theta, L, C):
     # Tail: Lambda_t S_zz^-1 Lambda_t' = F'F with F = L_zz^-1 Lambda_z'.
     lam = _lambda_t_transpose(cp, theta, jnp.eye(cp.t))[:qt, :qt]  # Lambda_t (rows) -> Lambda
     F = solve_triangular(Lzz, lam.T, lower=True)
-    tails, offset = [], 0
-    for q, k in zip(cp.nlevels[1:], cp.ks[1:]):
+    bounds = np.cumsum([0, *cp.first_blocks])  # term 1's terms: diagonal blocks of first
+    per_term, offset = [first[:, a:b, a:b] for a, b in zip(bounds[:-1], bounds[1:])], 0
+    for q, k in cp.tail_terms:
         Fr = F[:, offset : offset + q * k].reshape(qt, q, k)
-        tails.append(jnp.einsum("cli,clj->lij", Fr, Fr))
+        per_term.append(jnp.einsum("cli,clj->lij", Fr, Fr))
         offset += q * k
-    return [first, *tails]
+    return per_term
 
 
 def blup_condvar(fit: ModelFit) -> list[np.ndarray]:

@@ -85,9 +85,9 @@ class LevelResamples:
         self.design, self.template, self.factors = d, cp, list(factors)
         self.pos = _check_factors(d, cp, self.factors)
         self.model = dataclasses.replace(base, level_mult=jnp.ones(cp.q1), tail_mult=jnp.ones(cp.t))
-        self.offsets = np.concatenate(
-            [[0], np.cumsum([q * k for q, k in zip(cp.nlevels[1:], cp.ks[1:])])]
-        ).astype(int)
+        # first tail column of each term; term 1 (one factor's terms) has none
+        tail_starts = np.cumsum([0] + [q * k for q, k in cp.tail_terms])
+        self.offsets = np.concatenate([np.zeros(cp.first_terms), tail_starts]).astype(int)
 
     def nlevels(self, factor: str) -> int:
         return len(self.design.levels[self.design.factor_names.index(factor)])
@@ -106,7 +106,7 @@ class LevelResamples:
             if r == 0:
                 level_mult = c
             else:
-                tail_mult[:, self.offsets[r - 1] : self.offsets[r - 1] + c.shape[1]] = c
+                tail_mult[:, self.offsets[r] : self.offsets[r] + c.shape[1]] = c
         return jnp.asarray(W), jnp.asarray(level_mult), jnp.asarray(tail_mult)
 
 

@@ -35,7 +35,7 @@ import numpy as np
 from .._base.errors import DataError, ModelSpecError
 from .._base.precision import float64_scope
 from .._core.arrays import ModelArrays
-from .._core.crossprod import tail_width
+from .._core.crossprod import same_factor, tail_width
 from .._core.deviance import blups_by_term
 from .._core.family import Family
 from .._core.optimize import STOP_GRADIENT, STOP_REASONS, OptimResult, minimize_on_host
@@ -190,7 +190,12 @@ class GlmmProblem:
         # of term 1 that meets more than half the tail columns costs less as a dense row
         # of C (one matrix product) than as its d(d+1)/2 scattered update entries (VerbAgg:
         # every subject meets every item). Linear models keep the general rule.
-        t = tail_width([len(term.levels) for term in design.terms], self.ks, design.X.shape[1])
+        t = tail_width(
+            [len(term.levels) for term in design.terms],
+            self.ks,
+            design.X.shape[1],
+            same_factor([term.codes for term in design.terms]),
+        )
         self.ma = design_arrays(design, heavy_above=t // 2)
         self.order = self.ma.template.order
         self.n_theta = _n_theta(self.ks)
