@@ -12,8 +12,9 @@ the public surface and may use every layer.
 
 ``_base/`` (no numerics):
     ``errors`` exception classes; ``precision`` float64 scopes; ``compilation_cache`` the
-    opt-in persistent compilation cache; ``seeds`` seeds to JAX keys and numpy
-    generators; ``checks`` shared argument checks; ``progress`` progress bars.
+    opt-in persistent compilation cache; ``jit`` ``jax.jit`` with interlace's XLA compile
+    options; ``seeds`` seeds to JAX keys and numpy generators; ``checks`` shared argument
+    checks; ``progress`` progress bars.
 ``_core/`` (JAX and numpy only, no pandas):
     ``theta`` layout of the covariance parameters and ``T`` from ``theta``;
     ``linalg`` Cholesky and triangular solves with their derivative and batching rules;

@@ -64,6 +64,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._base.jit import jit
 from . import linalg, standardize
 from .crossprod import CrossProducts
 from .theta import lower_factor
@@ -558,7 +559,7 @@ def first_term_modes(theta: jnp.ndarray, cp: CrossProducts, x: jnp.ndarray, T1: 
     return _spd_solve(D, rhs), lam_x
 
 
-@partial(jax.jit, static_argnames=("reml",))
+@partial(jit, static_argnames=("reml",))
 def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> Estimates:
     """Fixed effects, BLUPs, residual variance and ``vcov(beta)`` at ``theta``
     (:class:`Estimates`). Back-substitution through the blocked factor (JSS eqs. 31-33), on the

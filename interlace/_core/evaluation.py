@@ -18,6 +18,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from .._base.jit import jit
 from .crossprod import CrossProducts
 from .deviance import (
     Estimates,
@@ -36,7 +37,7 @@ class Evaluation(NamedTuple):
     est: Estimates | None  # at theta, data's units (est.deviance: lme4's criterion)
 
 
-@partial(jax.jit, static_argnames=("with_estimates",))
+@partial(jit, static_argnames=("with_estimates",))
 def evaluate(
     theta: jnp.ndarray,
     cp: CrossProducts,

@@ -14,6 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._base.jit import jit
 from .._base.precision import float64_functional
 from .arrays import ModelArrays, cross_products_of, theta_to_internal, theta_to_user
 from .deviance import estimates, profiled_deviance
@@ -106,7 +107,7 @@ def fit_arrays(
     return eqx.tree_at(lambda f: f.converged, fit, opt.converged & finite)
 
 
-@partial(jax.jit, static_argnames=("reml",))
+@partial(jit, static_argnames=("reml",))
 def fit_values(model: ModelArrays, *, reml: bool) -> ArrayFit:
     """:func:`fit_arrays` without the implicit step, as one compiled call (op by op, its
     cross-products dispatched dozens of small compiled operations)."""

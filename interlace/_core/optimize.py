@@ -34,6 +34,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from .._base.jit import jit
 from .crossprod import CrossProducts
 from .deviance import deviance_offset, standardized_deviance
 
@@ -68,7 +69,7 @@ class OptimResult(NamedTuple):
     stop: jnp.ndarray  # int: one of STOP_REASONS
 
 
-@partial(jax.jit, static_argnames=("reml", "maxiter", "patience", "verbose"))
+@partial(jit, static_argnames=("reml", "maxiter", "patience", "verbose"))
 def minimize_deviance(
     theta0: jnp.ndarray,
     cp: CrossProducts,

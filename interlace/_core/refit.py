@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._base.jit import jit
 from .arrays import cross_products_of, theta_to_internal, user_ks
 from .deviance import SMALL, profiled_deviance
 from .fitting import fit_arrays
@@ -110,7 +111,7 @@ def _preconditioner(model, theta0, reml) -> jnp.ndarray:
     return jnp.asarray(V / np.sqrt(w))
 
 
-@partial(jax.jit, static_argnames=("reml",))
+@partial(jit, static_argnames=("reml",))
 def _hessian(model, theta0, *, reml):
     """Hessian of the deviance in the internal order at ``theta0`` (user order), as one
     compiled call: run op by op, it and fit_many's first fit dispatched ~330 small

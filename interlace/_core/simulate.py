@@ -12,12 +12,13 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from .._base.jit import jit
 from .theta import lower_factor
 
 __all__ = ["simulate_responses"]
 
 
-@partial(jax.jit, static_argnames=("n", "ks", "nlevels"))
+@partial(jit, static_argnames=("n", "ks", "nlevels"))
 def simulate_responses(
     key,
     X,

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import solve_triangular
 
+from .._base.jit import jit
 from .._core.crossprod import CrossProducts
 from .._core.deviance import first_block, lambda_values, tail_cholesky, tail_schur
 from .._core.refit import CHUNK_NUMBERS
@@ -87,7 +88,7 @@ def _lambda_t_transpose(cp: CrossProducts, theta, U) -> jnp.ndarray:
     return jax.ops.segment_sum((U[:, cp.lam_row] * vals).T, cp.lam_col, num_segments=cp.t).T
 
 
-@jax.jit
+@jit
 def _leverage_chunk(cp, theta, L, C, codes, term_X, X):
     qt, p = cp.q_tail, cp.p
     _, _, W = first_block(theta, cp)
@@ -150,7 +151,7 @@ def row_leverage(fit: ModelFit) -> RowLeverage:
     return RowLeverage(hat=hat, hat_fixef=fixef, marginal_var=mvar)
 
 
-@jax.jit
+@jit
 def _condvar_internal(cp, theta, L, C):
     qt = cp.q_tail
     _, _, W = first_block(theta, cp)

@@ -23,6 +23,7 @@ import numpy as np
 import optax
 import pandas as pd
 
+from .._base.jit import jit
 from .._core.arrays import cross_products_of, model_arrays_from, theta_to_internal
 from .._core.deviance import deviance_varpar, unrolled_cholesky
 from .._core.optimize import minimize_deviance
@@ -115,7 +116,7 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
         )
     nz = z_hat.shape[0]
 
-    @jax.jit
+    @jit
     def profile_var(i, value, start):
         """min over the other z with z_i = value (i traced: one compile for all)."""
         mask = jnp.arange(nz) == i
@@ -192,7 +193,7 @@ def _fixed_effect_interval(ml: ModelFit, j: int, zq: float, d_min: float) -> tup
     y = jnp.asarray(d.y_model)
     x = jnp.asarray(xj)
 
-    @jax.jit
+    @jit
     def dev(v):
         cp = cross_products_of(model.replace(y=y - v * x))
         return minimize_deviance(start, cp, reml=False).deviance

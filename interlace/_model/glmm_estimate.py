@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._base.errors import DataError, ModelSpecError
+from .._base.jit import jit
 from .._base.precision import float64_scope
 from .._core.arrays import ModelArrays
 from .._core.crossprod import same_factor, tail_width
@@ -152,7 +153,7 @@ def laplace_objective(
     return lp.value, (lp, iterations)
 
 
-@partial(jax.jit, static_argnames=("family", "n_theta", "ic"))
+@partial(jit, static_argnames=("family", "n_theta", "ic"))
 def _evaluate(x, fixed, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, ic):
     """:func:`laplace_objective` with its gradient in ``x``: ``(value, grad, Laplace,
     iterations)``, one compiled call per evaluation of the host optimiser."""

@@ -1,0 +1,104 @@
+"""``jax.jit`` for interlace's own functions, with the XLA compile options they are
+measured to compile fastest with; never a process-wide setting.
+
+XLA's CPU backend generates code for fused elementwise work either with its MLIR
+fusion emitters (the default in recent jaxlib) or with its classic emitters
+(``xla_cpu_use_fusion_emitters=False``). On interlace's graphs the classic ones
+compile in about half the time and run as fast (2 cores, jaxlib 0.10.2;
+``benchmarks/RESULTS.md``, Latency): the results page's evaluation compiles in 0.56
+instead of 0.92 s and runs in 0.30 instead of 0.27 ms; a first VerbAgg GLMM fit takes
+2.7 instead of 3.9 s, its compiled fit unchanged; InstEval's compiled fit is unchanged.
+
+Batched work is the exception: vmapped over many responses, the classic emitters' code
+runs 10-40% slower (Gaussian ``fit_many`` over 1,000 responses 0.26 -> 0.34 s, 500
+parametric-bootstrap refits 0.23 -> 0.33 s, Poisson ``fit_many`` over 500 genes 4.1 ->
+4.6 s), so the batched engines (``_core.refit``'s refits, ``_model.glmm_many``,
+``_inference.response_bootstrap``) keep ``jax.jit``: this ``jit`` is for the single fit,
+whose compile is most of a new model's time.
+
+The option is passed per executable (``jax.jit(..., compiler_options=...)``), so a
+user's own jitted functions compile as before; other backends ignore CPU options. A JAX
+too old to take ``compiler_options``, or an XLA that no longer knows the option, gets a
+plain ``jax.jit`` (checked once per process, by compiling a one-operation function).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["jit", "COMPILER_OPTIONS"]
+
+COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+
+_ACCEPTED: bool | None = None  # whether this JAX and XLA take COMPILER_OPTIONS
+
+
+def _options_accepted() -> bool:
+    global _ACCEPTED
+    if _ACCEPTED is None:
+        if "compiler_options" not in inspect.signature(jax.jit).parameters:
+            _ACCEPTED = False
+        else:
+            try:
+                probe = jax.jit(lambda x: x + 1, compiler_options=COMPILER_OPTIONS)
+                probe.lower(np.float32(0.0)).compile()
+                _ACCEPTED = True
+            except Exception:  # an unknown option: XLA refuses to compile
+                _ACCEPTED = False
+    return _ACCEPTED
+
+
+class _Jitted:
+    """A function jitted with :data:`COMPILER_OPTIONS` where they are accepted, plainly
+    otherwise; the choice is made at the first call (not at import: JAX's backends are
+    not started by importing interlace). Called inside another trace (a caller's
+    ``jit``, ``grad`` or ``vmap``), it is a plain ``jax.jit``: JAX takes compile options
+    at the top level only, and the caller's executable is compiled as the caller asks."""
+
+    def __init__(self, fun: Callable, kwargs: dict[str, Any]):
+        self._fun, self._kwargs = fun, kwargs
+        self._plain = jax.jit(fun, **kwargs)
+        self._tuned: Any = None
+        self.__wrapped__ = fun
+        self.__name__ = getattr(fun, "__name__", "jitted")
+        self.__doc__ = fun.__doc__
+
+    def _top_level(self):
+        if self._tuned is None:
+            accepted = _options_accepted()
+            self._tuned = (
+                jax.jit(self._fun, **self._kwargs, compiler_options=COMPILER_OPTIONS)
+                if accepted
+                else self._plain
+            )
+        return self._tuned
+
+    def __call__(self, *args, **kwargs):
+        leaves = jax.tree_util.tree_leaves((args, kwargs))
+        if any(isinstance(x, jax.core.Tracer) for x in leaves):
+            return self._plain(*args, **kwargs)
+        try:
+            return self._top_level()(*args, **kwargs)
+        except ValueError as err:  # inside a trace after all (no tracer among the args)
+            if "compiler_options" not in str(err):
+                raise
+            return self._plain(*args, **kwargs)
+
+    def __getattr__(self, name: str):  # lower, trace, eval_shape, ...
+        if name.startswith("__") or name in ("_fun", "_kwargs", "_plain", "_tuned"):
+            raise AttributeError(name)  # not set up yet (copy, pickle): no recursion
+        return getattr(self._top_level(), name)
+
+
+def jit(fun: Callable | None = None, **kwargs):
+    """``jax.jit(fun, **kwargs)`` with :data:`COMPILER_OPTIONS` (module docstring); usable
+    as ``@jit`` and ``@partial(jit, static_argnames=...)``."""
+    if fun is None:
+        return partial(jit, **kwargs)
+    return _Jitted(fun, kwargs)

@@ -1,0 +1,56 @@
+"""interlace's ``jit`` (``_base.jit``): its compile options stay on its own top-level
+executables, calls nested in a caller's transformation work, and an XLA that does not
+know the options gets a plain ``jax.jit``."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from interlace._base import jit as jit_module
+from interlace._base.jit import jit
+
+
+@partial(jit, static_argnames=("power",))
+def _scaled_power(x, scale, power: int):
+    return scale * x**power
+
+
+def test_top_level_calls_compile_with_the_options():
+    x = np.arange(4.0, dtype=np.float32)
+    np.testing.assert_allclose(_scaled_power(x, 2.0, power=3), 2.0 * x**3, rtol=0)
+    # this JAX and XLA take the option, so the top-level executable is the tuned one
+    assert jit_module._options_accepted()
+    assert _scaled_power._top_level() is not _scaled_power._plain
+    lowered = _scaled_power.lower(x, 2.0, power=3)
+    assert lowered.compile()(x, 2.0) is not None
+
+
+def test_nested_in_a_callers_jit_grad_and_vmap():
+    x = jnp.linspace(0.5, 2.0, 5, dtype=jnp.float32)
+    outer = jax.jit(lambda v: jnp.sum(_scaled_power(v, 3.0, power=2)))
+    assert float(outer(x)) == pytest.approx(float(jnp.sum(3.0 * x**2)), rel=1e-6)
+    grad = jax.grad(lambda v: jnp.sum(_scaled_power(v, 3.0, power=2)))(x)
+    np.testing.assert_allclose(grad, 6.0 * x, rtol=1e-6)
+    batched = jax.vmap(lambda s: _scaled_power(x, s, power=1))(jnp.arange(3.0))
+    np.testing.assert_allclose(batched, np.arange(3.0)[:, None] * np.asarray(x), rtol=1e-6)
+    # nested without a tracer among the arguments: constants closed over by the caller
+    const = jax.jit(lambda: _scaled_power(np.float32(2.0), 1.0, power=2))
+    assert float(const()) == pytest.approx(4.0)
+
+
+def test_an_unknown_option_falls_back_to_plain_jit(monkeypatch):
+    monkeypatch.setattr(jit_module, "COMPILER_OPTIONS", {"xla_no_such_option_exists": True})
+    monkeypatch.setattr(jit_module, "_ACCEPTED", None)
+    assert not jit_module._options_accepted()
+
+    @jit
+    def twice(x):
+        return 2 * x
+
+    assert float(twice(np.float32(1.5))) == 3.0
+    assert twice._top_level() is twice._plain
