@@ -62,21 +62,25 @@ def test_deviance_and_estimates_match_dense(problem, theta, reml):
         np.testing.assert_allclose(internal[pos], ref["blups"][user], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("reml", [True, False])
-def test_gradient_matches_central_differences(problem, reml):
-    *_, cp = problem
-    th = jnp.array([0.6, 0.3, 1.1])
-    grad = jax.grad(profiled_deviance)(th, cp, reml=reml)
-    h = 1e-6
-    fd = [
+def _central_differences(th, cp, reml, h=1e-6):
+    """The deviance's gradient in ``theta`` by central differences (error O(h^2))."""
+    return [
         (
             profiled_deviance(th.at[i].add(h), cp, reml=reml)
             - profiled_deviance(th.at[i].add(-h), cp, reml=reml)
         )
         / (2 * h)
-        for i in range(3)
+        for i in range(th.shape[0])
     ]
-    np.testing.assert_allclose(grad, fd, rtol=1e-6)  # central differences: O(h^2) ~ 1e-8
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_gradient_matches_central_differences(problem, reml):
+    *_, cp = problem
+    th = jnp.array([0.6, 0.3, 1.1])
+    grad = jax.grad(profiled_deviance)(th, cp, reml=reml)
+    # central differences: O(h^2) ~ 1e-8
+    np.testing.assert_allclose(grad, _central_differences(th, cp, reml), rtol=1e-6)
 
 
 def test_cholesky_logdiag_vjp_against_autodiff_of_the_factorisation(problem):
@@ -164,6 +168,23 @@ def test_deviance_composes_with_jit_grad_and_vmap(problem):
     assert interlace.profiled_deviance.__wrapped__ is profiled_deviance
 
 
+def _assert_matches_dense(th, cp, reml, dense):
+    """Deviance (1e-12), beta and sigma^2 (1e-10) and BLUPs (1e-9) at ``th`` against the
+    dense reference's ``(deviance, beta, sigma2, blups)``, and the gradient against
+    central differences (1e-5)."""
+    from interlace._core.deviance import blups_by_term
+
+    dev, beta, sigma2, blups = dense
+    assert float(profiled_deviance(th, cp, reml=reml)) == pytest.approx(dev, rel=1e-12)
+    est = estimates(th, cp, reml=reml)
+    np.testing.assert_allclose(est.beta, beta, rtol=1e-10)
+    assert float(est.sigma2) == pytest.approx(sigma2, rel=1e-10)
+    for ours, ref in zip(blups_by_term(est, cp), blups):
+        np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
+    grad = jax.grad(profiled_deviance)(th, cp, reml=reml)
+    np.testing.assert_allclose(grad, _central_differences(th, cp, reml), rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("reml", [True, False])
 def test_vector_valued_terms_in_first_block_and_tail_match_dense(reml):
     """Slopes everywhere: a 2-column term first (block diagonal), a 2-column and a
@@ -188,26 +209,8 @@ def test_vector_valued_terms_in_first_block_and_tail_match_dense(reml):
     from interlace._core.theta import to_internal as _to_internal
 
     th = jnp.asarray(_to_internal(theta_user, [2, 2, 3, 1], cp.order))
-    dev, beta, sigma2, blups = dense_terms_deviance(theta_user, codes, nlev, term_X, X, y, reml)
-    assert float(profiled_deviance(th, cp, reml=reml)) == pytest.approx(dev, rel=1e-12)
-    est = estimates(th, cp, reml=reml)
-    np.testing.assert_allclose(est.beta, beta, rtol=1e-10)
-    assert float(est.sigma2) == pytest.approx(sigma2, rel=1e-10)
-    from interlace._core.deviance import blups_by_term
-
-    for ours, ref in zip(blups_by_term(est, cp), blups):
-        np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
-    grad = jax.grad(profiled_deviance)(th, cp, reml=reml)
-    h = 1e-6
-    fd = [
-        (
-            profiled_deviance(th.at[i].add(h), cp, reml=reml)
-            - profiled_deviance(th.at[i].add(-h), cp, reml=reml)
-        )
-        / (2 * h)
-        for i in range(th.shape[0])
-    ]
-    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
+    dense = dense_terms_deviance(theta_user, codes, nlev, term_X, X, y, reml)
+    _assert_matches_dense(th, cp, reml, dense)
 
 
 @pytest.mark.parametrize("reml", [True, False])
@@ -217,7 +220,6 @@ def test_terms_on_one_factor_form_term_1_together(reml):
     stay separate tail terms. Deviance, estimates, BLUPs and gradient against the dense
     reference (which treats every term on its own), through both cross-product builders."""
     from interlace._core.arrays import cross_products_of, model_arrays_from
-    from interlace._core.deviance import blups_by_term
     from interlace._core.theta import to_internal as _to_internal
 
     from .dense_reference import dense_terms_deviance
@@ -245,26 +247,12 @@ def test_terms_on_one_factor_form_term_1_together(reml):
     assert cp.k1 == 4 and cp.q_tail == q_other + 2 * q_small  # h's two terms in the tail
     theta_user = np.array([0.6, 0.9, 0.4, 0.5, 0.3, 0.7, -0.2, 0.4])
     th = jnp.asarray(_to_internal(theta_user, ks, cp.order))
-    dev, beta, sigma2, blups = dense_terms_deviance(theta_user, codes, nlev, term_X, X, y, reml)
-    ma = model_arrays_from(codes, nlev, X, y, term_X)
-    for c in (cp, cross_products_of(ma)):
-        assert float(profiled_deviance(th, c, reml=reml)) == pytest.approx(dev, rel=1e-12)
-    est = estimates(th, cp, reml=reml)
-    np.testing.assert_allclose(est.beta, beta, rtol=1e-10)
-    assert float(est.sigma2) == pytest.approx(sigma2, rel=1e-10)
-    for ours, ref in zip(blups_by_term(est, cp), blups):
-        np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
-    grad = jax.grad(profiled_deviance)(th, cp, reml=reml)
-    h_ = 1e-6
-    fd = [
-        (
-            profiled_deviance(th.at[i].add(h_), cp, reml=reml)
-            - profiled_deviance(th.at[i].add(-h_), cp, reml=reml)
-        )
-        / (2 * h_)
-        for i in range(th.shape[0])
-    ]
-    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-7)
+    dense = dense_terms_deviance(theta_user, codes, nlev, term_X, X, y, reml)
+    ma = model_arrays_from(codes, nlev, X, y, term_X)  # the JAX builder too
+    assert float(profiled_deviance(th, cross_products_of(ma), reml=reml)) == pytest.approx(
+        dense[0], rel=1e-12
+    )
+    _assert_matches_dense(th, cp, reml, dense)
 
 
 @pytest.mark.parametrize(
