@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import betaln, gammaln, ndtr, ndtri
 
 from .._base.errors import ModelSpecError
@@ -51,6 +52,17 @@ FAMILIES = {
     "negative_binomial": ("log",),
 }
 LINKS = {"binomial": "logit", "poisson": "log", "negative_binomial": "log"}
+
+
+def _namespace(a):
+    """``(array module, normal cdf, its inverse)``: numpy and scipy's for a numpy array,
+    else JAX's."""
+    if isinstance(a, np.ndarray):
+        from scipy.special import ndtr as np_ndtr  # imported on use
+        from scipy.special import ndtri as np_ndtri
+
+        return np, np_ndtr, np_ndtri
+    return jnp, ndtr, ndtri
 
 
 def _xlogy_ratio(y, mu):
@@ -87,25 +99,29 @@ class Family:
         return self.link == LINKS[self.name]
 
     def linkfun(self, mu):
-        """``eta = g(mu)``."""
+        """``eta = g(mu)``; numpy in, numpy out (set-up and results outside compiled
+        code: no per-operation compiles), JAX otherwise."""
+        xp, _, inverse_cdf = _namespace(mu)
         if self.link == "logit":
-            return jnp.log(mu / (1.0 - mu))
+            return xp.log(mu / (1.0 - mu))
         if self.link == "probit":
-            return ndtri(mu)
+            return inverse_cdf(mu)
         if self.link == "cloglog":
-            return jnp.log(-jnp.log1p(-mu))
-        return jnp.log(mu)
+            return xp.log(-xp.log1p(-mu))
+        return xp.log(mu)
 
     def linkinv(self, eta):
-        """``mu = g^-1(eta)``, kept inside ``(0, 1)`` or above 0 as R's links keep it."""
+        """``mu = g^-1(eta)``, kept inside ``(0, 1)`` or above 0 as R's links keep it;
+        numpy in, numpy out, JAX otherwise."""
+        xp, cdf, _ = _namespace(eta)
         if self.link == "logit":
-            e = jnp.exp(jnp.clip(eta, -_LOGIT_EDGE, _LOGIT_EDGE))
+            e = xp.exp(xp.clip(eta, -_LOGIT_EDGE, _LOGIT_EDGE))
             return e / (1.0 + e)
         if self.link == "probit":
-            return ndtr(jnp.clip(eta, -_PROBIT_EDGE, _PROBIT_EDGE))
+            return cdf(xp.clip(eta, -_PROBIT_EDGE, _PROBIT_EDGE))
         if self.link == "cloglog":
-            return jnp.clip(-jnp.expm1(-jnp.exp(jnp.minimum(eta, 700.0))), _EPS, 1.0 - _EPS)
-        return jnp.maximum(jnp.exp(eta), _EPS)
+            return xp.clip(-xp.expm1(-xp.exp(xp.minimum(eta, 700.0))), _EPS, 1.0 - _EPS)
+        return xp.maximum(xp.exp(eta), _EPS)
 
     def mu_eta(self, eta):
         """``d mu / d eta`` (R's ``mu.eta``)."""

@@ -122,10 +122,13 @@ def to_standardized_beta(beta, std: Standardization, intercept: int):
 
 
 def back_transform_cov(cov_s, std: Standardization, intercept: int):
-    """``s_y^2 G cov_s G'`` (rows and columns of ``vcov(beta_s)`` mapped like ``beta``)."""
-    G = jnp.diag(1.0 / std.x_scale)
-    if intercept >= 0:
-        G = G.at[intercept].add(-std.x_shift / std.x_scale)
+    """``s_y^2 G cov_s G'`` (rows and columns of ``vcov(beta_s)`` mapped like ``beta``);
+    numpy in, numpy out (no per-operation compiles outside compiled code), JAX otherwise."""
+    xp = np if isinstance(cov_s, np.ndarray) else jnp
+    x_scale, x_shift = xp.asarray(std.x_scale), xp.asarray(std.x_shift)
+    G = xp.diag(1.0 / x_scale)
+    if intercept >= 0:  # row c of G: e_c' / s_c - x_shift' / x_scale
+        G = G - (xp.arange(G.shape[0]) == intercept)[:, None] * (x_shift / x_scale)[None, :]
     return std.y_scale**2 * (G @ cov_s @ G.T)
 
 

@@ -217,7 +217,9 @@ class GlmmProblem:
             jnp.asarray(self.xstd_np.x_shift), jnp.asarray(self.xstd_np.x_scale), 0.0, 1.0
         )
         self.rule = gauss_hermite(nagq) if nagq > 1 else None
-        self.eta = family.linkfun(family.start_mu(self.data.y, self.data.prior_weights))
+        # numpy: no per-operation compiles for a new model's shapes
+        w = np.asarray(glmm.prior_weights, dtype=float)
+        self.eta = family.linkfun(family.start_mu(y, w))
 
     def fun(self, joint: bool):
         flag = jnp.asarray(not joint)
@@ -354,7 +356,7 @@ def fit_glmm_design(
         fe_cov_rx=np.asarray(lp.fe_cov),
         blups=blups,
         eta=np.asarray(modes.eta),
-        mu=np.asarray(family.linkinv(modes.eta)),  # under fit's float64 scope
+        mu=family.linkinv(np.asarray(modes.eta)),
         objective=float(lp.value),
         # lme4's logLik: Laplace with the family's full density; quadrature (nAGQ > 1)
         # with the deviance residuals, i.e. without the density's constant (glmerAGQ)
@@ -468,5 +470,5 @@ def _hessian_cov(fun, x: np.ndarray, n_theta: int, p: int, std: Standardization,
         np.linalg.cholesky(cov_s)
     except np.linalg.LinAlgError:
         return None  # not positive definite: the caller falls back to R_X
-    std_j = Standardization(jnp.asarray(std.x_shift), jnp.asarray(std.x_scale), 0.0, 1.0)
-    return np.asarray(back_transform_cov(jnp.asarray(cov_s), std_j, ic))
+    std_np = Standardization(np.asarray(std.x_shift), np.asarray(std.x_scale), 0.0, 1.0)
+    return back_transform_cov(np.asarray(cov_s), std_np, ic)
