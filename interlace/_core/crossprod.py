@@ -109,6 +109,12 @@ class CrossProducts(eqx.Module):
         return self.ks[: self.first_terms]
 
     @property
+    def first_slices(self) -> tuple[slice, ...]:
+        """Columns of term 1 that belong to each of its terms."""
+        bounds = np.cumsum([0, *self.first_blocks])
+        return tuple(slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]))
+
+    @property
     def tail_terms(self) -> tuple[tuple[int, int], ...]:
         """``(levels, columns)`` of each tail term, in internal order."""
         f = self.first_terms
@@ -306,8 +312,8 @@ def _internal_terms(codes, nlevels, term_X, p: int) -> _Terms:
     user_ks = [term_X[i].shape[1] for i in order]
     internal = [order[0], *order[f:]]  # a user term per internal term (term 1: its first)
     nlev = [int(nlevels[i]) for i in internal]
-    Zx = [np.concatenate([term_X[i] for i in order[:f]], axis=1)]
-    Zx += [term_X[i] for i in order[f:]]
+    first = term_X[order[0]] if f == 1 else np.concatenate([term_X[i] for i in order[:f]], 1)
+    Zx = [first, *(term_X[i] for i in order[f:])]
     ks = [z.shape[1] for z in Zx]
     offsets = np.concatenate([[0], np.cumsum([q * k for q, k in zip(nlev[1:], ks[1:])])])
     qt = int(offsets[-1])

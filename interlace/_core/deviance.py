@@ -62,7 +62,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .._base.jit import jit
 from . import linalg, standardize
@@ -572,8 +571,7 @@ def estimates(theta: jnp.ndarray, cp: CrossProducts, *, reml: bool) -> Estimates
 def blups_by_term(est: Estimates, cp: CrossProducts) -> list:
     """The BLUPs as one ``(levels, k)`` array per term, in the user's term order (numpy
     or JAX, as ``est``)."""
-    bounds = np.cumsum([0, *cp.first_blocks])
-    internal = [est.b1[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    internal = [est.b1[:, cols] for cols in cp.first_slices]
     start = 0
     for q, k in cp.tail_terms:
         internal.append(est.b_tail[start : start + q * k].reshape(q, k))

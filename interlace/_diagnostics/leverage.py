@@ -164,8 +164,7 @@ def _condvar_internal(cp, theta, L, C):
     # Tail: Lambda_t S_zz^-1 Lambda_t' = F'F with F = L_zz^-1 Lambda_z'.
     lam = _lambda_t_transpose(cp, theta, jnp.eye(cp.t))[:qt, :qt]  # Lambda_t (rows) -> Lambda
     F = solve_triangular(Lzz, lam.T, lower=True)
-    bounds = np.cumsum([0, *cp.first_blocks])  # term 1's terms: diagonal blocks of first
-    per_term, offset = [first[:, a:b, a:b] for a, b in zip(bounds[:-1], bounds[1:])], 0
+    per_term, offset = [first[:, c, c] for c in cp.first_slices], 0  # term 1's diagonal blocks
     for q, k in cp.tail_terms:
         Fr = F[:, offset : offset + q * k].reshape(qt, q, k)
         per_term.append(jnp.einsum("cli,clj->lij", Fr, Fr))
