@@ -50,6 +50,7 @@ def format_summary(res) -> str:
         lines += [
             "Linear mixed model fit by REML",
             f"Formula: {formula}",
+            *_call_lines(d),
             "",
             f"REML criterion at convergence: {res.deviance:.4f}",
             "",
@@ -58,6 +59,7 @@ def format_summary(res) -> str:
         lines += [
             "Linear mixed model fit by maximum likelihood",
             f"Formula: {formula}",
+            *_call_lines(d),
             "",
             *_criteria(res, res.deviance),
         ]
@@ -65,6 +67,17 @@ def format_summary(res) -> str:
     rows = _random_effect_rows(res) + [("Residual", "", res.scale, "")]
     lines += _body(res, scaled, rows)
     return "\n".join(lines)
+
+
+def _call_lines(design) -> list[str]:
+    """lme4's ``Weights:`` and ``Offset:`` lines under the formula, for the arguments
+    that were given."""
+    lines = []
+    if design.weights_label is not None:
+        lines.append(f"Weights: {design.weights_label}")
+    if design.offset_label is not None:
+        lines.append(f" Offset: {design.offset_label}")
+    return lines
 
 
 def _fixed_effects_table(res) -> str:
@@ -92,6 +105,7 @@ def format_glmm_summary(res) -> str:
         f"Generalized linear mixed model fit by maximum likelihood ({approx})",
         f" Family: {res.family_label}  ( {res.link} )",
         f"Formula: {formula}",
+        *_call_lines(d),
         "",
         *_criteria(res, -2.0 * res.llf),
     ]

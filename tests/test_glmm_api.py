@@ -273,6 +273,24 @@ def test_summary_and_repr(cbpp_fit):
     assert "nobs=56" in r
 
 
+def test_summary_names_weights_and_offset(cbpp, cbpp_fit):
+    """lme4's call lines under the formula: ``Weights:`` and ``Offset:`` for the arguments
+    given (a column by its name, values by their count), none for the others."""
+    res = quiet_fit(
+        "incidence / size ~ period + (1 | herd)",
+        cbpp,
+        family="binomial",
+        weights="size",
+        offset=np.full(len(cbpp), 0.1),
+    )
+    lines = res.summary().splitlines()
+    i = lines.index("Formula: incidence / size ~ period + (1 | herd)")
+    assert lines[i + 1 : i + 4] == ["Weights: size", f" Offset: <{len(cbpp)} values>", ""]
+    assert not any(
+        ln.startswith(("Weights:", " Offset:")) for ln in cbpp_fit.summary().splitlines()
+    )
+
+
 @pytest.mark.parametrize("nagq", [0, 25])
 def test_summary_quadrature_header(cbpp, nagq):
     res = quiet_fit(CBIND, cbpp, family="binomial", nAGQ=nagq)

@@ -165,6 +165,19 @@ def test_anova_of_weighted_models(refs, data):
         interlace.anova(unweighted, _fit("w_int_ml", data))
 
 
+def test_summary_names_weights_and_offset(data):
+    """lme4's ``Weights:`` / ``Offset:`` lines under the formula, for the arguments given."""
+    lines = _fit("off_arg_w_ml", data).summary().splitlines()
+    assert lines[1:5] == [
+        "Formula: y ~ cond + t + (1 | subject) + (1 | item)",
+        "Weights: w",
+        f" Offset: <{len(data)} values>",
+        "",
+    ]
+    plain = _fit("unweighted_reml", data).summary()
+    assert "Weights:" not in plain and "Offset:" not in plain
+
+
 def test_far_from_zero_and_scale_of_weights(data):
     """y + 1e6 changes only the intercept (the weighted centring keeps every digit); the
     weights' scale is not identified (c w: sigma^2 times c, the same criterion, lme4's

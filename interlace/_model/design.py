@@ -91,6 +91,9 @@ class Design:
     offset: np.ndarray | None = None  # (n,) known part of the mean, all offsets summed
     offset_terms: tuple[str, ...] = ()  # offset(expr) expressions, for predict(newdata)
     offset_argument: bool = False  # offset= was given (predict(newdata) then needs it)
+    # weights= / offset= as the summary's Weights: / Offset: lines name them (lme4's call)
+    weights_label: str | None = None
+    offset_label: str | None = None
 
     @property
     def nobs(self) -> int:

@@ -30,7 +30,13 @@ import pandas as pd
 from .._base.errors import DataError, FormulaError, ModelSpecError
 from .._core.family import Family
 from .design import Design, build_design
-from .offsets import evaluate_expression, formula_and_frame, per_row, summed_offset
+from .offsets import (
+    argument_label,
+    evaluate_expression,
+    formula_and_frame,
+    per_row,
+    summed_offset,
+)
 
 __all__ = [
     "GlmmDesign",
@@ -124,7 +130,14 @@ def build_glmm_design(
     )  # stacklevel: user, float64_scope, fit, build_glmm_design, build_design, the step
     rows = np.asarray(design.row_index, dtype=np.int64)
     w, off = w[rows], off[rows]
-    design = dataclasses.replace(design, formula=formula, response=lhs, row_index=data.index[rows])
+    design = dataclasses.replace(
+        design,
+        formula=formula,
+        response=lhs,
+        row_index=data.index[rows],
+        weights_label=argument_label(weights),
+        offset_label=argument_label(offset),
+    )
     _check(design, family, w, off)
     return GlmmDesign(design, w, off, tuple(offset_terms), offset is not None)
 

@@ -23,6 +23,7 @@ from .formula import split_offsets
 from .frames import as_pandas
 
 __all__ = [
+    "argument_label",
     "evaluate_expression",
     "per_row",
     "formula_and_frame",
@@ -92,6 +93,19 @@ def per_row(value, frame: pd.DataFrame, name: str) -> np.ndarray:
             f"data ({len(frame)})."
         )
     return arr
+
+
+def argument_label(value) -> str | None:
+    """How a summary names a ``weights=`` / ``offset=`` argument (lme4 prints the call's
+    expression): the column name, the number, or the count of values given; None when
+    the argument was not given."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    if np.ndim(value) == 0:
+        return repr(value)
+    return f"<{len(value)} values>"
 
 
 def formula_and_frame(formula: Any, data: Any) -> tuple[pd.DataFrame, pd.DataFrame, tuple]:

@@ -20,7 +20,7 @@ import numpy as np
 from .._base.errors import DataError
 from .design import Design, build_design
 from .formula import split_offsets
-from .offsets import formula_and_frame, per_row, summed_offset
+from .offsets import argument_label, formula_and_frame, per_row, summed_offset
 
 __all__ = ["build_lmm_design", "build_weighted_design", "has_offset_terms"]
 
@@ -63,6 +63,8 @@ def build_weighted_design(
         offset=off,
         offset_terms=tuple(offset_terms),
         offset_argument=offset is not None,
+        weights_label=argument_label(weights),
+        offset_label=argument_label(offset),
     )
 
 
