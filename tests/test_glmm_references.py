@@ -41,9 +41,9 @@ import pytest
 
 import interlace
 from interlace._core.family import family_of
-from interlace._model.glmm_design import build_glmm_design
 from interlace._core.standardize import back_transform_cov
 from interlace._core.theta import to_internal
+from interlace._model.glmm_design import build_glmm_design
 from interlace._model.glmm_estimate import GlmmProblem, deviance_at
 
 DATA = Path(__file__).parent / "data"

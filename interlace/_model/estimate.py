@@ -226,7 +226,9 @@ def optimize(
 
     def fun(theta):
         if padding is None:  # exact shapes: estimates once, at the optimum
-            out = evaluate(device_array(theta), target, flag, nu, with_estimates=False)
+            # numpy straight in: the jitted call takes it as it would a device array
+            # (same executable), without device_put's ~0.1 ms per evaluation
+            out = evaluate(np.asarray(theta, np.float64), target, flag, nu, with_estimates=False)
             return float(out.value), np.asarray(out.grad), None
         out = evaluate(buckets.pad_theta(theta, padding), target, flag, nu)
         return float(out.value), buckets.unpad_theta(out.grad, padding), out.est
