@@ -131,11 +131,14 @@ def unrolled_tril_inverse(L: jnp.ndarray) -> jnp.ndarray:
     )
 
 
-def tail_cholesky(S: jnp.ndarray) -> jnp.ndarray:
+def tail_cholesky(S: jnp.ndarray, *, unrolled: bool = True) -> jnp.ndarray:
     """Lower Cholesky factor ``L`` (``S = L L'``) of a symmetric positive definite ``S``
     given by its stored upper triangle (``_core.crossprod.flat_index``; the strict lower
-    triangle is ignored). Differentiable as a function of the symmetric matrix."""
-    if S.shape[-1] <= SMALL:
+    triangle is ignored). Differentiable as a function of the symmetric matrix.
+    ``unrolled=False``: :func:`~interlace._core.linalg.cholesky` at every size (LAPACK,
+    or its plain-JAX loop under ``vmap``), for graphs that hold several factorisations
+    and their derivatives, where the unrolled code's compile time outweighs its speed."""
+    if unrolled and S.shape[-1] <= SMALL:
         return unrolled_cholesky(_symmetric(S))
     # The upper triangle in row-major order is the lower triangle of the transpose in
     # column-major order, LAPACK's: XLA passes the buffer as it is, no transposing copy.

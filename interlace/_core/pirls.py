@@ -108,7 +108,10 @@ def solve_modes(
     tail modes solve ``L_zz' u_tail = l_zy - L_Xz' beta_s`` (the first block row of the
     joint system ``L11' [u_tail; beta_s] = l_21``)."""
     cp = cross_products_of(ma.replace(y=z - offset, weights=weights))
-    L = tail_cholesky(tail_schur(theta, cp))
+    # LAPACK (linalg's plain loop under vmap) at every tail width: an evaluation holds
+    # four factorisations and the derivatives of two, and unrolled small tails made the
+    # graph twice as large to compile, for no gain in speed (module docstring of linalg)
+    L = tail_cholesky(tail_schur(theta, cp), unrolled=False)
     qt, p = cp.q_tail, cp.p
     std = cp.standardization
     if beta is None or fixed is not True:
@@ -258,7 +261,7 @@ def laplace(
     mu = family.linkinv(modes.eta)
     w, z = family.working(data.y, modes.eta, data.prior_weights, data.size)
     cp = cross_products_of(ma.replace(y=z - data.offset, weights=w))
-    L = tail_cholesky(tail_schur(theta, cp))
+    L = tail_cholesky(tail_schur(theta, cp), unrolled=False)
     ld_l2 = log_det_z(theta, cp, jnp.log(jnp.diagonal(L)))
     dev = jnp.sum(family.deviance_residuals(data.y, mu, data.prior_weights, data.size))
     log_density = jnp.sum(family.minus_two_log_density(data.y, mu, data.prior_weights, data.size))
