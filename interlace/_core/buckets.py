@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .crossprod import CrossProducts, device_array, index_array
+from .crossprod import CrossProducts, device_array, host_index, index_array, on_device
 from .deviance import Estimates
 from .standardize import Standardization
 from .theta import block_tril_index, tril_index
@@ -205,41 +205,44 @@ def pad_cross_products(cp: CrossProducts, *, reml: bool) -> tuple[CrossProducts,
 
     std = cp.standardization
     standardization = Standardization(
-        x_shift=device_array(_padded(np.asarray(std.x_shift), size.p, 0.0)),
-        x_scale=device_array(_padded(np.asarray(std.x_scale), size.p, 1.0)),
+        x_shift=_padded(np.asarray(std.x_shift), size.p, 0.0),
+        x_scale=_padded(np.asarray(std.x_scale), size.p, 1.0),
         y_shift=std.y_shift,
         y_scale=std.y_scale,
         log_weights=std.log_weights,
     )
     n = float(np.asarray(cp.n)) + (size.p - p if reml else 0)  # REML: nu = n - p, its own
     pairs = size.pairs * K1
-    padded = dataclasses.replace(
-        cp,
-        A1=device_array(A1),
-        tail=device_array(tail),
-        is_z=device_array(is_z),
-        tail_theta=index_array(tail_theta),
-        lam_row=index_array(_padded(lam_row, size.lam, dummy)),
-        lam_col=index_array(_padded(lam_col, size.lam, dummy)),
-        lam_theta=index_array(_padded(lam_theta, size.lam, -1)),
-        upd_level=index_array(_padded(np.asarray(cp.upd_level), size.entries, 0)),
-        upd_flat=index_array(_padded(upd_flat, size.entries, T * T - 1)),
-        upd_prod=device_array(_padded(upd_prod.reshape(-1, K1 * K1), size.entries, 0.0)),
-        c_row=index_array(_padded(c_row, pairs, 0)),
-        c_col=index_array(_padded(cmap[np.asarray(cp.c_col)], pairs, 0)),
-        c_val=device_array(_padded(np.asarray(cp.c_val), pairs, 0.0)),
-        n=device_array(n, np.float64),
-        heavy_levels=index_array(np.zeros(0, np.int64)),
-        heavy_entry=index_array(np.zeros(0, np.int64)),
-        heavy_slot=index_array(np.zeros(0, np.int64)),
-        p=size.p,
-        # Nominal layout of the padded model: term 1, then one tail term of 2-column
-        # blocks (so that the block Lambda_t path runs for every model of the class).
-        nlevels=(size.q1, size.q_tail // 2),
-        ks=(K1, 2),
-        order=(0, 1),
-        first_terms=1,
-        standardization=standardization,
+    # numpy fields (cp's others are on the device already), put there in one call
+    padded = on_device(
+        dataclasses.replace(
+            cp,
+            A1=A1,
+            tail=tail,
+            is_z=is_z,
+            tail_theta=host_index(tail_theta),
+            lam_row=host_index(_padded(lam_row, size.lam, dummy)),
+            lam_col=host_index(_padded(lam_col, size.lam, dummy)),
+            lam_theta=host_index(_padded(lam_theta, size.lam, -1)),
+            upd_level=host_index(_padded(np.asarray(cp.upd_level), size.entries, 0)),
+            upd_flat=host_index(_padded(upd_flat, size.entries, T * T - 1)),
+            upd_prod=_padded(upd_prod.reshape(-1, K1 * K1), size.entries, 0.0),
+            c_row=host_index(_padded(c_row, pairs, 0)),
+            c_col=host_index(_padded(cmap[np.asarray(cp.c_col)], pairs, 0)),
+            c_val=_padded(np.asarray(cp.c_val), pairs, 0.0),
+            n=np.asarray(n, np.float64),
+            heavy_levels=host_index(np.zeros(0, np.int64)),
+            heavy_entry=host_index(np.zeros(0, np.int64)),
+            heavy_slot=host_index(np.zeros(0, np.int64)),
+            p=size.p,
+            # Nominal layout of the padded model: term 1, then one tail term of 2-column
+            # blocks (so that the block Lambda_t path runs for every model of the class).
+            nlevels=(size.q1, size.q_tail // 2),
+            ks=(K1, 2),
+            order=(0, 1),
+            first_terms=1,
+            standardization=standardization,
+        )
     )
     return padded, Padding(size=size, k1=k1, q1=q1, q_tail=qt, p=p, theta_index=theta_index)
 
