@@ -96,16 +96,14 @@ def per_row(value, frame: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def argument_label(value) -> str | None:
-    """How a summary names a ``weights=`` / ``offset=`` argument (lme4 prints the call's
-    expression): the column name, the number, or the count of values given; None when
-    the argument was not given."""
+    """How a summary names a ``weights=`` / ``offset=`` argument that :func:`per_row`
+    accepted (lme4 prints the call's expression): the column name, or the count of values
+    given; None when the argument was not given."""
     if value is None:
         return None
     if isinstance(value, str):
         return value
-    if np.ndim(value) == 0:
-        return repr(value)
-    return f"<{len(value)} values>"
+    return f"<{np.size(value)} values>"
 
 
 def formula_and_frame(formula: Any, data: Any) -> tuple[pd.DataFrame, pd.DataFrame, tuple]:
