@@ -454,30 +454,49 @@ def _to_standardized(beta: np.ndarray, std: Standardization, ic: int) -> np.ndar
 
 
 def _hessian_cov(fun, x: np.ndarray, grad, n_theta: int, p: int, std: Standardization, ic: int):
-    """``vcov(beta)``: the ``beta`` block of ``2 H^-1``, ``H`` by forward differences of
-    the exact gradient in ``(theta, beta_s)`` from ``grad``, the gradient at ``x`` (a
-    negative binomial's size held at its estimate, as lme4's ``glmer.nb`` reports),
-    mapped to ``beta``'s units; None when that block is not positive definite (lme4 then
-    falls back to ``R_X``).
+    """``vcov(beta)``: the ``beta`` block of ``2 H^-1``, ``H`` by finite differences of
+    the exact gradient in ``(theta, beta_s)`` (a negative binomial's size held at its
+    estimate, as lme4's ``glmer.nb`` reports), mapped to ``beta``'s units; None when that
+    block is not positive definite (lme4 then falls back to ``R_X``).
 
-    ``H e_j ~ (g(x + h_j e_j) - g(x)) / h_j`` with ``h_j = 1e-5 max(1, |x_j|)`` in the
-    standardized coordinates: error ``O(h)``, against ``O(h^2)`` for central differences
-    at twice the evaluations. On the glmer reference models the standard errors agree
-    with central differences (``h = 1e-4``) to 4e-6 relative or better; lme4's own
-    finite-difference Hessian is good to about 1e-4."""
+    Forward differences from ``grad``, the gradient at ``x``:
+    ``H e_j ~ (g(x + h_j e_j) - g(x)) / h_j``, ``h_j = 1e-5 max(1, |x_j|)`` in the
+    standardized coordinates, one evaluation per parameter; error ``O(h)``. On the glmer
+    reference models the standard errors agree with central differences to 4e-6
+    relative or better (lme4's own finite-difference Hessian is good to about 1e-4).
+    Where that matrix is not positive definite (a nearly flat direction, such as a
+    coefficient running off under quasi-separation), the backward differences are added:
+    their mean with the forward ones is the central-difference Hessian (error
+    ``O(h^2)``), which decides."""
     k = n_theta + p
     g0 = np.asarray(grad, dtype=float)[:k]
-    H = np.empty((k, k))
-    for j in range(k):
-        h = 1e-5 * max(1.0, abs(x[j]))
-        e = np.zeros(x.shape[0])
-        e[j] = h
-        H[:, j] = (fun(x + e)[1][:k] - g0) / h
+    steps = 1e-5 * np.maximum(1.0, np.abs(np.asarray(x, dtype=float)[:k]))
+
+    def differences(sign: float) -> np.ndarray:
+        H = np.empty((k, k))
+        for j in range(k):
+            e = np.zeros(x.shape[0])
+            e[j] = sign * steps[j]
+            H[:, j] = sign * (fun(x + e)[1][:k] - g0) / steps[j]
+        return H
+
+    forward = differences(1.0)
+    cov_s = _beta_block_cov(forward, n_theta)
+    if cov_s is None:
+        cov_s = _beta_block_cov(0.5 * (forward + differences(-1.0)), n_theta)
+    if cov_s is None:
+        return None  # not positive definite: the caller falls back to R_X
+    std_np = Standardization(np.asarray(std.x_shift), np.asarray(std.x_scale), 0.0, 1.0)
+    return back_transform_cov(cov_s, std_np, ic)
+
+
+def _beta_block_cov(H: np.ndarray, n_theta: int) -> np.ndarray | None:
+    """The ``beta`` block of ``2 H^-1`` (``H`` symmetrised), or None when it is not
+    positive definite."""
     H = 0.5 * (H + H.T)
     try:
         cov_s = 2.0 * np.linalg.inv(H)[n_theta:, n_theta:]
         np.linalg.cholesky(cov_s)
     except np.linalg.LinAlgError:
-        return None  # not positive definite: the caller falls back to R_X
-    std_np = Standardization(np.asarray(std.x_shift), np.asarray(std.x_scale), 0.0, 1.0)
-    return back_transform_cov(np.asarray(cov_s), std_np, ic)
+        return None
+    return cov_s
