@@ -491,8 +491,8 @@ def cross_products(
     # numpy fields, put on the device in one call (on_device)
     return on_device(
         CrossProducts(
-            A1=np.asarray(A1),
-            tail=np.asarray(tail),
+            A1=A1,
+            tail=tail,
             is_z=(np.arange(t) < tm.qt).astype(np.float64),
             tail_theta=host_index(tail_theta),
             lam_row=host_index(lam_row),
@@ -500,10 +500,10 @@ def cross_products(
             lam_theta=host_index(lam_theta),
             upd_level=host_index(upd_level),
             upd_flat=host_index(upd_flat),
-            upd_prod=np.asarray(outer_products(vec, upd_k, upd_k2)),
+            upd_prod=outer_products(vec, upd_k, upd_k2),
             c_row=host_index(c_row),
             c_col=host_index(c_col),
-            c_val=np.asarray(c_val),
+            c_val=c_val,
             n=np.asarray(float(n), np.float64),
             heavy_levels=host_index(heavy_levels),
             heavy_entry=host_index(heavy_entry),

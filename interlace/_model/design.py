@@ -90,10 +90,15 @@ class Design:
     weights: np.ndarray | None = None  # (n,) prior weights: residual variance sigma^2 / w_i
     offset: np.ndarray | None = None  # (n,) known part of the mean, all offsets summed
     offset_terms: tuple[str, ...] = ()  # offset(expr) expressions, for predict(newdata)
-    offset_argument: bool = False  # offset= was given (predict(newdata) then needs it)
-    # weights= / offset= as the summary's Weights: / Offset: lines name them (lme4's call)
+    # weights= / offset= as the summary's Weights: / Offset: lines name them (lme4's
+    # call); None: not given
     weights_label: str | None = None
     offset_label: str | None = None
+
+    @property
+    def offset_argument(self) -> bool:
+        """Whether ``offset=`` was given (``predict(newdata)`` then needs one)."""
+        return self.offset_label is not None
 
     @property
     def nobs(self) -> int:

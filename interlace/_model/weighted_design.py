@@ -62,7 +62,6 @@ def build_weighted_design(
         weights=w,
         offset=off,
         offset_terms=tuple(offset_terms),
-        offset_argument=offset is not None,
         weights_label=argument_label(weights),
         offset_label=argument_label(offset),
     )
