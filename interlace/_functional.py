@@ -116,15 +116,18 @@ def fit_many(
     ``"ML"``; ``weights`` and ``offset`` as in :func:`interlace.fit`, shared by every
     response): :func:`fit_arrays` under ``vmap``, warm-started and preconditioned at the
     fit of the first response. One row per response: fixed effects, theta (lme4's
-    names), sigma, deviance and converged.
+    names), sigma, deviance (the REML criterion or ``-2 logLik``, as the single fit's),
+    ``llf`` and converged.
 
     GLMMs (``family``, ``nAGQ``, ``weights``, ``offset`` as in :func:`interlace.fit`; the
     weights and offset are shared by every response): each response fitted as
     :func:`interlace.fit` fits it, from lme4's start, by a compiled L-BFGS under ``vmap``
     (:mod:`interlace._model.glmm_many`). One row per response: fixed effects, theta,
-    ``size`` (negative binomial), ``deviance`` (lme4's ``-2 logLik``) and converged; no
-    standard errors. A response no GLMM can fit (all counts 0, or one binomial outcome
-    only) gets a row of NaN with ``converged=False`` and a warning.
+    ``size`` (negative binomial), ``deviance`` and ``llf`` (as :class:`GLMMResult`'s:
+    lme4's ``deviance()``, the sum of squared deviance residuals at the modes, and its
+    ``logLik``; compare models by ``-2 llf``) and converged; no standard errors. A
+    response no GLMM can fit (all counts 0, or one binomial outcome only) gets a row of
+    NaN with ``converged=False`` and a warning.
 
     ``batch_size`` (responses per compiled call) has a default that bounds memory; any
     batch size is safe.
@@ -167,6 +170,7 @@ def fit_many(
         table[name] = out.theta[:, j]
     table["sigma"] = out.sigma
     table["deviance"] = out.statistic[:, 0]
+    table["llf"] = -0.5 * out.statistic[:, 0]
     table["converged"] = out.converged
     warn_unconverged(out.converged, "fits")
     return table
@@ -237,7 +241,8 @@ def _fit_many_glmm(
         table[name] = out.theta[:, j]
     if fam.name == "negative_binomial":
         table["size"] = out.size
-    table["deviance"] = out.minus_two_llf
+    table["deviance"] = out.deviance
+    table["llf"] = -0.5 * out.minus_two_llf
     table["converged"] = out.converged
     warn_unconverged(out.converged[~bad], "fits")
     return table

@@ -155,4 +155,5 @@ def test_fit_many_does_not_stick_to_a_singular_warm_start():
             table.loc[j, list(one.fe_params.index)], one.fe_params, rtol=0, atol=1e-6
         )
         assert table.loc[j, "deviance"] <= one.deviance * (1 + 1e-8)
+        assert table.loc[j, "llf"] == pytest.approx(one.llf, rel=1e-8)  # REML's logLik
     assert positive >= 1  # the case the test is about occurs

@@ -774,3 +774,25 @@ def test_links_and_back_transform_take_numpy_as_numpy(family):
         std_j = Standardization(*(jnp.asarray(v) for v in std[:2]), 0.0, 1.0)
         ref = np.asarray(back_transform_cov(jnp.asarray(cov), std_j, ic))
         np.testing.assert_allclose(out, ref, rtol=1e-14, atol=1e-15 * np.abs(ref).max())
+
+
+def test_a_new_glmm_builds_one_executable(cbpp, cbpp_fit):
+    """A GLMM of new shapes compiles its evaluation and nothing else: set-up, the
+    Hessian's differences and the results stay in numpy or reuse compiled code (each
+    small ``jnp.asarray`` of a new shape used to compile a copy, ~10 ms and its tracing:
+    seven per new model). Counts backend compiles (jax.monitoring), not seconds. The
+    one model of the file with shapes of its own: cbpp without its last three rows."""
+    compiles = []
+
+    def listen(event: str, duration: float, **kwargs) -> None:
+        if event.endswith("backend_compile_duration"):
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        fit = quiet_fit(CBIND, cbpp.iloc[:-3], family="binomial")
+        _ = (fit.summary(), fit.predict(cbpp), fit.residuals("pearson"), fit.random_effects)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert fit.converged and fit.nobs == cbpp_fit.nobs - 3
+    assert len(compiles) == 1

@@ -29,6 +29,7 @@ import numpy as np
 from .crossprod import (
     CrossProducts,
     cross_products,
+    device_array,
     flat_index,
     index_array,
     outer_products,
@@ -157,10 +158,10 @@ def model_arrays_from(
     xy_pos = np.minimum(np.searchsorted(stored, xy_keys), stored.shape[0] - 1)
     all_met = bool(np.array_equal(stored[xy_pos], xy_keys))
     return ModelArrays(
-        y=jnp.asarray(y, dtype=jnp.float64),
-        X=jnp.asarray(X, dtype=jnp.float64),
-        term_X=tuple(jnp.asarray(z) for z in term_X),
-        weights=jnp.asarray(w),
+        y=device_array(y, np.float64),
+        X=device_array(X, np.float64),
+        term_X=tuple(device_array(z) for z in term_X),
+        weights=device_array(w),
         template=template,
         codes1=index_array(codes[0]),
         row_cols=index_array(row_cols),
@@ -173,9 +174,7 @@ def model_arrays_from(
         n_stored=int(stored.shape[0]),
         fe_names=tuple(fe_names),
         theta_names=tuple(theta_names),
-        prior_weights=None
-        if prior_weights is None
-        else jnp.asarray(prior_weights, dtype=jnp.float64),
+        prior_weights=None if prior_weights is None else device_array(prior_weights, np.float64),
         xy_pos=index_array(xy_pos) if all_met else None,
     )
 

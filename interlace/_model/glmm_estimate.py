@@ -37,7 +37,7 @@ from .._base.errors import DataError, ModelSpecError
 from .._base.jit import jit
 from .._base.precision import float64_scope
 from .._core.arrays import ModelArrays
-from .._core.crossprod import same_factor, tail_width
+from .._core.crossprod import device_array, same_factor, tail_width
 from .._core.deviance import blups_by_term
 from .._core.family import Family
 from .._core.optimize import STOP_GRADIENT, STOP_REASONS, OptimResult, minimize_on_host
@@ -204,10 +204,10 @@ class GlmmProblem:
         self.p = design.X.shape[1]
         y = np.asarray(design.y, dtype=float)
         self.data = GlmmData(
-            jnp.asarray(y),
-            jnp.asarray(glmm.prior_weights, dtype=jnp.float64),
-            jnp.asarray(glmm.offset, dtype=jnp.float64),
-            jnp.asarray(1.0 if family.size is None else family.size),
+            device_array(y),
+            device_array(glmm.prior_weights, np.float64),
+            device_array(glmm.offset, np.float64),
+            device_array(1.0 if family.size is None else family.size, np.float64),
         )
         # a negative binomial's size starts at its moment estimate (var = m + m^2 / k)
         m, v = float(np.mean(y)), float(np.var(y))
@@ -215,7 +215,7 @@ class GlmmProblem:
         self.n_extra = 1 if family.estimates_size else 0
         self.xstd_np, self.ic = _fixed_standardization(design.X)
         self.xstd = Standardization(
-            jnp.asarray(self.xstd_np.x_shift), jnp.asarray(self.xstd_np.x_scale), 0.0, 1.0
+            device_array(self.xstd_np.x_shift), device_array(self.xstd_np.x_scale), 0.0, 1.0
         )
         self.rule = gauss_hermite(nagq) if nagq > 1 else None
         # numpy: no per-operation compiles for a new model's shapes
@@ -223,14 +223,14 @@ class GlmmProblem:
         self.eta = family.linkfun(family.start_mu(y, w))
 
     def fun(self, joint: bool):
-        flag = jnp.asarray(not joint)
+        flag = np.bool_(not joint)  # numpy into the jitted call: nothing compiled for it
         n_theta, p = self.n_theta, self.p
 
         def fun(x):
             x = np.asarray(x, dtype=float)
             full = np.concatenate([x[:n_theta], np.zeros(p), x[n_theta:]]) if joint else x
             value, grad, lp, _ = _evaluate(
-                jnp.asarray(full),
+                full,
                 flag,
                 self.eta,
                 self.ma,
@@ -341,8 +341,8 @@ def fit_glmm_design(
     theta = normalize_signs(raw, ks)
     grad = np.asarray(opt.grad).copy()
     grad[:n_theta] = to_user(grad[:n_theta], ks, order) * sign_flips(raw, ks)  # then beta, log k
-    modes = lp.modes
-    blups = tuple(np.asarray(b) for b in blups_by_term(modes, prob.ma.template))
+    modes = jax.tree.map(np.asarray, lp.modes)  # numpy: slicing JAX arrays would compile
+    blups = tuple(blups_by_term(modes, prob.ma.template))
     beta = np.asarray(modes.beta)
     converged = bool(opt.converged) and bool(np.all(np.isfinite(beta)))
     fit = GlmmFit(
@@ -442,7 +442,7 @@ def gauss_hermite(n: int) -> tuple[jnp.ndarray, jnp.ndarray]:
     z, w = np.polynomial.hermite_e.hermegauss(n)
     w = w / w.sum()
     z, w = (z - z[::-1]) / 2.0, (w + w[::-1]) / 2.0
-    return jnp.asarray(z), jnp.asarray(w)
+    return device_array(z), device_array(w)
 
 
 def _to_standardized(beta: np.ndarray, std: Standardization, ic: int) -> np.ndarray:

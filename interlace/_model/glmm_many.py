@@ -49,13 +49,16 @@ _BATCH_ROWS = 100_000
 class GlmmBatch(NamedTuple):
     """One row per response: ``theta`` (user's order, lme4's signs), ``beta``, ``size``
     (negative binomial's ``k``; NaN for other families), ``minus_two_llf`` (lme4's
-    ``-2 logLik``), ``converged``, L-BFGS ``iterations`` and ``degenerate`` (not fitted:
-    :func:`degenerate_responses`; NaN estimates); ``theta_names`` (lme4's)."""
+    ``-2 logLik``), ``deviance`` (lme4's ``deviance()``, the sum of the squared deviance
+    residuals at the modes, as :class:`~interlace.GLMMResult`'s), ``converged``, L-BFGS
+    ``iterations`` and ``degenerate`` (not fitted: :func:`degenerate_responses`; NaN
+    estimates); ``theta_names`` (lme4's)."""
 
     theta: np.ndarray
     beta: np.ndarray
     size: np.ndarray
     minus_two_llf: np.ndarray
+    deviance: np.ndarray
     converged: np.ndarray
     iterations: np.ndarray
     degenerate: np.ndarray
@@ -81,7 +84,7 @@ def _fit_batch(Y, X0, ma, data, xstd, rule, *, family, n_theta, ic, joint, start
         def evaluate(xr, aux, start):
             # PIRLS from the last accepted point's modes; at a fresh start of a Laplace
             # fit with beta among the modes, whose beta then becomes the start's
-            eta, _ = aux
+            eta = aux[0]
             fixed = False if joint else jnp.logical_not(start & start_beta)
             x = full(xr)
             data_x = d._replace(size=jnp.exp(x[-1])) if family.estimates_size else d
@@ -100,15 +103,15 @@ def _fit_batch(Y, X0, ma, data, xstd, rule, *, family, n_theta, ic, joint, start
                 lp = laplace(
                     theta, ma, family, d._replace(size=size), modes.eta, beta, rule, not joint
                 )
-                return lp.value, (lp.modes.eta, lp.modes.beta)
+                return lp.value, (lp.modes.eta, lp.modes.beta, lp.dev_sum)
 
             (v, aux_new), grad = jax.value_and_grad(value, has_aux=True)(xr)
             return xr, v, grad, aux_new
 
         eta0 = family.linkfun(family.start_mu(y, d.prior_weights))
-        beta0 = jnp.zeros(p, eta0.dtype)
-        out = minimize_stepwise(evaluate, x0, (eta0, beta0), maxiter=maxiter)
-        return out.x, out.aux[1], out.value, out.converged, out.iterations
+        aux0 = (eta0, jnp.zeros(p, eta0.dtype), jnp.zeros((), eta0.dtype))
+        out = minimize_stepwise(evaluate, x0, aux0, maxiter=maxiter)
+        return out.x, out.aux[1], out.value, out.aux[2], out.converged, out.iterations
 
     return jax.vmap(one)(Y, X0)
 
@@ -173,13 +176,13 @@ def fit_glmm_many(
         return [np.array(a) for a in out]
 
     x = np.empty_like(X0)
-    beta, value = np.empty((B, p)), np.empty(B)
+    beta, value, dev = np.empty((B, p)), np.empty(B), np.empty(B)
     ok, its = np.zeros(B, dtype=bool), np.zeros(B, dtype=np.int64)
     for start in range(0, B, size):
         idx = np.arange(start, min(start + size, B))
         pad = np.concatenate([idx, np.full(size - idx.size, idx[0])])
         part = run(Y[:, pad].T, X0[pad], start_beta=True, iterations=first_maxiter)
-        for dest, src in zip((x, beta, value, ok, its), part):
+        for dest, src in zip((x, beta, value, dev, ok, its), part):
             dest[idx] = src[: idx.size]
     todo = np.flatnonzero(~ok)
     for start in range(0, todo.size, size):
@@ -189,9 +192,9 @@ def fit_glmm_many(
         pad = np.concatenate([idx, np.full(padded - idx.size, idx[0])])
         restart = np.where(np.isfinite(x[pad]).all(axis=1, keepdims=True), x[pad], X0[pad])
         part = run(Y[:, pad].T, restart, start_beta=False, iterations=maxiter)
-        for dest, src in zip((x, beta, value, ok), part[:4]):
+        for dest, src in zip((x, beta, value, dev, ok), part[:5]):
             dest[idx] = src[: idx.size]
-        its[idx] += part[4][: idx.size]
+        its[idx] += part[5][: idx.size]
     theta = np.array([normalize_signs(to_user(row[:n_theta], ks, order), ks) for row in x]).reshape(
         B, n_theta
     )
@@ -210,6 +213,7 @@ def fit_glmm_many(
         spread(beta, np.nan),
         spread(size_k, np.nan),
         spread(value, np.nan),
+        spread(dev, np.nan),
         spread(ok, False),
         spread(its, 0),
         degenerate,
