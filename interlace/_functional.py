@@ -22,6 +22,7 @@ around your transformation). Never a silent float32 fit.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -35,12 +36,13 @@ from ._base.checks import check_method
 from ._base.errors import DataError, ModelSpecError
 from ._base.precision import float64_functional, float64_scope
 from ._core.arrays import ModelArrays, cross_products_of, theta_to_internal
+from ._core.crossprod import device_array
 from ._core.deviance import blups_by_term, estimates, log_likelihood, profiled_deviance
 from ._core.family import Family
-from ._core.fitting import ArrayFit, fit_arrays, fit_values
+from ._core.fitting import ArrayFit, fit_arrays
 from ._core.refit import deviance_statistic, refit_all, warn_unconverged
 from ._fit import resolve_family
-from ._model.estimate import design_arrays
+from ._model.estimate import design_arrays, fit_design
 from ._model.frames import as_pandas, is_frame
 from ._model.glmm_design import build_glmm_design, check_responses
 from ._model.glmm_many import degenerate_responses, fit_glmm_many
@@ -147,19 +149,21 @@ def fit_many(
     data = _with_response(formula, data, frame, fam)
     if fam is not None:
         return _fit_many_glmm(formula, data, frame, groups, fam, nAGQ, weights, offset, batch_size)
-    reml = check_method("REML" if method is None else method) == "REML"
+    method = check_method("REML" if method is None else method)
+    reml = method == "REML"
     design = build_lmm_design(formula, data, groups, weights, offset)
     model = design_arrays(design)
     Y = _response_matrix(frame, design.row_index)
+    # The warm start shared by the batch: the first response fitted as interlace.fit fits
+    # it (its host optimiser over the size class's compiled evaluation, which a session
+    # has usually compiled already, where a whole compiled fit would compile for seconds).
+    first = fit_design(dataclasses.replace(design, y=Y[:, 0]), method, warn=False)
+    theta0 = first.theta
     if design.offset is not None:
         Y = Y - design.offset[:, None]  # the model arrays hold responses less the offset
-
-    theta0 = fit_values(
-        model.replace(y=jnp.asarray(Y[:, 0])), reml=reml
-    ).theta  # a warm start shared by the batch
     out = refit_all(
         model,
-        jnp.asarray(Y.T),
+        device_array(Y.T),
         theta0,
         reml=reml,
         statistic=deviance_statistic,

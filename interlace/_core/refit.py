@@ -21,9 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._base.jit import jit
-from .arrays import cross_products_of, theta_to_internal, user_ks
-from .deviance import SMALL, profiled_deviance
+from .arrays import theta_to_internal, user_ks
+from .crossprod import device_array
+from .deviance import SMALL
+from .evaluation import host_objective
 from .fitting import fit_arrays
 from .theta import diagonal_mask
 
@@ -105,19 +106,32 @@ def _preconditioner(model, theta0, reml) -> jnp.ndarray:
     """``P`` with ``P' H P ~ I`` for the Hessian ``H`` of the deviance at the fit
     (internal order), so batched refits start well scaled. Eigenvalues are floored at
     1e-8 of the largest so that a flat (boundary) direction cannot blow ``P`` up."""
-    H = _hessian(model, jnp.asarray(theta0), reml=reml)
-    w, V = np.linalg.eigh(np.asarray(0.5 * (H + H.T)))
+    H = hessian_by_differences(model, theta0, reml=reml)
+    w, V = np.linalg.eigh(0.5 * (H + H.T))
     w = np.maximum(w, 1e-8 * max(float(w.max()), 1e-300))
-    return jnp.asarray(V / np.sqrt(w))
+    return device_array(V / np.sqrt(w))
 
 
-@partial(jit, static_argnames=("reml",))
-def _hessian(model, theta0, *, reml):
-    """Hessian of the deviance in the internal order at ``theta0`` (user order), as one
-    compiled call: run op by op, it and fit_many's first fit dispatched ~330 small
-    compiled operations (~11 s of a 256-response fit_many on a 40-column tail)."""
-    th = theta_to_internal(theta0, model)
-    return jax.jacrev(jax.grad(profiled_deviance))(th, cross_products_of(model), reml=reml)
+def hessian_by_differences(model, theta0, *, reml) -> np.ndarray:
+    """Hessian of the deviance in ``theta`` (internal order) at ``theta0`` (user order):
+    forward differences of the exact gradient, ``H e_j = (g(theta + h_j e_j) - g(theta))
+    / h_j`` with ``h_j = 1e-5 max(1, |theta_j|)`` (relative error ~1e-5, plenty for a
+    preconditioner). The gradients come from the single fit's evaluation
+    (:func:`~interlace._core.evaluation.host_objective`): a model's refits reuse the
+    executable its fit, or any fit of its size class, compiled, where a Hessian by
+    autodiff compiled for about a second per new model."""
+    fun = host_objective(model.template, reml=reml).fun
+    th = np.asarray(theta_to_internal(np.asarray(theta0, np.float64), model), np.float64)
+    g0 = fun(th)[1]
+    H = np.empty((th.size, th.size))
+    for j in range(th.size):
+        h = 1e-5 * max(1.0, abs(th[j]))
+        step = th.copy()
+        step[j] += h
+        H[:, j] = (fun(step)[1] - g0) / h
+    if not np.all(np.isfinite(H)):  # a gradient that overflowed: no preconditioning
+        return np.eye(th.size)
+    return H
 
 
 def deviance_statistic(out):
@@ -125,13 +139,13 @@ def deviance_statistic(out):
     return out.deviance
 
 
-def off_the_boundary(model, theta0, floor: float = 0.1) -> jnp.ndarray:
+def off_the_boundary(model, theta0, floor: float = 0.1) -> np.ndarray:
     """A warm start with every diagonal ``theta`` at least ``floor``: the deviance is even
     in each diagonal entry, so ``theta_j = 0`` is a stationary point that L-BFGS cannot
     leave, and a start on the boundary (a singular fit) would pin every refit there."""
-    diag = jnp.asarray(diagonal_mask(user_ks(model)))
-    theta0 = jnp.asarray(theta0)
-    return jnp.where(diag & (jnp.abs(theta0) < floor), floor, theta0)
+    diag = np.asarray(diagonal_mask(user_ks(model)))
+    theta0 = np.asarray(theta0, np.float64)
+    return np.where(diag & (np.abs(theta0) < floor), floor, theta0)
 
 
 # Memory a batch of refits may use for its dense tails: each refit holds a few dozen
@@ -253,7 +267,7 @@ def refit_all(
         return RefitBatch.concatenate(parts)
     B = rows
     theta0 = off_the_boundary(model, theta0)
-    Theta0 = jnp.broadcast_to(theta0, (B, theta0.shape[0]))
+    Theta0 = np.broadcast_to(theta0, (B, theta0.shape[0]))
     P = _preconditioner(model, theta0, reml)
     out = RefitBatch(
         *(

@@ -18,6 +18,7 @@ import numpy as np
 from .._base.checks import check_n_bootstrap
 from .._base.progress import progress_bar
 from .._base.seeds import key_from_seed
+from .._core.crossprod import device_array
 from .._core.refit import chunk_plan, chunk_rows, refit_all
 from .._core.simulate import simulate_responses
 from .._model.estimate import ModelFit
@@ -33,24 +34,24 @@ def simulate_from(fit: ModelFit, n: int, key) -> jnp.ndarray:
     d = fit.design
     Y = simulate_responses(
         key,
-        jnp.asarray(d.X),
-        jnp.asarray(fit.beta),
-        jnp.asarray(fit.sigma),
-        jnp.asarray(fit.theta),
-        tuple(jnp.asarray(t.codes) for t in d.terms),
-        tuple(jnp.asarray(t.X) for t in d.terms),
-        None if d.weights is None else jnp.asarray(1.0 / np.sqrt(d.weights)),
+        device_array(d.X),
+        device_array(fit.beta),
+        device_array(fit.sigma),
+        device_array(fit.theta),
+        tuple(device_array(t.codes) for t in d.terms),
+        tuple(device_array(t.X) for t in d.terms),
+        None if d.weights is None else device_array(1.0 / np.sqrt(d.weights)),
         n=int(n),
         ks=tuple(t.k for t in d.terms),
         nlevels=tuple(len(t.levels) for t in d.terms),
     )
-    return Y if d.offset is None else Y + jnp.asarray(d.offset)
+    return Y if d.offset is None else Y + device_array(d.offset)
 
 
 def model_responses(fit: ModelFit, Y: jnp.ndarray) -> jnp.ndarray:
     """Responses ``Y`` (rows) as ``fit``'s model arrays hold them: less the offset."""
     offset = fit.design.offset
-    return Y if offset is None else Y - jnp.asarray(offset)
+    return Y if offset is None else Y - device_array(offset)
 
 
 def parametric_bootstrap(
@@ -72,7 +73,7 @@ def parametric_bootstrap(
     """
     n_bootstrap = check_n_bootstrap(n_bootstrap)
     model = fit.arrays
-    theta0 = jnp.asarray(fit.theta)
+    theta0 = np.asarray(fit.theta, np.float64)
     n_chunks, chunk = chunk_plan(
         model, n_bootstrap, int(chunk_size or chunk_rows(model, n_bootstrap, fit.nobs))
     )

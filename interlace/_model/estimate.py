@@ -24,8 +24,8 @@ from .._base.precision import float64_scope
 from .._core import buckets
 from .._core.arrays import ModelArrays, model_arrays_from
 from .._core.crossprod import CrossProducts, cross_products, device_array
-from .._core.deviance import Estimates, blups_by_term, estimates, residual_df
-from .._core.evaluation import evaluate
+from .._core.deviance import Estimates, blups_by_term, estimates
+from .._core.evaluation import host_objective
 from .._core.optimize import (
     STOP_MAXITER,
     STOP_NONFINITE,
@@ -219,22 +219,9 @@ def optimize(
         return Optimum(
             opt, estimates(opt.theta, cp, reml=reml), np.asarray(opt.theta), np.asarray(opt.grad)
         )
-    nu = device_array(residual_df(float(np.asarray(cp.n)), cp.p, reml), np.float64)
-    flag = device_array(bool(reml))
-    padded = buckets.pad_cross_products(cp, reml=reml)
-    target, padding = (cp, None) if padded is None else padded
-
-    def fun(theta):
-        if padding is None:  # exact shapes: estimates once, at the optimum
-            # numpy straight in: the jitted call takes it as it would a device array
-            # (same executable), without device_put's ~0.1 ms per evaluation
-            out = evaluate(np.asarray(theta, np.float64), target, flag, nu, with_estimates=False)
-            return float(out.value), np.asarray(out.grad), None
-        out = evaluate(buckets.pad_theta(theta, padding), target, flag, nu)
-        return float(out.value), buckets.unpad_theta(out.grad, padding), out.est
-
+    fun, padding = host_objective(cp, reml=reml)
     opt, est = minimize_on_host(fun, theta0, maxiter=maxiter)
-    if padding is None:
+    if padding is None:  # exact shapes: estimates once, at the optimum
         est = estimates(device_array(opt.theta), cp, reml=reml)
     est = Estimates(*(np.asarray(v) for v in est))
     if padding is not None:

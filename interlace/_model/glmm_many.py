@@ -160,8 +160,8 @@ def fit_glmm_many(
 
     def run(Ys, Xs, *, start_beta, iterations):
         out = _fit_batch(
-            jnp.asarray(Ys),
-            jnp.asarray(Xs),
+            np.asarray(Ys, np.float64),  # numpy into the jitted call: no copy compiled
+            np.asarray(Xs, np.float64),
             prob.ma,
             prob.data,
             prob.xstd,
@@ -170,8 +170,8 @@ def fit_glmm_many(
             n_theta=n_theta,
             ic=prob.ic,
             joint=joint,
-            start_beta=jnp.asarray(start_beta),
-            maxiter=jnp.asarray(iterations),
+            start_beta=np.bool_(start_beta),
+            maxiter=np.asarray(iterations, np.int64),
         )
         return [np.array(a) for a in out]
 
