@@ -14,7 +14,8 @@ the public surface and may use every layer.
     ``errors`` exception classes; ``precision`` float64 scopes; ``compilation_cache`` the
     opt-in persistent compilation cache; ``jit`` ``jax.jit`` with interlace's XLA compile
     options; ``seeds`` seeds to JAX keys and numpy generators; ``checks`` shared argument
-    checks; ``progress`` progress bars.
+    checks; ``progress`` progress bars; ``blas_threads`` one BLAS thread while a fit's
+    evaluations run.
 ``_core/`` (JAX and numpy only, no pandas):
     ``theta`` layout of the covariance parameters and ``T`` from ``theta``;
     ``linalg`` Cholesky and triangular solves with their derivative and batching rules;

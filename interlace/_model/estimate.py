@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .._base.blas_threads import single_blas_thread
 from .._base.checks import check_method
 from .._base.errors import DataError
 from .._base.precision import float64_scope
@@ -220,9 +221,10 @@ def optimize(
             opt, estimates(opt.theta, cp, reml=reml), np.asarray(opt.theta), np.asarray(opt.grad)
         )
     fun, padding = host_objective(cp, reml=reml)
-    opt, est = minimize_on_host(fun, theta0, maxiter=maxiter)
-    if padding is None:  # exact shapes: estimates once, at the optimum
-        est = estimates(device_array(opt.theta), cp, reml=reml)
+    with single_blas_thread():  # LAPACK inside the evaluations (_base.blas_threads)
+        opt, est = minimize_on_host(fun, theta0, maxiter=maxiter)
+        if padding is None:  # exact shapes: estimates once, at the optimum
+            est = estimates(device_array(opt.theta), cp, reml=reml)
     est = Estimates(*(np.asarray(v) for v in est))
     if padding is not None:
         est = buckets.unpad_estimates(est, padding)

@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._base.blas_threads import single_blas_thread
 from .._base.errors import DataError, ModelSpecError
 from .._base.jit import jit
 from .._base.precision import float64_scope
@@ -301,36 +302,39 @@ def fit_glmm_design(
         order,
     )
     p, extra = prob.p, prob.extra0()
-    if nagq >= 1:
-        # Laplace and quadrature start from the joint modes at the starting theta: a
-        # full nAGQ = 0 stage first (lme4's default) costs more evaluations than it
-        # saves here, where every evaluation has a gradient (measured on the glmer
-        # references: 131 evaluations in all instead of 156, the same optima)
-        _, _, lp = prob.fun(True)(np.concatenate([theta0, extra]))
-        opt = OptimResult(theta0, lp.value, None, 0, 1, True, STOP_GRADIENT)
-        x0 = np.concatenate([theta0, prob.standardized_beta(lp.modes.beta), extra])
-        opt, lp = minimize_on_host(prob.fun(False), x0, maxiter=maxiter)
-        x_opt = np.asarray(opt.theta)
-        fe_cov = (
-            _hessian_cov(prob.fun(False), x_opt, opt.grad, n_theta, p, prob.xstd_np, prob.ic)
-            if hessian
-            else np.asarray(lp.fe_cov)
-        )
-        if fe_cov is None:
-            warnings.warn(
-                "The variance-covariance matrix from the deviance's Hessian is not positive "
-                "definite; the fixed effects' standard errors fall back to the estimate "
-                "from R_X at the modes (lme4's rule). Check the fit for a boundary or "
-                "near-flat likelihood.",
-                UserWarning,
-                stacklevel=stacklevel,
+    with single_blas_thread():  # LAPACK inside the evaluations (_base.blas_threads)
+        if nagq >= 1:
+            # Laplace and quadrature start from the joint modes at the starting theta: a
+            # full nAGQ = 0 stage first (lme4's default) costs more evaluations than it
+            # saves here, where every evaluation has a gradient (measured on the glmer
+            # references: 131 evaluations in all instead of 156, the same optima)
+            _, _, lp = prob.fun(True)(np.concatenate([theta0, extra]))
+            opt = OptimResult(theta0, lp.value, None, 0, 1, True, STOP_GRADIENT)
+            x0 = np.concatenate([theta0, prob.standardized_beta(lp.modes.beta), extra])
+            opt, lp = minimize_on_host(prob.fun(False), x0, maxiter=maxiter)
+            x_opt = np.asarray(opt.theta)
+            fe_cov = (
+                _hessian_cov(prob.fun(False), x_opt, opt.grad, n_theta, p, prob.xstd_np, prob.ic)
+                if hessian
+                else np.asarray(lp.fe_cov)
+            )
+            if fe_cov is None:
+                warnings.warn(
+                    "The variance-covariance matrix from the deviance's Hessian is not positive "
+                    "definite; the fixed effects' standard errors fall back to the estimate "
+                    "from R_X at the modes (lme4's rule). Check the fit for a boundary or "
+                    "near-flat likelihood.",
+                    UserWarning,
+                    stacklevel=stacklevel,
+                )
+                fe_cov = np.asarray(lp.fe_cov)
+            size_x = x_opt[n_theta + p :]
+        else:
+            opt, lp = minimize_on_host(
+                prob.fun(True), np.concatenate([theta0, extra]), maxiter=maxiter
             )
             fe_cov = np.asarray(lp.fe_cov)
-        size_x = x_opt[n_theta + p :]
-    else:
-        opt, lp = minimize_on_host(prob.fun(True), np.concatenate([theta0, extra]), maxiter=maxiter)
-        fe_cov = np.asarray(lp.fe_cov)
-        size_x = np.asarray(opt.theta)[n_theta:]
+            size_x = np.asarray(opt.theta)[n_theta:]
     iterations, evaluations = int(opt.iterations), int(opt.evaluations)
     if family.estimates_size:
         size = float(np.exp(size_x[0]))
