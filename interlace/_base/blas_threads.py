@@ -4,10 +4,12 @@ On a CPU, JAX runs the Cholesky factorisation or triangular solve of one matrix 
 LAPACK call into the BLAS library scipy ships (OpenBLAS in the wheels). XLA runs the
 independent operations of an evaluation side by side on its own thread pool, and a
 LAPACK call that splits its work over OpenBLAS's worker threads then competes with
-XLA's threads for the same cores. Measured on 2 cores: the 404-column tail
-factorisation inside a GLMM evaluation (the 10^5-row crossed binary benchmark) took
+XLA's threads for the same cores. Measured on 2 cores (fresh processes, alternating,
+with and without this scope): the 404-column tail factorisation inside a GLMM
+evaluation (the 10^5-row crossed binary model of ``benchmarks/bench_glmm.py``) took
 43 ms, against 4 ms for the same call alone; with one BLAS thread that model's compiled
-fit went from 14.3 to 12.0 s and InstEval's from 2.33 to 2.08 s (``benchmarks/RESULTS.md``).
+fit went from 14.7 to 11.9 s and the 20,000-row Poisson model's from 2.36 to 1.88 s
+(VerbAgg, InstEval and sleepstudy moved within noise).
 
 :func:`single_blas_thread` is scoped, as :func:`~interlace._base.precision.float64_scope`
 is for precision: it sets the loaded BLAS libraries to one thread (``threadpoolctl``)
