@@ -42,7 +42,8 @@ from ._core.family import Family
 from ._core.fitting import ArrayFit, fit_arrays
 from ._core.refit import deviance_statistic, refit_all, warn_unconverged
 from ._fit import resolve_family
-from ._model.estimate import design_arrays, fit_design
+from ._model.design import Design
+from ._model.estimate import design_arrays, fit_design, start_values
 from ._model.frames import as_pandas, is_frame
 from ._model.glmm_design import build_glmm_design, check_responses
 from ._model.glmm_many import degenerate_responses, fit_glmm_many
@@ -154,11 +155,7 @@ def fit_many(
     design = build_lmm_design(formula, data, groups, weights, offset)
     model = design_arrays(design)
     Y = _response_matrix(frame, design.row_index)
-    # The warm start shared by the batch: the first response fitted as interlace.fit fits
-    # it (its host optimiser over the size class's compiled evaluation, which a session
-    # has usually compiled already, where a whole compiled fit would compile for seconds).
-    first = fit_design(dataclasses.replace(design, y=Y[:, 0]), method, warn=False)
-    theta0 = first.theta
+    theta0 = _warm_start(design, Y, method)
     if design.offset is not None:
         Y = Y - design.offset[:, None]  # the model arrays hold responses less the offset
     out = refit_all(
@@ -178,6 +175,21 @@ def fit_many(
     table["converged"] = out.converged
     warn_unconverged(out.converged, "fits")
     return table
+
+
+def _warm_start(design: Design, Y: np.ndarray, method: str, tries: int = 5) -> np.ndarray:
+    """``theta`` (user's order) shared by a batch as its start: the first response among
+    the first ``tries`` that fits (finite and converged) fitted as :func:`interlace.fit`
+    fits it (the host optimiser over the size class's compiled evaluation, which a
+    session has usually compiled already), else the moment start. A constant first
+    response, say, would otherwise start every refit from NaN."""
+    for j in range(min(tries, Y.shape[1])):
+        if np.ptp(Y[:, j]) == 0.0:
+            continue
+        fit = fit_design(dataclasses.replace(design, y=Y[:, j]), method, warn=False)
+        if fit.converged and np.all(np.isfinite(fit.theta)):
+            return fit.theta
+    return start_values(design)
 
 
 def _response_matrix(frame: pd.DataFrame, rows: pd.Index) -> np.ndarray:

@@ -157,3 +157,24 @@ def test_fit_many_does_not_stick_to_a_singular_warm_start():
         assert table.loc[j, "deviance"] <= one.deviance * (1 + 1e-8)
         assert table.loc[j, "llf"] == pytest.approx(one.llf, rel=1e-8)  # REML's logLik
     assert positive >= 1  # the case the test is about occurs
+
+
+def test_fit_many_survives_a_constant_first_response():
+    """The batch's warm start comes from the first response that fits: a constant first
+    response (no model fits it) used to start every refit from NaN, so that no response
+    converged. Same shapes as the test above (no new compile). Tolerances as there."""
+    page = interlace.datasets.exam_scores()
+    rng = np.random.default_rng(1)
+    Y = page.score.to_numpy()[:, None] + rng.normal(0, 3, (len(page), 40))
+    Y[:, 0] = 5.0
+    formula = "score ~ hours_studied + prior_gpa"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = fit_many(formula, page, Y, groups=["student_id", "school_id"])
+        one = interlace.fit(formula, page.assign(score=Y[:, 1]), groups=["student_id", "school_id"])
+    assert not table.loc[0, "converged"]
+    assert table.loc[1:, "converged"].all()
+    np.testing.assert_allclose(
+        table.loc[1, list(one.fe_params.index)], one.fe_params, rtol=0, atol=1e-6
+    )
+    assert table.loc[1, "deviance"] <= one.deviance * (1 + 1e-8)
