@@ -41,7 +41,7 @@ from .._core.arrays import ModelArrays
 from .._core.crossprod import device_array, same_factor, tail_width
 from .._core.deviance import blups_by_term
 from .._core.family import Family
-from .._core.optimize import STOP_GRADIENT, STOP_REASONS, OptimResult, minimize_on_host
+from .._core.optimize import STOP_REASONS, minimize_on_host
 from .._core.pirls import GlmmData, laplace, pirls
 from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
 from .._core.standardize import (
@@ -309,7 +309,6 @@ def fit_glmm_design(
             # saves here, where every evaluation has a gradient (measured on the glmer
             # references: 131 evaluations in all instead of 156, the same optima)
             _, _, lp = prob.fun(True)(np.concatenate([theta0, extra]))
-            opt = OptimResult(theta0, lp.value, None, 0, 1, True, STOP_GRADIENT)
             x0 = np.concatenate([theta0, prob.standardized_beta(lp.modes.beta), extra])
             opt, lp = minimize_on_host(prob.fun(False), x0, maxiter=maxiter)
             x_opt = np.asarray(opt.theta)
