@@ -155,29 +155,51 @@ class Family:
         return 2.0 * weights * (_xlogy_ratio(y, mu) - (y - mu))
 
     def minus_two_log_density(self, y, mu, weights, size=None):
-        """``-2 log p(y_i | mu_i)`` with all constants (R's ``family$aic`` terms):
+        """``-2 log p(y_i | mu_i)`` with all constants (R's ``family$aic`` terms), per row:
         binomial ``log C(m, m y) + m y log mu + m (1 - y) log(1 - mu)`` with ``m`` trials
         (rows of weight 0 add nothing); Poisson ``w (y log mu - mu - log y!)``; negative
         binomial ``w (log G(y + k) - log G(k) - log y! + k log(k / (k + mu))
         + y log(mu / (k + mu)))``."""
+        return self._kernel(y, mu, weights, size) + self._data_terms(y, weights, jnp, gammaln)
+
+    def minus_two_log_likelihood(self, y, mu, weights, size=None, constant=None):
+        """``sum_i -2 log p(y_i | mu_i)`` (:meth:`minus_two_log_density` summed), with the
+        terms in the data alone (``log C(m, m y)``, ``log y!``) taken from ``constant``
+        (:meth:`density_constant`) when given: an evaluation loop need not recompute
+        their log-gammas at every call (a tenth of a VerbAgg evaluation)."""
+        if constant is None:
+            constant = jnp.sum(self._data_terms(y, weights, jnp, gammaln))
+        return jnp.sum(self._kernel(y, mu, weights, size)) + constant
+
+    def density_constant(self, y, weights):
+        """``sum_i`` of the data-only terms of ``-2 log p(y_i | mu_i)``: binomial
+        ``-2 log C(m_i, m_i y_i)`` (rows with ``m_i > 0``), Poisson and negative binomial
+        ``2 w_i log y_i!``. numpy in (scipy's log-gamma), numpy out; JAX in, JAX out."""
+        if isinstance(y, np.ndarray) and isinstance(weights, np.ndarray):
+            from scipy.special import gammaln as np_gammaln  # imported on use
+
+            with np.errstate(invalid="ignore"):
+                return np.sum(self._data_terms(y, weights, np, np_gammaln))
+        return jnp.sum(self._data_terms(y, weights, jnp, gammaln))
+
+    def _data_terms(self, y, weights, xp, lgamma):
         if self.name == "binomial":
-            m = weights
-            k = jnp.round(m * y)
-            m = jnp.round(m)
-            logc = gammaln(m + 1.0) - gammaln(k + 1.0) - gammaln(m - k + 1.0)
-            ll = logc + _xlogy(k, mu) + _xlogy(m - k, 1.0 - mu)
+            k, m = xp.round(weights * y), xp.round(weights)
+            logc = lgamma(m + 1.0) - lgamma(k + 1.0) - lgamma(m - k + 1.0)
+            return xp.where(weights > 0, -2.0 * logc, 0.0)
+        return 2.0 * weights * lgamma(y + 1.0)
+
+    def _kernel(self, y, mu, weights, size):
+        """:meth:`minus_two_log_density` less :meth:`_data_terms`, per row."""
+        if self.name == "binomial":
+            k, m = jnp.round(weights * y), jnp.round(weights)
+            ll = _xlogy(k, mu) + _xlogy(m - k, 1.0 - mu)
             return jnp.where(weights > 0, -2.0 * ll, 0.0)
         if self.name == "negative_binomial":
             k = size
-            ll = (
-                _log_rising_factorial(k, y)
-                - gammaln(y + 1.0)
-                - k * jnp.log1p(mu / k)
-                + _xlogy(y, mu / (k + mu))
-            )
+            ll = _log_rising_factorial(k, y) - k * jnp.log1p(mu / k) + _xlogy(y, mu / (k + mu))
             return -2.0 * weights * ll
-        ll = _xlogy(y, mu) - mu - gammaln(y + 1.0)
-        return -2.0 * weights * ll
+        return -2.0 * weights * (_xlogy(y, mu) - mu)
 
     def start_mu(self, y, weights):
         """Starting means (R's ``family$initialize``)."""

@@ -62,6 +62,9 @@ class GlmmData(NamedTuple):
     prior_weights: jnp.ndarray  # binomial: trials; else 1 (or the user's weights)
     offset: jnp.ndarray  # known part of eta
     size: jnp.ndarray | float = 1.0  # negative binomial's k (ignored by the others)
+    # Family.density_constant(y, prior_weights): the log-density's terms in the data
+    # alone, computed once per response (None: in every evaluation)
+    density_constant: jnp.ndarray | float | None = None
 
 
 class Modes(NamedTuple):
@@ -265,7 +268,9 @@ def laplace(
     L = tail_cholesky(tail_schur(theta, cp), unrolled=False)
     ld_l2 = log_det_z(theta, cp, jnp.log(jnp.diagonal(L)))
     dev = jnp.sum(family.deviance_residuals(data.y, mu, data.prior_weights, data.size))
-    log_density = jnp.sum(family.minus_two_log_density(data.y, mu, data.prior_weights, data.size))
+    log_density = family.minus_two_log_likelihood(
+        data.y, mu, data.prior_weights, data.size, data.density_constant
+    )
     usq = modes.u_squared
     qt, p = cp.q_tail, cp.p
     LX = jax.lax.stop_gradient(L[qt : qt + p, qt : qt + p])

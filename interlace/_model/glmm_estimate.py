@@ -209,6 +209,7 @@ class GlmmProblem:
             device_array(glmm.prior_weights, np.float64),
             device_array(glmm.offset, np.float64),
             device_array(1.0 if family.size is None else family.size, np.float64),
+            device_array(family.density_constant(y, np.asarray(glmm.prior_weights, float))),
         )
         # a negative binomial's size starts at its moment estimate (var = m + m^2 / k)
         m, v = float(np.mean(y)), float(np.var(y))

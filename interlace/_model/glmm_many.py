@@ -79,7 +79,8 @@ def _fit_batch(Y, X0, ma, data, xstd, rule, *, family, n_theta, ic, joint, start
         return jnp.concatenate([xr[:n_theta], jnp.zeros(p, xr.dtype), xr[n_theta:]])
 
     def one(y, x0):
-        d = data._replace(y=y)
+        # the log-density's data terms once per response, not in every evaluation
+        d = data._replace(y=y, density_constant=family.density_constant(y, data.prior_weights))
 
         def evaluate(xr, aux, start):
             # PIRLS from the last accepted point's modes; at a fresh start of a Laplace
