@@ -95,8 +95,10 @@ class Family:
 
     @property
     def canonical(self) -> bool:
-        """Whether the link is the canonical one (then Fisher scoring is Newton's method)."""
-        return self.link == LINKS[self.name]
+        """Whether the link is the family's canonical one (binomial's logit, Poisson's
+        log): then Fisher scoring is Newton's method. A negative binomial's log link is
+        not (its canonical link is ``log(mu / (mu + k))``)."""
+        return (self.name, self.link) in (("binomial", "logit"), ("poisson", "log"))
 
     def linkfun(self, mu):
         """``eta = g(mu)``; numpy in, numpy out (set-up and results outside compiled
