@@ -758,9 +758,7 @@ def test_glmm_dense_rows_start_at_an_eighth_of_the_tail():
     rng = np.random.default_rng(8)
     for subjects, items, per_subject, heavy in ((40, 30, 6, 40), (400, 200, 1, 0)):
         s = np.repeat(np.arange(subjects), per_subject)
-        i = np.concatenate(
-            [rng.choice(items, per_subject, replace=False) for _ in range(subjects)]
-        )
+        i = np.concatenate([rng.choice(items, per_subject, replace=False) for _ in range(subjects)])
         frame = pd.DataFrame(
             {"y": rng.integers(0, 2, s.size), "x": rng.normal(size=s.size), "s": s, "i": i}
         )
