@@ -26,6 +26,7 @@ from .crossprod import device_array
 from .deviance import SMALL
 from .evaluation import host_objective
 from .fitting import fit_arrays
+from .optimize import hessian_by_differences
 from .theta import diagonal_mask
 
 __all__ = [
@@ -106,13 +107,13 @@ def _preconditioner(model, theta0, reml) -> jnp.ndarray:
     """``P`` with ``P' H P ~ I`` for the Hessian ``H`` of the deviance at the fit
     (internal order), so batched refits start well scaled. Eigenvalues are floored at
     1e-8 of the largest so that a flat (boundary) direction cannot blow ``P`` up."""
-    H = hessian_by_differences(model, theta0, reml=reml)
+    H = preconditioner_hessian(model, theta0, reml=reml)
     w, V = np.linalg.eigh(0.5 * (H + H.T))
     w = np.maximum(w, 1e-8 * max(float(w.max()), 1e-300))
     return device_array(V / np.sqrt(w))
 
 
-def hessian_by_differences(model, theta0, *, reml) -> np.ndarray:
+def preconditioner_hessian(model, theta0, *, reml) -> np.ndarray:
     """Hessian of the deviance in ``theta`` (internal order) at ``theta0`` (user order):
     forward differences of the exact gradient, ``H e_j = (g(theta + h_j e_j) - g(theta))
     / h_j`` with ``h_j = 1e-5 max(1, |theta_j|)`` (relative error ~1e-5, plenty for a
@@ -122,13 +123,7 @@ def hessian_by_differences(model, theta0, *, reml) -> np.ndarray:
     autodiff compiled for about a second per new model."""
     fun = host_objective(model.template, reml=reml).fun
     th = np.asarray(theta_to_internal(np.asarray(theta0, np.float64), model), np.float64)
-    g0 = fun(th)[1]
-    H = np.empty((th.size, th.size))
-    for j in range(th.size):
-        h = 1e-5 * max(1.0, abs(th[j]))
-        step = th.copy()
-        step[j] += h
-        H[:, j] = (fun(step)[1] - g0) / h
+    H = hessian_by_differences(lambda t: fun(t)[1], th, fun(th)[1], th.size)
     if not np.all(np.isfinite(H)):  # a gradient that overflowed: no preconditioning
         return np.eye(th.size)
     return H

@@ -41,7 +41,7 @@ from .._core.arrays import ModelArrays
 from .._core.crossprod import device_array, same_factor, tail_width
 from .._core.deviance import blups_by_term
 from .._core.family import Family
-from .._core.optimize import STOP_REASONS, minimize_on_host
+from .._core.optimize import STOP_REASONS, hessian_by_differences, minimize_on_host
 from .._core.pirls import GlmmData, laplace, pirls
 from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
 from .._core.standardize import (
@@ -478,16 +478,9 @@ def _hessian_cov(fun, x: np.ndarray, grad, n_theta: int, p: int, std: Standardiz
     their mean with the forward ones is the central-difference Hessian (error
     ``O(h^2)``), which decides."""
     k = n_theta + p
-    g0 = np.asarray(grad, dtype=float)[:k]
-    steps = 1e-5 * np.maximum(1.0, np.abs(np.asarray(x, dtype=float)[:k]))
 
     def differences(sign: float) -> np.ndarray:
-        H = np.empty((k, k))
-        for j in range(k):
-            e = np.zeros(x.shape[0])
-            e[j] = sign * steps[j]
-            H[:, j] = sign * (fun(x + e)[1][:k] - g0) / steps[j]
-        return H
+        return hessian_by_differences(lambda v: fun(v)[1], x, grad, k, sign)
 
     forward = differences(1.0)
     cov_s = _beta_block_cov(forward, n_theta)
