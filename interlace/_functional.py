@@ -124,7 +124,9 @@ def fit_many(
 
     GLMMs (``family``, ``nAGQ``, ``weights``, ``offset`` as in :func:`interlace.fit`; the
     weights and offset are shared by every response): each response fitted as
-    :func:`interlace.fit` fits it, from lme4's start, by a compiled L-BFGS under ``vmap``
+    :func:`interlace.fit` fits it (the same objective and optimum), by a compiled L-BFGS
+    under ``vmap``, in lanes that take the next response when a fit stops; responses
+    after the first batch start from the converged fits' typical theta
     (:mod:`interlace._model.glmm_many`). One row per response: fixed effects, theta,
     ``size`` (negative binomial), ``deviance`` and ``llf`` (as :class:`GLMMResult`'s:
     lme4's ``deviance()``, the sum of squared deviance residuals at the modes, and its
@@ -132,8 +134,8 @@ def fit_many(
     response no GLMM can fit (all counts 0, or one binomial outcome only) gets a row of
     NaN with ``converged=False`` and a warning.
 
-    ``batch_size`` (responses per compiled call) has a default that bounds memory; any
-    batch size is safe.
+    ``batch_size`` (responses fitted side by side: a batch, or a GLMM's lanes) has a
+    default that bounds memory; any batch size is safe.
     """
     fam = resolve_family(family, method, nAGQ, weights, offset)
     data = as_pandas(data, "data")

@@ -28,6 +28,11 @@ stopped changing (``patience`` steps within ``ftol`` relative) or a step with no
 state from the last accepted point to the next evaluation (a GLMM's modes, to start its
 PIRLS from); ``start`` is true at the first evaluation only, where ``evaluate`` may move
 ``x`` (``x_used``; a GLMM puts ``beta`` at the joint modes there).
+
+:func:`minimize_stepwise` runs the loop to the end. Its pieces, :func:`stepwise_start`,
+:func:`stepwise_step` (one loop iteration) and :func:`stepwise_result`, let a caller
+drive many minimisations in lanes and start new ones as old ones stop
+(:mod:`interlace._model.glmm_many`).
 """
 
 from __future__ import annotations
@@ -39,7 +44,15 @@ import jax.numpy as jnp
 
 from .optimize import STOP_GRADIENT, STOP_MAXITER, STOP_NONFINITE, STOP_STALLED
 
-__all__ = ["StepwiseResult", "minimize_stepwise"]
+__all__ = [
+    "StepwiseResult",
+    "StepwiseState",
+    "is_running",
+    "minimize_stepwise",
+    "stepwise_result",
+    "stepwise_start",
+    "stepwise_step",
+]
 
 _MEMORY = 10
 _C1, _C2 = 1e-4, 0.9
@@ -57,6 +70,10 @@ class StepwiseResult(NamedTuple):
     evaluations: jnp.ndarray
     converged: jnp.ndarray
     stop: jnp.ndarray
+
+
+def _small_grad(f, g, gtol, factor=1.0):
+    return jnp.max(jnp.abs(g)) <= factor * gtol * (1.0 + jnp.abs(f))
 
 
 def _first_direction(g, x):
@@ -87,26 +104,38 @@ def _direction(g, x, S, Y, count, head):
     return jnp.where(count > 0, -r, _first_direction(g, x))
 
 
-def minimize_stepwise(
-    evaluate,
-    x0: jnp.ndarray,
-    aux0,
-    *,
-    maxiter: int = 500,
-    gtol: float = 1e-10,
-    ftol: float = 1e-15,
-    patience: int = 3,
-) -> StepwiseResult:
-    """Minimise ``evaluate``'s value from ``x0`` (module docstring), inside ``jit`` and
-    ``vmap``."""
-    k = x0.shape[0]
-    dtype = x0.dtype
+class StepwiseState(NamedTuple):
+    """One minimisation's loop state (module docstring): the current point ``x`` with its
+    value ``f``, gradient ``g`` and ``aux``; the step's direction ``d`` and trial length
+    ``a``; the curvature-pair ring ``S, Y`` (``count`` pairs, next slot ``head``); counts
+    of trials this step, iterations, evaluations and value-stalled steps; ``stop``
+    (``-1`` while running); the best too-short trial of this step (``best``, if
+    ``has_best``)."""
+
+    x: jnp.ndarray
+    f: jnp.ndarray
+    g: jnp.ndarray
+    aux: object
+    d: jnp.ndarray
+    a: jnp.ndarray
+    S: jnp.ndarray
+    Y: jnp.ndarray
+    count: jnp.ndarray
+    head: jnp.ndarray
+    trials: jnp.ndarray
+    it: jnp.ndarray
+    nev: jnp.ndarray
+    stall: jnp.ndarray
+    stop: jnp.ndarray
+    best: tuple
+    has_best: jnp.ndarray
+
+
+def stepwise_start(x0: jnp.ndarray, aux0) -> StepwiseState:
+    """The state before the first evaluation, at ``x0``."""
+    k, dtype = x0.shape[0], x0.dtype
     big = jnp.asarray(jnp.inf, dtype)
-
-    def small_grad(f, g, factor=1.0):
-        return jnp.max(jnp.abs(g)) <= factor * gtol * (1.0 + jnp.abs(f))
-
-    state0 = dict(
+    return StepwiseState(
         x=x0,
         f=big,
         g=jnp.zeros(k, dtype),
@@ -122,103 +151,139 @@ def minimize_stepwise(
         nev=jnp.asarray(0),
         stall=jnp.asarray(0),
         stop=jnp.asarray(_RUNNING),
-        # the best trial of this step with sufficient decrease but too short (expansion)
         best=(x0, big, jnp.zeros(k, dtype), aux0),
         has_best=jnp.asarray(False),
     )
 
-    def cond(st):
-        return st["stop"] == _RUNNING
 
-    def body(st):
-        start = st["nev"] == 0
-        x_try = st["x"] + st["a"] * st["d"]
-        x_used, f_t, g_t, aux_t = evaluate(x_try, st["aux"], start)
-        finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t))
-        f_t = jnp.where(finite, f_t, jnp.inf)
-        f, g, d, a = st["f"], st["g"], st["d"], st["a"]
-        slope = g @ d
-        eps = _ROUNDING * (1.0 + jnp.abs(f))
-        decrease = finite & ((f_t <= f + _C1 * a * slope) | (f_t <= f + eps))
-        curvature = g_t @ d >= _C2 * slope
-        trials = st["trials"] + 1
-        expand = ~start & decrease & ~curvature & (trials < _TRIALS)
-        take_trial = start | (decrease & ~expand)
-        take_best = ~take_trial & ~decrease & st["has_best"]
-        accept = take_trial | take_best
-        better = decrease & (f_t < st["best"][1])
-        best = jax.tree.map(
-            lambda p, q: jnp.where(expand & better, p, q), (x_used, f_t, g_t, aux_t), st["best"]
-        )
-        # the point taken: the trial, or the best shorter step
-        x_n, f_n, g_n, aux_n = jax.tree.map(
-            lambda p, q: jnp.where(take_trial, p, q), (x_used, f_t, g_t, aux_t), st["best"]
-        )
+def is_running(state: StepwiseState) -> jnp.ndarray:
+    """Whether the minimisation goes on (no stopping rule has fired)."""
+    return state.stop == _RUNNING
 
-        # accepted: a new point, curvature pair, direction and the stopping rule
-        s, y = x_n - st["x"], g_n - g
-        keep = ~start & (s @ y > 1e-12 * jnp.sqrt((s @ s) * (y @ y)))
-        S = jnp.where(keep, st["S"].at[st["head"]].set(s), st["S"])
-        Y = jnp.where(keep, st["Y"].at[st["head"]].set(y), st["Y"])
-        head = jnp.where(keep, (st["head"] + 1) % _MEMORY, st["head"])
-        count = jnp.where(keep, jnp.minimum(st["count"] + 1, _MEMORY), st["count"])
-        d_new = _direction(g_n, x_n, S, Y, count, head)
-        descent = g_n @ d_new < 0
-        count = jnp.where(descent, count, 0)  # not a descent direction: forget the pairs
-        d_new = jnp.where(descent, d_new, _first_direction(g_n, x_n))
-        it = st["it"] + jnp.where(start, 0, 1)
-        stall = jnp.where(
-            ~start & (jnp.abs(f - f_n) / (1.0 + jnp.abs(f_n)) <= ftol), st["stall"] + 1, 0
-        )
-        finite_n = jnp.isfinite(f_n) & jnp.all(jnp.isfinite(g_n))
-        stop_acc = jnp.where(
-            ~finite_n,
-            STOP_NONFINITE,
+
+def stepwise_step(
+    evaluate,
+    st: StepwiseState,
+    *,
+    maxiter=500,
+    gtol: float = 1e-10,
+    ftol: float = 1e-15,
+    patience: int = 3,
+) -> StepwiseState:
+    """One evaluation and what follows from it (module docstring): accept the trial and
+    choose the next direction, or shrink or expand the step. ``maxiter`` may be traced."""
+    dtype = st.x.dtype
+    big = jnp.asarray(jnp.inf, dtype)
+    start = st.nev == 0
+    x_try = st.x + st.a * st.d
+    x_used, f_t, g_t, aux_t = evaluate(x_try, st.aux, start)
+    finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t))
+    f_t = jnp.where(finite, f_t, jnp.inf)
+    f, g, d, a = st.f, st.g, st.d, st.a
+    slope = g @ d
+    eps = _ROUNDING * (1.0 + jnp.abs(f))
+    decrease = finite & ((f_t <= f + _C1 * a * slope) | (f_t <= f + eps))
+    curvature = g_t @ d >= _C2 * slope
+    trials = st.trials + 1
+    expand = ~start & decrease & ~curvature & (trials < _TRIALS)
+    take_trial = start | (decrease & ~expand)
+    take_best = ~take_trial & ~decrease & st.has_best
+    accept = take_trial | take_best
+    better = decrease & (f_t < st.best[1])
+    best = jax.tree.map(
+        lambda p, q: jnp.where(expand & better, p, q), (x_used, f_t, g_t, aux_t), st.best
+    )
+    # the point taken: the trial, or the best shorter step
+    x_n, f_n, g_n, aux_n = jax.tree.map(
+        lambda p, q: jnp.where(take_trial, p, q), (x_used, f_t, g_t, aux_t), st.best
+    )
+
+    # accepted: a new point, curvature pair, direction and the stopping rule
+    s, y = x_n - st.x, g_n - g
+    keep = ~start & (s @ y > 1e-12 * jnp.sqrt((s @ s) * (y @ y)))
+    S = jnp.where(keep, st.S.at[st.head].set(s), st.S)
+    Y = jnp.where(keep, st.Y.at[st.head].set(y), st.Y)
+    head = jnp.where(keep, (st.head + 1) % _MEMORY, st.head)
+    count = jnp.where(keep, jnp.minimum(st.count + 1, _MEMORY), st.count)
+    d_new = _direction(g_n, x_n, S, Y, count, head)
+    descent = g_n @ d_new < 0
+    count = jnp.where(descent, count, 0)  # not a descent direction: forget the pairs
+    d_new = jnp.where(descent, d_new, _first_direction(g_n, x_n))
+    it = st.it + jnp.where(start, 0, 1)
+    stall = jnp.where(~start & (jnp.abs(f - f_n) / (1.0 + jnp.abs(f_n)) <= ftol), st.stall + 1, 0)
+    finite_n = jnp.isfinite(f_n) & jnp.all(jnp.isfinite(g_n))
+    stop_acc = jnp.where(
+        ~finite_n,
+        STOP_NONFINITE,
+        jnp.where(
+            _small_grad(f_n, g_n, gtol),
+            STOP_GRADIENT,
             jnp.where(
-                small_grad(f_n, g_n),
-                STOP_GRADIENT,
-                jnp.where(
-                    stall >= patience,
-                    STOP_STALLED,
-                    jnp.where(it >= maxiter, STOP_MAXITER, _RUNNING),
-                ),
+                stall >= patience,
+                STOP_STALLED,
+                jnp.where(it >= maxiter, STOP_MAXITER, _RUNNING),
             ),
-        )
+        ),
+    )
 
-        # not accepted: expand (a sufficient decrease, still steep), or shrink the step
-        # (quadratic through f, f'(0) and f(a)), or give up
-        quad = -slope * a * a / (2.0 * (f_t - f - slope * a))
-        shrunk = jnp.where(jnp.isfinite(quad), jnp.clip(quad, 0.1 * a, 0.5 * a), 0.1 * a)
-        a_new = jnp.where(expand, 2.0 * a, shrunk)
-        stop_rej = jnp.where(trials >= _TRIALS, STOP_STALLED, _RUNNING)
+    # not accepted: expand (a sufficient decrease, still steep), or shrink the step
+    # (quadratic through f, f'(0) and f(a)), or give up
+    quad = -slope * a * a / (2.0 * (f_t - f - slope * a))
+    shrunk = jnp.where(jnp.isfinite(quad), jnp.clip(quad, 0.1 * a, 0.5 * a), 0.1 * a)
+    a_new = jnp.where(expand, 2.0 * a, shrunk)
+    stop_rej = jnp.where(trials >= _TRIALS, STOP_STALLED, _RUNNING)
 
-        def pick(on_accept, on_reject):
-            return jax.tree.map(lambda p, q: jnp.where(accept, p, q), on_accept, on_reject)
+    def pick(on_accept, on_reject):
+        return jax.tree.map(lambda p, q: jnp.where(accept, p, q), on_accept, on_reject)
 
-        return dict(
-            x=pick(x_n, st["x"]),
-            f=pick(f_n, f),
-            g=pick(g_n, g),
-            aux=pick(aux_n, st["aux"]),
-            d=pick(d_new, d),
-            a=pick(jnp.asarray(1.0, dtype), a_new),
-            S=pick(S, st["S"]),
-            Y=pick(Y, st["Y"]),
-            count=pick(count, st["count"]),
-            head=pick(head, st["head"]),
-            trials=pick(jnp.asarray(0), trials),
-            it=pick(it, st["it"]),
-            nev=st["nev"] + 1,
-            stall=pick(stall, st["stall"]),
-            stop=pick(stop_acc, stop_rej),
-            best=pick((x0, big, jnp.zeros(k, dtype), aux0), best),
-            has_best=pick(jnp.asarray(False), st["has_best"] | (expand & better)),
-        )
+    # a fresh step has no best trial yet (its placeholder point is never taken)
+    no_best = (x_n, big, jnp.zeros_like(g_n), aux_n)
+    return StepwiseState(
+        x=pick(x_n, st.x),
+        f=pick(f_n, f),
+        g=pick(g_n, g),
+        aux=pick(aux_n, st.aux),
+        d=pick(d_new, d),
+        a=pick(jnp.asarray(1.0, dtype), a_new),
+        S=pick(S, st.S),
+        Y=pick(Y, st.Y),
+        count=pick(count, st.count),
+        head=pick(head, st.head),
+        trials=pick(jnp.asarray(0), trials),
+        it=pick(it, st.it),
+        nev=st.nev + 1,
+        stall=pick(stall, st.stall),
+        stop=pick(stop_acc, stop_rej),
+        best=pick(no_best, best),
+        has_best=pick(jnp.asarray(False), st.has_best | (expand & better)),
+    )
 
-    st = jax.lax.while_loop(cond, body, state0)
-    f, g, stop = st["f"], st["g"], st["stop"]
+
+def stepwise_result(st: StepwiseState, gtol: float = 1e-10) -> StepwiseResult:
+    """The minimisation's outcome from its (stopped) state."""
+    f, g, stop = st.f, st.g, st.stop
     finite = jnp.isfinite(f) & jnp.all(jnp.isfinite(g))
     converged = finite & (
-        (stop == STOP_GRADIENT) | ((stop == STOP_STALLED) & small_grad(f, g, 1e3))
+        (stop == STOP_GRADIENT) | ((stop == STOP_STALLED) & _small_grad(f, g, gtol, 1e3))
     )
-    return StepwiseResult(st["x"], f, g, st["aux"], st["it"], st["nev"], converged, stop)
+    return StepwiseResult(st.x, f, g, st.aux, st.it, st.nev, converged, stop)
+
+
+def minimize_stepwise(
+    evaluate,
+    x0: jnp.ndarray,
+    aux0,
+    *,
+    maxiter: int = 500,
+    gtol: float = 1e-10,
+    ftol: float = 1e-15,
+    patience: int = 3,
+) -> StepwiseResult:
+    """Minimise ``evaluate``'s value from ``x0`` (module docstring), inside ``jit`` and
+    ``vmap``."""
+
+    def step(st):
+        return stepwise_step(evaluate, st, maxiter=maxiter, gtol=gtol, ftol=ftol, patience=patience)
+
+    st = jax.lax.while_loop(is_running, step, stepwise_start(x0, aux0))
+    return stepwise_result(st, gtol)
