@@ -24,7 +24,7 @@ def test_top_level_calls_compile_with_the_options():
     x = np.arange(4.0, dtype=np.float32)
     np.testing.assert_allclose(_scaled_power(x, 2.0, power=3), 2.0 * x**3, rtol=0)
     # this JAX and XLA take the option, so the top-level executable is the tuned one
-    assert jit_module._options_accepted()
+    assert jit_module._options_accepted(jit_module.COMPILER_OPTIONS)
     assert _scaled_power._top_level() is not _scaled_power._plain
     lowered = _scaled_power.lower(x, 2.0, power=3)
     assert lowered.compile()(x, 2.0) is not None
@@ -43,12 +43,25 @@ def test_nested_in_a_callers_jit_grad_and_vmap():
     assert float(const()) == pytest.approx(4.0)
 
 
-def test_an_unknown_option_falls_back_to_plain_jit(monkeypatch):
-    monkeypatch.setattr(jit_module, "COMPILER_OPTIONS", {"xla_no_such_option_exists": True})
-    monkeypatch.setattr(jit_module, "_ACCEPTED", None)
-    assert not jit_module._options_accepted()
+def test_glmm_options_leave_out_library_fusions():
+    """GLMM executables compile without XLA's YNNPACK fusions (``_base.jit``'s docstring):
+    a row sum, which XLA's CPU backend of jaxlib 0.10 gives to one, compiles to none."""
 
-    @jit
+    @partial(jit, options=jit_module.GLMM_OPTIONS)
+    def row_sums(x):
+        return jnp.sum(x * x, axis=1)
+
+    x = np.ones((16, 600))
+    assert jit_module._options_accepted(jit_module.GLMM_OPTIONS)
+    np.testing.assert_allclose(row_sums(x), 600.0, rtol=0)
+    assert "__ynn_fusion" not in row_sums.lower(x).compile().as_text()
+
+
+def test_an_unknown_option_falls_back_to_plain_jit():
+    unknown = {"xla_no_such_option_exists": True}
+    assert not jit_module._options_accepted(unknown)
+
+    @partial(jit, options=unknown)
     def twice(x):
         return 2 * x
 

@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._base.jit import NO_YNN_FUSIONS, jit
 from .._core.family import Family
 from .._core.optimize import off_zero
 from .._core.pirls import laplace, pirls
@@ -97,7 +98,7 @@ class _Report(NamedTuple):
     iterations: jnp.ndarray
 
 
-@partial(jax.jit, static_argnames=("family", "n_theta", "ic", "joint"))
+@partial(jit, static_argnames=("family", "n_theta", "ic", "joint"), options=NO_YNN_FUSIONS)
 def _advance(
     Y, X0, fresh, state, ma, data, xstd, rule, *, family, n_theta, ic, joint, maxiter, return_at
 ):
