@@ -20,7 +20,7 @@ import pytest
 
 import interlace
 from interlace import DataError, ModelSpecError
-from interlace._model.glmm_many import typical_theta
+from interlace._model.glmm_many import identity_start, typical_theta
 
 from .test_glmm_references import FITS, lme4_names, load
 
@@ -239,3 +239,11 @@ def test_typical_theta_is_a_sign_normalised_median_off_the_boundary():
     # columns flipped to a non-negative diagonal: T11 {0.5, 0.7, 0.6}, T21 {0.2, 0.4, 0.1},
     # T22 {0.3, 0.5, 0.1}; the scalar's median 0 is lifted to the floor
     np.testing.assert_allclose(typical, [0.6, 0.2, 0.3, 0.1], atol=1e-15)
+
+
+def test_identity_start_is_in_the_internal_term_order():
+    """``(1 | item) + (1 + x | subject)`` with more subjects: the subject term goes first
+    internally (``_core.crossprod.term_order``), so the start is ``[T11, T21, T22, item]``
+    = ``[1, 0, 1, 1]`` (0 moved to 1e-10), not the user order's ``[1, 1, 0, 1]``."""
+    np.testing.assert_array_equal(identity_start([1, 2], (1, 0)), [1.0, 1e-10, 1.0, 1.0])
+    np.testing.assert_array_equal(identity_start([1, 2], (0, 1)), [1.0, 1.0, 1e-10, 1.0])

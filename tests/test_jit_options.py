@@ -43,16 +43,17 @@ def test_nested_in_a_callers_jit_grad_and_vmap():
     assert float(const()) == pytest.approx(4.0)
 
 
-def test_glmm_options_leave_out_library_fusions():
-    """GLMM executables compile without XLA's YNNPACK fusions (``_base.jit``'s docstring):
-    a row sum, which XLA's CPU backend of jaxlib 0.10 gives to one, compiles to none."""
+def test_no_ynn_options_leave_out_library_fusions():
+    """``NO_YNN_FUSIONS`` (``_model.glmm_many``'s executable; ``_base.jit``'s docstring):
+    a row sum, which XLA's CPU backend of jaxlib 0.10 gives to a YNNPACK fusion, compiles
+    to none."""
 
-    @partial(jit, options=jit_module.GLMM_OPTIONS)
+    @partial(jit, options=jit_module.NO_YNN_FUSIONS)
     def row_sums(x):
         return jnp.sum(x * x, axis=1)
 
     x = np.ones((16, 600))
-    assert jit_module._options_accepted(jit_module.GLMM_OPTIONS)
+    assert jit_module._options_accepted(jit_module.NO_YNN_FUSIONS)
     np.testing.assert_allclose(row_sums(x), 600.0, rtol=0)
     assert "__ynn_fusion" not in row_sums.lower(x).compile().as_text()
 

@@ -16,14 +16,14 @@ parametric-bootstrap refits 0.23 -> 0.33 s, Poisson ``fit_many`` over 500 genes 
 ``_inference.response_bootstrap``) keep ``jax.jit``: this ``jit`` is for the single fit,
 whose compile is most of a new model's time.
 
-GLMMs' executables also turn off XLA's YNNPACK library fusions
-(``xla_cpu_experimental_ynn_fusion_type``, an empty list: :data:`GLMM_OPTIONS` for the
-single fit, :data:`NO_YNN_FUSIONS` for ``_model.glmm_many``). They take the many small
-batched reductions and products of a GLMM evaluation (600 rows x 166 lanes) at a fraction
-of the speed of XLA's own loops: bench_glmm_many's Poisson genes ran 25% faster without
-them (1,024 genes 7.6-8.2 -> 5.9-6.0 s), the 10^5-row crossed binary fit 7% faster (6.5-6.7
--> 6.0-6.2 s), VerbAgg within noise; the deviances are identical. Linear models keep them
-(not re-measured).
+The batched GLMM engine (``_model.glmm_many``) compiles without XLA's YNNPACK library
+fusions (:data:`NO_YNN_FUSIONS`: ``xla_cpu_experimental_ynn_fusion_type``, an empty
+list). They take the many small batched reductions and products of a vmapped GLMM
+evaluation (600 rows x 166 lanes) at a fraction of the speed of XLA's own loops:
+bench_glmm_many's 1,024 Poisson genes took 5.9-6.0 s instead of 7.6-8.2 s, with identical
+deviances. The single GLMM fit keeps them: without them its compiled fit was 7% faster on
+the 10^5-row crossed design and no faster on VerbAgg, but VerbAgg's first fit compiled
+1.3-1.6 s longer (5.2-5.8 -> 6.9-7.1 s). Linear models keep them (not re-measured).
 
 The options are passed per executable (``jax.jit(..., compiler_options=...)``), so a
 user's own jitted functions compile as before; other backends ignore CPU options. A JAX
@@ -41,12 +41,11 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["jit", "COMPILER_OPTIONS", "NO_YNN_FUSIONS", "GLMM_OPTIONS"]
+__all__ = ["jit", "COMPILER_OPTIONS", "NO_YNN_FUSIONS"]
 
 COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
 # No YNNPACK library fusions (an empty list of fusion kinds).
 NO_YNN_FUSIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-GLMM_OPTIONS = {**COMPILER_OPTIONS, **NO_YNN_FUSIONS}
 
 _ACCEPTED: dict[tuple, bool] = {}  # per option set: whether this JAX and XLA take it
 

@@ -5,10 +5,15 @@ A draw: new random effects ``b = Lambda u``, ``u ~ N(0, I)`` (the fitted relativ
 covariance factors; the scale is 1), ``eta = o + X beta + Z b``, ``mu = g^-1(eta)``, then
 the response from the family: binomial successes out of the prior-weight trials, as a
 proportion (a 0/1 outcome with one trial), Poisson counts, negative binomial counts with
-the fitted size (gamma-Poisson mixture). The bootstrap refits each draw in turn with the
-model's compiled evaluation (same shapes: nothing is compiled again), the standard
-errors from ``R_X`` (no Hessian per refit), and reports the fixed effects, lme4's
-``sd_*``/``cor_*`` and ``theta`` per replicate.
+the fitted size (gamma-Poisson mixture). The bootstrap reports the fixed effects, lme4's
+``sd_*``/``cor_*`` and ``theta`` per replicate. Few draws of a small model are refitted
+one after another with the model's compiled evaluation (nothing is compiled again);
+otherwise (:func:`vectorise`) the draws are refitted side by side in vectorised lanes
+(:func:`~interlace._model.glmm_many.fit_glmm_many`, the same objective), each from the
+fitted ``theta`` as lme4's ``refit`` starts, after compiling the lanes once (~10 s on 2
+cores). Both reach the same optimum (replicates agree to ~1e-10). On cbpp, 1,000 draws
+took 23 s one after another and 11 s in lanes (1.0 s once compiled); 30 draws 0.7 s and
+11 s.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from .._core.refit import warn_unconverged
 from .._core.theta import lower_factor
 from .._model.glmm_design import GlmmDesign
 from .._model.glmm_estimate import GlmmFit, fit_glmm_design
+from .._model.glmm_many import fit_glmm_many
 from .._model.varcorr import sdcor_names, sdcor_values
 from .replicates import BootstrapResult
 
@@ -68,6 +74,8 @@ def glmm_parametric_bootstrap(fit: GlmmFit, n_bootstrap: int, seed: Seed = None)
         fit.design, fit.prior_weights, fit.offset, fit.offset_terms, fit.offset_argument
     )
     Y = simulate_glmm(fit, n_bootstrap, seed)
+    if vectorise(n_bootstrap, fit.design.nobs):
+        return _in_lanes(fit, glmm, Y)
     rows, flags = [], []
     for y in Y:
         replicate = glmm._replace(design=dataclasses.replace(glmm.design, y=y))
@@ -80,10 +88,34 @@ def glmm_parametric_bootstrap(fit: GlmmFit, n_bootstrap: int, seed: Seed = None)
             except Exception:  # a draw the model cannot fit (e.g. all successes)
                 rows.append(np.full(len(_names(fit)), np.nan))
                 flags.append(False)
-    converged = np.asarray(flags, dtype=bool)
+    return _result(fit, np.vstack(rows), np.asarray(flags, dtype=bool))
+
+
+def vectorise(n_bootstrap: int, nobs: int) -> bool:
+    """Whether to refit in lanes (module docstring): when one after another would take
+    longer than compiling them, by a rough cost model of 2 cores (a refit ~20 ms plus
+    ~0.04 ms a row; the lanes' executable ~10 s to compile): cbpp (56 rows) from 450
+    draws, a 1,000-row model from 167, VerbAgg (7,584 rows) from 31."""
+    return n_bootstrap * (1.0 + nobs / _ROWS_PER_REFIT_OVERHEAD) > _REFITS_PER_COMPILE
+
+
+# A sequential refit costs about 1 + nobs / 500 units of 20 ms; the lanes compile ~500.
+_ROWS_PER_REFIT_OVERHEAD = 500.0
+_REFITS_PER_COMPILE = 500.0
+
+
+def _in_lanes(fit: GlmmFit, glmm: GlmmDesign, Y: np.ndarray) -> BootstrapResult:
+    # a draw no GLMM can fit (all one outcome, all zero counts) is a NaN row, unconverged
+    batch = fit_glmm_many(glmm, fit.family, Y.T, nagq=fit.nagq, start_theta=fit.theta)
+    sd = sdcor_values(batch.theta, np.ones(len(Y)), fit.design.terms)[:, :-1]  # no sigma
+    rows = np.hstack([batch.beta, sd, batch.theta])
+    return _result(fit, rows, np.asarray(batch.converged, dtype=bool))
+
+
+def _result(fit: GlmmFit, rows: np.ndarray, converged: np.ndarray) -> BootstrapResult:
     warn_unconverged(converged, "bootstrap refits")
     return BootstrapResult(
-        replicates=pd.DataFrame(np.vstack(rows), columns=_names(fit)),
+        replicates=pd.DataFrame(rows, columns=_names(fit)),
         converged=converged,
         estimate=pd.Series(_row(fit), index=_names(fit)),
     )

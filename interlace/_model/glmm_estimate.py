@@ -35,7 +35,7 @@ import numpy as np
 
 from .._base.blas_threads import single_blas_thread
 from .._base.errors import DataError, ModelSpecError
-from .._base.jit import GLMM_OPTIONS, jit
+from .._base.jit import jit
 from .._base.precision import float64_scope
 from .._core.arrays import ModelArrays
 from .._core.crossprod import device_array, same_factor, tail_width
@@ -155,7 +155,7 @@ def laplace_objective(
     return lp.value, (lp, iterations)
 
 
-@partial(jit, static_argnames=("family", "n_theta", "ic"), options=GLMM_OPTIONS)
+@partial(jit, static_argnames=("family", "n_theta", "ic"))
 def _evaluate(x, fixed, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, ic):
     """:func:`laplace_objective` with its gradient in ``x``: ``(value, grad, Laplace,
     iterations)``, one compiled call per evaluation of the host optimiser."""

@@ -47,11 +47,11 @@ from .._core.optimize import off_zero
 from .._core.pirls import laplace, pirls
 from .._core.standardize import back_transform_beta, to_standardized_beta
 from .._core.stepwise import is_running, stepwise_result, stepwise_start, stepwise_step
-from .._core.theta import normalize_signs, to_user, tril_index
+from .._core.theta import diagonal_mask, normalize_signs, to_internal, to_user
 from .glmm_design import GlmmDesign
 from .glmm_estimate import GlmmProblem
 
-__all__ = ["GlmmBatch", "fit_glmm_many", "degenerate_responses"]
+__all__ = ["GlmmBatch", "fit_glmm_many", "degenerate_responses", "identity_start", "typical_theta"]
 
 # Responses per vectorised batch: at most this many, and no more rows in flight than
 # _BATCH_ROWS (each row carries a few dozen float64 temporaries per evaluation).
@@ -175,12 +175,22 @@ def _advance(
     return state, report
 
 
+def identity_start(ks, order) -> np.ndarray:
+    """lme4's start, identity factors, in the internal term ``order`` (``ks`` in the
+    user's), exact zeros moved off zero (:func:`~interlace._core.optimize.off_zero`)."""
+    return off_zero(diagonal_mask([ks[i] for i in order]).astype(float))
+
+
 def typical_theta(thetas: np.ndarray, ks, diagonal: np.ndarray) -> np.ndarray:
     """A start for new responses' fits: the median, entry by entry, of converged fits'
-    ``thetas`` (rows; the optimiser's order, signs normalised first), with diagonal
-    entries at least ``_WARM_FLOOR``."""
-    typical = np.median(normalize_signs(thetas, ks), axis=0)
-    return np.where(diagonal, np.maximum(typical, _WARM_FLOOR), typical)
+    ``thetas`` (rows; ``ks`` and ``diagonal`` in their, the internal, term order; signs
+    normalised first), with diagonal entries at least ``_WARM_FLOOR``."""
+    return floored(np.median(normalize_signs(thetas, ks), axis=0), diagonal)
+
+
+def floored(theta: np.ndarray, diagonal: np.ndarray) -> np.ndarray:
+    """``theta`` with its (signs normalised) diagonal entries at least ``_WARM_FLOOR``."""
+    return np.where(diagonal, np.maximum(theta, _WARM_FLOOR), theta)
 
 
 def degenerate_responses(Y: np.ndarray, family: Family, prior_weights: np.ndarray) -> np.ndarray:
@@ -202,9 +212,13 @@ def fit_glmm_many(
     batch_size: int | None = None,
     maxiter: int = 500,
     refill_at: float = _REFILL_AT,
+    start_theta: np.ndarray | None = None,
 ) -> GlmmBatch:
     """Fit ``glmm``'s model to every column of ``Y`` (n, B; valid responses of the family)
-    in vectorised lanes (module docstring); degenerate columns are not fitted."""
+    in vectorised lanes (module docstring); degenerate columns are not fitted.
+    ``start_theta`` (user's order, e.g. a fitted model's, as lme4's ``refit``): every fit
+    starts there (diagonal entries at least ``_WARM_FLOOR``), in place of lme4's start
+    and the warm starts."""
     prob = GlmmProblem(glmm, family, nagq)
     n, n_all = Y.shape
     degenerate = degenerate_responses(Y, family, glmm.prior_weights)
@@ -213,8 +227,12 @@ def fit_glmm_many(
     B = Y.shape[1]
     joint = nagq == 0
     ks, order, n_theta, p = prob.ks, prob.order, prob.n_theta, prob.p
-    diagonal = np.concatenate([r == c for r, c in (tril_index(k) for k in ks)])
-    theta0 = off_zero(diagonal.astype(float))
+    ks_internal = [ks[i] for i in order]  # x holds theta in the internal term order
+    diagonal = diagonal_mask(ks_internal)
+    if start_theta is None:
+        theta0 = identity_start(ks, order)
+    else:
+        theta0 = floored(to_internal(np.asarray(start_theta, dtype=float), ks, order), diagonal)
     X0 = np.tile(np.concatenate([theta0, np.zeros(0 if joint else p)]), (B, 1))
     if family.estimates_size:
         m, v = Y.mean(axis=0), Y.var(axis=0)
@@ -271,8 +289,8 @@ def fit_glmm_many(
         owner[free] = np.arange(queued, queued + free.size)
         Y_lanes[free] = Y[:, owner[free]].T
         X_lanes[free] = X0[owner[free]]
-        if np.count_nonzero(ok) >= _WARM_FROM:
-            X_lanes[free, :n_theta] = typical_theta(x[ok, :n_theta], ks, diagonal)
+        if start_theta is None and np.count_nonzero(ok) >= _WARM_FROM:
+            X_lanes[free, :n_theta] = typical_theta(x[ok, :n_theta], ks_internal, diagonal)
         queued += free.size
     theta = np.array([normalize_signs(to_user(row[:n_theta], ks, order), ks) for row in x]).reshape(
         B, n_theta
