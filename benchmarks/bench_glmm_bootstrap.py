@@ -132,7 +132,14 @@ def render(raw: dict) -> str:
             f"{lme4_s / ours['compiled_s']:.0f}x | {lme4_s / ours['first_s']:.0f}x | "
             f"{diff:.2f} (bootMer {theirs['nsim']} draws) |"
         )
-    lines.append("")
+    lines += [
+        "",
+        "The bootstrap sds are a sanity check, not a match: the two sides draw different "
+        "responses, and an sd is sensitive to a few extreme replicates (a draw with no case "
+        "in a period sends that period's estimate towards minus infinity, where each "
+        "optimiser stops somewhere else). VerbAgg's bootMer sds come from 10 draws only.",
+        "",
+    ]
     return "\n".join(lines)
 
 
