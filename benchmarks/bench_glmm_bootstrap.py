@@ -21,7 +21,6 @@ error, about ``1 / sqrt(2 n)`` relative). No timing is asserted.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -88,14 +87,7 @@ def run(n_cbpp: int, n_verbagg: int, lme4_verbagg: int) -> dict:
         str(lme4_verbagg),
     ]
     r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-    return {
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": harness.command_line(),
-        "environment": harness.environment(interlace),
-        "load_start": harness.loadavg(),
-        "interlace": rows,
-        "lme4": r,
-    }
+    return harness.run_record(interlace, interlace=rows, lme4=r)
 
 
 def render(raw: dict) -> str:

@@ -28,7 +28,6 @@ Poisson responses at least 20x faster than a loop of glmer calls.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import subprocess
 import sys
@@ -130,13 +129,7 @@ def run(genes: int, families: list[str], lme4_genes: int, repeats: int) -> dict:
         }
         print(json.dumps(row), flush=True)
         rows.append(row)
-    return {
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": harness.command_line(),
-        "environment": harness.environment(interlace),
-        "load_start": harness.loadavg(),
-        "rows": rows,
-    }
+    return harness.run_record(interlace, rows=rows)
 
 
 def render(raw: dict) -> str:

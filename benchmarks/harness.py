@@ -84,6 +84,18 @@ def save_json(obj, *paths: Path) -> None:
         path.write_text(json.dumps(obj, indent=2) + "\n")
 
 
+def run_record(package, /, **fields) -> dict:
+    """A run's record for ``out/*.json``: when, the command, the environment and the load
+    at the start (``package``: the interlace module), then ``fields``."""
+    return {
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+        "environment": environment(package),
+        "load_start": loadavg(),
+        **fields,
+    }
+
+
 def section_head(raw: dict, heading: str, lme4: str) -> list[str]:
     """A RESULTS.md section's first lines: ``heading``, the command and time of the run
     (``raw``'s ``command``, ``when``, ``load_start``), the machine and versions."""

@@ -107,8 +107,7 @@ _REFITS_PER_COMPILE = 500.0
 def _in_lanes(fit: GlmmFit, glmm: GlmmDesign, Y: np.ndarray) -> BootstrapResult:
     # a draw no GLMM can fit (all one outcome, all zero counts) is a NaN row, unconverged
     batch = fit_glmm_many(glmm, fit.family, Y.T, nagq=fit.nagq, start_theta=fit.theta)
-    sd = sdcor_values(batch.theta, np.ones(len(Y)), fit.design.terms)[:, :-1]  # no sigma
-    rows = np.hstack([batch.beta, sd, batch.theta])
+    rows = _rows(batch.beta, batch.theta, fit.design.terms)
     return _result(fit, rows, np.asarray(batch.converged, dtype=bool))
 
 
@@ -126,6 +125,11 @@ def _names(fit: GlmmFit) -> list[str]:
     return [*fit.design.fe_names, *sd, *(f"theta_{n}" for n in fit.design.theta_names)]
 
 
+def _rows(beta: np.ndarray, theta: np.ndarray, terms) -> np.ndarray:
+    """Replicate rows (``_names``' columns) from ``beta`` (m, p) and ``theta`` (m, t)."""
+    sd = sdcor_values(theta, np.ones(len(theta)), terms)[:, :-1]  # no residual sigma
+    return np.hstack([beta, sd, theta])
+
+
 def _row(fit: GlmmFit) -> np.ndarray:
-    sd = sdcor_values(fit.theta[None], np.ones(1), fit.design.terms)[0, :-1]  # no sigma
-    return np.concatenate([fit.beta, sd, fit.theta])
+    return _rows(fit.beta[None], fit.theta[None], fit.design.terms)[0]
