@@ -14,6 +14,7 @@ weights, offset in the formula vs ``offset=``) are the same computation: 1e-8 re
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -588,6 +589,57 @@ def test_poisson_non_integer_counts_warn(pois, pois_fit):
     assert res.converged
 
 
+def test_a_predictor_far_from_zero_fits_as_near_zero(pois, pois_fit):
+    """``x`` shifted to a Unix time stamp's size (1.7e9, spread ~1): the same model with a
+    shifted intercept. The model arrays hold centred columns, so the linear predictor
+    keeps its digits (``X beta`` from raw columns cancelled terms of ~7e8, and the fit
+    stopped short of convergence with standard errors 2e-4 off). Same shapes as
+    ``pois_fit``. Tolerances: the shifted values are rounded to 2.4e-7 (float64 near
+    1.7e9), which moves the fit by ~1e-8; asserted at 1e-6 (1e-7 for llf)."""
+    shift = 1.7e9
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = interlace.fit(POIS_OFF_F, pois.assign(x=pois["x"] + shift), family="poisson")
+    assert res.converged
+    assert not [w for w in caught if "converge" in str(w.message)]
+    assert res.llf == pytest.approx(pois_fit.llf, rel=1e-7)
+    b0, b1 = pois_fit.fe_params.to_numpy()
+    assert res.fe_params.iloc[1] == pytest.approx(b1, rel=1e-6)
+    assert res.fe_params.iloc[0] == pytest.approx(b0 - shift * b1, rel=1e-6)
+    assert res.fe_bse.iloc[1] == pytest.approx(pois_fit.fe_bse.iloc[1], rel=1e-6)
+    np.testing.assert_allclose(res.theta.to_numpy(), pois_fit.theta.to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(res.fittedvalues, pois_fit.fittedvalues, rtol=1e-6)
+
+
+def test_negative_binomial_without_overdispersion_warns(pois, pois_fit):
+    """Poisson counts fitted as negative binomial: the likelihood rises toward an infinite
+    size (the Poisson GLMM), so the size reported is where the optimizer stopped; the
+    fit says so and names the family to use. Tolerance: the log-likelihood equals the
+    Poisson fit's to 1e-9 relative (``mu^2 / size`` is below 1e-12 there)."""
+    with pytest.warns(UserWarning, match="no overdispersion beyond a Poisson") as w:
+        res = interlace.fit(POIS_OFF_F, pois, family="negative_binomial")
+    assert w[0].filename == __file__
+    assert res.size > 1e6 * pois["count"].mean()
+    assert res.llf == pytest.approx(pois_fit.llf, rel=1e-9)
+
+
+def test_constant_counts_fit_as_a_singular_model(pois, pois_arg_fit):
+    """Constant counts (lme4 refuses them: "Response is constant") are a Poisson sample
+    whose maximum-likelihood fit is ``mu = 3`` in every row with no random variation.
+    PIRLS starts there from a constant working response, which the intercept fits
+    exactly: the factor's last pivot (its residual) is 0 up to rounding, and a negative
+    one made the whole factor, and the fit, NaN. Same shapes as ``pois_arg_fit``.
+    Tolerances: the closed-form log-likelihood to 1e-10 relative, estimates to 1e-7."""
+    d = pois.assign(count=3)
+    with pytest.warns(UserWarning, match="singular"):
+        res = interlace.fit(POIS_F, d, family="poisson", offset=np.zeros(len(d)))
+    assert res.converged
+    assert res.llf == pytest.approx(len(d) * (3.0 * np.log(3.0) - 3.0 - np.log(6.0)), rel=1e-10)
+    np.testing.assert_allclose(res.fe_params.to_numpy(), [np.log(3.0), 0.0], atol=1e-7)
+    assert abs(res.theta.iloc[0]) < 1e-6
+    assert np.all(np.isfinite(res.fe_bse.to_numpy()))
+
+
 def test_missing_rows_are_dropped_with_weights(cbpp, cbpp_fit):
     """Three incomplete rows spread through the data (response, predictor, group): they
     are dropped with the LMM's warning and their weights (NaN here) with them."""
@@ -737,7 +789,9 @@ def test_evaluation_with_dense_rows_of_c_equals_update_entries():
     assert prob.ma.template.heavy_levels.shape[0] == 12  # every level as a dense row
     x0 = np.concatenate([[0.8, 0.2, 0.5, 0.6], [0.1, 0.4]])
     dense_value, dense_grad, _ = prob.fun(False)(x0)
-    prob.ma = design_arrays(glmm.design, heavy_above=10**9)
+    # the same (centred and scaled) fixed-effect columns, every level scattered
+    design = dataclasses.replace(glmm.design, X=np.asarray(prob.ma.X))
+    prob.ma = design_arrays(design, heavy_above=10**9)
     assert prob.ma.template.heavy_levels.shape[0] == 0
     prob.eta = fam.linkfun(fam.start_mu(prob.data.y, prob.data.prior_weights))
     value, grad, _ = prob.fun(False)(x0)

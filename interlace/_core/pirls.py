@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from . import linalg
-from .arrays import ModelArrays, cross_products_of
+from .arrays import CrossProducts, ModelArrays, cross_products_of
 from .deviance import first_block, first_term_modes, log_det_z, tail_cholesky, tail_schur
 from .family import Family
 from .standardize import back_transform_beta, back_transform_cov, to_standardized_beta
@@ -92,6 +92,28 @@ def random_part(ma: ModelArrays, b1: jnp.ndarray, b_tail: jnp.ndarray) -> jnp.nd
     return zb
 
 
+def working_factor(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
+    """``L = chol(S)`` of the weighted system ``[Z_tail X z]`` (``S`` the Schur complement
+    of term 1's blocks), with the working response's own pivot kept positive.
+
+    PIRLS reads only ``L``'s last row left of its diagonal (the modes) and the ``Z`` and
+    ``X`` pivots; the last pivot is the residual sum of squares of ``z``, which is 0 up to
+    rounding, and can come out negative, where ``z`` lies in the span of the columns: a
+    constant count response starts PIRLS at a constant ``z``. LAPACK then fails and the
+    whole factor is NaN. Doubling ``S``'s last diagonal entry ``z'z`` (plus the smallest
+    normal number, for ``z = 0``) makes that pivot ``z'z + rss >= z'z > 0`` and changes no
+    other entry of ``L`` (row ``j`` of a Cholesky factor depends on ``S``'s entries up to
+    ``j``). Gaussian fits, which use the last pivot, never call this."""
+    S = tail_schur(theta, cp)
+    tiny = jnp.finfo(S.dtype).tiny
+    S = S.at[..., -1, -1].set(2.0 * S[..., -1, -1] + tiny)
+    # LAPACK (linalg's plain loop under vmap) at every tail width: an evaluation holds
+    # four factorisations and the derivatives of two, and unrolled small tails made its
+    # graph 1.7x as large (a 600-row Poisson model: 5,881 against 3,481 ops), twice as
+    # slow to compile, and ran no faster
+    return tail_cholesky(S, unrolled=False)
+
+
 def solve_modes(
     theta: jnp.ndarray,
     ma: ModelArrays,
@@ -111,11 +133,7 @@ def solve_modes(
     tail modes solve ``L_zz' u_tail = l_zy - L_Xz' beta_s`` (the first block row of the
     joint system ``L11' [u_tail; beta_s] = l_21``)."""
     cp = cross_products_of(ma.replace(y=z - offset, weights=weights))
-    # LAPACK (linalg's plain loop under vmap) at every tail width: an evaluation holds
-    # four factorisations and the derivatives of two, and unrolled small tails made its
-    # graph 1.7x as large (a 600-row Poisson model: 5,881 against 3,481 ops), twice as
-    # slow to compile, and ran no faster
-    L = tail_cholesky(tail_schur(theta, cp), unrolled=False)
+    L = working_factor(theta, cp)
     qt, p = cp.q_tail, cp.p
     std = cp.standardization
     if beta is None or fixed is not True:
@@ -265,7 +283,7 @@ def laplace(
     mu = family.linkinv(modes.eta)
     w, z = family.working(data.y, modes.eta, data.prior_weights, data.size)
     cp = cross_products_of(ma.replace(y=z - data.offset, weights=w))
-    L = tail_cholesky(tail_schur(theta, cp), unrolled=False)
+    L = working_factor(theta, cp)
     ld_l2 = log_det_z(theta, cp, jnp.log(jnp.diagonal(L)))
     dev = jnp.sum(family.deviance_residuals(data.y, mu, data.prior_weights, data.size))
     log_density = family.minus_two_log_likelihood(

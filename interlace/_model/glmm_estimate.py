@@ -9,9 +9,14 @@ The two objectives of lme4's ``glmer`` (Bates et al. 2015, JSS 67(1), sec. 5; it
 * ``nAGQ >= 1``: L-BFGS over ``theta`` and ``beta`` together, the modes of ``u`` only found
   by PIRLS, from ``theta = 1`` and ``beta`` of the joint modes there (lme4 runs a whole
   ``nAGQ = 0`` fit first; with exact gradients that costs more evaluations than it
-  saves). ``beta`` is searched in the coordinates of the centred and scaled fixed-effect
-  columns (``_core.standardize``), so a predictor far from zero does not make the search
-  ill-conditioned.
+  saves).
+
+The model arrays hold the centred and scaled fixed-effect columns ``X_s = X G``
+(``_core.standardize``; the intercept column stays 1), so ``beta`` is searched, and the
+linear predictor ``X_s beta_s`` computed, in those coordinates; ``beta = G beta_s`` (and
+its covariance) is mapped back once, on the host. A predictor far from zero (a time
+stamp near 1.7e9) then neither makes the search ill-conditioned nor loses the linear
+predictor's digits to the cancellation of ``X beta``'s large terms.
 
 Each evaluation is one compiled call returning the deviance and its exact gradient
 (:func:`~interlace._core.pirls.laplace`). The PIRLS iterations of each evaluation start
@@ -24,6 +29,7 @@ optimum's (one evaluation per parameter).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -46,7 +52,6 @@ from .._core.pirls import GlmmData, laplace, pirls
 from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
 from .._core.standardize import (
     Standardization,
-    back_transform_beta,
     back_transform_cov,
     intercept_column,
     standardize,
@@ -136,48 +141,50 @@ def _n_theta(ks) -> int:
     return sum(k * (k + 1) // 2 for k in ks)
 
 
-def laplace_objective(
-    x, fixed, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, ic
-):
-    """The deviance at ``x = [theta, beta_s]`` (``xstd`` with intercept column ``ic`` maps
-    ``beta_s`` to ``beta``), and ``log k`` last for a negative binomial whose size is
-    estimated, after PIRLS from ``eta0``: ``(value, (Laplace record, PIRLS iterations))``.
+def laplace_objective(x, fixed, eta0, ma: ModelArrays, data: GlmmData, rule, *, family, n_theta):
+    """The deviance at ``x = [theta, beta_s]`` (``beta_s`` in the coordinates of
+    ``ma``'s fixed-effect columns), and ``log k`` last for a negative binomial whose size
+    is estimated, after PIRLS from ``eta0``: ``(value, (Laplace record, PIRLS
+    iterations))``.
     ``fixed`` (a bool or a traced flag, so that both stages can share one executable):
     ``beta`` given (``nAGQ >= 1``) or found with the modes (``nAGQ = 0``; then the
     gradient in ``beta_s`` is 0 and ``rule`` is not applied). Differentiable in ``x``:
     PIRLS is not differentiated, the Laplace step from its modes carries the exact
     gradient (:func:`~interlace._core.pirls.laplace`)."""
-    p = xstd.x_scale.shape[0]
+    p = ma.X.shape[1]
     data_x = data._replace(size=jnp.exp(x[-1])) if family.estimates_size else data
-    theta, beta = x[:n_theta], back_transform_beta(x[n_theta : n_theta + p], xstd, ic)
+    theta, beta = x[:n_theta], x[n_theta : n_theta + p]
     modes, iterations = pirls(theta, ma, family, data_x, eta0, beta, fixed)
     lp = laplace(theta, ma, family, data_x, modes.eta, beta, rule, fixed)
     return lp.value, (lp, iterations)
 
 
-@partial(jit, static_argnames=("family", "n_theta", "ic"))
-def _evaluate(x, fixed, eta0, ma: ModelArrays, data: GlmmData, xstd, rule, *, family, n_theta, ic):
+@partial(jit, static_argnames=("family", "n_theta"))
+def _evaluate(x, fixed, eta0, ma: ModelArrays, data: GlmmData, rule, *, family, n_theta):
     """:func:`laplace_objective` with its gradient in ``x``: ``(value, grad, Laplace,
     iterations)``, one compiled call per evaluation of the host optimiser."""
     (value, (lp, iterations)), grad = jax.value_and_grad(laplace_objective, has_aux=True)(
-        x, fixed, eta0, ma, data, xstd, rule, family=family, n_theta=n_theta, ic=ic
+        x, fixed, eta0, ma, data, rule, family=family, n_theta=n_theta
     )
     return value, grad, lp, iterations
 
 
-def _fixed_standardization(X: np.ndarray) -> tuple[Standardization, int]:
-    """``X_s = X G`` for the ``beta`` search (``_core.standardize``), response untouched."""
+def _fixed_standardization(X: np.ndarray) -> tuple[np.ndarray, Standardization, int]:
+    """``(X_s, G, ic)``: ``X_s = X G`` (``_core.standardize``, response untouched), the
+    columns the model arrays hold (module docstring), and the intercept column ``ic``."""
     ic = intercept_column(X)
-    _, _, std = standardize(X, np.zeros(X.shape[0]), None, ic)
-    return std, ic
+    X_s, _, std = standardize(X, np.zeros(X.shape[0]), None, ic)
+    return X_s, std, ic
 
 
 class GlmmProblem:
     """One GLMM's arrays and its compiled evaluation, for the host optimiser: ``fun(x)``
     with ``x = theta`` (stage 1, ``beta`` with the modes) or ``[theta, beta_s]`` (stage 2),
     ``theta`` in the internal term order, each followed by ``log k`` for a negative
-    binomial whose size is estimated. Each evaluation's PIRLS starts from the last finite
-    evaluation's linear predictor."""
+    binomial whose size is estimated; ``beta_s`` and the modes' ``beta`` in the
+    coordinates of ``ma``'s columns ``X_s`` (module docstring; :meth:`user_beta` maps
+    back). Each evaluation's PIRLS starts from the last finite evaluation's linear
+    predictor."""
 
     def __init__(self, glmm: GlmmDesign, family: Family, nagq: int):
         design = glmm.design
@@ -204,7 +211,8 @@ class GlmmProblem:
             design.X.shape[1],
             same_factor([term.codes for term in design.terms]),
         )
-        self.ma = design_arrays(design, heavy_above=t // 8)
+        X_s, self.xstd, self.ic = _fixed_standardization(design.X)
+        self.ma = design_arrays(dataclasses.replace(design, X=X_s), heavy_above=t // 8)
         self.order = self.ma.template.order
         self.n_theta = _n_theta(self.ks)
         self.p = design.X.shape[1]
@@ -220,10 +228,6 @@ class GlmmProblem:
         m, v = float(np.mean(y)), float(np.var(y))
         self.log_size0 = np.log(np.clip(m**2 / max(v - m, 1e-2 * m**2), 0.05, 1e3))
         self.n_extra = 1 if family.estimates_size else 0
-        self.xstd_np, self.ic = _fixed_standardization(design.X)
-        self.xstd = Standardization(
-            device_array(self.xstd_np.x_shift), device_array(self.xstd_np.x_scale), 0.0, 1.0
-        )
         self.rule = gauss_hermite(nagq) if nagq > 1 else None
         # numpy: no per-operation compiles for a new model's shapes
         w = np.asarray(glmm.prior_weights, dtype=float)
@@ -242,11 +246,9 @@ class GlmmProblem:
                 self.eta,
                 self.ma,
                 self.data,
-                self.xstd,
                 self.rule,
                 family=self.family,
                 n_theta=n_theta,
-                ic=self.ic,
             )
             value = float(value)
             if np.isfinite(value):
@@ -263,7 +265,21 @@ class GlmmProblem:
         return np.array([self.log_size0])[: self.n_extra]
 
     def standardized_beta(self, beta: np.ndarray) -> np.ndarray:
-        return _to_standardized(np.asarray(beta, dtype=float), self.xstd_np, self.ic)
+        """``beta_s = G^-1 beta``: from the user's units to the model arrays'."""
+        return _to_standardized(np.asarray(beta, dtype=float), self.xstd, self.ic)
+
+    def user_beta(self, beta_s) -> np.ndarray:
+        """``beta = G beta_s`` (along the last axis): the model arrays' units to the
+        user's."""
+        beta_s = np.asarray(beta_s, dtype=float)
+        beta = beta_s / self.xstd.x_scale
+        if self.ic >= 0:
+            beta[..., self.ic] = beta_s[..., self.ic] - beta @ self.xstd.x_shift
+        return beta
+
+    def user_cov(self, cov_s) -> np.ndarray:
+        """``G cov_s G'``: a covariance of ``beta_s`` in the user's units."""
+        return back_transform_cov(np.asarray(cov_s, dtype=float), self.xstd, self.ic)
 
 
 @float64_scope
@@ -315,13 +331,13 @@ def fit_glmm_design(
             # saves here, where every evaluation has a gradient (measured on the glmer
             # references: 131 evaluations in all instead of 156, the same optima)
             _, _, lp = prob.fun(True)(np.concatenate([theta0, extra]))
-            x0 = np.concatenate([theta0, prob.standardized_beta(lp.modes.beta), extra])
+            x0 = np.concatenate([theta0, np.asarray(lp.modes.beta), extra])
             opt, lp = minimize_on_host(prob.fun(False), x0, maxiter=maxiter)
             x_opt = np.asarray(opt.theta)
             fe_cov = (
-                _hessian_cov(prob.fun(False), x_opt, opt.grad, n_theta, p, prob.xstd_np, prob.ic)
+                _hessian_cov(prob.fun(False), x_opt, opt.grad, n_theta, p, prob.xstd, prob.ic)
                 if hessian
-                else np.asarray(lp.fe_cov)
+                else prob.user_cov(lp.fe_cov)
             )
             if fe_cov is None:
                 warnings.warn(
@@ -332,13 +348,13 @@ def fit_glmm_design(
                     UserWarning,
                     stacklevel=stacklevel,
                 )
-                fe_cov = np.asarray(lp.fe_cov)
+                fe_cov = prob.user_cov(lp.fe_cov)
             size_x = x_opt[n_theta + p :]
         else:
             opt, lp = minimize_on_host(
                 prob.fun(True), np.concatenate([theta0, extra]), maxiter=maxiter
             )
-            fe_cov = np.asarray(lp.fe_cov)
+            fe_cov = prob.user_cov(lp.fe_cov)
             size_x = np.asarray(opt.theta)[n_theta:]
     iterations, evaluations = int(opt.iterations), int(opt.evaluations)
     if family.estimates_size:
@@ -352,7 +368,8 @@ def fit_glmm_design(
     grad[:n_theta] = to_user(grad[:n_theta], ks, order) * sign_flips(raw, ks)  # then beta, log k
     modes = jax.tree.map(np.asarray, lp.modes)  # numpy: slicing JAX arrays would compile
     blups = tuple(blups_by_term(modes, prob.ma.template))
-    beta = np.asarray(modes.beta)
+    beta_s = np.asarray(modes.beta)
+    beta = prob.user_beta(beta_s)
     converged = bool(opt.converged) and bool(np.all(np.isfinite(beta)))
     fit = GlmmFit(
         design=design,
@@ -363,7 +380,7 @@ def fit_glmm_design(
         theta=theta,
         beta=beta,
         fe_cov=fe_cov,
-        fe_cov_rx=np.asarray(lp.fe_cov),
+        fe_cov_rx=prob.user_cov(lp.fe_cov),
         blups=blups,
         eta=np.asarray(modes.eta),
         mu=family.linkinv(np.asarray(modes.eta)),
@@ -396,9 +413,7 @@ def fit_glmm_design(
                 "that have only one outcome."
             )
         warnings.warn(convergence_message(opt, maxiter), UserWarning, stacklevel=stacklevel)
-    elif (
-        np.max(np.abs(prob.standardized_beta(beta)[np.arange(len(beta)) != prob.ic]), initial=0) > 8
-    ):
+    elif np.max(np.abs(beta_s[np.arange(len(beta)) != prob.ic]), initial=0) > 8:
         runaway = separated_columns(design.X, design.fe_names, family, glmm)
         if runaway:  # quasi-complete separation: a flat likelihood toward infinity
             warnings.warn(
@@ -413,7 +428,27 @@ def fit_glmm_design(
             )
     if fit.is_singular:
         warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=stacklevel)
+    if family.estimates_size and no_overdispersion(size, design.y):
+        warnings.warn(
+            f"The negative binomial's size was estimated at {size:.3g}: the counts show no "
+            "overdispersion beyond a Poisson's (the variance mu + mu^2 / size exceeds mu "
+            "by less than a millionth at the mean count). The likelihood keeps rising "
+            "toward an infinite size, where the model is a Poisson GLMM, so the size "
+            "reported is wherever the optimizer stopped. Fit family='poisson' instead.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
     return fit
+
+
+def no_overdispersion(size: float | None, y) -> bool:
+    """Whether an estimated negative-binomial size ``k`` is off toward infinity:
+    ``m / k < 1e-6`` at the mean count ``m`` (variance ``m + m^2 / k``), which Poisson or
+    underdispersed counts give (their likelihood rises monotonically in ``k``)."""
+    if size is None:
+        return False
+    m = float(np.mean(np.asarray(y, dtype=float)))
+    return m < 1e-6 * size
 
 
 def separated_columns(X: np.ndarray, names, family: Family, glmm: GlmmDesign) -> list[str]:

@@ -45,7 +45,6 @@ from .._base.jit import NO_YNN_FUSIONS, jit
 from .._core.family import Family
 from .._core.optimize import off_zero
 from .._core.pirls import laplace, pirls
-from .._core.standardize import back_transform_beta, to_standardized_beta
 from .._core.stepwise import is_running, stepwise_result, stepwise_start, stepwise_step
 from .._core.theta import diagonal_mask, normalize_signs, to_internal, to_user
 from .glmm_design import GlmmDesign
@@ -98,16 +97,14 @@ class _Report(NamedTuple):
     iterations: jnp.ndarray
 
 
-@partial(jit, static_argnames=("family", "n_theta", "ic", "joint"), options=NO_YNN_FUSIONS)
-def _advance(
-    Y, X0, fresh, state, ma, data, xstd, rule, *, family, n_theta, ic, joint, maxiter, return_at
-):
+@partial(jit, static_argnames=("family", "n_theta", "joint"), options=NO_YNN_FUSIONS)
+def _advance(Y, X0, fresh, state, ma, data, rule, *, family, n_theta, joint, maxiter, return_at):
     """Run the lanes' minimisations side by side until ``return_at`` of them have stopped
     (or all have). Lane ``i`` minimises response ``Y[i]``'s objective in the optimiser's
     coordinates (``[theta, (beta_s unless joint), (log k)]``); a ``fresh`` lane first
     starts over from ``X0[i]`` (its ``beta_s`` replaced by the joint modes' there).
     ``maxiter`` and ``return_at`` are traced: one executable per lane count."""
-    p = xstd.x_scale.shape[0]
+    p = ma.X.shape[1]
     w = data.prior_weights
 
     def full(xr):
@@ -130,18 +127,16 @@ def _advance(
             fixed = False if joint else jnp.logical_not(start)
             x = full(xr)
             data_x = d._replace(size=jnp.exp(x[-1])) if family.estimates_size else d
-            theta = x[:n_theta]
-            beta = back_transform_beta(x[n_theta : n_theta + p], xstd, ic)
+            theta, beta = x[:n_theta], x[n_theta : n_theta + p]
             modes, _ = pirls(theta, ma, family, data_x, eta, beta, fixed)
             if not joint:
-                beta_s = jax.lax.stop_gradient(to_standardized_beta(modes.beta, xstd, ic))
+                beta_s = jax.lax.stop_gradient(modes.beta)
                 xr = jnp.where(start, xr.at[n_theta : n_theta + p].set(beta_s), xr)
 
             def value(xr):
                 x = full(xr)
                 size = jnp.exp(x[-1]) if family.estimates_size else d.size
-                theta = x[:n_theta]
-                beta = back_transform_beta(x[n_theta : n_theta + p], xstd, ic)
+                theta, beta = x[:n_theta], x[n_theta : n_theta + p]
                 lp = laplace(
                     theta, ma, family, d._replace(size=size), modes.eta, beta, rule, not joint
                 )
@@ -264,11 +259,9 @@ def fit_glmm_many(
             state,
             prob.ma,
             prob.data,
-            prob.xstd,
             prob.rule,
             family=family,
             n_theta=n_theta,
-            ic=prob.ic,
             joint=joint,
             maxiter=np.asarray(maxiter, np.int64),
             return_at=np.asarray(refill if queued < B else lanes, np.int64),
@@ -307,7 +300,7 @@ def fit_glmm_many(
 
     return GlmmBatch(
         spread(theta, np.nan),
-        spread(beta, np.nan),
+        spread(prob.user_beta(beta), np.nan),  # the model arrays' units to the user's
         spread(size_k, np.nan),
         spread(value, np.nan),
         spread(dev, np.nan),
