@@ -766,27 +766,36 @@ def test_negative_binomial_density_is_exact_at_large_sizes():
 
 
 @pytest.mark.usefixtures("float64_throughout")  # private evaluation, outside fit's scope
-def test_evaluation_with_dense_rows_of_c_equals_update_entries():
+@pytest.mark.parametrize(("subjects", "items", "per"), [(12, 4, 16), (300, 150, 30)])
+def test_evaluation_with_dense_rows_of_c_equals_update_entries(subjects, items, per):
     """A GLMM's levels of term 1 that meet more than an eighth of the tail columns enter
-    the Schur update as dense rows of C (one matrix product per evaluation) instead of
+    the Schur update as dense rows of C (matrix products per evaluation) instead of
     scattered entries: the same Laplace deviance and gradient (1e-12 relative), here with
-    a random slope in term 1 and every subject meeting every item."""
+    a random slope in term 1 (the subjects, ``per`` rows each). 12 subjects meet every one
+    of 4 items; 300 meet ~27 of 150 items each, a tail of 153 columns whose update is
+    taken in two column blocks (``_core.deviance``)."""
     from interlace._core.family import family_of
     from interlace._model.estimate import design_arrays
     from interlace._model.glmm_design import build_glmm_design
     from interlace._model.glmm_estimate import GlmmProblem
 
     rng = np.random.default_rng(5)
-    g, h = np.repeat(np.arange(12), 16), np.tile(np.arange(4), 48)
-    x = rng.normal(size=192)
-    eta = 0.2 + 0.6 * x + rng.normal(size=12)[g] * (1 + 0.5 * x) + rng.normal(size=4)[h]
+    g = np.repeat(np.arange(subjects), per)
+    h = (
+        np.tile(np.arange(items), g.size // items)
+        if items < per
+        else rng.integers(0, items, g.size)
+    )
+    x = rng.normal(size=g.size)
+    eta = 0.2 + 0.6 * x + rng.normal(size=subjects)[g] * (1 + 0.5 * x) + rng.normal(size=items)[h]
     frame = pd.DataFrame(
-        {"y": (rng.random(192) < 1 / (1 + np.exp(-eta))).astype(int), "x": x, "g": g, "h": h}
+        {"y": (rng.random(g.size) < 1 / (1 + np.exp(-eta))).astype(int), "x": x, "g": g, "h": h}
     )
     fam = family_of("binomial")
     glmm = build_glmm_design("y ~ x + (1 + x | g) + (1 | h)", frame, None, fam)
     prob = GlmmProblem(glmm, fam, 1)
-    assert prob.ma.template.heavy_levels.shape[0] == 12  # every level as a dense row
+    assert prob.ma.template.heavy_levels.shape[0] == subjects  # every level as a dense row
+    assert prob.ma.template.t == items + 3  # the items, x's two columns and y
     x0 = np.concatenate([[0.8, 0.2, 0.5, 0.6], [0.1, 0.4]])
     dense_value, dense_grad, _ = prob.fun(False)(x0)
     # the same (centred and scaled) fixed-effect columns, every level scattered
