@@ -46,6 +46,7 @@ from ._model.design import Design
 from ._model.estimate import design_arrays, fit_design, start_values
 from ._model.frames import as_pandas, is_frame
 from ._model.glmm_design import build_glmm_design, check_responses
+from ._model.glmm_estimate import no_overdispersion
 from ._model.glmm_many import degenerate_responses, fit_glmm_many
 from ._model.weighted_design import build_lmm_design
 
@@ -132,7 +133,8 @@ def fit_many(
     lme4's ``deviance()``, the sum of squared deviance residuals at the modes, and its
     ``logLik``; compare models by ``-2 llf``) and converged; no standard errors. A
     response no GLMM can fit (all counts 0, or one binomial outcome only) gets a row of
-    NaN with ``converged=False`` and a warning.
+    NaN with ``converged=False`` and a warning; negative-binomial responses whose size
+    runs off toward infinity (no overdispersion: Poisson counts) are named in one.
 
     ``batch_size`` (responses fitted side by side: a batch, or a GLMM's lanes) has a
     default that bounds memory; any batch size is safe.
@@ -254,6 +256,19 @@ def _fit_many_glmm(
             UserWarning,
             stacklevel=4,  # user, float64_scope, fit_many, here
         )
+    if fam.estimates_size:
+        flat = np.array([no_overdispersion(k, Y[:, j]) for j, k in enumerate(out.size)])
+        if flat.any():
+            first = np.flatnonzero(flat)[0]
+            warnings.warn(
+                f"{int(flat.sum())} of {B} responses show no overdispersion beyond a "
+                f"Poisson's (e.g. {frame.columns[first]!r}, size {out.size[first]:.3g}): "
+                "their likelihood keeps rising toward an infinite size, where the model is "
+                "a Poisson GLMM, so their size is wherever the optimizer stopped. Fit them "
+                "with family='poisson'.",
+                UserWarning,
+                stacklevel=4,  # user, float64_scope, fit_many, here
+            )
     table = pd.DataFrame(out.beta, columns=list(glmm.design.fe_names), index=frame.columns)
     for j, name in enumerate(out.theta_names):
         table[name] = out.theta[:, j]

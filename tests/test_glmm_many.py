@@ -73,29 +73,33 @@ def negbin():
             data["count"].to_numpy(float),
             simulated_counts(np.asarray(ref.fittedvalues), 3, seed=7, size=2.0),
             np.zeros(len(data)),
+            np.full(len(data), 3.0),
         ]
     )
-    responses = pd.DataFrame(Y, columns=["ref", "g1", "g2", "g3", "zeros"])
-    with pytest.warns(UserWarning, match="1 of 5 responses are all 0"):
+    responses = pd.DataFrame(Y, columns=["ref", "g1", "g2", "g3", "zeros", "threes"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         table = interlace.fit_many(
             FITS[case]["formula"],
             data,
             responses,
             family="negative_binomial",
-            batch_size=2,
+            batch_size=2,  # lanes: 2 whatever the number of responses (one executable)
         )
-    return case, data, responses, table
+    messages = [str(w.message) for w in caught]
+    assert any("1 of 6 responses are all 0" in m for m in messages)
+    return case, data, responses, table, messages
 
 
 def test_negative_binomial_matches_glmer_nb(negbin):
-    case, _, _, table = negbin
+    case, _, _, table, _ = negbin
     fe = ["Intercept", "treat[T.stim]"]
     check_against_lme4(table.loc["ref"], case, fe)
     assert table.loc["ref", "size"] == pytest.approx(FITS[case]["nb_theta"], rel=1e-6)
 
 
 def test_negative_binomial_matches_single_fits(negbin):
-    case, data, responses, table = negbin
+    case, data, responses, table, _ = negbin
     fe = ["Intercept", "treat[T.stim]"]
     for name in ["g1", "g3"]:
         res = interlace.fit(
@@ -106,11 +110,28 @@ def test_negative_binomial_matches_single_fits(negbin):
 
 
 def test_all_zero_response_is_a_nan_row(negbin):
-    _, _, _, table = negbin
+    _, _, _, table, _ = negbin
     row = table.loc["zeros"]
     assert not row["converged"]
     assert row.drop("converged").isna().all()
     assert table.drop(index="zeros")["converged"].all()
+
+
+def test_counts_without_overdispersion_fit_and_are_flagged(negbin):
+    """Constant counts (3 in every row): the pivot guard of PIRLS lets them fit (mean 3,
+    no random variation), and their size runs off toward infinity, which fit_many names
+    in one warning. Tolerances: intercept log 3 to 1e-7; the log-likelihood is the
+    Poisson one, ``n log dpois(3, 3)``, to 1e-9 relative."""
+    _, data, _, table, messages = negbin
+    row = table.loc["threes"]
+    assert row["converged"]
+    assert row["Intercept"] == pytest.approx(np.log(3.0), abs=1e-7)
+    assert row["size"] > 1e6 * 3.0
+    assert row["llf"] == pytest.approx(len(data) * (3 * np.log(3.0) - 3 - np.log(6.0)), rel=1e-9)
+    flagged = [m for m in messages if "no overdispersion" in m]
+    assert (
+        len(flagged) == 1 and flagged[0].startswith("1 of 6 responses") and "'threes'" in flagged[0]
+    )
 
 
 def test_poisson_with_offset_responses_as_an_array():
