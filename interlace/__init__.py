@@ -29,7 +29,9 @@ the public surface and may use every layer.
     one fit of a model's arrays; ``refit`` the batched refit engine; ``simulate``
     responses drawn from the model; ``sharding`` rows across devices; ``singular`` the
     boundary rule; ``family`` GLMM response families and links; ``pirls`` conditional
-    modes (penalised IRLS) and the Laplace / quadrature deviance of a GLMM; ``stepwise``
+    modes (penalised IRLS) and the Laplace / quadrature deviance of a GLMM;
+    ``logdet_weights`` the derivative of the Laplace log-determinant in the working
+    weights (one factorisation per Laplace step); ``stepwise``
     an L-BFGS with one objective evaluation per loop iteration (vectorised GLMM fits).
 ``_model/`` (the pandas edge, inbound):
     ``frames`` any data frame (polars, pyarrow, a dict of columns) to pandas, through

@@ -1,0 +1,138 @@
+"""The Laplace step's ``ldL2`` from the Newton step's own factor (``_core.logdet_weights``).
+
+For a canonical link, :func:`~interlace._core.pirls.laplace` takes ``ldL2`` and its
+gradient from the factorisation of the Newton step, with the derivative of ``ldL2`` in
+the working weights computed as a selected inverse, instead of a second weighted
+cross-product pass and factorisation. These tests hold that shortcut to the computation
+it replaces:
+
+* the weight derivative against autodiff of ``ldL2`` through the cross-products and the
+  Cholesky factor (1e-12 relative), on a skewed design whose term 1 has both scattered
+  (light) and dense (heavy) levels and whose tail holds two terms;
+* the Laplace deviance and its gradient (Poisson and binomial, ``beta`` given and
+  ``nAGQ = 0``'s joint modes) against the two-factorisation path (value 1e-12, gradient
+  1e-9 relative), after PIRLS at a point away from the optimum.
+
+Speed: two small designs (1,500 and 2,400 rows); each test compiles its own evaluations.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+from interlace._core import logdet_weights, pirls
+from interlace._core.arrays import cross_products_of
+from interlace._core.deviance import log_det_z
+from interlace._core.family import family_of
+from interlace._model.glmm_design import build_glmm_design
+from interlace._model.glmm_estimate import GlmmProblem, laplace_objective
+
+pytestmark = pytest.mark.usefixtures("float64_throughout")  # private _core functions
+
+
+def _skewed(n: int, seed: int) -> pd.DataFrame:
+    """Subjects with Zipf-distributed row counts (a few meet most items: heavy levels),
+    items and a third, small factor."""
+    rng = np.random.default_rng(seed)
+    s = np.minimum(rng.zipf(1.4, n), 150) - 1
+    i = rng.integers(0, 60, n)
+    x = rng.normal(size=n)
+    eta = 0.2 * x + 0.7 * rng.normal(size=150)[s] + 0.5 * rng.normal(size=60)[i]
+    return pd.DataFrame(
+        {
+            "count": rng.poisson(np.exp(eta)),
+            "hit": (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int),
+            "x": x,
+            "s": s.astype(str),
+            "i": i.astype(str),
+            "o": rng.integers(0, 5, n).astype(str),
+        }
+    )
+
+
+def test_weight_derivative_of_log_det_equals_autodiff():
+    frame = _skewed(2400, 3)
+    fam = family_of("poisson")
+    glmm = build_glmm_design("count ~ x + (1 | s) + (1 | i) + (1 | o)", frame, None, fam)
+    prob = GlmmProblem(glmm, fam, 1)
+    ma = prob.ma
+    cp0 = ma.template
+    assert 0 < cp0.heavy_levels.shape[0] < cp0.q1  # both layouts of term 1's levels
+    assert len(cp0.tail_terms) == 2
+    theta = jnp.array([0.7, 1.3, 0.4])
+    eta = jnp.asarray(prob.eta) + 0.1 * np.random.default_rng(0).normal(size=len(frame))
+    w, z = fam.working(prob.data.y, eta, prob.data.prior_weights, prob.data.size)
+
+    def factor(weights):
+        cp = cross_products_of(ma.replace(y=z, weights=weights))
+        return cp, pirls.working_factor(theta, cp)
+
+    def ld_l2(weights):
+        cp, L = factor(weights)
+        return log_det_z(theta, cp, jnp.log(jnp.diagonal(L)))
+
+    def shortcut(weights):
+        return logdet_weights.log_det_weight_derivative(theta, ma, *factor(weights))
+
+    assert logdet_weights.supported(cp0)
+    expected = jax.jit(jax.grad(ld_l2))(w)
+    got = jax.jit(shortcut)(w)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-13 * float(jnp.max(expected)))
+
+
+def _laplace_value_and_grad(prob: GlmmProblem):
+    """Value and gradient of the Laplace objective as a function of ``(x, fixed)``, one
+    executable for both stages (a fresh trace, so that a patched
+    ``logdet_weights.supported`` takes effect)."""
+
+    def objective(v, fixed):
+        return laplace_objective(
+            v,
+            fixed,
+            jnp.asarray(prob.eta),
+            prob.ma,
+            prob.data,
+            None,
+            family=prob.family,
+            n_theta=prob.n_theta,
+        )[0]
+
+    return jax.jit(jax.value_and_grad(objective))
+
+
+@pytest.mark.parametrize("family", ["poisson", "binomial"])
+def test_laplace_from_one_factorisation_equals_two(family, monkeypatch):
+    frame = _skewed(1500, 4)
+    fam = family_of(family)
+    response = "count" if family == "poisson" else "hit"
+    glmm = build_glmm_design(f"{response} ~ x + (1 | s) + (1 | i)", frame, None, fam)
+    prob = GlmmProblem(glmm, fam, 1)
+    x = np.array([0.9, 0.6, 0.1, -0.2])
+    one = _laplace_value_and_grad(prob)
+    with monkeypatch.context() as m:
+        m.setattr(logdet_weights, "supported", lambda cp: False)
+        two = _laplace_value_and_grad(prob)
+        two(x, np.bool_(True))  # traced (and compiled) while patched
+    for fixed in (np.bool_(True), np.bool_(False)):  # beta given; nAGQ = 0's joint modes
+        v1, g1 = one(x, fixed)
+        v2, g2 = two(x, fixed)
+        assert float(v1) == pytest.approx(float(v2), rel=1e-12)
+        np.testing.assert_allclose(g1, g2, rtol=1e-9, atol=1e-9 * float(jnp.max(jnp.abs(g2))))
+        assert float(jnp.max(jnp.abs(g2))) > 1.0  # away from the optimum: a gradient to match
+
+
+def test_scope_of_the_shortcut():
+    """A random slope in term 1 or in the tail keeps the two-factorisation path."""
+    frame = _skewed(600, 5)
+    fam = family_of("poisson")
+    for formula, expected in (
+        ("count ~ x + (1 | s) + (1 | i)", True),
+        ("count ~ x + (1 + x | s) + (1 | i)", False),
+        ("count ~ x + (1 | s) + (1 + x | i)", False),
+    ):
+        prob = GlmmProblem(build_glmm_design(formula, frame, None, fam), fam, 1)
+        assert logdet_weights.supported(prob.ma.template) is expected, formula
