@@ -239,7 +239,6 @@ class GLMMResult(FixedEffectsWald):
         if type not in ("response", "link"):
             raise ModelSpecError(f"type={type!r}: use 'response' or 'link'.")
         fit = self.model_fit
-        beta = self.fe_params.to_numpy()
         if newdata is None:
             eta = (
                 fit.eta
@@ -249,7 +248,7 @@ class GLMMResult(FixedEffectsWald):
             index = self.design.row_index
         else:
             frame = as_pandas(newdata, "newdata")
-            eta = fixed_matrix_for(self.design, frame) @ beta
+            eta = fit.fixed_part(fixed_matrix_for(self.design, frame))
             eta = eta + new_offset(fit.offset_terms, fit.offset_argument, frame, offset)
             if include_re:
                 eta = eta + random_part_for(self.design, self.term_blups, frame, stacklevel=5)

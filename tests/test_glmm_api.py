@@ -609,6 +609,12 @@ def test_a_predictor_far_from_zero_fits_as_near_zero(pois, pois_fit):
     assert res.fe_bse.iloc[1] == pytest.approx(pois_fit.fe_bse.iloc[1], rel=1e-6)
     np.testing.assert_allclose(res.theta.to_numpy(), pois_fit.theta.to_numpy(), rtol=1e-6)
     np.testing.assert_allclose(res.fittedvalues, pois_fit.fittedvalues, rtol=1e-6)
+    # predict(newdata) and simulate take X beta in the fit's centred columns too: the
+    # fit's own rows as new data give its linear predictor to rounding (1e-10; X beta
+    # from the raw columns was ~1e-7 off)
+    shifted = pois.assign(x=pois["x"] + shift)
+    link = res.predict(shifted, type="link").to_numpy()
+    np.testing.assert_allclose(link, res.predict(type="link").to_numpy(), rtol=0, atol=1e-10)
 
 
 def test_negative_binomial_without_overdispersion_warns(pois, pois_fit):

@@ -193,14 +193,20 @@ def _halving_inverse(L: jnp.ndarray) -> jnp.ndarray:
     return jnp.concatenate([top, jnp.concatenate([off, _halving_inverse(C)], axis=1)], axis=0)
 
 
+def _block_edges(t: int) -> list[int]:
+    """Edges of the column blocks of a ``t``-column product (``_GRAM_BLOCKS``, none under
+    64 columns each)."""
+    nb = max(1, min(_GRAM_BLOCKS, t // 64))
+    return [round(j * t / nb) for j in range(nb + 1)]
+
+
 def _weighted_gram(Linv: jnp.ndarray, g: jnp.ndarray) -> jnp.ndarray:
     """Upper triangle (plus the lower halves of the diagonal blocks) of
     ``Linv' diag(g) Linv`` for lower-triangular ``Linv``: block ``(I, J)``, ``I <= J``,
     sums over rows ``>= J``'s first row only (the rows above are zero in block ``J``):
     0.31 of the full product's work with 4 blocks (module docstring)."""
-    t = Linv.shape[0]
-    nb = max(1, min(_GRAM_BLOCKS, t // 64))
-    edge = [round(j * t / nb) for j in range(nb + 1)]
+    edge = _block_edges(Linv.shape[0])
+    nb = len(edge) - 1
     Y = Linv.T * g[None, :]  # Y[a, i] = g_i Linv[i, a]
     rows = []
     for I in range(nb):
@@ -345,9 +351,7 @@ def _upper_product(A: jnp.ndarray, B: jnp.ndarray) -> jnp.ndarray:
     PIRLS iteration and differentiates it: on bench_glmm's 10^5-row crossed design
     (t = 404, 1,397 dense rows) value + gradient of the update took 23-29 ms instead of
     33-40 ms (the forward pass alone 9-12 ms either way)."""
-    t = A.shape[1]
-    nb = max(1, min(_GRAM_BLOCKS, t // 64))
-    edge = [round(j * t / nb) for j in range(nb + 1)]
+    edge = _block_edges(A.shape[1])
     rows = []
     for lo, hi in zip(edge[:-1], edge[1:], strict=True):
         block = A[:, lo:hi].T @ B[:, lo:]

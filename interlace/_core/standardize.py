@@ -102,22 +102,29 @@ def standardize(X, y, weights, intercept: int, xp=np):
 
 
 def back_transform_beta(beta_s, std: Standardization, intercept: int):
-    """``beta = s_y G beta_s + a_y e_c`` (module docstring; JAX arrays)."""
-    v = beta_s / std.x_scale
+    """``beta = s_y G beta_s + a_y e_c`` (module docstring), along the last axis; numpy
+    in, numpy out (no per-operation compiles outside compiled code), JAX otherwise."""
+    xp = np if isinstance(beta_s, np.ndarray) else jnp
+    v = beta_s / xp.asarray(std.x_scale)
     beta = std.y_scale * v
     if intercept >= 0:
-        beta = beta.at[intercept].add(std.y_shift - std.y_scale * jnp.sum(std.x_shift * v))
+        shift = std.y_shift - std.y_scale * xp.sum(
+            xp.asarray(std.x_shift) * v, axis=-1, keepdims=True
+        )
+        beta = beta + (xp.arange(v.shape[-1]) == intercept) * shift
     return beta
 
 
 def to_standardized_beta(beta, std: Standardization, intercept: int):
     """Inverse of :func:`back_transform_beta`: ``beta_s = G^-1 (beta - a_y e_c) / s_y``
-    with ``G^-1 = diag(s) + e_c a'``."""
+    with ``G^-1 = diag(s) + e_c a'``, along the last axis (numpy in, numpy out)."""
+    xp = np if isinstance(beta, np.ndarray) else jnp
     v = beta / std.y_scale
-    out = std.x_scale * v
+    out = xp.asarray(std.x_scale) * v
     if intercept >= 0:
-        v_c = v[intercept] - std.y_shift / std.y_scale
-        out = out.at[intercept].add(v_c + jnp.sum(std.x_shift * v) - v[intercept])
+        shift = xp.sum(xp.asarray(std.x_shift) * v, axis=-1, keepdims=True)
+        shift = shift - std.y_shift / std.y_scale
+        out = out + (xp.arange(v.shape[-1]) == intercept) * shift
     return out
 
 

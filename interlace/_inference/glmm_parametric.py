@@ -41,7 +41,7 @@ def simulate_glmm(fit: GlmmFit, n: int, seed: Seed = None) -> np.ndarray:
     model reads its response (binomial: proportions of the trials)."""
     rng = rng_from_seed(seed)
     design, fam = fit.design, fit.family
-    fixed = design.X @ fit.beta + fit.offset
+    fixed = fit.fixed_part(design.X) + fit.offset
     out = np.empty((n, design.nobs))
     start = 0
     thetas = []

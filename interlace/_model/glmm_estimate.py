@@ -52,9 +52,11 @@ from .._core.pirls import GlmmData, laplace, pirls
 from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
 from .._core.standardize import (
     Standardization,
+    back_transform_beta,
     back_transform_cov,
     intercept_column,
     standardize,
+    to_standardized_beta,
 )
 from .._core.theta import (
     diagonal_mask,
@@ -105,6 +107,19 @@ class GlmmFit:
     size: float | None = None  # negative binomial's k (estimated or fixed)
     offset_terms: tuple = ()  # offset(expr) of the formula, for predict(newdata)
     offset_argument: bool = False  # whether offset= was given
+    # beta in the fit's own coordinates (X_s = X G, module docstring), for X beta far
+    # from zero (fixed_part); None: the user's beta and columns as they are
+    beta_s: np.ndarray | None = None
+    xstd: Standardization | None = None  # numpy; the intercept column: shift 0, scale 1
+
+    def fixed_part(self, X: np.ndarray) -> np.ndarray:
+        """``X beta`` as ``X_s beta_s``: columns centred and scaled as in the fit, so that a
+        predictor far from zero (a time stamp near 1.7e9) keeps the linear predictor's
+        digits, which the cancelling large terms of ``X beta`` lose (~1e-7 there)."""
+        X = np.asarray(X, dtype=float)
+        if self.beta_s is None or self.xstd is None:
+            return X @ self.beta
+        return ((X - self.xstd.x_shift) / self.xstd.x_scale) @ self.beta_s
 
     @property
     def nobs(self) -> int:
@@ -266,16 +281,12 @@ class GlmmProblem:
 
     def standardized_beta(self, beta: np.ndarray) -> np.ndarray:
         """``beta_s = G^-1 beta``: from the user's units to the model arrays'."""
-        return _to_standardized(np.asarray(beta, dtype=float), self.xstd, self.ic)
+        return to_standardized_beta(np.asarray(beta, dtype=float), self.xstd, self.ic)
 
     def user_beta(self, beta_s) -> np.ndarray:
         """``beta = G beta_s`` (along the last axis): the model arrays' units to the
         user's."""
-        beta_s = np.asarray(beta_s, dtype=float)
-        beta = beta_s / self.xstd.x_scale
-        if self.ic >= 0:
-            beta[..., self.ic] = beta_s[..., self.ic] - beta @ self.xstd.x_shift
-        return beta
+        return back_transform_beta(np.asarray(beta_s, dtype=float), self.xstd, self.ic)
 
     def user_cov(self, cov_s) -> np.ndarray:
         """``G cov_s G'``: a covariance of ``beta_s`` in the user's units."""
@@ -399,6 +410,8 @@ def fit_glmm_design(
         stop_reason=STOP_REASONS[int(opt.stop)],
         offset_terms=glmm.offset_terms,
         offset_argument=glmm.offset_argument,
+        beta_s=beta_s,
+        xstd=prob.xstd,
     )
     if not converged:
         runaway = separated_columns(design.X, design.fe_names, family, glmm)
@@ -487,14 +500,6 @@ def gauss_hermite(n: int) -> tuple[jnp.ndarray, jnp.ndarray]:
     w = w / w.sum()
     z, w = (z - z[::-1]) / 2.0, (w + w[::-1]) / 2.0
     return device_array(z), device_array(w)
-
-
-def _to_standardized(beta: np.ndarray, std: Standardization, ic: int) -> np.ndarray:
-    """``beta_s = G^-1 beta`` (no response shift or scale)."""
-    out = std.x_scale * beta
-    if ic >= 0:
-        out[ic] = beta[ic] + np.sum(std.x_shift * beta)
-    return out
 
 
 def _hessian_cov(fun, x: np.ndarray, grad, n_theta: int, p: int, std: Standardization, ic: int):
