@@ -8,10 +8,12 @@ it replaces:
 
 * the weight derivative against autodiff of ``ldL2`` through the cross-products and the
   Cholesky factor (1e-12 relative), on a skewed design whose term 1 has both scattered
-  (light) and dense (heavy) levels and whose tail holds two terms;
-* the Laplace deviance and its gradient (Poisson and binomial, ``beta`` given and
-  ``nAGQ = 0``'s joint modes) against the two-factorisation path (value 1e-12, gradient
-  1e-9 relative), after PIRLS at a point away from the optimum.
+  (light) and dense (heavy) levels: with two tail terms, with a random slope in term 1,
+  and term 1 alone;
+* the Laplace deviance and its gradient (Poisson with intercepts, binomial with a
+  correlated slope; ``beta`` given and ``nAGQ = 0``'s joint modes) against the
+  two-factorisation path (value 1e-12, gradient 1e-9 relative), after PIRLS at a point
+  away from the optimum.
 
 Speed: two small designs (1,500 and 2,400 rows); each test compiles its own evaluations.
 """
@@ -54,16 +56,23 @@ def _skewed(n: int, seed: int) -> pd.DataFrame:
     )
 
 
-def test_weight_derivative_of_log_det_equals_autodiff():
+@pytest.mark.parametrize(
+    ("formula", "theta"),
+    [
+        ("count ~ x + (1 | s) + (1 | i) + (1 | o)", [0.7, 1.3, 0.4]),  # two tail terms
+        ("count ~ x + (1 + x | s) + (1 | i)", [0.7, -0.3, 0.5, 1.1]),  # a slope in term 1
+        ("count ~ x + (1 + x | s)", [0.7, -0.3, 0.5]),  # term 1 alone
+    ],
+)
+def test_weight_derivative_of_log_det_equals_autodiff(formula, theta):
     frame = _skewed(2400, 3)
     fam = family_of("poisson")
-    glmm = build_glmm_design("count ~ x + (1 | s) + (1 | i) + (1 | o)", frame, None, fam)
-    prob = GlmmProblem(glmm, fam, 1)
+    prob = GlmmProblem(build_glmm_design(formula, frame, None, fam), fam, 1)
     ma = prob.ma
     cp0 = ma.template
-    assert 0 < cp0.heavy_levels.shape[0] < cp0.q1  # both layouts of term 1's levels
-    assert len(cp0.tail_terms) == 2
-    theta = jnp.array([0.7, 1.3, 0.4])
+    if cp0.q_tail:
+        assert 0 < cp0.heavy_levels.shape[0] < cp0.q1  # both layouts of term 1's levels
+    theta = jnp.array(theta)
     eta = jnp.asarray(prob.eta) + 0.1 * np.random.default_rng(0).normal(size=len(frame))
     w, z = fam.working(prob.data.y, eta, prob.data.prior_weights, prob.data.size)
 
@@ -104,14 +113,19 @@ def _laplace_value_and_grad(prob: GlmmProblem):
     return jax.jit(jax.value_and_grad(objective))
 
 
-@pytest.mark.parametrize("family", ["poisson", "binomial"])
-def test_laplace_from_one_factorisation_equals_two(family, monkeypatch):
+@pytest.mark.parametrize(
+    ("family", "formula", "x"),
+    [
+        ("poisson", "count ~ x + (1 | s) + (1 | i)", [0.9, 0.6, 0.1, -0.2]),
+        ("binomial", "hit ~ x + (1 + x | s) + (1 | i)", [0.9, 0.2, 0.4, 0.6, 0.1, -0.2]),
+    ],
+)
+def test_laplace_from_one_factorisation_equals_two(family, formula, x, monkeypatch):
     frame = _skewed(1500, 4)
     fam = family_of(family)
-    response = "count" if family == "poisson" else "hit"
-    glmm = build_glmm_design(f"{response} ~ x + (1 | s) + (1 | i)", frame, None, fam)
-    prob = GlmmProblem(glmm, fam, 1)
-    x = np.array([0.9, 0.6, 0.1, -0.2])
+    prob = GlmmProblem(build_glmm_design(formula, frame, None, fam), fam, 1)
+    assert logdet_weights.supported(prob.ma.template)
+    x = np.array(x)
     one = _laplace_value_and_grad(prob)
     with monkeypatch.context() as m:
         m.setattr(logdet_weights, "supported", lambda cp: False)
@@ -126,13 +140,15 @@ def test_laplace_from_one_factorisation_equals_two(family, monkeypatch):
 
 
 def test_scope_of_the_shortcut():
-    """A random slope in term 1 or in the tail keeps the two-factorisation path."""
+    """A random slope in the tail (a block-diagonal ``Lambda_t``) keeps the
+    two-factorisation path; slopes in term 1, or term 1 alone, do not."""
     frame = _skewed(600, 5)
     fam = family_of("poisson")
     for formula, expected in (
         ("count ~ x + (1 | s) + (1 | i)", True),
-        ("count ~ x + (1 + x | s) + (1 | i)", False),
-        ("count ~ x + (1 | s) + (1 + x | i)", False),
+        ("count ~ x + (1 + x | s) + (1 | i)", True),
+        ("count ~ x + (1 | s) + (1 + x | o)", False),  # o: 5 levels, in the tail
+        ("count ~ x + (1 | s)", True),
     ):
         prob = GlmmProblem(build_glmm_design(formula, frame, None, fam), fam, 1)
         assert logdet_weights.supported(prob.ma.template) is expected, formula
