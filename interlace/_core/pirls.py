@@ -178,6 +178,18 @@ def _unflat(v: jnp.ndarray, like: Modes) -> Modes:
     return Modes(*out)
 
 
+def _zero_modes(ma: ModelArrays, eta: jnp.ndarray) -> Modes:
+    """Modes of zeros in :func:`solve_modes`' shapes (written out: tracing the solve for
+    its shapes would cost a first fit a tenth of a second), with ``eta``."""
+    cp = ma.template
+    q1, k1, qt = cp.q1, cp.k1, cp.q_tail
+
+    def zeros(*shape):
+        return jnp.zeros(shape, eta.dtype)
+
+    return Modes(zeros(ma.X.shape[1]), zeros(q1, k1), zeros(qt), zeros(q1, k1), zeros(qt), eta)
+
+
 _HALVINGS = 10
 
 
@@ -209,8 +221,7 @@ def pirls(
     # The loop takes the first step too (one copy of the solve in the compiled graph):
     # it starts from zero modes with ``eta0`` and an infinite ``F``, and accepts its
     # first step whole (``it == 0``), as a step of its own.
-    like = jax.eval_shape(step, eta0)
-    start = Modes(*(jnp.zeros(a.shape, a.dtype) for a in like))._replace(eta=eta0)
+    start = _zero_modes(ma, eta0)
     inf = jnp.asarray(jnp.inf, eta0.dtype)
 
     def cond(carry):
