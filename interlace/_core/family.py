@@ -221,8 +221,10 @@ class Family:
     def newton(self, y, eta, weights, size=None):
         """Newton's weights and working response at ``eta`` for the deviance:
         ``h = d''/2`` and ``z = eta - d' / d''`` from the derivatives of the deviance
-        residuals in ``eta`` (by autodiff); for a canonical link they equal
-        :meth:`working`'s."""
+        residuals in ``eta``: in closed form for a canonical link
+        (:meth:`_canonical_newton`), by autodiff otherwise."""
+        if self.canonical:
+            return self._canonical_newton(y, eta, weights)
 
         def dev(e):
             return self.deviance_residuals(y, self.linkinv(e), weights, size)
@@ -234,6 +236,24 @@ class Family:
         h = 0.5 * d2
         safe = jnp.where(h != 0, h, 1.0)
         return h, jnp.where(h != 0, eta - 0.5 * d1 / safe, eta)
+
+    def _canonical_newton(self, y, eta, weights):
+        """:meth:`newton` for a canonical link, where ``d mu / d eta = V(mu)``: the deviance
+        residuals' derivatives are ``d' = 2 w (mu - y)`` and ``d'' = 2 w V(mu)``, so
+        ``h = w V(mu)`` and ``z = eta + w (y - mu) / h``, which are Fisher scoring's
+        (McCullagh & Nelder 1989, sec. 2.5). ``V(mu)`` is taken as :meth:`mu_eta`, which
+        keeps its digits where ``mu`` nears 1 (``e / (1 + e)^2``, not ``mu (1 - mu)``);
+        differentiating the deviance residuals twice loses them where ``mu`` is near an
+        edge. Where R's clamped inverse link is flat (``|eta| > 30`` for the logit,
+        ``exp(eta)`` below EPS for the log), ``mu`` does not move with ``eta`` and both
+        derivatives are 0, as autodiff of the clamped link gives them: ``h = 0`` there (not
+        :meth:`working`'s floored weight), which is what lets a completely separated
+        response show itself."""
+        mu = self.linkinv(eta)
+        moving = jnp.abs(eta) < _LOGIT_EDGE if self.link == "logit" else jnp.exp(eta) > _EPS
+        h = jnp.where(moving, weights * self.mu_eta(eta), 0.0)
+        safe = jnp.where(h != 0, h, 1.0)
+        return h, jnp.where(h != 0, eta + weights * (y - mu) / safe, eta)
 
 
 def _xlogy(x, y):
