@@ -25,6 +25,22 @@ deviances. The single GLMM fit keeps them: without them its compiled fit was 7% 
 the 10^5-row crossed design and no faster on VerbAgg, but VerbAgg's first fit compiled
 1.3-1.6 s longer (5.2-5.8 -> 6.9-7.1 s). Linear models keep them (not re-measured).
 
+The single GLMM fit (``_model.glmm_estimate``'s evaluation) also has LLVM optimise at
+level 1 instead of 3 (:data:`GLMM_OPTIONS`: ``xla_backend_optimization_level``). Its graph
+(PIRLS, a differentiated Newton step) is mostly fused elementwise loops, gathers and
+scatters, on which LLVM's heavier passes cost compile time and buy no speed: VerbAgg's
+first fit in a running process 2.14 -> 1.76 s (medians of 5 fresh processes,
+alternating), its compiled fit 0.12-0.16 s either way, and the 10^5-row crossed binary
+fit 2.6-3.2 s either way (``benchmarks/RESULTS.md``, GLMMs). Level 0 compiles faster
+still but runs 2-3x slower (VerbAgg 14 instead of 5 ms per evaluation).
+
+Python's cyclic garbage collector is paused during a top-level call (:func:`_gc_paused`)
+and resumed after it, as it was: tracing a large function allocates hundreds of thousands
+of short-lived objects, which set off collections of the whole heap (jax, pandas and the
+user's objects) while nothing collectable is made (reference counting still frees them).
+VerbAgg's evaluation traced in 0.25-0.26 instead of 0.37-0.46 s (two runs each, one full
+collection fewer). A compiled call allocates a few objects and is unaffected.
+
 The options are passed per executable (``jax.jit(..., compiler_options=...)``), so a
 user's own jitted functions compile as before; other backends ignore CPU options. A JAX
 too old to take ``compiler_options``, or an XLA that no longer knows the option, gets a
@@ -33,6 +49,8 @@ plain ``jax.jit`` (checked once per process, by compiling a one-operation functi
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import inspect
 from collections.abc import Callable
 from functools import partial
@@ -41,9 +59,11 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["jit", "COMPILER_OPTIONS", "NO_YNN_FUSIONS"]
+__all__ = ["jit", "COMPILER_OPTIONS", "GLMM_OPTIONS", "NO_YNN_FUSIONS"]
 
 COMPILER_OPTIONS = {"xla_cpu_use_fusion_emitters": False}
+# LLVM at -O1 for the single GLMM fit (module docstring).
+GLMM_OPTIONS = {**COMPILER_OPTIONS, "xla_backend_optimization_level": 1}
 # No YNNPACK library fusions (an empty list of fusion kinds).
 NO_YNN_FUSIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
@@ -63,6 +83,19 @@ def _options_accepted(options: dict[str, Any]) -> bool:
             except Exception:  # an unknown option: XLA refuses to compile
                 _ACCEPTED[key] = False
     return _ACCEPTED[key]
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic garbage collector for the block, if it runs (module docstring)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 class _Jitted:
@@ -95,7 +128,8 @@ class _Jitted:
         if any(isinstance(x, jax.core.Tracer) for x in leaves):
             return self._plain(*args, **kwargs)
         try:
-            return self._top_level()(*args, **kwargs)
+            with _gc_paused():
+                return self._top_level()(*args, **kwargs)
         except ValueError as err:  # inside a trace after all (no tracer among the args)
             if "compiler_options" not in str(err):
                 raise

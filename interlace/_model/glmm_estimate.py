@@ -41,7 +41,7 @@ import numpy as np
 
 from .._base.blas_threads import single_blas_thread
 from .._base.errors import DataError, ModelSpecError
-from .._base.jit import jit
+from .._base.jit import GLMM_OPTIONS, jit
 from .._base.precision import float64_scope
 from .._core.arrays import ModelArrays
 from .._core.crossprod import device_array, same_factor, tail_width
@@ -174,7 +174,7 @@ def laplace_objective(x, fixed, eta0, ma: ModelArrays, data: GlmmData, rule, *, 
     return lp.value, (lp, iterations)
 
 
-@partial(jit, static_argnames=("family", "n_theta"))
+@partial(jit, options=GLMM_OPTIONS, static_argnames=("family", "n_theta"))
 def _evaluate(x, fixed, eta0, ma: ModelArrays, data: GlmmData, rule, *, family, n_theta):
     """:func:`laplace_objective` with its gradient in ``x``: ``(value, grad, Laplace,
     iterations)``, one compiled call per evaluation of the host optimiser."""
