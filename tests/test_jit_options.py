@@ -4,6 +4,7 @@ know the options gets a plain ``jax.jit``."""
 
 from __future__ import annotations
 
+import gc
 from functools import partial
 
 import jax
@@ -68,3 +69,24 @@ def test_an_unknown_option_falls_back_to_plain_jit():
 
     assert float(twice(np.float32(1.5))) == 3.0
     assert twice._top_level() is twice._plain
+
+
+def test_the_cyclic_gc_pauses_while_a_top_level_call_traces_and_comes_back():
+    """Traced Python runs while the call traces: the collector is off there, back on
+    after, and a collector the caller switched off stays off."""
+    seen = []
+
+    @jit
+    def record(x):
+        seen.append(gc.isenabled())
+        return x + 1.0
+
+    assert gc.isenabled()
+    record(np.float32(1.0))
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        record(np.zeros(2, np.float32))  # a new shape: traced again
+        assert seen == [False, False] and not gc.isenabled()
+    finally:
+        gc.enable()

@@ -39,7 +39,10 @@ and resumed after it, as it was: tracing a large function allocates hundreds of 
 of short-lived objects, which set off collections of the whole heap (jax, pandas and the
 user's objects) while nothing collectable is made (reference counting still frees them).
 VerbAgg's evaluation traced in 0.25-0.26 instead of 0.37-0.46 s (two runs each, one full
-collection fewer). A compiled call allocates a few objects and is unaffected.
+collection fewer). A compiled call allocates a few objects and is unaffected. The pause
+is process-wide while it lasts (Python has one collector): another thread's allocations
+wait for the call to end to be collected, and a thread that disables the collector
+during the call finds it enabled again after it.
 
 The options are passed per executable (``jax.jit(..., compiler_options=...)``), so a
 user's own jitted functions compile as before; other backends ignore CPU options. A JAX

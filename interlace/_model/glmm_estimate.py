@@ -104,21 +104,19 @@ class GlmmFit:
     n_iterations: int
     n_evaluations: int
     stop_reason: str
+    # beta in the fit's own coordinates (X_s = X G, module docstring), for X beta far
+    # from zero (fixed_part)
+    beta_s: np.ndarray
+    xstd: Standardization  # numpy; the intercept column: shift 0, scale 1
     size: float | None = None  # negative binomial's k (estimated or fixed)
     offset_terms: tuple = ()  # offset(expr) of the formula, for predict(newdata)
     offset_argument: bool = False  # whether offset= was given
-    # beta in the fit's own coordinates (X_s = X G, module docstring), for X beta far
-    # from zero (fixed_part); None: the user's beta and columns as they are
-    beta_s: np.ndarray | None = None
-    xstd: Standardization | None = None  # numpy; the intercept column: shift 0, scale 1
 
     def fixed_part(self, X: np.ndarray) -> np.ndarray:
         """``X beta`` as ``X_s beta_s``: columns centred and scaled as in the fit, so that a
         predictor far from zero (a time stamp near 1.7e9) keeps the linear predictor's
         digits, which the cancelling large terms of ``X beta`` lose (~1e-7 there)."""
         X = np.asarray(X, dtype=float)
-        if self.beta_s is None or self.xstd is None:
-            return X @ self.beta
         return ((X - self.xstd.x_shift) / self.xstd.x_scale) @ self.beta_s
 
     @property
