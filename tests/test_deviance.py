@@ -401,3 +401,27 @@ def test_cross_products_of_by_blocks_and_by_pairs_agree():
         fd_w = (dev(ma.y, ma.prior_weights + e) - dev(ma.y, ma.prior_weights - e)) / 2e-5
         assert float(g_y[i]) == pytest.approx(fd_y, rel=1e-6, abs=1e-6)
         assert float(g_prior[i]) == pytest.approx(fd_w, rel=1e-6, abs=1e-6)
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_cross_products_of_unstandardized_data_match_dense(problem, reml):
+    """``cross_products_of(standardized=False)`` (a GLMM's PIRLS: columns centred and
+    scaled on the host, the working response as it is) takes ``X`` and ``y`` as given,
+    with an identity standardization: the deviance (1e-12 relative), ``beta`` and
+    ``vcov(beta)`` (1e-10) are the dense reference's, as through the standardized path."""
+    from interlace._core.arrays import cross_products_of, model_arrays_from
+
+    codes, X, y, _ = problem
+    ma = model_arrays_from(codes, NLEVELS, X, y, [np.ones((N, 1))] * len(NLEVELS))
+    cp = cross_products_of(ma, standardized=False)
+    assert np.all(np.asarray(cp.standardization.x_scale) == 1.0)
+    assert float(cp.standardization.y_shift) == 0.0
+    for theta in THETAS:
+        ref = dense_fit_at(theta, codes, NLEVELS, X, y, reml)
+        th = jnp.asarray(theta[list(cp.order)])
+        assert float(profiled_deviance(th, cp, reml=reml)) == pytest.approx(
+            ref["deviance"], rel=1e-12
+        )
+        est = estimates(th, cp, reml=reml)
+        np.testing.assert_allclose(est.beta, ref["beta"], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(est.fe_cov, ref["fe_cov"], rtol=1e-10, atol=1e-14)

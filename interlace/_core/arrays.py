@@ -35,7 +35,7 @@ from .crossprod import (
     outer_products,
     split_update,
 )
-from .standardize import standardize
+from .standardize import Standardization, standardize
 from .theta import to_internal, to_user
 
 __all__ = [
@@ -179,20 +179,30 @@ def model_arrays_from(
     )
 
 
-def cross_products_of(ma: ModelArrays) -> CrossProducts:
+def cross_products_of(ma: ModelArrays, standardized: bool = True) -> CrossProducts:
     """:class:`CrossProducts` of ``ma``'s current data: pure JAX, so ``grad`` (in ``y``,
-    ``X``, term columns, weights), ``vmap`` and sharding over rows apply."""
+    ``X``, term columns, weights), ``vmap`` and sharding over rows apply.
+
+    ``standardized=False``: ``X`` and ``y`` enter as they are (an identity
+    :class:`Standardization`), for callers whose columns are centred and scaled already
+    and that never read the residual sum of squares of ``y`` (a GLMM's PIRLS,
+    ``_core.pirls``)."""
     cp = ma.template
     q1 = cp.q1
     n = jnp.sum(ma.weights)  # rows, each counted as often as its multiplicity
     w = ma.weights if ma.prior_weights is None else ma.weights * ma.prior_weights
-    # ``_core.standardize``. Its shifts and scales are constants to derivatives: the
-    # transformation is exact for any of them (every result maps back with the same
-    # ones), so the derivatives are too, without the costly reverse pass through the
-    # weighted means (4x the cross-products' own under ``vmap``)
-    _, _, std = standardize(*jax.lax.stop_gradient((ma.X, ma.y, w)), cp.intercept, xp=jnp)
-    X = (ma.X - std.x_shift) / std.x_scale
-    y = (ma.y - std.y_shift) / std.y_scale
+    if standardized:
+        # ``_core.standardize``. Its shifts and scales are constants to derivatives: the
+        # transformation is exact for any of them (every result maps back with the same
+        # ones), so the derivatives are too, without the costly reverse pass through the
+        # weighted means (4x the cross-products' own under ``vmap``)
+        _, _, std = standardize(*jax.lax.stop_gradient((ma.X, ma.y, w)), cp.intercept, xp=jnp)
+        X = (ma.X - std.x_shift) / std.x_scale
+        y = (ma.y - std.y_shift) / std.y_scale
+    else:
+        p = ma.X.shape[1]
+        std = Standardization(np.zeros(p), np.ones(p), 0.0, 1.0)
+        X, y = ma.X, ma.y
     if ma.prior_weights is not None:
         std = std._replace(log_weights=jnp.sum(ma.weights * jnp.log(ma.prior_weights)))
     x1 = ma.first_columns
