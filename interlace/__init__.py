@@ -50,7 +50,7 @@ the public surface and may use every layer.
     ``response_bootstrap`` bootstrap of a statistic of the response; ``profile``
     profile-likelihood intervals; ``satterthwaite`` t-tests with Satterthwaite df;
     ``anova`` likelihood-ratio tests; ``glmm_parametric`` simulation from a GLMM and its
-    parametric bootstrap.
+    parametric bootstrap; ``glmm_profile`` a GLMM's profile-likelihood intervals.
 ``_diagnostics/``:
     ``residuals`` residuals, leverage and Cook's distance; ``leverage`` the hat diagonal
     and conditional variances of the BLUPs; ``influence`` exact deletion diagnostics.

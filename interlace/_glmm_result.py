@@ -25,13 +25,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._base.checks import check_n_bootstrap, check_positive_int
+from ._base.checks import check_level, check_n_bootstrap, check_positive_int
 from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed
 from ._core.singular import SINGULAR_TOL, theta_is_singular
 from ._core.theta import diagonal_mask
 from ._inference.glmm_parametric import glmm_parametric_bootstrap, simulate_glmm
+from ._inference.glmm_profile import glmm_profile_confint
 from ._inference.replicates import BootstrapResult
 from ._model.design import Design, fixed_matrix_for
 from ._model.frames import as_pandas
@@ -39,6 +40,7 @@ from ._model.glmm_estimate import GlmmFit
 from ._model.labelled import random_effects, random_part_for, variance_components
 from ._model.offsets import new_offset
 from ._model.theta_layout import theta_to_lme4
+from ._model.varcorr import sdcor_names
 from ._summary import format_glmm_summary
 from ._wald import FixedEffectsWald
 
@@ -278,6 +280,31 @@ class GLMMResult(FixedEffectsWald):
         ``sd_*``/``cor_*`` and ``theta`` per replicate, ``se()`` and ``conf_int()``."""
         n_bootstrap = check_n_bootstrap(n_bootstrap)
         return glmm_parametric_bootstrap(self.model_fit, n_bootstrap, seed)
+
+    def confint(
+        self, method: str = "wald", level: float = 0.95, n_bootstrap: int = 1000, seed: Seed = None
+    ) -> pd.DataFrame:
+        """Intervals for ``sd_*``/``cor_*`` and the fixed effects (lme4's ``confint(fit,
+        oldNames = FALSE)`` rows, columns ``2.5 %``, ``97.5 %``). ``wald``: fixed effects
+        only (NaN for the variance parameters, as lme4); ``bootstrap``: percentile
+        intervals of :meth:`parametric_bootstrap`; ``profile``: profile-likelihood
+        intervals of the fit's own ``-2 logLik`` (lme4's default for ``glmer``; exact ends
+        by root finding, a few hundred constrained refits on the compiled evaluation;
+        ``nAGQ >= 1`` only, a negative binomial's size held at its estimate)."""
+        level = check_level(level)
+        names = sdcor_names(self.design.terms)[:-1]  # no residual sigma
+        cols = [f"{100 * (0.5 - level / 2):g} %", f"{100 * (0.5 + level / 2):g} %"]
+        if method == "wald":
+            wald = self.conf_int(level).set_axis(cols, axis=1)
+            top = pd.DataFrame(np.nan, index=names, columns=cols)
+            return pd.concat([top, wald])
+        if method == "bootstrap":
+            boot = self.parametric_bootstrap(n_bootstrap, seed)
+            ci = boot.conf_int("percentile", level)
+            return ci.loc[names + list(self.fe_params.index)].set_axis(cols, axis=1)
+        if method == "profile":
+            return glmm_profile_confint(self.model_fit, level)
+        raise ModelSpecError(f"method must be 'wald', 'bootstrap' or 'profile', got {method!r}.")
 
     def __repr__(self) -> str:
         groups = ", ".join(f"{k}: {v}" for k, v in self.ngroups.items())

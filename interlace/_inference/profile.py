@@ -31,7 +31,7 @@ from .._core.theta import to_internal, tril_index
 from .._model.estimate import ModelFit
 from .._model.varcorr import sdcor_names, sdcor_values
 
-__all__ = ["profile_confint"]
+__all__ = ["profile_confint", "theta_from_sdcor", "bounded_root", "doubling_root"]
 
 
 # scipy is imported on first use, not with interlace (it adds ~0.5 s to the import).
@@ -47,7 +47,7 @@ def _brentq(*args, **kwargs):
     return brentq(*args, **kwargs)
 
 
-def _theta_from_sdcor(z: jnp.ndarray, ks: list[int]) -> tuple[jnp.ndarray, jnp.ndarray]:
+def theta_from_sdcor(z: jnp.ndarray, ks: list[int]) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``theta`` (user layout) and ``sigma`` from ``z`` = per term, in lme4's sd/cor order
     (lower triangle column-major: log sd on the diagonal, atanh cor below), then log sigma."""
     sigma = jnp.exp(z[-1])
@@ -104,7 +104,7 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
     zq = float(_normal_quantile(0.5 + level / 2))
 
     def dev_z(z):
-        theta, sigma = _theta_from_sdcor(z, ks)
+        theta, sigma = theta_from_sdcor(z, ks)
         return deviance_varpar(to_internal(theta, ks, cp.order), sigma, cp, reml=False)
 
     sdcor = sdcor_values(ml.theta[None], np.array([ml.sigma]), d.terms)[0]
@@ -137,7 +137,10 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
             return np.sign(v - sdcor[i]) * np.sqrt(max(float(val) - d_min, 0.0))
 
         lo_bound, hi_bound = (0.0, np.inf) if is_sd[i] else (-1.0, 1.0)
-        rows[name] = (_root(zeta, sdcor[i], -zq, lo_bound), _root(zeta, sdcor[i], zq, hi_bound))
+        rows[name] = (
+            bounded_root(zeta, sdcor[i], -zq, lo_bound),
+            bounded_root(zeta, sdcor[i], zq, hi_bound),
+        )
 
     for j, name in enumerate(d.fe_names):
         rows[name] = _fixed_effect_interval(ml, j, zq, d_min)
@@ -146,7 +149,7 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
     ).T
 
 
-def _root(zeta, est: float, target: float, bound: float) -> float:
+def bounded_root(zeta, est: float, target: float, bound: float) -> float:
     """Where ``zeta(v) = target`` moving from ``est`` towards ``bound``; the bound itself
     (0 for an sd, +-1 for a correlation) if ``zeta`` never gets there."""
     direction = np.sign(target)
@@ -215,8 +218,8 @@ def _fixed_effect_interval(ml: ModelFit, j: int, zq: float, d_min: float) -> tup
     step = zq * se if np.isfinite(se) and se > 0 else 0.1 * max(abs(est), 1.0)
     name = str(ml.design.fe_names[j])
     return (
-        _fixed_effect_root(zeta_once, est, -zq, step, name),
-        _fixed_effect_root(zeta_once, est, zq, step, name),
+        doubling_root(zeta_once, est, -zq, step, name),
+        doubling_root(zeta_once, est, zq, step, name),
     )
 
 
@@ -225,10 +228,10 @@ def _fixed_effect_interval(ml: ModelFit, j: int, zq: float, d_min: float) -> tup
 _MAX_DOUBLINGS = 30
 
 
-def _fixed_effect_root(zeta, est: float, target: float, step: float, name: str) -> float:
+def doubling_root(zeta, est: float, target: float, step: float, name: str) -> float:
     """Where ``zeta(v) = target`` moving from ``est`` (``zeta(est) = 0``): steps that
     double (``step``, ``2 step``, ...) until ``zeta`` passes ``target``, then Brent's
-    method between the last two points, as :func:`_root` brackets the variance
+    method between the last two points, as :func:`bounded_root` brackets the variance
     parameters. A fixed bracket (``est -/+ 3 z se``) misses the ends of profiles much
     flatter than the Wald approximation (few groups, high levels). NaN with a warning
     when ``zeta`` has not reached ``target`` after ``_MAX_DOUBLINGS`` steps or stops

@@ -1,0 +1,243 @@
+"""Profile-likelihood confidence intervals of a GLMM (lme4's ``confint(fit, method =
+"profile")`` for ``glmer`` fits, its default).
+
+For a parameter ``psi_i`` (a random effect's standard deviation or correlation, or a
+fixed effect) the profiled deviance ``d_i(v)`` minimises the fit's own objective (``-2
+logLik``: Laplace, or adaptive quadrature) over all other parameters, ``theta`` and
+``beta`` alike, with ``psi_i = v``; the interval is where the signed root ``zeta(v) =
+sign(v - psi_hat) sqrt(d_i(v) - d_min)`` lies within ``-/+ z_{(1+level)/2}`` (Bates et
+al. 2015, sec. 5.1.2), its ends found by Brent's method as for linear models
+(:mod:`interlace._inference.profile`), not read off a spline.
+
+Coordinates of the constrained fits:
+
+* a variance parameter: all of them as ``z = (log sd, atanh cor)`` per term (lme4's
+  sd/cor scale; ``theta`` is the Cholesky factor of the covariance they give, the scale
+  being 1), ``z_i`` pinned, the others and ``beta`` free;
+* a fixed effect ``beta_j = g_j' beta_s`` (``beta_s``: the model arrays' centred and
+  scaled coordinates, ``g_j``: row ``j`` of their linear map back to the user's):
+  ``beta_s = v g_j / |g_j|^2 + N_j c`` with ``N_j`` an orthonormal basis of ``g_j``'s
+  complement, ``theta`` and ``c`` free.
+
+Each constrained fit is the fit's host L-BFGS over the free coordinates, with the fit's
+compiled evaluation (gradients by the chain rule through those maps), started from the
+nearest profile point already solved. A negative binomial's size stays at its estimate,
+as lme4's profile of a ``glmer.nb`` fit does. ``nAGQ = 0`` fits are refused (lme4 stops
+too): their ``beta`` is not a parameter of the deviance optimised.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from .._base.blas_threads import single_blas_thread
+from .._base.errors import ModelSpecError
+from .._base.precision import float64_scope
+from .._core.optimize import minimize_on_host
+from .._core.theta import to_internal, to_user
+from .._model.glmm_design import GlmmDesign
+from .._model.glmm_estimate import GlmmFit, GlmmProblem
+from .._model.varcorr import sdcor_names, sdcor_values
+from .profile import bounded_root, doubling_root, theta_from_sdcor
+
+__all__ = ["glmm_profile_confint", "profile_zeta"]
+
+# A constrained optimum below the fit's by more than this (relative) means the fit had
+# not reached its optimum: the profile then measures from the wrong minimum.
+_LOWER_TOL = 1e-6
+
+
+@float64_scope
+def glmm_profile_confint(fit: GlmmFit, level: float = 0.95) -> pd.DataFrame:
+    """Profile intervals for the ``sd_*``/``cor_*`` parameters and the fixed effects of
+    ``fit`` (module docstring), rows in lme4's ``confint(oldNames = FALSE)`` order."""
+    _refuse_nagq0(fit)
+    from scipy.special import ndtri  # scipy on first use, not at import (~0.5 s)
+
+    zq = float(ndtri(0.5 + level / 2))
+    profiler = _Profiler(fit)
+    rows = {}
+    for i, name in enumerate(profiler.names):
+        zeta = profiler.variance_zeta(i)
+        est = profiler.sdcor[i]
+        lo, hi = (0.0, np.inf) if profiler.is_sd[i] else (-1.0, 1.0)
+        rows[name] = (bounded_root(zeta, est, -zq, lo), bounded_root(zeta, est, zq, hi))
+    for j, name in enumerate(fit.design.fe_names):
+        zeta = profiler.fixed_zeta(j)
+        est = float(fit.beta[j])
+        se = float(np.sqrt(fit.fe_cov[j, j]))
+        step = zq * se if np.isfinite(se) and se > 0 else 0.1 * max(abs(est), 1.0)
+        rows[name] = (
+            doubling_root(zeta, est, -zq, step, str(name)),
+            doubling_root(zeta, est, zq, step, str(name)),
+        )
+    profiler.warn_if_lower()
+    return pd.DataFrame(
+        rows, index=[f"{100 * (0.5 - level / 2):g} %", f"{100 * (0.5 + level / 2):g} %"]
+    ).T
+
+
+@float64_scope
+def profile_zeta(fit: GlmmFit, name: str, values) -> np.ndarray:
+    """The signed root ``zeta(v)`` of parameter ``name`` (an ``sd_*``/``cor_*`` row or a
+    fixed effect of :func:`glmm_profile_confint`) at each of ``values`` (lme4's
+    ``as.data.frame(profile(fit))`` columns ``.focal``, ``.zeta``)."""
+    _refuse_nagq0(fit)
+    profiler = _Profiler(fit)
+    if name in profiler.names:
+        zeta = profiler.variance_zeta(profiler.names.index(name))
+    elif name in list(fit.design.fe_names):
+        zeta = profiler.fixed_zeta(list(fit.design.fe_names).index(name))
+    else:
+        raise ModelSpecError(
+            f"{name!r} is not a parameter of the profile: one of {profiler.names} or "
+            f"{list(fit.design.fe_names)}."
+        )
+    return np.array([zeta(v) for v in np.asarray(values, dtype=float)])
+
+
+def _refuse_nagq0(fit: GlmmFit) -> None:
+    if fit.nagq == 0:
+        raise ModelSpecError(
+            "Profile intervals need a Laplace or quadrature fit (nAGQ >= 1): with nAGQ=0 "
+            "the fixed effects are not parameters of the deviance that was optimised. "
+            "Refit with nAGQ=1, or use confint('wald') or confint('bootstrap')."
+        )
+
+
+class _Profiler:
+    """The fit's problem, its optimum in profile coordinates and the constrained fits."""
+
+    def __init__(self, fit: GlmmFit):
+        glmm = GlmmDesign(
+            fit.design, fit.prior_weights, fit.offset, fit.offset_terms, fit.offset_argument
+        )
+        self.fit = fit
+        self.prob = prob = GlmmProblem(glmm, fit.family, fit.nagq)
+        self.objective = prob.fun(False)
+        self.ks = list(prob.ks)
+        self.n_theta, self.p = prob.n_theta, prob.p
+        terms = fit.design.terms
+        self.names = sdcor_names(terms)[:-1]  # no residual sigma
+        self.sdcor = sdcor_values(fit.theta[None], np.ones(1), terms)[0][:-1]
+        self.is_sd = np.array([nm.startswith("sd_") for nm in self.names])
+        with np.errstate(divide="ignore"):
+            self.z_hat = np.where(
+                self.is_sd,
+                np.log(np.maximum(self.sdcor, 1e-8)),
+                np.arctanh(np.clip(self.sdcor, -1 + 1e-8, 1 - 1e-8)),
+            )
+        self.extra = np.array([np.log(fit.size)]) if fit.family.estimates_size else np.zeros(0)
+        self.beta_s_hat = np.asarray(fit.beta_s, dtype=float)
+        self.theta_int_hat = to_internal(np.asarray(fit.theta, dtype=float), self.ks, prob.order)
+        self.d_min = float(fit.objective)
+        self.lowest = self.d_min
+        # beta = G beta_s: G's rows are the g_j (the map is linear: no response shift)
+        self.G = prob.user_beta(np.eye(self.p)).T
+        ks = tuple(self.ks)
+
+        def theta_of(z):
+            return theta_from_sdcor(jnp.concatenate([z, jnp.zeros(1)]), list(ks))[0]
+
+        self._theta_and_jacobian = jax.jit(lambda z: (theta_of(z), jax.jacfwd(theta_of)(z)))
+
+    # --- the objective in profile coordinates ------------------------------------------
+    def _value(self, theta_user, beta_s):
+        """``(value, grad in user theta, grad in beta_s)`` of the fit's objective."""
+        order = self.prob.order
+        x = np.concatenate([to_internal(theta_user, self.ks, order), beta_s, self.extra])
+        value, grad, _ = self.objective(x)
+        g_theta = to_user(np.asarray(grad[: self.n_theta]), self.ks, order)
+        return value, g_theta, np.asarray(grad[self.n_theta : self.n_theta + self.p])
+
+    def _minimize(self, fun, start) -> tuple[float, np.ndarray]:
+        with single_blas_thread():
+            opt, _ = minimize_on_host(fun, start)
+        value = float(opt.deviance)
+        if np.isfinite(value):
+            self.lowest = min(self.lowest, value)
+        return value, np.asarray(opt.theta)
+
+    def _zeta_function(self, solve, est: float):
+        """``zeta(v)`` from ``solve(v, start) -> (deviance, free optimum)``, each
+        constrained fit started from the nearest point already solved."""
+        solved: dict[float, tuple[float, np.ndarray]] = {}
+
+        def zeta(v):
+            v = float(v)
+            if v not in solved:
+                near = min(solved, key=lambda u: abs(u - v)) if solved else None
+                solved[v] = solve(v, None if near is None else solved[near][1])
+            dev = solved[v][0]
+            if not np.isfinite(dev):
+                return float("nan")
+            return float(np.sign(v - est) * np.sqrt(max(dev - self.d_min, 0.0)))
+
+        return zeta
+
+    def variance_zeta(self, i: int):
+        """``zeta`` of the ``i``-th sd/cor parameter: ``z_i`` pinned."""
+        free_z = np.arange(len(self.z_hat)) != i
+        nz = int(free_z.sum())
+
+        def solve(v, start):
+            # the boundary itself (sd 0, correlation -/+1) as a point just inside it
+            zi = (
+                np.log(max(v, 1e-12))
+                if self.is_sd[i]
+                else np.arctanh(np.clip(v, -1 + 1e-12, 1 - 1e-12))
+            )
+            if start is None:
+                start = np.concatenate([self.z_hat[free_z], self.beta_s_hat])
+
+            def fun(w):
+                z = self.z_hat.copy()
+                z[free_z], z[i] = w[:nz], zi
+                theta, jac = self._theta_and_jacobian(jnp.asarray(z))
+                value, g_theta, g_beta = self._value(np.asarray(theta), w[nz:])
+                g_z = np.asarray(jac).T @ g_theta
+                return value, np.concatenate([g_z[free_z], g_beta]), None
+
+            return self._minimize(fun, start)
+
+        return self._zeta_function(solve, float(self.sdcor[i]))
+
+    def fixed_zeta(self, j: int):
+        """``zeta`` of fixed effect ``j``: ``beta_j = g_j' beta_s`` pinned (module
+        docstring)."""
+        g = self.G[j]
+        a = g / (g @ g)
+        # orthonormal basis of g's complement: the last p - 1 right singular vectors
+        N = np.linalg.svd(g[None, :])[2][1:].T
+        nt = self.n_theta
+
+        def solve(v, start):
+            if start is None:
+                start = np.concatenate(
+                    [np.asarray(self.fit.theta, dtype=float), N.T @ (self.beta_s_hat - a * v)]
+                )
+
+            def fun(w):
+                beta_s = a * v + N @ w[nt:]
+                value, g_theta, g_beta = self._value(w[:nt], beta_s)
+                return value, np.concatenate([g_theta, N.T @ g_beta]), None
+
+            return self._minimize(fun, start)
+
+        return self._zeta_function(solve, float(self.fit.beta[j]))
+
+    def warn_if_lower(self) -> None:
+        if self.lowest < self.d_min - _LOWER_TOL * (1.0 + abs(self.d_min)):
+            warnings.warn(
+                f"Profiling found a lower -2 logLik ({self.lowest:.6f}) than the fit's "
+                f"({self.d_min:.6f}): the fit had not reached its optimum, and the intervals "
+                "are measured from it. Refit (e.g. from other starting values) and check "
+                "convergence.",
+                UserWarning,
+                stacklevel=4,
+            )
