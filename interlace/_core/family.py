@@ -158,8 +158,9 @@ class Family:
 
     def minus_two_log_density(self, y, mu, weights, size=None):
         """``-2 log p(y_i | mu_i)`` with all constants (R's ``family$aic`` terms), per row:
-        binomial ``log C(m, m y) + m y log mu + m (1 - y) log(1 - mu)`` with ``m`` trials
-        (rows of weight 0 add nothing); Poisson ``w (y log mu - mu - log y!)``; negative
+        binomial ``(w / m) (log C(m, m y) + m y log mu + m (1 - y) log(1 - mu))`` with
+        ``m = round(w)`` trials (``w / m = 1`` for whole trials; rows with ``m = 0`` add
+        nothing: lme4's ``binomialDist::aic``); Poisson ``w (y log mu - mu - log y!)``; negative
         binomial ``w (log G(y + k) - log G(k) - log y! + k log(k / (k + mu))
         + y log(mu / (k + mu)))``."""
         return self._kernel(y, mu, weights, size) + self._data_terms(y, weights, jnp, gammaln)
@@ -188,7 +189,7 @@ class Family:
         if self.name == "binomial":
             k, m = xp.round(weights * y), xp.round(weights)
             logc = lgamma(m + 1.0) - lgamma(k + 1.0) - lgamma(m - k + 1.0)
-            return xp.where(weights > 0, -2.0 * logc, 0.0)
+            return -2.0 * _trial_share(weights, m, xp) * logc
         return 2.0 * weights * lgamma(y + 1.0)
 
     def _kernel(self, y, mu, weights, size):
@@ -196,7 +197,7 @@ class Family:
         if self.name == "binomial":
             k, m = jnp.round(weights * y), jnp.round(weights)
             ll = _xlogy(k, mu) + _xlogy(m - k, 1.0 - mu)
-            return jnp.where(weights > 0, -2.0 * ll, 0.0)
+            return -2.0 * _trial_share(weights, m, jnp) * ll
         if self.name == "negative_binomial":
             k = size
             ll = _log_rising_factorial(k, y) - k * jnp.log1p(mu / k) + _xlogy(y, mu / (k + mu))
@@ -254,6 +255,13 @@ class Family:
         h = jnp.where(moving, weights * self.mu_eta(eta), 0.0)
         safe = jnp.where(h != 0, h, 1.0)
         return h, jnp.where(h != 0, eta + weights * (y - mu) / safe, eta)
+
+
+def _trial_share(weights, m, xp):
+    """lme4's factor ``w / round(w)`` on a binomial row's log density (its C++
+    ``binomialDist::aic``; 0 where ``round(w) = 0``): 1 for whole-number trials, so
+    non-integer prior weights scale each row's log-likelihood as glmer's do."""
+    return xp.where(m > 0, weights / xp.where(m > 0, m, 1.0), 0.0)
 
 
 def _xlogy(x, y):

@@ -45,6 +45,15 @@ glmm_negbin.csv  (seed 20250303; 1,500 rows)
         log E[count] = 1.0 + 0.6 * (treat == "stim")
                        + d[donor] (sd 0.5) + b[batch] (sd 0.3)
         count ~ NegativeBinomial(mean mu, size 2)   (var = mu + mu^2 / 2)
+
+glmm_fractional_weights.csv  (seed 20250304; 600 rows)
+    30 subjects (S01..S30) x 20 items (I01..I20), fully crossed; ``x`` ~ N(0, 1);
+    a 0/1 outcome ``y`` with prior weights ``w`` that are NOT whole numbers of trials,
+    cycling through 0.7, 1.5, 2.0, 2.6 (no x.5 ties but 1.5, which every rounding rule
+    takes to 2). Model fitted: ``y ~ x + (1 | subject) + (1 | item)``, binomial logit,
+    ``weights = w`` (glmer warns about non-integer successes and scales each row's
+    log density by w / round(w): tests/data/make_glmm_weights_references.R).
+    Generating: logit P(y = 1) = 0.2 + 0.7 x + s[subject] (sd 0.8) + i[item] (sd 0.5).
 """
 
 from pathlib import Path
@@ -127,6 +136,25 @@ def make_negbin_frame(seed: int = 20250303) -> pd.DataFrame:
     )
 
 
+def make_fractional_weights_frame(seed: int = 20250304) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n_subject, n_item = 30, 20
+    subject = np.repeat(np.arange(n_subject), n_item)
+    item = np.tile(np.arange(n_item), n_subject)
+    x = rng.normal(size=subject.size)
+    eta = 0.2 + 0.7 * x + rng.normal(0.0, 0.8, n_subject)[subject] + rng.normal(0.0, 0.5, n_item)[item]
+    y = rng.binomial(1, 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
+    return pd.DataFrame(
+        {
+            "subject": [f"S{i + 1:02d}" for i in subject],
+            "item": [f"I{i + 1:02d}" for i in item],
+            "x": x,
+            "y": y,
+            "w": np.resize([0.7, 1.5, 2.0, 2.6], subject.size),
+        }
+    )
+
+
 def write(df: pd.DataFrame, name: str) -> None:
     path = DATA / name
     df.to_csv(path, index=False, float_format="%.17g")
@@ -139,3 +167,4 @@ if __name__ == "__main__":
     write(make_binary_slope_frame(), "glmm_binary_slope.csv")
     write(make_poisson_offset_frame(), "glmm_poisson_offset.csv")
     write(make_negbin_frame(), "glmm_negbin.csv")
+    write(make_fractional_weights_frame(), "glmm_fractional_weights.csv")
