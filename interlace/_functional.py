@@ -202,8 +202,17 @@ def _response_matrix(frame: pd.DataFrame, rows: pd.Index) -> np.ndarray:
         Y = frame.loc[rows].to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(f"responses must be numeric: {exc}") from exc
-    if not np.all(np.isfinite(Y)):
-        raise DataError("responses contain NaN or infinite values in rows the model uses.")
+    bad = ~np.all(np.isfinite(Y), axis=0)
+    if bad.any():
+        cols = [str(c) for c in frame.columns[bad]]
+        row = rows[int(np.argmax(~np.isfinite(Y[:, int(np.argmax(bad))])))]
+        raise DataError(
+            f"{len(cols)} response(s) have NaN or infinite values in rows the model uses: "
+            f"{cols[:5]}{' ...' if len(cols) > 5 else ''} (first at row {row!r}). fit_many "
+            "fits every response on the same rows: drop those rows from data and "
+            "responses, or fit those responses one by one with interlace.fit, which drops "
+            "a response's missing rows."
+        )
     return Y
 
 
@@ -223,6 +232,11 @@ def _with_response(
     fine = np.ones(Y.shape[1], dtype=bool)
     if fam is not None:
         fine = ~degenerate_responses(np.nan_to_num(Y), fam, np.ones(Y.shape[0]))
+        if not fine.any():
+            # every response is degenerate (they become NaN rows): a stand-in that any
+            # family accepts, 0 and 1 in turn, keeping the first response's missing rows
+            stand_in = np.where(np.arange(Y.shape[0]) % 2 == 0, 0.0, 1.0)
+            return data.assign(**{lhs: np.where(np.isnan(Y[:, 0]), np.nan, stand_in)})
     return data.assign(**{lhs: Y[:, int(np.argmax(fine))]})
 
 
@@ -277,5 +291,19 @@ def _fit_many_glmm(
     table["deviance"] = out.deviance
     table["llf"] = -0.5 * out.minus_two_llf
     table["converged"] = out.converged
-    warn_unconverged(out.converged[~bad], "fits")
+    separated = [j for j, cols in enumerate(out.separated) if cols]
+    if separated:
+        first = separated[0]
+        warnings.warn(
+            f"{len(separated)} of {B} responses are separated by fixed effects (e.g. "
+            f"{frame.columns[first]!r} by {list(out.separated[first])}: fitted "
+            f"{'probabilities reach 0 or 1' if fam.name == 'binomial' else 'means reach 0'} "
+            "on one side of them): their maximum-likelihood estimates are infinite, so the "
+            "finite values reported are not reliable; their rows have converged=False. Fit "
+            "one with interlace.fit for details, or drop or coarsen those columns.",
+            UserWarning,
+            stacklevel=4,  # user, float64_scope, fit_many, here
+        )
+    unexplained = out.converged | np.array([bool(c) for c in out.separated])
+    warn_unconverged(unexplained[~bad], "fits")
     return table

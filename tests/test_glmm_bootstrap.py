@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,31 @@ def test_simulate_binomial_is_proportions_of_trials(cbpp_fit):
     assert list(sims.index) == list(cbpp_fit.fittedvalues.index)
     # a seed reproduces the draws exactly
     pd.testing.assert_frame_equal(sims, cbpp_fit.simulate(20, seed=1))
+
+
+def test_draws_warn_where_prior_weights_cannot_be_honoured(cbpp_fit):
+    """As R's simulate: count draws ignore prior weights, and binomial draws need whole
+    trials (non-integer ones are rounded), each with a warning naming the departure;
+    whole trials (cbpp) draw silently."""
+    rng = np.random.default_rng(4)
+    n = 120
+    g = rng.integers(0, 8, n)
+    d = pd.DataFrame({"g": [f"g{k}" for k in g], "x": rng.normal(size=n)})
+    d["y"] = rng.poisson(np.exp(0.5 + 0.3 * d["x"]))
+    d["w"] = np.resize([1.0, 2.0], n)
+    counts = interlace.fit("y ~ x + (1 | g)", d, family="poisson", weights="w")
+    with pytest.warns(UserWarning, match="draws ignore the prior weights"):
+        counts.simulate(2, seed=1)
+    d["b"] = (d["y"] > 1).astype(float)
+    d["t"] = np.resize([1.0, 2.5], n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # non-integer successes, as glmer
+        props = interlace.fit("b ~ x + (1 | g)", d, family="binomial", weights="t")
+    with pytest.warns(UserWarning, match="not whole numbers of trials"):
+        props.simulate(2, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cbpp_fit.simulate(2, seed=1)
 
 
 def test_parametric_bootstrap(cbpp_fit):

@@ -170,6 +170,21 @@ def test_binomial_proportions_with_weights_nagq0():
     check_against_fit(table.loc[1], res, fe, list(res.theta.index))
 
 
+def test_every_response_degenerate_gives_nan_rows():
+    """No response can be fitted (all zero counts; all one outcome): NaN rows with
+    converged=False and the degenerate-responses warning, not an error about the
+    formula's placeholder response."""
+    data = load("cbpp_nAGQ0")
+    n = len(data)
+    for family, value in (("poisson", 0.0), ("binomial", 1.0)):
+        Y = pd.DataFrame({"a": np.full(n, value), "b": np.full(n, value)})
+        with pytest.warns(UserWarning, match="2 of 2 responses are all"):
+            table = interlace.fit_many("p ~ period + (1 | herd)", data, Y, family=family)
+        assert not table["converged"].any()
+        assert table.drop(columns="converged").isna().all().all()
+        assert list(table.index) == ["a", "b"]
+
+
 def test_bad_responses_are_refused():
     data = load("cbpp_nAGQ0")
     ok = np.tile((np.arange(len(data)) % 2.0)[:, None], (1, 2))
@@ -188,11 +203,11 @@ def test_bad_responses_are_refused():
             np.column_stack([ok[:, 0], -ok[:, 1]]),
             family="poisson",
         )
-    with pytest.raises(DataError, match="NaN or infinite"):
+    with pytest.raises(DataError, match=r"1 response\(s\) have NaN .*\['r1'\] \(first at row 0\)"):
         interlace.fit_many(
             "p ~ period + (1 | herd)",
             data,
-            np.column_stack([ok[:, 0], ok[:, 1] * np.nan]),
+            pd.DataFrame({"r0": ok[:, 0], "r1": ok[:, 1] * np.nan}),
             family="poisson",
         )
     with pytest.raises(DataError, match="rows but data has"):

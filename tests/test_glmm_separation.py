@@ -54,3 +54,44 @@ def test_quasi_separation_warns_naming_the_level(family):
     beta = res.fe_params
     assert abs(beta["f[T.c]"]) > 10
     assert np.all(np.abs(beta.drop("f[T.c]")) < 2)
+
+
+def _rare_level_frame() -> pd.DataFrame:
+    """Outcomes with a level ``r`` on ~10% of rows that only ever succeeds: its dummy's
+    standard deviation is ~0.3, so its runaway coefficient (~20) is only ~7 in centred
+    and scaled units, while it moves those rows' linear predictor by ~20."""
+    d = _frame(seed=6, n=600)
+    rng = np.random.default_rng(6)
+    d["h"] = np.where(rng.random(len(d)) < 0.1, "r", "a")
+    eta = 0.3 * d["x"] + d["u"]
+    d["y"] = (rng.random(len(d)) < 1 / (1 + np.exp(-eta))).astype(int)
+    d.loc[d["h"] == "r", "y"] = 1
+    return d
+
+
+def test_quasi_separation_by_a_rare_level_warns():
+    d = _rare_level_frame()
+    with pytest.warns(UserWarning, match=r"\['h\[T\.r\]'\] separate the binomial") as record:
+        res = interlace.fit("y ~ x + h + (1 | g)", d, family="binomial")
+    assert record[0].filename == __file__
+    assert res.fe_params["h[T.r]"] > 10
+    assert res.model_fit.separated == ("h[T.r]",)
+
+
+def test_fit_many_flags_separated_responses():
+    """A response that a fixed effect separates is converged=False in fit_many, with one
+    warning naming it and the column; the other responses are untouched and agree with
+    their single fits (-2 logLik to 1e-8 relative)."""
+    d = _rare_level_frame()
+    rng = np.random.default_rng(7)
+    eta = 0.3 * d["x"] + d["u"]
+    ordinary = (rng.random(len(d)) < 1 / (1 + np.exp(-eta))).astype(int)
+    responses = pd.DataFrame({"ordinary": ordinary, "separated": d["y"].to_numpy()})
+    data = d.drop(columns="y")
+    with pytest.warns(
+        UserWarning, match=r"1 of 2 responses are separated .*'separated' by \['h\[T\.r\]'\]"
+    ):
+        table = interlace.fit_many("y ~ x + h + (1 | g)", data, responses, family="binomial")
+    assert table["converged"].tolist() == [True, False]
+    single = interlace.fit("y ~ x + h + (1 | g)", data.assign(y=ordinary), family="binomial")
+    assert table.loc["ordinary", "llf"] == pytest.approx(single.llf, rel=1e-8)

@@ -41,6 +41,7 @@ def simulate_glmm(fit: GlmmFit, n: int, seed: Seed = None) -> np.ndarray:
     model reads its response (binomial: proportions of the trials)."""
     rng = rng_from_seed(seed)
     design, fam = fit.design, fit.family
+    _warn_weights_in_draws(fam.name, np.asarray(fit.prior_weights, dtype=float))
     fixed = fit.fixed_part(design.X) + fit.offset
     out = np.empty((n, design.nobs))
     start = 0
@@ -68,6 +69,28 @@ def simulate_glmm(fit: GlmmFit, n: int, seed: Seed = None) -> np.ndarray:
     return out
 
 
+def _warn_weights_in_draws(family: str, w: np.ndarray) -> None:
+    """The draws' use of prior weights, where it departs from the fitted model (as R's
+    ``family$simulate``): binomial trials must be whole numbers; count families have no
+    trials, and their draws ignore the weights."""
+    if family == "binomial" and np.any(np.abs(w - np.round(w)) > 1e-7 * np.maximum(1.0, w)):
+        warnings.warn(
+            "The binomial prior weights are not whole numbers of trials, so no binomial draw "
+            "matches them: the draws use rounded trial counts (R's simulate gives NaN "
+            "here), and a bootstrap of them is not of the fitted model.",
+            UserWarning,
+            stacklevel=4,
+        )
+    elif family != "binomial" and np.any(w != 1.0):
+        warnings.warn(
+            f"The draws ignore the prior weights (as R's simulate does for {family} "
+            "models): a count has no trial size to draw it with, so a bootstrap of them is "
+            "not of the weighted model that was fitted.",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
 def glmm_parametric_bootstrap(fit: GlmmFit, n_bootstrap: int, seed: Seed = None) -> BootstrapResult:
     """Refit ``fit``'s model to ``n_bootstrap`` draws (module docstring)."""
     glmm = GlmmDesign(
@@ -84,7 +107,8 @@ def glmm_parametric_bootstrap(fit: GlmmFit, n_bootstrap: int, seed: Seed = None)
             try:
                 refit = fit_glmm_design(replicate, fit.family, nagq=fit.nagq, hessian=False)
                 rows.append(_row(refit))
-                flags.append(refit.converged)
+                # a separated draw's estimates are infinite: as the lanes, not converged
+                flags.append(refit.converged and not refit.separated)
             except Exception:  # a draw the model cannot fit (e.g. all successes)
                 rows.append(np.full(len(_names(fit)), np.nan))
                 flags.append(False)

@@ -70,7 +70,24 @@ from .design import Design
 from .estimate import convergence_message, design_arrays
 from .glmm_design import GlmmDesign
 
-__all__ = ["GlmmFit", "GlmmProblem", "fit_glmm_design", "deviance_at", "laplace_objective"]
+__all__ = [
+    "GlmmFit",
+    "GlmmProblem",
+    "fit_glmm_design",
+    "deviance_at",
+    "laplace_objective",
+    "separated_columns",
+    "runaway_suspects",
+    "RUNAWAY_ETA",
+]
+
+# A fitted fixed effect that moves some row's linear predictor by more than this (a
+# factor e^10 in odds or mean) is checked for separation (separated_columns). The
+# reach, not the coefficient alone, is what runs off: a rare level's dummy has a small
+# standard deviation, so its separated coefficient stays small in centred and scaled
+# units (23 on a 10% level is 7 there) while it moves that level's rows by 20.
+RUNAWAY_ETA = 10.0
+_RUNAWAY_EXAMPLE = {True: "a level with only one outcome", False: "a level whose counts are all 0"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,6 +128,9 @@ class GlmmFit:
     size: float | None = None  # negative binomial's k (estimated or fixed)
     offset_terms: tuple = ()  # offset(expr) of the formula, for predict(newdata)
     offset_argument: bool = False  # whether offset= was given
+    # fixed-effect columns that separate the response (quasi-complete separation of a
+    # converged fit: infinite maximum-likelihood estimates, reported with a warning)
+    separated: tuple = ()
 
     def fixed_part(self, X: np.ndarray) -> np.ndarray:
         """``X beta`` as ``X_s beta_s``: columns centred and scaled as in the fit, so that a
@@ -424,14 +444,16 @@ def fit_glmm_design(
                 "that have only one outcome."
             )
         warnings.warn(convergence_message(opt, maxiter), UserWarning, stacklevel=stacklevel)
-    elif np.max(np.abs(beta_s[np.arange(len(beta)) != prob.ic]), initial=0) > 8:
+    elif runaway_suspects(np.asarray(prob.ma.X), beta_s, prob.ic):
         runaway = separated_columns(design.X, design.fe_names, family, glmm)
         if runaway:  # quasi-complete separation: a flat likelihood toward infinity
+            fit = dataclasses.replace(fit, separated=tuple(runaway))
             warnings.warn(
                 f"The fixed effect(s) {runaway} separate the {family.name} response (fitted "
                 f"{'probabilities' if family.name == 'binomial' else 'means'} reach "
                 f"{'0 or 1' if family.name == 'binomial' else '0'} on one side: for example "
-                "a level with only one outcome): their maximum-likelihood estimates are "
+                f"{_RUNAWAY_EXAMPLE[family.name == 'binomial']}): their maximum-likelihood "
+                "estimates are "
                 "infinite, and the large finite values reported, with their standard "
                 "errors, are not reliable. Drop or coarsen those columns, or merge levels.",
                 UserWarning,
@@ -460,6 +482,17 @@ def no_overdispersion(size: float | None, y) -> bool:
         return False
     m = float(np.mean(np.asarray(y, dtype=float)))
     return m < 1e-6 * size
+
+
+def runaway_suspects(X_s: np.ndarray, beta_s: np.ndarray, ic: int) -> np.ndarray:
+    """Whether each fit (rows of ``beta_s``, ``(..., p)``, in the coordinates of the
+    centred and scaled columns ``X_s``) has a coefficient other than the intercept ``ic``
+    that moves some row's linear predictor by more than :data:`RUNAWAY_ETA`, or one that
+    is not finite: the fits worth a :func:`separated_columns` check."""
+    reach = np.max(np.abs(X_s), axis=0, initial=0.0) * np.abs(beta_s)
+    if ic >= 0:
+        reach[..., ic] = 0.0
+    return np.any(~(reach <= RUNAWAY_ETA), axis=-1)
 
 
 def separated_columns(X: np.ndarray, names, family: Family, glmm: GlmmDesign) -> list[str]:

@@ -34,6 +34,7 @@ so no lane can deadlock.
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import NamedTuple
 
@@ -48,9 +49,16 @@ from .._core.pirls import laplace, pirls
 from .._core.stepwise import is_running, stepwise_result, stepwise_start, stepwise_step
 from .._core.theta import diagonal_mask, normalize_signs, to_internal, to_user
 from .glmm_design import GlmmDesign
-from .glmm_estimate import GlmmProblem
+from .glmm_estimate import GlmmProblem, runaway_suspects, separated_columns
 
-__all__ = ["GlmmBatch", "fit_glmm_many", "degenerate_responses", "identity_start", "typical_theta"]
+__all__ = [
+    "GlmmBatch",
+    "fit_glmm_many",
+    "degenerate_responses",
+    "runaway_columns",
+    "identity_start",
+    "typical_theta",
+]
 
 # Responses per vectorised batch: at most this many, and no more rows in flight than
 # _BATCH_ROWS (each row carries a few dozen float64 temporaries per evaluation).
@@ -71,8 +79,9 @@ class GlmmBatch(NamedTuple):
     (negative binomial's ``k``; NaN for other families), ``minus_two_llf`` (lme4's
     ``-2 logLik``), ``deviance`` (lme4's ``deviance()``, the sum of the squared deviance
     residuals at the modes, as :class:`~interlace.GLMMResult`'s), ``converged``, L-BFGS
-    ``iterations`` and ``degenerate`` (not fitted: :func:`degenerate_responses`; NaN
-    estimates); ``theta_names`` (lme4's)."""
+    ``iterations``, ``degenerate`` (not fitted: :func:`degenerate_responses`; NaN
+    estimates) and ``separated`` (the fixed-effect columns that separate the response,
+    :func:`runaway_columns`; such a fit is not ``converged``); ``theta_names`` (lme4's)."""
 
     theta: np.ndarray
     beta: np.ndarray
@@ -82,6 +91,7 @@ class GlmmBatch(NamedTuple):
     converged: np.ndarray
     iterations: np.ndarray
     degenerate: np.ndarray
+    separated: tuple  # per response: a tuple of column names, empty for most
     theta_names: tuple
 
 
@@ -220,6 +230,8 @@ def fit_glmm_many(
     fitted = np.flatnonzero(~degenerate)
     Y = Y[:, fitted]
     B = Y.shape[1]
+    if B == 0:
+        return _unfitted(prob, n_all, degenerate)
     joint = nagq == 0
     ks, order, n_theta, p = prob.ks, prob.order, prob.n_theta, prob.p
     ks_internal = [ks[i] for i in order]  # x holds theta in the internal term order
@@ -298,6 +310,13 @@ def fit_glmm_many(
         out[fitted] = a
         return out
 
+    separated = [()] * n_all
+    for j, cols in runaway_columns(
+        glmm, family, Y, np.asarray(prob.ma.X), beta, ok, prob.ic
+    ).items():
+        separated[fitted[j]] = cols
+        ok[j] = False
+
     return GlmmBatch(
         spread(theta, np.nan),
         spread(prob.user_beta(beta), np.nan),  # the model arrays' units to the user's
@@ -307,5 +326,48 @@ def fit_glmm_many(
         spread(ok, False),
         spread(its, 0),
         degenerate,
+        tuple(separated),
         prob.ma.theta_names,
     )
+
+
+def _unfitted(prob: GlmmProblem, n_all: int, degenerate: np.ndarray) -> GlmmBatch:
+    """The batch of a call whose every response is degenerate: NaN rows."""
+    nan = np.full(n_all, np.nan)
+    return GlmmBatch(
+        np.full((n_all, prob.n_theta), np.nan),
+        np.full((n_all, prob.p), np.nan),
+        nan,
+        nan,
+        nan,
+        np.zeros(n_all, dtype=bool),
+        np.zeros(n_all, dtype=np.int64),
+        degenerate,
+        ((),) * n_all,
+        prob.ma.theta_names,
+    )
+
+
+def runaway_columns(
+    glmm: GlmmDesign,
+    family: Family,
+    Y: np.ndarray,
+    X_s: np.ndarray,
+    beta_s: np.ndarray,
+    converged: np.ndarray,
+    ic: int,
+) -> dict[int, tuple[str, ...]]:
+    """``{response: separating columns}`` for the responses (columns of ``Y``, fitted
+    ``beta_s`` rows in the coordinates of the centred and scaled columns ``X_s``) that a
+    fixed effect separates, by the single fit's rule (``glmm_estimate``): a fit that did
+    not converge, or one of :func:`~interlace._model.glmm_estimate.runaway_suspects`, is
+    checked with :func:`~interlace._model.glmm_estimate.separated_columns`."""
+    names = glmm.design.fe_names
+    suspects = np.flatnonzero(~converged | runaway_suspects(X_s, beta_s, ic))
+    out = {}
+    for j in suspects:
+        one = glmm._replace(design=dataclasses.replace(glmm.design, y=Y[:, j]))
+        cols = separated_columns(glmm.design.X, names, family, one)
+        if cols:
+            out[int(j)] = tuple(cols)
+    return out
