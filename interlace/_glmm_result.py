@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._base.checks import check_level, check_n_bootstrap, check_positive_int
+from ._base.checks import check_level, check_n_bootstrap, check_positive_int, confint_method
 from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed
@@ -294,6 +294,7 @@ class GLMMResult(FixedEffectsWald):
         level = check_level(level)
         names = sdcor_names(self.design.terms)[:-1]  # no residual sigma
         cols = [f"{100 * (0.5 - level / 2):g} %", f"{100 * (0.5 + level / 2):g} %"]
+        method = confint_method(method)
         if method == "wald":
             wald = self.conf_int(level).set_axis(cols, axis=1)
             top = pd.DataFrame(np.nan, index=names, columns=cols)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._base.checks import check_level, check_n_bootstrap, check_positive_int
+from ._base.checks import check_level, check_n_bootstrap, check_positive_int, confint_method
 from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed, key_from_seed
@@ -329,6 +329,7 @@ class CrossedLMEResult(FixedEffectsWald):
         parametric bootstrap; ``profile``: profile-likelihood intervals of the ML
         deviance, as lme4 computes them (also for REML fits)."""
         names = sdcor_names(self.design.terms)
+        method = confint_method(method)
         if method == "wald":
             wald = self._exact_wald(level)
             top = pd.DataFrame(np.nan, index=names, columns=wald.columns)

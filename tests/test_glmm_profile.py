@@ -160,6 +160,8 @@ def test_other_methods_and_levels(fits):
     assert np.all(narrow.iloc[:, 1] < wide.iloc[:, 1])
     with pytest.raises(ModelSpecError, match="method must be"):
         fit.confint("likelihood")
+    # lme4's spellings
+    pd.testing.assert_frame_equal(fit.confint("Wald", level=0.9), wald)
 
 
 def test_nagq0_profile_is_refused():

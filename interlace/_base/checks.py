@@ -6,7 +6,13 @@ import numpy as np
 
 from .errors import ModelSpecError
 
-__all__ = ["check_n_bootstrap", "check_level", "check_positive_int", "check_method"]
+__all__ = [
+    "check_n_bootstrap",
+    "check_level",
+    "check_positive_int",
+    "check_method",
+    "confint_method",
+]
 
 
 def check_n_bootstrap(n_bootstrap) -> int:
@@ -40,3 +46,10 @@ def check_method(method) -> str:
     if method not in ("REML", "ML"):
         raise ModelSpecError(f"method must be 'REML' or 'ML', got {method!r}.")
     return method
+
+
+def confint_method(method) -> str:
+    """``confint``'s method in lower case, lme4's spellings accepted (``"Wald"``,
+    ``"boot"``); anything else is left for the caller to refuse."""
+    m = method.lower() if isinstance(method, str) else method
+    return "bootstrap" if m == "boot" else m
