@@ -241,6 +241,12 @@ class GLMMResult(FixedEffectsWald):
         if type not in ("response", "link"):
             raise ModelSpecError(f"type={type!r}: use 'response' or 'link'.")
         fit = self.model_fit
+        if newdata is None and offset is not None:
+            raise ModelSpecError(
+                "offset= goes with newdata=: without newdata the predictions are for the "
+                "fitted rows, with the offset of the fit. Pass newdata (e.g. the fitted data) "
+                "together with the new offset."
+            )
         if newdata is None:
             eta = (
                 fit.eta

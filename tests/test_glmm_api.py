@@ -192,8 +192,11 @@ def test_predict_newdata_with_offset_argument(pois, pois_arg_fit):
     np.testing.assert_allclose(by_name, pois_arg_fit.fittedvalues, rtol=1e-10)
     with pytest.raises(DataError, match="one per row"):
         pois_arg_fit.predict(pois, offset=np.zeros(3))
-    # newdata=None needs no offset: the fitted one is used
+    # newdata=None needs no offset: the fitted one is used; an offset without newdata is
+    # refused rather than ignored
     np.testing.assert_allclose(pois_arg_fit.predict(), pois_arg_fit.fittedvalues, rtol=1e-12)
+    with pytest.raises(ModelSpecError, match="offset= goes with newdata="):
+        pois_arg_fit.predict(offset="logh")
 
 
 # --------------------------------------------------------------------------------------
