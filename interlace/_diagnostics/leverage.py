@@ -35,13 +35,14 @@ import numpy as np
 from jax.scipy.linalg import solve_triangular
 
 from .._base.jit import jit
-from .._core.crossprod import CrossProducts
+from .._core.crossprod import CrossProducts, cross_products
 from .._core.deviance import first_block, lambda_values, tail_cholesky, tail_schur
 from .._core.refit import CHUNK_NUMBERS
 from .._core.theta import lower_factor, to_internal
 from .._model.estimate import ModelFit
+from .._model.glmm_estimate import GlmmFit
 
-__all__ = ["RowLeverage", "row_leverage", "blup_condvar"]
+__all__ = ["RowLeverage", "row_leverage", "blup_condvar", "glmm_mode_condvar"]
 
 
 class RowLeverage(NamedTuple):
@@ -176,9 +177,36 @@ def blup_condvar(fit: ModelFit) -> list[np.ndarray]:
     """lme4's ``condVar``: per term (user order) the ``(levels, k, k)`` conditional
     covariance of the BLUPs, ``sigma^2 Lambda (Lambda'Z'Z Lambda + I)^-1 Lambda'``."""
     cp, theta, _, _ = _system(fit)
+    return _condvar(cp, theta, fit.sigma2)
+
+
+def glmm_mode_condvar(fit: GlmmFit) -> list[np.ndarray]:
+    """lme4's ``condVar`` of a GLMM: per term (user order) the ``(levels, k, k)``
+    blocks of ``Lambda (Lambda'Z'WZ Lambda + I)^-1 Lambda'`` (no residual scale), ``W``
+    the IRLS working weights ``w_i mu'(eta_i)^2 / V(mu_i)`` at the conditional modes
+    (``Family.working``): the Laplace approximation's covariance of the random effects
+    given the data, at the estimates."""
+    d = fit.design
+    terms = d.terms
+    W, _ = fit.family.working(d.y, fit.eta, fit.prior_weights, fit.size)
+    cp = cross_products(
+        [t.codes for t in terms],
+        [len(t.levels) for t in terms],
+        d.X,
+        d.y,
+        [t.X for t in terms],
+        weights=np.asarray(W, dtype=float),
+    )
+    theta = jnp.asarray(to_internal(np.asarray(fit.theta, dtype=float), fit.ks, cp.order))
+    return _condvar(cp, theta, 1.0)
+
+
+def _condvar(cp: CrossProducts, theta, scale: float) -> list[np.ndarray]:
+    """``scale Lambda (Lambda'Z'Z Lambda + I)^-1 Lambda'`` blocks of ``cp``'s system
+    (the module docstring's formula), per term in the user's order."""
     L = tail_cholesky(tail_schur(theta, cp))
     internal = _condvar_internal(cp, theta, L, _dense_c(cp))
     out = [None] * len(internal)
     for pos, user in enumerate(cp.order):
-        out[user] = fit.sigma2 * np.asarray(internal[pos])
+        out[user] = scale * np.asarray(internal[pos])
     return out

@@ -15,7 +15,7 @@ import pandas as pd
 from .._base.errors import ModelSpecError
 from .._base.precision import float64_scope
 from .._model.estimate import ModelFit
-from .leverage import blup_condvar, row_leverage
+from .leverage import blup_condvar, glmm_mode_condvar, row_leverage
 
 __all__ = ["hlm_resid", "leverage", "cooks_distance", "n_influential", "require_linear"]
 
@@ -48,11 +48,13 @@ def hlm_resid(
     ``level="<factor>"``: the group-level residuals, i.e. the BLUPs of that factor with
     their conditional standard errors (lme4's ``ranef(fit, condVar = TRUE)``): one row
     per level, columns ``<col>`` and ``<col>_se`` per random-effect column, and
-    ``n_obs``.
+    ``n_obs``. This level also takes a GLMM (a :class:`~interlace.GLMMResult`): its
+    conditional modes, with the standard errors of the Laplace approximation at them
+    (link scale); the row-level residuals are those of linear models only.
     """
-    require_linear(result, "hlm_resid")
     if level != 1:
         return _group_resid(result, level)
+    require_linear(result, "hlm_resid")
     if type not in _TYPES:
         raise ModelSpecError(f"type must be 'conditional' or 'marginal', got {type!r}.")
     d = result.design
@@ -87,7 +89,8 @@ def _group_resid(result, factor) -> pd.DataFrame:
             f"level must be 1 (rows) or a grouping factor of the model "
             f"({', '.join(map(repr, d.factor_names))}), got {factor!r}."
         )
-    condvar = blup_condvar(result.model_fit)
+    fit = result.model_fit
+    condvar = blup_condvar(fit) if isinstance(fit, ModelFit) else glmm_mode_condvar(fit)
     fi = d.factor_names.index(factor)
     levels = d.levels[fi]
     out = pd.DataFrame(index=pd.Index(levels.to_numpy(), name=factor))
