@@ -19,6 +19,7 @@ for a binomial or Poisson model, with lme4's definitions:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,12 @@ from ._inference.replicates import BootstrapResult
 from ._model.design import Design, fixed_matrix_for
 from ._model.frames import as_pandas
 from ._model.glmm_estimate import GlmmFit
-from ._model.labelled import random_effects, random_part_for, variance_components
+from ._model.labelled import (
+    included_factors,
+    random_effects,
+    random_part_for,
+    variance_components,
+)
 from ._model.offsets import new_offset
 from ._model.theta_layout import theta_to_lme4
 from ._model.varcorr import sdcor_names
@@ -228,13 +234,15 @@ class GLMMResult(FixedEffectsWald):
     def predict(
         self,
         newdata: Any = None,
-        include_re: bool = True,
+        include_re: bool | str | Sequence[str] = True,
         type: str = "response",  # noqa: A002 (lme4's name)
         offset=None,
     ) -> pd.Series:
         """Predictions on the response scale (``type="response"``) or the link scale
-        (``type="link"``), with the conditional modes (``include_re``) or at the
-        population level. Levels not seen in the fit (or missing) get 0. ``newdata``'s
+        (``type="link"``), with the conditional modes (``include_re``), at the population
+        level (``include_re=False``), or with the modes of some grouping factors only
+        (``include_re="subject"`` or a list: lme4's ``re.form = ~ (1 | subject)``).
+        Levels not seen in the fit (or missing) get 0. ``newdata``'s
         ``offset(...)`` terms are evaluated from its columns; a model fitted with
         ``offset=`` needs ``offset=`` here too (a column of ``newdata`` or one value per
         row)."""
@@ -247,19 +255,22 @@ class GLMMResult(FixedEffectsWald):
                 "fitted rows, with the offset of the fit. Pass newdata (e.g. the fitted data) "
                 "together with the new offset."
             )
+        factors = included_factors(self.design, include_re)
         if newdata is None:
-            eta = (
-                fit.eta
-                if include_re
-                else fit.eta - random_part_for(self.design, self.term_blups, None)
-            )
+            # the fit's linear predictor less the random parts of the factors left out
+            left_out = [f for f in self.design.factor_names if f not in factors]
+            eta = fit.eta
+            if left_out:
+                eta = eta - random_part_for(self.design, self.term_blups, None, factors=left_out)
             index = self.design.row_index
         else:
             frame = as_pandas(newdata, "newdata")
             eta = fit.fixed_part(fixed_matrix_for(self.design, frame))
             eta = eta + new_offset(fit.offset_terms, fit.offset_argument, frame, offset)
-            if include_re:
-                eta = eta + random_part_for(self.design, self.term_blups, frame, stacklevel=5)
+            if factors:
+                eta = eta + random_part_for(
+                    self.design, self.term_blups, frame, stacklevel=5, factors=factors
+                )
             index = frame.index
         eta = np.asarray(eta, dtype=float)
         values = eta if type == "link" else np.asarray(fit.family.linkinv(eta))

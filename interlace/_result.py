@@ -35,7 +35,12 @@ from ._inference.satterthwaite import satterthwaite
 from ._model.design import Design, fixed_matrix_for
 from ._model.estimate import ModelFit, fit_design
 from ._model.frames import as_pandas
-from ._model.labelled import random_effects, random_part_for, variance_components
+from ._model.labelled import (
+    included_factors,
+    random_effects,
+    random_part_for,
+    variance_components,
+)
 from ._model.offsets import new_offset
 from ._model.theta_layout import theta_to_lme4
 from ._model.varcorr import sdcor_names
@@ -220,12 +225,15 @@ class CrossedLMEResult(FixedEffectsWald):
 
     # --- prediction -------------------------------------------------------------------
     def predict(
-        self, newdata: Any = None, include_re: bool = True, offset: Any = None
+        self, newdata: Any = None, include_re: bool | str | Sequence[str] = True, offset: Any = None
     ) -> pd.Series:
         """Predictions ``X beta (+ sum_j b_j[level])``, plus the model's offsets.
 
         Conditional (with BLUPs, random slopes applied to ``newdata``'s columns) by
-        default, marginal with ``include_re=False``. ``newdata`` is coded as the fit was:
+        default, marginal with ``include_re=False``, or with the BLUPs of some grouping
+        factors only: ``include_re="subject"`` or a list of names (lme4's ``re.form =
+        ~ (1 | subject)``; ``newdata`` then needs only those factors' columns).
+        ``newdata`` is coded as the fit was:
         stateful transforms keep the state learnt on the fitted data (``scale(x)`` uses
         its mean and sd, ``poly``/``bs`` its basis, as R's ``predict``). Grouping levels
         are matched by their labels across dtypes, as R matches factor levels (``"308"``
@@ -252,8 +260,9 @@ class CrossedLMEResult(FixedEffectsWald):
                 design.offset_terms, design.offset_argument, newdata, offset
             )
             frame, index = newdata, newdata.index
-        if include_re:
-            eta = eta + random_part_for(self.design, self.term_blups, frame)
+        factors = included_factors(design, include_re)
+        if factors:
+            eta = eta + random_part_for(design, self.term_blups, frame, factors=factors)
         return pd.Series(eta, index=index, name="predicted")
 
     # --- bootstrap --------------------------------------------------------------------

@@ -10,11 +10,27 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from .._base.errors import MissingColumnError
+from .._base.errors import MissingColumnError, ModelSpecError
 from .design import Design, match_levels, term_matrix_for
 from .varcorr import term_covariances
 
-__all__ = ["variance_components", "random_effects", "random_part_for"]
+__all__ = ["variance_components", "random_effects", "random_part_for", "included_factors"]
+
+
+def included_factors(design: Design, include_re) -> tuple[str, ...]:
+    """The grouping factors whose random effects a prediction adds: all of them
+    (``True``), none (``False``), or those named (a factor's name or a list of names:
+    lme4's ``re.form = ~ (1 | g)``, every term of ``g`` included)."""
+    if isinstance(include_re, (bool, np.bool_)):
+        return tuple(design.factor_names) if include_re else ()
+    names = [include_re] if isinstance(include_re, str) else list(include_re)
+    unknown = [n for n in names if n not in design.factor_names]
+    if unknown or not all(isinstance(n, str) for n in names):
+        raise ModelSpecError(
+            f"include_re must be True, False or grouping factor name(s) of the model "
+            f"({', '.join(map(repr, design.factor_names))}); got {include_re!r}."
+        )
+    return tuple(names)
 
 
 def random_part_for(
@@ -22,17 +38,20 @@ def random_part_for(
     blups: Sequence[np.ndarray],
     frame: pd.DataFrame | None,
     stacklevel: int = 4,
+    factors: Sequence[str] | None = None,
 ):
-    """``sum_j Z_j b_j`` per row: of the fitted rows (``frame`` None), or of ``frame``
-    coded as the fit was, with the BLUPs of each row's level matched by label (levels not
-    seen in the fit, or missing, get 0: the population level, with a warning at
-    ``stacklevel`` (of the warning call) for missing ones: 4 reaches the caller of a
-    ``predict`` that calls this)."""
+    """``sum_j Z_j b_j`` per row, over the terms of ``factors`` (None: every term): of the
+    fitted rows (``frame`` None), or of ``frame`` coded as the fit was, with the BLUPs of
+    each row's level matched by label (levels not seen in the fit, or missing, get 0: the
+    population level, with a warning at ``stacklevel`` (of the warning call) for missing
+    ones: 4 reaches the caller of a ``predict`` that calls this)."""
+    chosen = [(t, b) for t, b in zip(design.terms, blups) if factors is None or t.factor in factors]
     if frame is None:
-        return sum(np.sum(t.X * b[t.codes], axis=1) for t, b in zip(design.terms, blups))
+        n = design.nobs
+        return sum((np.sum(t.X * b[t.codes], axis=1) for t, b in chosen), np.zeros(n))
     out = np.zeros(len(frame))
     positions: dict[str, np.ndarray] = {}
-    for term, blup in zip(design.terms, blups):
+    for term, blup in chosen:
         if term.factor not in positions:
             positions[term.factor] = _level_positions(
                 frame,
