@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from ._base.checks import check_method, check_positive_int
 from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
@@ -73,12 +75,15 @@ def fit(
     nAGQ
         GLMMs, as lme4's ``nAGQ``: ``1`` (Laplace, the default), ``0`` (fixed effects
         inside PIRLS: faster, slightly less exact) or ``2``-``100`` (adaptive
-        Gauss-Hermite quadrature; a model with one scalar random term, such as ``(1 | g)``).
+        Gauss-Hermite quadrature; a model with one scalar random term, such as ``(1 | g)``);
+        any integer type, or a float with an integer value.
     weights, offset
         Prior weights and a known part of the linear predictor, each a column name or
         one value per row of ``data`` (lme4's ``weights=``, ``offset=``). Linear models:
         row ``i``'s residual variance is ``sigma^2 / w_i`` (weights > 0); GLMMs: binomial
         trials for a proportion response, or a multiplier of each row's log-likelihood.
+        GLMMs drop rows whose weight or offset is missing (NaN), as rows with a missing
+        value elsewhere (with the same warning).
     maxiter
         Most L-BFGS iterations; a fit that stops there has ``converged=False``.
     verbose
@@ -105,7 +110,11 @@ def fit(
     glmm = build_glmm_design(formula, data, groups, fam, weights=weights, offset=offset)
     return GLMMResult.from_fit(
         fit_glmm_design(
-            glmm, fam, nagq=nAGQ, maxiter=check_positive_int(maxiter, "maxiter"), stacklevel=5
+            glmm,
+            fam,
+            nagq=check_nagq(nAGQ),
+            maxiter=check_positive_int(maxiter, "maxiter"),
+            stacklevel=5,
         )
     )
 
@@ -124,14 +133,30 @@ def resolve_family(
             raise ModelSpecError("nAGQ applies to GLMMs only (family='binomial' or 'poisson').")
         return None
     fam = family_of(family)
-    if method is not None and str(method).upper() != "ML":
+    if method is not None and str(method).upper() == "REML":
         raise ModelSpecError(
             f"method={method!r}: REML is not defined for a {fam.name} GLMM; it is fitted by "
             "maximum likelihood (leave method out, or pass method='ML')."
         )
-    if isinstance(nAGQ, bool) or not isinstance(nAGQ, int) or not 0 <= nAGQ <= 100:
+    if method is not None and str(method).upper() != "ML":
+        raise ModelSpecError(
+            f"method={method!r} is unknown: method is 'REML' or 'ML' and chooses how a "
+            f"Gaussian (linear) mixed model is fitted; a {fam.name} GLMM is fitted by "
+            "maximum likelihood (leave method out, or pass method='ML')."
+        )
+    check_nagq(nAGQ)
+    return fam
+
+
+def check_nagq(nAGQ: Any) -> int:  # noqa: N803
+    """``nAGQ`` as an int: 0, 1 or 2-100 given as any integer type or an integral float;
+    anything else (a bool, 1.5, -1, 101) is a :class:`ModelSpecError`."""
+    integral = isinstance(nAGQ, (int, np.integer)) or (
+        isinstance(nAGQ, (float, np.floating)) and float(nAGQ).is_integer()
+    )
+    if isinstance(nAGQ, (bool, np.bool_)) or not integral or not 0 <= nAGQ <= 100:
         raise ModelSpecError(
             f"nAGQ={nAGQ!r}: use 1 (Laplace, the default), 0, or 2-100 quadrature points "
             "(one scalar random term only)."
         )
-    return fam
+    return int(nAGQ)

@@ -41,7 +41,7 @@ from ._core.deviance import blups_by_term, estimates, log_likelihood, profiled_d
 from ._core.family import Family
 from ._core.fitting import ArrayFit, fit_arrays
 from ._core.refit import deviance_statistic, refit_all, warn_unconverged
-from ._fit import resolve_family
+from ._fit import check_nagq, resolve_family
 from ._model.design import Design
 from ._model.estimate import design_arrays, fit_design, start_values
 from ._model.frames import as_pandas, is_frame
@@ -153,7 +153,8 @@ def fit_many(
     frame = frame.set_axis(data.index, axis=0)
     data = _with_response(formula, data, frame, fam)
     if fam is not None:
-        return _fit_many_glmm(formula, data, frame, groups, fam, nAGQ, weights, offset, batch_size)
+        nagq = check_nagq(nAGQ)
+        return _fit_many_glmm(formula, data, frame, groups, fam, nagq, weights, offset, batch_size)
     method = check_method("REML" if method is None else method)
     reml = method == "REML"
     design = build_lmm_design(formula, data, groups, weights, offset)

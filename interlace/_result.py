@@ -249,6 +249,12 @@ class CrossedLMEResult(FixedEffectsWald):
         """
         beta = self.fe_params.to_numpy()
         design = self.design
+        if newdata is None and offset is not None:
+            raise ModelSpecError(
+                "offset= goes with newdata=: without newdata the predictions are for the "
+                "fitted rows, with the offset of the fit. Pass newdata (e.g. the fitted data) "
+                "together with the new offset."
+            )
         if newdata is None:
             eta = design.X @ beta
             if design.offset is not None:

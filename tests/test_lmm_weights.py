@@ -262,7 +262,7 @@ def test_bad_weights_and_offsets(data):
     for bad, match in [
         (-data["w"], "must be > 0"),
         (np.where(np.arange(len(data)) == 5, 0.0, data["w"]), "must be > 0"),
-        (np.where(np.arange(len(data)) == 5, np.nan, data["w"]), "missing or infinite"),
+        (np.where(np.arange(len(data)) == 5, np.inf, data["w"]), "infinite values"),
         (data["w"].to_numpy()[:10], "one per row"),
     ]:
         with pytest.raises(DataError, match=match):
@@ -276,7 +276,28 @@ def test_bad_weights_and_offsets(data):
         res.predict(data.head(3))
     with pytest.raises(DataError, match="not"):
         _fit("w_int_ml", data).predict(data.head(3), offset=np.zeros(3))
+    with pytest.raises(interlace.ModelSpecError, match="offset= goes with newdata="):
+        res.predict(offset=np.zeros(len(data)))
     pd.testing.assert_frame_equal(data, snapshot)
+
+
+def test_missing_weight_or_offset_drops_the_row(data):
+    """A NaN weight or offset marks its row missing, as lmer's na.action: the fit equals
+    the fit without that row (REML criterion to 1e-10 relative), with the dropped-rows
+    warning naming the argument."""
+    f = FORMULAS["w_int"]
+    keep = np.arange(len(data)) != 5
+    w = np.where(keep, data["w"], np.nan)
+    with pytest.warns(UserWarning, match=r"Dropped 1 of .*\['weights'\]"):
+        dropped = interlace.fit(f, data, weights=w)
+    reference = interlace.fit(f, data[keep], weights=data["w"][keep].to_numpy())
+    assert dropped.nobs == reference.nobs == len(data) - 1
+    assert dropped.deviance == pytest.approx(reference.deviance, rel=1e-10)
+    off = np.where(keep, 0.1, np.nan)
+    with pytest.warns(UserWarning, match=r"Dropped 1 of .*\['offset'\]"):
+        dropped = interlace.fit(f, data, offset=off)
+    reference = interlace.fit(f, data[keep], offset=np.full(keep.sum(), 0.1))
+    assert dropped.deviance == pytest.approx(reference.deviance, rel=1e-10)
 
 
 def test_group_deletion_keeps_weights_and_offset(data):

@@ -24,7 +24,7 @@ from __future__ import annotations
 import builtins
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -441,9 +441,12 @@ def _model_frame(
     fixed_formula,
     term_formulas,
     stacklevel: int = 5,
+    missing_values: Mapping[str, np.ndarray] | None = None,
+    response_label: str | None = None,
 ):
     """The columns the model reads, checked, without rows that miss a value (with a
-    warning that counts them), in numpy dtypes: ``(frame, fixed_vars, term_vars)``."""
+    warning that counts them), in numpy dtypes: ``(frame, fixed_vars, term_vars)``.
+    ``missing_values``, ``response_label``: :func:`build_design`'s ``missing``, ``response_label``."""
 
     def reads(formula_) -> list[str]:  # columns, or names that are neither columns nor builtins
         return [
@@ -480,11 +483,19 @@ def _model_frame(
     if response in frame.columns:  # a plain column (not a transform of one)
         _check_numeric_response(frame[response], response)
     _check_column_types(frame, value_cols, "data")
-    incomplete = frame.isna().any(axis=1)
+    others = {k: np.asarray(rows, dtype=bool) for k, rows in (missing_values or {}).items()}
+    incomplete = np.logical_or.reduce(
+        [frame.isna().any(axis=1).to_numpy(), *others.values()], axis=0
+    )
     if incomplete.all():
         raise DataError("Every row has a missing value in a column the model uses; nothing to fit.")
     if incomplete.any():
-        bad_cols = [c for c in needed if frame[c].isna().any()]
+        bad_cols = [
+            response_label if c == response and response_label else c
+            for c in needed
+            if frame[c].isna().any()
+        ]
+        bad_cols += [name for name, rows in others.items() if rows.any()]
         warnings.warn(
             f"Dropped {int(incomplete.sum())} of {len(frame)} rows with missing values "
             f"(NaN/None) in {bad_cols}. Impute or drop them yourself to silence this.",
@@ -497,7 +508,13 @@ def _model_frame(
     return _numpy_frame(frame), fixed_vars, term_vars
 
 
-def _fixed_matrices(parsed: ParsedFormula, fixed_formula, frame: pd.DataFrame, stacklevel: int = 5):
+def _fixed_matrices(
+    parsed: ParsedFormula,
+    fixed_formula,
+    frame: pd.DataFrame,
+    stacklevel: int = 5,
+    response_label: str | None = None,
+):
     """``(y, X, fe_names, dropped, spec)``: the response, the fixed-effect columns without
     aliased ones (dropped with a warning that names them) and formulaic's spec."""
     try:
@@ -512,7 +529,8 @@ def _fixed_matrices(parsed: ParsedFormula, fixed_formula, frame: pd.DataFrame, s
     y = np.asarray(mm.lhs, dtype=np.float64)[:, 0]
     rhs = mm.rhs
     if not np.all(np.isfinite(y)):
-        raise DataError(f"The response {parsed.response!r} contains infinite values.")
+        name = response_label or parsed.response
+        raise DataError(f"The response {name!r} contains infinite values.")
 
     X = np.asarray(rhs, dtype=np.float64)
     fe_names = [str(c) for c in rhs.columns]
@@ -590,6 +608,8 @@ def build_design(
     *,
     observation_level: bool = False,
     stacklevel: int = 5,
+    missing: Mapping[str, np.ndarray] | None = None,
+    response_label: str | None = None,
 ) -> Design:
     """Validate the inputs and build the arrays of ``formula`` with crossed ``groups``
     (lme4's ``lFormula``): random terms, formulas, the model frame, the fixed-effect
@@ -598,7 +618,10 @@ def build_design(
     ``data``: a pandas, polars or other eager frame, or a dict of columns
     (:func:`~interlace._model.frames.as_pandas`). Rows with a missing value in any column
     the model uses are dropped, with a ``UserWarning`` that says how many (lme4's default
-    ``na.action = na.omit``).
+    ``na.action = na.omit``). ``missing``: other values the model uses (weights,
+    offsets), each a boolean mask of ``data``'s rows where it is missing, by the name
+    the warning gives it; those rows are dropped too. ``response_label``: how messages
+    name the response column (a caller's stand-in for the user's response).
     """
     data = as_pandas(data, "data")
     parsed: ParsedFormula = parse_formula(formula)
@@ -607,9 +630,11 @@ def build_design(
         raise DataError("data is empty: the model needs at least a few rows.")
     fixed_formula, term_formulas = _parse_parts(parsed, terms)
     frame, fixed_vars, term_vars = _model_frame(
-        data, parsed, terms, fixed_formula, term_formulas, stacklevel
+        data, parsed, terms, fixed_formula, term_formulas, stacklevel, missing, response_label
     )
-    y, X, fe_names, dropped, spec = _fixed_matrices(parsed, fixed_formula, frame, stacklevel)
+    y, X, fe_names, dropped, spec = _fixed_matrices(
+        parsed, fixed_formula, frame, stacklevel, response_label
+    )
     term_designs, factors = _random_designs(
         terms, term_formulas, term_vars, frame, len(parsed.random), observation_level
     )

@@ -3,8 +3,9 @@ pandas edge, inbound, for ``glmer``-style models).
 
 Responses as lme4 takes them (``glmer``'s ``family$initialize``):
 
-* binomial: 0/1 numbers, booleans, or a factor / string column (its first level, sorted
-  as R sorts factor levels, is failure, every other level success); a proportion with
+* binomial: 0/1 numbers, booleans, or a factor / string column (its first level among
+  the rows the model uses, in the factor's order or sorted as R sorts a string column's
+  levels, is failure, every other level success); a proportion with
   ``weights=`` trial counts; or ``cbind(successes, failures) ~ ...`` (proportion
   ``s / (s + f)``, weights ``s + f``);
 * Poisson and negative binomial: non-negative counts.
@@ -13,8 +14,11 @@ Offsets: ``offset(expr)`` terms in the formula (any number; they add) and an
 ``offset=`` argument (a column name or an array with one value per row of ``data``).
 ``weights=`` likewise. Expressions (``cbind`` arguments, offsets) are evaluated with the
 data's columns and numpy's ``np`` plus ``log``, ``exp``, ``sqrt``, ``log1p``, ``abs``
-in scope. The caller's frame is never modified; rows dropped for missing values (with
-the same warning as an LMM) are dropped from weights and offsets too.
+and ``I`` in scope. The caller's frame is never modified. Rows with a missing value
+(NaN / None) in a column the model uses, in the response (a ``cbind`` count, an
+expression such as ``s / t`` that is 0/0), a weight or an offset are dropped with one
+warning that names them (as glmer's ``na.action``); a factor or string response is
+coded over the rows left.
 """
 
 from __future__ import annotations
@@ -32,10 +36,12 @@ from .._core.family import Family
 from .design import Design, build_design
 from .offsets import (
     argument_label,
+    argument_name,
     evaluate_expression,
     formula_and_frame,
+    missing_rows,
+    offset_parts,
     per_row,
-    summed_offset,
 )
 
 __all__ = [
@@ -57,8 +63,9 @@ class GlmmDesign(NamedTuple):
 
 
 def _binary_codes(col: pd.Series, name: str) -> np.ndarray:
-    """A boolean, factor or string response as 0/1: the first level (R's factor order)
-    is failure, every other level success."""
+    """A boolean, factor or string response as 0/1: the first level that occurs (R's
+    factor order; call it with the rows the model uses) is failure, every other level
+    success."""
     if pd.api.types.is_bool_dtype(col):
         return col.astype(float).to_numpy()
     if isinstance(col.dtype, pd.CategoricalDtype):
@@ -85,10 +92,12 @@ def build_glmm_design(
     data, frame, (lhs, rhs, offset_terms) = formula_and_frame(formula, data)
     n = len(frame)
     w = np.ones(n) if weights is None else per_row(weights, frame, "weights")
-    off = summed_offset(offset_terms, offset, frame)
-    off = np.zeros(n) if off is None else off
+    offsets = offset_parts(offset_terms, offset, frame)
+    off = sum((values for _, values in offsets), np.zeros(n))
+    given = [] if weights is None else [(argument_name(weights, "weights"), w)]
+    weights_source = "weight in weights="
     cbind = re.fullmatch(r"cbind\s*\((.*)\)", lhs, flags=re.S)
-    response = lhs
+    response, label, coded = lhs, None, None
     if cbind:
         if family.name != "binomial":
             raise FormulaError(
@@ -103,11 +112,14 @@ def build_glmm_design(
                 "weights= with a cbind(successes, failures) response: the trials are "
                 "successes + failures already; drop weights=."
             )
-        trials = s + f
+        if np.any(np.isinf(s) | np.isinf(f)):
+            raise DataError(f"The counts of {lhs} must be finite; some are infinite.")
+        trials = s + f  # NaN where a count is missing: the row is dropped
         y = np.where(trials > 0, s / np.where(trials > 0, trials, 1.0), 0.0)
-        w = trials
+        y[np.isnan(trials)] = np.nan
+        w, weights_source = trials, f"trial count (successes + failures) of {lhs}"
         frame = frame.assign(**{_RESPONSE: y})
-        response = _RESPONSE
+        response, label = _RESPONSE, lhs
     elif (
         family.name == "binomial"
         and lhs.strip("`") in frame.columns
@@ -116,29 +128,41 @@ def build_glmm_design(
             or not pd.api.types.is_numeric_dtype(frame[lhs.strip("`")])
         )
     ):
-        col = lhs.strip("`")
-        frame = frame.assign(**{_RESPONSE: _binary_codes(frame[col], col)})
-        response = _RESPONSE
+        # coded once the rows the model uses are known: until then it only marks the
+        # missing ones
+        coded = lhs.strip("`")
+        frame = frame.assign(**{_RESPONSE: np.where(frame[coded].isna(), np.nan, 0.0)})
+        response, label = _RESPONSE, coded
     elif re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_.]*|`[^`]+`", lhs) is None:
-        # an expression such as incidence / size (formulaic would read "/" as nesting)
-        frame = frame.assign(**{_RESPONSE: evaluate_expression(lhs, frame, "the response")})
-        response = _RESPONSE
+        # an expression such as incidence / size (formulaic would read "/" as nesting);
+        # NaN (0 / 0) marks the row missing, as in R
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = evaluate_expression(lhs, frame, "the response")
+        frame = frame.assign(**{_RESPONSE: y})
+        response, label = _RESPONSE, lhs
     # a factor with a level per row is an observation-level effect: with a fixed
     # dispersion it models overdispersion (lme4 allows it for GLMMs, not for LMMs)
     design = build_design(
-        f"{response} ~ {rhs}", frame, groups, observation_level=True, stacklevel=6
-    )  # stacklevel: user, float64_scope, fit, build_glmm_design, build_design, the step
+        f"{response} ~ {rhs}",
+        frame,
+        groups,
+        observation_level=True,
+        stacklevel=6,  # user, float64_scope, fit, build_glmm_design, build_design, the step
+        missing=missing_rows([*given, *offsets]),
+        response_label=label,
+    )
     rows = np.asarray(design.row_index, dtype=np.int64)
     w, off = w[rows], off[rows]
     design = dataclasses.replace(
         design,
+        y=design.y if coded is None else _binary_codes(frame[coded].iloc[rows], coded),
         formula=formula,
         response=lhs,
         row_index=data.index[rows],
         weights_label=argument_label(weights),
         offset_label=argument_label(offset),
     )
-    _check(design, family, w, off)
+    _check(design, family, w, off, weights_source)
     return GlmmDesign(design, w, off, tuple(offset_terms), offset is not None)
 
 
@@ -153,20 +177,29 @@ def _split_arguments(text: str) -> list[str]:
     return [text[a + 1 : b].strip() for a, b in zip(bounds, bounds[1:])]
 
 
-def _check(design: Design, family: Family, w: np.ndarray, off: np.ndarray) -> None:
-    """Refuse what no GLMM can fit; warn where glmer warns."""
+def _check(
+    design: Design, family: Family, w: np.ndarray, off: np.ndarray, weights_source: str
+) -> None:
+    """Refuse what no GLMM can fit; warn where glmer warns (rows with a missing weight or
+    offset are dropped already; ``weights_source``: what a weight is, for a message)."""
     y, name = design.y, design.response
     if not np.all(np.isfinite(w)):
         raise DataError(
-            f"weights have {int(np.sum(~np.isfinite(w)))} missing or infinite values in rows "
-            "the model uses; drop those rows or give every row a weight."
+            f"weights have {int(np.sum(~np.isfinite(w)))} infinite values in rows the model "
+            "uses; give each row a finite weight."
         )
     if np.any(w < 0):
         raise DataError(f"weights must be >= 0; {int(np.sum(w < 0))} are negative.")
-    if not np.all(np.isfinite(off)):
+    if not np.any(w > 0):
         raise DataError(
-            f"the offset has {int(np.sum(~np.isfinite(off)))} missing or infinite values in "
-            "rows the model uses (log of 0?); drop those rows or fix the offset."
+            f"Every {weights_source} is 0 in the rows the model uses, so no row "
+            "contributes to the fit; a GLMM needs rows with a positive weight."
+        )
+    if not np.all(np.isfinite(off)):
+        log0 = " (-inf: a log of 0?)" if np.any(off == -np.inf) else ""
+        raise DataError(
+            f"the offset is infinite in {int(np.sum(~np.isfinite(off)))} rows the model "
+            f"uses{log0}; an offset must be finite: fix those values or drop the rows."
         )
     check_responses(y[:, None], family, w, [name], stacklevel=_STACK + 1)
     used = w > 0

@@ -5,14 +5,19 @@ linear and generalized linear mixed models (lme4's ``offset(expr)``, ``offset=``
 Offsets are ``offset(expr)`` terms of the formula (any number; they add) and an
 ``offset=`` argument; ``weights=`` and ``offset=`` are a column name or one value per
 row. Expressions are evaluated with the data's columns and numpy's ``np`` plus ``log``,
-``exp``, ``sqrt``, ``log1p``, ``abs`` in scope. For new data (``predict``), the
+``exp``, ``sqrt``, ``log1p``, ``abs`` and ``I`` (as is) in scope; a row where a column
+an expression reads is missing gives NaN (as R's ``NA`` propagates: numpy's
+``nan > 0`` would be False). A missing value (NaN) of a weight or offset marks its row
+as missing: the model drops it, as lme4's ``na.action``. For new data (``predict``), the
 formula's offset terms are evaluated from its columns, and a model fitted with
 ``offset=`` needs ``offset=`` again.
 """
 
 from __future__ import annotations
 
+import ast
 import re
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -24,9 +29,12 @@ from .frames import as_pandas
 
 __all__ = [
     "argument_label",
+    "argument_name",
     "evaluate_expression",
     "per_row",
     "formula_and_frame",
+    "missing_rows",
+    "offset_parts",
     "summed_offset",
     "new_offset",
 ]
@@ -38,11 +46,13 @@ _FUNCTIONS = {
     "sqrt": np.sqrt,
     "log1p": np.log1p,
     "abs": np.abs,
+    "I": lambda value: value,  # formulaic's (and R's) I(): the value as is
 }
 
 
 def evaluate_expression(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray:
-    """``expr`` evaluated over ``frame``'s columns (module docstring), as float64."""
+    """``expr`` evaluated over ``frame``'s columns (module docstring), as float64; NaN
+    in rows where a column it reads is missing."""
     names = {}
     text = expr
 
@@ -53,13 +63,15 @@ def evaluate_expression(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray
 
     text = re.sub(r"`([^`]+)`", backtick, text)
     scope: dict[str, Any] = dict(_FUNCTIONS)
+    columns: dict[str, Any] = {}  # name in scope -> column
     for col in frame.columns:
         if isinstance(col, str) and col.isidentifier():
-            scope[col] = frame[col].to_numpy()
+            columns[col] = col
     for key, col in names.items():
         if col not in frame.columns:
             raise MissingColumnError(f"{what} names column {col!r}, which is not in the data.")
-        scope[key] = frame[col].to_numpy()
+        columns[key] = col
+    scope.update({key: frame[col].to_numpy() for key, col in columns.items()})
     try:
         value = eval(compile(text, "<formula>", "eval"), {"__builtins__": {}}, scope)  # noqa: S307
     except NameError as exc:
@@ -69,8 +81,12 @@ def evaluate_expression(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray
         ) from exc
     except Exception as exc:
         raise FormulaError(f"Cannot evaluate {what} {expr!r}: {exc}") from exc
-    out = np.broadcast_to(np.asarray(value, dtype=np.float64), (len(frame),))
-    return np.array(out, dtype=np.float64)
+    out = np.array(np.broadcast_to(np.asarray(value, dtype=np.float64), (len(frame),)))
+    names_read = {n.id for n in ast.walk(ast.parse(text, mode="eval")) if isinstance(n, ast.Name)}
+    read = [columns[name] for name in names_read if name in columns]
+    if read:
+        out[frame[read].isna().any(axis=1).to_numpy()] = np.nan
+    return out
 
 
 def per_row(value, frame: pd.DataFrame, name: str) -> np.ndarray:
@@ -93,6 +109,21 @@ def per_row(value, frame: pd.DataFrame, name: str) -> np.ndarray:
             f"data ({len(frame)})."
         )
     return arr
+
+
+def argument_name(value, name: str) -> str:
+    """How the dropped-rows warning names a ``weights=`` / ``offset=`` argument: its
+    column name, or ``name``."""
+    return value if isinstance(value, str) else name
+
+
+def missing_rows(named: Iterable[tuple[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per name, the rows where its values are missing (NaN): the ``missing`` of
+    :func:`~interlace._model.design.build_design` for weights and offsets."""
+    out: dict[str, np.ndarray] = {}
+    for name, values in named:
+        out[name] = out.get(name, np.zeros(len(values), dtype=bool)) | np.isnan(values)
+    return out
 
 
 def argument_label(value) -> str | None:
@@ -119,15 +150,22 @@ def formula_and_frame(formula: Any, data: Any) -> tuple[pd.DataFrame, pd.DataFra
     return data, data.set_axis(pd.RangeIndex(len(data)), axis=0), parts
 
 
+def offset_parts(offset_terms, offset, frame: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    """Each offset of ``frame``'s rows, named as the dropped-rows warning names it:
+    ``offset=`` (:func:`argument_name`), then each ``offset(expr)`` term as written."""
+    parts = []
+    if offset is not None:
+        parts.append((argument_name(offset, "offset"), per_row(offset, frame, "offset")))
+    for expr in offset_terms:
+        parts.append((f"offset({expr})", evaluate_expression(expr, frame, "the offset")))
+    return parts
+
+
 def summed_offset(offset_terms, offset, frame: pd.DataFrame) -> np.ndarray | None:
     """The offset of every row of ``frame``: ``offset=`` plus the ``offset(expr)`` terms;
     None when there are neither."""
-    if offset is None and not offset_terms:
-        return None
-    out = np.zeros(len(frame)) if offset is None else per_row(offset, frame, "offset")
-    for expr in offset_terms:
-        out = out + evaluate_expression(expr, frame, "the offset")
-    return out
+    parts = offset_parts(offset_terms, offset, frame)
+    return sum((values for _, values in parts), np.zeros(len(frame))) if parts else None
 
 
 def new_offset(offset_terms, offset_argument: bool, frame: pd.DataFrame, offset=None):

@@ -6,8 +6,8 @@ and an ``offset=`` argument: a column name or one value per row) are a known par
 mean, ``E[y] = offset + X beta + Z b``. The model fits ``y - offset``
 (:attr:`Design.y_model`); fitted values and predictions include the offset. Weights,
 offsets and their expressions are read as for GLMMs (:mod:`interlace._model.offsets`).
-The caller's frame is never modified; rows dropped for missing values are dropped from
-weights and offsets too.
+The caller's frame is never modified; rows with a missing value (NaN) in a column the
+model uses, a weight or an offset are dropped with one warning, as lmer's ``na.action``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ import numpy as np
 from .._base.errors import DataError
 from .design import Design, build_design
 from .formula import split_offsets
-from .offsets import argument_label, formula_and_frame, per_row, summed_offset
+from .offsets import (
+    argument_label,
+    argument_name,
+    formula_and_frame,
+    missing_rows,
+    offset_parts,
+    per_row,
+)
 
 __all__ = ["build_lmm_design", "build_weighted_design", "has_offset_terms"]
 
@@ -49,8 +56,16 @@ def build_weighted_design(
     called from ``fit`` through :func:`build_lmm_design`)."""
     data, frame, (lhs, rhs, offset_terms) = formula_and_frame(formula, data)
     w = None if weights is None else per_row(weights, frame, "weights")
-    off = summed_offset(offset_terms, offset, frame)
-    design = build_design(f"{lhs} ~ {rhs}", frame, groups, stacklevel=stacklevel)
+    offsets = offset_parts(offset_terms, offset, frame)
+    off = sum((values for _, values in offsets), np.zeros(len(frame))) if offsets else None
+    given = [] if w is None else [(argument_name(weights, "weights"), w)]
+    design = build_design(
+        f"{lhs} ~ {rhs}",
+        frame,
+        groups,
+        stacklevel=stacklevel,
+        missing=missing_rows([*given, *offsets]),  # dropped as lmer's na.action
+    )
     rows = np.asarray(design.row_index, dtype=np.int64)
     w = None if w is None else w[rows]
     off = None if off is None else off[rows]
@@ -72,8 +87,8 @@ def _check(w: np.ndarray | None, off: np.ndarray | None) -> None:
         bad = ~np.isfinite(w)
         if bad.any():
             raise DataError(
-                f"weights have {int(bad.sum())} missing or infinite values in rows the model "
-                "uses; drop those rows or give every row a weight."
+                f"weights have {int(bad.sum())} infinite values in rows the model uses; give "
+                "each row a finite weight."
             )
         if np.any(w <= 0):
             raise DataError(
@@ -82,7 +97,8 @@ def _check(w: np.ndarray | None, off: np.ndarray | None) -> None:
                 "weight 0 from the data."
             )
     if off is not None and not np.all(np.isfinite(off)):
+        log0 = " (-inf: a log of 0?)" if np.any(off == -np.inf) else ""
         raise DataError(
-            f"the offset has {int(np.sum(~np.isfinite(off)))} missing or infinite values in "
-            "rows the model uses (log of 0?); drop those rows or fix the offset."
+            f"the offset is infinite in {int(np.sum(~np.isfinite(off)))} rows the model "
+            f"uses{log0}; an offset must be finite: fix those values or drop the rows."
         )
