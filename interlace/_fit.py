@@ -82,8 +82,8 @@ def fit(
         one value per row of ``data`` (lme4's ``weights=``, ``offset=``). Linear models:
         row ``i``'s residual variance is ``sigma^2 / w_i`` (weights > 0); GLMMs: binomial
         trials for a proportion response, or a multiplier of each row's log-likelihood.
-        GLMMs drop rows whose weight or offset is missing (NaN), as rows with a missing
-        value elsewhere (with the same warning).
+        Rows whose weight or offset is missing (NaN) are dropped, as rows with a missing
+        value elsewhere (with the same warning; lme4's ``na.action``).
     maxiter
         Most L-BFGS iterations; a fit that stops there has ``converged=False``.
     verbose
