@@ -95,3 +95,33 @@ def test_fit_many_flags_separated_responses():
     assert table["converged"].tolist() == [True, False]
     single = interlace.fit("y ~ x + h + (1 | g)", data.assign(y=ordinary), family="binomial")
     assert table.loc["ordinary", "llf"] == pytest.approx(single.llf, rel=1e-8)
+
+
+def test_large_offset_on_rows_of_one_outcome_fits():
+    """An offset of -40 on a level whose outcomes are all 0 is a legitimate model (those
+    rows' probabilities are fixed near 0): it fits, without a false separation error,
+    to the same optimum as the model where that level's coefficient runs off to -inf
+    (-2 logLik and the shared coefficients to 1e-4). PIRLS used to start those rows at
+    eta = g(mu_start), without the offset (lme4 starts at offset + g(mu_start)), and
+    stalled in the link's saturated region: a false error at -30, 2,208 instead of 209
+    with an intercept of -3.6e7 at -40."""
+    rng = np.random.default_rng(11)
+    n_g, per = 30, 12
+    g = np.repeat(np.arange(n_g), per)
+    f = np.tile(np.array(["A", "B", "C"]), n_g * per // 3)
+    x = rng.normal(size=g.size)
+    eta = -0.3 + 0.5 * x + 0.6 * (f == "B") + rng.normal(0, 1.2, n_g)[g]
+    y = (rng.random(g.size) < 1 / (1 + np.exp(-eta))).astype(int)
+    y[f == "C"] = 0
+    d = pd.DataFrame({"g": [f"g{k}" for k in g], "f": f, "x": x, "y": y})
+    d["isB"] = (d["f"] == "B").astype(float)
+    with pytest.warns(UserWarning, match="separate"):
+        runaway = interlace.fit("y ~ x + f + (1 | g)", d, family="binomial")
+    for v in (-30.0, -40.0):
+        res = interlace.fit(
+            "y ~ x + isB + (1 | g)", d, family="binomial", offset=v * (d["f"] == "C").to_numpy()
+        )
+        assert res.converged and not res.is_singular
+        assert -2 * res.llf == pytest.approx(-2 * runaway.llf, abs=1e-4)
+        shared = runaway.fe_params[["Intercept", "x", "f[T.B]"]].to_numpy()
+        np.testing.assert_allclose(res.fe_params.to_numpy(), shared, atol=1e-4)

@@ -264,7 +264,10 @@ class GlmmProblem:
         self.rule = gauss_hermite(nagq) if nagq > 1 else None
         # numpy: no per-operation compiles for a new model's shapes
         w = np.asarray(glmm.prior_weights, dtype=float)
-        self.eta = family.linkfun(family.start_mu(y, w))
+        # lme4's start: eta = offset + g(mu_start) (mkRespMod's updateMu). Without the
+        # offset, rows whose offset is far from 0 start far from their data, and the first
+        # step can throw PIRLS into the saturated region of the link, where it stalls
+        self.eta = np.asarray(glmm.offset, dtype=float) + family.linkfun(family.start_mu(y, w))
 
     def fun(self, joint: bool):
         flag = np.bool_(not joint)  # numpy into the jitted call: nothing compiled for it
@@ -507,7 +510,7 @@ def separated_columns(X: np.ndarray, names, family: Family, glmm: GlmmDesign) ->
     Xs, _, _ = standardize(X, np.zeros(X.shape[0]), None, ic)
     y, w, off = glmm.design.y, glmm.prior_weights, glmm.offset
     size = 1.0 if family.size is None else family.size
-    eta = np.asarray(family.linkfun(family.start_mu(y, w)))
+    eta = off + np.asarray(family.linkfun(family.start_mu(y, w)))  # lme4's start
     history = []
     with np.errstate(all="ignore"):
         for _ in range(50):

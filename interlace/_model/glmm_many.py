@@ -123,7 +123,7 @@ def _advance(Y, X0, fresh, state, ma, data, rule, *, family, n_theta, joint, max
         return jnp.concatenate([xr[:n_theta], jnp.zeros(p, xr.dtype), xr[n_theta:]])
 
     def start_lane(y, x0):
-        eta0 = family.linkfun(family.start_mu(y, w))
+        eta0 = data.offset + family.linkfun(family.start_mu(y, w))  # lme4's start
         return stepwise_start(x0, (eta0, jnp.zeros(p, eta0.dtype), jnp.zeros((), eta0.dtype)))
 
     def step_lane(st, y, constant):
