@@ -170,3 +170,65 @@ def test_nagq0_profile_is_refused():
     with pytest.raises(ModelSpecError, match="nAGQ >= 1"):
         fit0.confint("profile")
     assert fit0.confint("wald").shape == (5, 2)
+
+
+def _singular_nested() -> pd.DataFrame:
+    """Poisson counts on a (1 | a/b) design where a's variance is estimated at 0."""
+    rng = np.random.default_rng(1)
+    na, nb, per = 6, 4, 8
+    a = np.repeat(np.arange(na), nb * per)
+    b = np.tile(np.repeat(np.arange(nb), per), na)
+    x = rng.normal(size=a.size)
+    y = rng.poisson(np.exp(0.2 + 0.3 * x + rng.normal(0, 0.3, na * nb)[a * nb + b]))
+    return pd.DataFrame({"a": [f"a{k}" for k in a], "b": [f"b{k}" for k in b], "x": x, "y": y})
+
+
+def test_singular_fit_profile_ends_by_independent_minimisation():
+    """A fit with a variance component at 0: the other parameters' constrained refits
+    must let it leave 0 (its gradient vanishes there). Each end of the intercept's
+    interval is checked by minimising lme4's deviance function (``deviance_at``) over
+    theta and the slope with Nelder-Mead from several starts: minimum + z^2 to 1e-5."""
+    from scipy.optimize import minimize
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # singular fit
+        res = interlace.fit("y ~ x + (1 | a/b)", _singular_nested(), family="poisson")
+    assert res.is_singular
+    fit = res.model_fit
+    glmm = GlmmDesign(
+        fit.design, fit.prior_weights, fit.offset, fit.offset_terms, fit.offset_argument
+    )
+    ci = res.confint("profile")
+    assert ci.loc["sd_(Intercept)|a"].iloc[0] == 0.0
+    for v in ci.loc["Intercept"]:
+        best = min(
+            minimize(
+                lambda w, v=v: deviance_at(glmm, fit.family, np.abs(w[:2]), np.array([v, w[2]])),
+                start,
+                method="Nelder-Mead",
+                options={"xatol": 1e-9, "fatol": 1e-11, "maxiter": 4000},
+            ).fun
+            for start in ([0.3, 0.3, fit.beta[1]], [1e-3, 0.4, fit.beta[1]])
+        )
+        assert abs(best - fit.objective - Z975**2) < 1e-5
+
+
+def test_separated_column_profile_is_open_on_its_flat_side():
+    """A level with one outcome: its coefficient's interval is open toward the flat side
+    (-inf here), with a warning naming it; the other end is a finite root."""
+    rng = np.random.default_rng(3)
+    n = 300
+    g = rng.integers(0, 15, n)
+    d = pd.DataFrame(
+        {"g": [f"g{k}" for k in g], "x": rng.normal(size=n), "f": np.resize(["A", "B", "C"], n)}
+    )
+    eta = 0.3 * d["x"] + rng.normal(0, 0.8, 15)[g]
+    d["y"] = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
+    d.loc[d["f"] == "C", "y"] = 0
+    with pytest.warns(UserWarning, match="separate"):
+        res = interlace.fit("y ~ x + f + (1 | g)", d, family="binomial")
+    with pytest.warns(UserWarning, match=r"\['f\[T\.C\]'\] separate the response"):
+        ci = res.confint("profile")
+    lo, hi = ci.loc["f[T.C]"]
+    assert lo == -np.inf and np.isfinite(hi) and hi < 0
+    assert np.isfinite(ci.drop(index="f[T.C]").to_numpy()).all()

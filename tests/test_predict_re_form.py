@@ -69,3 +69,5 @@ def test_unknown_factor_is_refused(fitted):
     res, _, kw = fitted
     with pytest.raises(interlace.ModelSpecError, match=r"grouping factor name\(s\).*'subject'"):
         res.predict(include_re="school", **kw)
+    with pytest.raises(interlace.ModelSpecError, match="got None"):
+        res.predict(include_re=None, **kw)

@@ -39,7 +39,7 @@ from .._base.blas_threads import single_blas_thread
 from .._base.errors import ModelSpecError
 from .._base.precision import float64_scope
 from .._core.optimize import minimize_on_host
-from .._core.theta import to_internal, to_user
+from .._core.theta import diagonal_mask, to_internal, to_user
 from .._model.glmm_design import GlmmDesign
 from .._model.glmm_estimate import GlmmFit, GlmmProblem
 from .._model.varcorr import sdcor_names, sdcor_values
@@ -50,6 +50,10 @@ __all__ = ["glmm_profile_confint", "profile_zeta"]
 # A constrained optimum below the fit's by more than this (relative) means the fit had
 # not reached its optimum: the profile then measures from the wrong minimum.
 _LOWER_TOL = 1e-6
+# A random effect's sd below this (link units), or a correlation within it of +-1, is at
+# its boundary: a constrained refit is started again with it at _REOPEN_SD (or 0).
+_AT_BOUNDARY = 1e-3
+_REOPEN_SD = 0.5
 
 
 @float64_scope
@@ -72,9 +76,20 @@ def glmm_profile_confint(fit: GlmmFit, level: float = 0.95) -> pd.DataFrame:
         est = float(fit.beta[j])
         se = float(np.sqrt(fit.fe_cov[j, j]))
         step = zq * se if np.isfinite(se) and se > 0 else 0.1 * max(abs(est), 1.0)
-        rows[name] = (
-            doubling_root(zeta, est, -zq, step, str(name)),
-            doubling_root(zeta, est, zq, step, str(name)),
+        ends = [
+            np.inf * target
+            if str(name) in fit.separated and np.sign(est) == target  # the flat side
+            else doubling_root(zeta, est, target * zq, step, str(name))
+            for target in (-1.0, 1.0)
+        ]
+        rows[name] = tuple(ends)
+    if fit.separated:
+        warnings.warn(
+            f"The fixed effect(s) {list(fit.separated)} separate the response: the "
+            "likelihood is flat toward an infinite coefficient, so their profile intervals "
+            "are open on that side (-inf or inf); the other end is the profile's.",
+            UserWarning,
+            stacklevel=3,
         )
     profiler.warn_if_lower()
     return pd.DataFrame(
@@ -155,13 +170,25 @@ class _Profiler:
         g_theta = to_user(np.asarray(grad[: self.n_theta]), self.ks, order)
         return value, g_theta, np.asarray(grad[self.n_theta : self.n_theta + self.p])
 
-    def _minimize(self, fun, start) -> tuple[float, np.ndarray]:
+    def _minimize(self, fun, start, reopen) -> tuple[float, np.ndarray]:
+        """The constrained optimum from ``start``; where ``start`` or that optimum has a
+        variance component at its boundary, also from ``reopen(optimum)`` (those
+        components moved inside), keeping the lower. At ``sd = 0`` the gradient in
+        that component is 0, so a refit started there never leaves it, even where
+        the constrained optimum has it well inside (a singular fit's other profiles)."""
         with single_blas_thread():
             opt, _ = minimize_on_host(fun, start)
-        value = float(opt.deviance)
+            value, x = float(opt.deviance), np.asarray(opt.theta)
+            again = reopen(x)
+            if again is None:
+                again = reopen(np.asarray(start))
+            if again is not None:
+                opt2, _ = minimize_on_host(fun, again)
+                if float(opt2.deviance) < value or not np.isfinite(value):
+                    value, x = float(opt2.deviance), np.asarray(opt2.theta)
         if np.isfinite(value):
             self.lowest = min(self.lowest, value)
-        return value, np.asarray(opt.theta)
+        return value, x
 
     def _zeta_function(self, solve, est: float):
         """``zeta(v)`` from ``solve(v, start) -> (deviance, free optimum)``, each
@@ -203,7 +230,20 @@ class _Profiler:
                 g_z = np.asarray(jac).T @ g_theta
                 return value, np.concatenate([g_z[free_z], g_beta]), None
 
-            return self._minimize(fun, start)
+            return self._minimize(fun, start, reopen)
+
+        sd_free = np.flatnonzero(self.is_sd[free_z])
+        cor_free = np.flatnonzero(~self.is_sd[free_z])
+
+        def reopen(w):
+            """``w`` with sds at 0 moved to ``_REOPEN_SD`` (correlations at +-1 to 0)."""
+            at_zero = sd_free[w[sd_free] < np.log(_AT_BOUNDARY)]
+            at_one = cor_free[np.abs(np.tanh(w[cor_free])) > 1.0 - _AT_BOUNDARY]
+            if at_zero.size == 0 and at_one.size == 0:
+                return None
+            out = w.copy()
+            out[at_zero], out[at_one] = np.log(_REOPEN_SD), 0.0
+            return out
 
         return self._zeta_function(solve, float(self.sdcor[i]))
 
@@ -227,7 +267,18 @@ class _Profiler:
                 value, g_theta, g_beta = self._value(w[:nt], beta_s)
                 return value, np.concatenate([g_theta, N.T @ g_beta]), None
 
-            return self._minimize(fun, start)
+            return self._minimize(fun, start, reopen)
+
+        diagonal = np.flatnonzero(diagonal_mask(self.ks))
+
+        def reopen(w):
+            """``w`` with diagonal ``theta`` entries at 0 moved to ``_REOPEN_SD``."""
+            at_zero = diagonal[np.abs(w[diagonal]) < _AT_BOUNDARY]
+            if at_zero.size == 0:
+                return None
+            out = w.copy()
+            out[at_zero] = _REOPEN_SD
+            return out
 
         return self._zeta_function(solve, float(self.fit.beta[j]))
 

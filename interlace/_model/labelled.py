@@ -23,7 +23,12 @@ def included_factors(design: Design, include_re) -> tuple[str, ...]:
     lme4's ``re.form = ~ (1 | g)``, every term of ``g`` included)."""
     if isinstance(include_re, (bool, np.bool_)):
         return tuple(design.factor_names) if include_re else ()
-    names = [include_re] if isinstance(include_re, str) else list(include_re)
+    if isinstance(include_re, str):
+        names = [include_re]
+    elif isinstance(include_re, (list, tuple, set, pd.Index, np.ndarray)):
+        names = list(include_re)
+    else:
+        names = [None]  # refused below
     unknown = [n for n in names if n not in design.factor_names]
     if unknown or not all(isinstance(n, str) for n in names):
         raise ModelSpecError(
