@@ -11,7 +11,8 @@ Two simulated data sets (numpy seed 6, made below, so the script runs anywhere):
    count ~ cover + offset(log(hours)), with site and year intercepts, family="poisson".
 
 For each: glmer's summary layout (result.summary()), Wald intervals of the fixed
-effects, predictions on the response and link scales (an unseen subject, site or year
+effects (and, for the binary model, profile-likelihood intervals and the conditional
+modes' standard errors), predictions on the response and link scales (an unseen subject, site or year
 gets a random effect of 0) and, for the counts, nAGQ=0 next to the Laplace fit. The
 fitting code reproduces glmer's estimates, log-likelihoods and standard errors on
 lme4's reference data sets (cbpp, grouseticks, VerbAgg) and simulated crossed designs:
@@ -64,8 +65,13 @@ print(
     )
 )
 
-print("\n# Conditional modes (link scale): the five highest subjects")
-print(binary.random_effects["subject"].nlargest(5).round(3))
+print("\n# Conditional modes (link scale) with their standard errors (lme4's condVar):")
+print("# the five highest subjects")
+modes = interlace.hlm_resid(binary, level="subject")
+print(modes.nlargest(5, "(Intercept)").round(3))
+
+print("\n# Profile-likelihood intervals (lme4's default confint for glmer)")
+print(binary.confint("profile").round(3))
 
 # --- 2. Counts with an offset: sites x years -----------------------------------------
 n_sites, n_years = 30, 8
