@@ -43,17 +43,18 @@ from .._core.theta import diagonal_mask, to_internal, to_user
 from .._model.glmm_design import GlmmDesign
 from .._model.glmm_estimate import GlmmFit, GlmmProblem
 from .._model.varcorr import sdcor_names, sdcor_values
-from .profile import bounded_root, doubling_root, theta_from_sdcor
+from .profile import AT_BOUNDARY, REOPEN_SD, bounded_root, doubling_root, theta_from_sdcor
 
 __all__ = ["glmm_profile_confint", "profile_zeta"]
 
 # A constrained optimum below the fit's by more than this (relative) means the fit had
 # not reached its optimum: the profile then measures from the wrong minimum.
 _LOWER_TOL = 1e-6
-# A random effect's sd below this (link units), or a correlation within it of +-1, is at
-# its boundary: a constrained refit is started again with it at _REOPEN_SD (or 0).
-_AT_BOUNDARY = 1e-3
-_REOPEN_SD = 0.5
+# A random effect's sd below AT_BOUNDARY (link units), or a correlation within it of
+# +-1, is at its boundary: a constrained refit is started again with it at REOPEN_SD (or
+# 0), as the linear models' profiles do (their module's REOPEN note).
+_AT_BOUNDARY = AT_BOUNDARY
+_REOPEN_SD = REOPEN_SD
 
 
 @float64_scope

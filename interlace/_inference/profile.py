@@ -27,11 +27,30 @@ from .._base.jit import jit
 from .._core.arrays import cross_products_of, model_arrays_from, theta_to_internal
 from .._core.deviance import deviance_varpar, unrolled_cholesky
 from .._core.optimize import minimize_deviance
-from .._core.theta import to_internal, tril_index
+from .._core.theta import diagonal_mask, to_internal, tril_index
 from .._model.estimate import ModelFit
 from .._model.varcorr import sdcor_names, sdcor_values
 
-__all__ = ["profile_confint", "theta_from_sdcor", "bounded_root", "doubling_root"]
+__all__ = [
+    "profile_confint",
+    "theta_from_sdcor",
+    "bounded_root",
+    "doubling_root",
+    "AT_BOUNDARY",
+    "REOPEN_SD",
+]
+
+# REOPEN: at a variance component's boundary (sd 0) the deviance's gradient in it is 0,
+# so a constrained refit started there never leaves it, even where the constrained
+# optimum has it well inside: in a singular fit, the other parameters' profiles came
+# out too high and their intervals too narrow (a nested model's intercept: a refit with
+# it held at the interval's end, started elsewhere, sat 3.30 above the minimum, not
+# 3.84; lme4's profile has the same fault). Where the fit has an sd below AT_BOUNDARY
+# (relative to sigma; theta entries for the fixed effects' refits) or a correlation
+# within it of +-1, every refit also starts with those at REOPEN_SD (a correlation at
+# 0), and the lower optimum is kept.
+AT_BOUNDARY = 1e-3
+REOPEN_SD = 0.5
 
 
 # scipy is imported on first use, not with interlace (it adds ~0.5 s to the import).
@@ -127,14 +146,22 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
         free, val = _minimize(f, start)
         return jnp.where(mask, value, free), val
 
+    # a singular fit's zero sds (or correlations at +-1) are also moved inside for a second
+    # start of every refit (REOPEN docstring)
+    at_zero = is_sd & (sdcor < AT_BOUNDARY * ml.sigma)
+    at_one = ~is_sd & (np.abs(sdcor) > 1.0 - AT_BOUNDARY)
+    starts = [jnp.asarray(z_hat)]
+    if at_zero.any() or at_one.any():
+        reopened = np.where(at_zero, np.log(REOPEN_SD * ml.sigma), np.where(at_one, 0.0, z_hat))
+        starts.append(jnp.asarray(reopened))
+
     rows = {}
     for i, name in enumerate(names):
-        start = jnp.asarray(z_hat)
 
-        def zeta(v, i=i, name=name, start=start):
+        def zeta(v, i=i, name=name):
             z = np.log(v) if is_sd[i] else np.arctanh(v)
-            _, val = profile_var(i, z, start)
-            return np.sign(v - sdcor[i]) * np.sqrt(max(float(val) - d_min, 0.0))
+            val = min(float(profile_var(i, z, start)[1]) for start in starts)
+            return np.sign(v - sdcor[i]) * np.sqrt(max(val - d_min, 0.0))
 
         lo_bound, hi_bound = (0.0, np.inf) if is_sd[i] else (-1.0, 1.0)
         rows[name] = (
@@ -193,18 +220,24 @@ def _fixed_effect_interval(ml: ModelFit, j: int, zq: float, d_min: float) -> tup
         prior_weights=d.weights,
     )
     start = theta_to_internal(jnp.asarray(ml.theta), model)
+    starts = [start]
+    diagonal = diagonal_mask(list(model.template.ks))  # internal order, as start
+    if np.any(diagonal & (np.abs(np.asarray(start)) < AT_BOUNDARY)):  # REOPEN docstring
+        at_zero = diagonal & (np.abs(np.asarray(start)) < AT_BOUNDARY)
+        starts.append(jnp.asarray(np.where(at_zero, REOPEN_SD, np.asarray(start))))
     y = jnp.asarray(d.y_model)
     x = jnp.asarray(xj)
 
     @jit
-    def dev(v):
+    def dev(v, start):
         cp = cross_products_of(model.replace(y=y - v * x))
         return minimize_deviance(start, cp, reml=False).deviance
 
     est = float(ml.beta[j])
 
     def zeta(v):
-        return np.sign(v - est) * np.sqrt(max(float(dev(v)) - d_min, 0.0))
+        value = min(float(dev(v, s)) for s in starts)
+        return np.sign(v - est) * np.sqrt(max(value - d_min, 0.0))
 
     seen: dict[float, float] = {}  # each zeta is an ML refit: brentq re-asks for the ends
 
