@@ -53,8 +53,6 @@ _LOWER_TOL = 1e-6
 # A random effect's sd below AT_BOUNDARY (link units), or a correlation within it of
 # +-1, is at its boundary: a constrained refit is started again with it at REOPEN_SD (or
 # 0), as the linear models' profiles do (their module's REOPEN note).
-_AT_BOUNDARY = AT_BOUNDARY
-_REOPEN_SD = REOPEN_SD
 
 
 @float64_scope
@@ -237,13 +235,13 @@ class _Profiler:
         cor_free = np.flatnonzero(~self.is_sd[free_z])
 
         def reopen(w):
-            """``w`` with sds at 0 moved to ``_REOPEN_SD`` (correlations at +-1 to 0)."""
-            at_zero = sd_free[w[sd_free] < np.log(_AT_BOUNDARY)]
-            at_one = cor_free[np.abs(np.tanh(w[cor_free])) > 1.0 - _AT_BOUNDARY]
+            """``w`` with sds at 0 moved to ``REOPEN_SD`` (correlations at +-1 to 0)."""
+            at_zero = sd_free[w[sd_free] < np.log(AT_BOUNDARY)]
+            at_one = cor_free[np.abs(np.tanh(w[cor_free])) > 1.0 - AT_BOUNDARY]
             if at_zero.size == 0 and at_one.size == 0:
                 return None
             out = w.copy()
-            out[at_zero], out[at_one] = np.log(_REOPEN_SD), 0.0
+            out[at_zero], out[at_one] = np.log(REOPEN_SD), 0.0
             return out
 
         return self._zeta_function(solve, float(self.sdcor[i]))
@@ -273,12 +271,12 @@ class _Profiler:
         diagonal = np.flatnonzero(diagonal_mask(self.ks))
 
         def reopen(w):
-            """``w`` with diagonal ``theta`` entries at 0 moved to ``_REOPEN_SD``."""
-            at_zero = diagonal[np.abs(w[diagonal]) < _AT_BOUNDARY]
+            """``w`` with diagonal ``theta`` entries at 0 moved to ``REOPEN_SD``."""
+            at_zero = diagonal[np.abs(w[diagonal]) < AT_BOUNDARY]
             if at_zero.size == 0:
                 return None
             out = w.copy()
-            out[at_zero] = _REOPEN_SD
+            out[at_zero] = REOPEN_SD
             return out
 
         return self._zeta_function(solve, float(self.fit.beta[j]))

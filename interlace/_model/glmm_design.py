@@ -42,6 +42,7 @@ from .offsets import (
     missing_rows,
     offset_parts,
     per_row,
+    refuse_infinite,
 )
 
 __all__ = [
@@ -183,23 +184,13 @@ def _check(
     """Refuse what no GLMM can fit; warn where glmer warns (rows with a missing weight or
     offset are dropped already; ``weights_source``: what a weight is, for a message)."""
     y, name = design.y, design.response
-    if not np.all(np.isfinite(w)):
-        raise DataError(
-            f"weights have {int(np.sum(~np.isfinite(w)))} infinite values in rows the model "
-            "uses; give each row a finite weight."
-        )
+    refuse_infinite(w, off)
     if np.any(w < 0):
         raise DataError(f"weights must be >= 0; {int(np.sum(w < 0))} are negative.")
     if not np.any(w > 0):
         raise DataError(
             f"Every {weights_source} is 0 in the rows the model uses, so no row "
             "contributes to the fit; a GLMM needs rows with a positive weight."
-        )
-    if not np.all(np.isfinite(off)):
-        log0 = " (-inf: a log of 0?)" if np.any(off == -np.inf) else ""
-        raise DataError(
-            f"the offset is infinite in {int(np.sum(~np.isfinite(off)))} rows the model "
-            f"uses{log0}; an offset must be finite: fix those values or drop the rows."
         )
     check_responses(y[:, None], family, w, [name], stacklevel=_STACK + 1)
     used = w > 0

@@ -34,6 +34,7 @@ __all__ = [
     "per_row",
     "formula_and_frame",
     "missing_rows",
+    "refuse_infinite",
     "offset_parts",
     "summed_offset",
     "new_offset",
@@ -181,3 +182,19 @@ def new_offset(offset_terms, offset_argument: bool, frame: pd.DataFrame, offset=
         raise DataError("offset= applies to models fitted with offset=; this one was not.")
     out = summed_offset(offset_terms, offset, frame)
     return 0.0 if out is None else out
+
+
+def refuse_infinite(w: np.ndarray | None, off: np.ndarray | None) -> None:
+    """A :class:`DataError` for infinite weights or offsets in the rows a model uses
+    (missing ones mark their rows missing and are dropped before: :func:`missing_rows`)."""
+    if w is not None and not np.all(np.isfinite(w)):
+        raise DataError(
+            f"weights have {int(np.sum(~np.isfinite(w)))} infinite values in rows the model "
+            "uses; give each row a finite weight."
+        )
+    if off is not None and not np.all(np.isfinite(off)):
+        log0 = " (-inf: a log of 0?)" if np.any(off == -np.inf) else ""
+        raise DataError(
+            f"the offset is infinite in {int(np.sum(~np.isfinite(off)))} rows the model "
+            f"uses{log0}; an offset must be finite: fix those values or drop the rows."
+        )

@@ -27,6 +27,7 @@ from .offsets import (
     missing_rows,
     offset_parts,
     per_row,
+    refuse_infinite,
 )
 
 __all__ = ["build_lmm_design", "build_weighted_design", "has_offset_terms"]
@@ -83,22 +84,11 @@ def build_weighted_design(
 
 
 def _check(w: np.ndarray | None, off: np.ndarray | None) -> None:
+    refuse_infinite(w, off)
     if w is not None:
-        bad = ~np.isfinite(w)
-        if bad.any():
-            raise DataError(
-                f"weights have {int(bad.sum())} infinite values in rows the model uses; give "
-                "each row a finite weight."
-            )
         if np.any(w <= 0):
             raise DataError(
                 f"weights must be > 0 for a linear mixed model; {int(np.sum(w <= 0))} are not "
                 "(a weight w gives its row residual variance sigma^2 / w). Drop rows with "
                 "weight 0 from the data."
             )
-    if off is not None and not np.all(np.isfinite(off)):
-        log0 = " (-inf: a log of 0?)" if np.any(off == -np.inf) else ""
-        raise DataError(
-            f"the offset is infinite in {int(np.sum(~np.isfinite(off)))} rows the model "
-            f"uses{log0}; an offset must be finite: fix those values or drop the rows."
-        )
