@@ -791,7 +791,7 @@ def test_evaluation_with_dense_rows_of_c_equals_update_entries(subjects, items, 
     )
     fam = family_of("binomial")
     glmm = build_glmm_design("y ~ x + (1 + x | g) + (1 | h)", frame, None, fam)
-    prob = GlmmProblem(glmm, fam, 1)
+    prob = GlmmProblem(glmm, fam, 1, shared=False)  # exact widths: design_arrays below
     assert prob.ma.template.heavy_levels.shape[0] == subjects  # every level as a dense row
     assert prob.ma.template.t == items + 3  # the items, x's two columns and y
     x0 = np.concatenate([[0.8, 0.2, 0.5, 0.6], [0.1, 0.4]])
@@ -808,7 +808,7 @@ def test_evaluation_with_dense_rows_of_c_equals_update_entries(subjects, items, 
 
 def test_glmm_dense_rows_start_at_an_eighth_of_the_tail():
     """The layout rule (``GlmmProblem``): subjects that meet 20% of the items (6 of 30, a
-    tail of 33 columns with x and y) are dense rows of C, where scattered entries took
+    tail of 35 columns with x, y and two columns of padding) are dense rows of C, where scattered entries took
     2.5x as long per evaluation on bench_glmm-like designs; subjects that meet one item
     of 200 (about 170 of them observed) keep scattered entries."""
     from interlace._core.family import family_of
@@ -825,7 +825,8 @@ def test_glmm_dense_rows_start_at_an_eighth_of_the_tail():
         )
         glmm = build_glmm_design("y ~ x + (1 | s) + (1 | i)", frame, None, fam)
         prob = GlmmProblem(glmm, fam, 1)
-        assert prob.ma.template.t == np.unique(i).size + 3  # items met, x and y
+        # items met, x's two columns and two of padding (shared_fixed_width), y
+        assert prob.ma.template.t == np.unique(i).size + 5
         assert prob.ma.template.heavy_levels.shape[0] == heavy
 
 

@@ -67,7 +67,7 @@ def _skewed(n: int, seed: int) -> pd.DataFrame:
 def test_weight_derivative_of_log_det_equals_autodiff(formula, theta):
     frame = _skewed(2400, 3)
     fam = family_of("poisson")
-    prob = GlmmProblem(build_glmm_design(formula, frame, None, fam), fam, 1)
+    prob = GlmmProblem(build_glmm_design(formula, frame, None, fam), fam, 1, shared=False)
     ma = prob.ma
     cp0 = ma.template
     if cp0.q_tail:
@@ -123,7 +123,7 @@ def _laplace_value_and_grad(prob: GlmmProblem):
 def test_laplace_from_one_factorisation_equals_two(family, formula, x, monkeypatch):
     frame = _skewed(1500, 4)
     fam = family_of(family)
-    prob = GlmmProblem(build_glmm_design(formula, frame, None, fam), fam, 1)
+    prob = GlmmProblem(build_glmm_design(formula, frame, None, fam), fam, 1, shared=False)
     assert logdet_weights.supported(prob.ma.template)
     x = np.array(x)
     one = _laplace_value_and_grad(prob)
@@ -150,5 +150,5 @@ def test_scope_of_the_shortcut():
         ("count ~ x + (1 | s) + (1 + x | o)", False),  # o: 5 levels, in the tail
         ("count ~ x + (1 | s)", True),
     ):
-        prob = GlmmProblem(build_glmm_design(formula, frame, None, fam), fam, 1)
+        prob = GlmmProblem(build_glmm_design(formula, frame, None, fam), fam, 1, shared=False)
         assert logdet_weights.supported(prob.ma.template) is expected, formula

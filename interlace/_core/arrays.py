@@ -84,6 +84,11 @@ class ModelArrays(eqx.Module):
     # (q1, p + 1) stored (level, column) pair of C for each level of term 1 and each
     # column of [X y] (every level meets them all); None: a level has no rows
     xy_pos: jnp.ndarray | None = None
+    # (p,) 1 for a column of ``X`` that is padding (zero in every row), else 0; added to
+    # the tail's diagonal, so that padded coefficients are 0 and add ``log 1 = 0`` to
+    # every determinant. Data, not a static count: a GLMM's fit shares its executable
+    # across fixed-effect widths (``_model.glmm_estimate``). None: no padding
+    fixed_padding: jnp.ndarray | None = None
 
     @property
     def first_columns(self) -> jnp.ndarray:
@@ -213,6 +218,9 @@ def cross_products_of(ma: ModelArrays, standardized: bool = True) -> CrossProduc
         tail, vec = _sums_by_pairs(ma, w, X, y)
     else:
         tail, vec = _sums_by_blocks(ma, ma.xy_pos, w, X, y)
+    if ma.fixed_padding is not None:
+        cols = np.arange(cp.q_tail, cp.q_tail + cp.p)
+        tail = tail.at[cols, cols].add(ma.fixed_padding)
     return dataclasses.replace(
         cp,
         A1=A1,

@@ -224,7 +224,8 @@ def fit_glmm_many(
     ``start_theta`` (user's order, e.g. a fitted model's, as lme4's ``refit``): every fit
     starts there (diagonal entries at least ``_WARM_FLOOR``), in place of lme4's start
     and the warm starts."""
-    prob = GlmmProblem(glmm, family, nagq)
+    # exact widths and names: the lanes' compiled loop reads beta and the names
+    prob = GlmmProblem(glmm, family, nagq, shared=False)
     n, n_all = Y.shape
     degenerate = degenerate_responses(Y, family, glmm.prior_weights)
     fitted = np.flatnonzero(~degenerate)
