@@ -773,6 +773,7 @@ def test_evaluation_with_dense_rows_of_c_equals_update_entries(subjects, items, 
     of 4 items; 300 meet ~27 of 150 items each, a tail of 153 columns whose update is
     taken in two column blocks (``_core.deviance``)."""
     from interlace._core.family import family_of
+    from interlace._core.pirls import cold_start
     from interlace._model.estimate import design_arrays
     from interlace._model.glmm_design import build_glmm_design
     from interlace._model.glmm_estimate import GlmmProblem
@@ -800,7 +801,8 @@ def test_evaluation_with_dense_rows_of_c_equals_update_entries(subjects, items, 
     design = dataclasses.replace(glmm.design, X=np.asarray(prob.ma.X))
     prob.ma = design_arrays(design, heavy_above=10**9)
     assert prob.ma.template.heavy_levels.shape[0] == 0
-    prob.eta = fam.linkfun(fam.start_mu(prob.data.y, prob.data.prior_weights))
+    eta0 = fam.linkfun(fam.start_mu(np.asarray(prob.data.y), np.asarray(prob.data.prior_weights)))
+    prob.start = cold_start(eta0, prob.ma)
     value, grad, _ = prob.fun(False)(x0)
     assert dense_value == pytest.approx(value, rel=1e-12)
     np.testing.assert_allclose(dense_grad, grad, rtol=1e-10, atol=1e-12 * np.max(np.abs(grad)))

@@ -73,7 +73,7 @@ def test_weight_derivative_of_log_det_equals_autodiff(formula, theta):
     if cp0.q_tail:
         assert 0 < cp0.heavy_levels.shape[0] < cp0.q1  # both layouts of term 1's levels
     theta = jnp.array(theta)
-    eta = jnp.asarray(prob.eta) + 0.1 * np.random.default_rng(0).normal(size=len(frame))
+    eta = prob.start.eta + 0.1 * np.random.default_rng(0).normal(size=len(frame))
     w, z = fam.working(prob.data.y, eta, prob.data.prior_weights, prob.data.size)
 
     def factor(weights):
@@ -102,7 +102,7 @@ def _laplace_value_and_grad(prob: GlmmProblem):
         return laplace_objective(
             v,
             fixed,
-            jnp.asarray(prob.eta),
+            prob.start,
             prob.ma,
             prob.data,
             None,

@@ -90,6 +90,7 @@ __all__ = [
     "deviance_from_logdiag",
     "estimates_from_factor",
     "first_term_modes",
+    "lambda_tail",
     "log_det_z",
 ]
 
@@ -569,15 +570,20 @@ def estimates_from_factor(
     )
 
 
+def lambda_tail(theta: jnp.ndarray, cp: CrossProducts, x: jnp.ndarray) -> jnp.ndarray:
+    """``Lambda_t x`` for ``x = [u_tail; beta]`` (the identity on ``beta``), without the
+    response's entry: its first ``q_tail`` entries are the tail's ``b = Lambda u``."""
+    vals = lambda_values(theta, cp.lam_theta)
+    x_ext = jnp.concatenate([x, jnp.zeros(1, x.dtype)])
+    return jax.ops.segment_sum(vals * x_ext[cp.lam_col], cp.lam_row, num_segments=cp.t)[:-1]
+
+
 def first_term_modes(theta: jnp.ndarray, cp: CrossProducts, x: jnp.ndarray, T1: jnp.ndarray):
     """Given the tail unknowns ``x = [u_tail; beta]`` (standardized units), the spherical
     modes ``u1`` of term 1 (``(q1, k1)``) and ``Lambda_t x`` without its last entry
     (``lam_x[:q_tail]`` are the tail BLUPs): ``u1_l = D_l^-1 T1' Z1_l'(y - [Z_tail
     Lambda_t, X] x)``, with ``C = Z1'[Z_tail X y]`` (JSS 67(1), eq. 31 by blocks)."""
-    t = cp.t
-    vals = lambda_values(theta, cp.lam_theta)
-    x_ext = jnp.concatenate([x, jnp.zeros(1, x.dtype)])
-    lam_x = jax.ops.segment_sum(vals * x_ext[cp.lam_col], cp.lam_row, num_segments=t)[:-1]
+    lam_x = lambda_tail(theta, cp, x)
     coef = jnp.concatenate([lam_x, jnp.array([-1.0], dtype=x.dtype)])
     cx = jax.ops.segment_sum(cp.c_val * coef[cp.c_col], cp.c_row, num_segments=cp.q1 * cp.k1)
     rhs = -(cx.reshape(cp.q1, cp.k1) @ T1)  # rows: (T1' r_l)'

@@ -33,19 +33,32 @@ plain autodiff of the objective is exact, with no derivative through the iterati
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import linalg, logdet_weights
 from .arrays import CrossProducts, ModelArrays, cross_products_of
-from .deviance import first_block, first_term_modes, log_det_z, tail_cholesky, tail_schur
+from .deviance import (
+    first_block,
+    first_term_modes,
+    lambda_tail,
+    log_det_z,
+    tail_cholesky,
+    tail_schur,
+)
 from .family import Family
+from .theta import lower_factor
 
 __all__ = [
     "Modes",
     "GlmmData",
+    "PirlsStart",
+    "cold_start",
+    "warm_start",
     "solve_modes",
     "pirls",
     "laplace",
@@ -79,6 +92,38 @@ class Modes(NamedTuple):
     @property
     def u_squared(self) -> jnp.ndarray:
         return jnp.sum(self.u1**2) + jnp.sum(self.u_tail**2)
+
+
+class PirlsStart(NamedTuple):
+    """Where :func:`pirls` starts. Warm (``warm`` set): from the spherical modes ``u`` and
+    ``beta`` of an earlier evaluation, kept between evaluations as lme4 keeps them, the
+    linear predictor recomputed at the new ``theta`` (and the given ``beta``); the start
+    then has a penalised deviance, and a first step that would raise it is halved like
+    any other. Cold: from ``eta`` with zero modes (lme4's start from ``mustart``, outside
+    the model's span, so with no penalised deviance to compare): its first step is taken
+    whole. A warm start whose deviance is not finite falls back to the cold one."""
+
+    eta: jnp.ndarray  # (n,) the cold start's linear predictor
+    beta: jnp.ndarray  # (p,)
+    u1: jnp.ndarray  # (q1, k1)
+    u_tail: jnp.ndarray  # (q_tail,)
+    warm: jnp.ndarray  # () bool
+
+
+def cold_start(eta0, ma: ModelArrays) -> PirlsStart:
+    """The cold :class:`PirlsStart` from ``eta0`` (numpy in, numpy out: no compile)."""
+    xp = np if isinstance(eta0, np.ndarray) else jnp
+    cp = ma.template
+    zeros = partial(xp.zeros, dtype=eta0.dtype)
+    return PirlsStart(
+        eta0, zeros(ma.X.shape[1]), zeros((cp.q1, cp.k1)), zeros(cp.q_tail), xp.asarray(False)
+    )
+
+
+def warm_start(modes: Modes) -> PirlsStart:
+    """The warm :class:`PirlsStart` from an evaluation's modes (numpy in, numpy out)."""
+    xp = np if isinstance(modes.eta, np.ndarray) else jnp
+    return PirlsStart(modes.eta, modes.beta, modes.u1, modes.u_tail, xp.asarray(True))
 
 
 def random_part(ma: ModelArrays, b1: jnp.ndarray, b_tail: jnp.ndarray) -> jnp.ndarray:
@@ -166,16 +211,21 @@ def _penalized_deviance(family: Family, data: GlmmData, eta, u_squared):
     return jnp.sum(d) + u_squared
 
 
-def _zero_modes(ma: ModelArrays, eta: jnp.ndarray) -> Modes:
-    """Modes of zeros in :func:`solve_modes`' shapes (written out: tracing the solve for
-    its shapes would cost a first fit a tenth of a second), with ``eta``."""
+def _start_modes(theta, ma: ModelArrays, offset, start: PirlsStart, beta, fixed) -> Modes:
+    """The warm start's modes at ``theta`` (:class:`PirlsStart`): its ``u`` and ``beta``
+    (the given one where ``fixed``), ``b = Lambda(theta) u`` and their linear predictor."""
     cp = ma.template
-    q1, k1, qt = cp.q1, cp.k1, cp.q_tail
-
-    def zeros(*shape):
-        return jnp.zeros(shape, eta.dtype)
-
-    return Modes(zeros(ma.X.shape[1]), zeros(q1, k1), zeros(qt), zeros(q1, k1), zeros(qt), eta)
+    if beta is None:
+        b = start.beta
+    elif fixed is True:
+        b = beta
+    else:
+        b = jnp.where(fixed, beta, start.beta)
+    T1 = theta[:1].reshape(1, 1) if cp.k1 == 1 else lower_factor(theta, cp.k1, cp.first_blocks)
+    b1 = start.u1 @ T1.T
+    b_tail = lambda_tail(theta, cp, jnp.concatenate([start.u_tail, b]))[: cp.q_tail]
+    eta = offset + ma.X @ b + random_part(ma, b1, b_tail)
+    return Modes(b, start.u1, start.u_tail, b1, b_tail, eta)
 
 
 _HALVINGS = 10
@@ -186,19 +236,19 @@ def pirls(
     ma: ModelArrays,
     family: Family,
     data: GlmmData,
-    eta0: jnp.ndarray,
+    start: PirlsStart,
     beta: jnp.ndarray | None = None,
     fixed=True,
     *,
     maxiter: int = 100,
     tol: float = 1e-10,
 ) -> tuple[Modes, jnp.ndarray]:
-    """Penalised IRLS from ``eta0`` (module docstring): ``(modes, iterations)``. No
-    derivatives flow through it (the inputs are ``stop_gradient``-ed): differentiate
-    :func:`laplace` instead. Stops when ``F`` changes by less than ``tol`` relative; a
-    step that raises ``F`` is halved up to ten times. ``beta`` and ``fixed``: as
-    :func:`solve_modes`."""
-    theta, eta0 = jax.lax.stop_gradient(theta), jax.lax.stop_gradient(eta0)
+    """Penalised IRLS from ``start`` (module docstring; :class:`PirlsStart`):
+    ``(modes, iterations)``. No derivatives flow through it (the inputs are
+    ``stop_gradient``-ed): differentiate :func:`laplace` instead. Stops when ``F``
+    changes by less than ``tol`` relative; a step that raises ``F`` is halved up to ten
+    times, and rejected after that. ``beta`` and ``fixed``: as :func:`solve_modes`."""
+    theta, start = jax.lax.stop_gradient(theta), jax.tree.map(jax.lax.stop_gradient, start)
     data = jax.tree.map(jax.lax.stop_gradient, data)  # e.g. an estimated size
     beta = None if beta is None else jax.lax.stop_gradient(beta)
 
@@ -206,14 +256,22 @@ def pirls(
         w, z = family.working(data.y, eta, data.prior_weights, data.size)
         return solve_modes(theta, ma, w, z, data.offset, beta, fixed)[0]
 
-    # The loop takes the first step too (one copy of the solve in the compiled graph):
-    # it starts from zero modes with ``eta0`` and an infinite ``F``, and accepts its
-    # first step whole (``it == 0``), as a step of its own. The modes travel as their
-    # tuple of arrays: packed into one vector (a concatenation), XLA fused the new linear
-    # predictor's gathers into that concatenation, which its CPU backend runs element by
-    # element (2 ms per step on a 20,000-row Poisson model, half of the whole step).
-    start = _zero_modes(ma, eta0)
-    inf = jnp.asarray(jnp.inf, eta0.dtype)
+    # The loop takes the first step too (one copy of the solve in the compiled graph).
+    # A warm start carries its penalised deviance, and its first step is halved like any
+    # other: taken whole, a step from an earlier evaluation's modes to a distant theta
+    # (from theta ~ 0 to 10) could land where the link saturates and stall there, and
+    # PIRLS restarted at its own result could raise F. A cold start (zero modes, lme4's
+    # eta from mustart) has an infinite F and its first step is taken whole. The modes
+    # travel as their tuple of arrays: packed into one vector (a concatenation), XLA
+    # fused the new linear predictor's gathers into that concatenation, which its CPU
+    # backend runs element by element (2 ms per step on a 20,000-row Poisson model).
+    inf = jnp.asarray(jnp.inf, start.eta.dtype)
+    warm = _start_modes(theta, ma, data.offset, start, beta, fixed)
+    f_warm = _penalized_deviance(family, data, warm.eta, warm.u_squared)
+    use_warm = start.warm & jnp.isfinite(f_warm)
+    cold = jax.tree.map(jnp.zeros_like, warm)._replace(eta=start.eta)
+    first = jax.tree.map(lambda a, b: jnp.where(use_warm, a, b), warm, cold)
+    f_first = jnp.where(use_warm, f_warm, inf)
 
     def cond(carry):
         _, f, f_old, it = carry
@@ -233,18 +291,18 @@ def pirls(
 
         def halve_cond(c):
             s, fs, k = c
-            return (it > 0) & (k < _HALVINGS) & ~(fs <= f * (1.0 + 1e-15))
+            return (f < inf) & (k < _HALVINGS) & ~(fs <= f * (1.0 + 1e-15))
 
         def halve_body(c):
             s, _, k = c
             return s / 2.0, f_at(s / 2.0), k + 1
 
         s, fs, _ = jax.lax.while_loop(halve_cond, halve_body, (1.0, f_at(1.0), 0))
-        ok = (it == 0) | (fs <= f * (1.0 + 1e-15))
+        ok = (f == inf) | (fs <= f * (1.0 + 1e-15))  # a cold start's first step: whole
         kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), point(s), cur)
         return (kept, jnp.where(ok, fs, f), f, it + 1)
 
-    modes, _, _, it = jax.lax.while_loop(cond, body, (start, inf, inf, 0))
+    modes, _, _, it = jax.lax.while_loop(cond, body, (first, f_first, inf, 0))
     return modes, it
 
 

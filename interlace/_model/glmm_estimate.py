@@ -20,7 +20,7 @@ predictor's digits to the cancellation of ``X beta``'s large terms.
 
 Each evaluation is one compiled call returning the deviance and its exact gradient
 (:func:`~interlace._core.pirls.laplace`). The PIRLS iterations of each evaluation start
-from the previous evaluation's linear predictor. Standard errors: for ``nAGQ = 0``,
+from the previous evaluation's modes ``u`` and ``beta``, as lme4's do. Standard errors: for ``nAGQ = 0``,
 lme4's ``(R_X' R_X)^-1`` of the weighted solve at the modes; for ``nAGQ >= 1``, the
 ``beta`` block of ``2 H^-1`` with ``H`` the Hessian of the deviance in ``(theta, beta)``
 (lme4's default ``use.hessian``), by forward differences of the exact gradient from the
@@ -48,7 +48,7 @@ from .._core.crossprod import device_array, same_factor, tail_width
 from .._core.deviance import blups_by_term
 from .._core.family import Family
 from .._core.optimize import STOP_REASONS, hessian_by_differences, minimize_on_host
-from .._core.pirls import GlmmData, laplace, pirls
+from .._core.pirls import GlmmData, PirlsStart, cold_start, laplace, pirls, warm_start
 from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
 from .._core.standardize import (
     Standardization,
@@ -175,10 +175,12 @@ def _n_theta(ks) -> int:
     return sum(k * (k + 1) // 2 for k in ks)
 
 
-def laplace_objective(x, fixed, eta0, ma: ModelArrays, data: GlmmData, rule, *, family, n_theta):
+def laplace_objective(
+    x, fixed, start: PirlsStart, ma: ModelArrays, data: GlmmData, rule, *, family, n_theta
+):
     """The deviance at ``x = [theta, beta_s]`` (``beta_s`` in the coordinates of
     ``ma``'s fixed-effect columns), and ``log k`` last for a negative binomial whose size
-    is estimated, after PIRLS from ``eta0``: ``(value, (Laplace record, PIRLS
+    is estimated, after PIRLS from ``start``: ``(value, (Laplace record, PIRLS
     iterations))``.
     ``fixed`` (a bool or a traced flag, so that both stages can share one executable):
     ``beta`` given (``nAGQ >= 1``) or found with the modes (``nAGQ = 0``; then the
@@ -188,17 +190,17 @@ def laplace_objective(x, fixed, eta0, ma: ModelArrays, data: GlmmData, rule, *, 
     p = ma.X.shape[1]
     data_x = data._replace(size=jnp.exp(x[-1])) if family.estimates_size else data
     theta, beta = x[:n_theta], x[n_theta : n_theta + p]
-    modes, iterations = pirls(theta, ma, family, data_x, eta0, beta, fixed)
+    modes, iterations = pirls(theta, ma, family, data_x, start, beta, fixed)
     lp = laplace(theta, ma, family, data_x, modes.eta, beta, rule, fixed)
     return lp.value, (lp, iterations)
 
 
 @partial(jit, options=GLMM_OPTIONS, static_argnames=("family", "n_theta"))
-def _evaluate(x, fixed, eta0, ma: ModelArrays, data: GlmmData, rule, *, family, n_theta):
+def _evaluate(x, fixed, start, ma: ModelArrays, data: GlmmData, rule, *, family, n_theta):
     """:func:`laplace_objective` with its gradient in ``x``: ``(value, grad, Laplace,
     iterations)``, one compiled call per evaluation of the host optimiser."""
     (value, (lp, iterations)), grad = jax.value_and_grad(laplace_objective, has_aux=True)(
-        x, fixed, eta0, ma, data, rule, family=family, n_theta=n_theta
+        x, fixed, start, ma, data, rule, family=family, n_theta=n_theta
     )
     return value, grad, lp, iterations
 
@@ -229,8 +231,8 @@ class GlmmProblem:
     ``theta`` in the internal term order, each followed by ``log k`` for a negative
     binomial whose size is estimated; ``beta_s`` and the modes' ``beta`` in the
     coordinates of ``ma``'s columns ``X_s`` (module docstring; :meth:`user_beta` maps
-    back). Each evaluation's PIRLS starts from the last finite evaluation's linear
-    predictor."""
+    back). Each evaluation's PIRLS starts from the last finite evaluation's modes
+    (a warm :class:`~interlace._core.pirls.PirlsStart`)."""
 
     def __init__(self, glmm: GlmmDesign, family: Family, nagq: int, *, shared: bool = True):
         design = glmm.design
@@ -293,7 +295,8 @@ class GlmmProblem:
         # lme4's start: eta = offset + g(mu_start) (mkRespMod's updateMu). Without the
         # offset, rows whose offset is far from 0 start far from their data, and the first
         # step can throw PIRLS into the saturated region of the link, where it stalls
-        self.eta = np.asarray(glmm.offset, dtype=float) + family.linkfun(family.start_mu(y, w))
+        eta0 = np.asarray(glmm.offset, dtype=float) + family.linkfun(family.start_mu(y, w))
+        self.start = cold_start(np.asarray(eta0, dtype=float), self.ma)
 
     def fun(self, joint: bool):
         """``x -> (value, gradient, Laplace record)``: ``x`` is ``theta`` (``joint``,
@@ -310,7 +313,7 @@ class GlmmProblem:
             value, grad, lp, _ = _evaluate(
                 full,
                 flag,
-                self.eta,
+                self.start,
                 self.ma,
                 self.data,
                 self.rule,
@@ -318,8 +321,8 @@ class GlmmProblem:
                 n_theta=n_theta,
             )
             value = float(value)
-            if np.isfinite(value):
-                self.eta = lp.modes.eta
+            if np.isfinite(value):  # PIRLS of the next evaluation starts from these modes
+                self.start = warm_start(jax.tree.map(np.asarray, lp.modes))
             grad = np.asarray(grad)
             rest_at = n_theta + p + pad  # log k, if estimated
             grad = np.concatenate([grad[: n_theta if joint else n_theta + p], grad[rest_at:]])

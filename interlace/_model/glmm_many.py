@@ -45,7 +45,7 @@ import numpy as np
 from .._base.jit import NO_YNN_FUSIONS, jit
 from .._core.family import Family
 from .._core.optimize import off_zero
-from .._core.pirls import laplace, pirls
+from .._core.pirls import cold_start, laplace, pirls, warm_start
 from .._core.stepwise import is_running, stepwise_result, stepwise_start, stepwise_step
 from .._core.theta import diagonal_mask, normalize_signs, to_internal, to_user
 from .glmm_design import GlmmDesign
@@ -124,7 +124,8 @@ def _advance(Y, X0, fresh, state, ma, data, rule, *, family, n_theta, joint, max
 
     def start_lane(y, x0):
         eta0 = data.offset + family.linkfun(family.start_mu(y, w))  # lme4's start
-        return stepwise_start(x0, (eta0, jnp.zeros(p, eta0.dtype), jnp.zeros((), eta0.dtype)))
+        aux0 = (cold_start(eta0, ma), jnp.zeros(p, eta0.dtype), jnp.zeros((), eta0.dtype))
+        return stepwise_start(x0, aux0)
 
     def step_lane(st, y, constant):
         # the log-density's data terms once per call, not in every evaluation
@@ -133,12 +134,12 @@ def _advance(Y, X0, fresh, state, ma, data, rule, *, family, n_theta, joint, max
         def evaluate(xr, aux, start):
             # PIRLS from the last accepted point's modes; at the start of a Laplace fit,
             # with beta among the modes, whose beta then becomes the start's
-            eta = aux[0]
+            start_at = aux[0]
             fixed = False if joint else jnp.logical_not(start)
             x = full(xr)
             data_x = d._replace(size=jnp.exp(x[-1])) if family.estimates_size else d
             theta, beta = x[:n_theta], x[n_theta : n_theta + p]
-            modes, _ = pirls(theta, ma, family, data_x, eta, beta, fixed)
+            modes, _ = pirls(theta, ma, family, data_x, start_at, beta, fixed)
             if not joint:
                 beta_s = jax.lax.stop_gradient(modes.beta)
                 xr = jnp.where(start, xr.at[n_theta : n_theta + p].set(beta_s), xr)
@@ -150,7 +151,7 @@ def _advance(Y, X0, fresh, state, ma, data, rule, *, family, n_theta, joint, max
                 lp = laplace(
                     theta, ma, family, d._replace(size=size), modes.eta, beta, rule, not joint
                 )
-                return lp.value, (lp.modes.eta, lp.modes.beta, lp.dev_sum)
+                return lp.value, (warm_start(lp.modes), lp.modes.beta, lp.dev_sum)
 
             (v, aux_new), grad = jax.value_and_grad(value, has_aux=True)(xr)
             return xr, v, grad, aux_new
@@ -261,7 +262,7 @@ def fit_glmm_many(
     X_lanes = X0[owner].astype(np.float64)
     fresh = np.ones(lanes, dtype=bool)
     # a placeholder state of the lanes' shapes (every lane is fresh in the first call)
-    aux = (jnp.zeros(n), jnp.zeros(p), jnp.zeros(()))
+    aux = (cold_start(np.zeros(n), prob.ma), np.zeros(p), np.zeros(()))
     shapes = jax.eval_shape(jax.vmap(lambda x0: stepwise_start(x0, aux)), X_lanes)
     state = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes)
     while True:
