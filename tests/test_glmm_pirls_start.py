@@ -1,9 +1,9 @@
-"""PIRLS's warm start (``_core.pirls.PirlsStart``): each evaluation starts from the
-previous one's modes ``u`` and ``beta``, its linear predictor recomputed at the new
-``theta``, and a first step that would raise the penalised deviance is halved.
+"""PIRLS's warm start (``_core.pirls.PirlsStart``): each evaluation starts at the
+previous one's modes ``b`` and ``beta`` with their penalised deviance at the new
+``theta`` (``u = Lambda^-1 b``), and a first step that would raise it is halved.
 
-Before, the warm start was the previous evaluation's linear predictor, whose first
-step was taken whole: after an evaluation near ``theta = 0`` (as a line search can
+Before, the warm start was the previous evaluation's linear predictor alone, whose
+first step was taken whole: after an evaluation near ``theta = 0`` (as a line search can
 try), the next one at the optimum returned 36,535 for a probit model whose -2 logLik
 there is 1,093.8, and a Poisson model's 333,011 for 188.6 (found by a review probe)."""
 

@@ -20,7 +20,8 @@ predictor's digits to the cancellation of ``X beta``'s large terms.
 
 Each evaluation is one compiled call returning the deviance and its exact gradient
 (:func:`~interlace._core.pirls.laplace`). The PIRLS iterations of each evaluation start
-from the previous evaluation's modes ``u`` and ``beta``, as lme4's do. Standard errors: for ``nAGQ = 0``,
+at the previous evaluation's modes ``b`` and ``beta`` (its linear predictor), with that
+start's penalised deviance (``_core.pirls.PirlsStart``). Standard errors: for ``nAGQ = 0``,
 lme4's ``(R_X' R_X)^-1`` of the weighted solve at the modes; for ``nAGQ >= 1``, the
 ``beta`` block of ``2 H^-1`` with ``H`` the Hessian of the deviance in ``(theta, beta)``
 (lme4's default ``use.hessian``), by forward differences of the exact gradient from the
