@@ -5,7 +5,10 @@ previous one's modes ``b`` and ``beta`` with their penalised deviance at the new
 Before, the warm start was the previous evaluation's linear predictor alone, whose
 first step was taken whole: after an evaluation near ``theta = 0`` (as a line search can
 try), the next one at the optimum returned 36,535 for a probit model whose -2 logLik
-there is 1,093.8, and a Poisson model's 333,011 for 188.6 (found by a review probe)."""
+there is 1,093.8, and a Poisson model's 333,011 for 188.6 (found by a review probe).
+A warm start that still stalls (no halving lowers the penalised deviance while the step
+would move the linear predictor: a cloglog model's 2,858 for 1,859) starts again cold,
+and the lower of the two is kept."""
 
 from __future__ import annotations
 
@@ -23,13 +26,14 @@ from interlace._model.glmm_design import build_glmm_design
 from interlace._model.glmm_estimate import GlmmProblem
 
 
-def _probit_trials(seed=18, groups=30, per=20, trials=50):
+def _trials(link="probit", seed=18, groups=30, per=20, trials=50):
     rng = np.random.default_rng(seed)
     g = np.repeat(np.arange(groups), per)
     x = rng.normal(size=g.size)
     eta = -3.0 + x + rng.normal(scale=3.0, size=groups)[g]
     rng.normal(size=groups)  # the probe's draws, kept: its data
-    k = rng.binomial(trials, norm.cdf(eta))
+    p = norm.cdf(eta) if link == "probit" else -np.expm1(-np.exp(eta))
+    k = rng.binomial(trials, p)
     return pd.DataFrame({"s": k, "f": trials - k, "x": x, "g": g.astype(str)})
 
 
@@ -42,9 +46,16 @@ def _sparse_counts(seed=24, groups=100, per=3):
     return pd.DataFrame({"y": rng.poisson(np.exp(eta)), "x": x, "g": g.astype(str)})
 
 
-CASES = {
-    "probit, 50 trials": ("cbind(s, f) ~ x + (1 | g)", _probit_trials, binomial("probit")),
-    "Poisson, mostly zeros": ("y ~ x + (1 | g)", _sparse_counts, poisson()),
+CASES = {  # formula, data, family, nAGQ
+    "probit, 50 trials": ("cbind(s, f) ~ x + (1 | g)", _trials, binomial("probit"), 1),
+    "Poisson, mostly zeros": ("y ~ x + (1 | g)", _sparse_counts, poisson(), 1),
+    # a warm start that stalls where the cloglog link saturates: PIRLS starts again cold
+    "cloglog, 50 trials, nAGQ=0": (
+        "cbind(s, f) ~ x + (1 | g)",
+        lambda: _trials("cloglog"),
+        binomial("cloglog"),
+        0,
+    ),
 }
 
 
@@ -53,20 +64,21 @@ CASES = {
 def test_an_evaluation_after_theta_near_zero_is_the_cold_one(case):
     """At the optimum, after evaluations there and at ``theta = 1e-6``: the value of a fresh
     problem's (cold-started) evaluation there, to 1e-9 relative."""
-    formula, make, family = CASES[case]
+    formula, make, family, nagq = CASES[case]
     df = make()
-    fit = interlace.fit(formula, df, family=family)
+    fit = interlace.fit(formula, df, family=family, nAGQ=nagq)
     assert fit.converged
 
     def problem():
-        return GlmmProblem(build_glmm_design(formula, df, None, family), family, 1)
+        return GlmmProblem(build_glmm_design(formula, df, None, family), family, nagq)
 
     prob = problem()
     theta = to_internal(np.asarray(fit.model_fit.theta), prob.ks, prob.order)
-    x = np.concatenate([theta, prob.standardized_beta(fit.fe_params.to_numpy())])
-    cold, _, _ = problem().fun(False)(x)
+    beta_s = prob.standardized_beta(fit.fe_params.to_numpy())
+    x = theta if nagq == 0 else np.concatenate([theta, beta_s])
+    cold, _, _ = problem().fun(nagq == 0)(x)
     assert cold == pytest.approx(-2.0 * fit.llf, rel=1e-9)
-    f = prob.fun(False)
+    f = prob.fun(nagq == 0)
     f(x)  # at the optimum, then near theta = 0 (warm from the optimum's modes), then back
     near_zero = x.copy()
     near_zero[0] = 1e-6
@@ -81,14 +93,14 @@ def test_pirls_restarted_at_its_modes_stays_there(case):
     """PIRLS started warm at its own converged modes does not raise the penalised
     deviance ``F`` (1e-12 relative) and ends at the same modes (1e-5: PIRLS stops when
     ``F`` changes by less than 1e-10 relative, which leaves the modes that accurate)."""
-    formula, make, family = CASES[case]
+    formula, make, family, _ = CASES[case]
     df = make()
     glmm = build_glmm_design(formula, df, None, family)
     prob = GlmmProblem(glmm, family, 0)
     theta = jnp.array([1.7])
     eta0 = prob.start.eta
     m1, _ = pirls(theta, prob.ma, family, prob.data, cold_start(eta0, prob.ma), None, False)
-    m2, _ = pirls(theta, prob.ma, family, prob.data, warm_start(m1), None, False)
+    m2, _ = pirls(theta, prob.ma, family, prob.data, warm_start(m1, eta0), None, False)
     f1 = float(_penalized_deviance(family, prob.data, m1.eta, m1.u_squared))
     f2 = float(_penalized_deviance(family, prob.data, m2.eta, m2.u_squared))
     assert f2 <= f1 * (1 + 1e-12)

@@ -106,7 +106,7 @@ class PirlsStart(NamedTuple):
     its first step is taken whole. A warm start whose deviance is not finite falls back
     to the cold one."""
 
-    eta: jnp.ndarray  # (n,) the cold start's linear predictor
+    eta: jnp.ndarray  # (n,) the cold start's linear predictor (a warm start's fallback)
     beta: jnp.ndarray  # (p,)
     b1: jnp.ndarray  # (q1, k1)
     b_tail: jnp.ndarray  # (q_tail,)
@@ -123,10 +123,11 @@ def cold_start(eta0, ma: ModelArrays) -> PirlsStart:
     )
 
 
-def warm_start(modes: Modes) -> PirlsStart:
-    """The warm :class:`PirlsStart` from an evaluation's modes (numpy in, numpy out)."""
+def warm_start(modes: Modes, eta0) -> PirlsStart:
+    """The warm :class:`PirlsStart` at an evaluation's modes, ``eta0`` its cold start
+    (numpy in, numpy out)."""
     xp = np if isinstance(modes.eta, np.ndarray) else jnp
-    return PirlsStart(modes.eta, modes.beta, modes.b1, modes.b_tail, xp.asarray(True))
+    return PirlsStart(eta0, modes.beta, modes.b1, modes.b_tail, xp.asarray(True))
 
 
 def _lower_solve(b, diagonal, off_product, k: int):
@@ -270,6 +271,9 @@ def _start_modes(theta, ma: ModelArrays, offset, start: PirlsStart, beta, fixed)
 
 
 _HALVINGS = 10
+# A rejected step that would move some row's linear predictor by more than this is a
+# stall (pirls), not rounding at the modes
+_STALL_ETA = 1e-3
 
 
 def pirls(
@@ -288,7 +292,10 @@ def pirls(
     ``(modes, iterations)``. No derivatives flow through it (the inputs are
     ``stop_gradient``-ed): differentiate :func:`laplace` instead. Stops when ``F``
     changes by less than ``tol`` relative; a step that raises ``F`` is halved up to ten
-    times, and rejected after that. ``beta`` and ``fixed``: as :func:`solve_modes`."""
+    times, and rejected after that. A warm start whose run stalls (a rejected step that
+    would move the linear predictor by more than ``_STALL_ETA``, as where a link
+    saturates) runs once more from the cold start, and the lower ``F`` is kept.
+    ``beta`` and ``fixed``: as :func:`solve_modes`."""
     theta, start = jax.lax.stop_gradient(theta), jax.tree.map(jax.lax.stop_gradient, start)
     data = jax.tree.map(jax.lax.stop_gradient, data)  # e.g. an estimated size
     beta = None if beta is None else jax.lax.stop_gradient(beta)
@@ -317,12 +324,12 @@ def pirls(
     f_first = jnp.where(use_warm, f_warm, inf)
 
     def cond(carry):
-        _, f, f_old, it = carry
+        _, f, f_old, it, restart, _, _ = carry
         change = jnp.abs(f_old - f) / (0.1 + jnp.abs(f))
-        return (it == 0) | ((it < maxiter) & (change > tol) & jnp.isfinite(f))
+        return (it == 0) | restart | ((it < maxiter) & (change > tol) & jnp.isfinite(f))
 
     def body(carry):
-        cur, f, _, it = carry
+        cur, f, _, it, _, best, f_best = carry
         new = step(cur.eta)
 
         def point(s):  # a whole step is the new modes exactly
@@ -343,9 +350,22 @@ def pirls(
         s, fs, _ = jax.lax.while_loop(halve_cond, halve_body, (1.0, f_at(1.0), 0))
         ok = (f == inf) | (fs <= f * (1.0 + 1e-15))  # a cold start's first step: whole
         kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), point(s), cur)
-        return (kept, jnp.where(ok, fs, f), f, it + 1)
+        f_kept = jnp.where(ok, fs, f)
+        # A stall: no halving lowers F, yet the step would move the linear predictor
+        # (at the modes, a rejected step moves it by rounding only). From a warm start,
+        # once: keep that point and start again cold; the lower F of the two is returned
+        stall = ~ok & (jnp.max(jnp.abs(new.eta - cur.eta)) > _STALL_ETA) & use_warm
+        restart = stall & (f_best == inf)
+        best = jax.tree.map(lambda a, b: jnp.where(restart, a, b), kept, best)
+        f_best = jnp.where(restart, f_kept, f_best)
+        kept = jax.tree.map(lambda a, b: jnp.where(restart, a, b), cold, kept)
+        f_kept = jnp.where(restart, inf, f_kept)
+        return (kept, f_kept, jnp.where(restart, inf, f), it + 1, restart, best, f_best)
 
-    modes, _, _, it = jax.lax.while_loop(cond, body, (first, f_first, inf, 0))
+    carry = (first, f_first, inf, 0, jnp.asarray(False), first, inf)
+    modes, f, _, it, _, best, f_best = jax.lax.while_loop(cond, body, carry)
+    better = jnp.isfinite(f_best) & ~(f <= f_best)  # the stalled warm run's point
+    modes = jax.tree.map(lambda a, b: jnp.where(better, a, b), best, modes)
     return modes, it
 
 

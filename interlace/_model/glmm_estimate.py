@@ -323,7 +323,7 @@ class GlmmProblem:
             )
             value = float(value)
             if np.isfinite(value):  # PIRLS of the next evaluation starts from these modes
-                self.start = warm_start(jax.tree.map(np.asarray, lp.modes))
+                self.start = warm_start(jax.tree.map(np.asarray, lp.modes), self.start.eta)
             grad = np.asarray(grad)
             rest_at = n_theta + p + pad  # log k, if estimated
             grad = np.concatenate([grad[: n_theta if joint else n_theta + p], grad[rest_at:]])

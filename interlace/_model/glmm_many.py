@@ -151,7 +151,7 @@ def _advance(Y, X0, fresh, state, ma, data, rule, *, family, n_theta, joint, max
                 lp = laplace(
                     theta, ma, family, d._replace(size=size), modes.eta, beta, rule, not joint
                 )
-                return lp.value, (warm_start(lp.modes), lp.modes.beta, lp.dev_sum)
+                return lp.value, (warm_start(lp.modes, start_at.eta), lp.modes.beta, lp.dev_sum)
 
             (v, aux_new), grad = jax.value_and_grad(value, has_aux=True)(xr)
             return xr, v, grad, aux_new
