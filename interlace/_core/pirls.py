@@ -274,6 +274,8 @@ _HALVINGS = 10
 # A rejected step that would move some row's linear predictor by more than this is a
 # stall (pirls), not rounding at the modes
 _STALL_ETA = 1e-3
+# PIRLS goes on while a step moves some row's linear predictor by more than this
+_STEP_ETA = 1e-9
 
 
 def pirls(
@@ -324,12 +326,21 @@ def pirls(
     f_first = jnp.where(use_warm, f_warm, inf)
 
     def cond(carry):
-        _, f, f_old, it, restart, _, _ = carry
+        _, f, f_old, it, restart, _, _, moved = carry
         change = jnp.abs(f_old - f) / (0.1 + jnp.abs(f))
-        return (it == 0) | restart | ((it < maxiter) & (change > tol) & jnp.isfinite(f))
+        more = change > tol
+        if not family.canonical:
+            # also while the last step moved the linear predictor by more than
+            # _STEP_ETA: F's change is quadratic in the modes' error, and Fisher
+            # scoring converges only linearly for a non-canonical link, so tol alone
+            # can stop one step from a warm start with the modes still off (a probit
+            # model's Hessian by differences then carried 1e-4 to 1e-3 errors into its
+            # standard errors). Canonical links take Newton steps: the error squares
+            more = more | (moved > _STEP_ETA)
+        return (it == 0) | restart | ((it < maxiter) & more & jnp.isfinite(f))
 
     def body(carry):
-        cur, f, _, it, _, best, f_best = carry
+        cur, f, _, it, _, best, f_best, _ = carry
         new = step(cur.eta)
 
         def point(s):  # a whole step is the new modes exactly
@@ -351,6 +362,7 @@ def pirls(
         ok = (f == inf) | (fs <= f * (1.0 + 1e-15))  # a cold start's first step: whole
         kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), point(s), cur)
         f_kept = jnp.where(ok, fs, f)
+        moved = jnp.max(jnp.abs(kept.eta - cur.eta), initial=0.0)
         # A stall: no halving lowers F, yet the step would move the linear predictor
         # (at the modes, a rejected step moves it by rounding only). From a warm start,
         # once: keep that point and start again cold; the lower F of the two is returned
@@ -360,10 +372,11 @@ def pirls(
         f_best = jnp.where(restart, f_kept, f_best)
         kept = jax.tree.map(lambda a, b: jnp.where(restart, a, b), cold, kept)
         f_kept = jnp.where(restart, inf, f_kept)
-        return (kept, f_kept, jnp.where(restart, inf, f), it + 1, restart, best, f_best)
+        f_old = jnp.where(restart, inf, f)
+        return (kept, f_kept, f_old, it + 1, restart, best, f_best, moved)
 
-    carry = (first, f_first, inf, 0, jnp.asarray(False), first, inf)
-    modes, f, _, it, _, best, f_best = jax.lax.while_loop(cond, body, carry)
+    carry = (first, f_first, inf, 0, jnp.asarray(False), first, inf, inf)
+    modes, f, _, it, _, best, f_best, _ = jax.lax.while_loop(cond, body, carry)
     better = jnp.isfinite(f_best) & ~(f <= f_best)  # the stalled warm run's point
     modes = jax.tree.map(lambda a, b: jnp.where(better, a, b), best, modes)
     return modes, it
