@@ -49,7 +49,15 @@ from .._core.crossprod import device_array, same_factor, tail_width
 from .._core.deviance import blups_by_term
 from .._core.family import Family
 from .._core.optimize import STOP_REASONS, hessian_by_differences, minimize_on_host
-from .._core.pirls import GlmmData, PirlsStart, cold_start, laplace, pirls, warm_start
+from .._core.pirls import (
+    STEP_TOL,
+    GlmmData,
+    PirlsStart,
+    cold_start,
+    laplace,
+    pirls,
+    warm_start,
+)
 from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
 from .._core.standardize import (
     Standardization,
@@ -191,7 +199,8 @@ def laplace_objective(
     p = ma.X.shape[1]
     data_x = data._replace(size=jnp.exp(x[-1])) if family.estimates_size else data
     theta, beta = x[:n_theta], x[n_theta : n_theta + p]
-    modes, iterations = pirls(theta, ma, family, data_x, start, beta, fixed)
+    # modes converged in eta too (STEP_TOL): the Hessian's differences need them
+    modes, iterations = pirls(theta, ma, family, data_x, start, beta, fixed, step_tol=STEP_TOL)
     lp = laplace(theta, ma, family, data_x, modes.eta, beta, rule, fixed)
     return lp.value, (lp, iterations)
 
