@@ -142,10 +142,16 @@ def _lower_solve(b, diagonal, off_product, k: int):
     return u
 
 
-def _spherical_modes(theta, cp: CrossProducts, b1, b_tail):
-    """``u = Lambda(theta)^-1 b`` by terms (:func:`_lower_solve`)."""
+def _first_factor(theta, cp: CrossProducts) -> jnp.ndarray:
+    """``T1``, term 1's ``k1 x k1`` relative covariance factor."""
     k1 = cp.k1
-    T1 = theta[:1].reshape(1, 1) if k1 == 1 else lower_factor(theta, k1, cp.first_blocks)
+    return theta[:1].reshape(1, 1) if k1 == 1 else lower_factor(theta, k1, cp.first_blocks)
+
+
+def _spherical_modes(theta, cp: CrossProducts, T1, b1, b_tail):
+    """``u = Lambda(theta)^-1 b`` by terms (:func:`_lower_solve`), ``T1`` term 1's
+    factor."""
+    k1 = cp.k1
     N1 = T1 - jnp.diag(jnp.diagonal(T1))
     u1 = _lower_solve(b1, jnp.diagonal(T1), lambda u: u @ N1.T, k1)
     qt = cp.q_tail
@@ -263,8 +269,8 @@ def _start_modes(theta, ma: ModelArrays, offset, start: PirlsStart, beta, fixed)
         b = beta
     else:
         b = jnp.where(fixed, beta, start.beta)
-    u1, u_tail = _spherical_modes(theta, cp, start.b1, start.b_tail)
-    T1 = theta[:1].reshape(1, 1) if cp.k1 == 1 else lower_factor(theta, cp.k1, cp.first_blocks)
+    T1 = _first_factor(theta, cp)
+    u1, u_tail = _spherical_modes(theta, cp, T1, start.b1, start.b_tail)
     b1 = u1 @ T1.T
     b_tail = lambda_tail(theta, cp, jnp.concatenate([u_tail, b]))[: cp.q_tail]
     eta = offset + ma.X @ b + random_part(ma, b1, b_tail)
