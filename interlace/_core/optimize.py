@@ -203,7 +203,14 @@ _MEMORY = 10
 
 
 def minimize_on_host(
-    fun, theta0, *, maxiter: int = 500, gtol: float = 1e-10, ftol: float = 1e-15, patience: int = 3
+    fun,
+    theta0,
+    *,
+    maxiter: int = 500,
+    gtol: float = 1e-10,
+    ftol: float = 1e-15,
+    patience: int = 3,
+    block_inverse=None,
 ) -> tuple[OptimResult, object]:
     """L-BFGS driven from Python over a compiled ``fun(theta) -> (value, grad, aux)``
     (numpy in, floats/arrays out): ``(OptimResult, aux at the returned theta)``.
@@ -217,6 +224,13 @@ def minimize_on_host(
     search (algorithms 3.5 and 3.6, cubic interpolation, a non-finite trial deviance
     treated as a step too long). Each evaluation costs one dispatch (tens of microseconds),
     nothing next to the evaluations themselves.
+
+    ``block_inverse(aux) -> (slice, M) or None``: where ``fun`` knows an approximation
+    ``M`` of the inverse Hessian on some coordinates (a GLMM's fixed effects:
+    ``(R_X'R_X)^-1 / 2`` from its PIRLS solve), the recursion starts from
+    ``H0 = blockdiag(gamma I, M)`` instead of ``gamma I`` (N&W section 7.2 leaves ``H0``
+    free; :func:`_direction`): those coordinates take Newton-scaled steps from the first
+    iteration on, instead of learning their scale from the curvature pairs.
     """
     x = off_zero(np.asarray(theta0, dtype=np.float64))
     f, g, aux = fun(x)
@@ -239,10 +253,11 @@ def minimize_on_host(
             stop = STOP_MAXITER
         if stop is not None:
             break
-        d = _direction(g, pairs, x)
+        block = None if block_inverse is None else _usable_block(block_inverse(aux), x.shape[0])
+        d = _direction(g, pairs, x, block)
         if g @ d >= 0:  # not a descent direction: forget the curvature pairs
             pairs.clear()
-            d = _direction(g, pairs, x)
+            d = _direction(g, pairs, x, block)
         step, used = _line_search(fun, x, f, g, d)
         nev += used
         if step is None:  # no decrease along d: the deviance cannot be lowered further
@@ -263,17 +278,48 @@ def minimize_on_host(
     return OptimResult(x, f, g, it, nev, converged, stop), aux
 
 
-def _direction(g: np.ndarray, pairs, x: np.ndarray) -> np.ndarray:
-    """``-H g`` by the two-loop recursion over the curvature ``pairs``; with none, the
-    gradient scaled so that no entry of ``theta`` moves by more than 0.1 (the scaled first
-    step of :func:`minimize_deviance`), nor the entry that moves most by more than half
-    its distance to 0: a step onto ``theta_j = 0`` (a start of 0.1 moved by 0.1) would
-    land where the gradient in ``theta_j`` vanishes by symmetry, and stay there."""
+def _usable_block(block, n: int):
+    """``block`` (``(slice, M)``) if ``M`` is a finite symmetric positive semi-definite
+    matrix of the slice's size, else None (the plain ``gamma I`` start)."""
+    if block is None:
+        return None
+    sl, M = block
+    M = np.asarray(M, dtype=np.float64)
+    width = len(range(n)[sl])
+    if width == 0 or M.shape != (width, width) or not np.all(np.isfinite(M)):
+        return None
+    M = 0.5 * (M + M.T)
+    if np.min(np.linalg.eigvalsh(M)) < 0:
+        return None
+    return sl, M
+
+
+def _direction(g: np.ndarray, pairs, x: np.ndarray, block=None) -> np.ndarray:
+    """``-H g`` by the two-loop recursion over the curvature ``pairs``, from
+    ``H0 = gamma I`` (``gamma = s'y / y'y`` of the latest pair), or, with ``block =
+    (slice, M)``, from ``H0 = blockdiag(gamma I, M)`` (:func:`minimize_on_host`; ``gamma``
+    then from the pair's coordinates outside the slice). With no pairs, ``gamma`` scales
+    the gradient so that no entry of ``theta`` outside the slice moves by more than 0.1,
+    nor the entry that moves most by more than half its distance to 0: a step onto
+    ``theta_j = 0`` (a start of 0.1 moved by 0.1) would land where the gradient in
+    ``theta_j`` vanishes by symmetry, and stay there."""
+    other = np.ones(g.shape[0], dtype=bool)
+    if block is not None:
+        other[block[0]] = False
+
+    def h0(q, gamma):
+        r = gamma * q
+        if block is not None:
+            sl, M = block
+            r[sl] = M @ q[sl]
+        return r
+
     if not pairs:
-        j = int(np.argmax(np.abs(g)))
-        gmax = abs(g[j])
+        go = np.where(other, g, 0.0)
+        j = int(np.argmax(np.abs(go)))
+        gmax = abs(go[j])
         move = min(0.1, 0.5 * abs(x[j])) if x[j] != 0 else 0.1
-        return -g * (move / gmax if np.isfinite(gmax) and gmax > 0 else 1.0)
+        return -h0(g, move / gmax if np.isfinite(gmax) and gmax > 0 else 1.0)
     q = g.copy()
     saved = []
     for s, y in reversed(pairs):
@@ -282,7 +328,10 @@ def _direction(g: np.ndarray, pairs, x: np.ndarray) -> np.ndarray:
         q -= a * y
         saved.append((a, rho, s, y))
     s, y = pairs[-1]
-    r = (s @ y) / (y @ y) * q
+    so, yo = s[other], y[other]
+    sy, yy = so @ yo, yo @ yo
+    gamma = sy / yy if sy > 0 and yy > 0 else (s @ y) / (y @ y)
+    r = h0(q, gamma)
     for a, rho, s, y in reversed(saved):
         r += s * (a - rho * (y @ r))
     return -r

@@ -76,16 +76,39 @@ def _small_grad(f, g, gtol, factor=1.0):
     return jnp.max(jnp.abs(g)) <= factor * gtol * (1.0 + jnp.abs(f))
 
 
-def _first_direction(g, x):
-    j = jnp.argmax(jnp.abs(g))
-    gmax = jnp.abs(g[j])
+def _outside(g, block):
+    """True on the coordinates outside ``block``'s slice (all of them without a block
+    in use)."""
+    other = jnp.ones(g.shape, dtype=bool)
+    if block is None:
+        return other
+    sl, _, use = block
+    return other.at[sl].set(~use)
+
+
+def _h0(q, gamma, block):
+    """``H0 q``: ``gamma q``; with ``block = (slice, M, use)`` in use, ``M q`` on the
+    slice."""
+    r = gamma * q
+    if block is None:
+        return r
+    sl, M, use = block
+    return r.at[sl].set(jnp.where(use, M @ q[sl], r[sl]))
+
+
+def _first_direction(g, x, block=None):
+    go = jnp.where(_outside(g, block), g, 0.0)
+    j = jnp.argmax(jnp.abs(go))
+    gmax = jnp.abs(go[j])
     move = jnp.where(x[j] != 0, jnp.minimum(0.1, 0.5 * jnp.abs(x[j])), 0.1)
-    return -g * jnp.where(jnp.isfinite(gmax) & (gmax > 0), move / gmax, 1.0)
+    return -_h0(g, jnp.where(jnp.isfinite(gmax) & (gmax > 0), move / gmax, 1.0), block)
 
 
-def _direction(g, x, S, Y, count, head):
+def _direction(g, x, S, Y, count, head, block=None):
     """``-H g`` by the two-loop recursion over the ``count`` newest pairs of the ring
-    ``(S, Y)`` (newest at ``head - 1``); the scaled gradient without pairs."""
+    ``(S, Y)`` (newest at ``head - 1``), from ``H0 = gamma I`` or, with ``block = (slice,
+    M, use)`` where ``use``, ``blockdiag(gamma I, M)`` (the host optimiser's
+    ``block_inverse``); the scaled gradient without pairs."""
     q = g
     saved = []
     for j in range(_MEMORY):
@@ -98,10 +121,15 @@ def _direction(g, x, S, Y, count, head):
         saved.append((a, rho, s, y))
     newest = (head - 1) % _MEMORY
     s, y = S[newest], Y[newest]
-    r = (s @ y) / jnp.where(count > 0, y @ y, 1.0) * q
+    other = _outside(g, block)
+    so, yo = jnp.where(other, s, 0.0), jnp.where(other, y, 0.0)
+    sy, yy = so @ yo, yo @ yo
+    ok = (sy > 0) & (yy > 0)
+    gamma = jnp.where(ok, sy / jnp.where(ok, yy, 1.0), (s @ y) / jnp.where(count > 0, y @ y, 1.0))
+    r = _h0(q, gamma, block)
     for a, rho, s, y in reversed(saved):
         r = r + s * (a - rho * (y @ r))
-    return jnp.where(count > 0, -r, _first_direction(g, x))
+    return jnp.where(count > 0, -r, _first_direction(g, x, block))
 
 
 class StepwiseState(NamedTuple):
@@ -169,9 +197,14 @@ def stepwise_step(
     gtol: float = 1e-10,
     ftol: float = 1e-15,
     patience: int = 3,
+    block_inverse=None,
 ) -> StepwiseState:
     """One evaluation and what follows from it (module docstring): accept the trial and
-    choose the next direction, or shrink or expand the step. ``maxiter`` may be traced."""
+    choose the next direction, or shrink or expand the step. ``maxiter`` may be traced.
+    ``block_inverse = (slice, aux -> M)``: ``M``, an approximate inverse Hessian on the
+    slice's coordinates at the point whose ``aux`` it reads, starts the recursion there
+    (``_direction``; the host optimiser's ``block_inverse``); where ``M`` is not finite,
+    the plain ``gamma I``."""
     dtype = st.x.dtype
     big = jnp.asarray(jnp.inf, dtype)
     start = st.nev == 0
@@ -205,10 +238,16 @@ def stepwise_step(
     Y = jnp.where(keep, st.Y.at[st.head].set(y), st.Y)
     head = jnp.where(keep, (st.head + 1) % _MEMORY, st.head)
     count = jnp.where(keep, jnp.minimum(st.count + 1, _MEMORY), st.count)
-    d_new = _direction(g_n, x_n, S, Y, count, head)
+    block = None
+    if block_inverse is not None:
+        sl, inverse_of = block_inverse
+        M = inverse_of(aux_n)
+        use = jnp.all(jnp.isfinite(M))
+        block = (sl, jnp.where(use, 0.5 * (M + M.T), 0.0), use)
+    d_new = _direction(g_n, x_n, S, Y, count, head, block)
     descent = g_n @ d_new < 0
     count = jnp.where(descent, count, 0)  # not a descent direction: forget the pairs
-    d_new = jnp.where(descent, d_new, _first_direction(g_n, x_n))
+    d_new = jnp.where(descent, d_new, _first_direction(g_n, x_n, block))
     it = st.it + jnp.where(start, 0, 1)
     stall = jnp.where(~start & (jnp.abs(f - f_n) / (1.0 + jnp.abs(f_n)) <= ftol), st.stall + 1, 0)
     finite_n = jnp.isfinite(f_n) & jnp.all(jnp.isfinite(g_n))
@@ -278,12 +317,21 @@ def minimize_stepwise(
     gtol: float = 1e-10,
     ftol: float = 1e-15,
     patience: int = 3,
+    block_inverse=None,
 ) -> StepwiseResult:
     """Minimise ``evaluate``'s value from ``x0`` (module docstring), inside ``jit`` and
-    ``vmap``."""
+    ``vmap``; ``block_inverse`` as :func:`stepwise_step`'s."""
 
     def step(st):
-        return stepwise_step(evaluate, st, maxiter=maxiter, gtol=gtol, ftol=ftol, patience=patience)
+        return stepwise_step(
+            evaluate,
+            st,
+            maxiter=maxiter,
+            gtol=gtol,
+            ftol=ftol,
+            patience=patience,
+            block_inverse=block_inverse,
+        )
 
     st = jax.lax.while_loop(is_running, step, stepwise_start(x0, aux0))
     return stepwise_result(st, gtol)

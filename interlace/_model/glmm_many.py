@@ -49,7 +49,7 @@ from .._core.pirls import cold_start, laplace, pirls, warm_start
 from .._core.stepwise import is_running, stepwise_result, stepwise_start, stepwise_step
 from .._core.theta import diagonal_mask, normalize_signs, to_internal, to_user
 from .glmm_design import GlmmDesign
-from .glmm_estimate import GlmmProblem, runaway_suspects, separated_columns
+from .glmm_estimate import BETA_VARIANCE_CAP, GlmmProblem, runaway_suspects, separated_columns
 
 __all__ = [
     "GlmmBatch",
@@ -107,6 +107,15 @@ class _Report(NamedTuple):
     iterations: jnp.ndarray
 
 
+def _beta_block(aux) -> jnp.ndarray:
+    """``(R_X'R_X)^-1 / 2`` of a lane's last accepted point (``aux[3]``), eigenvalues
+    capped at ``BETA_VARIANCE_CAP`` (``GlmmProblem.beta_inverse_hessian``); not finite
+    where it is not (then the lane's optimiser ignores it)."""
+    M = 0.5 * aux[3]
+    lam, V = jnp.linalg.eigh(0.5 * (M + M.T))
+    return (V * jnp.minimum(lam, BETA_VARIANCE_CAP)) @ V.T
+
+
 @partial(jit, static_argnames=("family", "n_theta", "joint"), options=NO_YNN_FUSIONS)
 def _advance(Y, X0, fresh, state, ma, data, rule, *, family, n_theta, joint, maxiter, return_at):
     """Run the lanes' minimisations side by side until ``return_at`` of them have stopped
@@ -124,7 +133,12 @@ def _advance(Y, X0, fresh, state, ma, data, rule, *, family, n_theta, joint, max
 
     def start_lane(y, x0):
         eta0 = data.offset + family.linkfun(family.start_mu(y, w))  # lme4's start
-        aux0 = (cold_start(eta0, ma), jnp.zeros(p, eta0.dtype), jnp.zeros((), eta0.dtype))
+        aux0 = (
+            cold_start(eta0, ma),
+            jnp.zeros(p, eta0.dtype),
+            jnp.zeros((), eta0.dtype),
+            jnp.zeros((p, p), eta0.dtype),
+        )
         return stepwise_start(x0, aux0)
 
     def step_lane(st, y, constant):
@@ -151,12 +165,20 @@ def _advance(Y, X0, fresh, state, ma, data, rule, *, family, n_theta, joint, max
                 lp = laplace(
                     theta, ma, family, d._replace(size=size), modes.eta, beta, rule, not joint
                 )
-                return lp.value, (warm_start(lp.modes, start_at.eta), lp.modes.beta, lp.dev_sum)
+                return lp.value, (
+                    warm_start(lp.modes, start_at.eta),
+                    lp.modes.beta,
+                    lp.dev_sum,
+                    lp.fe_cov,
+                )
 
             (v, aux_new), grad = jax.value_and_grad(value, has_aux=True)(xr)
             return xr, v, grad, aux_new
 
-        return stepwise_step(evaluate, st, maxiter=maxiter)
+        # a Laplace lane's recursion starts from (R_X'R_X)^-1 / 2 on beta_s, its
+        # eigenvalues capped (GlmmProblem.beta_inverse_hessian)
+        block = None if joint else (slice(n_theta, n_theta + p), _beta_block)
+        return stepwise_step(evaluate, st, maxiter=maxiter, block_inverse=block)
 
     def lanewise(mask, new, old):
         return jax.tree.map(
@@ -262,7 +284,7 @@ def fit_glmm_many(
     X_lanes = X0[owner].astype(np.float64)
     fresh = np.ones(lanes, dtype=bool)
     # a placeholder state of the lanes' shapes (every lane is fresh in the first call)
-    aux = (cold_start(np.zeros(n), prob.ma), np.zeros(p), np.zeros(()))
+    aux = (cold_start(np.zeros(n), prob.ma), np.zeros(p), np.zeros(()), np.zeros((p, p)))
     shapes = jax.eval_shape(jax.vmap(lambda x0: stepwise_start(x0, aux)), X_lanes)
     state = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes)
     while True:
