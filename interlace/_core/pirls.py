@@ -398,7 +398,8 @@ class Laplace(NamedTuple):
     """The Laplace deviance at ``theta`` (and ``beta``) and what it was computed from."""
 
     value: jnp.ndarray  # lme4's objective, -2 logLik: -2 sum log p(y_i | u) + |u|^2 + ldL2
-    # (nAGQ > 1: sum d_i + |u|^2 + ldL2 - 2 sum_l log m_l, quadrature_correction)
+    # (nAGQ > 1: sum d_i + |u|^2 + ldL2 - 2 sum_l log m_l, quadrature_correction; with a
+    # negative binomial's size estimated, -2 sum log p(y_i | u) in place of sum d_i)
     modes: Modes
     dev_sum: jnp.ndarray  # sum of deviance residuals at the modes
     log_density: jnp.ndarray  # -2 sum log p(y_i | u) with all constants
@@ -445,9 +446,16 @@ def laplace(
     LXinv = linalg.tril_inverse(LX)
     fe_cov = LXinv.T @ LXinv  # the solve's columns are ma.X's as they are
     value = log_density + usq + ld_l2
-    if quadrature is not None:  # lme4's quadrature deviance is on the deviance residuals
+    if quadrature is not None:
         correction = quadrature_correction(theta, ma, family, data, modes, cp, quadrature)
-        agq = dev + usq + ld_l2 + correction
+        # lme4's quadrature deviance is on the deviance residuals. Those leave out the
+        # terms of the density in y and a negative binomial's size alone, so with the size
+        # estimated they have no optimum in it (the size runs to 0, the value to 0;
+        # glmer.nb's size stops at its search bound): then the full density, the
+        # quadrature approximation of -2 log L itself (the correction depends on the
+        # densities' ratios only, the same on either scale)
+        base = log_density if family.estimates_size else dev
+        agq = base + usq + ld_l2 + correction
         value = agq if fixed is True else jnp.where(fixed, agq, value)
     return Laplace(value, modes, dev, log_density, usq, ld_l2, fe_cov)
 
