@@ -162,27 +162,30 @@ class _Profiler:
 
     # --- the objective in profile coordinates ------------------------------------------
     def _value(self, theta_user, beta_s):
-        """``(value, grad in user theta, grad in beta_s)`` of the fit's objective."""
+        """``(value, grad in user theta, grad in beta_s, M)`` of the fit's objective, with
+        ``M`` the inverse Hessian's ``beta_s`` block its optimiser starts from
+        (``GlmmProblem.beta_inverse_hessian``)."""
         order = self.prob.order
         x = np.concatenate([to_internal(theta_user, self.ks, order), beta_s, self.extra])
-        value, grad, _ = self.objective(x)
+        value, grad, lp = self.objective(x)
         g_theta = to_user(np.asarray(grad[: self.n_theta]), self.ks, order)
-        return value, g_theta, np.asarray(grad[self.n_theta : self.n_theta + self.p])
+        M = self.prob.beta_inverse_hessian(lp)[1]
+        return value, g_theta, np.asarray(grad[self.n_theta : self.n_theta + self.p]), M
 
-    def _minimize(self, fun, start, reopen) -> tuple[float, np.ndarray]:
+    def _minimize(self, fun, start, reopen, block=None) -> tuple[float, np.ndarray]:
         """The constrained optimum from ``start``; where ``start`` or that optimum has a
         variance component at its boundary, also from ``reopen(optimum)`` (those
         components moved inside), keeping the lower. At ``sd = 0`` the gradient in
         that component is 0, so a refit started there never leaves it, even where
         the constrained optimum has it well inside (a singular fit's other profiles)."""
         with single_blas_thread():
-            opt, _ = minimize_on_host(fun, start)
+            opt, _ = minimize_on_host(fun, start, block_inverse=block)
             value, x = float(opt.deviance), np.asarray(opt.theta)
             again = reopen(x)
             if again is None:
                 again = reopen(np.asarray(start))
             if again is not None:
-                opt2, _ = minimize_on_host(fun, again)
+                opt2, _ = minimize_on_host(fun, again, block_inverse=block)
                 if float(opt2.deviance) < value or not np.isfinite(value):
                     value, x = float(opt2.deviance), np.asarray(opt2.theta)
         if np.isfinite(value):
@@ -225,11 +228,13 @@ class _Profiler:
                 z = self.z_hat.copy()
                 z[free_z], z[i] = w[:nz], zi
                 theta, jac = self._theta_and_jacobian(jnp.asarray(z))
-                value, g_theta, g_beta = self._value(np.asarray(theta), w[nz:])
+                value, g_theta, g_beta, M = self._value(np.asarray(theta), w[nz:])
                 g_z = np.asarray(jac).T @ g_theta
-                return value, np.concatenate([g_z[free_z], g_beta]), None
+                return value, np.concatenate([g_z[free_z], g_beta]), M
 
-            return self._minimize(fun, start, reopen)
+            # beta_s is among the free coordinates as it is: the block as the fit's
+            sl = slice(nz, nz + self.p)
+            return self._minimize(fun, start, reopen, block=lambda M: (sl, M))
 
         sd_free = np.flatnonzero(self.is_sd[free_z])
         cor_free = np.flatnonzero(~self.is_sd[free_z])
@@ -263,10 +268,23 @@ class _Profiler:
 
             def fun(w):
                 beta_s = a * v + N @ w[nt:]
-                value, g_theta, g_beta = self._value(w[:nt], beta_s)
-                return value, np.concatenate([g_theta, N.T @ g_beta]), None
+                value, g_theta, g_beta, M = self._value(w[:nt], beta_s)
+                return value, np.concatenate([g_theta, N.T @ g_beta]), M
 
-            return self._minimize(fun, start, reopen)
+            return self._minimize(fun, start, reopen, block=block)
+
+        sl = slice(nt, nt + self.p - 1)
+
+        def block(M):
+            """The block in the coordinates ``w = N' beta_s``: the inverse of ``N' M^-1 N``
+            (the Hessian ``M^-1`` restricted to g's complement); None where ``M`` is
+            singular or not finite (then the plain start)."""
+            if self.p == 1 or not np.all(np.isfinite(M)):
+                return None
+            try:
+                return sl, np.linalg.inv(N.T @ np.linalg.solve(M, N))
+            except np.linalg.LinAlgError:
+                return None
 
         diagonal = np.flatnonzero(diagonal_mask(self.ks))
 
