@@ -162,15 +162,18 @@ class _Profiler:
 
     # --- the objective in profile coordinates ------------------------------------------
     def _value(self, theta_user, beta_s):
-        """``(value, grad in user theta, grad in beta_s, M)`` of the fit's objective, with
-        ``M`` the inverse Hessian's ``beta_s`` block its optimiser starts from
-        (``GlmmProblem.beta_inverse_hessian``)."""
+        """``(value, grad in user theta, grad in beta_s, Laplace record)`` of the fit's
+        objective (the record gives the optimiser's block: :meth:`_beta_block`)."""
         order = self.prob.order
         x = np.concatenate([to_internal(theta_user, self.ks, order), beta_s, self.extra])
         value, grad, lp = self.objective(x)
         g_theta = to_user(np.asarray(grad[: self.n_theta]), self.ks, order)
-        M = self.prob.beta_inverse_hessian(lp)[1]
-        return value, g_theta, np.asarray(grad[self.n_theta : self.n_theta + self.p]), M
+        return value, g_theta, np.asarray(grad[self.n_theta : self.n_theta + self.p]), lp
+
+    def _beta_block(self, lp) -> np.ndarray:
+        """The inverse Hessian's ``beta_s`` block the optimiser starts from, once per
+        iteration (``GlmmProblem.beta_inverse_hessian``)."""
+        return self.prob.beta_inverse_hessian(lp)[1]
 
     def _minimize(self, fun, start, reopen, block=None) -> tuple[float, np.ndarray]:
         """The constrained optimum from ``start``; where ``start`` or that optimum has a
@@ -228,13 +231,13 @@ class _Profiler:
                 z = self.z_hat.copy()
                 z[free_z], z[i] = w[:nz], zi
                 theta, jac = self._theta_and_jacobian(jnp.asarray(z))
-                value, g_theta, g_beta, M = self._value(np.asarray(theta), w[nz:])
+                value, g_theta, g_beta, lp = self._value(np.asarray(theta), w[nz:])
                 g_z = np.asarray(jac).T @ g_theta
-                return value, np.concatenate([g_z[free_z], g_beta]), M
+                return value, np.concatenate([g_z[free_z], g_beta]), lp
 
             # beta_s is among the free coordinates as it is: the block as the fit's
             sl = slice(nz, nz + self.p)
-            return self._minimize(fun, start, reopen, block=lambda M: (sl, M))
+            return self._minimize(fun, start, reopen, block=lambda lp: (sl, self._beta_block(lp)))
 
         sd_free = np.flatnonzero(self.is_sd[free_z])
         cor_free = np.flatnonzero(~self.is_sd[free_z])
@@ -268,17 +271,18 @@ class _Profiler:
 
             def fun(w):
                 beta_s = a * v + N @ w[nt:]
-                value, g_theta, g_beta, M = self._value(w[:nt], beta_s)
-                return value, np.concatenate([g_theta, N.T @ g_beta]), M
+                value, g_theta, g_beta, lp = self._value(w[:nt], beta_s)
+                return value, np.concatenate([g_theta, N.T @ g_beta]), lp
 
             return self._minimize(fun, start, reopen, block=block)
 
         sl = slice(nt, nt + self.p - 1)
 
-        def block(M):
+        def block(lp):
             """The block in the coordinates ``w = N' beta_s``: the inverse of ``N' M^-1 N``
             (the Hessian ``M^-1`` restricted to g's complement); None where ``M`` is
             singular or not finite (then the plain start)."""
+            M = self._beta_block(lp)
             if self.p == 1 or not np.all(np.isfinite(M)):
                 return None
             try:

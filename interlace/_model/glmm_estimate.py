@@ -229,6 +229,15 @@ def _evaluate(x, fixed, start, ma: ModelArrays, data: GlmmData, rule, *, family,
 BETA_VARIANCE_CAP = 10.0
 
 
+def capped_beta_block(fe_cov, xp=np):
+    """``(R_X'R_X)^-1 / 2`` with its eigenvalues capped at :data:`BETA_VARIANCE_CAP`
+    (numpy, or ``xp=jnp`` inside a compiled lane); a non-finite ``fe_cov`` gives a
+    non-finite block, which the optimisers ignore."""
+    M = 0.5 * fe_cov
+    lam, V = xp.linalg.eigh(0.5 * (M + M.T))
+    return (V * xp.minimum(lam, BETA_VARIANCE_CAP)) @ V.T
+
+
 def shared_fixed_width(p: int) -> int:
     """Fixed-effect columns the model arrays of a ``p``-column model hold: ``p`` rounded
     up to 4, 8, 16 or 32, or to a multiple of 16 beyond. The extra columns are zero
@@ -366,10 +375,9 @@ class GlmmProblem:
         (:func:`~interlace._core.optimize.minimize_on_host`): VerbAgg's Laplace fit took
         15 evaluations instead of 23, bench_glmm's Poisson model 43 instead of 72, with
         the same optima. Its eigenvalues are capped at :data:`BETA_VARIANCE_CAP`."""
-        M = 0.5 * np.asarray(lp.fe_cov)
-        if np.all(np.isfinite(M)):  # else the optimiser ignores it
-            lam, V = np.linalg.eigh(0.5 * (M + M.T))
-            M = (V * np.minimum(lam, BETA_VARIANCE_CAP)) @ V.T
+        fe_cov = np.asarray(lp.fe_cov)
+        # a non-finite block is passed on as it is: the optimiser ignores it
+        M = capped_beta_block(fe_cov) if np.all(np.isfinite(fe_cov)) else 0.5 * fe_cov
         return slice(self.n_theta, self.n_theta + self.p), M
 
     def extra0(self) -> np.ndarray:

@@ -49,7 +49,7 @@ from .._core.pirls import cold_start, laplace, pirls, warm_start
 from .._core.stepwise import is_running, stepwise_result, stepwise_start, stepwise_step
 from .._core.theta import diagonal_mask, normalize_signs, to_internal, to_user
 from .glmm_design import GlmmDesign
-from .glmm_estimate import BETA_VARIANCE_CAP, GlmmProblem, runaway_suspects, separated_columns
+from .glmm_estimate import GlmmProblem, capped_beta_block, runaway_suspects, separated_columns
 
 __all__ = [
     "GlmmBatch",
@@ -108,12 +108,9 @@ class _Report(NamedTuple):
 
 
 def _beta_block(aux) -> jnp.ndarray:
-    """``(R_X'R_X)^-1 / 2`` of a lane's last accepted point (``aux[3]``), eigenvalues
-    capped at ``BETA_VARIANCE_CAP`` (``GlmmProblem.beta_inverse_hessian``); not finite
-    where it is not (then the lane's optimiser ignores it)."""
-    M = 0.5 * aux[3]
-    lam, V = jnp.linalg.eigh(0.5 * (M + M.T))
-    return (V * jnp.minimum(lam, BETA_VARIANCE_CAP)) @ V.T
+    """A lane's capped ``(R_X'R_X)^-1 / 2`` at its last accepted point (``aux[3]``;
+    ``capped_beta_block``, ``GlmmProblem.beta_inverse_hessian``)."""
+    return capped_beta_block(aux[3], jnp)
 
 
 @partial(jit, static_argnames=("family", "n_theta", "joint"), options=NO_YNN_FUSIONS)
