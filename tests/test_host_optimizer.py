@@ -18,6 +18,7 @@ from interlace._core.optimize import (
     STOP_GRADIENT,
     STOP_MAXITER,
     STOP_NONFINITE,
+    STOP_STALLED,
     minimize_deviance,
     minimize_on_host,
 )
@@ -255,3 +256,26 @@ def test_an_unusable_inverse_block_falls_back_to_the_plain_start():
     calls.clear()
     minimize_on_host(fun, np.full(4, 0.5), block_inverse=lambda aux: None)
     assert all(np.array_equal(g, w) for g, w in zip(calls, plain)) and len(calls) == len(plain)
+
+
+def test_a_step_that_cannot_move_x_ends_the_search():
+    """A stiff coordinate (curvature 1e12, as a count model's intercept with counts near
+    1e5) whose gradient carries rounding of 1e-3 and whose value carries 1e-13 relative:
+    near the minimum the line search accepts steps too short to move ``x`` (no worse
+    within rounding), and as the value's last digits changed at each one, the stall rule
+    never fired: the search ran to ``maxiter`` (500 iterations, 6,052 evaluations). A
+    step that leaves ``x`` as it was now stops it, stalled, at the minimum to rounding."""
+    rng = np.random.default_rng(3)
+    c, h = 12.146337531, 1e12
+
+    def f(x):
+        return float(1e3 + 0.5 * h * (x[0] - c) ** 2 + rng.uniform(-1e-10, 1e-10))
+
+    def g(x):
+        return np.array([h * (x[0] - c) + rng.uniform(-1e-3, 1e-3)])
+
+    fun, calls = _numpy_fun(f, g)
+    opt, _ = minimize_on_host(fun, np.array([12.0]))
+    assert opt.stop == STOP_STALLED
+    np.testing.assert_allclose(opt.theta, [c], rtol=1e-14)
+    assert len(calls) <= 50

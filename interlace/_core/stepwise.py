@@ -42,7 +42,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .optimize import STOP_GRADIENT, STOP_MAXITER, STOP_NONFINITE, STOP_STALLED
+from .optimize import STOP_GRADIENT, STOP_MAXITER, STOP_NONFINITE, STOP_STALLED, not_a_step
 
 __all__ = [
     "StepwiseResult",
@@ -258,7 +258,10 @@ def stepwise_step(
             _small_grad(f_n, g_n, gtol),
             STOP_GRADIENT,
             jnp.where(
-                stall >= patience,
+                # a step that leaves x as it was (too short to move it beyond its last
+                # digits, accepted as no worse within rounding) ends the search: as the
+                # host's
+                (stall >= patience) | (~start & not_a_step(x_n - st.x, st.x, jnp)),
                 STOP_STALLED,
                 jnp.where(it >= maxiter, STOP_MAXITER, _RUNNING),
             ),
