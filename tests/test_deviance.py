@@ -342,6 +342,22 @@ def test_update_pairs_against_brute_force():
         np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.parametrize("bound, n", [(10, 5), (1_000, 50_000), (5_000, 300), (1 << 22, 1_000)])
+def test_unique_keys_equal_numpys_unique(bound, n):
+    """The table of present keys (small ``bound``) and the sort (large ``bound``: the last
+    case) give ``np.unique(keys, return_inverse=True)`` exactly, for 1-d and 2-d keys of
+    either integer width: layouts built from them are unchanged."""
+    from interlace._core.crossprod import unique_keys
+
+    keys = np.random.default_rng(bound).integers(0, bound, n)
+    for k in (keys, keys.astype(np.int32), keys.reshape(-1, 5)):
+        got_keys, got_inverse = unique_keys(k, bound)
+        want_keys, want_inverse = np.unique(k.ravel(), return_inverse=True)
+        assert got_keys.dtype == want_keys.dtype
+        np.testing.assert_array_equal(got_keys, want_keys)
+        np.testing.assert_array_equal(got_inverse, want_inverse)
+
+
 def test_cross_products_of_by_blocks_and_by_pairs_agree():
     """``cross_products_of`` forms ``[X y]``'s blocks densely when every level of term 1
     meets them (``ModelArrays.xy_pos``) and scatters every within-row pair otherwise:

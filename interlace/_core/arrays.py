@@ -34,6 +34,7 @@ from .crossprod import (
     index_array,
     outer_products,
     split_update,
+    unique_keys,
 )
 from .standardize import Standardization, standardize
 from .theta import to_internal, to_user
@@ -146,7 +147,7 @@ def model_arrays_from(
     m = row_cols.shape[1]
     pair_a, pair_b = (np.asarray(v) for v in zip(*[(a, b) for a in range(m) for b in range(a + 1)]))
     keys = codes[0][:, None] * t + row_cols
-    stored, pos = np.unique(keys.ravel(), return_inverse=True)
+    stored, pos = unique_keys(keys, nlev[0] * t)
     lev, col = stored // t, stored % t
     indptr = np.concatenate([[0], np.cumsum(np.bincount(lev, minlength=nlev[0]))])
     upd_level, upd_flat, upd_k, upd_k2, _, heavy_entry, _ = split_update(

@@ -56,6 +56,7 @@ __all__ = [
     "on_device",
     "update_pairs",
     "outer_products",
+    "unique_keys",
 ]
 
 
@@ -175,6 +176,22 @@ def on_device(tree):
     device in one ``device_put``: one call for all leaves costs a third of a call per
     leaf (~0.1 ms each, a few dozen leaves per model), and compiles nothing."""
     return jax.device_put(tree)
+
+
+def unique_keys(keys: np.ndarray, bound: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_inverse=True)`` for integer keys in ``[0, bound)``: by a
+    table of the keys present (linear time) where ``bound`` is at most eight times the
+    number of keys (or 2^20), by sorting otherwise. The same arrays either way; the
+    table spares building a model's layout the sort of its ``n x m`` keys (5 of a
+    VerbAgg GLMM's 40 ms of host set-up)."""
+    keys = np.asarray(keys).ravel()
+    if bound > max(8 * keys.shape[0], 1 << 20):
+        return np.unique(keys, return_inverse=True)
+    present = np.zeros(bound, dtype=bool)
+    present[keys] = True
+    stored = np.flatnonzero(present)
+    rank = np.cumsum(present, dtype=np.int64) - 1
+    return stored.astype(keys.dtype, copy=False), rank[keys]
 
 
 def flat_index(a, b, t: int):
@@ -411,7 +428,7 @@ def _first_by_tail(tm: _Terms, XY: np.ndarray, p: int):
     lev, col, vec = [], [], []
     for r in range(1, len(tm.codes)):
         o, q, k = tm.offsets[r - 1], tm.nlev[r], tm.ks[r]
-        key, inverse = np.unique(tm.codes[0] * q + tm.codes[r], return_inverse=True)
+        key, inverse = unique_keys(tm.codes[0] * q + tm.codes[r], q1 * q)
         for jj in range(k):
             v = np.stack(
                 [
