@@ -65,10 +65,24 @@ def _namespace(a):
     return jnp, ndtr, ndtri
 
 
-def _xlogy_ratio(y, mu):
-    """``y log(y / mu)``, 0 where ``y = 0`` (its limit)."""
+def _xlogy_ratio(y, mu, difference=None):
+    """``y log(y / mu)``, 0 where ``y = 0`` (its limit); ``difference``: ``y - mu`` as the
+    caller has it exactly (default: computed here).
+
+    Where ``y`` is within half of ``mu``, as ``y log1p((y - mu) / mu)``: the quotient
+    ``y / mu`` near 1 is rounded to 1e-16 absolute, which ``y`` multiplies, so a count
+    near 7e7 carried 7e-9 of rounding into its deviance residual (of order 1), and a
+    binomial row with 1e7 trials as much; summed over rows, more than the decreases a
+    line search looks for near the optimum (the fits ended on "deviance stopped
+    changing", ``tests/test_glmm_high_counts.py``). The relative difference keeps its
+    digits: 1e-12 there."""
+    if difference is None:
+        difference = y - mu
     safe = jnp.where(y > 0, y, 1.0)
-    return jnp.where(y > 0, y * jnp.log(safe / mu), 0.0)
+    near = jnp.abs(difference) < 0.5 * mu
+    ratio = jnp.where(near, difference / jnp.where(near, mu, 1.0), 0.0)
+    log_ratio = jnp.where(near, jnp.log1p(ratio), jnp.log(safe / mu))
+    return jnp.where(y > 0, y * log_ratio, 0.0)
 
 
 @dataclass(frozen=True)
@@ -149,7 +163,8 @@ class Family:
     def deviance_residuals(self, y, mu, weights, size=None):
         """``d_i`` (module docstring): their sum is the GLM deviance."""
         if self.name == "binomial":
-            return 2.0 * weights * (_xlogy_ratio(y, mu) + _xlogy_ratio(1.0 - y, 1.0 - mu))
+            failures = _xlogy_ratio(1.0 - y, 1.0 - mu, mu - y)
+            return 2.0 * weights * (_xlogy_ratio(y, mu) + failures)
         if self.name == "negative_binomial":
             k = size
             # log1p: (y + k) log((y + k) / (mu + k)) loses every digit once k >> y, mu
