@@ -415,8 +415,25 @@ def _nb_size_terms(y, weights, k):
     series = -0.5 * jnp.log(yb + k) + _stirling_remainder(yb + k) + s_k
     y1 = jnp.where(y > 0, y, 1.0)
     last = jnp.where(y > 0, y * jnp.log1p(k / y1), 0.0)
-    direct = _log_rising_factorial(k, y) - k * jnp.log1p(y / k) - last
+    ys = jnp.where(big, 0.0, y)  # the small-count form where it is used
+    direct = _shifted_rising_factorial(k, ys) - k * jnp.log1p(ys / k) - last
     return -2.0 * weights * jnp.where(big, series, direct)
+
+
+def _shifted_rising_factorial(k, y):
+    """``log G(y + k) - log G(k)`` for small ``y`` and any ``k > 0``, without log-gammas:
+    shifted by 8, ``log G(a) - log G(b)`` (``a = y + k + 8``, ``b = k + 8``) from Stirling's
+    series is ``y log a + (b - 1/2) log(1 + y / b) - y + R(a) - R(b)``, less
+    ``log prod_{j < 8} (y + k + j) / (k + j)``. Each term is of the size of ``y log k``, so
+    it keeps its digits for a size far above the counts (where ``log G(y + k) - log G(k)``
+    cancels), and costs three logarithms instead of five log-gammas (what
+    :func:`_log_rising_factorial` takes, with ``betaln``)."""
+    a, b = y + k + 8.0, k + 8.0
+    ratio = jnp.ones_like(a)
+    for j in range(8):
+        ratio = ratio * ((y + k + j) / (k + j))
+    stirling = y * jnp.log(a) + (b - 0.5) * jnp.log1p(y / b) - y
+    return stirling + _stirling_remainder(a) - _stirling_remainder(b) - jnp.log(ratio)
 
 
 def _nb_data_terms(y, weights, xp, lgamma):
