@@ -394,16 +394,18 @@ def _nb_saturated_density(y, weights, k):
     ``k log k`` against ``log G(k)``). Every term is then of order ``log y`` or ``log k``;
     the log-gammas themselves are of the size of ``y log y``, 5.3e6 for a count of 4.4e5,
     and their rounding, ~1e-9 per row, moved with the size by more than the decreases a
-    line search looks for near the optimum. Below ``y = 8``,
-    :func:`_log_rising_factorial`. (JAX's ``betaln`` would also avoid the large terms, but
-    is off by up to 6e-7 for counts near 10.)"""
+    line search looks for near the optimum. Below ``y = 8``, the log-gammas' difference
+    from the same series shifted by 8 (:func:`_shifted_rising_factorial`). (JAX's
+    ``betaln`` would also avoid the large terms, but is off by up to 6e-7 for counts near
+    10.)"""
     return _nb_size_terms(y, weights, k) + _nb_data_terms(y, weights, jnp, gammaln)
 
 
 def _nb_size_terms(y, weights, k):
     """The part of :func:`_nb_saturated_density` that depends on the size ``k``, per row:
     ``-2 w (-log(y + k) / 2 + R(y + k) + S(k))`` from ``y = 8`` on, below it
-    ``-2 w (log G(y + k) - log G(k) - k log(1 + y / k) - y log(1 + k / y))``."""
+    ``-2 w (log G(y + k) - log G(k) - k log(1 + y / k) - y log(1 + k / y))`` with the
+    log-gammas' difference from :func:`_shifted_rising_factorial`."""
     big = y >= 8.0
     yb = jnp.where(big, y, 8.0)  # the series only where it converges
     kb = jnp.where(k >= 8.0, k, 8.0)
