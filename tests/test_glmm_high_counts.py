@@ -119,6 +119,28 @@ def test_negative_binomial_saturated_terms_keep_their_digits():
             assert float(slope(jnp.asarray(k))) == pytest.approx(want, rel=1e-9, abs=1e-12)
 
 
+@float64_scope
+def test_shifted_rising_factorial_at_fractional_counts():
+    """``log G(y + k) - log G(k)`` from Stirling's series shifted by 8, for fractional and
+    whole counts below 8 (where :func:`_nb_size_terms` uses it) and beyond: against
+    ``math.lgamma``'s difference for sizes up to 100 (1e-12 relative: the log-gammas are
+    below 400 there, their rounding ~1e-13), and against the expansion
+    ``y log k + y (y - 1) / 2k - y (y - 1) (2y - 1) / 12k^2`` for sizes of 1e8 and above,
+    where the log-gammas' difference would have lost every digit (the next term is below
+    1e-17; tolerance 1e-14 relative)."""
+    from interlace._core.family import _shifted_rising_factorial
+
+    for y in (0.0, 0.25, 1.0, 2.5, 3.7, 7.99, 12.5, 40.0):
+        for k in (0.05, 0.3, 1.0, 4.5, 17.25, 100.0):
+            want = math.lgamma(y + k) - math.lgamma(k)
+            got = float(_shifted_rising_factorial(jnp.asarray(k), jnp.asarray(y)))
+            assert got == pytest.approx(want, rel=1e-12, abs=1e-13), (y, k)
+        for k in (1e8, 3.3e11, 1e14):
+            want = y * math.log(k) + y * (y - 1) / (2 * k) - y * (y - 1) * (2 * y - 1) / (12 * k * k)
+            got = float(_shifted_rising_factorial(jnp.asarray(k), jnp.asarray(y)))
+            assert got == pytest.approx(want, rel=1e-14, abs=1e-15), (y, k)
+
+
 @pytest.mark.parametrize("seed, size", [(2, 5.0), (11, None)])
 def test_a_high_count_negative_binomial_fit_converges_in_few_evaluations(seed, size):
     """Counts near 4.4e5 (to 7e6), overdispersed with size 5 or Poisson (the size then

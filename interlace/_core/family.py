@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import betaln, gammaln, ndtr, ndtri
+from jax.scipy.special import gammaln, ndtr, ndtri
 
 from .._base.errors import ModelSpecError
 
@@ -184,8 +184,13 @@ class Family:
         ``m = round(w)`` trials (``w / m = 1`` for whole trials; rows with ``m = 0`` add
         nothing: lme4's ``binomialDist::aic``); Poisson ``w (y log mu - mu - log y!)``; negative
         binomial ``w (log G(y + k) - log G(k) - log y! + k log(k / (k + mu))
-        + y log(mu / (k + mu)))``."""
-        return self._kernel(y, mu, weights, size) + self._data_terms(y, weights, jnp, gammaln)
+        + y log(mu / (k + mu)))``, taken as its deviance residual plus its saturated density
+        (:func:`_nb_saturated_density`), whose log-gammas' large terms cancel in closed form."""
+        if self.name == "negative_binomial":
+            return self.deviance_residuals(y, mu, weights, size) + _nb_saturated_density(
+                y, weights, size
+            )
+        return self._kernel(y, mu, weights) + self._data_terms(y, weights, jnp, gammaln)
 
     def minus_two_log_likelihood(self, y, mu, weights, size=None, constant=None):
         """``sum_i -2 log p(y_i | mu_i)`` (:meth:`minus_two_log_density` summed), with the
@@ -211,18 +216,18 @@ class Family:
         if constant is None:
             constant = jnp.sum(self._constant_terms(y, weights, jnp, gammaln))
         moving = self.deviance_residuals(y, mu, weights, size)
-        saturated = self._kernel(y, y, weights, size)  # the kernel at mu = y, where d = 0
-        if self.name == "binomial":
-            m, k = jnp.round(weights), jnp.round(weights * y)
-            whole = (m > 0) & (jnp.abs(weights - m) <= 1e-9 * m)
-            whole = whole & (jnp.abs(weights * y - k) <= 1e-9 * m)
-            moving = jnp.where(whole, moving, self._kernel(y, mu, weights, size))
-            saturated = jnp.where(whole, saturated, 0.0)
         if self.name == "negative_binomial":
             # the saturated terms move with the size: their part in the size, in a form
             # without the cancellation of log-gammas (_nb_saturated_density), then the
             # data's part (constant)
             return jnp.sum(moving) + (jnp.sum(_nb_size_terms(y, weights, size)) + constant)
+        saturated = self._kernel(y, y, weights)  # the kernel at mu = y, where d = 0
+        if self.name == "binomial":
+            m, k = jnp.round(weights), jnp.round(weights * y)
+            whole = (m > 0) & (jnp.abs(weights - m) <= 1e-9 * m)
+            whole = whole & (jnp.abs(weights * y - k) <= 1e-9 * m)
+            moving = jnp.where(whole, moving, self._kernel(y, mu, weights))
+            saturated = jnp.where(whole, saturated, 0.0)
         # the large terms in the data alone first (they nearly cancel), then the sum in mu:
         # summed row by row with them, d_i would be rounded to their last place
         return jnp.sum(moving) + (jnp.sum(saturated) + constant)
@@ -251,16 +256,13 @@ class Family:
             return -2.0 * _trial_share(weights, m, xp) * logc
         return 2.0 * weights * lgamma(y + 1.0)
 
-    def _kernel(self, y, mu, weights, size):
-        """:meth:`minus_two_log_density` less :meth:`_data_terms`, per row."""
+    def _kernel(self, y, mu, weights):
+        """:meth:`minus_two_log_density` less :meth:`_data_terms`, per row (binomial and
+        Poisson)."""
         if self.name == "binomial":
             k, m = jnp.round(weights * y), jnp.round(weights)
             ll = _xlogy(k, mu) + _xlogy(m - k, 1.0 - mu)
             return -2.0 * _trial_share(weights, m, jnp) * ll
-        if self.name == "negative_binomial":
-            k = size
-            ll = _log_rising_factorial(k, y) - k * jnp.log1p(mu / k) + _xlogy(y, mu / (k + mu))
-            return -2.0 * weights * ll
         return -2.0 * weights * (_xlogy(y, mu) - mu)
 
     def start_mu(self, y, weights):
@@ -428,8 +430,8 @@ def _shifted_rising_factorial(k, y):
     series is ``y log a + (b - 1/2) log(1 + y / b) - y + R(a) - R(b)``, less
     ``log prod_{j < 8} (y + k + j) / (k + j)``. Each term is of the size of ``y log k``, so
     it keeps its digits for a size far above the counts (where ``log G(y + k) - log G(k)``
-    cancels), and costs three logarithms instead of five log-gammas (what
-    :func:`_log_rising_factorial` takes, with ``betaln``)."""
+    cancels), and costs three logarithms instead of five log-gammas (two, and
+    ``betaln``'s three where ``k >> y``)."""
     a, b = y + k + 8.0, k + 8.0
     ratio = jnp.ones_like(a)
     for j in range(8):
@@ -460,14 +462,3 @@ def _stirling_remainder(x):
     for cj in c[5::-1]:
         acc = cj - r2 * acc
     return r * acc
-
-
-def _log_rising_factorial(k, y):
-    """``log G(y + k) - log G(k)``. The difference of log-gammas loses all precision for
-    ``k >> y`` (both terms near ``k log k``: 0.2 absolute at ``k = 1e14``), a size an
-    optimiser visits on Poisson-like counts; there it is ``log G(y) - log B(y, k)``, whose
-    beta function JAX evaluates without the cancellation (but only to ~1e-10 for small
-    ``k``, so each form where it is accurate)."""
-    y1 = jnp.where(y > 0, y, 1.0)
-    large = jnp.where(y > 0, gammaln(y1) - betaln(y1, k), 0.0)
-    return jnp.where(k < 1e5, gammaln(y + k) - gammaln(k), large)
