@@ -136,7 +136,9 @@ def test_shifted_rising_factorial_at_fractional_counts():
             got = float(_shifted_rising_factorial(jnp.asarray(k), jnp.asarray(y)))
             assert got == pytest.approx(want, rel=1e-12, abs=1e-13), (y, k)
         for k in (1e8, 3.3e11, 1e14):
-            want = y * math.log(k) + y * (y - 1) / (2 * k) - y * (y - 1) * (2 * y - 1) / (12 * k * k)
+            want = (
+                y * math.log(k) + y * (y - 1) / (2 * k) - y * (y - 1) * (2 * y - 1) / (12 * k * k)
+            )
             got = float(_shifted_rising_factorial(jnp.asarray(k), jnp.asarray(y)))
             assert got == pytest.approx(want, rel=1e-14, abs=1e-15), (y, k)
 
