@@ -109,7 +109,7 @@ FOLLOW_UPS = {
     ),
 }
 QUICK = ("verbagg_laplace", "verbagg_agq0")
-TEN_X = ("verbagg_laplace", "verbagg_agq0", "crossed")  # targets: compiled >= 10x glmer
+TEN_X = ("verbagg_laplace", "verbagg_agq0", "crossed", "crossed_agq0")  # compiled >= 10x glmer
 TARGET_SPEEDUP = 10.0
 FACTORS = {
     "warmup": ["g"],
