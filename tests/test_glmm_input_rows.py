@@ -181,6 +181,27 @@ def test_infinite_weight_or_offset_is_refused(data):
         interlace.fit("cbind(s, f) ~ x + (1 | g)", data.assign(s=inf), family="binomial")
 
 
+def test_cbind_negative_counts_name_the_count(data):
+    """A negative success or failure count (``cbind(s, s + f)`` written as if its
+    second argument were the trials, or a miscoded column) names that argument and its
+    rows, not the weights= the user never gave; a missing count is still a dropped row."""
+    trials_as_failures = data.assign(f=data["s"] - (data["s"] + data["f"]))
+    with pytest.raises(
+        DataError,
+        match=r"failures of cbind\(s, f\), f, are negative in \d+ row.*not cbind\(successes, trials\)",
+    ):
+        build_glmm_design(
+            "cbind(s, f) ~ x + (1 | g)", trials_as_failures, None, interlace.binomial()
+        )
+    one = data.assign(s=np.where(data.index == 4, -1.0, data["s"]))
+    with pytest.raises(
+        DataError,
+        match=r"successes of cbind\(s, f\), s, are negative in 1 row\(s\) \(e.g. -1\): "
+        r"both counts must be >= 0\.$",
+    ):
+        build_glmm_design("cbind(s, f) ~ x + (1 | g)", one, None, interlace.binomial())
+
+
 @pytest.mark.parametrize(
     "formula, frame, weights, name",
     [

@@ -115,6 +115,19 @@ def build_glmm_design(
             )
         if np.any(np.isinf(s) | np.isinf(f)):
             raise DataError(f"The counts of {lhs} must be finite; some are infinite.")
+        for what, arg, counts in (("successes", args[0], s), ("failures", args[1], f)):
+            negative = np.asarray(counts < 0)  # NaN (a missing count) compares False
+            if negative.any():
+                raise DataError(
+                    f"The {what} of {lhs}, {arg.strip()}, are negative in "
+                    f"{int(negative.sum())} row(s) (e.g. {counts[negative][0]:g}): both "
+                    "counts must be >= 0"
+                    + (
+                        " (cbind(successes, failures), not cbind(successes, trials))."
+                        if what == "failures"
+                        else "."
+                    )
+                )
         trials = s + f  # NaN where a count is missing: the row is dropped
         y = np.where(trials > 0, s / np.where(trials > 0, trials, 1.0), 0.0)
         y[np.isnan(trials)] = np.nan
