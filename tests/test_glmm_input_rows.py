@@ -143,6 +143,28 @@ def test_response_coded_over_the_rows_used(data, kind):
     dropped_warning(messages, ["x"])
 
 
+@pytest.mark.parametrize("kind", ["categorical", "string"])
+def test_a_response_of_more_than_two_levels_warns_that_they_are_pooled(data, kind):
+    """Three levels among the rows used: the first is failure and the others success (as
+    glm and glmer code them), with a warning naming them; two levels used of a
+    categorical's three declared are coded silently."""
+    yc = np.where(data["y"] == 1, "yes", "no").astype(object)
+    yc[:5] = "maybe"
+    a = data.assign(yc=pd.Categorical(yc) if kind == "categorical" else yc)
+    with pytest.warns(
+        UserWarning, match=r"'yc' has 3 levels: 'maybe' is coded as failure.*'no', 'yes'"
+    ):
+        glmm = build_glmm_design("yc ~ x + (1 | g)", a, None, interlace.binomial())
+    np.testing.assert_array_equal(glmm.design.y, (yc != "maybe").astype(float))
+    two = data.assign(
+        yc=pd.Categorical(np.where(data["y"] == 1, "yes", "no"), ["maybe", "no", "yes"])
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        glmm = build_glmm_design("yc ~ x + (1 | g)", two, None, interlace.binomial())
+    np.testing.assert_array_equal(glmm.design.y, data["y"].to_numpy(float))
+
+
 @pytest.mark.parametrize("as_column", [True, False], ids=["column", "array"])
 def test_missing_weight_drops_the_row(data, as_column):
     w = np.where(data.index == 3, np.nan, 1.0)

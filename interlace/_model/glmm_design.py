@@ -66,11 +66,14 @@ class GlmmDesign(NamedTuple):
 def _binary_codes(col: pd.Series, name: str) -> np.ndarray:
     """A boolean, factor or string response as 0/1: the first level that occurs (R's
     factor order; call it with the rows the model uses) is failure, every other level
-    success."""
+    success. More than two levels are pooled so, as glm and glmer do, with a warning that
+    names them (a response coded with one level too many is a common slip)."""
     if pd.api.types.is_bool_dtype(col):
         return col.astype(float).to_numpy()
     if isinstance(col.dtype, pd.CategoricalDtype):
-        codes = col.cat.remove_unused_categories().cat.codes.to_numpy()
+        col = col.cat.remove_unused_categories()
+        _warn_pooled(list(col.cat.categories), name)
+        codes = col.cat.codes.to_numpy()
         return np.where(codes < 0, np.nan, (codes > 0).astype(float))
     levels = sorted(col.dropna().unique(), key=str)
     if len(levels) < 2:
@@ -78,7 +81,20 @@ def _binary_codes(col: pd.Series, name: str) -> np.ndarray:
             f"The binomial response {name!r} has a single value ({levels[0] if levels else 'none'}"
             "): there is nothing to fit."
         )
+    _warn_pooled(levels, name)
     return np.where(col.isna(), np.nan, (col != levels[0]).astype(float))
+
+
+def _warn_pooled(levels: list, name: str) -> None:
+    if len(levels) > 2:
+        shown = ", ".join(repr(v) for v in levels[1:6]) + (", ..." if len(levels) > 6 else "")
+        warnings.warn(
+            f"The binomial response {name!r} has {len(levels)} levels: {levels[0]!r} is "
+            f"coded as failure and every other level ({shown}) as success, as glm and glmer "
+            "do. Recode it to two levels (or 0/1) if that is not the outcome you mean.",
+            UserWarning,
+            stacklevel=_STACK + 1,  # user, float64_scope, fit, build_glmm_design, codes, here
+        )
 
 
 def build_glmm_design(
