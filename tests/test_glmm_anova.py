@@ -58,3 +58,11 @@ def test_refuses_mixed_kinds_and_scales(fits, cbpp):
         interlace.anova(agq, large)
     with pytest.raises(interlace.ModelSpecError, match="linear mixed models only"):
         interlace.anova(small, large, n_bootstrap=10)
+
+
+def test_models_on_other_rows_are_named_as_such(fits, cbpp):
+    """A GLMM fitted to fewer rows is refused for its rows, not for its trials (the prior
+    weights of different row counts differ too, which said nothing useful)."""
+    fewer = interlace.fit(REF["small"], cbpp.iloc[:-4], family="binomial")
+    with pytest.raises(interlace.ModelSpecError, match="same rows and response"):
+        interlace.anova(fewer, fits[1])
