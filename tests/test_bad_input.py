@@ -821,6 +821,27 @@ def test_predict_unseen_level_of_categorical_fixed_effect_raises(categorical_res
     np.testing.assert_allclose(result.predict(data.head(5)), result.predict().head(5), rtol=1e-12)
 
 
+def test_predict_numbers_given_as_strings_are_named(categorical_result):
+    """A predictor the fit read as numbers, given as strings in newdata, is named in the
+    error, before formulaic meets them (it spoke of "generated columns", and recorded the
+    column as categorical in the fitted model's own transform state); that state, and
+    later predictions, stay as the fit left them."""
+    result, data = categorical_result
+    spec_before = repr(result.design.model_spec.encoder_state)
+    expected = result.predict(data.head(5))
+    newdata = data.head(5).assign(hours_studied=lambda d: d["hours_studied"].astype(str))
+    with pytest.raises(
+        DataError, match=r"\['hours_studied'\] held numbers when the model was fitted"
+    ):
+        result.predict(newdata)
+    unseen = data.head(5).copy()
+    unseen.loc[unseen.index[2], "band"] = "medium"
+    with pytest.raises(DataError, match=r"never saw"):
+        result.predict(unseen)
+    assert repr(result.design.model_spec.encoder_state) == spec_before
+    np.testing.assert_allclose(result.predict(data.head(5)), expected, rtol=0, atol=0)
+
+
 def test_predict_newdata_missing_a_grouping_column(page_df, page_result):
     newdata = page_df.head(6).drop(columns=["school_id"])
     with pytest.raises(

@@ -214,6 +214,27 @@ def _factor(data: pd.DataFrame, term: RandomTerm) -> tuple[np.ndarray, pd.Index]
 _TIME_KINDS = {"M": "datetime", "m": "timedelta"}
 
 
+def _retyped(spec, rows: pd.DataFrame) -> str | None:
+    """Which columns the fit read as numbers that ``rows`` (newdata) holds as strings or
+    categories, said plainly (formulaic's own message speaks of generated columns), or
+    None."""
+    state = getattr(spec, "encoder_state", None) or {}
+    names = [
+        name
+        for name, (kind, _) in state.items()
+        if getattr(kind, "value", kind) == "numerical"
+        and name in rows.columns
+        and not pd.api.types.is_numeric_dtype(rows[name])
+    ]
+    if not names:
+        return None
+    return (
+        f"column(s) {names} held numbers when the model was fitted, but not in newdata "
+        f"(dtype {rows[names[0]].dtype}, e.g. {rows[names[0]].iloc[0]!r}); convert them to "
+        "numbers."
+    )
+
+
 def _check_column_types(frame: pd.DataFrame, columns: Sequence[str], where: str) -> None:
     """Reject date and time columns as predictors with a sentence that says how to
     convert them (grouping factors may be dates: they only need labels)."""
@@ -301,6 +322,9 @@ def _newdata_matrix(
     if len(ok) == 0:
         return out
     rows = frame.iloc[ok] if variables else pd.DataFrame(index=newdata.index[ok])
+    retyped = _retyped(spec, rows)
+    if retyped:
+        raise DataError(f"Cannot build {what} for newdata: {retyped}")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         try:
