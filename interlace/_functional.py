@@ -221,8 +221,11 @@ def _with_response(
     formula: str, data: pd.DataFrame, frame: pd.DataFrame, fam: Family | None
 ) -> pd.DataFrame:
     """``data``, or a copy in which the formula's response (a plain name that is not a
-    column of ``data``) stands for the responses: the first one a model can fit (it only
-    selects rows and passes the design's checks; every response is fitted)."""
+    column of ``data``) stands for the responses: the first one a model can fit, its
+    missing or infinite values filled in (it only selects rows and passes the design's
+    checks; every response is fitted, and checked under its own name: a response with a
+    missing value, or outside the family's support, is refused naming it, whichever
+    column it is)."""
     lhs = formula.split("~", 1)[0].strip() if isinstance(formula, str) else ""
     if not lhs.isidentifier() or lhs in data.columns:
         return data
@@ -232,13 +235,17 @@ def _with_response(
         raise DataError(f"responses must be numeric: {exc}") from exc
     fine = np.ones(Y.shape[1], dtype=bool)
     if fam is not None:
-        fine = ~degenerate_responses(np.nan_to_num(Y), fam, np.ones(Y.shape[0]))
+        Z = np.nan_to_num(Y, posinf=0.0, neginf=0.0)
+        fine = ~degenerate_responses(Z, fam, np.ones(Y.shape[0]))
+        fine &= np.all((Z >= 0) & ((Z <= 1) | (fam.name != "binomial")), axis=0)
         if not fine.any():
-            # every response is degenerate (they become NaN rows): a stand-in that any
-            # family accepts, 0 and 1 in turn, keeping the first response's missing rows
-            stand_in = np.where(np.arange(Y.shape[0]) % 2 == 0, 0.0, 1.0)
-            return data.assign(**{lhs: np.where(np.isnan(Y[:, 0]), np.nan, stand_in)})
-    return data.assign(**{lhs: Y[:, int(np.argmax(fine))]})
+            # every response is degenerate (they become NaN rows) or out of the family's
+            # support (refused by name later): a stand-in that any family accepts, 0 and 1
+            # in turn
+            return data.assign(**{lhs: np.where(np.arange(Y.shape[0]) % 2 == 0, 0.0, 1.0)})
+    y = Y[:, int(np.argmax(fine))]
+    finite = np.isfinite(y)
+    return data.assign(**{lhs: np.where(finite, y, y[finite][0] if finite.any() else 0.0)})
 
 
 def _fit_many_glmm(

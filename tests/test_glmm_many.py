@@ -214,6 +214,29 @@ def test_bad_responses_are_refused():
         interlace.fit_many("p ~ period + (1 | herd)", data, ok[:-1], family="poisson")
 
 
+@pytest.mark.parametrize("family", ["poisson", "gaussian"])
+def test_the_first_response_is_checked_under_its_own_name(family):
+    """The formula's placeholder response (``y``, not a column of data) stands for the
+    responses while the design is built: a missing value or a negative count in the
+    first response is refused naming that response, as in any other (it used to drop the
+    row for every response with a warning about 'y', or name 'y')."""
+    data = load("cbpp_nAGQ0")
+    ok = np.tile((np.arange(len(data)) % 2.0)[:, None], (1, 2))
+    nan_first = pd.DataFrame(
+        {"r0": np.where(np.arange(len(data)) == 3, np.nan, ok[:, 0]), "r1": ok[:, 1]}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no dropped-rows warning
+        with pytest.raises(
+            DataError, match=r"1 response\(s\) have NaN .*\['r0'\] \(first at row 3\)"
+        ):
+            interlace.fit_many("y ~ period + (1 | herd)", data, nan_first, family=family)
+    if family == "poisson":
+        negative_first = pd.DataFrame({"r0": -ok[:, 0], "r1": ok[:, 1]})
+        with pytest.raises(DataError, match="Poisson response 'r0' has negative values"):
+            interlace.fit_many("y ~ period + (1 | herd)", data, negative_first, family=family)
+
+
 def test_argument_errors():
     data = load("cbpp_nAGQ0")
     ok = np.tile((np.arange(len(data)) % 2.0)[:, None], (1, 2))
