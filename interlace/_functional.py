@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from ._base.checks import check_method
+from ._base.checks import check_method, check_positive_int
 from ._base.errors import DataError, ModelSpecError
 from ._base.precision import float64_functional, float64_scope
 from ._core.arrays import ModelArrays, cross_products_of, theta_to_internal
@@ -139,6 +139,8 @@ def fit_many(
     ``batch_size`` (responses fitted side by side: a batch, or a GLMM's lanes) has a
     default that bounds memory; any batch size is safe.
     """
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
     fam = resolve_family(family, method, nAGQ, weights, offset)
     data = as_pandas(data, "data")
     frame = (

@@ -241,6 +241,9 @@ def test_argument_errors():
     data = load("cbpp_nAGQ0")
     ok = np.tile((np.arange(len(data)) % 2.0)[:, None], (1, 2))
     data = data.assign(p=ok[:, 0])
+    for bad in (0, -1, 2.5, True):  # were taken as one lane, or as "all at once"
+        with pytest.raises(ModelSpecError, match="batch_size must be a positive integer"):
+            interlace.fit_many("p ~ period + (1 | herd)", data, ok, batch_size=bad)
     with pytest.raises(ModelSpecError, match="REML is not defined"):
         interlace.fit_many("p ~ period + (1 | herd)", data, ok, "herd", "REML", family="poisson")
     with pytest.raises(DataError, match="weights must be > 0"):  # Gaussian: prior weights
