@@ -170,3 +170,31 @@ def test_shifted_fits_match_lme4(name):
     assert np.sqrt(res.scale) == pytest.approx(ref["sigma"], rel=1e-5)
     beta = res.fe_params.to_numpy() - [ref["shift"], 0.0]  # as stored: relative to the shift
     np.testing.assert_allclose(beta, ref["beta"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["REML", "ML"])
+@pytest.mark.parametrize("scale", [1e-6, 1e-3, 1e3, 1e6])
+def test_random_slope_covariate_scale(data, base, method, scale):
+    """``z -> s z`` where ``z`` also has a random slope: ``b_z = b_z' s``, the slope's
+    covariance row and column times ``s`` (``D cov' D``, ``D = diag(1, s)``), the ML
+    deviance unchanged (REML's grows by ``2 log s``, as above). The slope's ``theta``
+    is ``s`` times smaller or larger than in the base fit: from lme4's identity start,
+    at ``s = 1e-6`` the fit stopped there (the deviance is flat to 1e-12 around it),
+    47 above the optimum and reported converged; lme4 stops as far off, with warnings.
+    The search runs on the term's columns rescaled by powers of two
+    (``_core.theta.column_scales``)."""
+    ref = base["slopes", method]
+    res = _fit(MODELS["slopes"], data.assign(z=data.z * scale), method)
+    assert res.converged, res.stop_reason
+    shift = 2.0 * np.log(scale) if method == "REML" else 0.0
+    assert res.deviance - shift == pytest.approx(ref.deviance, rel=DEV_RTOL)
+    assert res.fe_params["z"] * scale == pytest.approx(ref.fe_params["z"], rel=EST_RTOL)
+    D = np.diag([1.0, scale])
+    np.testing.assert_allclose(
+        D @ res.variance_components["a"].to_numpy() @ D,
+        ref.variance_components["a"].to_numpy(),
+        rtol=EST_RTOL,
+        atol=EST_ATOL,
+    )
+    assert res.variance_components["b"] == pytest.approx(ref.variance_components["b"], rel=EST_RTOL)
+    assert res.scale == pytest.approx(ref.scale, rel=EST_RTOL)

@@ -42,6 +42,7 @@ __all__ = [
     "OptimResult",
     "minimize_deviance",
     "minimize_on_host",
+    "minimize_rescaled",
     "STOP_REASONS",
     "OFF_ZERO",
     "off_zero",
@@ -292,6 +293,24 @@ def minimize_on_host(
         stop == STOP_GRADIENT or (stop == STOP_STALLED and gmax <= 1e3 * gtol * (1.0 + abs(f)))
     )
     return OptimResult(x, f, g, it, nev, converged, stop), aux
+
+
+def minimize_rescaled(fun, x0, scale=None, **options) -> tuple[OptimResult, object]:
+    """:func:`minimize_on_host` over ``x' = scale * x`` (elementwise; ``x0``, and the
+    returned ``theta`` and ``grad``, in ``x``): ``fun'(x') = fun(x' / scale)``, whose
+    gradient is ``grad / scale``, so the stopping rule and the first step see the
+    rescaled coordinates (``_core.theta.column_scales``). ``scale`` of ones (or None) is
+    :func:`minimize_on_host` itself; powers of two change no digit."""
+    if scale is None or np.all(np.asarray(scale) == 1.0):
+        return minimize_on_host(fun, x0, **options)
+    scale = np.asarray(scale, dtype=np.float64)
+
+    def rescaled(x):
+        value, grad, aux = fun(x / scale)
+        return value, np.asarray(grad) / scale, aux
+
+    opt, aux = minimize_on_host(rescaled, np.asarray(x0, dtype=np.float64) * scale, **options)
+    return opt._replace(theta=np.asarray(opt.theta) / scale, grad=np.asarray(opt.grad) * scale), aux
 
 
 def not_a_step(s, x, xp=np):

@@ -23,6 +23,7 @@ __all__ = [
     "blocks",
     "to_internal",
     "to_user",
+    "column_scales",
 ]
 
 
@@ -139,3 +140,25 @@ def to_user(theta_int, ks: list[int], order: tuple[int, ...]):
     for pos, i in enumerate(order):
         inverse[user[i]] = internal[pos]
     return theta_int[inverse]
+
+
+def column_scales(ks: list[int], sizes: list[np.ndarray]) -> np.ndarray:
+    """Per entry of ``theta`` (user order, :func:`tril_index` within each term): ``2^e``,
+    the power of two nearest the root mean square ``sizes[t][i]`` of its term's column
+    ``i`` (its row of ``Lambda``); 1 for a column of zeros.
+
+    The relative factor ``Lambda`` of a term whose columns are ``Z S^-1`` (each column
+    divided by its scale) is ``S Lambda``: row ``i`` of ``theta`` times ``s_i``, the same
+    model. Optimising over ``theta' = S theta`` makes a covariate measured in tiny or
+    huge units (a slope on ``x * 1e-6``) as well-scaled as one near 1, where the slope's
+    ``theta`` would otherwise have to travel 1e6 from lme4's identity start across a
+    deviance flat to 1e-12 (the gradient test then stops at the start). Powers of two
+    make the change exact; columns of size near 1 (an intercept, standardised
+    covariates: 0.71 to 1.41) keep a scale of exactly 1."""
+    out = []
+    for k, size in zip(ks, sizes):
+        size = np.asarray(size, dtype=float)
+        e = np.round(np.log2(np.where(size > 0, size, 1.0)))
+        rows, _ = tril_index(k)
+        out.append(np.exp2(e)[rows])
+    return np.concatenate(out) if out else np.zeros(0)

@@ -33,12 +33,13 @@ from .._core.optimize import (
     STOP_REASONS,
     OptimResult,
     minimize_deviance,
-    minimize_on_host,
+    minimize_rescaled,
 )
 from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
 from .._core.standardize import intercept_column, standardize
 from .._core.start import moment_start
 from .._core.theta import (
+    column_scales,
     diagonal_mask,
     normalize_signs,
     sign_flips,
@@ -202,7 +203,13 @@ class Optimum(NamedTuple):
 
 
 def optimize(
-    cp: CrossProducts, theta0: np.ndarray, *, reml: bool, maxiter: int, verbose: bool = False
+    cp: CrossProducts,
+    theta0: np.ndarray,
+    *,
+    reml: bool,
+    maxiter: int,
+    verbose: bool = False,
+    theta_scale: np.ndarray | None = None,
 ) -> Optimum:
     """L-BFGS from ``theta0`` and the estimates at the optimum (:class:`Optimum`).
 
@@ -212,17 +219,22 @@ def optimize(
     estimates, so that models of a class, REML and ML alike, share one executable; a model
     at its exact shapes (large) evaluates deviance and gradient only and takes the
     estimates once at the optimum. ``verbose`` runs the compiled loop of
-    :func:`minimize_deviance`, which prints each iteration as it goes."""
+    :func:`minimize_deviance`, which prints each iteration as it goes. ``theta_scale``
+    (internal order; :func:`~interlace._core.theta.column_scales`): optimise over
+    ``theta_scale * theta`` (:func:`~interlace._core.optimize.minimize_rescaled`; the
+    compiled loop takes it as its preconditioner)."""
+    scaled = theta_scale is not None and not np.all(theta_scale == 1.0)
     if verbose:
+        precond = device_array(np.diag(1.0 / theta_scale)) if scaled else None
         opt = minimize_deviance(
-            device_array(theta0), cp, reml=reml, maxiter=maxiter, verbose=verbose
+            device_array(theta0), cp, reml=reml, maxiter=maxiter, precond=precond, verbose=verbose
         )
         return Optimum(
             opt, estimates(opt.theta, cp, reml=reml), np.asarray(opt.theta), np.asarray(opt.grad)
         )
     fun, padding = host_objective(cp, reml=reml)
     with single_blas_thread():  # LAPACK inside the evaluations (_base.blas_threads)
-        opt, est = minimize_on_host(fun, theta0, maxiter=maxiter)
+        opt, est = minimize_rescaled(fun, theta0, theta_scale, maxiter=maxiter)
         if padding is None:  # exact shapes: estimates once, at the optimum
             est = estimates(device_array(opt.theta), cp, reml=reml)
     est = Estimates(*(np.asarray(v) for v in est))
@@ -251,14 +263,16 @@ def fit_design(
     if warn:
         check_response(design)
     cp = fit_cross_products(design)
-    theta0 = to_internal(start_values(design), ks, cp.order)
+    # lme4's start on each term's columns scaled to size ~1, and the search there too
+    scale = to_internal(column_scales(ks, [column_sizes(t.X) for t in terms]), ks, cp.order)
+    theta0 = to_internal(start_values(design), ks, cp.order) / scale
     if verbose:
         print(
             f"interlace: {design.nobs} rows, {cp.t} tail columns, {len(theta0)} theta; "
             f"fitting by {method}"
         )
     opt, est, theta_int, grad_int = optimize(
-        cp, theta0, reml=reml, maxiter=int(maxiter), verbose=bool(verbose)
+        cp, theta0, reml=reml, maxiter=int(maxiter), verbose=bool(verbose), theta_scale=scale
     )
 
     raw = to_user(theta_int, ks, cp.order)
@@ -361,6 +375,12 @@ def check_response(design: Design) -> None:
                 UserWarning,
                 stacklevel=5,
             )  # user, float64_scope, fit, fit_design, here
+
+
+def column_sizes(X: np.ndarray) -> np.ndarray:
+    """Root mean square of each column of a term's ``X`` (:func:`column_scales`)."""
+    X = np.asarray(X, dtype=float)
+    return np.sqrt(np.mean(X * X, axis=0)) if X.shape[0] else np.ones(X.shape[1])
 
 
 def start_values(design: Design) -> np.ndarray:
