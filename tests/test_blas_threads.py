@@ -44,13 +44,13 @@ def test_the_scope_sets_one_thread_and_restores_the_callers():
 @pytest.mark.usefixtures("two_threads")
 def test_a_fit_runs_its_optimiser_with_one_thread_and_leaves_the_setting(monkeypatch):
     seen = []
-    inner = estimate.minimize_on_host
+    inner = estimate.minimize_rescaled
 
     def spy(*args, **kwargs):
         seen.append(set(blas_counts().values()))
         return inner(*args, **kwargs)
 
-    monkeypatch.setattr(estimate, "minimize_on_host", spy)
+    monkeypatch.setattr(estimate, "minimize_rescaled", spy)
     before = blas_counts()
     page = interlace.datasets.exam_scores()
     with warnings.catch_warnings():

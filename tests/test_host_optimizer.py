@@ -21,6 +21,7 @@ from interlace._core.optimize import (
     STOP_STALLED,
     minimize_deviance,
     minimize_on_host,
+    minimize_rescaled,
 )
 from interlace._core.theta import to_internal
 from interlace._model.design import build_design
@@ -50,6 +51,33 @@ def test_quadratic_reaches_its_minimum_and_says_why():
     assert np.max(np.abs(opt.grad)) <= 1e-10 * (1 + abs(opt.deviance))
     assert opt.evaluations == len(calls) and opt.iterations < opt.evaluations
     assert aux == [i for i, x in enumerate(calls, 1) if np.array_equal(x, opt.theta)][-1]
+
+
+def test_rescaled_search_finds_a_badly_scaled_minimum_and_answers_in_x():
+    """``f(x) = (x0 - 1)^2 + (1e6 x1 - 2)^2 / 2`` from ``x1 = 1``, as a slope's ``theta``
+    on a covariate in units of 1e-6 starts: searched over ``x' = [1, 2^20] x`` the
+    minimum ``x1 = 2e-6`` is found, and ``theta`` and ``grad`` come back in ``x``'s
+    coordinates (tolerance 1e-9 relative). A scale of ones is the plain search."""
+    c = 1e6
+
+    def f(x):
+        return (x[0] - 1.0) ** 2 + 0.5 * (c * x[1] - 2.0) ** 2
+
+    def g(x):
+        return np.array([2.0 * (x[0] - 1.0), c * (c * x[1] - 2.0)])
+
+    scale = np.array([1.0, 2.0**20])
+    fun, calls = _numpy_fun(f, g)
+    opt, _ = minimize_rescaled(fun, np.array([0.0, 2.0**-20]), scale)
+    assert opt.converged and opt.stop == STOP_GRADIENT
+    np.testing.assert_allclose(opt.theta, [1.0, 2.0 / c], rtol=1e-9)
+    np.testing.assert_allclose(opt.grad, g(opt.theta), rtol=1e-9, atol=1e-9)
+    assert np.max(np.abs([x[1] for x in calls])) < 1e-3  # fun saw x (~1e-6), never x' (~2)
+    plain, plain_calls = _numpy_fun(f, g)
+    a, _ = minimize_rescaled(plain, np.array([0.3, 0.2]), np.ones(2))
+    b, _ = minimize_on_host(_numpy_fun(f, g)[0], np.array([0.3, 0.2]))
+    np.testing.assert_array_equal(a.theta, b.theta)
+    assert a.evaluations == b.evaluations == len(plain_calls)
 
 
 def test_rosenbrock_converges_from_the_classic_start():

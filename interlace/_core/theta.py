@@ -142,10 +142,15 @@ def to_user(theta_int, ks: list[int], order: tuple[int, ...]):
     return theta_int[inverse]
 
 
+# Columns whose size is within 2^+-4 of 1 are searched as they are (column_scales)
+_ORDINARY_SIZE = 4
+
+
 def column_scales(ks: list[int], sizes: list[np.ndarray]) -> np.ndarray:
     """Per entry of ``theta`` (user order, :func:`tril_index` within each term): ``2^e``,
-    the power of two nearest the root mean square ``sizes[t][i]`` of its term's column
-    ``i`` (its row of ``Lambda``); 1 for a column of zeros.
+    the power of two nearest the size ``sizes[t][i]`` of its term's column ``i`` (its
+    row of ``Lambda``), where that is below 2^-4 or above 2^4; 1 otherwise, and for a
+    column of zeros.
 
     The relative factor ``Lambda`` of a term whose columns are ``Z S^-1`` (each column
     divided by its scale) is ``S Lambda``: row ``i`` of ``theta`` times ``s_i``, the same
@@ -153,12 +158,13 @@ def column_scales(ks: list[int], sizes: list[np.ndarray]) -> np.ndarray:
     huge units (a slope on ``x * 1e-6``) as well-scaled as one near 1, where the slope's
     ``theta`` would otherwise have to travel 1e6 from lme4's identity start across a
     deviance flat to 1e-12 (the gradient test then stops at the start). Powers of two
-    make the change exact; columns of size near 1 (an intercept, standardised
-    covariates: 0.71 to 1.41) keep a scale of exactly 1."""
+    make the change exact; columns of ordinary sizes (an intercept, covariates with
+    spreads of 0.03 to 20) keep a scale of exactly 1, and their fits their paths."""
     out = []
     for k, size in zip(ks, sizes):
         size = np.asarray(size, dtype=float)
         e = np.round(np.log2(np.where(size > 0, size, 1.0)))
+        e = np.where(np.abs(e) > _ORDINARY_SIZE, e, 0.0)
         rows, _ = tril_index(k)
         out.append(np.exp2(e)[rows])
     return np.concatenate(out) if out else np.zeros(0)

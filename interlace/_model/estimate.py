@@ -264,7 +264,7 @@ def fit_design(
         check_response(design)
     cp = fit_cross_products(design)
     # lme4's start on each term's columns scaled to size ~1, and the search there too
-    scale = to_internal(column_scales(ks, [column_sizes(t.X) for t in terms]), ks, cp.order)
+    scale = to_internal(column_scales(ks, [column_sizes(t) for t in terms]), ks, cp.order)
     theta0 = to_internal(start_values(design), ks, cp.order) / scale
     if verbose:
         print(
@@ -377,10 +377,20 @@ def check_response(design: Design) -> None:
             )  # user, float64_scope, fit, fit_design, here
 
 
-def column_sizes(X: np.ndarray) -> np.ndarray:
-    """Root mean square of each column of a term's ``X`` (:func:`column_scales`)."""
-    X = np.asarray(X, dtype=float)
-    return np.sqrt(np.mean(X * X, axis=0)) if X.shape[0] else np.ones(X.shape[1])
+def column_sizes(term) -> np.ndarray:
+    """The size of each column of a random term (:func:`column_scales`): its standard
+    deviation in a term with an intercept, whose column absorbs the mean (scaling a
+    shifted covariate by its root mean square, ~ the shift, would make the slope's
+    gradient test ~ the shift times more lenient, where the fit is hard already); its
+    root mean square otherwise, and for the intercept itself (1)."""
+    X = np.asarray(term.X, dtype=float)
+    if X.shape[0] == 0:
+        return np.ones(X.shape[1])
+    size = np.sqrt(np.mean(X * X, axis=0))
+    if "(Intercept)" in term.columns:
+        spread = np.std(X, axis=0)
+        size = np.where(np.asarray(term.columns) == "(Intercept)", size, spread)
+    return size
 
 
 def start_values(design: Design) -> np.ndarray:

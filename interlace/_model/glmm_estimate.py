@@ -50,7 +50,7 @@ from .._core.arrays import ModelArrays
 from .._core.crossprod import device_array, same_factor, tail_width
 from .._core.deviance import blups_by_term
 from .._core.family import Family
-from .._core.optimize import STOP_REASONS, hessian_by_differences, minimize_on_host
+from .._core.optimize import STOP_REASONS, hessian_by_differences, minimize_rescaled
 from .._core.pirls import (
     STEP_TOL,
     GlmmData,
@@ -71,6 +71,7 @@ from .._core.standardize import (
     to_standardized_beta,
 )
 from .._core.theta import (
+    column_scales,
     diagonal_mask,
     normalize_signs,
     sign_flips,
@@ -79,7 +80,7 @@ from .._core.theta import (
     tril_index,
 )
 from .design import Design
-from .estimate import convergence_message, design_arrays
+from .estimate import column_sizes, convergence_message, design_arrays
 from .glmm_design import GlmmDesign
 
 __all__ = [
@@ -434,12 +435,19 @@ def fit_glmm_design(
     ks = [t.k for t in terms]
     prob = GlmmProblem(glmm, family, nagq)
     order, n_theta = prob.order, prob.n_theta
-    theta0 = to_internal(
-        np.concatenate([(r == c).astype(float) for r, c in (tril_index(k) for k in ks)]),
-        ks,
-        order,
+    # lme4's identity start on each term's columns scaled to size ~1, and the search
+    # there too (_core.theta.column_scales; beta_s and log k are scaled already)
+    scale = to_internal(column_scales(ks, [column_sizes(t) for t in terms]), ks, order)
+    theta0 = (
+        to_internal(
+            np.concatenate([(r == c).astype(float) for r, c in (tril_index(k) for k in ks)]),
+            ks,
+            order,
+        )
+        / scale
     )
     p, extra = prob.p, prob.extra0()
+    ones = np.ones(len(extra))
     with single_blas_thread():  # LAPACK inside the evaluations (_base.blas_threads)
         if nagq >= 1:
             # Laplace and quadrature start from the joint modes at the starting theta: a
@@ -448,8 +456,12 @@ def fit_glmm_design(
             # references: 131 evaluations in all instead of 156, the same optima)
             _, _, lp = prob.fun(True)(np.concatenate([theta0, extra]))
             x0 = np.concatenate([theta0, np.asarray(lp.modes.beta), extra])
-            opt, lp = minimize_on_host(
-                prob.fun(False), x0, maxiter=maxiter, block_inverse=prob.beta_inverse_hessian
+            opt, lp = minimize_rescaled(
+                prob.fun(False),
+                x0,
+                np.concatenate([scale, np.ones(p), ones]),
+                maxiter=maxiter,
+                block_inverse=prob.beta_inverse_hessian,
             )
             x_opt = np.asarray(opt.theta)
             fe_cov = (
@@ -469,8 +481,11 @@ def fit_glmm_design(
                 fe_cov = prob.user_cov(lp.fe_cov)
             size_x = x_opt[n_theta + p :]
         else:
-            opt, lp = minimize_on_host(
-                prob.fun(True), np.concatenate([theta0, extra]), maxiter=maxiter
+            opt, lp = minimize_rescaled(
+                prob.fun(True),
+                np.concatenate([theta0, extra]),
+                np.concatenate([scale, ones]),
+                maxiter=maxiter,
             )
             fe_cov = prob.user_cov(lp.fe_cov)
             size_x = np.asarray(opt.theta)[n_theta:]
