@@ -305,14 +305,42 @@ def fit_design(
         stop_reason=STOP_REASONS[int(opt.stop)],
     )
     if warn and not converged:
-        warnings.warn(convergence_message(opt, maxiter), UserWarning, stacklevel=stacklevel)
+        warnings.warn(convergence_message(opt, maxiter, terms), UserWarning, stacklevel=stacklevel)
     if warn and fit.is_singular:
         warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=stacklevel)
     return fit
 
 
-def convergence_message(opt, maxiter: int) -> str:
-    """The warning for a fit that did not converge, naming why the optimiser stopped."""
+def uncentred_slopes(terms) -> list[str]:
+    """``"z in (1 + z | a)"`` for each column of a random term with an intercept whose
+    mean is more than 10 standard deviations from 0: within each level the intercept and
+    the slope are then nearly collinear, the two variances trade off along a ridge, and
+    the search is hard (the model is the same with the column centred)."""
+    out = []
+    for term in terms:
+        if "(Intercept)" not in term.columns:
+            continue
+        X = np.asarray(term.X, dtype=float)
+        for j, name in enumerate(term.columns):
+            if name != "(Intercept)" and X.shape[0]:
+                mean, sd = float(np.mean(X[:, j])), float(np.std(X[:, j]))
+                if abs(mean) > 10.0 * sd:
+                    out.append(f"{name} in ({term.lhs} | {term.factor})")
+    return out
+
+
+def convergence_message(opt, maxiter: int, terms=()) -> str:
+    """The warning for a fit that did not converge, naming why the optimiser stopped
+    (and, with the model's random ``terms``, any :func:`uncentred_slopes`)."""
+    return _stop_message(opt, maxiter) + "".join(
+        f" The random-effect column {c} sits far from 0 against its spread: centre it "
+        "(subtract its mean; the model is the same, reparametrised), which makes the fit "
+        "much easier."
+        for c in uncentred_slopes(terms)[:1]
+    )
+
+
+def _stop_message(opt, maxiter: int) -> str:
     g = float(np.max(np.abs(np.asarray(opt.grad)))) if np.size(opt.grad) else 0.0
     stop = int(opt.stop)
     if stop == STOP_MAXITER:

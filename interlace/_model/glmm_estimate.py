@@ -547,7 +547,7 @@ def fit_glmm_design(
                 "estimates run off too. Drop or coarsen those columns, or merge the levels "
                 "that have only one outcome."
             )
-        warnings.warn(convergence_message(opt, maxiter), UserWarning, stacklevel=stacklevel)
+        warnings.warn(convergence_message(opt, maxiter, terms), UserWarning, stacklevel=stacklevel)
     elif runaway_suspects(prob.X_s, beta_s, prob.ic):
         runaway = separated_columns(design.X, design.fe_names, family, glmm)
         if runaway:  # quasi-complete separation: a flat likelihood toward infinity
