@@ -47,7 +47,8 @@ from .._core.family import Family
 from .._core.optimize import off_zero
 from .._core.pirls import cold_start, laplace, pirls, warm_start
 from .._core.stepwise import is_running, stepwise_result, stepwise_start, stepwise_step
-from .._core.theta import diagonal_mask, normalize_signs, to_internal, to_user
+from .._core.theta import column_scales, diagonal_mask, normalize_signs, to_internal, to_user
+from .estimate import column_sizes
 from .glmm_design import GlmmDesign
 from .glmm_estimate import GlmmProblem, capped_beta_block, runaway_suspects, separated_columns
 
@@ -114,16 +115,20 @@ def _beta_block(aux) -> jnp.ndarray:
 
 
 @partial(jit, static_argnames=("family", "n_theta", "joint"), options=NO_YNN_FUSIONS)
-def _advance(Y, X0, fresh, state, ma, data, rule, *, family, n_theta, joint, maxiter, return_at):
+def _advance(
+    Y, X0, fresh, state, ma, data, rule, scale, *, family, n_theta, joint, maxiter, return_at
+):
     """Run the lanes' minimisations side by side until ``return_at`` of them have stopped
     (or all have). Lane ``i`` minimises response ``Y[i]``'s objective in the optimiser's
-    coordinates (``[theta, (beta_s unless joint), (log k)]``); a ``fresh`` lane first
-    starts over from ``X0[i]`` (its ``beta_s`` replaced by the joint modes' there).
+    coordinates (``scale * [theta, (beta_s unless joint), (log k)]``: ``theta`` on the
+    random terms' rescaled columns, ``_core.theta.column_scales``); a ``fresh`` lane
+    first starts over from ``X0[i]`` (its ``beta_s`` replaced by the joint modes' there).
     ``maxiter`` and ``return_at`` are traced: one executable per lane count."""
     p = ma.X.shape[1]
     w = data.prior_weights
 
     def full(xr):
+        xr = xr / scale
         if not joint:
             return xr
         return jnp.concatenate([xr[:n_theta], jnp.zeros(p, xr.dtype), xr[n_theta:]])
@@ -257,15 +262,22 @@ def fit_glmm_many(
     ks, order, n_theta, p = prob.ks, prob.order, prob.n_theta, prob.p
     ks_internal = [ks[i] for i in order]  # x holds theta in the internal term order
     diagonal = diagonal_mask(ks_internal)
+    # the lanes search theta' = scale * theta, as a single fit does (glmm_estimate), and
+    # start from lme4's identity there; X0, the lanes' x and the warm starts are theta'
+    terms = glmm.design.terms
+    scale_theta = to_internal(column_scales(ks, [column_sizes(t) for t in terms]), ks, order)
     if start_theta is None:
         theta0 = identity_start(ks, order)
     else:
-        theta0 = floored(to_internal(np.asarray(start_theta, dtype=float), ks, order), diagonal)
+        theta0 = to_internal(np.asarray(start_theta, dtype=float), ks, order) * scale_theta
+        theta0 = floored(theta0, diagonal)
     X0 = np.tile(np.concatenate([theta0, np.zeros(0 if joint else p)]), (B, 1))
     if family.estimates_size:
         m, v = Y.mean(axis=0), Y.var(axis=0)
         log_k = np.log(np.clip(m**2 / np.maximum(v - m, 1e-2 * m**2), 0.05, 1e3))
         X0 = np.concatenate([X0, log_k[:, None]], axis=1)
+    scale = np.ones(X0.shape[1])
+    scale[:n_theta] = scale_theta
     if batch_size is None:
         batch_size = max(8, min(_MAX_BATCH, _BATCH_ROWS // max(n, 1)))
     lanes = max(1, min(batch_size, B))
@@ -293,6 +305,7 @@ def fit_glmm_many(
             prob.ma,
             prob.data,
             prob.rule,
+            scale,
             family=family,
             n_theta=n_theta,
             joint=joint,
@@ -304,6 +317,7 @@ def fit_glmm_many(
         done = np.flatnonzero(stopped & (owner >= 0))
         dest = owner[done]
         x[dest], beta[dest], value[dest] = report.x[done], report.beta[done], report.value[done]
+        x[dest] /= scale
         dev[dest], ok[dest] = report.deviance[done], report.converged[done]
         its[dest] = report.iterations[done]
         owner[done] = -1
@@ -316,7 +330,9 @@ def fit_glmm_many(
         Y_lanes[free] = Y[:, owner[free]].T
         X_lanes[free] = X0[owner[free]]
         if start_theta is None and np.count_nonzero(ok) >= _WARM_FROM:
-            X_lanes[free, :n_theta] = typical_theta(x[ok, :n_theta], ks_internal, diagonal)
+            X_lanes[free, :n_theta] = typical_theta(
+                x[ok, :n_theta] * scale_theta, ks_internal, diagonal
+            )
         queued += free.size
     theta = np.array([normalize_signs(to_user(row[:n_theta], ks, order), ks) for row in x]).reshape(
         B, n_theta
