@@ -149,8 +149,8 @@ _ORDINARY_SIZE = 4
 def column_scales(ks: list[int], sizes: list[np.ndarray]) -> np.ndarray:
     """Per entry of ``theta`` (user order, :func:`tril_index` within each term): ``2^e``,
     the power of two nearest the size ``sizes[t][i]`` of its term's column ``i`` (its
-    row of ``Lambda``), where that is below 2^-4 or above 2^4; 1 otherwise, and for a
-    column of zeros.
+    row of ``Lambda``), where that power is below 2^-4 or above 2^4 (a size below
+    ~0.044 or above ~22.6); 1 otherwise, and for a column of zeros.
 
     The relative factor ``Lambda`` of a term whose columns are ``Z S^-1`` (each column
     divided by its scale) is ``S Lambda``: row ``i`` of ``theta`` times ``s_i``, the same
@@ -159,7 +159,7 @@ def column_scales(ks: list[int], sizes: list[np.ndarray]) -> np.ndarray:
     ``theta`` would otherwise have to travel 1e6 from lme4's identity start across a
     deviance flat to 1e-12 (the gradient test then stops at the start). Powers of two
     make the change exact; columns of ordinary sizes (an intercept, covariates with
-    spreads of 0.03 to 20) keep a scale of exactly 1, and their fits their paths."""
+    spreads of 0.044 to 22.6) keep a scale of exactly 1, and their fits their paths."""
     out = []
     for k, size in zip(ks, sizes):
         size = np.asarray(size, dtype=float)
