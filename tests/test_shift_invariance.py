@@ -259,3 +259,13 @@ def test_glmm_fit_many_random_slope_covariate_scale(glmm_data):
         ]
     assert table["converged"].all()
     np.testing.assert_allclose(table["llf"].to_numpy(), singles, rtol=1e-9)
+
+
+def test_verbose_fit_searches_the_rescaled_coordinates_too(data, base, capfd):
+    """``verbose=True`` runs the compiled loop instead of the host one, from the same
+    rescaled start and with the rescaling as its preconditioner: the same ML deviance at
+    ``z * 1e-6`` (1e-9 relative)."""
+    res = interlace.fit(MODELS["slopes"], data.assign(z=data.z * 1e-6), method="ML", verbose=True)
+    assert "iteration" in capfd.readouterr().out
+    assert res.converged
+    assert res.deviance == pytest.approx(base["slopes", "ML"].deviance, rel=DEV_RTOL)
