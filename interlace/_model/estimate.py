@@ -264,7 +264,7 @@ def fit_design(
         check_response(design)
     cp = fit_cross_products(design)
     # lme4's start on each term's columns scaled to size ~1, and the search there too
-    scale = to_internal(column_scales(ks, [column_sizes(t) for t in terms]), ks, cp.order)
+    scale = theta_scales(terms, cp.order)
     theta0 = to_internal(start_values(design), ks, cp.order) / scale
     if verbose:
         print(
@@ -403,6 +403,13 @@ def check_response(design: Design) -> None:
                 UserWarning,
                 stacklevel=5,
             )  # user, float64_scope, fit, fit_design, here
+
+
+def theta_scales(terms, order) -> np.ndarray:
+    """:func:`~interlace._core.theta.column_scales` of the random ``terms`` (user order),
+    in the internal term ``order``: the fits search ``theta`` times these."""
+    ks = [t.k for t in terms]
+    return to_internal(column_scales(ks, [column_sizes(t) for t in terms]), ks, order)
 
 
 def column_sizes(term) -> np.ndarray:

@@ -71,7 +71,6 @@ from .._core.standardize import (
     to_standardized_beta,
 )
 from .._core.theta import (
-    column_scales,
     diagonal_mask,
     normalize_signs,
     sign_flips,
@@ -80,7 +79,7 @@ from .._core.theta import (
     tril_index,
 )
 from .design import Design
-from .estimate import column_sizes, convergence_message, design_arrays
+from .estimate import convergence_message, design_arrays, theta_scales
 from .glmm_design import GlmmDesign
 
 __all__ = [
@@ -437,7 +436,7 @@ def fit_glmm_design(
     order, n_theta = prob.order, prob.n_theta
     # lme4's identity start on each term's columns scaled to size ~1, and the search
     # there too (_core.theta.column_scales; beta_s and log k are scaled already)
-    scale = to_internal(column_scales(ks, [column_sizes(t) for t in terms]), ks, order)
+    scale = theta_scales(terms, order)
     theta0 = (
         to_internal(
             np.concatenate([(r == c).astype(float) for r, c in (tril_index(k) for k in ks)]),

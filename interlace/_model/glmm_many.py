@@ -47,8 +47,8 @@ from .._core.family import Family
 from .._core.optimize import off_zero
 from .._core.pirls import cold_start, laplace, pirls, warm_start
 from .._core.stepwise import is_running, stepwise_result, stepwise_start, stepwise_step
-from .._core.theta import column_scales, diagonal_mask, normalize_signs, to_internal, to_user
-from .estimate import column_sizes
+from .._core.theta import diagonal_mask, normalize_signs, to_internal, to_user
+from .estimate import theta_scales
 from .glmm_design import GlmmDesign
 from .glmm_estimate import GlmmProblem, capped_beta_block, runaway_suspects, separated_columns
 
@@ -264,8 +264,7 @@ def fit_glmm_many(
     diagonal = diagonal_mask(ks_internal)
     # the lanes search theta' = scale * theta, as a single fit does (glmm_estimate), and
     # start from lme4's identity there; X0, the lanes' x and the warm starts are theta'
-    terms = glmm.design.terms
-    scale_theta = to_internal(column_scales(ks, [column_sizes(t) for t in terms]), ks, order)
+    scale_theta = theta_scales(glmm.design.terms, order)
     if start_theta is None:
         theta0 = identity_start(ks, order)
     else:
