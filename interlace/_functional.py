@@ -36,6 +36,7 @@ from ._base.checks import check_method, check_positive_int
 from ._base.errors import DataError, ModelSpecError
 from ._base.precision import float64_functional, float64_scope
 from ._core.arrays import ModelArrays, cross_products_of, theta_to_internal
+from ._core.centring import slope_centring
 from ._core.crossprod import device_array
 from ._core.deviance import blups_by_term, estimates, log_likelihood, profiled_deviance
 from ._core.family import Family
@@ -43,7 +44,7 @@ from ._core.fitting import ArrayFit, fit_arrays
 from ._core.refit import deviance_statistic, refit_all, warn_unconverged
 from ._fit import check_nagq, resolve_family
 from ._model.design import Design
-from ._model.estimate import design_arrays, fit_design, start_values
+from ._model.estimate import centred_design, design_arrays, fit_design, start_values
 from ._model.frames import as_pandas, is_frame
 from ._model.glmm_design import build_glmm_design, check_responses
 from ._model.glmm_estimate import no_overdispersion
@@ -160,7 +161,9 @@ def fit_many(
     method = check_method("REML" if method is None else method)
     reml = method == "REML"
     design = build_lmm_design(formula, data, groups, weights, offset)
-    model = design_arrays(design)
+    # the refits search random-slope columns far from 0 centred, as a single fit does
+    centring = slope_centring(design.terms)
+    model = design_arrays(design if centring is None else centred_design(design, centring))
     Y = _response_matrix(frame, design.row_index)
     theta0 = _warm_start(design, Y, method)
     if design.offset is not None:
@@ -172,6 +175,7 @@ def fit_many(
         reml=reml,
         statistic=deviance_statistic,
         batch_size=batch_size,
+        centring=centring,
     )
     table = pd.DataFrame(out.beta, columns=list(model.fe_names), index=frame.columns)
     for j, name in enumerate(model.theta_names):

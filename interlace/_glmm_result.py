@@ -30,8 +30,7 @@ from ._base.checks import check_level, check_n_bootstrap, check_positive_int, co
 from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed
-from ._core.singular import SINGULAR_TOL, theta_is_singular
-from ._core.theta import diagonal_mask
+from ._core.singular import SINGULAR_TOL, fit_is_singular
 from ._inference.glmm_parametric import glmm_parametric_bootstrap, simulate_glmm
 from ._inference.glmm_profile import glmm_profile_confint
 from ._inference.replicates import BootstrapResult
@@ -199,9 +198,7 @@ class GLMMResult(FixedEffectsWald):
 
     @property
     def is_singular(self) -> bool:
-        return theta_is_singular(
-            self.theta.to_numpy()[diagonal_mask(self.model_fit.ks)], SINGULAR_TOL
-        )
+        return fit_is_singular(self.model_fit, SINGULAR_TOL)
 
     # --- residuals --------------------------------------------------------------------
     @float64_scope

@@ -20,8 +20,7 @@ from ._base.checks import check_level, check_n_bootstrap, check_positive_int, co
 from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed, key_from_seed
-from ._core.singular import SINGULAR_TOL, theta_is_singular
-from ._core.theta import diagonal_mask
+from ._core.singular import SINGULAR_TOL, fit_is_singular
 from ._glmm_result import GLMMResult
 from ._inference.parametric import BootstrapResult, parametric_bootstrap, simulate_from
 from ._inference.profile import profile_confint
@@ -446,5 +445,4 @@ def isSingular(result: CrossedLMEResult | GLMMResult, tol: float = SINGULAR_TOL)
     simplifying the random effects, or keep them for design reasons; inference about
     such a variance (e.g. Wald intervals) is unreliable at the boundary.
     """
-    fit = result.model_fit
-    return theta_is_singular(fit.theta[diagonal_mask(fit.ks)], tol)
+    return fit_is_singular(result.model_fit, tol)

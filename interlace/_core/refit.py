@@ -17,11 +17,13 @@ import warnings
 from functools import partial
 from typing import NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .arrays import theta_to_internal, user_ks
+from .centring import Centring
 from .crossprod import device_array
 from .deviance import SMALL
 from .evaluation import host_objective
@@ -63,10 +65,15 @@ class RefitBatch(NamedTuple):
 
 
 @partial(jax.jit, static_argnames=("reml", "maxiter", "statistic", "field", "one_by_one"))
-def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y", one_by_one=False):
+def _fit_batch(
+    model, Y, Theta0, P, centring, *, reml, maxiter, statistic, field="y", one_by_one=False
+):
     """Refit ``model`` with each row of ``Y`` as its ``field`` (``"y"``: a response,
     ``"weights"``: row weights; a tuple of names with a tuple ``Y`` replaces several
-    leaves) from the matching row of ``Theta0``."""
+    leaves) from the matching row of ``Theta0``. With a ``centring``
+    (:class:`~interlace._core.centring.Centring`), ``model`` holds the centred columns and
+    ``Theta0`` their ``theta``; each refit's ``theta`` is mapped to the user's columns
+    before ``statistic`` sees it."""
     names = (field,) if isinstance(field, str) else field
 
     def one(y, theta0):
@@ -79,6 +86,8 @@ def _fit_batch(model, Y, Theta0, P, *, reml, maxiter, statistic, field="y", one_
             implicit=False,
             precond=P,
         )
+        if centring is not None:
+            out = eqx.tree_at(lambda f: f.theta, out, centring.to_user_theta(out.theta))
         extra = jnp.atleast_1d(statistic(out)) if statistic is not None else jnp.zeros(0)
         return RefitBatch(out.beta, out.theta, out.sigma, out.converged, extra)
 
@@ -214,6 +223,7 @@ def refit_all(
     batch_size: int | None = None,
     field: str = "y",
     bar=None,
+    centring: Centring | None = None,
 ) -> RefitBatch:
     """Refit every row of ``Y`` (responses, or row weights with ``field="weights"``) in
     two vectorised passes.
@@ -223,6 +233,9 @@ def refit_all(
     ``first_maxiter`` iterations together, then only the unconverged ones continue,
     warm-started, in a small batch (padded to a power of two to limit recompiles).
     ``bar`` (a progress bar) is advanced as batches finish.
+    ``centring``: ``model`` holds a fit's centred random-slope columns
+    (:mod:`interlace._core.centring`; ``ModelFit.search_arrays``); ``theta0`` and the
+    refits' ``theta`` stay in the user's columns.
     Rows go through in batches of ``batch_size`` (:func:`default_batch_size`: models
     small enough for the unrolled factorisations in one batch, others in batches whose
     ``t x t`` temporaries fit in bounded memory). A refit that does not converge, or
@@ -255,12 +268,15 @@ def refit_all(
                 batch_size=batch_size,
                 field=field,
                 bar=None,
+                centring=centring,
             )
             parts.append(RefitBatch(*(a[: min(batch_size, rows - i)] for a in part)))
             if bar is not None:
                 bar.update(min(batch_size, rows - i))
         return RefitBatch.concatenate(parts)
     B = rows
+    if centring is not None:
+        theta0 = centring.to_centred_theta(np.asarray(theta0, np.float64))
     theta0 = off_the_boundary(model, theta0)
     Theta0 = np.broadcast_to(theta0, (B, theta0.shape[0]))
     P = _preconditioner(model, theta0, reml)
@@ -272,6 +288,7 @@ def refit_all(
                 Y,
                 Theta0,
                 P,
+                centring,
                 reml=reml,
                 maxiter=first_maxiter,
                 statistic=statistic,
@@ -285,6 +302,8 @@ def refit_all(
         size = int(2 ** np.ceil(np.log2(max(todo.size, 8))))
         idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
         start = out.theta[idx]
+        if centring is not None:
+            start = centring.to_centred_theta(start)
         start = np.where(
             np.isfinite(start).all(axis=1, keepdims=True), start, np.asarray(theta0)[None, :]
         )
@@ -293,6 +312,7 @@ def refit_all(
             _take(Y, idx),
             jnp.asarray(start),
             P,
+            centring,
             reml=reml,
             maxiter=500,
             statistic=statistic,

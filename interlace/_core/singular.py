@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SINGULAR_MESSAGE", "SINGULAR_TOL", "theta_is_singular"]
+from .centring import searched_theta
+from .theta import diagonal_mask
+
+__all__ = ["SINGULAR_MESSAGE", "SINGULAR_TOL", "theta_is_singular", "fit_is_singular"]
 
 # lme4's threshold for a diagonal theta (a relative sd) counted as zero.
 SINGULAR_TOL = 1e-4
@@ -16,3 +19,14 @@ def theta_is_singular(theta_diagonal, tol: float = SINGULAR_TOL) -> bool:
     """lme4's rule: a fit is singular when a ``theta`` with lower bound 0 (a diagonal
     entry of a relative covariance factor) is below ``tol``."""
     return bool(np.any(np.asarray(theta_diagonal) < tol))
+
+
+def fit_is_singular(fit, tol: float = SINGULAR_TOL) -> bool:
+    """:func:`theta_is_singular` of a fit (``ModelFit`` or ``GlmmFit``), judged on
+    ``theta`` as the fit searched it: with random-slope columns far from 0 centred
+    (:func:`~interlace._core.centring.searched_theta`), where a covariance is near
+    singular only if it is; on the original columns such a slope's ``theta`` is tiny
+    at every fit."""
+    terms = fit.design.terms
+    theta = searched_theta(terms, np.asarray(fit.theta, dtype=float))
+    return theta_is_singular(theta[diagonal_mask([t.k for t in terms])], tol)

@@ -86,7 +86,7 @@ def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame
     fit = result.model_fit
     labels, key = _deletion_sets(result, level)
     d = fit.design
-    model = fit.arrays
+    model = fit.search_arrays
     theta0 = jnp.asarray(fit.theta)
     targets = np.arange(len(labels))
     parts = []
@@ -103,6 +103,7 @@ def hlm_influence(result, level=1, progress: bool | None = None) -> pd.DataFrame
                     statistic=_fe_cov_of,
                     field="weights",
                     bar=bar,
+                    centring=fit.centring,
                 )
             )
     beta, theta, sigma, conv, cov = RefitBatch.concatenate(parts, len(targets))

@@ -182,11 +182,12 @@ def _bootstrap_lrt(small: ModelFit, large: ModelFit, n_bootstrap: int, seed) -> 
     devs = []
     for m in (small, large):
         out = refit_all(
-            m.arrays,
+            m.search_arrays,
             model_responses(m, Y),
             jnp.asarray(m.theta),
             reml=m.reml,
             statistic=deviance_statistic,
+            centring=m.centring,
         )
         warn_unconverged(out.converged, "bootstrap refits")
         devs.append(out.statistic[:, 0])

@@ -38,8 +38,10 @@ import pandas as pd
 from .._base.blas_threads import single_blas_thread
 from .._base.errors import ModelSpecError
 from .._base.precision import float64_scope
+from .._core.centring import slope_centring
 from .._core.optimize import minimize_on_host
 from .._core.theta import diagonal_mask, to_internal, to_user
+from .._model.estimate import centred_design
 from .._model.glmm_design import GlmmDesign
 from .._model.glmm_estimate import GlmmFit, GlmmProblem
 from .._model.varcorr import sdcor_names, sdcor_values
@@ -128,8 +130,12 @@ class _Profiler:
     """The fit's problem, its optimum in profile coordinates and the constrained fits."""
 
     def __init__(self, fit: GlmmFit):
+        # a fit that searched centred random-slope columns is profiled on them too (the
+        # same objective, well conditioned: _core.centring); theta is the user's outside
+        centring = slope_centring(fit.design.terms)
+        design = fit.design if centring is None else centred_design(fit.design, centring)
         glmm = GlmmDesign(
-            fit.design, fit.prior_weights, fit.offset, fit.offset_terms, fit.offset_argument
+            design, fit.prior_weights, fit.offset, fit.offset_terms, fit.offset_argument
         )
         self.fit = fit
         self.prob = prob = GlmmProblem(glmm, fit.family, fit.nagq)
@@ -148,7 +154,10 @@ class _Profiler:
             )
         self.extra = np.array([np.log(fit.size)]) if fit.family.estimates_size else np.zeros(0)
         self.beta_s_hat = np.asarray(fit.beta_s, dtype=float)
-        self.theta_int_hat = to_internal(np.asarray(fit.theta, dtype=float), self.ks, prob.order)
+        # theta as the problem takes it (centred columns' where centring applies)
+        self.theta_hat = np.asarray(fit.theta, dtype=float)
+        if centring is not None:
+            self.theta_hat = centring.to_centred_theta(self.theta_hat)
         self.d_min = float(fit.objective)
         self.lowest = self.d_min
         # beta = G beta_s: G's rows are the g_j (the map is linear: no response shift)
@@ -156,7 +165,8 @@ class _Profiler:
         ks = tuple(self.ks)
 
         def theta_of(z):
-            return theta_from_sdcor(jnp.concatenate([z, jnp.zeros(1)]), list(ks))[0]
+            theta = theta_from_sdcor(jnp.concatenate([z, jnp.zeros(1)]), list(ks))[0]
+            return theta if centring is None else centring.to_centred_theta(theta)
 
         self._theta_and_jacobian = jax.jit(lambda z: (theta_of(z), jax.jacfwd(theta_of)(z)))
 
@@ -265,9 +275,7 @@ class _Profiler:
 
         def solve(v, start):
             if start is None:
-                start = np.concatenate(
-                    [np.asarray(self.fit.theta, dtype=float), N.T @ (self.beta_s_hat - a * v)]
-                )
+                start = np.concatenate([self.theta_hat, N.T @ (self.beta_s_hat - a * v)])
 
             def fun(w):
                 beta_s = a * v + N @ w[nt:]

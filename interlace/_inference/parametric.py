@@ -72,7 +72,7 @@ def parametric_bootstrap(
     :mod:`interlace._base.progress`.
     """
     n_bootstrap = check_n_bootstrap(n_bootstrap)
-    model = fit.arrays
+    model = fit.search_arrays
     theta0 = np.asarray(fit.theta, np.float64)
     n_chunks, chunk = chunk_plan(
         model, n_bootstrap, int(chunk_size or chunk_rows(model, n_bootstrap, fit.nobs))
@@ -83,5 +83,15 @@ def parametric_bootstrap(
         for _ in range(n_chunks):
             key, sub = jax.random.split(key)
             Y = model_responses(fit, simulate_from(fit, chunk, sub))
-            parts.append(refit_all(model, Y, theta0, reml=fit.reml, statistic=statistic, bar=bar))
+            parts.append(
+                refit_all(
+                    model,
+                    Y,
+                    theta0,
+                    reml=fit.reml,
+                    statistic=statistic,
+                    bar=bar,
+                    centring=fit.centring,
+                )
+            )
     return bootstrap_result(fit, parts, statistic, n_bootstrap)

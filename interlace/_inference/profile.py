@@ -118,12 +118,17 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
         raise AssertionError("internal: profile_confint needs the model's ML fit")
     d = ml.design
     ks = ml.ks
-    cp = ml.cross_products
+    centring = ml.centring
+    # a fit that searched centred random-slope columns is profiled on them too: the
+    # same deviance, without the digits the uncentred columns lose (_core.centring)
+    cp = ml.search_cross_products
     d_min = ml.deviance
     zq = float(_normal_quantile(0.5 + level / 2))
 
     def dev_z(z):
         theta, sigma = theta_from_sdcor(z, ks)
+        if centring is not None:
+            theta = centring.to_centred_theta(theta)
         return deviance_varpar(to_internal(theta, ks, cp.order), sigma, cp, reml=False)
 
     sdcor = sdcor_values(ml.theta[None], np.array([ml.sigma]), d.terms)[0]
@@ -210,7 +215,8 @@ def _fixed_effect_interval(ml: ModelFit, j: int, zq: float, d_min: float) -> tup
     xj = d.X[:, j]
     if X.shape[1] == 0:
         X = np.zeros((d.nobs, 0))
-    terms = d.terms
+    centring = ml.centring
+    terms = d.terms if centring is None else centring.terms(d.terms)  # as profile_confint
     model = model_arrays_from(
         [t.codes for t in terms],
         [len(t.levels) for t in terms],
@@ -219,7 +225,8 @@ def _fixed_effect_interval(ml: ModelFit, j: int, zq: float, d_min: float) -> tup
         [t.X for t in terms],
         prior_weights=d.weights,
     )
-    start = theta_to_internal(jnp.asarray(ml.theta), model)
+    theta = ml.theta if centring is None else centring.to_centred_theta(ml.theta)
+    start = theta_to_internal(jnp.asarray(theta), model)
     starts = [start]
     diagonal = diagonal_mask(list(model.template.ks))  # internal order, as start
     if np.any(diagonal & (np.abs(np.asarray(start)) < AT_BOUNDARY)):  # REOPEN docstring

@@ -80,7 +80,7 @@ class LevelResamples:
 
     def __init__(self, fit: ModelFit, factors: Sequence[str]):
         d = fit.design
-        base = fit.arrays
+        base = fit.search_arrays
         cp = base.template
         self.design, self.template, self.factors = d, cp, list(factors)
         self.pos = _check_factors(d, cp, self.factors)
@@ -152,6 +152,7 @@ def resampled_levels_bootstrap(
                     statistic=statistic,
                     field=("weights", "level_mult", "tail_mult"),
                     bar=bar,
+                    centring=fit.centring,
                 )
             )
     return bootstrap_result(fit, parts, statistic, n_bootstrap)

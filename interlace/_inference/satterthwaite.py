@@ -26,9 +26,11 @@ __all__ = ["satterthwaite"]
 
 def satterthwaite(fit: ModelFit) -> pd.DataFrame:
     """Estimate, Std. Error, df, t value and Pr(>|t|) per fixed effect (lmerTest's
-    ``summary`` table) for a fitted model (its cross-products, as fitted)."""
-    cp = fit.cross_products
-    psi = jnp.concatenate([jnp.asarray(fit.theta), jnp.asarray([fit.sigma])])
+    ``summary`` table) for a fitted model (its cross-products, as searched)."""
+    # on the columns the fit searched (centred random slopes far from 0): ``df`` does not
+    # depend on how psi is parametrised, and there the derivatives keep their digits
+    cp = fit.search_cross_products
+    psi = jnp.concatenate([jnp.asarray(fit.search_theta), jnp.asarray([fit.sigma])])
 
     def internal(theta):
         return to_internal(theta, fit.ks, cp.order)

@@ -10,6 +10,7 @@ instead of rebuilding them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from .._base.errors import DataError
 from .._base.precision import float64_scope
 from .._core import buckets
 from .._core.arrays import ModelArrays, model_arrays_from
+from .._core.centring import Centring, slope_centring
 from .._core.crossprod import CrossProducts, cross_products, device_array
 from .._core.deviance import Estimates, blups_by_term, estimates
 from .._core.evaluation import host_objective
@@ -35,12 +37,11 @@ from .._core.optimize import (
     minimize_deviance,
     minimize_rescaled,
 )
-from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
+from .._core.singular import SINGULAR_MESSAGE, fit_is_singular
 from .._core.standardize import intercept_column, standardize
 from .._core.start import moment_start
 from .._core.theta import (
     column_scales,
-    diagonal_mask,
     normalize_signs,
     sign_flips,
     to_internal,
@@ -127,18 +128,45 @@ class ModelFit:
 
     @property
     def is_singular(self) -> bool:
-        return theta_is_singular(self.theta[diagonal_mask(self.ks)])
+        return fit_is_singular(self)
 
     @cached_property
     def arrays(self) -> ModelArrays:
         """The model's arrays for JAX refits, sharing this fit's cross-products."""
         return design_arrays(self.design, template=self.cross_products)
 
+    @cached_property
+    def centring(self) -> Centring | None:
+        """The random-slope columns this fit searched centred (None: none;
+        :mod:`interlace._core.centring`)."""
+        return slope_centring(self.design.terms)
+
+    @cached_property
+    def search_arrays(self) -> ModelArrays:
+        """The arrays refits search on (:func:`~interlace._core.refit.refit_all` with
+        :attr:`centring`): :attr:`arrays`, or those of the centred columns."""
+        if self.centring is None:
+            return self.arrays
+        return design_arrays(centred_design(self.design, self.centring))
+
+    @property
+    def search_cross_products(self) -> CrossProducts:
+        """The cross-products of the columns the fit searched: :attr:`cross_products`,
+        or those of :attr:`search_arrays` (centred columns)."""
+        return self.cross_products if self.centring is None else self.search_arrays.template
+
+    @property
+    def search_theta(self) -> np.ndarray:
+        """``theta`` of the columns the fit searched (user order): :attr:`theta`, or
+        the centred columns' (:attr:`centring`)."""
+        return self.theta if self.centring is None else self.centring.to_centred_theta(self.theta)
+
     def __getstate__(self) -> dict:
-        """A pickle holds the fit, not the :attr:`arrays` cache (it rebuilds on use), so
-        its size does not depend on whether a bootstrap ran before it was saved."""
+        """A pickle holds the fit, not the array caches (they rebuild on use), so its
+        size does not depend on whether a bootstrap ran before it was saved."""
         state = dict(self.__dict__)
         state.pop("arrays", None)
+        state.pop("search_arrays", None)
         return state
 
 
@@ -256,12 +284,34 @@ def fit_design(
     """Fit the model of ``design`` by ``method`` (module doc). With ``warn`` (a new fit),
     checks the response first (:func:`check_response`) and warns when the fit did not
     converge, saying why, and on a boundary (singular) fit; ``warn=False`` is for refits
-    of a design already fitted (lme4's ``refitML``), whose fit reported all that."""
-    reml = check_method(method) == "REML"
-    terms = design.terms
-    ks = [t.k for t in terms]
+    of a design already fitted (lme4's ``refitML``), whose fit reported all that.
+
+    Random-slope columns far from 0 against their spread are searched centred
+    (:mod:`interlace._core.centring`: the same model), and the fit reported for the
+    columns as given."""
+    check_method(method)
     if warn:
         check_response(design)
+    centring = slope_centring(design.terms)
+    if centring is None:
+        fit, opt = _fit_searched(design, method, maxiter=maxiter, verbose=verbose)
+    else:
+        fit, opt = _fit_centred(design, centring, method, maxiter=maxiter, verbose=verbose)
+    if warn and not fit.converged:
+        warnings.warn(convergence_message(opt, maxiter), UserWarning, stacklevel=stacklevel)
+    if warn and fit.is_singular:
+        warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=stacklevel)
+    return fit
+
+
+def _fit_searched(
+    design: Design, method: str, *, maxiter: int, verbose: bool
+) -> tuple[ModelFit, OptimResult]:
+    """The fit of :func:`fit_design` on ``design``'s columns as they are, and the
+    optimiser's result."""
+    reml = method.upper() == "REML"
+    terms = design.terms
+    ks = [t.k for t in terms]
     cp = fit_cross_products(design)
     # lme4's start on each term's columns scaled to size ~1, and the search there too
     scale = theta_scales(terms, cp.order)
@@ -281,9 +331,6 @@ def fit_design(
     blups = tuple(np.asarray(b) for b in blups_by_term(est, cp))
     beta = np.asarray(est.beta)
     sigma2 = float(est.sigma2)
-    fitted = design.X @ beta if design.offset is None else design.X @ beta + design.offset
-    for term, b in zip(terms, blups):
-        fitted = fitted + np.sum(term.X * b[term.codes], axis=1)
     converged = bool(opt.converged) and bool(  # a NaN never passes as a result
         np.isfinite(sigma2) and np.all(np.isfinite(beta)) and np.all(np.isfinite(raw))
     )
@@ -298,46 +345,52 @@ def fit_design(
         sigma2=sigma2,
         deviance=float(opt.deviance),
         blups=blups,
-        fitted=fitted,
+        fitted=fitted_values(design, beta, blups),
         converged=converged,
         n_iterations=int(opt.iterations),
         n_evaluations=int(opt.evaluations),
         stop_reason=STOP_REASONS[int(opt.stop)],
     )
-    if warn and not converged:
-        warnings.warn(convergence_message(opt, maxiter, terms), UserWarning, stacklevel=stacklevel)
-    if warn and fit.is_singular:
-        warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=stacklevel)
-    return fit
+    return fit, opt
 
 
-def uncentred_slopes(terms) -> list[str]:
-    """``"z in (1 + z | a)"`` for each column of a random term with an intercept whose
-    mean is more than 10 standard deviations from 0: within each level the intercept and
-    the slope are then nearly collinear, the two variances trade off along a ridge, and
-    the search is hard (the model is the same with the column centred)."""
-    out = []
-    for term in terms:
-        if "(Intercept)" not in term.columns:
-            continue
-        X = np.asarray(term.X, dtype=float)
-        for j, name in enumerate(term.columns):
-            if name != "(Intercept)" and X.shape[0]:
-                mean, sd = float(np.mean(X[:, j])), float(np.std(X[:, j]))
-                if abs(mean) > 10.0 * sd:
-                    out.append(f"{name} in ({term.lhs} | {term.factor})")
-    return out
-
-
-def convergence_message(opt, maxiter: int, terms=()) -> str:
-    """The warning for a fit that did not converge, naming why the optimiser stopped
-    (and, with the model's random ``terms``, any :func:`uncentred_slopes`)."""
-    return _stop_message(opt, maxiter) + "".join(
-        f" The random-effect column {c} sits far from 0 against its spread: centre it "
-        "(subtract its mean; the model is the same, reparametrised), which makes the fit "
-        "much easier."
-        for c in uncentred_slopes(terms)[:1]
+def _fit_centred(
+    design: Design, centring: Centring, method: str, *, maxiter: int, verbose: bool
+) -> tuple[ModelFit, OptimResult]:
+    """The fit of :func:`fit_design` searched on centred columns and reported for
+    ``design``'s own: ``theta``, its gradient and the modes mapped back
+    (:class:`Centring`); deviance, ``beta``, ``sigma`` and
+    fitted values are the same model's. The optimiser's result is the centred search's."""
+    centred = centred_design(design, centring)
+    inner, opt = _fit_searched(centred, method, maxiter=maxiter, verbose=verbose)
+    theta = centring.to_user_theta(inner.theta)
+    fit = dataclasses.replace(
+        inner,
+        design=design,
+        cross_products=fit_cross_products(design),
+        theta=theta,
+        grad=centring.to_user_gradient(theta, inner.grad),
+        blups=centring.to_user_blups(inner.blups),
     )
+    return fit, opt
+
+
+def centred_design(design: Design, centring: Centring) -> Design:
+    """``design`` with its random terms' columns centred by ``centring``."""
+    return dataclasses.replace(design, terms=centring.terms(design.terms))
+
+
+def fitted_values(design: Design, beta: np.ndarray, blups) -> np.ndarray:
+    """``X beta + offset + sum_t (Z_t b_t)`` at the rows of ``design``."""
+    fitted = design.X @ beta if design.offset is None else design.X @ beta + design.offset
+    for term, b in zip(design.terms, blups):
+        fitted = fitted + np.sum(term.X * b[term.codes], axis=1)
+    return fitted
+
+
+def convergence_message(opt, maxiter: int) -> str:
+    """The warning for a fit that did not converge, naming why the optimiser stopped."""
+    return _stop_message(opt, maxiter)
 
 
 def _stop_message(opt, maxiter: int) -> str:

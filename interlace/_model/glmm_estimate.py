@@ -47,6 +47,7 @@ from .._base.errors import DataError, ModelSpecError
 from .._base.jit import GLMM_OPTIONS, jit
 from .._base.precision import float64_scope
 from .._core.arrays import ModelArrays
+from .._core.centring import slope_centring
 from .._core.crossprod import device_array, same_factor, tail_width
 from .._core.deviance import blups_by_term
 from .._core.family import Family
@@ -61,7 +62,7 @@ from .._core.pirls import (
     pirls,
     warm_start,
 )
-from .._core.singular import SINGULAR_MESSAGE, theta_is_singular
+from .._core.singular import SINGULAR_MESSAGE, fit_is_singular
 from .._core.standardize import (
     Standardization,
     back_transform_beta,
@@ -71,7 +72,6 @@ from .._core.standardize import (
     to_standardized_beta,
 )
 from .._core.theta import (
-    diagonal_mask,
     normalize_signs,
     sign_flips,
     to_internal,
@@ -79,7 +79,7 @@ from .._core.theta import (
     tril_index,
 )
 from .design import Design
-from .estimate import convergence_message, design_arrays, theta_scales
+from .estimate import centred_design, convergence_message, design_arrays, theta_scales
 from .glmm_design import GlmmDesign
 
 __all__ = [
@@ -180,7 +180,7 @@ class GlmmFit:
 
     @property
     def is_singular(self) -> bool:
-        return theta_is_singular(self.theta[diagonal_mask(self.ks)])
+        return fit_is_singular(self)
 
 
 def _n_theta(ks) -> int:
@@ -428,7 +428,31 @@ def fit_glmm_design(
     """Fit ``glmm``'s model by ``nAGQ = 0``, Laplace (``nagq = 1``) or adaptive
     Gauss-Hermite quadrature (``nagq > 1``: one scalar random term only, as lme4);
     module docstring. ``hessian=False`` (bootstrap refits) keeps the ``R_X`` standard
-    errors instead of the Hessian's."""
+    errors instead of the Hessian's.
+
+    Random-slope columns far from 0 against their spread are searched centred
+    (:mod:`interlace._core.centring`: the same model; ``beta``'s block of the Hessian's
+    inverse does not depend on how ``theta`` is parametrised), and the fit reported for
+    the columns as given."""
+    options = dict(nagq=nagq, maxiter=maxiter, stacklevel=stacklevel + 1, hessian=hessian)
+    design = glmm.design
+    centring = slope_centring(design.terms)
+    if centring is None:
+        return _fit_glmm_searched(glmm, family, **options)
+    centred = glmm._replace(design=centred_design(design, centring))
+    fit = _fit_glmm_searched(centred, family, **options)
+    theta = centring.to_user_theta(fit.theta)
+    grad = np.array(fit.grad, dtype=float)
+    grad[: theta.size] = centring.to_user_gradient(theta, grad[: theta.size])
+    return dataclasses.replace(
+        fit, design=design, theta=theta, grad=grad, blups=centring.to_user_blups(fit.blups)
+    )
+
+
+def _fit_glmm_searched(
+    glmm: GlmmDesign, family: Family, *, nagq: int, maxiter: int, stacklevel: int, hessian: bool
+) -> GlmmFit:
+    """The fit of :func:`fit_glmm_design` on ``glmm``'s columns as they are."""
     design, prior_weights, offset = glmm.design, glmm.prior_weights, glmm.offset
     terms = design.terms
     ks = [t.k for t in terms]
@@ -546,7 +570,7 @@ def fit_glmm_design(
                 "estimates run off too. Drop or coarsen those columns, or merge the levels "
                 "that have only one outcome."
             )
-        warnings.warn(convergence_message(opt, maxiter, terms), UserWarning, stacklevel=stacklevel)
+        warnings.warn(convergence_message(opt, maxiter), UserWarning, stacklevel=stacklevel)
     elif runaway_suspects(prob.X_s, beta_s, prob.ic):
         runaway = separated_columns(design.X, design.fe_names, family, glmm)
         if runaway:  # quasi-complete separation: a flat likelihood toward infinity

@@ -43,12 +43,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._base.jit import NO_YNN_FUSIONS, jit
+from .._core.centring import slope_centring
 from .._core.family import Family
 from .._core.optimize import off_zero
 from .._core.pirls import cold_start, laplace, pirls, warm_start
 from .._core.stepwise import is_running, stepwise_result, stepwise_start, stepwise_step
 from .._core.theta import diagonal_mask, normalize_signs, to_internal, to_user
-from .estimate import theta_scales
+from .estimate import centred_design, theta_scales
 from .glmm_design import GlmmDesign
 from .glmm_estimate import GlmmProblem, capped_beta_block, runaway_suspects, separated_columns
 
@@ -248,7 +249,23 @@ def fit_glmm_many(
     in vectorised lanes (module docstring); degenerate columns are not fitted.
     ``start_theta`` (user's order, e.g. a fitted model's, as lme4's ``refit``): every fit
     starts there (diagonal entries at least ``_WARM_FLOOR``), in place of lme4's start
-    and the warm starts."""
+    and the warm starts. Random-slope columns far from 0 are searched centred, as a
+    single fit searches them (:mod:`interlace._core.centring`); ``theta`` in and out is
+    the user's."""
+    centring = slope_centring(glmm.design.terms)
+    if centring is not None:
+        start = None if start_theta is None else centring.to_centred_theta(start_theta)
+        batch = fit_glmm_many(
+            glmm._replace(design=centred_design(glmm.design, centring)),
+            family,
+            Y,
+            nagq=nagq,
+            batch_size=batch_size,
+            maxiter=maxiter,
+            refill_at=refill_at,
+            start_theta=start,
+        )
+        return batch._replace(theta=centring.to_user_theta(batch.theta))
     # exact widths and names: the lanes' compiled loop reads beta and the names
     prob = GlmmProblem(glmm, family, nagq, shared=False)
     n, n_all = Y.shape
