@@ -66,7 +66,7 @@ class RefitBatch(NamedTuple):
 
 @partial(jax.jit, static_argnames=("reml", "maxiter", "statistic", "field", "one_by_one"))
 def _fit_batch(
-    model, Y, Theta0, P, centring, *, reml, maxiter, statistic, field="y", one_by_one=False
+    model, Y, Theta0, P, centring=None, *, reml, maxiter, statistic, field="y", one_by_one=False
 ):
     """Refit ``model`` with each row of ``Y`` as its ``field`` (``"y"``: a response,
     ``"weights"``: row weights; a tuple of names with a tuple ``Y`` replaces several
@@ -288,7 +288,7 @@ def refit_all(
                 Y,
                 Theta0,
                 P,
-                centring,
+                centring=centring,
                 reml=reml,
                 maxiter=first_maxiter,
                 statistic=statistic,
@@ -312,7 +312,7 @@ def refit_all(
             _take(Y, idx),
             jnp.asarray(start),
             P,
-            centring,
+            centring=centring,
             reml=reml,
             maxiter=500,
             statistic=statistic,
