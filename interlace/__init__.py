@@ -17,7 +17,8 @@ the public surface and may use every layer.
     checks; ``progress`` progress bars; ``blas_threads`` one BLAS thread while a fit's
     evaluations run.
 ``_core/`` (JAX and numpy only, no pandas):
-    ``theta`` layout of the covariance parameters and ``T`` from ``theta``;
+    ``theta`` layout of the covariance parameters and ``T`` from ``theta``; ``centring``
+    random-slope columns far from 0 searched centred (the same model, ``theta`` mapped);
     ``linalg`` Cholesky and triangular solves with their derivative and batching rules;
     ``standardize`` centring and scaling of y and X; ``crossprod`` one pass over the rows
     to the cross-products; ``arrays`` the model's row data as a pytree and the

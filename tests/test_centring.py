@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 import interlace
-from interlace._core.centring import Centring, searched_theta, slope_centring
+from interlace._core.centring import Centring, slope_centring
 from interlace._core.theta import lower_factor, normalize_signs, relative_covariances
 
 DATA = Path(__file__).parent / "data"
@@ -205,10 +205,6 @@ def test_gradient_and_singularity_are_the_fits_own(year_fits):
     _, res = year_fits
     assert np.max(np.abs(res.grad_theta.to_numpy())) < 1e-3
     assert not res.is_singular and not interlace.isSingular(res)
-    fit = res.model_fit
-    np.testing.assert_allclose(
-        searched_theta(fit.design.terms, fit.theta), fit.search_theta, rtol=1e-15
-    )
 
 
 def test_refits_search_centred_too(year_fits, sleep):
@@ -231,19 +227,26 @@ def test_refits_search_centred_too(year_fits, sleep):
 
 
 def test_satterthwaite_and_profile_do_not_depend_on_the_shift(year_fits):
-    """Satterthwaite's df of the slope (1e-6) and its profile interval (1e-6) are the
-    unshifted fit's; the intercept's profile interval is the shifted intercept's,
-    inside the Wald interval's neighbourhood (within 2%)."""
-    base, res = year_fits
-    t0, t1 = base.coef_table(ddf="satterthwaite"), res.coef_table(ddf="satterthwaite")
-    assert t1.loc["Days", "df"] == pytest.approx(t0.loc["Days", "df"], rel=1e-6)
+    """Satterthwaite's df of the slope and the profile intervals of the slope, its sd
+    and sigma at ``Days + 2000`` are lmerTest's and lme4's for sleepstudy itself (1e-3
+    relative, as ``test_inference``'s: lme4 interpolates its profile); the intercept's
+    profile interval is the shifted intercept's, near its Wald interval (within 2%).
+    Before, the fixed effects' profile refits stalled (an intercept interval 25% too
+    wide at ``Days + 1e4``) and the variance profile failed on NaN at ``+ 1e5``;
+    Satterthwaite's df was 161 for 17."""
+    _, res = year_fits
+    refs = json.loads((DATA / "lme4_inference_references.json").read_text())
+    satt = refs["satterthwaite"]["sleepstudy_REML"]["coefficients"]["df"]["Days"]
+    assert res.coef_table(ddf="satterthwaite").loc["Days", "df"] == pytest.approx(satt, rel=1e-3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ci0, ci1 = base.confint(method="profile"), res.confint(method="profile")
-    np.testing.assert_allclose(ci1.loc["Days"], ci0.loc["Days"], rtol=1e-6)
-    np.testing.assert_allclose(ci1.loc["sd_Days|Subject"], ci0.loc["sd_Days|Subject"], rtol=1e-5)
+        ci = res.confint(method="profile")
+    prof = refs["confint_profile"]["sleepstudy_REML"]
+    for name in ("sd_Days|Subject", "sigma", "Days"):
+        j = prof["rownames"].index(name)
+        np.testing.assert_allclose(ci.loc[name], [prof["lower"][j], prof["upper"][j]], rtol=1e-3)
     wald = res.fe_params["Intercept"] + np.array([-1.96, 1.96]) * res.fe_bse["Intercept"]
-    np.testing.assert_allclose(ci1.loc["Intercept"], wald, rtol=0.02)
+    np.testing.assert_allclose(ci.loc["Intercept"], wald, rtol=0.02)
 
 
 def test_glmm_slope_far_from_zero():

@@ -33,7 +33,7 @@ import numpy as np
 from .._base.precision import float64_scope
 from .theta import blocks, tril_index
 
-__all__ = ["Centring", "slope_centring", "searched_theta", "FAR_FROM_ZERO"]
+__all__ = ["Centring", "slope_centring", "FAR_FROM_ZERO"]
 
 # Columns whose mean is beyond this many standard deviations from 0 are centred.
 FAR_FROM_ZERO = 10.0
@@ -199,11 +199,3 @@ def slope_centring(terms) -> Centring | None:
     if not any(moved):
         return None
     return Centring(tuple(ks), tuple(intercepts), tuple(moved), tuple(shifts))
-
-
-def searched_theta(terms, theta):
-    """``theta`` of the random ``terms`` as their fits search it: on centred columns
-    where :func:`slope_centring` centres any (a covariance near singular is judged
-    there: in the original columns a far-off slope's ``theta`` is tiny at any fit)."""
-    centring = slope_centring(terms)
-    return theta if centring is None else centring.to_centred_theta(np.asarray(theta, float))

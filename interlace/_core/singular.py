@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .centring import searched_theta
 from .theta import diagonal_mask
 
 __all__ = ["SINGULAR_MESSAGE", "SINGULAR_TOL", "theta_is_singular", "fit_is_singular"]
@@ -23,10 +22,11 @@ def theta_is_singular(theta_diagonal, tol: float = SINGULAR_TOL) -> bool:
 
 def fit_is_singular(fit, tol: float = SINGULAR_TOL) -> bool:
     """:func:`theta_is_singular` of a fit (``ModelFit`` or ``GlmmFit``), judged on
-    ``theta`` as the fit searched it: with random-slope columns far from 0 centred
-    (:func:`~interlace._core.centring.searched_theta`), where a covariance is near
-    singular only if it is; on the original columns such a slope's ``theta`` is tiny
-    at every fit."""
-    terms = fit.design.terms
-    theta = searched_theta(terms, np.asarray(fit.theta, dtype=float))
-    return theta_is_singular(theta[diagonal_mask([t.k for t in terms])], tol)
+    ``theta`` as the fit searched it: with random-slope columns far from 0 centred (its
+    ``centring``, :mod:`interlace._core.centring`), where a covariance is near singular
+    only if it is; on the original columns such a slope's ``theta`` is tiny at every
+    fit."""
+    theta = np.asarray(fit.theta, dtype=float)
+    if fit.centring is not None:
+        theta = fit.centring.to_centred_theta(theta)
+    return theta_is_singular(theta[diagonal_mask([t.k for t in fit.design.terms])], tol)

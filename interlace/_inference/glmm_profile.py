@@ -38,7 +38,6 @@ import pandas as pd
 from .._base.blas_threads import single_blas_thread
 from .._base.errors import ModelSpecError
 from .._base.precision import float64_scope
-from .._core.centring import slope_centring
 from .._core.optimize import minimize_on_host
 from .._core.theta import diagonal_mask, to_internal, to_user
 from .._model.estimate import centred_design
@@ -132,7 +131,7 @@ class _Profiler:
     def __init__(self, fit: GlmmFit):
         # a fit that searched centred random-slope columns is profiled on them too (the
         # same objective, well conditioned: _core.centring); theta is the user's outside
-        centring = slope_centring(fit.design.terms)
+        centring = fit.centring
         design = fit.design if centring is None else centred_design(fit.design, centring)
         glmm = GlmmDesign(
             design, fit.prior_weights, fit.offset, fit.offset_terms, fit.offset_argument

@@ -12,16 +12,39 @@ numerically; here ``g`` and ``H`` come from autodiff.
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .._base.jit import jit
 from .._core.deviance import deviance_varpar, vcov_beta
 from .._core.theta import to_internal
 from .._model.estimate import ModelFit
 
 __all__ = ["satterthwaite"]
+
+
+@partial(jit, static_argnames=("ks", "order", "reml"))
+def _derivatives(psi, cp, *, ks, order, reml):
+    """``H`` (the deviance's Hessian in ``psi``), ``C(psi)`` and ``J = d diag(C) / d psi``,
+    as one compiled call (3.5 s to compile on sleepstudy, where running the same
+    autodiff op by op took 22 s)."""
+
+    def internal(theta):
+        return to_internal(theta, list(ks), order)
+
+    def deviance(v):
+        return deviance_varpar(internal(v[:-1]), v[-1], cp, reml=reml)
+
+    def cov(v):
+        return vcov_beta(internal(v[:-1]), v[-1], cp)
+
+    H = jax.jacrev(jax.grad(deviance))(psi)
+    J = jax.jacrev(lambda v: jnp.diagonal(cov(v)))(psi)  # (p, len(psi))
+    return H, cov(psi), J
 
 
 def satterthwaite(fit: ModelFit) -> pd.DataFrame:
@@ -31,20 +54,8 @@ def satterthwaite(fit: ModelFit) -> pd.DataFrame:
     # depend on how psi is parametrised, and there the derivatives keep their digits
     cp = fit.search_cross_products
     psi = jnp.concatenate([jnp.asarray(fit.search_theta), jnp.asarray([fit.sigma])])
-
-    def internal(theta):
-        return to_internal(theta, fit.ks, cp.order)
-
-    def deviance(v):
-        return deviance_varpar(internal(v[:-1]), v[-1], cp, reml=fit.reml)
-
-    def cov(v):
-        return vcov_beta(internal(v[:-1]), v[-1], cp)
-
-    H = jax.jacrev(jax.grad(deviance))(psi)
+    H, C, J = _derivatives(psi, cp, ks=tuple(fit.ks), order=tuple(cp.order), reml=fit.reml)
     A = 2.0 * jnp.linalg.pinv(0.5 * (H + H.T))
-    C = cov(psi)
-    J = jax.jacrev(lambda v: jnp.diagonal(cov(v)))(psi)  # (p, len(psi))
     var = jnp.diagonal(C)
     df = np.asarray(2.0 * var**2 / jnp.einsum("ij,jk,ik->i", J, A, J))
     beta = fit.beta

@@ -36,7 +36,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,7 @@ from .._base.errors import DataError, ModelSpecError
 from .._base.jit import GLMM_OPTIONS, jit
 from .._base.precision import float64_scope
 from .._core.arrays import ModelArrays
-from .._core.centring import slope_centring
+from .._core.centring import Centring, slope_centring
 from .._core.crossprod import device_array, same_factor, tail_width
 from .._core.deviance import blups_by_term
 from .._core.family import Family
@@ -181,6 +181,12 @@ class GlmmFit:
     @property
     def is_singular(self) -> bool:
         return fit_is_singular(self)
+
+    @cached_property
+    def centring(self) -> Centring | None:
+        """The random-slope columns this fit searched centred (None: none;
+        :mod:`interlace._core.centring`)."""
+        return slope_centring(self.design.terms)
 
 
 def _n_theta(ks) -> int:
