@@ -196,6 +196,30 @@ def test_far_from_zero_and_scale_of_weights(data):
     assert ones.deviance == pytest.approx(plain.deviance, rel=1e-12)
 
 
+@pytest.mark.parametrize("method", ["REML", "ML"])
+@pytest.mark.parametrize("c", [1e-8, 1e8])
+def test_weights_of_any_scale(data, method, c):
+    """Weights times 1e-8 or 1e8 (a variance in other units): the same model (1e-9
+    relative criterion), ``sigma^2`` times ``c`` and the random effects' variances
+    unchanged (1e-6 relative), with a random slope. ``theta = sd_b / sigma`` moves by
+    ``1 / sqrt(c)``, so the search runs on it rescaled (``_core.theta.weight_scale``).
+    Before, REML at 1e8 stopped 26.5 units above the optimum (flagged unconverged) and
+    ML at 1e-8 kept only ~5 digits of the variances."""
+    w = data["w"].to_numpy()
+    ref, _ = fit_quiet(FORMULAS["w_slope"], data, weights=w, method=method)
+    res, caught = fit_quiet(FORMULAS["w_slope"], data, weights=c * w, method=method)
+    assert res.converged, caught
+    assert res.deviance == pytest.approx(ref.deviance, rel=1e-9)
+    assert res.scale == pytest.approx(c * ref.scale, rel=1e-6)
+    for g in ("subject", "item"):
+        np.testing.assert_allclose(
+            np.asarray(res.variance_components[g]),
+            np.asarray(ref.variance_components[g]),
+            rtol=1e-6,
+        )
+    np.testing.assert_allclose(res.fe_params.to_numpy(), ref.fe_params.to_numpy(), rtol=1e-6)
+
+
 def test_leverage_against_a_dense_hat_matrix(data):
     """``h_i``: the diagonal of ``A (A'A + blockdiag(I_q, 0))^-1 A'`` with
     ``A = W^1/2 [Z Lambda, X]``, formed densely."""

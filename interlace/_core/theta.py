@@ -24,6 +24,7 @@ __all__ = [
     "to_internal",
     "to_user",
     "column_scales",
+    "weight_scale",
 ]
 
 
@@ -168,3 +169,23 @@ def column_scales(ks: list[int], sizes: list[np.ndarray]) -> np.ndarray:
         rows, _ = tril_index(k)
         out.append(np.exp2(e)[rows])
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def weight_scale(weights) -> float:
+    """``2^e``, the power of two nearest ``sqrt(mean w)`` over the positive prior
+    ``weights`` of a linear mixed model, where that power is beyond 2^+-4 (a mean
+    weight above 256 or below 1/256); 1 otherwise, and without weights.
+
+    Scaling every weight by ``c`` leaves the model as it is (``sigma^2 / w_i``:
+    ``sigma^2`` absorbs ``c``), and ``theta = sd_b / sigma`` becomes ``theta / sqrt(c)``:
+    weights of 1e8 put the optimum 1e4 below lme4's identity start. Searching
+    ``theta`` times this scale (with :func:`column_scales`) starts every fit at the same
+    place in the model's own units."""
+    if weights is None:
+        return 1.0
+    w = np.asarray(weights, dtype=float)
+    w = w[w > 0]
+    if w.size == 0:
+        return 1.0
+    e = float(np.round(0.5 * np.log2(np.mean(w))))
+    return float(np.exp2(e)) if abs(e) > _ORDINARY_SIZE else 1.0

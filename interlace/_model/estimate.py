@@ -47,6 +47,7 @@ from .._core.theta import (
     to_internal,
     to_user,
     tril_index,
+    weight_scale,
 )
 from .design import Design
 
@@ -313,8 +314,9 @@ def _fit_searched(
     terms = design.terms
     ks = [t.k for t in terms]
     cp = fit_cross_products(design)
-    # lme4's start on each term's columns scaled to size ~1, and the search there too
-    scale = theta_scales(terms, cp.order)
+    # lme4's start on each term's columns scaled to size ~1 and the weights to a mean
+    # near 1, and the search there too
+    scale = theta_scales(terms, cp.order) * weight_scale(design.weights)
     theta0 = to_internal(start_values(design), ks, cp.order) / scale
     if verbose:
         print(
