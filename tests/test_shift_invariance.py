@@ -279,3 +279,40 @@ def test_verbose_fit_searches_the_rescaled_coordinates_too(data, base, capfd):
     assert "iteration" in capfd.readouterr().out
     assert res.converged
     assert res.deviance == pytest.approx(base["slopes", "ML"].deviance, rel=DEV_RTOL)
+
+
+@pytest.mark.parametrize("nagq", [0, 1])
+def test_glmm_offset_in_other_units(nagq):
+    """A Poisson exposure offset in other units, ``log(c t)``, is the same model with
+    the intercept moved by ``-log c``: -2 logLik unchanged (1e-9 relative), the other
+    estimates too (1e-6), single fits and fit_many's lanes. Before, PIRLS started every
+    row a factor ``1 / c`` from its data (lme4's ``offset + g(mu_start)``) and returned
+    NaN already at ``c = 1e-2``; glmer stops there with "Downdated VtV is not positive
+    definite"."""
+    rng = np.random.default_rng(12)
+    n, g = 500, 30
+    a = rng.integers(0, g, n)
+    z = rng.normal(size=n)
+    t = rng.uniform(0.5, 2, n)
+    y = rng.poisson(np.exp(0.3 + 0.4 * z + rng.normal(size=g)[a] + np.log(t))).astype(float)
+    d = pd.DataFrame({"a": a, "z": z, "t": t, "y": y})
+    formula = "y ~ z + (1 | a)"
+    ref = interlace.fit(formula, d, family="poisson", nAGQ=nagq, offset=np.log(t))
+    Y = np.column_stack([y, rng.poisson(y + 1.0)])
+    many_ref = interlace.fit_many(
+        "r ~ z + (1 | a)", d, Y, family="poisson", nAGQ=nagq, offset=np.log(t)
+    )
+    for c in (1e-2, 1e-6):
+        res = interlace.fit(formula, d, family="poisson", nAGQ=nagq, offset=np.log(c * t))
+        assert res.converged
+        assert res.llf == pytest.approx(ref.llf, rel=1e-9)
+        assert res.fe_params["Intercept"] + np.log(c) == pytest.approx(
+            ref.fe_params["Intercept"], rel=1e-6
+        )
+        assert res.fe_params["z"] == pytest.approx(ref.fe_params["z"], rel=1e-6)
+        assert res.variance_components["a"] == pytest.approx(ref.variance_components["a"], rel=1e-6)
+        many = interlace.fit_many(
+            "r ~ z + (1 | a)", d, Y, family="poisson", nAGQ=nagq, offset=np.log(c * t)
+        )
+        assert many["converged"].all()
+        np.testing.assert_allclose(many["llf"], many_ref["llf"], rtol=1e-9)

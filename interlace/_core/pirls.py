@@ -55,6 +55,7 @@ from .family import Family
 from .theta import lower_factor
 
 __all__ = [
+    "start_eta",
     "Modes",
     "GlmmData",
     "PirlsStart",
@@ -112,6 +113,20 @@ class PirlsStart(NamedTuple):
     b1: jnp.ndarray  # (q1, k1)
     b_tail: jnp.ndarray  # (q_tail,)
     warm: jnp.ndarray  # () bool
+
+
+def start_eta(family: Family, y, prior_weights, offset):
+    """The cold start's linear predictor: lme4's ``offset + g(mu_start)``, with the
+    offset's median taken out (numpy or JAX). The modes then absorb that constant: a
+    model's intercept does. From lme4's start, every row of a model whose offset is far
+    from 0 as a whole (a Poisson exposure in other units, ``log(1e-6 t)``) sits a factor
+    ``exp(-offset)`` from its data, and the first PIRLS step lands where ``exp``
+    overflows: glmer stops with "Downdated VtV is not positive definite" there, and this
+    fit returned NaN, already at ``log(1e-2 t)``. Rows whose offset differs from most
+    rows' keep the difference (an offset of -40 on rows of one outcome:
+    ``tests/test_glmm_separation.py``)."""
+    xp = np if isinstance(offset, np.ndarray) else jnp
+    return offset - xp.median(offset) + family.linkfun(family.start_mu(y, prior_weights))
 
 
 def cold_start(eta0, ma: ModelArrays) -> PirlsStart:

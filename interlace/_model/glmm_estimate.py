@@ -60,6 +60,7 @@ from .._core.pirls import (
     cold_start,
     laplace,
     pirls,
+    start_eta,
     warm_start,
 )
 from .._core.singular import SINGULAR_MESSAGE, fit_is_singular
@@ -331,10 +332,11 @@ class GlmmProblem:
         self.rule = gauss_hermite(nagq) if nagq > 1 else None
         # numpy: no per-operation compiles for a new model's shapes
         w = np.asarray(glmm.prior_weights, dtype=float)
-        # lme4's start: eta = offset + g(mu_start) (mkRespMod's updateMu). Without the
-        # offset, rows whose offset is far from 0 start far from their data, and the first
-        # step can throw PIRLS into the saturated region of the link, where it stalls
-        eta0 = np.asarray(glmm.offset, dtype=float) + family.linkfun(family.start_mu(y, w))
+        # lme4's start, eta = offset + g(mu_start) (mkRespMod's updateMu), less the
+        # offset's median (start_eta). Without the offset, rows whose offset is far from
+        # the others' start far from their data, and the first step can throw PIRLS into
+        # the saturated region of the link, where it stalls
+        eta0 = start_eta(family, y, w, np.asarray(glmm.offset, dtype=float))
         self.start = cold_start(np.asarray(eta0, dtype=float), self.ma)
 
     def fun(self, joint: bool):
@@ -640,7 +642,7 @@ def separated_columns(X: np.ndarray, names, family: Family, glmm: GlmmDesign) ->
     Xs, _, _ = standardize(X, np.zeros(X.shape[0]), None, ic)
     y, w, off = glmm.design.y, glmm.prior_weights, glmm.offset
     size = 1.0 if family.size is None else family.size
-    eta = off + np.asarray(family.linkfun(family.start_mu(y, w)))  # lme4's start
+    eta = np.asarray(start_eta(family, y, w, np.asarray(off, dtype=float)))  # the fits' start
     history = []
     with np.errstate(all="ignore"):
         for _ in range(50):

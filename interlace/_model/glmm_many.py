@@ -46,7 +46,7 @@ from .._base.jit import NO_YNN_FUSIONS, jit
 from .._core.centring import slope_centring
 from .._core.family import Family
 from .._core.optimize import off_zero
-from .._core.pirls import cold_start, laplace, pirls, warm_start
+from .._core.pirls import cold_start, laplace, pirls, start_eta, warm_start
 from .._core.stepwise import is_running, stepwise_result, stepwise_start, stepwise_step
 from .._core.theta import diagonal_mask, normalize_signs, to_internal, to_user
 from .estimate import centred_design, theta_scales
@@ -135,7 +135,7 @@ def _advance(
         return jnp.concatenate([xr[:n_theta], jnp.zeros(p, xr.dtype), xr[n_theta:]])
 
     def start_lane(y, x0):
-        eta0 = data.offset + family.linkfun(family.start_mu(y, w))  # lme4's start
+        eta0 = start_eta(family, y, w, data.offset)
         aux0 = (
             cold_start(eta0, ma),
             jnp.zeros(p, eta0.dtype),
