@@ -124,9 +124,16 @@ def start_eta(family: Family, y, prior_weights, offset):
     overflows: glmer stops with "Downdated VtV is not positive definite" there, and this
     fit returned NaN, already at ``log(1e-2 t)``. Rows whose offset differs from most
     rows' keep the difference (an offset of -40 on rows of one outcome:
-    ``tests/test_glmm_separation.py``)."""
+    ``tests/test_glmm_separation.py``). A median within ``_NEAR_ZERO_OFFSET`` of 0 is
+    left in: such a start is near the data already, and those fits keep their paths."""
     xp = np if isinstance(offset, np.ndarray) else jnp
-    return offset - xp.median(offset) + family.linkfun(family.start_mu(y, prior_weights))
+    median = xp.median(offset)
+    median = xp.where(xp.abs(median) > _NEAR_ZERO_OFFSET, median, 0.0)
+    return offset - median + family.linkfun(family.start_mu(y, prior_weights))
+
+
+# An offset whose median is within this of 0 starts PIRLS as lme4 does (start_eta)
+_NEAR_ZERO_OFFSET = 1.0
 
 
 def cold_start(eta0, ma: ModelArrays) -> PirlsStart:
