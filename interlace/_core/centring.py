@@ -103,7 +103,7 @@ class Centring(eqx.Module):
         return tuple(out)
 
     def _map(self, theta, sign: float):
-        """Per term, ``T`` from ``M M'`` with ``M = (I + sign e_0 c') T_in``."""
+        """Per term, ``T`` from ``M M'`` with ``M = (I + sign e_i0 c') T_in``."""
         xp = np if isinstance(theta, np.ndarray) else _jnp()
         theta = theta if xp is not np else np.asarray(theta, dtype=float)
         parts = []
