@@ -87,6 +87,8 @@ class ModelFit:
     n_iterations: int
     n_evaluations: int
     stop_reason: str
+    # the random-slope columns the fit searched centred (_core.centring); None: none
+    centring: Centring | None = None
 
     @property
     def reml(self) -> bool:
@@ -135,12 +137,6 @@ class ModelFit:
     def arrays(self) -> ModelArrays:
         """The model's arrays for JAX refits, sharing this fit's cross-products."""
         return design_arrays(self.design, template=self.cross_products)
-
-    @cached_property
-    def centring(self) -> Centring | None:
-        """The random-slope columns this fit searched centred (None: none;
-        :mod:`interlace._core.centring`)."""
-        return slope_centring(self.design.terms)
 
     @cached_property
     def search_arrays(self) -> ModelArrays:
@@ -373,6 +369,7 @@ def _fit_centred(
         theta=theta,
         grad=centring.to_user_gradient(theta, inner.grad),
         blups=centring.to_user_blups(inner.blups),
+        centring=centring,
     )
     return fit, opt
 
@@ -392,10 +389,6 @@ def fitted_values(design: Design, beta: np.ndarray, blups) -> np.ndarray:
 
 def convergence_message(opt, maxiter: int) -> str:
     """The warning for a fit that did not converge, naming why the optimiser stopped."""
-    return _stop_message(opt, maxiter)
-
-
-def _stop_message(opt, maxiter: int) -> str:
     g = float(np.max(np.abs(np.asarray(opt.grad)))) if np.size(opt.grad) else 0.0
     stop = int(opt.stop)
     if stop == STOP_MAXITER:

@@ -36,7 +36,7 @@ import dataclasses
 import math
 import warnings
 from dataclasses import dataclass
-from functools import cached_property, partial
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -145,6 +145,8 @@ class GlmmFit:
     # fixed-effect columns that separate the response (quasi-complete separation of a
     # converged fit: infinite maximum-likelihood estimates, reported with a warning)
     separated: tuple = ()
+    # the random-slope columns the fit searched centred (_core.centring); None: none
+    centring: Centring | None = None
 
     def fixed_part(self, X: np.ndarray) -> np.ndarray:
         """``X beta`` as ``X_s beta_s``: columns centred and scaled as in the fit, so that a
@@ -182,12 +184,6 @@ class GlmmFit:
     @property
     def is_singular(self) -> bool:
         return fit_is_singular(self)
-
-    @cached_property
-    def centring(self) -> Centring | None:
-        """The random-slope columns this fit searched centred (None: none;
-        :mod:`interlace._core.centring`)."""
-        return slope_centring(self.design.terms)
 
 
 def _n_theta(ks) -> int:
@@ -453,7 +449,12 @@ def fit_glmm_design(
     grad = np.array(fit.grad, dtype=float)
     grad[: theta.size] = centring.to_user_gradient(theta, grad[: theta.size])
     return dataclasses.replace(
-        fit, design=design, theta=theta, grad=grad, blups=centring.to_user_blups(fit.blups)
+        fit,
+        design=design,
+        theta=theta,
+        grad=grad,
+        blups=centring.to_user_blups(fit.blups),
+        centring=centring,
     )
 
 
