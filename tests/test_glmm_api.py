@@ -361,6 +361,18 @@ REJECT = [
         id="binomial-outside-0-1",
     ),
     pytest.param(
+        # a value just above 1 (a proportion computed in floating point) is named with
+        # the digits that put it outside, not rounded back to "1"
+        lambda: dict(
+            formula=BIN_F,
+            data=_set(_bin().astype({"y": float}), "y", [3], 1 + 1e-12),
+            family="binomial",
+        ),
+        DataError,
+        r"values outside \[0, 1\] \(e\.g\. 1\.000000000001\)",
+        id="binomial-just-above-1",
+    ),
+    pytest.param(
         lambda: dict(formula=POIS_F, data=_set(_pois(), "count", [4], -1), family="poisson"),
         DataError,
         r"Poisson response 'count' has negative values \(e\.g\. -1\)",

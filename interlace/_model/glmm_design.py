@@ -248,7 +248,7 @@ def check_responses(
             j = int(np.argmax(out))
             raise DataError(
                 f"The binomial response {cols[j]!r} has values outside [0, 1] (e.g. "
-                f"{Y[(Y[:, j] < 0) | (Y[:, j] > 1), j][0]:g}): give 0/1 outcomes, proportions "
+                f"{Y[(Y[:, j] < 0) | (Y[:, j] > 1), j][0]:.15g}): give 0/1 outcomes, proportions "
                 "with weights= trials, or cbind(successes, failures)."
             )
         successes = Y * w[:, None]
@@ -270,7 +270,7 @@ def check_responses(
         j = int(np.argmax(negative))
         raise DataError(
             f"The {kind} response {cols[j]!r} has negative values (e.g. "
-            f"{Y[Y[:, j] < 0, j][0]:g}); counts are >= 0."
+            f"{Y[Y[:, j] < 0, j][0]:.15g}); counts are >= 0."
         )
     odd = np.any(Y != np.round(Y), axis=0)
     if odd.any():
