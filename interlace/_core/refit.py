@@ -29,7 +29,7 @@ from .deviance import SMALL
 from .evaluation import host_objective
 from .fitting import fit_arrays
 from .optimize import hessian_by_differences
-from .theta import diagonal_mask
+from .theta import column_scales, diagonal_mask
 
 __all__ = [
     "RefitBatch",
@@ -144,12 +144,32 @@ def deviance_statistic(out):
 
 
 def off_the_boundary(model, theta0, floor: float = 0.1) -> np.ndarray:
-    """A warm start with every diagonal ``theta`` at least ``floor``: the deviance is even
-    in each diagonal entry, so ``theta_j = 0`` is a stationary point that L-BFGS cannot
-    leave, and a start on the boundary (a singular fit) would pin every refit there."""
+    """A warm start with every diagonal ``theta`` at least ``floor`` in the units a single
+    fit searches (:func:`search_scales`: ``floor / s_j`` for a column of size ``s_j``):
+    the deviance is even in each diagonal entry, so ``theta_j = 0`` is a stationary point
+    that L-BFGS cannot leave, and a start on the boundary (a singular fit) would pin every
+    refit there. Taken in the column's own units, the floor put a slope on a covariate of
+    size ~50 (``(x || g)`` with ``x`` near 50) 64x too far from its boundary fit: half the
+    refits of such a model stopped unconverged, 1e-3 deviance units short."""
     diag = np.asarray(diagonal_mask(user_ks(model)))
     theta0 = np.asarray(theta0, np.float64)
-    return np.where(diag & (np.abs(theta0) < floor), floor, theta0)
+    least = floor / search_scales(model)
+    return np.where(diag & (np.abs(theta0) < least), least, theta0)
+
+
+def search_scales(model) -> np.ndarray:
+    """Per ``theta`` entry (user order): the scale a single fit searches it in
+    (:func:`~interlace._core.theta.column_scales` of each random-term column's size: 1
+    for an intercept (a column of ones), the standard deviation of a column in a term
+    with an intercept, the root mean square otherwise), from ``model``'s term columns."""
+    sizes = [None] * len(model.template.order)
+    for X, user in zip(model.term_X, model.template.order):
+        X = np.asarray(X, dtype=np.float64)
+        ones = np.all(X == 1.0, axis=0) if X.shape[0] else np.zeros(X.shape[1], bool)
+        rms = np.sqrt(np.mean(X * X, axis=0)) if X.shape[0] else np.ones(X.shape[1])
+        spread = np.std(X, axis=0) if X.shape[0] else np.ones(X.shape[1])
+        sizes[user] = np.where(ones, 1.0, spread if ones.any() else rms)
+    return column_scales(user_ks(model), sizes)
 
 
 # Memory a batch of refits may use for its dense tails: each refit holds a few dozen
