@@ -26,6 +26,7 @@ the public surface and may use every layer.
     estimates at ``theta``; ``evaluation`` the one compiled evaluation (deviance,
     gradient, estimates) a single fit's optimiser calls; ``start`` starting values;
     ``optimize`` L-BFGS over ``theta`` (compiled, or on the host over ``evaluation``);
+    ``newton`` Newton steps that finish a single fit whose L-BFGS stalled;
     ``buckets`` size classes (small models padded to shared compiled shapes); ``fitting``
     one fit of a model's arrays; ``refit`` the batched refit engine; ``simulate``
     responses drawn from the model; ``sharding`` rows across devices; ``singular`` the

@@ -37,6 +37,7 @@ import optax.tree_utils as otu
 from .._base.jit import jit
 from .crossprod import CrossProducts
 from .deviance import deviance_offset, standardized_deviance
+from .newton import NEWTON_MAX_DIM, newton_polish
 
 __all__ = [
     "OptimResult",
@@ -215,6 +216,7 @@ def minimize_on_host(
     ftol: float = 1e-15,
     patience: int = 3,
     block_inverse=None,
+    polish: bool = False,
 ) -> tuple[OptimResult, object]:
     """L-BFGS driven from Python over a compiled ``fun(theta) -> (value, grad, aux)``
     (numpy in, floats/arrays out): ``(OptimResult, aux at the returned theta)``.
@@ -241,6 +243,11 @@ def minimize_on_host(
     where the curvature is huge (a count model's intercept with counts near 1e5) the
     gradient cannot get below ``gtol`` and such steps would go on while the values' last
     digits change.
+
+    ``polish``: a search that stalls unconverged goes on by modified Newton steps on the
+    Hessian by differences of the gradient (:func:`~interlace._core.newton.newton_polish`;
+    up to :data:`~interlace._core.newton.NEWTON_MAX_DIM` coordinates). Searches that
+    converge take no such step: their paths are unchanged.
     """
     x = off_zero(np.asarray(theta0, dtype=np.float64))
     f, g, aux = fun(x)
@@ -288,11 +295,24 @@ def minimize_on_host(
         x, f, g, aux = x_new, f_new, g_new, aux_new
         it += 1
     finite = bool(np.isfinite(f) and np.all(np.isfinite(g)))
+    converged = _converged_at(stop, finite, g, f, gtol)
+    if polish and not converged and finite and stop == STOP_STALLED and x.size <= NEWTON_MAX_DIM:
+        rescue = newton_polish(fun, x, f, g, aux, small_grad=small_grad)
+        x, f, g, aux = rescue.x, rescue.value, rescue.grad, rescue.aux
+        it, nev = it + rescue.steps, nev + rescue.evaluations
+        if small_grad(f, g):
+            stop = STOP_GRADIENT
+        converged = _converged_at(stop, True, g, f, gtol)
+    return OptimResult(x, f, g, it, nev, converged, stop), aux
+
+
+def _converged_at(stop: int, finite: bool, g: np.ndarray, f: float, gtol: float) -> bool:
+    """The host search's verdict: the gradient test passed, or the deviance stalled with
+    the gradient within ``1e3`` times the test's bound."""
     gmax = float(np.max(np.abs(g), initial=0.0)) if finite else np.inf
-    converged = finite and (
+    return finite and (
         stop == STOP_GRADIENT or (stop == STOP_STALLED and gmax <= 1e3 * gtol * (1.0 + abs(f)))
     )
-    return OptimResult(x, f, g, it, nev, converged, stop), aux
 
 
 def minimize_rescaled(fun, x0, scale=None, **options) -> tuple[OptimResult, object]:

@@ -259,7 +259,7 @@ def optimize(
         )
     fun, padding = host_objective(cp, reml=reml)
     with single_blas_thread():  # LAPACK inside the evaluations (_base.blas_threads)
-        opt, est = minimize_rescaled(fun, theta0, theta_scale, maxiter=maxiter)
+        opt, est = minimize_rescaled(fun, theta0, theta_scale, maxiter=maxiter, polish=True)
         if padding is None:  # exact shapes: estimates once, at the optimum
             est = estimates(device_array(opt.theta), cp, reml=reml)
     est = Estimates(*(np.asarray(v) for v in est))
