@@ -37,6 +37,13 @@ PAGE = (
     "tests/data/results_page.csv",
     {},
 )
+HIGH_SNR = (
+    "y1 ~ x + (x | subject) + (1 | site)",
+    "tests/data/high_snr_slopes.csv",
+    {"subject": "str", "site": "str"},
+)
+# (x || g) with x ~ N(50, 1), 1,500 rows, 40 levels, no random variation: far_slope_data()
+FAR_SLOPE = ("y ~ x + (x || g)", "benchmarks/out/far_slope.csv", {"g": "str"})
 WORKLOADS = {  # key -> (title, model, what is timed)
     "insteval_fit": ("InstEval REML fit, compiled", INSTEVAL, "fit"),
     "page_fit": ("Results page REML fit, compiled", PAGE, "fit"),
@@ -51,6 +58,18 @@ WORKLOADS = {  # key -> (title, model, what is timed)
         "after a warm-up fit of the page: total",
         PAGE,
         "new_models",
+    ),
+    "high_snr_fit": (
+        "Random slopes with ~1e6 times the residual variance (tests/data/high_snr_slopes.csv, "
+        "y1), REML fit, compiled",
+        HIGH_SNR,
+        "fit",
+    ),
+    "far_slope_many": (
+        "`fit_many`, `y ~ x + (x || g)` with x near 50, 64 responses, compiled "
+        "(deviance column: their sum)",
+        FAR_SLOPE,
+        "many64",
     ),
 }
 
@@ -71,9 +90,16 @@ if what == "new_models":  # each model is new once per process: one timed pass
     print("@@" + json.dumps({"seconds": [time.perf_counter() - t0], "deviance": fit.deviance,
                              "where": interlace.__file__}))
     sys.exit(0)
+import numpy as np
+Y, extra = None, {}
+if what == "many64":  # the same 64 responses for both codes
+    rng = np.random.default_rng(64)
+    Y = df["y"].to_numpy()[:, None] + rng.normal(size=(len(df), 64)) * np.linspace(0.5, 2, 64)
 def run(i):
     fit = interlace.fit(formula, df)
-    if what == "boot1000":
+    if what == "many64":
+        extra["deviance"] = float(interlace.fit_many(formula, df, Y)["deviance"].sum())
+    elif what == "boot1000":
         fit.parametric_bootstrap(1000, seed=i, progress=False)
     elif what == "influence":
         interlace.hlm_influence(fit, progress=False)
@@ -84,9 +110,23 @@ for i in range(1, repeats + 1):
     t0 = time.perf_counter()
     fit = run(i)
     times.append(time.perf_counter() - t0)
-print("@@" + json.dumps({"seconds": times, "deviance": fit.deviance,
+print("@@" + json.dumps({"seconds": times, "deviance": extra.get("deviance", fit.deviance),
                          "where": interlace.__file__}))
 """
+
+
+def far_slope_data() -> None:
+    """``benchmarks/out/far_slope.csv`` for FAR_SLOPE (seeded; rewritten at every run)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(10)
+    n = 1500
+    d = pd.DataFrame({"g": rng.integers(0, 40, n).astype(str), "x": rng.normal(50.0, 1.0, n)})
+    d["y"] = 2.0 + 0.3 * d.x + rng.normal(size=n)
+    path = ROOT / FAR_SLOPE[1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    d.to_csv(path, index=False)
 
 
 def _latency_models() -> list[dict]:
@@ -179,6 +219,8 @@ def main() -> None:
         text=True,
     ).stdout.strip()
     rows = {}
+    if "far_slope_many" in args.workloads:
+        far_slope_data()
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "baseline"
         subprocess.run(
