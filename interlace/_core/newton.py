@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["NewtonResult", "newton_polish", "NEWTON_MAX_DIM"]
+__all__ = ["NewtonResult", "newton_polish", "hessian_by_differences", "NEWTON_MAX_DIM"]
 
 # Entries of theta up to which a stalled search is polished: each step costs one gradient
 # per entry.
@@ -44,20 +44,35 @@ class NewtonResult(NamedTuple):
     evaluations: int
 
 
-def _hessian(fun, x: np.ndarray) -> tuple[np.ndarray, int]:
-    """Central differences of the exact gradient, ``h_j = 1e-5 max(1, |x_j|)`` (error
-    ``O(h^2)``: forward differences' ``O(h)`` error drowned the small eigenvalues of an
-    ill-conditioned optimum, and their Newton steps failed)."""
-    k = x.shape[0]
+def hessian_by_differences(grad, x: np.ndarray, g0: np.ndarray, k: int, sign: float = 1.0):
+    """``H`` (``k x k``) of a function whose exact gradient is ``grad(x)`` (numpy), in its
+    first ``k`` coordinates, by one-sided differences of that gradient from ``g0 =
+    grad(x)``: ``H e_j = sign (g(x + sign h_j e_j) - g0) / h_j`` with ``h_j = 1e-5
+    max(1, |x_j|)``, one evaluation per coordinate; error ``O(h)`` (forward, ``sign = 1``;
+    the mean of the forward and backward matrices is the central difference, ``O(h^2)``).
+    """
+    x = np.asarray(x, dtype=float)
+    g0 = np.asarray(g0, dtype=float)[:k]
     H = np.empty((k, k))
     for j in range(k):
         h = 1e-5 * max(1.0, abs(float(x[j])))
-        up, down = x.copy(), x.copy()
-        up[j] += h
-        down[j] -= h
-        H[:, j] = (
-            np.asarray(fun(up)[1], dtype=np.float64) - np.asarray(fun(down)[1], dtype=np.float64)
-        ) / (2.0 * h)
+        step = x.copy()
+        step[j] += sign * h
+        H[:, j] = sign * (np.asarray(grad(step), dtype=float)[:k] - g0) / h
+    return H
+
+
+def _central_hessian(fun, x: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, int]:
+    """Central differences of the exact gradient (the mean of the forward and backward
+    :func:`hessian_by_differences`), symmetrised: error ``O(h^2)``, where forward
+    differences' ``O(h)`` error drowned the small eigenvalues of an ill-conditioned
+    optimum and their Newton steps failed."""
+    k = x.shape[0]
+
+    def grad(v):
+        return fun(v)[1]
+
+    H = 0.5 * (hessian_by_differences(grad, x, g, k) + hessian_by_differences(grad, x, g, k, -1.0))
     return 0.5 * (H + H.T), 2 * k
 
 
@@ -70,7 +85,7 @@ def newton_polish(fun, x, value, grad, aux, *, small_grad, maxiter: int = 20) ->
     f = float(value)
     evaluations = steps = 0
     while steps < maxiter and not small_grad(f, g):
-        H, used = _hessian(fun, x)
+        H, used = _central_hessian(fun, x, g)
         evaluations += used
         if not np.all(np.isfinite(H)):
             break

@@ -47,7 +47,6 @@ __all__ = [
     "STOP_REASONS",
     "OFF_ZERO",
     "off_zero",
-    "hessian_by_differences",
 ]
 
 
@@ -478,21 +477,3 @@ def _line_search(fun, x, f0, g0, d):
     else:
         found = prev if prev[0] > 0 else None
     return (None if found is None else found[3]), used
-
-
-def hessian_by_differences(grad, x: np.ndarray, g0: np.ndarray, k: int, sign: float = 1.0):
-    """``H`` (``k x k``) of a function whose exact gradient is ``grad(x)`` (numpy), in its
-    first ``k`` coordinates, by one-sided differences of that gradient from ``g0 =
-    grad(x)``: ``H e_j = sign (g(x + sign h_j e_j) - g0) / h_j`` with ``h_j = 1e-5
-    max(1, |x_j|)``, one evaluation per coordinate; error ``O(h)`` (forward, ``sign = 1``;
-    the mean of the forward and backward matrices is the central difference, ``O(h^2)``).
-    """
-    x = np.asarray(x, dtype=float)
-    g0 = np.asarray(g0, dtype=float)[:k]
-    H = np.empty((k, k))
-    for j in range(k):
-        h = 1e-5 * max(1.0, abs(float(x[j])))
-        step = x.copy()
-        step[j] += sign * h
-        H[:, j] = sign * (np.asarray(grad(step), dtype=float)[:k] - g0) / h
-    return H

@@ -28,7 +28,7 @@ from .crossprod import device_array
 from .deviance import SMALL
 from .evaluation import host_objective
 from .fitting import fit_arrays
-from .optimize import hessian_by_differences
+from .newton import hessian_by_differences
 from .theta import column_scales, diagonal_mask
 
 __all__ = [

@@ -51,7 +51,8 @@ from .._core.centring import Centring, slope_centring
 from .._core.crossprod import device_array, same_factor, tail_width
 from .._core.deviance import blups_by_term
 from .._core.family import Family
-from .._core.optimize import STOP_REASONS, hessian_by_differences, minimize_rescaled
+from .._core.newton import hessian_by_differences
+from .._core.optimize import STOP_REASONS, minimize_rescaled
 from .._core.pirls import (
     STEP_TOL,
     GlmmData,
