@@ -321,31 +321,20 @@ def refit_all(
     todo = np.flatnonzero(~out.converged)
     if todo.size:
         size = int(2 ** np.ceil(np.log2(max(todo.size, 8))))
-        idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
-        start = out.theta[idx]
+        start = out.theta[todo]
         if centring is not None:
             start = centring.to_centred_theta(start)
         start = np.where(
             np.isfinite(start).all(axis=1, keepdims=True), start, np.asarray(theta0)[None, :]
         )
-        again = _fit_batch(
-            model,
-            _take(Y, idx),
-            jnp.asarray(start),
-            P,
-            centring=centring,
-            reml=reml,
-            maxiter=500,
-            statistic=statistic,
-            field=field,
-            one_by_one=one_by_one,
+        batch = dict(
+            centring=centring, reml=reml, statistic=statistic, field=field, one_by_one=one_by_one
         )
+        again = _refit_rows(model, Y, todo, start, size, P, batch)
         for a, b in zip(out, again):
-            a[todo] = np.asarray(b)[: todo.size]
+            a[todo] = b
         # the second pass's batch size: its compiled call serves the last pass too
-        _finish_on_host(
-            model, Y, out, theta0, P, reml, statistic, field, one_by_one, centring, size
-        )
+        _finish_on_host(model, Y, out, theta0, P, size, batch)
     if bar is not None:
         bar.update(B)
     return out
@@ -356,7 +345,7 @@ def refit_all(
 HOST_FINISH_MOST = 64
 
 
-def _finish_on_host(model, Y, out, theta0, P, reml, statistic, field, one_by_one, centring, size):
+def _finish_on_host(model, Y, out, theta0, P, size: int, batch: dict) -> None:
     """Refits still unconverged after the batched passes (``out``, updated in place),
     searched again one by one as a single fit searches (:func:`host_objective` of the
     refit's own cross-products, L-BFGS on the host with its Newton finish), then passed
@@ -369,8 +358,9 @@ def _finish_on_host(model, Y, out, theta0, P, reml, statistic, field, one_by_one
     of such a model costs seconds); a refit whose batched pass from the host optimum
     does not converge keeps its earlier result."""
     todo = np.flatnonzero(~out.converged)[: min(HOST_FINISH_MOST, size)]
-    if todo.size == 0 or one_by_one:  # wide tails: each refit ran to its own end already
+    if todo.size == 0 or batch["one_by_one"]:  # wide tails: each refit ran to its end
         return
+    field, centring = batch["field"], batch["centring"]
     names = (field,) if isinstance(field, str) else field
     scales = theta_to_internal(search_scales(model), model)
     starts = []
@@ -378,7 +368,7 @@ def _finish_on_host(model, Y, out, theta0, P, reml, statistic, field, one_by_one
         row = jax.tree.map(lambda a, j=j: a[j], Y)
         leaves = dict(zip(names, (row,) if isinstance(field, str) else row))
         cp = _cross_products(model.replace(**leaves))
-        fun = host_objective(cp, reml=reml).fun
+        fun = host_objective(cp, reml=batch["reml"]).fun
         if np.all(np.isfinite(out.theta[j])):  # the user's columns: to the model's
             start = out.theta[j] if centring is None else centring.to_centred_theta(out.theta[j])
         else:
@@ -388,25 +378,21 @@ def _finish_on_host(model, Y, out, theta0, P, reml, statistic, field, one_by_one
         )
         found = np.asarray(theta_to_user(opt.theta, model))
         starts.append(found if opt.converged and np.all(np.isfinite(found)) else start)
-    idx = np.concatenate([todo, np.full(size - todo.size, todo[0])])
-    Theta = np.concatenate(
-        [np.asarray(starts), np.repeat(np.asarray(starts[:1]), size - todo.size, 0)]
-    )
-    again = _fit_batch(
-        model,
-        _take(Y, idx),
-        jnp.asarray(Theta),
-        P,
-        centring=centring,
-        reml=reml,
-        maxiter=500,
-        statistic=statistic,
-        field=field,
-        one_by_one=one_by_one,
-    )
-    fixed = np.asarray(again.converged)[: todo.size]
+    again = _refit_rows(model, Y, todo, np.asarray(starts), size, P, batch)
+    fixed = again.converged
     for a, b in zip(out, again):
-        a[todo[fixed]] = np.asarray(b)[: todo.size][fixed]
+        a[todo[fixed]] = b[fixed]
+
+
+def _refit_rows(model, Y, rows, starts, size: int, P, batch: dict) -> RefitBatch:
+    """Refits of ``Y``'s ``rows`` from ``starts`` (one per row, the model's columns) with
+    up to 500 iterations, in one batch padded to ``size`` (with copies of the first row,
+    so that passes of one size share a compiled call); numpy, one row per refit."""
+    pad = size - rows.size
+    idx = np.concatenate([rows, np.full(pad, rows[0])])
+    Theta = np.concatenate([starts, np.repeat(starts[:1], pad, axis=0)])
+    again = _fit_batch(model, _take(Y, idx), jnp.asarray(Theta), P, maxiter=500, **batch)
+    return RefitBatch(*(np.asarray(a)[: rows.size] for a in again))
 
 
 @jax.jit
