@@ -68,7 +68,9 @@ def model_arrays(
     and the index structure of its cross-products. Same formula syntax and input checks
     as :func:`interlace.fit`; with offsets, the response held is ``y`` less the
     offset."""
-    return design_arrays(build_lmm_design(formula, data, groups, weights, offset))
+    design = build_lmm_design(formula, data, groups, weights, offset)
+    # fit_arrays searches random-slope columns far from 0 centred, as interlace.fit does
+    return dataclasses.replace(design_arrays(design), centring=slope_centring(design.terms))
 
 
 @float64_functional

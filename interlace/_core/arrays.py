@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .centring import Centring
 from .crossprod import (
     CrossProducts,
     cross_products,
@@ -90,6 +91,11 @@ class ModelArrays(eqx.Module):
     # every determinant. Data, not a static count: a GLMM's fit shares its executable
     # across fixed-effect widths (``_model.glmm_estimate``). None: no padding
     fixed_padding: jnp.ndarray | None = None
+    # Random-slope columns far from 0 that :func:`~interlace._core.fitting.fit_arrays`
+    # searches centred (:mod:`interlace._core.centring`; user term order). Set by the
+    # public ``interlace.model_arrays``; the shifts are recomputed from ``term_X`` at each
+    # fit, so arrays with replaced columns stay exact. None: searched as they are
+    centring: Centring | None = None
 
     @property
     def first_columns(self) -> jnp.ndarray:

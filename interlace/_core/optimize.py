@@ -83,6 +83,7 @@ def minimize_deviance(
     patience: int = 3,
     precond: jnp.ndarray | None = None,
     verbose: bool = False,
+    scale: jnp.ndarray | None = None,
 ) -> OptimResult:
     """L-BFGS minimisation of :func:`profiled_deviance` from ``theta0`` (one jit call).
 
@@ -92,6 +93,9 @@ def minimize_deviance(
     batches of refits near a known fit). The returned ``theta`` and ``grad`` are raw:
     signs of the factors' columns are fixed by the callers (``_core.theta.normalize_signs``).
     ``verbose`` prints each iteration's deviance while the compiled loop runs.
+    ``scale`` (without ``precond``): search ``theta' = scale * theta`` (elementwise), as
+    :func:`minimize_rescaled` does on the host, so that the first step and the stopping
+    rule see the rescaled coordinates (``_core.theta.column_scales``).
     """
     origin = theta0 = off_zero(theta0)  # a start on the boundary could never leave it
     k = theta0.shape[0]
@@ -104,10 +108,12 @@ def minimize_deviance(
     # the line search's last evaluation from the solver state.
     value0, grad0 = jax.value_and_grad(deviance)(theta0)
     if precond is None:  # scale the first step (module docstring)
-        gmax = jnp.max(jnp.abs(grad0))
+        inverse = jnp.ones(k, theta0.dtype) if scale is None else 1.0 / scale
+        gmax = jnp.max(jnp.abs(inverse * grad0))  # d/dtheta'
         c = jnp.where(jnp.isfinite(gmax) & (gmax > 0), jnp.sqrt(0.1 / gmax), 1.0)
-        P = c * jnp.eye(k, dtype=theta0.dtype)
-        rule = 1.0 / c  # the stopping rule's gradient is d/dtheta = (d/dphi) / c
+        P = c * jnp.diag(inverse)
+        # the stopping rule's gradient is d/dtheta' = (d/dphi) / c
+        rule = 1.0 / c
     else:
         P, rule = precond, 1.0
 

@@ -25,6 +25,7 @@ __all__ = [
     "to_user",
     "column_scales",
     "weight_scale",
+    "power_of_two_scale",
 ]
 
 
@@ -163,12 +164,17 @@ def column_scales(ks: list[int], sizes: list[np.ndarray]) -> np.ndarray:
     spreads of 0.044 to 22.6) keep a scale of exactly 1, and their fits their paths."""
     out = []
     for k, size in zip(ks, sizes):
-        size = np.asarray(size, dtype=float)
-        e = np.round(np.log2(np.where(size > 0, size, 1.0)))
-        e = np.where(np.abs(e) > _ORDINARY_SIZE, e, 0.0)
         rows, _ = tril_index(k)
-        out.append(np.exp2(e)[rows])
+        out.append(power_of_two_scale(np.asarray(size, dtype=float))[rows])
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def power_of_two_scale(size, xp=np):
+    """``2^e``, the power of two nearest ``size`` (elementwise), where ``|e| > 4``; 1
+    otherwise and for a size of 0: the rule of :func:`column_scales` and
+    :func:`weight_scale` (numpy, or ``xp=jax.numpy`` inside a traced fit)."""
+    e = xp.round(xp.log2(xp.where(size > 0, size, 1.0)))
+    return xp.exp2(xp.where(xp.abs(e) > _ORDINARY_SIZE, e, 0.0))
 
 
 def weight_scale(weights) -> float:
@@ -187,5 +193,4 @@ def weight_scale(weights) -> float:
     w = w[w > 0]
     if w.size == 0:
         return 1.0
-    e = float(np.round(0.5 * np.log2(np.mean(w))))
-    return float(np.exp2(e)) if abs(e) > _ORDINARY_SIZE else 1.0
+    return float(power_of_two_scale(np.sqrt(np.mean(w))))
