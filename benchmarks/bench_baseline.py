@@ -44,6 +44,8 @@ HIGH_SNR = (
 )
 # (x || g) with x ~ N(50, 1), 1,500 rows, 40 levels, no random variation: far_slope_data()
 FAR_SLOPE = ("y ~ x + (x || g)", "benchmarks/out/far_slope.csv", {"g": "str"})
+# (x || g) with x of spread 1e6, 600 rows, 25 levels: huge_slope_data()
+HUGE_SLOPE = ("y ~ x + (x || g)", "benchmarks/out/huge_slope.csv", {"g": "str"})
 WORKLOADS = {  # key -> (title, model, what is timed)
     "insteval_fit": ("InstEval REML fit, compiled", INSTEVAL, "fit"),
     "page_fit": ("Results page REML fit, compiled", PAGE, "fit"),
@@ -69,6 +71,12 @@ WORKLOADS = {  # key -> (title, model, what is timed)
         "`fit_many`, `y ~ x + (x || g)` with x near 50, 64 responses, compiled "
         "(deviance column: their sum)",
         FAR_SLOPE,
+        "many64",
+    ),
+    "huge_slope_many": (
+        "`fit_many`, `y ~ x + (x || g)` with x of spread 1e6, 64 responses, compiled "
+        "(deviance column: their sum)",
+        HUGE_SLOPE,
         "many64",
     ),
 }
@@ -98,7 +106,9 @@ if what == "many64":  # the same 64 responses for both codes
 def run(i):
     fit = interlace.fit(formula, df)
     if what == "many64":
-        extra["deviance"] = float(interlace.fit_many(formula, df, Y)["deviance"].sum())
+        table = interlace.fit_many(formula, df, Y)
+        extra["deviance"] = float(table["deviance"].sum())
+        extra["converged"] = int(table["converged"].sum())
     elif what == "boot1000":
         fit.parametric_bootstrap(1000, seed=i, progress=False)
     elif what == "influence":
@@ -111,7 +121,7 @@ for i in range(1, repeats + 1):
     fit = run(i)
     times.append(time.perf_counter() - t0)
 print("@@" + json.dumps({"seconds": times, "deviance": extra.get("deviance", fit.deviance),
-                         "where": interlace.__file__}))
+                         "converged": extra.get("converged"), "where": interlace.__file__}))
 """
 
 
@@ -125,6 +135,25 @@ def far_slope_data() -> None:
     d = pd.DataFrame({"g": rng.integers(0, 40, n).astype(str), "x": rng.normal(50.0, 1.0, n)})
     d["y"] = 2.0 + 0.3 * d.x + rng.normal(size=n)
     path = ROOT / FAR_SLOPE[1]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    d.to_csv(path, index=False)
+
+
+def huge_slope_data() -> None:
+    """``benchmarks/out/huge_slope.csv`` for HUGE_SLOPE: the design of
+    ``tests/test_high_snr_slopes.py::test_refits_of_a_slope_on_a_covariate_in_huge_units``
+    (seeded; rewritten at every run)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(15)
+    n = 600
+    g, h = rng.integers(0, 25, n), rng.integers(0, 8, n)
+    u = rng.normal(size=n)
+    d = pd.DataFrame({"g": g.astype(str), "x": 1e6 * u})
+    d["y"] = 2 + 0.5 * u + rng.normal(size=25)[g] + 0.4 * rng.normal(size=25)[g] * u
+    d["y"] += 0.5 * rng.normal(size=8)[h] + rng.normal(size=n)
+    path = ROOT / HUGE_SLOPE[1]
     path.parent.mkdir(parents=True, exist_ok=True)
     d.to_csv(path, index=False)
 
@@ -221,6 +250,8 @@ def main() -> None:
     rows = {}
     if "far_slope_many" in args.workloads:
         far_slope_data()
+    if "huge_slope_many" in args.workloads:
+        huge_slope_data()
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "baseline"
         subprocess.run(
@@ -238,7 +269,12 @@ def main() -> None:
                 rows[key] = (base, new)
                 print(
                     f"{key}: baseline {harness.median(base['seconds']):.3f} s, "
-                    f"working tree {harness.median(new['seconds']):.3f} s",
+                    f"working tree {harness.median(new['seconds']):.3f} s"
+                    + (
+                        f"; converged {base['converged']} vs {new['converged']} of 64"
+                        if new.get("converged") is not None
+                        else ""
+                    ),
                     flush=True,
                 )
         finally:
