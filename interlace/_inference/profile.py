@@ -26,6 +26,7 @@ import pandas as pd
 from .._base.jit import jit
 from .._core.arrays import cross_products_of, model_arrays_from, theta_to_internal
 from .._core.deviance import deviance_varpar, unrolled_cholesky
+from .._core.fitting import search_scale
 from .._core.optimize import minimize_deviance
 from .._core.theta import diagonal_mask, to_internal, tril_index
 from .._model.estimate import ModelFit
@@ -202,7 +203,9 @@ def bounded_root(zeta, est: float, target: float, bound: float) -> float:
             lambda v: zeta(v) - target,
             min(lo, hi),
             max(lo, hi),
-            xtol=1e-10 * max(1.0, abs(est)),
+            # 1e-10 of the estimate (of 1e-3 at 0): 1e-10 absolute was 2.5e-4 of an sd of
+            # 4e-7 (a slope on a covariate in units of 1e6)
+            xtol=1e-10 * max(1e-3, abs(est)),
             rtol=1e-12,
         )
     )
@@ -238,7 +241,9 @@ def _fixed_effect_interval(ml: ModelFit, j: int, zq: float, d_min: float) -> tup
     @jit
     def dev(v, start):
         cp = cross_products_of(model.replace(y=y - v * x))
-        return minimize_deviance(start, cp, reml=False).deviance
+        # theta searched in a single fit's units: on a slope in units of 1e6 the
+        # unscaled refits stopped short and narrowed an interval by 1e-4 relative
+        return minimize_deviance(start, cp, reml=False, scale=search_scale(model)).deviance
 
     est = float(ml.beta[j])
 
@@ -277,6 +282,9 @@ def doubling_root(zeta, est: float, target: float, step: float, name: str) -> fl
     when ``zeta`` has not reached ``target`` after ``_MAX_DOUBLINGS`` steps or stops
     being finite (the refit failed)."""
     direction = np.sign(target)
+    # the root to 1e-10 of the first step (a Wald half-width): an absolute 1e-10 was 3e-4
+    # of an interval for a coefficient of a covariate in units of 1e6
+    xtol = 1e-10 * step
     lo, z = est, 0.0
     for _ in range(_MAX_DOUBLINGS):
         hi = lo + direction * step
@@ -285,9 +293,7 @@ def doubling_root(zeta, est: float, target: float, step: float, name: str) -> fl
             break
         if (z - target) * direction >= 0:
             return float(
-                _brentq(
-                    lambda v: zeta(v) - target, min(lo, hi), max(lo, hi), xtol=1e-10, rtol=1e-12
-                )
+                _brentq(lambda v: zeta(v) - target, min(lo, hi), max(lo, hi), xtol=xtol, rtol=1e-12)
             )
         lo, step = hi, 2 * step
     side = "lower" if direction < 0 else "upper"
