@@ -144,13 +144,13 @@ def search_scale(model: ModelArrays) -> jnp.ndarray:
         rms = jnp.sqrt(jnp.mean(X * X, axis=0))
         size = jnp.where(ones, 1.0, jnp.where(jnp.any(ones), jnp.std(X, axis=0), rms))
         rows, _ = tril_index(k)
-        parts.append(power_of_two_scale(size, jnp)[rows])
+        parts.append(power_of_two_scale(jnp.log2(jnp.where(size > 0, size, 1.0)), jnp)[rows])
     scale = jnp.concatenate(parts)
     w = model.prior_weights
     if w is not None:
         positive = w > 0
         mean = jnp.sum(jnp.where(positive, w, 0.0)) / jnp.maximum(jnp.sum(positive), 1)
-        scale = scale * power_of_two_scale(jnp.sqrt(mean), jnp)
+        scale = scale * power_of_two_scale(0.5 * jnp.log2(mean), jnp)
     return jax.lax.stop_gradient(scale)
 
 

@@ -165,15 +165,16 @@ def column_scales(ks: list[int], sizes: list[np.ndarray]) -> np.ndarray:
     out = []
     for k, size in zip(ks, sizes):
         rows, _ = tril_index(k)
-        out.append(power_of_two_scale(np.asarray(size, dtype=float))[rows])
+        size = np.asarray(size, dtype=float)
+        out.append(power_of_two_scale(np.log2(np.where(size > 0, size, 1.0)))[rows])
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def power_of_two_scale(size, xp=np):
-    """``2^e``, the power of two nearest ``size`` (elementwise), where ``|e| > 4``; 1
-    otherwise and for a size of 0: the rule of :func:`column_scales` and
-    :func:`weight_scale` (numpy, or ``xp=jax.numpy`` inside a traced fit)."""
-    e = xp.round(xp.log2(xp.where(size > 0, size, 1.0)))
+def power_of_two_scale(log2_size, xp=np):
+    """``2^e`` with ``e = round(log2_size)`` (elementwise), where ``|e| > 4``, else 1: the
+    rule of :func:`column_scales` and :func:`weight_scale` (numpy, or ``xp=jax.numpy``
+    inside a traced fit), from the size's base-2 logarithm as each computes it."""
+    e = xp.round(log2_size)
     return xp.exp2(xp.where(xp.abs(e) > _ORDINARY_SIZE, e, 0.0))
 
 
@@ -193,4 +194,4 @@ def weight_scale(weights) -> float:
     w = w[w > 0]
     if w.size == 0:
         return 1.0
-    return float(power_of_two_scale(np.sqrt(np.mean(w))))
+    return float(power_of_two_scale(0.5 * np.log2(np.mean(w))))
