@@ -498,7 +498,7 @@ def _fit_glmm_searched(
             )
             x_opt = np.asarray(opt.theta)
             fe_cov = (
-                _hessian_cov(prob.fun(False), x_opt, opt.grad, n_theta, p, prob.xstd, prob.ic)
+                _hessian_cov(prob.fun(False), x_opt, opt.grad, scale, p, prob.xstd, prob.ic)
                 if hessian
                 else prob.user_cov(lp.fe_cov)
             )
@@ -670,25 +670,40 @@ def gauss_hermite(n: int) -> tuple[jnp.ndarray, jnp.ndarray]:
     return device_array(z), device_array(w)
 
 
-def _hessian_cov(fun, x: np.ndarray, grad, n_theta: int, p: int, std: Standardization, ic: int):
+def _hessian_cov(fun, x: np.ndarray, grad, theta_scale, p: int, std: Standardization, ic: int):
     """``vcov(beta)``: the ``beta`` block of ``2 H^-1``, ``H`` by finite differences of
     the exact gradient in ``(theta, beta_s)`` (a negative binomial's size held at its
     estimate, as lme4's ``glmer.nb`` reports), mapped to ``beta``'s units; None when that
     block is not positive definite (lme4 then falls back to ``R_X``).
 
+    The differences are taken where the fit searched: ``theta' = s theta``
+    (``theta_scale``: :func:`~interlace._model.estimate.theta_scales`, each column's
+    size), ``beta_s`` as it is. With ``S = diag(s, 1)``, ``H' = S^-1 H S^-1`` and the
+    ``beta`` block of ``H^-1`` is that of ``H'^-1``: the same matrix, now with steps in
+    units of each ``theta`` entry's own size. In ``theta``'s raw units a slope on a
+    covariate in units of 1e6 has ``theta ~ 5e-7``, 20 times below the step: its
+    differences were noise, and a Poisson intercept's standard error came out 0.156
+    instead of 0.096 (``tests/test_glmm_units.py``).
+
     Forward differences from ``grad``, the gradient at ``x``:
-    ``H e_j ~ (g(x + h_j e_j) - g(x)) / h_j``, ``h_j = 1e-5 max(1, |x_j|)`` in the
-    standardized coordinates, one evaluation per parameter; error ``O(h)``. On the glmer
+    ``H' e_j ~ (g'(x' + h_j e_j) - g'(x')) / h_j``, ``h_j = 1e-5 max(1, |x'_j|)``, one
+    evaluation per parameter; error ``O(h)``. On the glmer
     reference models the standard errors agree with central differences to 4e-6
     relative or better (lme4's own finite-difference Hessian is good to about 1e-4).
     Where that matrix is not positive definite (a nearly flat direction, such as a
     coefficient running off under quasi-separation), the backward differences are added:
     their mean with the forward ones is the central-difference Hessian (error
     ``O(h^2)``), which decides."""
+    n_theta = len(theta_scale)
     k = n_theta + p
+    s = np.ones(np.asarray(x).shape[0])
+    s[:n_theta] = theta_scale
+
+    def scaled_grad(v):  # g'(x') = g(x' / s) / s
+        return np.asarray(fun(v / s)[1]) / s
 
     def differences(sign: float) -> np.ndarray:
-        return hessian_by_differences(lambda v: fun(v)[1], x, grad, k, sign)
+        return hessian_by_differences(scaled_grad, x * s, np.asarray(grad) / s, k, sign)
 
     forward = differences(1.0)
     cov_s = _beta_block_cov(forward, n_theta)
