@@ -38,9 +38,9 @@ import pandas as pd
 from .._base.blas_threads import single_blas_thread
 from .._base.errors import ModelSpecError
 from .._base.precision import float64_scope
-from .._core.optimize import minimize_on_host
-from .._core.theta import diagonal_mask, to_internal, to_user
-from .._model.estimate import centred_design
+from .._core.optimize import minimize_rescaled
+from .._core.theta import column_scales, diagonal_mask, to_internal, to_user
+from .._model.estimate import centred_design, column_sizes
 from .._model.glmm_design import GlmmDesign
 from .._model.glmm_estimate import GlmmFit, GlmmProblem
 from .._model.varcorr import sdcor_names, sdcor_values
@@ -51,9 +51,11 @@ __all__ = ["glmm_profile_confint", "profile_zeta"]
 # A constrained optimum below the fit's by more than this (relative) means the fit had
 # not reached its optimum: the profile then measures from the wrong minimum.
 _LOWER_TOL = 1e-6
-# A random effect's sd below AT_BOUNDARY (link units), or a correlation within it of
-# +-1, is at its boundary: a constrained refit is started again with it at REOPEN_SD (or
-# 0), as the linear models' profiles do (their module's REOPEN note).
+# A random effect's sd below AT_BOUNDARY, or a correlation within it of +-1, is at its
+# boundary: a constrained refit is started again with it at REOPEN_SD (or 0), as the
+# linear models' profiles do (their module's REOPEN note). Both in the units the fit
+# searches in: a slope's sd per unit of its column's size (_Profiler.sd_scale), so that a
+# covariate in units of 1e6 is profiled as the same covariate in units of 1.
 
 
 @float64_scope
@@ -70,7 +72,11 @@ def glmm_profile_confint(fit: GlmmFit, level: float = 0.95) -> pd.DataFrame:
         zeta = profiler.variance_zeta(i)
         est = profiler.sdcor[i]
         lo, hi = (0.0, np.inf) if profiler.is_sd[i] else (-1.0, 1.0)
-        rows[name] = (bounded_root(zeta, est, -zq, lo), bounded_root(zeta, est, zq, hi))
+        unit = 1.0 / profiler.sd_scale[i] if profiler.is_sd[i] else 1.0  # the search's
+        rows[name] = (
+            bounded_root(zeta, est, -zq, lo, unit),
+            bounded_root(zeta, est, zq, hi, unit),
+        )
     for j, name in enumerate(fit.design.fe_names):
         zeta = profiler.fixed_zeta(j)
         est = float(fit.beta[j])
@@ -145,10 +151,16 @@ class _Profiler:
         self.names = sdcor_names(terms)[:-1]  # no residual sigma
         self.sdcor = sdcor_values(fit.theta[None], np.ones(1), terms)[0][:-1]
         self.is_sd = np.array([nm.startswith("sd_") for nm in self.names])
+        # Per theta entry (user order), the power of two its column's size rounds to, as
+        # the fit searched theta' = s theta (_core.theta.column_scales); the sd/cor
+        # parameters are in theta's order (an sd on each diagonal entry), so an sd times
+        # its entry's scale is in those units too
+        self.theta_scale = column_scales(self.ks, [column_sizes(t) for t in design.terms])
+        self.sd_scale = self.theta_scale
         with np.errstate(divide="ignore"):
             self.z_hat = np.where(
                 self.is_sd,
-                np.log(np.maximum(self.sdcor, 1e-8)),
+                np.log(np.maximum(self.sdcor, 1e-8 / self.sd_scale)),
                 np.arctanh(np.clip(self.sdcor, -1 + 1e-8, 1 - 1e-8)),
             )
         self.extra = np.array([np.log(fit.size)]) if fit.family.estimates_size else np.zeros(0)
@@ -184,20 +196,22 @@ class _Profiler:
         iteration (``GlmmProblem.beta_inverse_hessian``)."""
         return self.prob.beta_inverse_hessian(lp)[1]
 
-    def _minimize(self, fun, start, reopen, block=None) -> tuple[float, np.ndarray]:
+    def _minimize(self, fun, start, reopen, block=None, scale=None) -> tuple[float, np.ndarray]:
         """The constrained optimum from ``start``; where ``start`` or that optimum has a
         variance component at its boundary, also from ``reopen(optimum)`` (those
         components moved inside), keeping the lower. At ``sd = 0`` the gradient in
         that component is 0, so a refit started there never leaves it, even where
-        the constrained optimum has it well inside (a singular fit's other profiles)."""
+        the constrained optimum has it well inside (a singular fit's other profiles).
+        ``scale``: search ``scale * w`` (:func:`~interlace._core.optimize.minimize_rescaled`;
+        ``block`` then on coordinates whose scale is 1)."""
         with single_blas_thread():
-            opt, _ = minimize_on_host(fun, start, block_inverse=block)
+            opt, _ = minimize_rescaled(fun, start, scale, block_inverse=block)
             value, x = float(opt.deviance), np.asarray(opt.theta)
             again = reopen(x)
             if again is None:
                 again = reopen(np.asarray(start))
             if again is not None:
-                opt2, _ = minimize_on_host(fun, again, block_inverse=block)
+                opt2, _ = minimize_rescaled(fun, again, scale, block_inverse=block)
                 if float(opt2.deviance) < value or not np.isfinite(value):
                     value, x = float(opt2.deviance), np.asarray(opt2.theta)
         if np.isfinite(value):
@@ -229,7 +243,7 @@ class _Profiler:
         def solve(v, start):
             # the boundary itself (sd 0, correlation -/+1) as a point just inside it
             zi = (
-                np.log(max(v, 1e-12))
+                np.log(max(v, 1e-12 / self.sd_scale[i]))
                 if self.is_sd[i]
                 else np.arctanh(np.clip(v, -1 + 1e-12, 1 - 1e-12))
             )
@@ -250,15 +264,18 @@ class _Profiler:
 
         sd_free = np.flatnonzero(self.is_sd[free_z])
         cor_free = np.flatnonzero(~self.is_sd[free_z])
+        log_scale = np.log(self.sd_scale[free_z][sd_free])  # the search's units
 
         def reopen(w):
-            """``w`` with sds at 0 moved to ``REOPEN_SD`` (correlations at +-1 to 0)."""
-            at_zero = sd_free[w[sd_free] < np.log(AT_BOUNDARY)]
+            """``w`` with sds at 0 moved to ``REOPEN_SD`` (correlations at +-1 to 0), both
+            in the search's units (module note)."""
+            at_zero = w[sd_free] + log_scale < np.log(AT_BOUNDARY)
             at_one = cor_free[np.abs(np.tanh(w[cor_free])) > 1.0 - AT_BOUNDARY]
-            if at_zero.size == 0 and at_one.size == 0:
+            if not at_zero.any() and at_one.size == 0:
                 return None
             out = w.copy()
-            out[at_zero], out[at_one] = np.log(REOPEN_SD), 0.0
+            out[sd_free[at_zero]] = np.log(REOPEN_SD) - log_scale[at_zero]
+            out[at_one] = 0.0
             return out
 
         return self._zeta_function(solve, float(self.sdcor[i]))
@@ -281,8 +298,10 @@ class _Profiler:
                 value, g_theta, g_beta, lp = self._value(w[:nt], beta_s)
                 return value, np.concatenate([g_theta, N.T @ g_beta]), lp
 
-            return self._minimize(fun, start, reopen, block=block)
+            # theta searched as the fit searched it (theta' = s theta), c as it is
+            return self._minimize(fun, start, reopen, block=block, scale=scale)
 
+        scale = np.concatenate([self.theta_scale, np.ones(self.p - 1)])
         sl = slice(nt, nt + self.p - 1)
 
         def block(lp):
@@ -298,14 +317,16 @@ class _Profiler:
                 return None
 
         diagonal = np.flatnonzero(diagonal_mask(self.ks))
+        diagonal_scale = self.theta_scale[diagonal]
 
         def reopen(w):
-            """``w`` with diagonal ``theta`` entries at 0 moved to ``REOPEN_SD``."""
-            at_zero = diagonal[np.abs(w[diagonal]) < AT_BOUNDARY]
-            if at_zero.size == 0:
+            """``w`` with diagonal ``theta`` entries at 0 moved to ``REOPEN_SD``, both in
+            the search's units (module note)."""
+            at_zero = np.abs(w[diagonal]) * diagonal_scale < AT_BOUNDARY
+            if not at_zero.any():
                 return None
             out = w.copy()
-            out[at_zero] = REOPEN_SD
+            out[diagonal[at_zero]] = REOPEN_SD / diagonal_scale[at_zero]
             return out
 
         return self._zeta_function(solve, float(self.fit.beta[j]))

@@ -182,30 +182,46 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
     ).T
 
 
-def bounded_root(zeta, est: float, target: float, bound: float) -> float:
+def bounded_root(zeta, est: float, target: float, bound: float, unit: float = 1.0) -> float:
     """Where ``zeta(v) = target`` moving from ``est`` towards ``bound``; the bound itself
-    (0 for an sd, +-1 for a correlation) if ``zeta`` never gets there."""
+    (0 for an sd, +-1 for a correlation) if ``zeta`` never gets there. ``unit``: the size
+    of the parameter's units where ``est`` is near 0 (the first step is a tenth of
+    ``max(|est|, 1e-3 unit)``): ``1 / s`` for the sd of a slope on a column of size ``s``,
+    whose sds are ``s`` times smaller than the same model's in units of 1. NaN with a
+    warning where ``zeta`` is not finite on the way (its refit failed)."""
     direction = np.sign(target)
-    step = 0.1 * max(abs(est), 1e-3)
+    floor = 1e-3 * unit
+    step = 0.1 * max(abs(est), floor)
     lo = est
     for _ in range(60):
         hi = lo + direction * step
         if np.isfinite(bound) and (hi - bound) * direction >= 0:
             hi = bound - direction * 1e-9 * max(1.0, abs(bound))
-            if (zeta(hi) - target) * direction < 0:
+            z = zeta(hi)
+            if np.isfinite(z) and (z - target) * direction < 0:
                 return float(bound)
             break
-        if (zeta(hi) - target) * direction >= 0:
+        z = zeta(hi)
+        if not np.isfinite(z) or (z - target) * direction >= 0:
             break
         lo, step = hi, step * 2
+    if not np.isfinite(z):
+        warnings.warn(
+            f"profile confidence interval: the profiled deviance could not be evaluated at "
+            f"{hi:.6g} (between the estimate {est:.6g} and the bound {bound:g}); that end "
+            "is returned as NaN. Use a Wald or bootstrap interval for it.",
+            UserWarning,
+            stacklevel=4,
+        )
+        return float("nan")
     return float(
         _brentq(
             lambda v: zeta(v) - target,
             min(lo, hi),
             max(lo, hi),
-            # 1e-10 of the estimate (of 1e-3 at 0): 1e-10 absolute was 2.5e-4 of an sd of
-            # 4e-7 (a slope on a covariate in units of 1e6)
-            xtol=1e-10 * max(1e-3, abs(est)),
+            # 1e-10 of the estimate (of 1e-3 units at 0): 1e-10 absolute was 2.5e-4 of an
+            # sd of 4e-7 (a slope on a covariate in units of 1e6)
+            xtol=1e-10 * max(floor, abs(est)),
             rtol=1e-12,
         )
     )
