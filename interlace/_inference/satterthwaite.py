@@ -8,6 +8,13 @@ For a contrast ``l`` (here each coefficient), with variance parameters
 where ``H`` is the Hessian of the (REML or ML) deviance in ``psi`` (Kuznetsova,
 Brockhoff & Christensen 2017, JSS 82(13), eqs. 6-8). lmerTest differentiates
 numerically; here ``g`` and ``H`` come from autodiff.
+
+``df`` does not depend on how ``psi`` is parametrised (``g' H^-1 g`` is invariant under
+``psi' = S psi``), so it is computed where the fit searched ``theta``: ``theta' = s
+theta`` (each column's size and the weights' scale, :func:`_search_scale`). In ``theta``'s
+raw units a slope on a covariate in units of 1e8 has a Hessian entry 1e16 times the
+intercept's, past what a float64 inverse resolves: its intercept's ``df`` came out 4e9
+instead of 29 (``tests/test_satterthwaite_units.py``).
 """
 
 from __future__ import annotations
@@ -21,20 +28,20 @@ import pandas as pd
 
 from .._base.jit import jit
 from .._core.deviance import deviance_varpar, vcov_beta
-from .._core.theta import to_internal
-from .._model.estimate import ModelFit
+from .._core.theta import column_scales, to_internal, weight_scale
+from .._model.estimate import ModelFit, column_sizes
 
 __all__ = ["satterthwaite"]
 
 
 @partial(jit, static_argnames=("ks", "order", "reml"))
-def _derivatives(psi, cp, *, ks, order, reml):
+def _derivatives(psi, scale, cp, *, ks, order, reml):
     """``H`` (the deviance's Hessian in ``psi``), ``C(psi)`` and ``J = d diag(C) / d psi``,
     as one compiled call (3.5 s to compile on sleepstudy, where running the same
-    autodiff op by op took 22 s)."""
+    autodiff op by op took 22 s). ``psi = (scale * theta, sigma)`` (module docstring)."""
 
     def internal(theta):
-        return to_internal(theta, list(ks), order)
+        return to_internal(theta / scale, list(ks), order)
 
     def deviance(v):
         return deviance_varpar(internal(v[:-1]), v[-1], cp, reml=reml)
@@ -53,8 +60,11 @@ def satterthwaite(fit: ModelFit) -> pd.DataFrame:
     # on the columns the fit searched (centred random slopes far from 0): ``df`` does not
     # depend on how psi is parametrised, and there the derivatives keep their digits
     cp = fit.search_cross_products
-    psi = jnp.concatenate([jnp.asarray(fit.search_theta), jnp.asarray([fit.sigma])])
-    H, C, J = _derivatives(psi, cp, ks=tuple(fit.ks), order=tuple(cp.order), reml=fit.reml)
+    scale = _search_scale(fit)
+    psi = jnp.concatenate([jnp.asarray(fit.search_theta * scale), jnp.asarray([fit.sigma])])
+    H, C, J = _derivatives(
+        psi, jnp.asarray(scale), cp, ks=tuple(fit.ks), order=tuple(cp.order), reml=fit.reml
+    )
     A = 2.0 * jnp.linalg.pinv(0.5 * (H + H.T))
     var = jnp.diagonal(C)
     df = np.asarray(2.0 * var**2 / jnp.einsum("ij,jk,ik->i", J, A, J))
@@ -73,3 +83,13 @@ def satterthwaite(fit: ModelFit) -> pd.DataFrame:
         },
         index=pd.Index(fit.design.fe_names),
     )
+
+
+def _search_scale(fit: ModelFit) -> np.ndarray:
+    """Per ``theta`` entry (user order), the scale the fit searched it in: its column's
+    power-of-two size (:func:`~interlace._core.theta.column_scales`) times the weights'
+    (:func:`~interlace._core.theta.weight_scale`); a column's spread does not change when
+    it is centred, so the design's own terms give the searched columns' sizes."""
+    terms = fit.design.terms
+    sizes = column_scales([t.k for t in terms], [column_sizes(t) for t in terms])
+    return sizes * weight_scale(fit.design.weights)
