@@ -186,16 +186,53 @@ def _successes(seed: int = 5, trials: float = 1e7) -> pd.DataFrame:
     ],
     ids=["poisson-counts-9e6", "binomial-trials-1e7"],
 )
-def test_deviance_residuals_of_huge_counts_keep_their_digits(formula, family, frame):
+def test_fits_of_huge_counts_converge(formula, family, frame):
     """Counts near 8.9e6, and binomial rows of 1e7 trials: ``y log(y / mu)`` took the
     rounding of ``y / mu`` near 1 (1e-16) times ``y`` into each deviance residual (1e-9
-    per row), and the fits ended on "deviance stopped changing" (77 and 235 evaluations;
-    on another design the binomial one with ``converged=False``); with ``log1p`` of the
-    relative difference they stop on a small gradient (17 and 23). (From mean counts
-    near 2e7 the Laplace log-determinant itself carries 1e-7 of rounding, docs/glmm.md.)"""
+    per row; :func:`test_deviance_residuals_of_huge_counts_keep_their_digits`), and the
+    fits ended on "deviance stopped changing" (77 and 235 evaluations; on another design
+    the binomial one with ``converged=False``). With the digits kept, how the search ends
+    still depends on the CPU: the gradient sums terms of 1e7 per row, whose rounding (a
+    few 1e-4 in the binomial slope's entry) is above the gradient test's 1e-6, so on
+    AVX-512 code these fits stopped on a small gradient (17 and 23 evaluations), on AVX2
+    code on a stalled deviance (173 and 181), the binomial one reported unconverged with
+    its optimum 1.6e-10 units away. A stalled search now counts as converged where the
+    quasi-Newton model puts the optimum within 1e-11 of the deviance
+    (``_core.optimize._converged_at``): on either CPU, converged and no warning. (From
+    mean counts near 2e7 the Laplace log-determinant itself carries 1e-7 of rounding,
+    docs/glmm.md.)"""
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no convergence warning
         fit = interlace.fit(formula, frame(), family=family)
     mf = fit.model_fit
-    assert fit.converged and mf.stop_reason == "gradient small"
-    assert mf.n_evaluations <= 60
+    assert fit.converged
+    assert mf.stop_reason in ("gradient small", "deviance stopped changing")
+
+
+@pytest.mark.skipif(
+    np.finfo(np.longdouble).eps > 1e-18, reason="needs an extended-precision long double"
+)
+@float64_scope
+def test_deviance_residuals_of_huge_counts_keep_their_digits():
+    """Poisson counts near 8.9e6 and binomial rows of 1e7 trials, ``mu`` within 1e-3 of
+    ``y``: deviance residuals against the same formulas in x87 extended precision
+    (64-bit significands: the reference's own rounding ~1e-19 y, 1e-12 here). Tolerance
+    1e-11 absolute: ``y log(y / mu)`` in float64 is off by ~1e-16 y, 1e-9 at these
+    counts, in the residual of order ``y r^2`` (up to 9 here)."""
+    rng = np.random.default_rng(4)
+    y = np.round(rng.uniform(8e6, 9e6, 400))
+    mu = y * (1.0 + rng.uniform(-1e-3, 1e-3, 400))
+    got = np.asarray(interlace.poisson().deviance_residuals(jnp.asarray(y), jnp.asarray(mu), 1.0))
+    Y, M = y.astype(np.longdouble), mu.astype(np.longdouble)
+    want = 2 * (Y * np.log(Y / M) - (Y - M))
+    assert np.max(np.abs(got - want.astype(float))) <= 1e-11
+    # binomial: proportion p of m = 1e7 trials, the residual weighted by m
+    m = 1e7
+    p = np.round(rng.uniform(0.2, 0.4, 400) * m) / m
+    pi = p * (1.0 + rng.uniform(-1e-3, 1e-3, 400))
+    got = np.asarray(
+        interlace.binomial().deviance_residuals(jnp.asarray(p), jnp.asarray(pi), jnp.full(400, m))
+    )
+    P, PI = p.astype(np.longdouble), pi.astype(np.longdouble)
+    want = 2 * m * (P * np.log(P / PI) + (1 - P) * np.log((1 - P) / (1 - PI)))
+    assert np.max(np.abs(got - want.astype(float))) <= 1e-11
