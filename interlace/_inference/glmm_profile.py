@@ -39,8 +39,8 @@ from .._base.blas_threads import single_blas_thread
 from .._base.errors import ModelSpecError
 from .._base.precision import float64_scope
 from .._core.optimize import minimize_rescaled
-from .._core.theta import column_scales, diagonal_mask, to_internal, to_user
-from .._model.estimate import centred_design, column_sizes
+from .._core.theta import diagonal_mask, to_internal, to_user
+from .._model.estimate import centred_design, user_theta_scales
 from .._model.glmm_design import GlmmDesign
 from .._model.glmm_estimate import GlmmFit, GlmmProblem
 from .._model.varcorr import sdcor_names, sdcor_values
@@ -54,7 +54,7 @@ _LOWER_TOL = 1e-6
 # A random effect's sd below AT_BOUNDARY, or a correlation within it of +-1, is at its
 # boundary: a constrained refit is started again with it at REOPEN_SD (or 0), as the
 # linear models' profiles do (their module's REOPEN note). Both in the units the fit
-# searches in: a slope's sd per unit of its column's size (_Profiler.sd_scale), so that a
+# searches in: a slope's sd per unit of its column's size (_Profiler.theta_scale), so that a
 # covariate in units of 1e6 is profiled as the same covariate in units of 1.
 
 
@@ -72,7 +72,7 @@ def glmm_profile_confint(fit: GlmmFit, level: float = 0.95) -> pd.DataFrame:
         zeta = profiler.variance_zeta(i)
         est = profiler.sdcor[i]
         lo, hi = (0.0, np.inf) if profiler.is_sd[i] else (-1.0, 1.0)
-        unit = 1.0 / profiler.sd_scale[i] if profiler.is_sd[i] else 1.0  # the search's
+        unit = 1.0 / profiler.theta_scale[i] if profiler.is_sd[i] else 1.0  # the search's
         rows[name] = (
             bounded_root(zeta, est, -zq, lo, unit),
             bounded_root(zeta, est, zq, hi, unit),
@@ -151,16 +151,14 @@ class _Profiler:
         self.names = sdcor_names(terms)[:-1]  # no residual sigma
         self.sdcor = sdcor_values(fit.theta[None], np.ones(1), terms)[0][:-1]
         self.is_sd = np.array([nm.startswith("sd_") for nm in self.names])
-        # Per theta entry (user order), the power of two its column's size rounds to, as
-        # the fit searched theta' = s theta (_core.theta.column_scales); the sd/cor
-        # parameters are in theta's order (an sd on each diagonal entry), so an sd times
-        # its entry's scale is in those units too
-        self.theta_scale = column_scales(self.ks, [column_sizes(t) for t in design.terms])
-        self.sd_scale = self.theta_scale
+        # Per theta entry (user order), the scale the fit searched it in (theta' = s
+        # theta). The sd/cor parameters come in theta's order (an sd on each diagonal
+        # entry), so an sd times its entry's scale is in those units too
+        self.theta_scale = user_theta_scales(design.terms)
         with np.errstate(divide="ignore"):
             self.z_hat = np.where(
                 self.is_sd,
-                np.log(np.maximum(self.sdcor, 1e-8 / self.sd_scale)),
+                np.log(np.maximum(self.sdcor, 1e-8 / self.theta_scale)),
                 np.arctanh(np.clip(self.sdcor, -1 + 1e-8, 1 - 1e-8)),
             )
         self.extra = np.array([np.log(fit.size)]) if fit.family.estimates_size else np.zeros(0)
@@ -243,7 +241,7 @@ class _Profiler:
         def solve(v, start):
             # the boundary itself (sd 0, correlation -/+1) as a point just inside it
             zi = (
-                np.log(max(v, 1e-12 / self.sd_scale[i]))
+                np.log(max(v, 1e-12 / self.theta_scale[i]))
                 if self.is_sd[i]
                 else np.arctanh(np.clip(v, -1 + 1e-12, 1 - 1e-12))
             )
@@ -264,7 +262,7 @@ class _Profiler:
 
         sd_free = np.flatnonzero(self.is_sd[free_z])
         cor_free = np.flatnonzero(~self.is_sd[free_z])
-        log_scale = np.log(self.sd_scale[free_z][sd_free])  # the search's units
+        log_scale = np.log(self.theta_scale[free_z][sd_free])  # the search's units
 
         def reopen(w):
             """``w`` with sds at 0 moved to ``REOPEN_SD`` (correlations at +-1 to 0), both

@@ -28,8 +28,8 @@ import pandas as pd
 
 from .._base.jit import jit
 from .._core.deviance import deviance_varpar, vcov_beta
-from .._core.theta import column_scales, to_internal, weight_scale
-from .._model.estimate import ModelFit, column_sizes
+from .._core.theta import to_internal, weight_scale
+from .._model.estimate import ModelFit, user_theta_scales
 
 __all__ = ["satterthwaite"]
 
@@ -87,9 +87,6 @@ def satterthwaite(fit: ModelFit) -> pd.DataFrame:
 
 def _search_scale(fit: ModelFit) -> np.ndarray:
     """Per ``theta`` entry (user order), the scale the fit searched it in: its column's
-    power-of-two size (:func:`~interlace._core.theta.column_scales`) times the weights'
-    (:func:`~interlace._core.theta.weight_scale`); a column's spread does not change when
-    it is centred, so the design's own terms give the searched columns' sizes."""
-    terms = fit.design.terms
-    sizes = column_scales([t.k for t in terms], [column_sizes(t) for t in terms])
-    return sizes * weight_scale(fit.design.weights)
+    (:func:`~interlace._model.estimate.user_theta_scales`) times the weights'
+    (:func:`~interlace._core.theta.weight_scale`), as ``_model.estimate`` searches."""
+    return user_theta_scales(fit.design.terms) * weight_scale(fit.design.weights)

@@ -453,11 +453,17 @@ def check_response(design: Design) -> None:
             )  # user, float64_scope, fit, fit_design, here
 
 
+def user_theta_scales(terms) -> np.ndarray:
+    """:func:`~interlace._core.theta.column_scales` of the random ``terms``, per ``theta``
+    entry in the user's term order (a column's spread, and so its scale, is the same
+    centred or not)."""
+    return column_scales([t.k for t in terms], [column_sizes(t) for t in terms])
+
+
 def theta_scales(terms, order) -> np.ndarray:
-    """:func:`~interlace._core.theta.column_scales` of the random ``terms`` (user order),
-    in the internal term ``order``: the fits search ``theta`` times these."""
-    ks = [t.k for t in terms]
-    return to_internal(column_scales(ks, [column_sizes(t) for t in terms]), ks, order)
+    """:func:`user_theta_scales` in the internal term ``order``: the fits search ``theta``
+    times these."""
+    return to_internal(user_theta_scales(terms), [t.k for t in terms], order)
 
 
 def column_sizes(term) -> np.ndarray:
