@@ -79,7 +79,9 @@ def fit(
         any integer type, or a float with an integer value.
     weights, offset
         Prior weights and a known part of the linear predictor, each a column name or
-        one value per row of ``data`` (lme4's ``weights=``, ``offset=``). Linear models:
+        one value per row of ``data`` (lme4's ``weights=``, ``offset=``); a pandas
+        Series with pandas ``data`` is matched to its rows by index label, as pandas
+        aligns (a Series lacking a row's label is refused). Linear models:
         row ``i``'s residual variance is ``sigma^2 / w_i`` (weights > 0); GLMMs: binomial
         trials for a proportion response, or a multiplier of each row's log-likelihood.
         Rows whose weight or offset is missing (NaN) are dropped, as rows with a missing

@@ -49,6 +49,7 @@ from ._model.frames import as_pandas, is_frame
 from ._model.glmm_design import build_glmm_design, check_responses
 from ._model.glmm_estimate import no_overdispersion
 from ._model.glmm_many import degenerate_responses, fit_glmm_many
+from ._model.offsets import aligned, row_labels
 from ._model.weighted_design import build_lmm_design
 
 __all__ = ["model_arrays", "deviance", "loglik", "blups", "fit_arrays", "fit_many", "ArrayFit"]
@@ -114,7 +115,9 @@ def fit_many(
 
     ``data`` is any frame :func:`interlace.fit` accepts; ``responses`` is an ``(n, B)``
     array or a frame (pandas, polars, pyarrow, a dict of columns) whose rows align with
-    ``data`` (rows ``data`` drops for missing values are dropped from it too), converted
+    ``data`` (rows ``data`` drops for missing values are dropped from it too; a pandas
+    frame with pandas ``data`` is matched to its rows by index label, as pandas aligns,
+    and may hold more rows), converted
     to float64 (a float32 array is widened, as data columns are in :func:`interlace.fit`;
     the fits are float64 whatever ``jax_enable_x64`` says). The formula's response names
     a column of ``data`` or, if ``data`` has no such column, stands for the responses.
@@ -145,6 +148,8 @@ def fit_many(
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
     fam = resolve_family(family, method, nAGQ, weights, offset)
+    # a pandas frame of responses is matched to pandas data's rows by index label
+    labels = row_labels(data) if isinstance(responses, pd.DataFrame) else None
     data = as_pandas(data, "data")
     frame = (
         as_pandas(responses, "responses")
@@ -153,6 +158,7 @@ def fit_many(
     )
     if frame.ndim != 2 or frame.shape[1] == 0:
         raise DataError("responses needs one column per response, and at least one.")
+    frame = aligned(frame, labels, "responses")
     if len(frame) != len(data):
         raise DataError(f"responses has {len(frame)} rows but data has {len(data)}.")
     frame = frame.set_axis(data.index, axis=0)

@@ -43,7 +43,7 @@ from ._model.labelled import (
     random_part_for,
     variance_components,
 )
-from ._model.offsets import new_offset
+from ._model.offsets import new_offset, row_labels
 from ._model.theta_layout import theta_to_lme4
 from ._model.varcorr import sdcor_names
 from ._summary import format_glmm_summary
@@ -263,7 +263,9 @@ class GLMMResult(FixedEffectsWald):
         else:
             frame = as_pandas(newdata, "newdata")
             eta = fit.fixed_part(fixed_matrix_for(self.design, frame))
-            eta = eta + new_offset(fit.offset_terms, fit.offset_argument, frame, offset)
+            eta = eta + new_offset(
+                fit.offset_terms, fit.offset_argument, frame, offset, row_labels(newdata)
+            )
             if factors:
                 eta = eta + random_part_for(
                     self.design, self.term_blups, frame, stacklevel=5, factors=factors

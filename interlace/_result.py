@@ -40,7 +40,7 @@ from ._model.labelled import (
     random_part_for,
     variance_components,
 )
-from ._model.offsets import new_offset
+from ._model.offsets import new_offset, row_labels
 from ._model.theta_layout import theta_to_lme4
 from ._model.varcorr import sdcor_names
 from ._summary import format_summary
@@ -260,9 +260,10 @@ class CrossedLMEResult(FixedEffectsWald):
                 eta = eta + design.offset
             frame, index = None, design.row_index
         else:
+            labels = row_labels(newdata)  # a pandas Series offset= is matched to these
             newdata = as_pandas(newdata, "newdata")
             eta = fixed_matrix_for(design, newdata) @ beta + new_offset(
-                design.offset_terms, design.offset_argument, newdata, offset
+                design.offset_terms, design.offset_argument, newdata, offset, labels
             )
             frame, index = newdata, newdata.index
         factors = included_factors(design, include_re)

@@ -43,6 +43,7 @@ from .offsets import (
     offset_parts,
     per_row,
     refuse_infinite,
+    row_labels,
 )
 
 __all__ = [
@@ -106,10 +107,11 @@ def build_glmm_design(
     offset=None,
 ) -> GlmmDesign:
     """Validate and build a GLMM's design (module docstring)."""
+    labels = row_labels(data)  # a pandas Series argument is matched to these
     data, frame, (lhs, rhs, offset_terms) = formula_and_frame(formula, data)
     n = len(frame)
-    w = np.ones(n) if weights is None else per_row(weights, frame, "weights")
-    offsets = offset_parts(offset_terms, offset, frame)
+    w = np.ones(n) if weights is None else per_row(weights, frame, "weights", labels)
+    offsets = offset_parts(offset_terms, offset, frame, labels)
     off = sum((values for _, values in offsets), np.zeros(n))
     given = [] if weights is None else [(argument_name(weights, "weights"), w)]
     weights_source = "weight in weights="

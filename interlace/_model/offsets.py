@@ -2,6 +2,14 @@
 linear and generalized linear mixed models (lme4's ``offset(expr)``, ``offset=``,
 ``weights=``).
 
+A pandas ``Series`` given for ``weights=`` or ``offset=`` with pandas ``data`` is matched
+to the data's rows by index label, as pandas aligns (``data.assign(w=series)``): a
+Series in another row order, or one that covers more rows than ``data`` (a column of the
+frame ``data`` was subset from), gives each row its own value. A Series without a label
+of some row of ``data`` (or, where the orders differ, with duplicate labels) is refused
+with the remedy (``.to_numpy()`` takes its values in row order). Data without labels
+(polars, a dict of columns) and numpy arrays take values in row order.
+
 Offsets are ``offset(expr)`` terms of the formula (any number; they add) and an
 ``offset=`` argument; ``weights=`` and ``offset=`` are a column name or one value per
 row. Expressions are evaluated with the data's columns and numpy's ``np`` plus ``log``,
@@ -32,6 +40,8 @@ __all__ = [
     "argument_name",
     "evaluate_expression",
     "per_row",
+    "row_labels",
+    "aligned",
     "formula_and_frame",
     "missing_rows",
     "refuse_infinite",
@@ -90,9 +100,40 @@ def evaluate_expression(expr: str, frame: pd.DataFrame, what: str) -> np.ndarray
     return out
 
 
-def per_row(value, frame: pd.DataFrame, name: str) -> np.ndarray:
+def row_labels(data: Any) -> pd.Index | None:
+    """The labels a pandas ``Series`` argument is matched to: a pandas frame's index;
+    None for data without row labels (polars, a dict of columns: values in row order)."""
+    return data.index if isinstance(data, pd.DataFrame) else None
+
+
+def aligned(value: Any, labels: pd.Index | None, name: str) -> Any:
+    """A pandas ``Series`` or ``DataFrame`` ``value`` in the order of the rows labelled
+    ``labels`` (module docstring); anything else, or ``labels=None``, as it is."""
+    if labels is None or not isinstance(value, (pd.Series, pd.DataFrame)):
+        return value
+    index = value.index
+    if index.equals(labels):
+        return value
+    absent = labels[~labels.isin(index)]
+    if len(absent) == 0 and index.is_unique and labels.is_unique:
+        return value.reindex(labels)
+    kind = type(value).__name__
+    problem = (
+        f"{len(absent)} row label(s) of data, e.g. {absent[0]!r}, are not in its index"
+        if len(absent)
+        else "its index or data's has duplicate labels, in another order"
+    )
+    raise DataError(
+        f"{name} is a pandas {kind} whose index does not match data's rows: {problem}. "
+        f"A pandas {kind} is matched to data's rows by index label, as pandas aligns; "
+        "index it as data is, or pass .to_numpy() to take its values in row order."
+    )
+
+
+def per_row(value, frame: pd.DataFrame, name: str, labels: pd.Index | None = None) -> np.ndarray:
     """``weights=`` / ``offset=`` as one float per row of ``frame``: a column name or an
-    array-like of the frame's length."""
+    array-like of the frame's length; a pandas ``Series`` matched to the rows labelled
+    ``labels`` (:func:`aligned`; None: in row order)."""
     if isinstance(value, str):
         if value not in frame.columns:
             raise MissingColumnError(
@@ -100,6 +141,8 @@ def per_row(value, frame: pd.DataFrame, name: str) -> np.ndarray:
                 f"Available columns: {list(frame.columns)}."
             )
         value = frame[value]
+    else:
+        value = aligned(value, labels, f"{name}=")
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -151,28 +194,34 @@ def formula_and_frame(formula: Any, data: Any) -> tuple[pd.DataFrame, pd.DataFra
     return data, data.set_axis(pd.RangeIndex(len(data)), axis=0), parts
 
 
-def offset_parts(offset_terms, offset, frame: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+def offset_parts(
+    offset_terms, offset, frame: pd.DataFrame, labels: pd.Index | None = None
+) -> list[tuple[str, np.ndarray]]:
     """Each offset of ``frame``'s rows, named as the dropped-rows warning names it:
-    ``offset=`` (:func:`argument_name`), then each ``offset(expr)`` term as written."""
+    ``offset=`` (:func:`argument_name`; ``labels``: as :func:`per_row`), then each
+    ``offset(expr)`` term as written."""
     parts = []
     if offset is not None:
-        parts.append((argument_name(offset, "offset"), per_row(offset, frame, "offset")))
+        parts.append((argument_name(offset, "offset"), per_row(offset, frame, "offset", labels)))
     for expr in offset_terms:
         parts.append((f"offset({expr})", evaluate_expression(expr, frame, "the offset")))
     return parts
 
 
-def summed_offset(offset_terms, offset, frame: pd.DataFrame) -> np.ndarray | None:
+def summed_offset(
+    offset_terms, offset, frame: pd.DataFrame, labels: pd.Index | None = None
+) -> np.ndarray | None:
     """The offset of every row of ``frame``: ``offset=`` plus the ``offset(expr)`` terms;
-    None when there are neither."""
-    parts = offset_parts(offset_terms, offset, frame)
+    None when there are neither (``labels``: as :func:`per_row`)."""
+    parts = offset_parts(offset_terms, offset, frame, labels)
     return sum((values for _, values in parts), np.zeros(len(frame))) if parts else None
 
 
-def new_offset(offset_terms, offset_argument: bool, frame: pd.DataFrame, offset=None):
+def new_offset(offset_terms, offset_argument: bool, frame: pd.DataFrame, offset=None, labels=None):
     """A fitted model's offsets for new rows ``frame`` (``predict(newdata)``): its
     ``offset(expr)`` terms evaluated there, plus ``offset`` (required when the model was
-    fitted with ``offset=``, refused when it was not); 0.0 when it has none."""
+    fitted with ``offset=``, refused when it was not; ``labels``: as :func:`per_row`);
+    0.0 when it has none."""
     if offset_argument and offset is None:
         raise DataError(
             "The model was fitted with offset=; pass offset= (one value per row of newdata) "
@@ -180,7 +229,7 @@ def new_offset(offset_terms, offset_argument: bool, frame: pd.DataFrame, offset=
         )
     if offset is not None and not offset_argument:
         raise DataError("offset= applies to models fitted with offset=; this one was not.")
-    out = summed_offset(offset_terms, offset, frame)
+    out = summed_offset(offset_terms, offset, frame, labels)
     return 0.0 if out is None else out
 
 

@@ -28,6 +28,7 @@ from .offsets import (
     offset_parts,
     per_row,
     refuse_infinite,
+    row_labels,
 )
 
 __all__ = ["build_lmm_design", "build_weighted_design", "has_offset_terms"]
@@ -55,9 +56,10 @@ def build_weighted_design(
     """:func:`~interlace._model.design.build_design` plus the model's prior weights and
     offsets (module docstring); ``stacklevel`` of the design's warnings (the default:
     called from ``fit`` through :func:`build_lmm_design`)."""
+    labels = row_labels(data)  # a pandas Series argument is matched to these
     data, frame, (lhs, rhs, offset_terms) = formula_and_frame(formula, data)
-    w = None if weights is None else per_row(weights, frame, "weights")
-    offsets = offset_parts(offset_terms, offset, frame)
+    w = None if weights is None else per_row(weights, frame, "weights", labels)
+    offsets = offset_parts(offset_terms, offset, frame, labels)
     off = sum((values for _, values in offsets), np.zeros(len(frame))) if offsets else None
     given = [] if w is None else [(argument_name(weights, "weights"), w)]
     design = build_design(
