@@ -116,8 +116,8 @@ def fit_many(
     ``data`` is any frame :func:`interlace.fit` accepts; ``responses`` is an ``(n, B)``
     array or a frame (pandas, polars, pyarrow, a dict of columns) whose rows align with
     ``data`` (rows ``data`` drops for missing values are dropped from it too; a pandas
-    frame with pandas ``data`` is matched to its rows by index label, as pandas aligns,
-    and may hold more rows), converted
+    frame, or a Series for one response, with pandas ``data`` is matched to its rows by
+    index label, as pandas aligns, and may hold more rows), converted
     to float64 (a float32 array is widened, as data columns are in :func:`interlace.fit`;
     the fits are float64 whatever ``jax_enable_x64`` says). The formula's response names
     a column of ``data`` or, if ``data`` has no such column, stands for the responses.
@@ -148,6 +148,8 @@ def fit_many(
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
     fam = resolve_family(family, method, nAGQ, weights, offset)
+    if isinstance(responses, pd.Series):  # one response: a column named as the Series
+        responses = responses.to_frame()
     # a pandas frame of responses is matched to pandas data's rows by index label
     labels = row_labels(data) if isinstance(responses, pd.DataFrame) else None
     data = as_pandas(data, "data")

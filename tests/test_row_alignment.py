@@ -92,6 +92,10 @@ def test_fit_many_responses_frame_follows_its_labels(lmm_data):
     permuted = interlace.fit_many(LMM, lmm_data, Y.sample(frac=1.0, random_state=4))
     np.testing.assert_allclose(permuted["deviance"], in_order["deviance"], **TOL)
     np.testing.assert_allclose(permuted["Intercept"], in_order["Intercept"], rtol=1e-7)
+    # one response as a pandas Series: aligned too, and named by the Series
+    single = interlace.fit_many(LMM, lmm_data, Y["r1"].sample(frac=1.0, random_state=6))
+    assert list(single.index) == ["r1"]
+    np.testing.assert_allclose(single["deviance"], in_order.loc[["r1"], "deviance"], **TOL)
 
 
 def test_a_series_without_some_row_labels_is_refused(cbpp):
