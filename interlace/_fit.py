@@ -18,7 +18,7 @@ import numpy as np
 from ._base.checks import check_method, check_positive_int
 from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
-from ._core.family import Family, family_of
+from ._core.family import Family, family_of, split_family_call
 from ._glmm_result import GLMMResult
 from ._model.estimate import fit_design
 from ._model.glmm_design import build_glmm_design
@@ -71,7 +71,9 @@ def fit(
         or ``"negative_binomial"`` (its size estimated, as lme4's ``glmer.nb``), or a
         family with its link or size: ``interlace.binomial("probit")``,
         ``interlace.binomial("cloglog")``, ``interlace.poisson()``,
-        ``interlace.negative_binomial(size=2.0)``.
+        ``interlace.negative_binomial(size=2.0)``. As in R, ``family=interlace.binomial``
+        (not called) is the family with its default link, and a string may take R's call
+        form: ``'binomial(link = "probit")'``, ``"poisson()"``.
     nAGQ
         GLMMs, as lme4's ``nAGQ``: ``1`` (Laplace, the default), ``0`` (fixed effects
         inside PIRLS: faster, slightly less exact) or ``2``-``100`` (adaptive
@@ -121,6 +123,24 @@ def fit(
     )
 
 
+def is_gaussian(family: object) -> bool:
+    """Whether ``family`` names the Gaussian family with its identity link, a linear mixed
+    model: ``"gaussian"``, or in R's call form ``"gaussian()"``,
+    ``'gaussian(link = "identity")'``. Another link is refused: interlace fits no
+    Gaussian GLMM."""
+    if not isinstance(family, str):
+        return False
+    name, link = split_family_call(family)
+    if name.strip().lower() != "gaussian":
+        return False
+    if link is not None and link.lower() != "identity":
+        raise ModelSpecError(
+            f"family={family!r}: a Gaussian response with a {link!r} link is a GLMM interlace "
+            "does not fit; model a transformed response with family='gaussian' instead."
+        )
+    return True
+
+
 def resolve_family(
     family: str | Family,
     method: str | None,
@@ -130,7 +150,7 @@ def resolve_family(
 ) -> Family | None:
     """The family of a GLMM (``fit``'s arguments checked), or None for a Gaussian model
     (after refusing what applies to GLMMs only)."""
-    if isinstance(family, str) and family.lower() == "gaussian":
+    if is_gaussian(family):
         if nAGQ != 1:
             raise ModelSpecError("nAGQ applies to GLMMs only (family='binomial' or 'poisson').")
         return None

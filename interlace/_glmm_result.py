@@ -331,6 +331,22 @@ class GLMMResult(FixedEffectsWald):
             f"converged={self.converged}>"
         )
 
+    def coef_table(self, ddf: str = "normal") -> pd.DataFrame:
+        """glmer's fixed-effect table (``coef(summary(fit))``): ``Estimate``,
+        ``Std. Error``, ``z value``, ``Pr(>|z|)`` (Wald z tests, from ``fe_cov``). Only
+        ``ddf="normal"``: denominator degrees of freedom (Satterthwaite, Kenward-Roger)
+        belong to linear mixed models."""
+        if ddf != "normal":
+            raise ModelSpecError(
+                f"ddf={ddf!r}: a GLMM's fixed effects are tested with z statistics, as "
+                "glmer does (ddf='normal'); Satterthwaite and Kenward-Roger degrees of "
+                "freedom are defined for linear mixed models. For a test that does not lean "
+                "on the normal approximation, compare nested fits with interlace.anova "
+                "(likelihood ratio) or use confint(method='profile') or "
+                "parametric_bootstrap()."
+            )
+        return self.z_table()
+
     def summary(self) -> str:
         """glmer's ``summary()`` layout."""
         return format_glmm_summary(self)

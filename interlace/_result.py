@@ -322,14 +322,7 @@ class CrossedLMEResult(FixedEffectsWald):
         ``ddf="satterthwaite"``: t-tests with Satterthwaite degrees of freedom
         (lmerTest's default), from the autodiff Hessian of the deviance."""
         if ddf == "normal":
-            return pd.DataFrame(
-                {
-                    "Estimate": self.fe_params,
-                    "Std. Error": self.fe_bse,
-                    "z value": self.fe_zvalues,
-                    "Pr(>|z|)": self.fe_pvalues,
-                }
-            )
+            return self.z_table()
         if ddf == "satterthwaite":
             return satterthwaite(self.model_fit)
         raise ModelSpecError(f"ddf must be 'normal' or 'satterthwaite', got {ddf!r}.")

@@ -11,7 +11,7 @@ __all__ = ["FixedEffectsWald"]
 
 
 class FixedEffectsWald:
-    """``fe_bse``, ``fe_zvalues``, ``fe_pvalues`` and the aliases ``params``, ``bse``,
+    """``fe_bse``, ``fe_zvalues``, ``fe_pvalues``, their :meth:`z_table`, and the aliases ``params``, ``bse``,
     ``pvalues``, ``tvalues``, ``cov_params()`` from ``fe_params`` and ``fe_cov``."""
 
     fe_params: pd.Series
@@ -33,6 +33,18 @@ class FixedEffectsWald:
         from scipy.special import ndtr  # standard normal cdf; imported on use
 
         return pd.Series(2.0 * ndtr(-np.abs(self.fe_zvalues)), index=self.fe_params.index)
+
+    def z_table(self) -> pd.DataFrame:
+        """The fixed effects' Wald z table in lme4's column names (``coef(summary(fit))``):
+        ``Estimate``, ``Std. Error``, ``z value`` (``beta / se``), ``Pr(>|z|)``."""
+        return pd.DataFrame(
+            {
+                "Estimate": self.fe_params,
+                "Std. Error": self.fe_bse,
+                "z value": self.fe_zvalues,
+                "Pr(>|z|)": self.fe_pvalues,
+            }
+        )
 
     # --- statsmodels' names -----------------------------------------------------------
     @property

@@ -27,6 +27,7 @@ import pytest
 
 import interlace
 from interlace import DataError, FormulaError, MissingColumnError, ModelSpecError
+from interlace._core.family import family_of
 
 DATA = Path(__file__).parent / "data"
 REF = json.loads((DATA / "glmm_references.json").read_text())
@@ -461,8 +462,20 @@ REJECT = [
     pytest.param(
         lambda: dict(formula=POIS_F, data=_pois(), family="gamma"),
         ModelSpecError,
-        r"family='gamma' is not supported",
+        r"family='gamma' is not supported: Gamma GLMMs are not available yet",
         id="unknown-family",
+    ),
+    pytest.param(
+        lambda: dict(formula=POIS_F, data=_pois(), family="quasipoisson"),
+        ModelSpecError,
+        r"family='quasipoisson' is not supported: quasi-likelihood .*'negative_binomial'",
+        id="quasi-family",
+    ),
+    pytest.param(
+        lambda: dict(formula=POIS_F, data=_pois(), family="gaussian(log)"),
+        ModelSpecError,
+        r"a Gaussian response with a 'log' link is a GLMM interlace does not fit",
+        id="gaussian-log-link",
     ),
     pytest.param(
         lambda: dict(formula=POIS_F, data=_pois(), family="poisson", method="REML"),
@@ -572,6 +585,43 @@ def test_reject(make, error, pattern):
 def test_bad_link(make, pattern):
     with pytest.raises(ModelSpecError, match=pattern):
         make()
+
+
+@pytest.mark.parametrize(
+    ("family", "expected"),
+    [
+        (interlace.binomial, interlace.binomial()),  # glmer's family = binomial
+        (interlace.poisson, interlace.poisson()),
+        (interlace.negative_binomial, interlace.negative_binomial()),
+        ("binomial()", interlace.binomial()),
+        ('binomial(link = "probit")', interlace.binomial("probit")),
+        ("binomial(link='cloglog')", interlace.binomial("cloglog")),
+        ("binomial(probit)", interlace.binomial("probit")),
+        ("Poisson()", interlace.poisson()),
+        ("negative binomial", interlace.negative_binomial()),
+        ("nb", interlace.negative_binomial()),
+    ],
+)
+def test_family_as_r_writes_it(family, expected):
+    assert family_of(family) == expected
+
+
+def test_family_spellings_fit_the_same_model(cbpp, cbpp_fit):
+    """R's spellings reach the same fit through ``interlace.fit`` (equal to the last bit:
+    the same Family, the same computation); ``"gaussian()"`` is the linear model."""
+    for family in (interlace.binomial, 'binomial(link = "logit")'):
+        assert quiet_fit(CBIND, cbpp, family=family).llf == cbpp_fit.llf
+    lmm = "incidence ~ period + (1 | herd)"
+    assert quiet_fit(lmm, cbpp, family="gaussian()").llf == quiet_fit(lmm, cbpp).llf
+    with pytest.raises(ModelSpecError, match=r"names its link already"):
+        family_of("binomial(probit)", "logit")
+
+
+def test_coef_table_refuses_degrees_of_freedom(cbpp_fit):
+    table = cbpp_fit.coef_table()
+    np.testing.assert_array_equal(table["z value"], cbpp_fit.fe_zvalues)  # one formula
+    with pytest.raises(ModelSpecError, match=r"ddf='kenward-roger'.*interlace.anova"):
+        cbpp_fit.coef_table(ddf="kenward-roger")
 
 
 def test_proportion_non_integer_successes_warns(cbpp, cbpp_fit):

@@ -145,6 +145,28 @@ def test_standard_errors(case):
 
 
 @pytest.mark.parametrize("case", CASES)
+def test_coef_table_is_glmers(case):
+    """``coef_table()`` is ``coef(summary(fit))``: lme4's columns, our names. Estimates and
+    standard errors as in the tests above; z values to 5e-3 relative (the standard
+    errors'); p-values as ``2 Phi(-|z|)`` of those z, so ``|log p - log p_lme4|`` is at
+    most ``(z^2 + 1) 5e-3`` (``d log p / dz`` is about ``-(z + 1/z)`` in the tail)."""
+    f, res = FITS[case], fitted(case)
+    names = lme4_names(res)
+    table = res.coef_table()
+    assert list(table.columns) == ["Estimate", "Std. Error", "z value", "Pr(>|z|)"]
+    assert list(table.index) == list(res.fe_params.index)
+    pd.testing.assert_series_equal(table["Estimate"], res.fe_params, check_names=False)
+    np.testing.assert_allclose(table["Std. Error"], [f["fixef_se"][n] for n in names], rtol=5e-3)
+    z_ref = np.array([f["zvalue"][n] for n in names])
+    np.testing.assert_allclose(table["z value"], z_ref, rtol=5e-3)
+    p_ref = np.array([f["pvalue"][n] for n in names])
+    gap = np.abs(np.log(table["Pr(>|z|)"].to_numpy()) - np.log(p_ref))
+    assert np.all(gap <= (z_ref**2 + 1.0) * 5e-3), (gap, z_ref)
+    with pytest.raises(interlace.ModelSpecError, match="z statistics, as glmer does"):
+        res.coef_table(ddf="satterthwaite")
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_conditional_quantities(case):
     f, res = FITS[case], fitted(case)
     assert res.deviance == pytest.approx(f["deviance"], rel=1e-5)

@@ -23,6 +23,7 @@ families ignore it. The dispersion of all three is 1.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import jax
@@ -332,26 +333,78 @@ def _xlogy(x, y):
 
 def family_of(family, link: str | None = None) -> Family:
     """A :class:`Family` from a name (``"binomial"``, ``"poisson"``,
-    ``"negative_binomial"``) and optional link, or a :class:`Family` as it is."""
+    ``"negative_binomial"``) and optional link, or a :class:`Family` as it is. As an R
+    user writes it, ``family=interlace.binomial`` (the constructor, not called) is its
+    default family, and a string in R's call form, ``'binomial(link = "probit")'`` or
+    ``"binomial(probit)"``, names the family and its link."""
     if isinstance(family, Family):
         return family
-    aliases = {"nb", "negbin", "negative-binomial", "negative binomial"}
-    if not isinstance(family, str) or (
-        family.lower() not in FAMILIES and family.lower() not in aliases
-    ):
-        raise ModelSpecError(
-            f"family={family!r} is not supported: use one of {sorted(FAMILIES)} "
-            "(or 'gaussian' for a linear mixed model)."
-        )
-    name = family.lower().replace("-", "_").replace(" ", "_")
-    if name in ("nb", "negbin", "negative_binomial"):
-        name = "negative_binomial"
+    if any(family is c for c in _CONSTRUCTORS):  # glmer's family = binomial
+        return family()
+    given = family
+    if isinstance(family, str):
+        family, named_link = split_family_call(family)
+        if named_link is not None:
+            if link is not None:
+                raise ModelSpecError(f"family={given!r} names its link already; pass one link.")
+            link = named_link
+    name = _family_name(family, given)
     link = LINKS[name] if link is None else str(link).lower()
     if link not in FAMILIES[name]:
         raise ModelSpecError(
             f"link={link!r} is not available for family {name!r}: use one of {FAMILIES[name]}."
         )
     return Family(name, link)
+
+
+def split_family_call(family: str) -> tuple[str, str | None]:
+    """``(name, link or None)`` of a family string in R's call form
+    (``'binomial(link = "probit")'``, ``"binomial(probit)"``, ``"poisson()"``); a plain
+    name as it is, with no link."""
+    call = _R_CALL.fullmatch(family)
+    if call is None:
+        return family, None
+    return call.group("name"), call.group("link") or None
+
+
+# R's call form of a family: binomial(probit), binomial(link = "probit"), poisson()
+_R_CALL = re.compile(
+    r"\s*(?P<name>[A-Za-z_.\- ]+?)\s*\(\s*(?:link\s*=\s*)?[\"']?(?P<link>[A-Za-z]*)[\"']?\s*\)\s*"
+)
+_ALIASES = {"nb": "negative_binomial", "negbin": "negative_binomial"}
+# Families glmer knows that interlace does not fit, and why (or what to use instead)
+_UNSUPPORTED = {
+    "quasibinomial": "quasi-likelihood families have no likelihood for a mixed model to "
+    "maximise (glmer refuses them too); for overdispersed binomial data add an "
+    "observation-level random intercept, (1 | obs), with obs a column numbering the rows",
+    "quasipoisson": "quasi-likelihood families have no likelihood for a mixed model to "
+    "maximise (glmer refuses them too); for overdispersed counts use "
+    "family='negative_binomial' (glmer.nb's model)",
+    "gamma": "Gamma GLMMs are not available yet; model log(y) with a linear mixed model, or "
+    "use lme4's glmer(family = Gamma)",
+    "inverse_gaussian": "inverse Gaussian GLMMs are not available yet; use lme4's "
+    "glmer(family = inverse.gaussian)",
+}
+
+
+def _family_name(family, given) -> str:
+    """The canonical name of a supported family, or a :class:`ModelSpecError` about
+    ``given`` (the argument as passed) that says what is supported (and why a family glmer
+    knows is not)."""
+    key = ""
+    if isinstance(family, str):
+        key = re.sub(r"[-. ]", "_", family.strip().lower())
+        key = _ALIASES.get(key, key)
+    if key in FAMILIES:
+        return key
+    supported = (
+        f"use one of {sorted(FAMILIES)} (or 'gaussian' for a linear mixed model), or a family "
+        "object such as interlace.binomial(link='probit')"
+    )
+    why = _UNSUPPORTED.get(key)
+    if why is not None:
+        raise ModelSpecError(f"family={given!r} is not supported: {why}. Otherwise {supported}.")
+    raise ModelSpecError(f"family={given!r} is not supported: {supported}.")
 
 
 def binomial(link: str = "logit") -> Family:
@@ -377,6 +430,10 @@ def negative_binomial(size: float | None = None, link: str = "log") -> Family:
             f"negative_binomial(size={size}): the size must be positive and finite."
         )
     return Family(fam.name, fam.link, size)
+
+
+# family=binomial as glmer takes it: a constructor passed uncalled (family_of)
+_CONSTRUCTORS = (binomial, poisson, negative_binomial)
 
 
 def _nb_saturated_density(y, weights, k):
