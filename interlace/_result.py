@@ -36,6 +36,7 @@ from ._model.estimate import ModelFit, fit_design
 from ._model.frames import as_pandas
 from ._model.labelled import (
     included_factors,
+    level_coefficients,
     random_effects,
     random_part_for,
     variance_components,
@@ -223,6 +224,14 @@ class CrossedLMEResult(FixedEffectsWald):
         return (self.resid * np.sqrt(w)).rename(type)
 
     # --- prediction -------------------------------------------------------------------
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """lme4's ``coef(fit)``: per grouping factor, each level's coefficients, the fixed
+        effects plus that level's conditional modes (its own intercept and slopes), one
+        row per level and one column per fixed effect. A random-effect column with no
+        fixed effect, such as ``(0 + f | g)``'s first level, comes first with a fixed part
+        of 0, as in lme4. ``random_effects`` holds the modes alone."""
+        return level_coefficients(self.design, self.fe_params, self.model_fit.blups)
+
     def predict(
         self, newdata: Any = None, include_re: bool | str | Sequence[str] = True, offset: Any = None
     ) -> pd.Series:

@@ -14,7 +14,13 @@ from .._base.errors import MissingColumnError, ModelSpecError
 from .design import Design, match_levels, term_matrix_for
 from .varcorr import term_covariances
 
-__all__ = ["variance_components", "random_effects", "random_part_for", "included_factors"]
+__all__ = [
+    "variance_components",
+    "random_effects",
+    "level_coefficients",
+    "random_part_for",
+    "included_factors",
+]
 
 
 def included_factors(design: Design, include_re) -> tuple[str, ...]:
@@ -128,6 +134,53 @@ def variance_components(
             start += k
         out[name] = pd.DataFrame(full, index=cols, columns=cols)
     return out
+
+
+def level_coefficients(
+    design: Design, fe_params: pd.Series, blups: Sequence[np.ndarray]
+) -> dict[str, pd.DataFrame]:
+    """lme4's ``coef(fit)``: per grouping factor, one row per level and one column per
+    fixed effect, ``beta_j + b_lj``: the fixed effect plus the level's conditional mode
+    of the random-effect column that is the same model column (equal in every row, or,
+    lme4's rule, of the same name), and ``beta_j`` alone where the factor has no such
+    column. A random-effect column with no fixed counterpart (``(0 + f | g)``'s ``fa``
+    where the fixed part codes ``f[T.b]``) comes first, with a fixed part of 0, in every
+    factor's frame, as lme4 adds it."""
+    fe_names = list(fe_params.index)
+    extra: list[str] = []  # random-effect columns with no fixed counterpart, in order
+    target: dict[tuple[int, int], str] = {}  # (term, column) -> output column
+    for i, term in enumerate(design.terms):
+        for j, column in enumerate(term.columns):
+            name = _fixed_counterpart(design, term.X[:, j], column, fe_names)
+            if name is None:
+                name = column
+                if name not in extra:
+                    extra.append(name)
+            target[i, j] = name
+    columns = extra + fe_names
+    position = {name: c for c, name in enumerate(columns)}
+    fixed = np.concatenate([np.zeros(len(extra)), fe_params.to_numpy(dtype=float)])
+    out: dict[str, pd.DataFrame] = {}
+    for name, levels in zip(design.factor_names, design.levels):
+        values = np.tile(fixed, (len(levels), 1))
+        for i in _factor_terms(design, name):
+            for j in range(design.terms[i].k):
+                values[:, position[target[i, j]]] += np.asarray(blups[i])[:, j]
+        out[name] = pd.DataFrame(values, index=pd.Index(levels.to_numpy()), columns=columns)
+    return out
+
+
+def _fixed_counterpart(
+    design: Design, z: np.ndarray, column: str, fe_names: list[str]
+) -> str | None:
+    """The fixed effect whose column of ``X`` is the random-effect column ``z`` (the same
+    values in every row, to 1e-12 relative: both parts evaluate the same expression);
+    else the fixed effect of the same name, lme4's rule; else None."""
+    for m, name in enumerate(fe_names):
+        x = design.X[:, m]
+        if np.array_equal(x, z) or np.allclose(x, z, rtol=1e-12, atol=0.0):
+            return name
+    return column if column in fe_names else None
 
 
 def random_effects(
