@@ -438,7 +438,8 @@ def _random_terms(parsed: ParsedFormula, groups) -> list[RandomTerm]:
     if not terms:
         raise ModelSpecError(
             "The model has no random effects: pass groups=['g'] or write '(1 | g)' in the "
-            "formula. For a model without random effects use ordinary least squares."
+            "formula. A model without random effects is an ordinary linear model or GLM "
+            "(statsmodels' OLS or GLM, R's lm or glm), not a mixed model."
         )
     return terms
 
