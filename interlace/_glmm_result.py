@@ -228,7 +228,6 @@ class GLMMResult(FixedEffectsWald):
         return self.residuals("deviance")
 
     # --- prediction -------------------------------------------------------------------
-    @float64_scope
     def coef(self) -> dict[str, pd.DataFrame]:
         """lme4's ``coef(fit)``: per grouping factor, each level's coefficients, the fixed
         effects plus that level's conditional modes (its own intercept and slopes), one
@@ -237,6 +236,7 @@ class GLMMResult(FixedEffectsWald):
         of 0, as in lme4. ``random_effects`` holds the modes alone."""
         return level_coefficients(self.design, self.fe_params, self.model_fit.blups)
 
+    @float64_scope
     def predict(
         self,
         newdata: Any = None,
