@@ -600,10 +600,32 @@ def test_bad_link(make, pattern):
         ("Poisson()", interlace.poisson()),
         ("negative binomial", interlace.negative_binomial()),
         ("nb", interlace.negative_binomial()),
+        # MASS's negative.binomial(theta, link): a fixed size, by keyword or position
+        ("negative.binomial(theta = 2)", interlace.negative_binomial(2)),
+        ("negative.binomial(1.75)", interlace.negative_binomial(1.75)),
+        ("negative.binomial(link = 'log', 0.5)", interlace.negative_binomial(0.5)),
+        ("negative_binomial(size=3)", interlace.negative_binomial(3)),
     ],
 )
 def test_family_as_r_writes_it(family, expected):
     assert family_of(family) == expected
+
+
+@pytest.mark.parametrize(
+    ("family", "pattern"),
+    [
+        ("binomial(theta = 2)", r"argument 'theta' is not one this family takes; it takes link"),
+        ("binomial(probit, link = logit)", r"too many arguments; it takes link"),
+        ("negative.binomial(2, log, 3)", r"too many arguments; it takes theta, link"),
+        ("negative.binomial(theta = 2, size = 3)", r"gives its theta twice"),
+        ("negative.binomial(theta = many)", r"size \(theta\) must be a number, got 'many'"),
+        ("negative.binomial(theta = -1)", r"size must be positive"),
+        ("tweedie(var.power = 1.5)", r"family='tweedie\(var.power = 1.5\)' is not supported"),
+    ],
+)
+def test_family_call_refusals_name_the_argument(family, pattern):
+    with pytest.raises(ModelSpecError, match=pattern):
+        family_of(family)
 
 
 def test_family_spellings_fit_the_same_model(cbpp, cbpp_fit):
@@ -611,8 +633,12 @@ def test_family_spellings_fit_the_same_model(cbpp, cbpp_fit):
     the same Family, the same computation); ``"gaussian()"`` is the linear model."""
     for family in (interlace.binomial, 'binomial(link = "logit")'):
         assert quiet_fit(CBIND, cbpp, family=family).llf == cbpp_fit.llf
-    lmm = "incidence ~ period + (1 | herd)"
-    assert quiet_fit(lmm, cbpp, family="gaussian()").llf == quiet_fit(lmm, cbpp).llf
+    counts = "incidence ~ period + (1 | herd)"
+    # MASS's call form fixes the size, as interlace.negative_binomial(size) does
+    fixed = quiet_fit(counts, cbpp, family="negative.binomial(theta = 3)")
+    assert fixed.size == 3.0
+    assert fixed.llf == quiet_fit(counts, cbpp, family=interlace.negative_binomial(3)).llf
+    assert quiet_fit(counts, cbpp, family="gaussian()").llf == quiet_fit(counts, cbpp).llf
     with pytest.raises(ModelSpecError, match=r"names its link already"):
         family_of("binomial(probit)", "logit")
 

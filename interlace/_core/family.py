@@ -335,42 +335,97 @@ def family_of(family, link: str | None = None) -> Family:
     """A :class:`Family` from a name (``"binomial"``, ``"poisson"``,
     ``"negative_binomial"``) and optional link, or a :class:`Family` as it is. As an R
     user writes it, ``family=interlace.binomial`` (the constructor, not called) is its
-    default family, and a string in R's call form, ``'binomial(link = "probit")'`` or
-    ``"binomial(probit)"``, names the family and its link."""
+    default family, and a string in R's call form, ``'binomial(link = "probit")'``,
+    ``"binomial(probit)"`` or MASS's ``"negative.binomial(theta = 2)"`` (a fixed size),
+    names the family, its link and size."""
     if isinstance(family, Family):
         return family
     if any(family is c for c in _CONSTRUCTORS):  # glmer's family = binomial
         return family()
-    given = family
+    given, args = family, []
     if isinstance(family, str):
-        family, named_link = split_family_call(family)
-        if named_link is not None:
-            if link is not None:
-                raise ModelSpecError(f"family={given!r} names its link already; pass one link.")
-            link = named_link
+        family, args = family_call(family)
     name = _family_name(family, given)
+    named_link, size = _link_and_size(name, args, given)
+    if named_link is not None:
+        if link is not None:
+            raise ModelSpecError(f"family={given!r} names its link already; pass one link.")
+        link = named_link
     link = LINKS[name] if link is None else str(link).lower()
     if link not in FAMILIES[name]:
         raise ModelSpecError(
             f"link={link!r} is not available for family {name!r}: use one of {FAMILIES[name]}."
         )
+    if size is not None:  # only a negative binomial's call takes one
+        return negative_binomial(size, link)
     return Family(name, link)
 
 
-def split_family_call(family: str) -> tuple[str, str | None]:
-    """``(name, link or None)`` of a family string in R's call form
-    (``'binomial(link = "probit")'``, ``"binomial(probit)"``, ``"poisson()"``); a plain
-    name as it is, with no link."""
+def family_call(family: str) -> tuple[str, list[tuple[str | None, str]]]:
+    """``(name, arguments)`` of a family string in R's call form, each argument a
+    ``(keyword or None, value)`` pair with its quotes removed
+    (``'binomial(link = "probit")'``: ``("binomial", [("link", "probit")])``); a plain
+    name as it is, with no arguments. The name is the string before the parenthesis."""
     call = _R_CALL.fullmatch(family)
     if call is None:
-        return family, None
-    return call.group("name"), call.group("link") or None
+        return family, []
+    args = []
+    for part in filter(None, (a.strip() for a in call.group("args").split(","))):
+        keyword, _, value = part.rpartition("=")
+        args.append((keyword.strip() or None, value.strip().strip("\"'")))
+    return call.group("name"), args
 
 
-# R's call form of a family: binomial(probit), binomial(link = "probit"), poisson()
-_R_CALL = re.compile(
-    r"\s*(?P<name>[A-Za-z_.\- ]+?)\s*\(\s*(?:link\s*=\s*)?[\"']?(?P<link>[A-Za-z]*)[\"']?\s*\)\s*"
-)
+def split_family_call(family: str) -> tuple[str, str | None]:
+    """``(name, link or None)`` of a family string in R's call form (:func:`family_call`):
+    the link is the ``link =`` argument or the first one unnamed."""
+    name, args = family_call(family)
+    return name, _link_and_size(name, args, family)[0]
+
+
+def _link_and_size(name: str, args, given) -> tuple[str | None, float | None]:
+    """The link and the negative binomial's size among a call's ``args``
+    (:func:`family_call`), matched as R matches a call: by keyword, then the unnamed ones
+    in order to the rest of ``binomial(link)``, ``poisson(link)``,
+    ``negative.binomial(theta, link)`` (MASS's name for the size; ``size =`` also taken).
+    Anything else is refused, naming it."""
+    nb = _canonical_key(name) == "negative_binomial"
+    order = ("theta", "link") if nb else ("link",)
+    takes = (
+        f"it takes {', '.join(order)} (e.g. 'binomial(link = \"probit\")', "
+        "'negative.binomial(theta = 2)')"
+    )
+    found: dict[str, str] = {}
+    for keyword, value in args:
+        if keyword is None:
+            continue
+        slot = "theta" if nb and keyword == "size" else keyword
+        if slot not in order:
+            raise ModelSpecError(
+                f"family={given!r}: argument {keyword!r} is not one this family takes; {takes}."
+            )
+        if slot in found:
+            raise ModelSpecError(f"family={given!r} gives its {slot} twice; give it once.")
+        found[slot] = value
+    unnamed = [value for keyword, value in args if keyword is None]
+    free = [slot for slot in order if slot not in found]
+    if len(unnamed) > len(free):
+        raise ModelSpecError(f"family={given!r}: too many arguments; {takes}.")
+    found.update(zip(free, unnamed))
+    size = None
+    if "theta" in found:
+        try:
+            size = float(found["theta"])
+        except ValueError:
+            raise ModelSpecError(
+                f"family={given!r}: the size (theta) must be a number, got {found['theta']!r}."
+            ) from None
+    return found.get("link") or None, size
+
+
+# R's call form of a family: binomial(probit), binomial(link = "probit"), poisson(),
+# negative.binomial(theta = 2)
+_R_CALL = re.compile(r"\s*(?P<name>[A-Za-z_.\- ]+?)\s*\((?P<args>[^()]*)\)\s*")
 _ALIASES = {"nb": "negative_binomial", "negbin": "negative_binomial"}
 # Families glmer knows that interlace does not fit, and why (or what to use instead)
 _UNSUPPORTED = {
@@ -387,14 +442,18 @@ _UNSUPPORTED = {
 }
 
 
+def _canonical_key(name: str) -> str:
+    """A family's name as :data:`FAMILIES` holds it, if it is one: lower case, ``.``,
+    ``-`` and spaces as ``_`` (R's ``negative.binomial``), aliases resolved."""
+    key = re.sub(r"[-. ]", "_", name.strip().lower())
+    return _ALIASES.get(key, key)
+
+
 def _family_name(family, given) -> str:
     """The canonical name of a supported family, or a :class:`ModelSpecError` about
     ``given`` (the argument as passed) that says what is supported (and why a family glmer
     knows is not)."""
-    key = ""
-    if isinstance(family, str):
-        key = re.sub(r"[-. ]", "_", family.strip().lower())
-        key = _ALIASES.get(key, key)
+    key = _canonical_key(family) if isinstance(family, str) else ""
     if key in FAMILIES:
         return key
     supported = (
