@@ -1,7 +1,8 @@
 # Two entry points that work on a fresh machine with nothing but Python 3.10+:
 #   make demo   install into .venv and run the results-page example on built-in data
 #   make test   install into .venv (with the test, docs and lint extras), run `make check`
-#               (lint, type check, strict docs build), then the whole test suite (CI)
+#               (lint, type check, strict docs build), then the whole test suite on one
+#               worker per core (CI)
 # Others:
 #   make test-fast  the quick tests (under a minute on 2 cores), while you work
 #   make check      ruff check, mypy, mkdocs build --strict, ruff format --check
@@ -37,8 +38,12 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed
 	$(BIN)/python examples/01_results_page.py
 
+# One worker per core (pytest-xdist), each test file on one worker, so that a module's
+# fixtures and compiled functions are built once: 25 instead of 40 minutes on 2 cores
+# (benchmarks/RESULTS.md, Test suite). TEST_WORKERS=0 runs it in this process.
+TEST_WORKERS ?= auto
 test: check
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest -q $(FAST_TESTS)

@@ -7,6 +7,10 @@ import os
 # The dense reference (tests/dense_reference.py) makes many small BLAS calls; OpenBLAS's
 # thread pool only adds contention on a 2-core machine. Set before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# `make test` runs one pytest-xdist worker per core, each its own JAX process: on a GPU,
+# the first to start would otherwise reserve most of the device's memory for itself
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
 import json  # noqa: E402
 import warnings  # noqa: E402
