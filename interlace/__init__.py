@@ -27,7 +27,8 @@ the public surface and may use every layer.
     gradient, estimates) a single fit's optimiser calls; ``start`` starting values;
     ``optimize`` L-BFGS over ``theta`` (compiled, or on the host over ``evaluation``);
     ``newton`` Newton steps that finish a single fit whose L-BFGS stalled;
-    ``buckets`` size classes (small models padded to shared compiled shapes); ``fitting``
+    ``buckets`` size classes (small models padded to shared compiled shapes);
+    ``glmm_buckets`` a small GLMM's rows padded to its size class; ``fitting``
     one fit of a model's arrays; ``refit`` the batched refit engine; ``simulate``
     responses drawn from the model; ``sharding`` rows across devices; ``singular`` the
     boundary rule; ``family`` GLMM response families and links; ``pirls`` conditional

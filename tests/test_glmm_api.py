@@ -992,12 +992,17 @@ def test_links_and_back_transform_take_numpy_as_numpy(family):
         np.testing.assert_allclose(out, ref, rtol=1e-14, atol=1e-15 * np.abs(ref).max())
 
 
-def test_a_new_glmm_builds_one_executable(cbpp, cbpp_fit):
+def test_a_new_glmm_builds_one_executable(cbpp, cbpp_fit, monkeypatch):
     """A GLMM of new shapes compiles its evaluation and nothing else: set-up, the
     Hessian's differences and the results stay in numpy or reuse compiled code (each
     small ``jnp.asarray`` of a new shape used to compile a copy, ~10 ms and its tracing:
     seven per new model). Counts backend compiles (jax.monitoring), not seconds. The
-    one model of the file with shapes of its own: cbpp without its last three rows."""
+    one model of the file with shapes of its own: cbpp without its last three rows, at
+    its exact shapes (size classes off: with them it shares cbpp's evaluation,
+    ``tests/test_glmm_size_classes.py``)."""
+    from interlace._core import glmm_buckets
+
+    monkeypatch.setattr(glmm_buckets, "ENABLED", False)
     compiles = []
 
     def listen(event: str, duration: float, **kwargs) -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "unpad_estimates",
     "update_entries_without_heavy",
     "placeholder",
+    "theta_positions",
 ]
 
 
@@ -147,7 +148,7 @@ def _column_map(cp: CrossProducts, size: SizeClass) -> np.ndarray:
     return np.where(cols < qt, cols, np.where(cols < qt + p, size.q_tail + (cols - qt), T - 1))
 
 
-def _theta_index(cp: CrossProducts, K1: int) -> np.ndarray:
+def theta_positions(cp: CrossProducts, K1: int) -> np.ndarray:
     """Position of each internal theta entry in the padded layout (term 1 as ``K1 x K1``;
     a block-diagonal term 1's entries off its blocks are never set, so they stay 0)."""
     n1, n_tail = _theta_count(cp)
@@ -177,7 +178,7 @@ def pad_cross_products(cp: CrossProducts, *, reml: bool) -> tuple[CrossProducts,
     k1, K1, q1, qt, p, t = cp.k1, _k1_padded(cp.k1), cp.q1, cp.q_tail, cp.p, cp.t
     T = size.q_tail + size.p + 1
     cmap = _column_map(cp, size)
-    theta_index = _theta_index(cp, K1)
+    theta_index = theta_positions(cp, K1)
     pad_x = size.q_tail + np.arange(p, size.p)  # padded fixed-effect columns
 
     A1 = np.zeros((size.q1, K1, K1))

@@ -51,6 +51,7 @@ from .._core.centring import Centring, slope_centring
 from .._core.crossprod import device_array, same_factor, tail_width
 from .._core.deviance import blups_by_term
 from .._core.family import Family
+from .._core.glmm_buckets import pad_glmm_arrays, pad_rows, pad_theta, unpad_modes, unpad_theta
 from .._core.newton import hessian_by_differences
 from .._core.optimize import STOP_REASONS, minimize_rescaled
 from .._core.pirls import (
@@ -333,41 +334,60 @@ class GlmmProblem:
         # offset's median (start_eta). Without the offset, rows whose offset is far from
         # the others' start far from their data, and the first step can throw PIRLS into
         # the saturated region of the link, where it stalls
-        eta0 = start_eta(family, y, w, np.asarray(glmm.offset, dtype=float))
-        self.start = cold_start(np.asarray(eta0, dtype=float), self.ma)
+        eta0 = np.asarray(start_eta(family, y, w, np.asarray(glmm.offset, dtype=float)), float)
+        # A small model evaluates at its size class's shapes, shared with other models
+        # (_core.glmm_buckets); quadrature (nAGQ > 1) keeps the exact ones
+        padded = pad_glmm_arrays(self.ma) if shared and nagq <= 1 else None
+        self.padding = None if padded is None else padded[1]
+        if padded is None:
+            self.ma_eval, self.data_eval = self.ma, self.data
+        else:
+            self.ma_eval, pad = padded[0], padded[1]
+            self.data_eval = self.data._replace(
+                y=device_array(pad_rows(y, pad)),
+                prior_weights=device_array(pad_rows(w, pad)),
+                offset=device_array(pad_rows(np.asarray(glmm.offset, dtype=float), pad)),
+            )
+            eta0 = pad_rows(eta0, pad)
+        self.start = cold_start(eta0, self.ma_eval)
 
     def fun(self, joint: bool):
         """``x -> (value, gradient, Laplace record)``: ``x`` is ``theta`` (``joint``,
         ``nAGQ = 0``) or ``[theta, beta_s]``, then ``log k`` if estimated; the record's
         ``beta`` and ``fe_cov`` are the model's own ``p`` columns (numpy)."""
         flag = np.bool_(not joint)  # numpy into the jitted call: nothing compiled for it
-        n_theta, p, pad = self.n_theta, self.p, self.p_arrays - self.p
+        n_theta, p, padding = self.n_theta, self.p, self.padding
+        # theta entries and fixed-effect columns of the evaluated arrays
+        n_eval = n_theta if padding is None else padding.size.theta
+        p_eval = self.p_arrays if padding is None else padding.size.p
 
         def fun(x):
             x = np.asarray(x, dtype=float)
             beta = np.zeros(p) if joint else x[n_theta : n_theta + p]
             rest = x[n_theta:] if joint else x[n_theta + p :]
-            full = np.concatenate([x[:n_theta], beta, np.zeros(pad), rest])
+            theta = x[:n_theta] if padding is None else pad_theta(x[:n_theta], padding)
+            full = np.concatenate([theta, beta, np.zeros(p_eval - p), rest])
             value, grad, lp, _ = _evaluate(
                 full,
                 flag,
                 self.start,
-                self.ma,
-                self.data,
+                self.ma_eval,
+                self.data_eval,
                 self.rule,
                 family=self.family,
-                n_theta=n_theta,
+                n_theta=n_eval,
             )
             value = float(value)
             if np.isfinite(value):  # PIRLS of the next evaluation starts from these modes
                 self.start = warm_start(jax.tree.map(np.asarray, lp.modes), self.start.eta)
+            # numpy from here: slicing JAX arrays would compile per shape
             grad = np.asarray(grad)
-            rest_at = n_theta + p + pad  # log k, if estimated
-            grad = np.concatenate([grad[: n_theta if joint else n_theta + p], grad[rest_at:]])
-            if pad:  # numpy: slicing JAX arrays would compile per shape
-                modes = lp.modes._replace(beta=np.asarray(lp.modes.beta)[:p])
-                lp = lp._replace(modes=modes, fe_cov=np.asarray(lp.fe_cov)[:p, :p])
-            return value, grad, lp
+            g_theta = grad[:n_theta] if padding is None else unpad_theta(grad[:n_eval], padding)
+            g_beta = grad[n_eval : n_eval + (0 if joint else p)]
+            grad = np.concatenate([g_theta, g_beta, grad[n_eval + p_eval :]])  # then log k
+            modes = lp.modes if padding is None else unpad_modes(lp.modes, padding)
+            modes = modes._replace(beta=np.asarray(modes.beta)[:p])
+            return value, grad, lp._replace(modes=modes, fe_cov=np.asarray(lp.fe_cov)[:p, :p])
 
         return fun
 
