@@ -90,7 +90,12 @@ def _compiled(fits: int) -> list[dict]:
     cases = [
         ("VerbAgg, Laplace", VERBAGG, va, 1),
         ("VerbAgg, nAGQ=0", VERBAGG, va, 0),
-        ("200 rows, y ~ x + (1 | s)", "y ~ x + (1 | s)", _synthetic(200, 20, 1, False, 1), 1),
+        (
+            "200 rows, y ~ x + (1 | s) + (1 | i)",
+            "y ~ x + (1 | s) + (1 | i)",
+            _synthetic(200, 20, 8, False, 1),
+            1,
+        ),
         (
             "600 rows, y ~ x + (1 | s) + (1 | i)",
             "y ~ x + (1 | s) + (1 | i)",

@@ -102,7 +102,7 @@ def test_pirls_restarted_at_its_modes_stays_there(case):
     formula, make, family, _ = CASES[case]
     df = make()
     glmm = build_glmm_design(formula, df, None, family)
-    prob = GlmmProblem(glmm, family, 0)
+    prob = GlmmProblem(glmm, family, 0, shared=False)  # PIRLS on the model's own arrays
     theta = jnp.array([1.7])
     eta0 = prob.start.eta
     m1, _ = pirls(theta, prob.ma, family, prob.data, cold_start(eta0, prob.ma), None, False)

@@ -10,7 +10,7 @@ response with other missing rows. Here a small model's arrays are padded to its 
 (:func:`glmm_size_class`: rows, levels of term 1 and tail columns rounded up on
 :func:`ladder`, at most 1.5x each), so that models of other data and fixed effects with
 the same random-effect layout and family share one executable (DESIGN.md section 4).
-Padding costs 7-24% of a compiled fit (``benchmarks/RESULTS.md``, GLMM size classes).
+Padding costs 6-23% of a compiled fit (``benchmarks/RESULTS.md``, GLMM size classes).
 The padded arrays are those of an equivalent model:
 
 * **Rows** beyond ``n``: prior weight 0 (so working weights, deviance residuals and
@@ -19,8 +19,7 @@ The padded arrays are those of an equivalent model:
 * **Levels of term 1** beyond ``q1``: no rows, so ``A1 = 0``, ``D_l = I`` (``log 1 = 0``)
   and modes 0.
 * **Random-effect columns of the tail** beyond ``q_tail`` (at least one): no values, so
-  ``S`` has an identity block there (``log 1 = 0``); a model with no tail term gets one
-  value per row, 0, in the first of them.
+  ``S`` has an identity block there (``log 1 = 0``).
 * **Fixed-effect columns**: the model arrays' own shared width
   (``glmm_estimate.shared_fixed_width``), zero columns with 1 on the tail's diagonal.
 * ``C = Z1'[Z_tail X z]`` is stored dense, every level of term 1 a dense row of ``C``
@@ -29,6 +28,11 @@ The padded arrays are those of an equivalent model:
   dense at their own shapes (``GlmmProblem``'s rule) are padded: for them the layout is
   the same, and only the sizes grow.
 
+Models with one grouping factor (no tail term) keep their exact shapes: padded, they
+would carry empty tail columns whose pivots come from the same factorisation as the
+fixed effects', and where every working weight is 0 (a profile's search far out along a
+separated coefficient) that factorisation fails and the padded columns' ``log 1`` turns
+into NaN, where the exact model's value stays finite (``tests/test_glmm_profile.py``).
 Term 1's columns ``k1`` and the number of tail terms are kept, and every tail term must
 be scalar (``(1 | item)``: the diagonal ``Lambda_t`` that the Laplace step's
 one-factorisation log-determinant needs). Larger models (:data:`MAX_ROWS`, ...), tail
@@ -121,6 +125,7 @@ def glmm_size_class(ma: ModelArrays) -> GlmmSizeClass | None:
         or ma.level_mult is not None
         or ma.tail_mult is not None
         or cp.heavy_levels.shape[0] != cp.q1
+        or cp.q_tail == 0
         or n > MAX_ROWS
         or cp.q1 > MAX_LEVELS
         or cp.q_tail >= MAX_TAIL
