@@ -12,6 +12,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -45,6 +46,25 @@ def float64_throughout():
 
     with jax.enable_x64(True):
         yield
+
+
+@contextlib.contextmanager
+def backend_compiles():
+    """The XLA executables built inside the block, as a list of ``jax.monitoring`` event
+    names (count them; never time them)."""
+    import jax
+
+    compiles: list[str] = []
+
+    def listen(event: str, duration: float, **kwargs) -> None:
+        if event.endswith("backend_compile_duration"):
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield compiles
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import warnings
 
-import jax
 import numpy as np
 import pytest
 
@@ -17,6 +16,8 @@ from interlace._core.family import binomial, poisson
 from interlace._core.theta import to_internal
 from interlace._model.glmm_design import build_glmm_design
 from interlace._model.glmm_estimate import GlmmProblem, shared_fixed_width
+
+from .conftest import backend_compiles
 
 
 def _frame(seed: int = 11, n: int = 600):
@@ -87,20 +88,11 @@ def test_other_fixed_effects_reuse_the_compiled_evaluation():
         ("y ~ x1 * cond + (1 | g1) + (1 | g2)", 0),  # p = 6
         ("y ~ cond + x1 + x2 + I(x1**2) + x1:x2 + (1 | g1) + (1 | g2)", 1),  # p = 7
     ]
-    compiles: list[str] = []
-
-    def listen(event: str, duration: float, **kwargs) -> None:
-        if event.endswith("backend_compile_duration"):
-            compiles.append(event)
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         interlace.fit("y ~ x1 + x2 + cond + (1 | g1) + (1 | g2)", df, family="binomial", nAGQ=0)
-        jax.monitoring.register_event_duration_secs_listener(listen)
-        try:
+        with backend_compiles() as compiles:
             fits = [interlace.fit(f, df, family="binomial", nAGQ=a) for f, a in others]
-        finally:
-            jax.monitoring.unregister_event_duration_listener(listen)
     assert compiles == []
     for fit, (formula, nagq) in zip(fits, others):
         assert fit.converged and len(fit.fe_params) == 5 + others.index((formula, nagq))

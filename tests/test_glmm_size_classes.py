@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import warnings
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +18,8 @@ from interlace._core.family import binomial, negative_binomial, poisson
 from interlace._core.theta import to_internal
 from interlace._model.glmm_design import build_glmm_design
 from interlace._model.glmm_estimate import GlmmProblem
+
+from .conftest import backend_compiles
 
 
 def _frame(seed: int = 5, n: int = 600, n1: int = 30, n2: int = 12):
@@ -102,20 +103,11 @@ def test_models_of_one_class_share_the_compiled_evaluation():
         (_frame(seed=2, n=700, n1=26, n2=14), "y ~ x1 + (1 | g1) + (1 | g2)", 0),
         (_frame(seed=3, n=520, n1=32, n2=15), "y ~ x2 + x1 + (1 | g1) + (1 | g2)", 1),
     ]
-    compiles: list[str] = []
-
-    def listen(event: str, duration: float, **kwargs) -> None:
-        if event.endswith("backend_compile_duration"):
-            compiles.append(event)
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         interlace.fit("y ~ x1 + x2 + (1 | g1) + (1 | g2)", first, family="binomial")
-        jax.monitoring.register_event_duration_secs_listener(listen)
-        try:
+        with backend_compiles() as compiles:
             fits = [interlace.fit(f, df, family="binomial", nAGQ=a) for df, f, a in others]
-        finally:
-            jax.monitoring.unregister_event_duration_listener(listen)
     assert compiles == []
     for fit, (df, formula, nagq) in zip(fits, others):
         assert fit.converged

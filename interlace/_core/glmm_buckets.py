@@ -73,7 +73,7 @@ class GlmmSizeClass(NamedTuple):
     q1: int  # levels of term 1 (at least the model's)
     k1: int  # columns of term 1 (the model's)
     q_tail: int  # random-effect columns of the tail (more than the model's)
-    kz: int  # random-effect values per row in the tail: its scalar terms (at least 1)
+    kz: int  # random-effect values per row in the tail: its scalar terms (the model's)
     p: int  # fixed-effect columns (the model arrays')
     theta: int  # theta entries: term 1's k1 (k1 + 1) / 2, then one per tail term
 
@@ -132,7 +132,6 @@ def glmm_size_class(ma: ModelArrays) -> GlmmSizeClass | None:
         or kz > 4
     ):
         return None
-    kz = max(kz, 1)
     return GlmmSizeClass(
         n=ladder(n, 256),
         q1=ladder(cp.q1, 16),
@@ -210,25 +209,18 @@ def pad_glmm_arrays(ma: ModelArrays) -> tuple[ModelArrays, GlmmPadding] | None:
     tail_theta[:qt] = np.where(own >= 0, theta_index[np.maximum(own, 0)], -1)
 
     codes1 = pad_rows(np.asarray(ma.codes1), padding, 0)
-    x1 = np.zeros((size.n, K1))
-    x1[:n, :k1] = np.asarray(ma.first_columns)
-    kz = _tail_values(ma)
-    z = np.zeros((size.n, size.kz))
-    zcols = np.full((size.n, size.kz), qt, dtype=np.int64)  # qt: a padded Z column
-    if kz:
-        z[:n, :kz] = np.concatenate([np.asarray(v) for v in ma.tail_columns], axis=1)
-        zcols[:n, :kz] = np.asarray(ma.row_cols)[:, :kz]
+    # the class keeps the model's k1, kz and fixed-effect width: only rows are added
+    x1 = pad_rows(np.asarray(ma.first_columns), padding)
+    z = pad_rows(np.concatenate([np.asarray(v) for v in ma.tail_columns], axis=1), padding)
+    zcols = pad_rows(np.asarray(ma.row_cols)[:, : size.kz], padding, qt)  # qt: padded Z column
     row_cols = np.concatenate(
         [zcols, np.broadcast_to(qtc + np.arange(P + 1), (size.n, P + 1))], axis=1
     )
-    X = np.zeros((size.n, P))
-    X[:n, :p] = np.asarray(ma.X)
-    fixed = np.ones(P)
-    fixed[:p] = 0.0 if ma.fixed_padding is None else np.asarray(ma.fixed_padding)
+    fixed = np.zeros(P) if ma.fixed_padding is None else np.asarray(ma.fixed_padding)
     xy_pos = np.arange(size.q1)[:, None] * T + (qtc + np.arange(P + 1))[None, :]
     padded = ModelArrays(
         y=pad_rows(np.asarray(ma.y, dtype=np.float64), padding),
-        X=X,
+        X=pad_rows(np.asarray(ma.X, dtype=np.float64), padding),
         term_X=(x1, z),
         weights=pad_rows(np.asarray(ma.weights, dtype=np.float64), padding),
         template=_template(size, tail_theta),

@@ -359,7 +359,7 @@ class GlmmProblem:
         n_theta, p, padding = self.n_theta, self.p, self.padding
         # theta entries and fixed-effect columns of the evaluated arrays
         n_eval = n_theta if padding is None else padding.size.theta
-        p_eval = self.p_arrays if padding is None else padding.size.p
+        p_eval = self.p_arrays  # a size class keeps the model arrays' width
 
         def fun(x):
             x = np.asarray(x, dtype=float)
