@@ -5,11 +5,20 @@ fit converges on a flat likelihood at a large finite value) warns, naming the co
 
 from __future__ import annotations
 
+import json
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 import interlace
+from interlace._inference.glmm_profile import profile_zeta
+from interlace._model.glmm_design import GlmmDesign
+from interlace._model.glmm_estimate import GlmmProblem, deviance_at
+
+DATA = Path(__file__).parent / "data"
 
 
 def _frame(seed: int = 5, n: int = 400) -> pd.DataFrame:
@@ -125,3 +134,76 @@ def test_large_offset_on_rows_of_one_outcome_fits():
         assert -2 * res.llf == pytest.approx(-2 * runaway.llf, abs=1e-4)
         shared = runaway.fe_params[["Intercept", "x", "f[T.B]"]].to_numpy()
         np.testing.assert_allclose(res.fe_params.to_numpy(), shared, atol=1e-4)
+
+
+# A crossed binary model with a separated level (tests/data/make_glmm_data.py), and
+# lme4's Laplace deviance function far along that level's coefficient
+# (tests/data/make_glmm_separation_references.R)
+SEPARATED_REF = json.loads((DATA / "glmm_separation_references.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def separated_crossed():
+    d = pd.read_csv(DATA / SEPARATED_REF["data_file"], dtype={"g": str, "h": str, "f": str})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the separation warning (tested above)
+        res = interlace.fit(SEPARATED_REF["formula"], d, family="binomial")
+    fit = res.model_fit
+    glmm = GlmmDesign(
+        fit.design, fit.prior_weights, fit.offset, fit.offset_terms, fit.offset_argument
+    )
+    return res, glmm
+
+
+def test_laplace_deviance_far_along_a_separated_column_matches_lme4(separated_crossed):
+    """At f[T.C] from -25 to -1000 (there every row of level C has a working weight of 0:
+    the weighted X is singular), lme4's Laplace deviance at a given beta stands, and ours
+    equals it to 1e-9 relative. It used to be NaN from -100 on: the tail factor held X's
+    block too, and its failed pivot made LAPACK return the whole factor as NaN."""
+    res, glmm = separated_crossed
+    for point in SEPARATED_REF["points"]:
+        ours = deviance_at(glmm, res.model_fit.family, point["theta"], np.array(point["beta"]))
+        assert ours == pytest.approx(point["deviance"], rel=1e-9), point["beta"][-1]
+
+
+@pytest.mark.usefixtures("float64_throughout")  # GlmmProblem, a private class
+def test_gradient_far_along_a_separated_column_is_finite_and_exact(separated_crossed):
+    """Where X's weighted block is singular the optimiser's gradient (in theta and the
+    standardized beta) is finite and equals central differences of the deviance (1e-6
+    relative, 1e-7 absolute)."""
+    res, glmm = separated_crossed
+    fit = res.model_fit
+    prob = GlmmProblem(glmm, fit.family, 1)
+    fun = prob.fun(False)
+    beta = np.array(fit.beta, dtype=float)
+    beta[-1] = -400.0
+    theta = np.asarray(SEPARATED_REF["points"][-1]["theta"])  # the order is internal too
+    x = np.concatenate([theta, prob.standardized_beta(beta)])
+    _, grad, _ = fun(x)
+    assert np.all(np.isfinite(grad))
+    for j in range(x.size):
+        step = np.zeros_like(x)
+        step[j] = 1e-5
+        central = (fun(x + step)[0] - fun(x - step)[0]) / 2e-5
+        assert grad[j] == pytest.approx(central, rel=1e-6, abs=1e-7), j
+
+
+def test_separated_column_profile_of_a_crossed_model_is_open_on_its_flat_side(
+    separated_crossed,
+):
+    """The crossed counterpart of test_glmm_profile's one-factor case: the interval of
+    f[T.C] is (-inf, finite root) (its upper end was NaN: the deviance on the way was
+    NaN, above); the root's signed profile deviance is 1.96 (1e-4)."""
+    res, _ = separated_crossed
+    with pytest.warns(UserWarning, match=r"\['f\[T\.C\]'\] separate the response"):
+        ci = res.confint("profile")
+    lo, hi = ci.loc["f[T.C]"]
+    assert lo == -np.inf and np.isfinite(hi) and hi < 0
+    assert np.isfinite(ci.drop(index="f[T.C]").to_numpy()).all()
+    # one call: -100 starts from the root's optimum, -1000 from -100's
+    zeta = profile_zeta(res.model_fit, "f[T.C]", [hi, -100.0, -1000.0])
+    assert zeta[0] == pytest.approx(1.959963984540054, abs=1e-4)
+    # the flat side: the deviance there is the fit's (lme4's, above), so zeta is ~0. Its
+    # constrained fits used to start with the intercept dragged along until every row
+    # saturated (glmm_profile.fixed_zeta), and stopped there: zeta -75.8
+    assert np.all(np.abs(zeta[1:]) < 1e-3)

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_batching import custom_vmap
 
-__all__ = ["cholesky", "tril_inverse", "tril_solve"]
+__all__ = ["cholesky", "cholesky_or_ridged", "tril_inverse", "tril_solve"]
 
 
 # Column block of the plain (batched) factorisations. Measured with fit_many of
@@ -212,6 +212,35 @@ def _cholesky_jvp(primals, tangents):
     X = Linv @ _sym_lower(dA) @ _mT(Linv)
     phi = jnp.tril(X) - 0.5 * jnp.tril(jnp.triu(X))
     return L, L @ phi
+
+
+@jax.custom_jvp
+def cholesky_or_ridged(A: jnp.ndarray, ridge: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(L, failed)``: the lower Cholesky factor of ``A`` (lower triangle read) or, where
+    that fails (``A`` not positive definite in floating point), of ``A + diag(ridge)``;
+    ``failed`` is 1.0 where the ridge was added, else 0.0. The second factorisation runs
+    only when the first fails (``lax.cond``; under ``vmap`` both run). Differentiable in
+    ``A`` as the factor returned (``ridge`` is held constant)."""
+    L = _cholesky(A)
+    failed = ~jnp.all(jnp.isfinite(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+
+    def ridged():
+        L2 = _cholesky(A + ridge[..., :, None] * jnp.eye(A.shape[-1], dtype=A.dtype))
+        return jnp.where(failed[..., None, None], L2, L)
+
+    L = lax.cond(jnp.any(failed), ridged, lambda: L)
+    return L, failed.astype(A.dtype)
+
+
+@cholesky_or_ridged.defjvp
+def _cholesky_or_ridged_jvp(primals, tangents):
+    # the Cholesky derivative (_cholesky_jvp) at the factor returned
+    (A, ridge), (dA, _) = primals, tangents
+    L, failed = cholesky_or_ridged(A, ridge)
+    Linv = tril_inverse(L)
+    X = Linv @ _sym_lower(dA) @ _mT(Linv)
+    phi = jnp.tril(X) - 0.5 * jnp.tril(jnp.triu(X))
+    return (L, failed), (L @ phi, jnp.zeros_like(failed))
 
 
 @jax.custom_jvp

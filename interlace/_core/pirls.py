@@ -48,7 +48,6 @@ from .deviance import (
     lambda_tail,
     lambda_values,
     log_det_z,
-    tail_cholesky,
     tail_schur,
 )
 from .family import Family
@@ -205,9 +204,10 @@ def random_part(ma: ModelArrays, b1: jnp.ndarray, b_tail: jnp.ndarray) -> jnp.nd
     return zb
 
 
-def working_factor(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
-    """``L = chol(S)`` of the weighted system ``[Z_tail X z]`` (``S`` the Schur complement
-    of term 1's blocks), with the working response's own pivot kept positive.
+def working_factor(theta: jnp.ndarray, cp: CrossProducts) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``(L, fixed_ok)``: ``L = chol(S)`` of the weighted system ``[Z_tail X z]`` (``S`` the
+    Schur complement of term 1's blocks), with the working response's own pivot kept
+    positive, and the random-effect rows kept where the ``X`` block is singular.
 
     PIRLS reads only ``L``'s last row left of its diagonal (the modes) and the ``Z`` and
     ``X`` pivots; the last pivot is the residual sum of squares of ``z``, which is 0 up to
@@ -216,15 +216,29 @@ def working_factor(theta: jnp.ndarray, cp: CrossProducts) -> jnp.ndarray:
     whole factor is NaN. Doubling ``S``'s last diagonal entry ``z'z`` (plus the smallest
     normal number, for ``z = 0``) makes that pivot ``z'z + rss >= z'z > 0`` and changes no
     other entry of ``L`` (row ``j`` of a Cholesky factor depends on ``S``'s entries up to
-    ``j``). Gaussian fits, which use the last pivot, never call this."""
+    ``j``). Gaussian fits, which use the last pivot, never call this.
+
+    The random-effect block ``S_zz = I + ...`` is positive definite at any weights, but
+    ``X' W X`` need not be: where the working weights of a column's rows underflow (a
+    coefficient far along a separating direction, as a profile's search goes), its pivot
+    is 0 or rounds negative, LAPACK fails, and the whole factor would be NaN. Then ``S``
+    is factorised again with ``diag(S) + 1`` added on the ``X`` and ``z`` rows
+    (``fixed_ok`` false; :func:`~interlace._core.linalg.cholesky_or_ridged`). Rows of
+    ``L`` left of column ``q_tail`` depend only on ``S``'s entries up to them, so the
+    modes for a given ``beta`` and ``ldL2``, which read only those, stay exact and
+    differentiable, and :func:`solve_modes` reports ``beta`` with the modes as NaN."""
     S = tail_schur(theta, cp)
     tiny = jnp.finfo(S.dtype).tiny
     S = S.at[..., -1, -1].set(2.0 * S[..., -1, -1] + tiny)
+    fixed_rows = jnp.arange(S.shape[-1]) >= cp.q_tail
+    ridge = jnp.where(fixed_rows, 1.0 + jnp.abs(jnp.diagonal(S, axis1=-2, axis2=-1)), 0.0)
     # LAPACK (linalg's plain loop under vmap) at every tail width: an evaluation holds
     # four factorisations and the derivatives of two, and unrolled small tails made its
     # graph 1.7x as large (a 600-row Poisson model: 5,881 against 3,481 ops), twice as
-    # slow to compile, and ran no faster
-    return tail_cholesky(S, unrolled=False)
+    # slow to compile, and ran no faster. The stored upper triangle in row-major order
+    # is LAPACK's column-major lower triangle (deviance.tail_cholesky).
+    L, failed = linalg.cholesky_or_ridged(jnp.swapaxes(S, -1, -2), jax.lax.stop_gradient(ridge))
+    return L, failed == 0.0
 
 
 def solve_modes(
@@ -238,8 +252,10 @@ def solve_modes(
 ):
     """The modes of ``|W^1/2 (z - o - X beta - Z Lambda u)|^2 + |u|^2`` (module docstring),
     over ``beta`` and ``u``, or over ``u`` with ``beta`` given (``fixed``, a bool or a
-    traced flag, so that one executable serves both): ``(Modes, cp, L)`` with the
-    weighted cross-products and the tail factor ``L = chol(S)`` they came from.
+    traced flag, so that one executable serves both): ``(Modes, cp, L, fixed_ok)`` with the
+    weighted cross-products and the tail factor ``L = chol(S)`` they came from
+    (:func:`working_factor`; ``fixed_ok`` false: the weighted ``X`` is singular, and
+    ``beta`` with the modes is NaN).
 
     ``ma``'s columns enter the factor as they are: the caller centres and scales ``X``
     once, on the host (``_model.glmm_estimate``), and PIRLS never reads the residual sum
@@ -250,10 +266,13 @@ def solve_modes(
     the tail modes for a given ``beta`` solve ``L_zz' u_tail = l_zy - L_Xz' beta`` (the
     first block row of the joint system ``L11' [u_tail; beta] = l_21``)."""
     cp = cross_products_of(ma.replace(y=z - offset, weights=weights), standardized=False)
-    L = working_factor(theta, cp)
+    L, fixed_ok = working_factor(theta, cp)
     qt, p = cp.q_tail, cp.p
     if beta is None or fixed is not True:
-        x_free = linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True)
+        # a singular weighted X (working_factor) leaves beta with the modes undefined
+        x_free = jnp.where(
+            fixed_ok, linalg.tril_solve(L[:-1, :-1], L[-1, :-1], transpose=True), jnp.nan
+        )
         beta_free = x_free[qt:]
     if beta is not None:
         rhs = L[-1, :qt] - L[qt : qt + p, :qt].T @ beta
@@ -271,7 +290,7 @@ def solve_modes(
     b_tail = lam_x[:qt]
     eta = offset + ma.X @ beta_out + random_part(ma, b1, b_tail)
     # the internal order of ma puts term 1 first: cp and ma agree (one template)
-    return Modes(beta_out, u1, x[:qt], b1, b_tail, eta), cp, L
+    return Modes(beta_out, u1, x[:qt], b1, b_tail, eta), cp, L, fixed_ok
 
 
 def _penalized_deviance(family: Family, data: GlmmData, eta, u_squared):
@@ -449,14 +468,14 @@ def laplace(
     :func:`solve_modes` (with a traced flag, the correction applies where it is set)."""
     eta_star = jax.lax.stop_gradient(modes_eta)
     h, zn = family.newton(data.y, eta_star, data.prior_weights, data.size)
-    modes, cp, L = solve_modes(theta, ma, h, zn, data.offset, beta, fixed)
+    modes, cp, L, fixed_ok = solve_modes(theta, ma, h, zn, data.offset, beta, fixed)
     mu = family.linkinv(modes.eta)
     if quadrature is None and family.canonical and logdet_weights.supported(cp):
         ld_l2 = _ld_l2_from_newton_factor(theta, ma, family, data, modes.eta, eta_star, cp, L)
     else:
         w, z = family.working(data.y, modes.eta, data.prior_weights, data.size)
         cp = cross_products_of(ma.replace(y=z - data.offset, weights=w), standardized=False)
-        L = working_factor(theta, cp)
+        L, _ = working_factor(theta, cp)  # ldL2 reads only its random-effect block
         ld_l2 = log_det_z(theta, cp, jnp.log(jnp.diagonal(L)))
     dev = jnp.sum(family.deviance_residuals(data.y, mu, data.prior_weights, data.size))
     log_density = family.minus_two_log_likelihood(
@@ -466,7 +485,8 @@ def laplace(
     qt, p = cp.q_tail, cp.p
     LX = jax.lax.stop_gradient(L[qt : qt + p, qt : qt + p])
     LXinv = linalg.tril_inverse(LX)
-    fe_cov = LXinv.T @ LXinv  # the solve's columns are ma.X's as they are
+    # the solve's columns are ma.X's as they are; undefined where the weighted X is singular
+    fe_cov = jnp.where(fixed_ok, LXinv.T @ LXinv, jnp.nan)
     value = log_density + usq + ld_l2
     if quadrature is not None:
         correction = quadrature_correction(theta, ma, family, data, modes, cp, quadrature)

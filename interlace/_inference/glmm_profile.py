@@ -16,8 +16,10 @@ Coordinates of the constrained fits:
   being 1), ``z_i`` pinned, the others and ``beta`` free;
 * a fixed effect ``beta_j = g_j' beta_s`` (``beta_s``: the model arrays' centred and
   scaled coordinates, ``g_j``: row ``j`` of their linear map back to the user's):
-  ``beta_s = v g_j / |g_j|^2 + N_j c`` with ``N_j`` an orthonormal basis of ``g_j``'s
-  complement, ``theta`` and ``c`` free.
+  ``beta_s = v G^-1 e_j + N_j c`` with ``N_j`` an orthonormal basis of ``g_j``'s
+  complement, ``theta`` and ``c`` free: ``v`` moves the user's ``beta_j`` alone (as
+  lme4's profile does), so a start carried from another point keeps the user's other
+  coefficients.
 
 Each constrained fit is the fit's host L-BFGS over the free coordinates, with the fit's
 compiled evaluation (gradients by the chain rule through those maps), started from the
@@ -282,14 +284,20 @@ class _Profiler:
         """``zeta`` of fixed effect ``j``: ``beta_j = g_j' beta_s`` pinned (module
         docstring)."""
         g = self.G[j]
-        a = g / (g @ g)
+        # v moves beta_s along G^-1 e_j, which changes the user's beta_j alone (g'a = 1).
+        # Along g / |g|^2, the shortest step in beta_s, the intercept moved with it (the
+        # columns are centred): pinning a separated dummy at -1000 dragged every row to a
+        # probability of 0 or 1, a plateau with a gradient of exactly 0 where the search
+        # stopped, 5,750 above the deviance it has with the intercept left in place
+        a = np.linalg.solve(self.G, np.eye(self.p)[j])
         # orthonormal basis of g's complement: the last p - 1 right singular vectors
         N = np.linalg.svd(g[None, :])[2][1:].T
         nt = self.n_theta
+        c_hat = N.T @ (self.beta_s_hat - a * (g @ self.beta_s_hat))  # the estimate's c
 
         def solve(v, start):
             if start is None:
-                start = np.concatenate([self.theta_hat, N.T @ (self.beta_s_hat - a * v)])
+                start = np.concatenate([self.theta_hat, c_hat])
 
             def fun(w):
                 beta_s = a * v + N @ w[nt:]

@@ -54,6 +54,14 @@ glmm_fractional_weights.csv  (seed 20250304; 600 rows)
     ``weights = w`` (glmer warns about non-integer successes and scales each row's
     log density by w / round(w): tests/data/make_glmm_weights_references.R).
     Generating: logit P(y = 1) = 0.2 + 0.7 x + s[subject] (sd 0.8) + i[item] (sd 0.5).
+
+glmm_separated_crossed.csv  (seed 20250305; 300 rows)
+    Rows drawn with 15 levels of ``g`` (G01..G15) and 8 of ``h`` (H1..H8), crossed
+    at random; ``x`` ~ N(0, 1); ``f`` cycles through A, B, C. Model fitted:
+    ``y ~ x + f + (1 | g) + (1 | h)``, binomial logit. Generating:
+    logit P(y = 1) = 0.3 x + g (sd 0.8) + h (sd 0.5), then ``y = 0`` on every row of
+    level C: quasi-complete separation, ``f[T.C]``'s estimate runs off to about -25
+    (tests/data/make_glmm_separation_references.R evaluates lme4's deviance far along it).
 """
 
 from pathlib import Path
@@ -142,7 +150,12 @@ def make_fractional_weights_frame(seed: int = 20250304) -> pd.DataFrame:
     subject = np.repeat(np.arange(n_subject), n_item)
     item = np.tile(np.arange(n_item), n_subject)
     x = rng.normal(size=subject.size)
-    eta = 0.2 + 0.7 * x + rng.normal(0.0, 0.8, n_subject)[subject] + rng.normal(0.0, 0.5, n_item)[item]
+    eta = (
+        0.2
+        + 0.7 * x
+        + rng.normal(0.0, 0.8, n_subject)[subject]
+        + rng.normal(0.0, 0.5, n_item)[item]
+    )
     y = rng.binomial(1, 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
     return pd.DataFrame(
         {
@@ -152,6 +165,20 @@ def make_fractional_weights_frame(seed: int = 20250304) -> pd.DataFrame:
             "y": y,
             "w": np.resize([0.7, 1.5, 2.0, 2.6], subject.size),
         }
+    )
+
+
+def make_separated_crossed_frame(seed: int = 20250305) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 300
+    g, h = rng.integers(0, 15, n), rng.integers(0, 8, n)
+    x = rng.normal(size=n)
+    f = np.resize(["A", "B", "C"], n)
+    eta = 0.3 * x + rng.normal(0.0, 0.8, 15)[g] + rng.normal(0.0, 0.5, 8)[h]
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int64)
+    y[f == "C"] = 0
+    return pd.DataFrame(
+        {"g": [f"G{k + 1:02d}" for k in g], "h": [f"H{k + 1}" for k in h], "x": x, "f": f, "y": y}
     )
 
 
@@ -168,3 +195,4 @@ if __name__ == "__main__":
     write(make_poisson_offset_frame(), "glmm_poisson_offset.csv")
     write(make_negbin_frame(), "glmm_negbin.csv")
     write(make_fractional_weights_frame(), "glmm_fractional_weights.csv")
+    write(make_separated_crossed_frame(), "glmm_separated_crossed.csv")
