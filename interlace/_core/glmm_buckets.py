@@ -29,10 +29,11 @@ The padded arrays are those of an equivalent model:
   the same, and only the sizes grow.
 
 Models with one grouping factor (no tail term) keep their exact shapes: padded, they
-would carry empty tail columns whose pivots come from the same factorisation as the
-fixed effects', and where every working weight is 0 (a profile's search far out along a
-separated coefficient) that factorisation fails and the padded columns' ``log 1`` turns
-into NaN, where the exact model's value stays finite (``tests/test_glmm_profile.py``).
+would carry a tail of empty columns and the code of a model with a tail term. They were
+padded at first, and a profile's search far along a separated coefficient then gave NaN
+where the exact model's value stayed finite (``tests/test_glmm_profile.py``): the tail's
+factorisation failed with the fixed effects' block. That failure is handled now
+(``pirls.working_factor``), but padding them has not been brought back and measured.
 Term 1's columns ``k1`` and the number of tail terms are kept, and every tail term must
 be scalar (``(1 | item)``: the diagonal ``Lambda_t`` that the Laplace step's
 one-factorisation log-determinant needs). Larger models (:data:`MAX_ROWS`, ...), tail
