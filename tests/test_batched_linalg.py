@@ -129,3 +129,66 @@ def test_a_nan_refit_is_not_converged_and_is_counted(crossed):
     assert np.all(np.isfinite(dev[conv]))
     with pytest.warns(UserWarning, match="1 of 4 refits did not converge"):
         sim.warn_unconverged(conv, "refits")
+
+
+def _singular_tail(rng, t: int, lead: int) -> np.ndarray:
+    """A symmetric ``t x t`` matrix whose leading ``lead`` block is positive definite and
+    whose Schur complement there is ``-1e-3`` in its last entry and 0 elsewhere (rank
+    ``lead`` less that): indefinite, LAPACK fails on it."""
+    V = rng.normal(size=(t, lead))
+    A = V @ V.T
+    A[-1, -1] -= 1e-3
+    return A
+
+
+def test_cholesky_or_ridged_keeps_the_leading_rows_where_the_tail_is_singular():
+    """``cholesky_or_ridged`` (the GLMM working factor's guard, pirls.working_factor): a
+    positive definite matrix gets its plain factor, ``failed`` 0; a singular one the
+    factor of ``A + diag(ridge)`` (ridge on the trailing rows only), ``failed`` 1, whose
+    leading columns are the unridged matrix's exactly (1e-12). Batched (the plain path,
+    ``vmap``), lanes that fail and lanes that do not give their single results (1e-10),
+    with no LAPACK call; derivatives of the leading block match ``jnp.linalg.cholesky``'s
+    (1e-10)."""
+    rng = np.random.default_rng(5)
+    t, lead = 24, 16
+    good = _spd(rng, (), t)
+    bad = _singular_tail(rng, t, lead)
+    ridge = jnp.where(jnp.arange(t) >= lead, 1.0 + jnp.abs(jnp.diagonal(bad)), 0.0)
+    assert not np.all(np.isfinite(np.asarray(linalg.cholesky(jnp.asarray(bad)))))
+
+    L, failed = linalg.cholesky_or_ridged(jnp.asarray(good), ridge)
+    assert float(failed) == 0.0
+    np.testing.assert_array_equal(L, linalg.cholesky(jnp.asarray(good)))
+
+    L, failed = linalg.cholesky_or_ridged(jnp.asarray(bad), ridge)
+    assert float(failed) == 1.0
+    L11 = np.linalg.cholesky(bad[:lead, :lead])
+    np.testing.assert_allclose(L[:lead, :lead], L11, rtol=0, atol=1e-12)
+    L21 = np.linalg.solve(L11, bad[:lead, lead:]).T
+    np.testing.assert_allclose(L[lead:, :lead], L21, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(L @ L.T, bad + np.diag(ridge), rtol=0, atol=1e-10 * t)
+
+    pair = jnp.asarray(np.stack([good, bad, good]))
+    batched = jax.jit(jax.vmap(linalg.cholesky_or_ridged, in_axes=(0, None)))
+    assert not any("potrf" in c for c in _custom_calls(batched.lower(pair, ridge).as_text()))
+    Lb, fb = batched(pair, ridge)
+    np.testing.assert_array_equal(fb, [0.0, 1.0, 0.0])
+    for k in range(3):
+        Lk, _ = linalg.cholesky_or_ridged(pair[k], ridge)
+        np.testing.assert_allclose(Lb[k], Lk, rtol=0, atol=1e-10)
+
+    def leading_logdet(A, chol):
+        return jnp.sum(jnp.log(jnp.diagonal(chol(A))[:lead]))
+
+    def ridged(A):
+        return linalg.cholesky_or_ridged(A, ridge)[0]
+
+    def ref(A):  # the leading block's factor, as a function of A's lower triangle
+        S = jnp.tril(A) + jnp.tril(A, -1).T
+        return jnp.linalg.cholesky(S[:lead, :lead])
+
+    grad = jax.jit(jax.grad(leading_logdet), static_argnums=1)
+    for A in (good, bad):
+        g = grad(jnp.asarray(A), ridged)
+        assert np.all(np.isfinite(g))
+        np.testing.assert_allclose(g, grad(jnp.asarray(A), ref), rtol=1e-10, atol=1e-12)

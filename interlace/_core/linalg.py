@@ -172,7 +172,8 @@ def _safe(lapack, plain):
             a if b else jnp.broadcast_to(a, (axis_size,) + a.shape)
             for a, b in zip(args, in_batched)
         ]
-        return plain(*args), True
+        out = plain(*args)
+        return out, jax.tree.map(lambda _: True, out)
 
     return f
 
@@ -214,22 +215,46 @@ def _cholesky_jvp(primals, tangents):
     return L, L @ phi
 
 
+def _ridged_on_failure(factor, fallback):
+    """``(A, ridge) -> (L, failed)`` (:func:`cholesky_or_ridged`) with ``factor`` (LAPACK's
+    or the blocked plain one, on a batch), and ``fallback`` for the ridged matrices, in a
+    ``lax.cond`` on whether any matrix of the call failed. Under ``vmap`` a cond on a
+    batched flag would run both branches for every lane, so the batched call decides
+    once for its whole batch (``_safe``'s rule sees the batch axis as an ordinary one);
+    its fallback is the column loop, a small graph to compile for a branch that rarely
+    runs."""
+
+    def factor_or_ridged(A, ridge):
+        L = factor(A)
+        failed = ~jnp.all(jnp.isfinite(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+
+        def ridged():
+            L2 = fallback(A + ridge[..., :, None] * jnp.eye(A.shape[-1], dtype=A.dtype))
+            return jnp.where(failed[..., None, None], L2, L)
+
+        return lax.cond(jnp.any(failed), ridged, lambda: L), failed.astype(A.dtype)
+
+    return factor_or_ridged
+
+
+def _lapack_cholesky(A):
+    return lax.linalg.cholesky(A, symmetrize_input=False)
+
+
+_cholesky_or_ridged = _safe(
+    _ridged_on_failure(_lapack_cholesky, _lapack_cholesky),
+    _ridged_on_failure(_plain_cholesky, _unblocked_cholesky),
+)
+
+
 @jax.custom_jvp
 def cholesky_or_ridged(A: jnp.ndarray, ridge: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
     """``(L, failed)``: the lower Cholesky factor of ``A`` (lower triangle read) or, where
     that fails (``A`` not positive definite in floating point), of ``A + diag(ridge)``;
     ``failed`` is 1.0 where the ridge was added, else 0.0. The second factorisation runs
-    only when the first fails (``lax.cond``; under ``vmap`` both run). Differentiable in
-    ``A`` as the factor returned (``ridge`` is held constant)."""
-    L = _cholesky(A)
-    failed = ~jnp.all(jnp.isfinite(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
-
-    def ridged():
-        L2 = _cholesky(A + ridge[..., :, None] * jnp.eye(A.shape[-1], dtype=A.dtype))
-        return jnp.where(failed[..., None, None], L2, L)
-
-    L = lax.cond(jnp.any(failed), ridged, lambda: L)
-    return L, failed.astype(A.dtype)
+    only when a first one fails (:func:`_ridged_on_failure`). Differentiable in ``A`` as
+    the factor returned (``ridge`` is held constant)."""
+    return _cholesky_or_ridged(A, ridge)
 
 
 @cholesky_or_ridged.defjvp
