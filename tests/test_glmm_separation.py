@@ -207,3 +207,24 @@ def test_separated_column_profile_of_a_crossed_model_is_open_on_its_flat_side(
     # constrained fits used to start with the intercept dragged along until every row
     # saturated (glmm_profile.fixed_zeta), and stopped there: zeta -75.8
     assert np.all(np.abs(zeta[1:]) < 1e-3)
+
+
+def test_profile_of_a_crossed_model_does_not_depend_on_a_predictors_shift(separated_crossed):
+    """The same model with x moved to near 1e6: every profile interval equals the
+    unshifted fit's (1e-6 absolute; x's and the separated column's ends included). A
+    start that moved x's coefficient with the intercept held made every row's linear
+    predictor jump by 1e6 per unit, and x's interval collapsed to [0.2938, 0.2939]
+    (glmm_profile.fixed_zeta takes the lower of two starts)."""
+    res, _ = separated_crossed
+    d = pd.read_csv(DATA / SEPARATED_REF["data_file"], dtype={"g": str, "h": str, "f": str})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # separation, open interval
+        shifted = interlace.fit(
+            SEPARATED_REF["formula"], d.assign(x=d["x"] + 1e6), family="binomial"
+        )
+        ci_shifted = shifted.confint("profile")
+        ci = res.confint("profile")
+    rows = ["sd_(Intercept)|g", "sd_(Intercept)|h", "x", "f[T.B]"]
+    np.testing.assert_allclose(ci_shifted.loc[rows], ci.loc[rows], rtol=0, atol=1e-6)
+    assert ci_shifted.loc["f[T.C]"].iloc[0] == -np.inf
+    assert ci_shifted.loc["f[T.C]"].iloc[1] == pytest.approx(ci.loc["f[T.C]"].iloc[1], abs=1e-6)

@@ -16,10 +16,10 @@ Coordinates of the constrained fits:
   being 1), ``z_i`` pinned, the others and ``beta`` free;
 * a fixed effect ``beta_j = g_j' beta_s`` (``beta_s``: the model arrays' centred and
   scaled coordinates, ``g_j``: row ``j`` of their linear map back to the user's):
-  ``beta_s = v G^-1 e_j + N_j c`` with ``N_j`` an orthonormal basis of ``g_j``'s
-  complement, ``theta`` and ``c`` free: ``v`` moves the user's ``beta_j`` alone (as
-  lme4's profile does), so a start carried from another point keeps the user's other
-  coefficients.
+  ``beta_s = v g_j / |g_j|^2 + N_j c`` with ``N_j`` an orthonormal basis of ``g_j``'s
+  complement, ``theta`` and ``c`` free. A start carried from another point moves
+  ``beta_j`` to ``v`` either along ``g_j / |g_j|^2`` or with the user's other
+  coefficients held (as lme4's profile does), whichever has the lower deviance.
 
 Each constrained fit is the fit's host L-BFGS over the free coordinates, with the fit's
 compiled evaluation (gradients by the chain rule through those maps), started from the
@@ -284,28 +284,39 @@ class _Profiler:
         """``zeta`` of fixed effect ``j``: ``beta_j = g_j' beta_s`` pinned (module
         docstring)."""
         g = self.G[j]
-        # v moves beta_s along G^-1 e_j, which changes the user's beta_j alone (g'a = 1).
-        # Along g / |g|^2, the shortest step in beta_s, the intercept moved with it (the
-        # columns are centred): pinning a separated dummy at -1000 dragged every row to a
-        # probability of 0 or 1, a plateau with a gradient of exactly 0 where the search
-        # stopped, 5,750 above the deviance it has with the intercept left in place
-        a = np.linalg.solve(self.G, np.eye(self.p)[j])
+        a = g / (g @ g)
         # orthonormal basis of g's complement: the last p - 1 right singular vectors
         N = np.linalg.svd(g[None, :])[2][1:].T
         nt = self.n_theta
-        c_hat = N.T @ (self.beta_s_hat - a * (g @ self.beta_s_hat))  # the estimate's c
+        # the user's beta_j alone, the others held: G^-1 e_j (g' e = 1)
+        e = np.linalg.solve(self.G, np.eye(self.p)[j])
 
         def solve(v, start):
-            if start is None:
-                start = np.concatenate([self.theta_hat, c_hat])
+            """The constrained fit at ``v`` from ``start = [theta, beta_s]`` (a solved
+            point's, or the estimate's): ``(deviance, [theta, beta_s])``."""
+            theta0, beta0 = (
+                (self.theta_hat, self.beta_s_hat) if start is None else (start[:nt], start[nt:])
+            )
 
             def fun(w):
                 beta_s = a * v + N @ w[nt:]
                 value, g_theta, g_beta, lp = self._value(w[:nt], beta_s)
                 return value, np.concatenate([g_theta, N.T @ g_beta]), lp
 
+            # Two ways to move beta_j from the start's value to v, and the lower start is
+            # taken: along a = g / |g|^2 (the shortest step in the centred and scaled
+            # beta_s, which lets the intercept absorb a column's shift: a predictor near
+            # 1e6 moves every row by 1e6 per unit of beta_j otherwise), or along e (the
+            # user's beta_j alone, as lme4's profile moves it: along a, pinning a
+            # separated dummy at -1000 dragged the intercept until every row's
+            # probability was 0 or 1, a plateau with a gradient of exactly 0, where the
+            # search stopped 5,750 above the deviance it has with the intercept in place)
+            step = v - g @ beta0
+            starts = [np.concatenate([theta0, N.T @ (beta0 + d * step)]) for d in (a, e)]
+            start = min(starts, key=lambda w: _finite_or_inf(fun(w)[0]))
             # theta searched as the fit searched it (theta' = s theta), c as it is
-            return self._minimize(fun, start, reopen, block=block, scale=scale)
+            value, w = self._minimize(fun, start, reopen, block=block, scale=scale)
+            return value, np.concatenate([w[:nt], a * v + N @ w[nt:]])
 
         scale = np.concatenate([self.theta_scale, np.ones(self.p - 1)])
         sl = slice(nt, nt + self.p - 1)
@@ -347,3 +358,9 @@ class _Profiler:
                 UserWarning,
                 stacklevel=4,
             )
+
+
+def _finite_or_inf(value) -> float:
+    """``value`` as a float, ``inf`` where it is not finite (for ``min``)."""
+    value = float(value)
+    return value if np.isfinite(value) else np.inf
