@@ -67,6 +67,24 @@ def backend_compiles():
         jax.monitoring.unregister_event_duration_listener(listen)
 
 
+def exact_glmm_deviance(fit, formula: str, data, family, nagq: int) -> float:
+    """``-2 logLik`` of ``formula`` on ``data`` at ``fit``'s estimates, evaluated at the
+    model's own shapes and fixed-effect width (``GlmmProblem(shared=False)``): the
+    reference a fit through shared compiled code (size classes, padded widths) must
+    equal."""
+    import numpy as np
+
+    from interlace._core.theta import to_internal
+    from interlace._model.glmm_design import build_glmm_design
+    from interlace._model.glmm_estimate import GlmmProblem
+
+    exact = GlmmProblem(build_glmm_design(formula, data, None, family), family, nagq, shared=False)
+    theta = to_internal(np.asarray(fit.model_fit.theta), exact.ks, exact.order)
+    beta_s = exact.standardized_beta(fit.fe_params.to_numpy())
+    x = theta if nagq == 0 else np.concatenate([theta, beta_s])
+    return float(exact.fun(nagq == 0)(x)[0])
+
+
 @pytest.fixture(scope="session")
 def page_df():
     return interlace.datasets.exam_scores()

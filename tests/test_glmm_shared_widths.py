@@ -13,11 +13,10 @@ import pytest
 
 import interlace
 from interlace._core.family import binomial, poisson
-from interlace._core.theta import to_internal
 from interlace._model.glmm_design import build_glmm_design
 from interlace._model.glmm_estimate import GlmmProblem, shared_fixed_width
 
-from .conftest import backend_compiles
+from .conftest import backend_compiles, exact_glmm_deviance
 
 
 def _frame(seed: int = 11, n: int = 600):
@@ -96,10 +95,5 @@ def test_other_fixed_effects_reuse_the_compiled_evaluation():
     assert compiles == []
     for fit, (formula, nagq) in zip(fits, others):
         assert fit.converged and len(fit.fe_params) == 5 + others.index((formula, nagq))
-        glmm = build_glmm_design(formula, df, None, binomial())
-        exact = GlmmProblem(glmm, binomial(), nagq, shared=False)
-        theta = to_internal(np.asarray(fit.model_fit.theta), exact.ks, exact.order)
-        beta_s = exact.standardized_beta(fit.fe_params.to_numpy())
-        x = theta if nagq == 0 else np.concatenate([theta, beta_s])
-        value, _, _ = exact.fun(nagq == 0)(x)
+        value = exact_glmm_deviance(fit, formula, df, binomial(), nagq)
         assert -2.0 * fit.llf == pytest.approx(value, rel=1e-10)

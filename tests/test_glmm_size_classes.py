@@ -15,11 +15,10 @@ import pytest
 import interlace
 from interlace._core import glmm_buckets
 from interlace._core.family import binomial, negative_binomial, poisson
-from interlace._core.theta import to_internal
 from interlace._model.glmm_design import build_glmm_design
 from interlace._model.glmm_estimate import GlmmProblem
 
-from .conftest import backend_compiles
+from .conftest import backend_compiles, exact_glmm_deviance
 
 
 def _frame(seed: int = 5, n: int = 600, n1: int = 30, n2: int = 12):
@@ -111,12 +110,7 @@ def test_models_of_one_class_share_the_compiled_evaluation():
     assert compiles == []
     for fit, (df, formula, nagq) in zip(fits, others):
         assert fit.converged
-        glmm = build_glmm_design(formula, df, None, binomial())
-        exact = GlmmProblem(glmm, binomial(), nagq, shared=False)
-        theta = to_internal(np.asarray(fit.model_fit.theta), exact.ks, exact.order)
-        beta_s = exact.standardized_beta(fit.fe_params.to_numpy())
-        x = theta if nagq == 0 else np.concatenate([theta, beta_s])
-        value, _, _ = exact.fun(nagq == 0)(x)
+        value = exact_glmm_deviance(fit, formula, df, binomial(), nagq)
         assert -2.0 * fit.llf == pytest.approx(value, rel=1e-10)
 
 
