@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._base.checks import check_level, check_n_bootstrap, check_positive_int, confint_method
+from ._base.checks import (
+    check_level,
+    check_n_bootstrap,
+    check_positive_int,
+    confint_method,
+    confint_parm,
+)
 from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed
@@ -307,7 +313,12 @@ class GLMMResult(FixedEffectsWald):
         return glmm_parametric_bootstrap(self.model_fit, n_bootstrap, seed)
 
     def confint(
-        self, method: str = "wald", level: float = 0.95, n_bootstrap: int = 1000, seed: Seed = None
+        self,
+        method: str = "wald",
+        level: float = 0.95,
+        n_bootstrap: int = 1000,
+        seed: Seed = None,
+        parm: str | list[str] | None = None,
     ) -> pd.DataFrame:
         """Intervals for ``sd_*``/``cor_*`` and the fixed effects (lme4's ``confint(fit,
         oldNames = FALSE)`` rows, columns ``2.5 %``, ``97.5 %``). ``wald``: fixed effects
@@ -315,21 +326,24 @@ class GLMMResult(FixedEffectsWald):
         intervals of :meth:`parametric_bootstrap`; ``profile``: profile-likelihood
         intervals of the fit's own ``-2 logLik`` (lme4's default for ``glmer``; exact ends
         by root finding, a few hundred constrained refits on the compiled evaluation;
-        ``nAGQ >= 1`` only, a negative binomial's size held at its estimate)."""
+        ``nAGQ >= 1`` only, a negative binomial's size held at its estimate). ``parm``
+        (lme4's): a row name or a list of them, ``"theta_"`` (the sd/cor rows) or
+        ``"beta_"`` (the fixed effects); a profile then computes only those."""
         level = check_level(level)
         names = sdcor_names(self.design.terms)[:-1]  # no residual sigma
+        rows = confint_parm(parm, names, list(self.fe_params.index))
         cols = [f"{100 * (0.5 - level / 2):g} %", f"{100 * (0.5 + level / 2):g} %"]
         method = confint_method(method)
         if method == "wald":
             wald = self.conf_int(level).set_axis(cols, axis=1)
             top = pd.DataFrame(np.nan, index=names, columns=cols)
-            return pd.concat([top, wald])
+            return pd.concat([top, wald]).loc[rows]
         if method == "bootstrap":
             boot = self.parametric_bootstrap(n_bootstrap, seed)
             ci = boot.conf_int("percentile", level)
-            return ci.loc[names + list(self.fe_params.index)].set_axis(cols, axis=1)
+            return ci.loc[rows].set_axis(cols, axis=1)
         if method == "profile":
-            return glmm_profile_confint(self.model_fit, level)
+            return glmm_profile_confint(self.model_fit, level, rows)
         raise ModelSpecError(f"method must be 'wald', 'bootstrap' or 'profile', got {method!r}.")
 
     def __repr__(self) -> str:

@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._base.checks import check_level, check_n_bootstrap, check_positive_int, confint_method
+from ._base.checks import (
+    check_level,
+    check_n_bootstrap,
+    check_positive_int,
+    confint_method,
+    confint_parm,
+)
 from ._base.errors import ModelSpecError
 from ._base.precision import float64_scope
 from ._base.seeds import Seed, key_from_seed
@@ -338,25 +344,33 @@ class CrossedLMEResult(FixedEffectsWald):
 
     @float64_scope
     def confint(
-        self, method: str = "wald", level: float = 0.95, n_bootstrap: int = 1000, seed: Seed = None
+        self,
+        method: str = "wald",
+        level: float = 0.95,
+        n_bootstrap: int = 1000,
+        seed: Seed = None,
+        parm: str | list[str] | None = None,
     ) -> pd.DataFrame:
         """Intervals for ``sd_*``/``cor_*``/``sigma`` and the fixed effects (lme4's
         ``confint(oldNames = FALSE)`` rows). ``wald``: fixed effects only (NaN for the
         variance parameters, as lme4); ``bootstrap``: percentile intervals of a
         parametric bootstrap; ``profile``: profile-likelihood intervals of the ML
-        deviance, as lme4 computes them (also for REML fits)."""
+        deviance, as lme4 computes them (also for REML fits). ``parm`` (lme4's): a row
+        name or a list of them, ``"theta_"`` (the variance rows) or ``"beta_"`` (the
+        fixed effects); a profile then computes only those."""
         names = sdcor_names(self.design.terms)
+        rows = confint_parm(parm, names, list(self.fe_params.index))
         method = confint_method(method)
         if method == "wald":
             wald = self._exact_wald(level)
             top = pd.DataFrame(np.nan, index=names, columns=wald.columns)
-            return pd.concat([top, wald])
+            return pd.concat([top, wald]).loc[rows]
         if method == "bootstrap":
             boot = self.parametric_bootstrap(n_bootstrap, seed)
             ci = boot.conf_int("percentile", level)
-            return ci.loc[names + list(self.fe_params.index)]
+            return ci.loc[rows]
         if method == "profile":
-            return profile_confint(self._ml_fit(), level)
+            return profile_confint(self._ml_fit(), level, rows)
         raise ModelSpecError(f"method must be 'wald', 'bootstrap' or 'profile', got {method!r}.")
 
     # --- simulation and parametric bootstrap -------------------------------------------

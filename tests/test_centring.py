@@ -280,3 +280,49 @@ def test_glmm_slope_far_from_zero():
         ref = interlace.fit_many("r ~ z + (1 + z | a)", d, Y, family="poisson")
     assert many["converged"].all()
     np.testing.assert_allclose(many["llf"], ref["llf"], rtol=1e-9)
+
+
+def _crossed_slope_data() -> pd.DataFrame:
+    """40 subjects x 15 items (85% of the pairs), x ~ N(0, 1): a Gaussian response ``yg``
+    with a by-subject slope, and a binary one ``yb`` without (its slope sd's interval
+    reaches 0)."""
+    rng = np.random.default_rng(16)
+    s, it = np.repeat(np.arange(40), 15), np.tile(np.arange(15), 40)
+    keep = rng.random(s.size) > 0.15
+    s, it = s[keep], it[keep]
+    x = rng.normal(size=s.size)
+    re = rng.normal(0, 0.7, 40)[s] + rng.normal(0, 0.5, 15)[it]
+    slope = rng.normal(0, 0.3, 40)[s] * x
+    yg = 0.2 + 0.6 * x + re + slope + rng.normal(0, 0.75, s.size)
+    yb = rng.binomial(1, 1 / (1 + np.exp(-(0.2 + 0.6 * x + re))))
+    subj = np.array([f"s{i:02d}" for i in s])
+    return pd.DataFrame({"x": x, "subj": subj, "item": [f"i{i:02d}" for i in it], "yg": yg, "yb": yb})
+
+
+@pytest.mark.parametrize("family", ["gaussian", "binomial"])
+def test_profiles_do_not_depend_on_a_slope_shift(family):
+    """With a random slope on ``x + m`` (m = 1e6), the profile intervals of the
+    parameters that centring leaves as they are (the other term's sd, the slope's sd,
+    sigma) equal the unshifted fit's to 1e-6 relative. The intercept's sd is that of
+    ``b0 - m b1`` (b: the centred term's effects), so its ends lie within the centred
+    intercept's sd (< 2) of ``m`` times the slope sd's ends, and at 0 where those reach 0.
+    Before, the refits searched the user's sd/cor of the shifted term (an intercept sd
+    ~1e5, a correlation -1 + 1e-12) and stopped short: item sd [0.478, 0.813] for
+    [0.373, 0.813] and sigma [0.708, 0.757] for [0.708, 0.812] (Gaussian), item sd
+    [0, 0.371] for [0, 0.402] and the intercept sd's lower end 1.1e5 for 0 (binary).
+    ``parm`` keeps it to those rows (lme4's argument)."""
+    d = _crossed_slope_data()
+    y = "yg" if family == "gaussian" else "yb"
+    f = f"{y} ~ x + (1 + x | subj) + (1 | item)"
+    same = ["sd_x|subj", "sd_(Intercept)|item"] + (["sigma"] if family == "gaussian" else [])
+    kwargs = {"method": "ML"} if family == "gaussian" else {"family": family}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ci = interlace.fit(f, d, **kwargs).confint("profile", parm=same)
+        shifted = interlace.fit(f, d.assign(x=d.x + 1e6), **kwargs)
+        ci_m = shifted.confint("profile", parm=same + ["sd_(Intercept)|subj"])
+    assert list(ci_m.index) == ["sd_(Intercept)|subj"] + same
+    np.testing.assert_allclose(ci_m.loc[same].to_numpy(), ci.to_numpy(), rtol=1e-6, atol=1e-9)
+    slope = ci.loc["sd_x|subj"].to_numpy()
+    ends = ci_m.loc["sd_(Intercept)|subj"].to_numpy()
+    np.testing.assert_allclose(ends, np.where(slope > 0, 1e6 * slope, 0.0), atol=2.0)

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import interlace
+from interlace._base.errors import ModelSpecError
 
 from .conftest import DATA
 
@@ -179,6 +180,23 @@ def test_wald_intervals_match_lme4(refs, sleep_fit):
     np.testing.assert_allclose(ci.iloc[4:, 0], ref["lower"][4:], rtol=1e-6)
     np.testing.assert_allclose(ci.iloc[4:, 1], ref["upper"][4:], rtol=1e-6)
     assert ci.iloc[:4].isna().all().all()  # lme4 gives no Wald interval for these
+
+
+def test_confint_parm_selects_rows_as_lme4(sleep_fit):
+    """``parm`` (lme4's): a name, a list (rows in the table's order), ``"beta_"`` (the
+    fixed effects), ``"theta_"`` (the variance rows, sigma among them); a profile of
+    one row equals that row of the whole profile (exactly: the same refits); an unknown
+    name is refused with the rows listed."""
+    full = sleep_fit.confint("wald")
+    assert list(sleep_fit.confint("wald", parm="Days").index) == ["Days"]
+    assert list(sleep_fit.confint("wald", parm=["Days", "sigma"]).index) == ["sigma", "Days"]
+    assert list(sleep_fit.confint("wald", parm="beta_").index) == list(sleep_fit.fe_params.index)
+    assert list(sleep_fit.confint("wald", parm="theta_").index) == list(full.index[:4])
+    one = sleep_fit.confint("profile", parm="sigma")
+    assert list(one.index) == ["sigma"]
+    np.testing.assert_array_equal(one.to_numpy(), sleep_fit.confint("profile").loc[["sigma"]])
+    with pytest.raises(ModelSpecError, match="parm='Dayz' is not a row.*'Days'"):
+        sleep_fit.confint("wald", parm="Dayz")
 
 
 @pytest.mark.parametrize(

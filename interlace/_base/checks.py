@@ -12,6 +12,7 @@ __all__ = [
     "check_positive_int",
     "check_method",
     "confint_method",
+    "confint_parm",
 ]
 
 
@@ -53,3 +54,27 @@ def confint_method(method) -> str:
     ``"boot"``); anything else is left for the caller to refuse."""
     m = method.lower() if isinstance(method, str) else method
     return "bootstrap" if m == "boot" else m
+
+
+def confint_parm(parm, var_names: list[str], fe_names: list[str]) -> list[str]:
+    """``confint``'s ``parm`` (lme4's): ``None`` for every row (``var_names``, the sd/cor
+    and sigma rows, then ``fe_names``), else the rows it names (a name or a list of
+    names; ``"theta_"``: the variance rows, ``"beta_"``: the fixed effects, as lme4), in
+    that order; an unknown name is a :class:`ModelSpecError` that lists the rows."""
+    names = list(var_names) + list(fe_names)
+    if parm is None:
+        return names
+    asked = [parm] if isinstance(parm, str) else list(parm)
+    groups = {"theta_": list(var_names), "beta_": list(fe_names)}
+    wanted: set[str] = set()
+    for name in asked:
+        if name in groups:
+            wanted.update(groups[name])
+        elif name in names:
+            wanted.add(name)
+        else:
+            raise ModelSpecError(
+                f"parm={name!r} is not a row of the intervals: use one or a list of {names}, "
+                "or 'theta_' (the variance rows) or 'beta_' (the fixed effects)."
+            )
+    return [n for n in names if n in wanted]

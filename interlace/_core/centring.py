@@ -79,6 +79,41 @@ class Centring(eqx.Module):
         """Inverse of :meth:`to_user_theta`."""
         return self._map(theta, sign=1.0)
 
+    def same_sdcor(self) -> np.ndarray:
+        """Per sd/cor parameter (each term's lower triangle, ``sdcor_names`` order, no
+        residual): whether it is the same on the centred columns as on the user's. ``b =
+        A b'`` changes only the intercept's entry, so every sd and correlation of the
+        other columns is; the intercept's sd and its correlations are not in a term
+        with shifted columns."""
+        out = []
+        for k, i0, moved in zip(self.ks, self.intercepts, self.moved):
+            rows, cols = tril_index(k)
+            out += [not moved or (r != i0 and c != i0) for r, c in zip(rows, cols)]
+        return np.array(out, dtype=bool)
+
+    def factor_with_intercept_row(self, term: int, rows, direction, sd, xp=np):
+        """``theta`` entries (lower triangle) of a shifted term's centred factor ``F``
+        whose user intercept row ``r = F[i0] - sum_j c_j F[j]`` (so ``sd = |r|`` is the
+        intercept's sd on the user's columns) is ``sd * direction / |direction|``:
+        ``rows`` (``(k - 1, k)``) are ``F``'s rows but that of the first shifted column
+        ``j*``, which follows as ``(F[i0] - r - sum_{j != j*} c_j F[j]) / c_j*``.
+
+        With ``sd`` pinned, these coordinates are as well conditioned as the centred
+        ones: on the user's columns the intercept sd of a slope 1e6 from 0 is ~1e6 times
+        the slope's, and its correlation -1 + 1e-12 (a profile's refits stalled there)."""
+        k, i0, moved, c = self.ks[term], self.intercepts[term], self.moved[term], self.shifts[term]
+        j_star, others = moved[0], moved[1:]
+        F: list = [None] * k
+        free = [r for r in range(k) if r != j_star]
+        for n, r in enumerate(free):
+            F[r] = rows[n]
+        r_vec = sd * direction / xp.sqrt(xp.sum(direction * direction))
+        rest = F[i0] - r_vec - sum((c[j] * F[j] for j in others), xp.zeros_like(r_vec))
+        F[j_star] = rest / c[j_star]
+        L = _lower_triangular([[F[i][j] for j in range(k)] for i in range(k)], k, xp)
+        rows_t, cols_t = tril_index(k)
+        return xp.stack([L[int(r)][int(col)] for r, col in zip(rows_t, cols_t)], axis=-1)
+
     def to_user_gradient(self, theta, grad_c) -> np.ndarray:
         """The deviance's gradient in ``theta`` (user columns, numpy) from its gradient
         ``grad_c`` in the centred ``theta_c = h(theta)`` (:meth:`to_centred_theta`):

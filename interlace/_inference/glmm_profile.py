@@ -41,7 +41,7 @@ from .._base.blas_threads import single_blas_thread
 from .._base.errors import ModelSpecError
 from .._base.precision import float64_scope
 from .._core.optimize import minimize_rescaled
-from .._core.theta import diagonal_mask, to_internal, to_user
+from .._core.theta import blocks, diagonal_mask, to_internal, to_user, tril_index
 from .._model.estimate import centred_design, user_theta_scales
 from .._model.glmm_design import GlmmDesign
 from .._model.glmm_estimate import GlmmFit, GlmmProblem
@@ -61,9 +61,10 @@ _LOWER_TOL = 1e-6
 
 
 @float64_scope
-def glmm_profile_confint(fit: GlmmFit, level: float = 0.95) -> pd.DataFrame:
+def glmm_profile_confint(fit: GlmmFit, level: float = 0.95, only=None) -> pd.DataFrame:
     """Profile intervals for the ``sd_*``/``cor_*`` parameters and the fixed effects of
-    ``fit`` (module docstring), rows in lme4's ``confint(oldNames = FALSE)`` order."""
+    ``fit`` (module docstring), rows in lme4's ``confint(oldNames = FALSE)`` order
+    (``only``: those rows alone, by name; None: all)."""
     _refuse_nagq0(fit)
     from scipy.special import ndtri  # scipy on first use, not at import (~0.5 s)
 
@@ -71,6 +72,8 @@ def glmm_profile_confint(fit: GlmmFit, level: float = 0.95) -> pd.DataFrame:
     profiler = _Profiler(fit)
     rows = {}
     for i, name in enumerate(profiler.names):
+        if only is not None and name not in only:
+            continue
         zeta = profiler.variance_zeta(i)
         est = profiler.sdcor[i]
         lo, hi = (0.0, np.inf) if profiler.is_sd[i] else (-1.0, 1.0)
@@ -80,6 +83,8 @@ def glmm_profile_confint(fit: GlmmFit, level: float = 0.95) -> pd.DataFrame:
             bounded_root(zeta, est, zq, hi, unit),
         )
     for j, name in enumerate(fit.design.fe_names):
+        if only is not None and name not in only:
+            continue
         zeta = profiler.fixed_zeta(j)
         est = float(fit.beta[j])
         se = float(np.sqrt(fit.fe_cov[j, j]))
@@ -91,7 +96,7 @@ def glmm_profile_confint(fit: GlmmFit, level: float = 0.95) -> pd.DataFrame:
             for target in (-1.0, 1.0)
         ]
         rows[name] = tuple(ends)
-    if fit.separated:
+    if any(name in rows for name in fit.separated):
         warnings.warn(
             f"The fixed effect(s) {list(fit.separated)} separate the response: the "
             "likelihood is flat toward an infinite coefficient, so their profile intervals "
@@ -157,18 +162,17 @@ class _Profiler:
         # theta). The sd/cor parameters come in theta's order (an sd on each diagonal
         # entry), so an sd times its entry's scale is in those units too
         self.theta_scale = user_theta_scales(design.terms)
-        with np.errstate(divide="ignore"):
-            self.z_hat = np.where(
-                self.is_sd,
-                np.log(np.maximum(self.sdcor, 1e-8 / self.theta_scale)),
-                np.arctanh(np.clip(self.sdcor, -1 + 1e-8, 1 - 1e-8)),
-            )
+        self.z_hat = self._z_of(self.sdcor)
         self.extra = np.array([np.log(fit.size)]) if fit.family.estimates_size else np.zeros(0)
         self.beta_s_hat = np.asarray(fit.beta_s, dtype=float)
         # theta as the problem takes it (centred columns' where centring applies)
         self.theta_hat = np.asarray(fit.theta, dtype=float)
         if centring is not None:
             self.theta_hat = centring.to_centred_theta(self.theta_hat)
+        # The parameters that centring leaves as they are (all, without centring) are
+        # profiled with every free sd/cor on the centred columns (module docstring)
+        self.same = np.ones(len(self.names), bool) if centring is None else centring.same_sdcor()
+        self.zc_hat = self._z_of(sdcor_values(self.theta_hat[None], np.ones(1), terms)[0][:-1])
         self.d_min = float(fit.objective)
         self.lowest = self.d_min
         # beta = G beta_s: G's rows are the g_j (the map is linear: no response shift)
@@ -179,7 +183,22 @@ class _Profiler:
             theta = theta_from_sdcor(jnp.concatenate([z, jnp.zeros(1)]), list(ks))[0]
             return theta if centring is None else centring.to_centred_theta(theta)
 
+        def theta_of_centred(z):
+            return theta_from_sdcor(jnp.concatenate([z, jnp.zeros(1)]), list(ks))[0]
+
         self._theta_and_jacobian = jax.jit(lambda z: (theta_of(z), jax.jacfwd(theta_of)(z)))
+        self._centred_theta_and_jacobian = jax.jit(
+            lambda z: (theta_of_centred(z), jax.jacfwd(theta_of_centred)(z))
+        )
+
+    def _z_of(self, sdcor) -> np.ndarray:
+        """``(log sd, atanh cor)`` of ``sdcor``, just inside a boundary."""
+        with np.errstate(divide="ignore"):
+            return np.where(
+                self.is_sd,
+                np.log(np.maximum(sdcor, 1e-8 / self.theta_scale)),
+                np.arctanh(np.clip(sdcor, -1 + 1e-8, 1 - 1e-8)),
+            )
 
     # --- the objective in profile coordinates ------------------------------------------
     def _value(self, theta_user, beta_s):
@@ -236,9 +255,17 @@ class _Profiler:
         return zeta
 
     def variance_zeta(self, i: int):
-        """``zeta`` of the ``i``-th sd/cor parameter: ``z_i`` pinned."""
+        """``zeta`` of the ``i``-th sd/cor parameter: ``z_i`` pinned, the others on the
+        centred columns where the parameter is the same there; a shifted term's intercept
+        sd by :meth:`_intercept_sd_zeta`; else the user's."""
+        if not self.same[i] and self.is_sd[i]:
+            return self._intercept_sd_zeta(i)
         free_z = np.arange(len(self.z_hat)) != i
         nz = int(free_z.sum())
+        if self.same[i]:
+            z_hat, theta_and_jacobian = self.zc_hat, self._centred_theta_and_jacobian
+        else:
+            z_hat, theta_and_jacobian = self.z_hat, self._theta_and_jacobian
 
         def solve(v, start):
             # the boundary itself (sd 0, correlation -/+1) as a point just inside it
@@ -248,12 +275,12 @@ class _Profiler:
                 else np.arctanh(np.clip(v, -1 + 1e-12, 1 - 1e-12))
             )
             if start is None:
-                start = np.concatenate([self.z_hat[free_z], self.beta_s_hat])
+                start = np.concatenate([z_hat[free_z], self.beta_s_hat])
 
             def fun(w):
-                z = self.z_hat.copy()
+                z = z_hat.copy()
                 z[free_z], z[i] = w[:nz], zi
-                theta, jac = self._theta_and_jacobian(jnp.asarray(z))
+                theta, jac = theta_and_jacobian(jnp.asarray(z))
                 value, g_theta, g_beta, lp = self._value(np.asarray(theta), w[nz:])
                 g_z = np.asarray(jac).T @ g_theta
                 return value, np.concatenate([g_z[free_z], g_beta]), lp
@@ -262,13 +289,18 @@ class _Profiler:
             sl = slice(nz, nz + self.p)
             return self._minimize(fun, start, reopen, block=lambda lp: (sl, self._beta_block(lp)))
 
+        reopen = self._reopen(free_z)
+        return self._zeta_function(solve, float(self.sdcor[i]))
+
+    def _reopen(self, free_z: np.ndarray):
+        """``reopen(w)`` for a search whose first coordinates are the ``z`` entries
+        ``free_z``: ``w`` with sds at 0 moved to ``REOPEN_SD`` (correlations at +-1 to
+        0), both in the search's units (module note), or None where none is there."""
         sd_free = np.flatnonzero(self.is_sd[free_z])
         cor_free = np.flatnonzero(~self.is_sd[free_z])
         log_scale = np.log(self.theta_scale[free_z][sd_free])  # the search's units
 
         def reopen(w):
-            """``w`` with sds at 0 moved to ``REOPEN_SD`` (correlations at +-1 to 0), both
-            in the search's units (module note)."""
             at_zero = w[sd_free] + log_scale < np.log(AT_BOUNDARY)
             at_one = cor_free[np.abs(np.tanh(w[cor_free])) > 1.0 - AT_BOUNDARY]
             if not at_zero.any() and at_one.size == 0:
@@ -277,6 +309,66 @@ class _Profiler:
             out[sd_free[at_zero]] = np.log(REOPEN_SD) - log_scale[at_zero]
             out[at_one] = 0.0
             return out
+
+        return reopen
+
+    def _intercept_sd_zeta(self, i: int):
+        """``zeta`` of a shifted term's intercept sd (on the user's columns): the other
+        terms' sd/cor on the centred columns, this term's centred factor by its rows but
+        the first shifted column's and the direction of its user intercept row, whose
+        length is pinned (:meth:`~interlace._core.centring.Centring.factor_with_intercept_row`;
+        rows in the search's units, the columns' scales)."""
+        centring = self.fit.centring
+        blocks_ = blocks(self.ks)
+        t = next(j for j, b in enumerate(blocks_) if i in b)
+        k, i0, moved = self.ks[t], centring.intercepts[t], centring.moved[t]
+        c = np.asarray(centring.shifts[t], dtype=float)
+        rows_t, cols_t = tril_index(k)
+        col_scale = self.theta_scale[blocks_[t]][rows_t == cols_t]  # per column of term t
+        kept = np.array([r for r in range(k) if r != moved[0]])
+        other = np.ones(len(self.z_hat), bool)
+        other[blocks_[t]] = False
+        n_other, n_rows = int(other.sum()), (k - 1) * k
+        T = np.zeros((k, k))
+        T[rows_t, cols_t] = self.theta_hat[blocks_[t]]
+        direction0 = T[i0] - c @ T
+        if not np.any(direction0):
+            direction0 = np.eye(k)[i0]
+        ks = list(self.ks)
+
+        def theta_of(free, log_sd):
+            z = jnp.zeros(len(other)).at[np.flatnonzero(other)].set(free[:n_other])
+            theta = theta_from_sdcor(jnp.concatenate([z, jnp.zeros(1)]), ks)[0]
+            rows = free[n_other : n_other + n_rows].reshape(k - 1, k) / col_scale[kept, None]
+            direction = free[n_other + n_rows :]
+            part = centring.factor_with_intercept_row(t, rows, direction, jnp.exp(log_sd), jnp)
+            return theta.at[blocks_[t]].set(part)
+
+        theta_and_jacobian = jax.jit(
+            lambda free, log_sd: (theta_of(free, log_sd), jax.jacfwd(theta_of)(free, log_sd))
+        )
+        start0 = np.concatenate(
+            [
+                self.zc_hat[other],
+                (T[kept] * col_scale[kept, None]).ravel(),
+                direction0 / np.linalg.norm(direction0),
+                self.beta_s_hat,
+            ]
+        )
+        nf = n_other + n_rows + k
+        reopen = self._reopen(other)
+
+        def solve(v, start):
+            log_sd = np.log(max(v, 1e-12 / self.theta_scale[i]))
+            start = start0 if start is None else start
+
+            def fun(w):
+                theta, jac = theta_and_jacobian(jnp.asarray(w[:nf]), log_sd)
+                value, g_theta, g_beta, lp = self._value(np.asarray(theta), w[nf:])
+                return value, np.concatenate([np.asarray(jac).T @ g_theta, g_beta]), lp
+
+            sl = slice(nf, nf + self.p)
+            return self._minimize(fun, start, reopen, block=lambda lp: (sl, self._beta_block(lp)))
 
         return self._zeta_function(solve, float(self.sdcor[i]))
 

@@ -16,6 +16,7 @@ the ML fit of the model with offset ``v x_j`` and without column ``j``.
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +29,8 @@ from .._core.arrays import cross_products_of, model_arrays_from, theta_to_intern
 from .._core.deviance import deviance_varpar, unrolled_cholesky
 from .._core.fitting import search_scale
 from .._core.optimize import minimize_deviance
-from .._core.theta import diagonal_mask, to_internal, tril_index
-from .._model.estimate import ModelFit
+from .._core.theta import blocks, diagonal_mask, to_internal, tril_index
+from .._model.estimate import ModelFit, user_theta_scales
 from .._model.varcorr import sdcor_names, sdcor_values
 
 __all__ = [
@@ -112,9 +113,10 @@ def _minimize(f, x0, maxiter=300):
     return x, f(x)
 
 
-def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
+def profile_confint(ml: ModelFit, level: float = 0.95, only=None) -> pd.DataFrame:
     """Profile intervals for ``sd_*``, ``cor_*``, ``sigma`` and the fixed effects, from
-    the ML fit ``ml`` of the model (lme4 profiles the ML deviance, module doc)."""
+    the ML fit ``ml`` of the model (lme4 profiles the ML deviance, module doc);
+    ``only``: those rows alone, by name (None: all)."""
     if ml.method != "ML":
         raise AssertionError("internal: profile_confint needs the model's ML fit")
     d = ml.design
@@ -126,47 +128,75 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
     d_min = ml.deviance
     zq = float(_normal_quantile(0.5 + level / 2))
 
-    def dev_z(z):
+    def dev_z(z, centred: bool):
+        """The ML deviance at ``z`` (sd/cor of the user's columns, or of the centred
+        ones where ``centred``)."""
         theta, sigma = theta_from_sdcor(z, ks)
-        if centring is not None:
+        if centring is not None and not centred:
             theta = centring.to_centred_theta(theta)
         return deviance_varpar(to_internal(theta, ks, cp.order), sigma, cp, reml=False)
 
-    sdcor = sdcor_values(ml.theta[None], np.array([ml.sigma]), d.terms)[0]
+    sigma_hat = np.array([ml.sigma])
+    sdcor = sdcor_values(ml.theta[None], sigma_hat, d.terms)[0]
     names = sdcor_names(d.terms)
     is_sd = np.array([nm.startswith("sd_") for nm in names[:-1]] + [True])
-    with np.errstate(divide="ignore"):
-        z_hat = np.where(
-            is_sd, np.log(np.maximum(sdcor, 1e-8)), np.arctanh(np.clip(sdcor, -1 + 1e-8, 1 - 1e-8))
-        )
-    nz = z_hat.shape[0]
+    nz = sdcor.shape[0]
+    # Where centring leaves a parameter as it is (every sd and correlation but those of a
+    # shifted term's intercept, and sigma), the other parameters are searched on the
+    # centred columns: on the user's, a term's intercept sd and correlation at a slope
+    # column 1e6 from 0 are ~1e6 times its sd and -1 + 1e-12, and refits pinning another
+    # term's sd (or sigma) stopped short of their optimum (intervals too narrow)
+    same = np.ones(nz, bool) if centring is None else np.append(centring.same_sdcor(), True)
+    theta_c = ml.theta if centring is None else centring.to_centred_theta(ml.theta)
+    sdcor_c = sdcor_values(np.asarray(theta_c)[None], sigma_hat, d.terms)[0]
 
-    @jit
-    def profile_var(i, value, start):
+    @partial(jit, static_argnames=("centred",))
+    def profile_var(i, value, start, centred):
         """min over the other z with z_i = value (i traced: one compile for all)."""
         mask = jnp.arange(nz) == i
 
         def f(free):
-            return dev_z(jnp.where(mask, value, free))
+            return dev_z(jnp.where(mask, value, free), centred)
 
         free, val = _minimize(f, start)
         return jnp.where(mask, value, free), val
 
-    # a singular fit's zero sds (or correlations at +-1) are also moved inside for a second
-    # start of every refit (REOPEN docstring)
-    at_zero = is_sd & (sdcor < AT_BOUNDARY * ml.sigma)
-    at_one = ~is_sd & (np.abs(sdcor) > 1.0 - AT_BOUNDARY)
-    starts = [jnp.asarray(z_hat)]
-    if at_zero.any() or at_one.any():
-        reopened = np.where(at_zero, np.log(REOPEN_SD * ml.sigma), np.where(at_one, 0.0, z_hat))
-        starts.append(jnp.asarray(reopened))
+    def starts_at(values) -> list:
+        """The estimate's ``z``, and for a singular fit the same with its zero sds (or
+        correlations at +-1) moved inside, a second start of every refit (REOPEN
+        docstring)."""
+        with np.errstate(divide="ignore"):
+            z_hat = np.where(
+                is_sd,
+                np.log(np.maximum(values, 1e-8)),
+                np.arctanh(np.clip(values, -1 + 1e-8, 1 - 1e-8)),
+            )
+        at_zero = is_sd & (values < AT_BOUNDARY * ml.sigma)
+        at_one = ~is_sd & (np.abs(values) > 1.0 - AT_BOUNDARY)
+        out = [jnp.asarray(z_hat)]
+        if at_zero.any() or at_one.any():
+            reopened = np.where(at_zero, np.log(REOPEN_SD * ml.sigma), np.where(at_one, 0.0, z_hat))
+            out.append(jnp.asarray(reopened))
+        return out
+
+    starts = {False: starts_at(sdcor), True: starts_at(sdcor_c)}
+    intercept_sds: dict[int, tuple] = {}  # i -> _intercept_sd_profile's, built once
 
     rows = {}
     for i, name in enumerate(names):
+        if only is not None and name not in only:
+            continue
 
         def zeta(v, i=i, name=name):
             z = np.log(v) if is_sd[i] else np.arctanh(v)
-            val = min(float(profile_var(i, z, start)[1]) for start in starts)
+            centred = bool(same[i])
+            if not centred and is_sd[i]:  # a shifted term's intercept sd
+                if i not in intercept_sds:
+                    intercept_sds[i] = _intercept_sd_profile(ml, i, starts[True])
+                profile, start = intercept_sds[i]
+                val = min(float(profile(z, st)) for st in start)
+            else:
+                val = min(float(profile_var(i, z, st, centred)[1]) for st in starts[centred])
             return np.sign(v - sdcor[i]) * np.sqrt(max(val - d_min, 0.0))
 
         lo_bound, hi_bound = (0.0, np.inf) if is_sd[i] else (-1.0, 1.0)
@@ -176,10 +206,55 @@ def profile_confint(ml: ModelFit, level: float = 0.95) -> pd.DataFrame:
         )
 
     for j, name in enumerate(d.fe_names):
+        if only is not None and name not in only:
+            continue
         rows[name] = _fixed_effect_interval(ml, j, zq, d_min)
     return pd.DataFrame(
         rows, index=[f"{100 * (0.5 - level / 2):g} %", f"{100 * (0.5 + level / 2):g} %"]
     ).T
+
+
+def _intercept_sd_profile(ml: ModelFit, i: int, z_starts: list):
+    """``(profile(log_sd, start) -> ML deviance, starts)`` for sd/cor entry ``i``, a
+    shifted term's intercept sd: minimised over the other terms' sd/cor and sigma on the
+    centred columns (``z_starts``: their starts, as the centred profiles'), this term's
+    centred factor by its rows but the first shifted column's (in units of the columns'
+    sizes) and the direction of its user intercept row, whose length is pinned
+    (:meth:`~interlace._core.centring.Centring.factor_with_intercept_row`)."""
+    centring, ks, cp = ml.centring, list(ml.ks), ml.search_cross_products
+    blocks_ = blocks(ks)
+    t = next(j for j, b in enumerate(blocks_) if i in b)
+    k, i0, moved = ks[t], centring.intercepts[t], centring.moved[t]
+    c = np.asarray(centring.shifts[t], dtype=float)
+    rows_t, cols_t = tril_index(k)
+    col_scale = user_theta_scales(centring.terms(ml.design.terms))[blocks_[t]][rows_t == cols_t]
+    kept = np.array([r for r in range(k) if r != moved[0]])
+    nz = sum(len(b) for b in blocks_) + 1  # and log sigma
+    other = np.ones(nz, bool)
+    other[blocks_[t]] = False
+    n_other, n_rows = int(other.sum()), (k - 1) * k
+    F = np.zeros((k, k))  # the centred factor, in sd units
+    F[rows_t, cols_t] = np.asarray(centring.to_centred_theta(ml.theta))[blocks_[t]] * ml.sigma
+    direction = F[i0] - c @ F
+    direction = np.eye(k)[i0] if not np.any(direction) else direction / np.linalg.norm(direction)
+    tail = np.concatenate([(F[kept] * col_scale[kept, None]).ravel(), direction])
+    starts = [jnp.asarray(np.concatenate([np.asarray(z)[other], tail])) for z in z_starts]
+
+    def deviance(free, log_sd):
+        z = jnp.zeros(nz).at[np.flatnonzero(other)].set(free[:n_other])
+        theta, sigma = theta_from_sdcor(z, ks)
+        rows = free[n_other : n_other + n_rows].reshape(k - 1, k) / col_scale[kept, None]
+        part = centring.factor_with_intercept_row(
+            t, rows, free[n_other + n_rows :], jnp.exp(log_sd), jnp
+        )
+        theta = theta.at[blocks_[t]].set(part / sigma)
+        return deviance_varpar(to_internal(theta, ks, cp.order), sigma, cp, reml=False)
+
+    @jit
+    def profile(log_sd, start):
+        return _minimize(lambda free: deviance(free, log_sd), start)[1]
+
+    return profile, starts
 
 
 def bounded_root(zeta, est: float, target: float, bound: float, unit: float = 1.0) -> float:
