@@ -264,6 +264,10 @@ def _with_response(
     return data.assign(**{lhs: np.where(finite, y, y[finite][0] if finite.any() else 0.0)})
 
 
+# glmm_design.check_responses's warnings on responses that are not whole numbers
+_NON_INTEGER = r"(The .* response .* has non-integer values|non-integer #successes)"
+
+
 def _fit_many_glmm(
     formula: str,
     data: pd.DataFrame,
@@ -280,7 +284,12 @@ def _fit_many_glmm(
             "fit_many takes each binomial response as a column of proportions, with the "
             "trials in weights= (shared by all responses), not cbind(successes, failures)."
         )
-    glmm = build_glmm_design(formula, data, groups, fam, weights=weights, offset=offset)
+    with warnings.catch_warnings():
+        # the design's response is a stand-in (one of the responses under the formula's
+        # name): its non-integer warning would name the formula's placeholder, so the
+        # responses are checked by their own names below
+        warnings.filterwarnings("ignore", message=_NON_INTEGER, category=UserWarning)
+        glmm = build_glmm_design(formula, data, groups, fam, weights=weights, offset=offset)
     Y = _response_matrix(frame, glmm.design.row_index)
     check_responses(Y, fam, glmm.prior_weights, frame.columns, stacklevel=5)
     out = fit_glmm_many(glmm, fam, Y, nagq=nagq, batch_size=batch_size)

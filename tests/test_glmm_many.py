@@ -219,7 +219,8 @@ def test_the_first_response_is_checked_under_its_own_name(family):
     """The formula's placeholder response (``y``, not a column of data) stands for the
     responses while the design is built: a missing value or a negative count in the
     first response is refused naming that response, as in any other (it used to drop the
-    row for every response with a warning about 'y', or name 'y')."""
+    row for every response with a warning about 'y', or name 'y'); a non-integer one is
+    warned about once, by its name."""
     data = load("cbpp_nAGQ0")
     ok = np.tile((np.arange(len(data)) % 2.0)[:, None], (1, 2))
     nan_first = pd.DataFrame(
@@ -235,6 +236,13 @@ def test_the_first_response_is_checked_under_its_own_name(family):
         negative_first = pd.DataFrame({"r0": -ok[:, 0], "r1": ok[:, 1]})
         with pytest.raises(DataError, match="Poisson response 'r0' has negative values"):
             interlace.fit_many("y ~ period + (1 | herd)", data, negative_first, family=family)
+        # a non-integer first response: one warning, naming it (it also named 'y')
+        half_first = pd.DataFrame({"r0": ok[:, 0] + 0.5, "r1": ok[:, 1]})
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            interlace.fit_many("y ~ period + (1 | herd)", data, half_first, family=family)
+        odd = [str(w.message) for w in caught if "non-integer" in str(w.message)]
+        assert len(odd) == 1 and "Poisson response 'r0'" in odd[0], odd
 
 
 def test_argument_errors():
