@@ -87,6 +87,34 @@ def test_quasi_separation_by_a_rare_level_warns():
     assert res.model_fit.separated == ("h[T.r]",)
 
 
+def test_runaway_random_effect_variance_warns():
+    """4 events in 60 binary rows (12 subjects x 5 items, logit -3 + 0.8 x + effects):
+    most subjects have no event, their effects run toward -infinity and the fit stops at
+    sds of ~170 with the intercept near -86 (glmer stops elsewhere, warning of a
+    degenerate Hessian). A warning names the term and its sd (before: none, converged);
+    an ordinary fit of the same design (intercept 0) has none."""
+    rng = np.random.default_rng(14)
+    s, it = np.repeat(np.arange(12), 5), np.tile(np.arange(5), 12)
+    rng.random(60)  # (draws that made this design's pairs, all kept, and another column)
+    x = rng.normal(size=60)
+    rng.uniform(0.5, 3, 60)
+    eta = rng.normal(0, 0.7, 12)[s] + rng.normal(0, 0.5, 5)[it] + 0.8 * x
+    d = pd.DataFrame({"x": x, "subj": [f"s{i}" for i in s], "item": [f"i{i}" for i in it]})
+    d["y"] = rng.binomial(1, 1 / (1 + np.exp(-(eta - 3.0))))
+    d["y0"] = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    assert d["y"].sum() == 4
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = interlace.fit("y ~ x + (1 | subj) + (1 | item)", d, family="binomial")
+    runaway = [str(w.message) for w in caught if "on the logit scale" in str(w.message)]
+    assert len(runaway) == 1 and "(1 | subj) have an sd of" in runaway[0], runaway
+    assert res.theta.max() > 10
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        interlace.fit("y0 ~ x + (1 | subj) + (1 | item)", d, family="binomial")
+    assert not [w for w in caught if "on the logit scale" in str(w.message)]
+
+
 def test_fit_many_flags_separated_responses():
     """A response that a fixed effect separates is converged=False in fit_many, with one
     warning naming it and the column; the other responses are untouched and agree with

@@ -84,6 +84,7 @@ from .._core.theta import (
 from .design import Design
 from .estimate import centred_design, convergence_message, design_arrays, theta_scales
 from .glmm_design import GlmmDesign
+from .varcorr import term_covariances
 
 __all__ = [
     "GlmmFit",
@@ -618,6 +619,20 @@ def _fit_glmm_searched(
             )
     if fit.is_singular:
         warnings.warn(SINGULAR_MESSAGE, UserWarning, stacklevel=stacklevel)
+    runaway_terms = runaway_random_effects(design.terms, theta)
+    if runaway_terms and converged:
+        term, sd = runaway_terms[0]
+        warnings.warn(
+            f"The random effects of ({term}) have an sd of {sd:.3g} on the {family.link} "
+            f"scale (more than {RUNAWAY_SD:g}): levels of {term.split('|')[-1].strip()} "
+            "are predicted as if with only one outcome, as where every response of a level "
+            "is 0 (few events), and the likelihood flattens out toward an infinite variance. "
+            "The variance and the fixed effects reported are where the optimizer stopped, "
+            "not reliable estimates (glmer warns too, or stops elsewhere). Check the counts "
+            "of events per level; drop or merge levels, or simplify the random effects.",
+            UserWarning,
+            stacklevel=stacklevel,
+        )
     if family.estimates_size and no_overdispersion(size, design.y):
         warnings.warn(
             f"The negative binomial's size was estimated at {size:.3g}: the counts show no "
@@ -629,6 +644,28 @@ def _fit_glmm_searched(
             stacklevel=stacklevel,
         )
     return fit
+
+
+# A random term whose effects on the linear predictor have an sd above this is running
+# off (module docstring of runaway_random_effects): e^10 is a factor of 22,000 in the odds
+# or the mean between levels one sd apart
+RUNAWAY_SD = 10.0
+
+
+def runaway_random_effects(terms, theta: np.ndarray) -> list[tuple[str, float]]:
+    """``(term, sd)`` of the random terms whose effects on the linear predictor have an sd
+    above :data:`RUNAWAY_SD` (the root mean over rows of ``z_i' Sigma z_i``, ``Sigma`` the
+    term's covariance, ``z_i`` its columns at row ``i``): a binary or count response that
+    separates the levels of a factor (levels with a single outcome, all-zero counts)
+    sends their variance toward infinity, where the Laplace deviance keeps falling slowly,
+    and the fit stops far out (4 events in 60 rows: sds of ~170 with the intercept at -86)."""
+    out = []
+    for term, cov in zip(terms, term_covariances(theta[None], np.ones(1), terms)):
+        X = np.asarray(term.X, dtype=float)
+        sd = float(np.sqrt(np.mean(np.einsum("ij,jk,ik->i", X, cov[0], X))))
+        if sd > RUNAWAY_SD:
+            out.append((f"{term.lhs} | {term.factor}", sd))
+    return out
 
 
 def no_overdispersion(size: float | None, y) -> bool:
