@@ -296,7 +296,9 @@ def _crossed_slope_data() -> pd.DataFrame:
     yg = 0.2 + 0.6 * x + re + slope + rng.normal(0, 0.75, s.size)
     yb = rng.binomial(1, 1 / (1 + np.exp(-(0.2 + 0.6 * x + re))))
     subj = np.array([f"s{i:02d}" for i in s])
-    return pd.DataFrame({"x": x, "subj": subj, "item": [f"i{i:02d}" for i in it], "yg": yg, "yb": yb})
+    return pd.DataFrame(
+        {"x": x, "subj": subj, "item": [f"i{i:02d}" for i in it], "yg": yg, "yb": yb}
+    )
 
 
 @pytest.mark.parametrize("family", ["gaussian", "binomial"])
