@@ -311,20 +311,26 @@ def test_profiles_do_not_depend_on_a_slope_shift(family):
     Before, the refits searched the user's sd/cor of the shifted term (an intercept sd
     ~1e5, a correlation -1 + 1e-12) and stopped short: item sd [0.478, 0.813] for
     [0.373, 0.813] and sigma [0.708, 0.757] for [0.708, 0.812] (Gaussian), item sd
-    [0, 0.371] for [0, 0.402] and the intercept sd's lower end 1.1e5 for 0 (binary).
-    ``parm`` keeps it to those rows (lme4's argument)."""
+    [0, 0.371] for [0, 0.402] and the intercept sd's lower end 1.1e5 for 0 (binary); the
+    linear model's fixed intercept, -m times x's ends within b0's spread, was 0.4% off
+    (its refits dropped the intercept column, leaving ``x`` at 1e6 and an offset of
+    ~5e5). ``parm`` keeps it to those rows (lme4's argument)."""
     d = _crossed_slope_data()
     y = "yg" if family == "gaussian" else "yb"
     f = f"{y} ~ x + (1 + x | subj) + (1 | item)"
     same = ["sd_x|subj", "sd_(Intercept)|item"] + (["sigma"] if family == "gaussian" else [])
+    same += ["x"]
     kwargs = {"method": "ML"} if family == "gaussian" else {"family": family}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ci = interlace.fit(f, d, **kwargs).confint("profile", parm=same)
         shifted = interlace.fit(f, d.assign(x=d.x + 1e6), **kwargs)
-        ci_m = shifted.confint("profile", parm=same + ["sd_(Intercept)|subj"])
-    assert list(ci_m.index) == ["sd_(Intercept)|subj"] + same
+        ci_m = shifted.confint("profile", parm=same + ["sd_(Intercept)|subj", "Intercept"])
+    assert list(ci_m.index) == ["sd_(Intercept)|subj"] + same[:-1] + ["Intercept", "x"]
     np.testing.assert_allclose(ci_m.loc[same].to_numpy(), ci.to_numpy(), rtol=1e-6, atol=1e-9)
     slope = ci.loc["sd_x|subj"].to_numpy()
     ends = ci_m.loc["sd_(Intercept)|subj"].to_numpy()
     np.testing.assert_allclose(ends, np.where(slope > 0, 1e6 * slope, 0.0), atol=2.0)
+    # the intercept at x = 0, b0 - m b1: its ends are -m times x's, within b0's spread
+    x_ends = ci.loc["x"].to_numpy()
+    np.testing.assert_allclose(ci_m.loc["Intercept"], -1e6 * x_ends[::-1], atol=2.0)

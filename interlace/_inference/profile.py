@@ -303,12 +303,20 @@ def bounded_root(zeta, est: float, target: float, bound: float, unit: float = 1.
 
 
 def _fixed_effect_interval(ml: ModelFit, j: int, zq: float, d_min: float) -> tuple[float, float]:
-    """ML fit with ``beta_j`` fixed: offset ``v x_j``, column ``j`` dropped."""
+    """ML fit with ``beta_j`` fixed at ``v``. With ``X = Q R`` (thin QR) and ``gamma =
+    R beta``, ``beta_j = g' gamma`` for ``g = R^-T e_j``; so ``X beta = v Q a + Q N c``
+    with ``a = g / |g|^2`` and ``N`` an orthonormal basis of ``g``'s complement: an
+    offset ``v Q a`` and the free columns ``Q N``, orthonormal. That is the model with
+    offset ``v x_j`` and column ``j`` dropped, but its columns keep their digits where
+    the others sit far from 0: with ``x + 1e6``, the intercept's refits (offset ``v`` of
+    ~5e5, only the column ``x`` left) had to cancel ~1e11 in the cross-products, and
+    its interval came out 0.4% off (and took 140 s for 8)."""
     d = ml.design
-    X = np.delete(d.X, j, axis=1)
-    xj = d.X[:, j]
-    if X.shape[1] == 0:
-        X = np.zeros((d.nobs, 0))
+    Q, R = np.linalg.qr(np.asarray(d.X, dtype=float))
+    g = np.linalg.solve(R.T, np.eye(R.shape[0])[j])
+    N = np.linalg.svd(g[None, :])[2][1:].T  # (p, p - 1)
+    X = Q @ N
+    xj = Q @ (g / (g @ g))
     centring = ml.centring
     terms = d.terms if centring is None else centring.terms(d.terms)  # as profile_confint
     model = model_arrays_from(
