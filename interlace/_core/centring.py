@@ -91,28 +91,52 @@ class Centring(eqx.Module):
             out += [not moved or (r != i0 and c != i0) for r, c in zip(rows, cols)]
         return np.array(out, dtype=bool)
 
-    def factor_with_intercept_row(self, term: int, rows, direction, sd, xp=np):
+    def intercept_row_coordinates(self, term: int, theta_term, scales) -> np.ndarray:
+        """The coordinates :meth:`factor_with_intercept_row` takes for a shifted term's
+        centred factor ``T`` (``theta_term``, its lower triangle): ``T``'s rows but that of
+        the first shifted column ``j*``, each times its column's size (``scales``: the
+        term's theta entries' search scales), flattened, then the unit direction of its
+        user intercept row ``r = T[i0] - sum_j c_j T[j]``."""
+        k, i0 = self.ks[term], self.intercepts[term]
+        T = np.zeros((k, k))
+        T[tril_index(k)] = np.asarray(theta_term, dtype=float)
+        size, kept = self._row_layout(term, scales)
+        r = T[i0] - np.asarray(self.shifts[term], dtype=float) @ T
+        direction = r / np.linalg.norm(r) if np.any(r) else np.eye(k)[i0]
+        return np.concatenate([(T[kept] * size[kept, None]).ravel(), direction])
+
+    def factor_with_intercept_row(self, term: int, coords, scales, sd, xp=np):
         """``theta`` entries (lower triangle) of a shifted term's centred factor ``F``
         whose user intercept row ``r = F[i0] - sum_j c_j F[j]`` (so ``sd = |r|`` is the
-        intercept's sd on the user's columns) is ``sd * direction / |direction|``:
-        ``rows`` (``(k - 1, k)``) are ``F``'s rows but that of the first shifted column
-        ``j*``, which follows as ``(F[i0] - r - sum_{j != j*} c_j F[j]) / c_j*``.
+        intercept's sd on the user's columns) is ``sd`` along the direction in
+        ``coords`` (:meth:`intercept_row_coordinates`' layout), with ``F``'s other rows
+        from ``coords`` but that of the first shifted column ``j*``, which follows as
+        ``(F[i0] - r - sum_{j != j*} c_j F[j]) / c_j*``.
 
         With ``sd`` pinned, these coordinates are as well conditioned as the centred
         ones: on the user's columns the intercept sd of a slope 1e6 from 0 is ~1e6 times
         the slope's, and its correlation -1 + 1e-12 (a profile's refits stalled there)."""
         k, i0, moved, c = self.ks[term], self.intercepts[term], self.moved[term], self.shifts[term]
-        j_star, others = moved[0], moved[1:]
+        size, kept = self._row_layout(term, scales)
+        rows = coords[: (k - 1) * k].reshape(k - 1, k) / size[kept, None]
+        direction = coords[(k - 1) * k :]
         F: list = [None] * k
-        free = [r for r in range(k) if r != j_star]
-        for n, r in enumerate(free):
-            F[r] = rows[n]
+        for n, r in enumerate(kept):
+            F[int(r)] = rows[n]
         r_vec = sd * direction / xp.sqrt(xp.sum(direction * direction))
-        rest = F[i0] - r_vec - sum((c[j] * F[j] for j in others), xp.zeros_like(r_vec))
-        F[j_star] = rest / c[j_star]
+        rest = F[i0] - r_vec - sum((c[j] * F[j] for j in moved[1:]), xp.zeros_like(r_vec))
+        F[moved[0]] = rest / c[moved[0]]
         L = _lower_triangular([[F[i][j] for j in range(k)] for i in range(k)], k, xp)
         rows_t, cols_t = tril_index(k)
         return xp.stack([L[int(r)][int(col)] for r, col in zip(rows_t, cols_t)], axis=-1)
+
+    def _row_layout(self, term: int, scales) -> tuple[np.ndarray, np.ndarray]:
+        """Per column of ``term``, its size (the diagonal entries of the term's theta
+        ``scales``), and the rows that :meth:`factor_with_intercept_row` takes."""
+        k = self.ks[term]
+        rows_t, cols_t = tril_index(k)
+        size = np.asarray(scales, dtype=float)[rows_t == cols_t]
+        return size, np.array([r for r in range(k) if r != self.moved[term][0]])
 
     def to_user_gradient(self, theta, grad_c) -> np.ndarray:
         """The deviance's gradient in ``theta`` (user columns, numpy) from its gradient

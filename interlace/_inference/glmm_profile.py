@@ -41,7 +41,7 @@ from .._base.blas_threads import single_blas_thread
 from .._base.errors import ModelSpecError
 from .._base.precision import float64_scope
 from .._core.optimize import minimize_rescaled
-from .._core.theta import blocks, diagonal_mask, to_internal, to_user, tril_index
+from .._core.theta import blocks, diagonal_mask, to_internal, to_user
 from .._model.estimate import centred_design, user_theta_scales
 from .._model.glmm_design import GlmmDesign
 from .._model.glmm_estimate import GlmmFit, GlmmProblem
@@ -321,41 +321,25 @@ class _Profiler:
         centring = self.fit.centring
         blocks_ = blocks(self.ks)
         t = next(j for j, b in enumerate(blocks_) if i in b)
-        k, i0, moved = self.ks[t], centring.intercepts[t], centring.moved[t]
-        c = np.asarray(centring.shifts[t], dtype=float)
-        rows_t, cols_t = tril_index(k)
-        col_scale = self.theta_scale[blocks_[t]][rows_t == cols_t]  # per column of term t
-        kept = np.array([r for r in range(k) if r != moved[0]])
+        scales = self.theta_scale[blocks_[t]]
         other = np.ones(len(self.z_hat), bool)
         other[blocks_[t]] = False
-        n_other, n_rows = int(other.sum()), (k - 1) * k
-        T = np.zeros((k, k))
-        T[rows_t, cols_t] = self.theta_hat[blocks_[t]]
-        direction0 = T[i0] - c @ T
-        if not np.any(direction0):
-            direction0 = np.eye(k)[i0]
-        ks = list(self.ks)
+        n_other, ks = int(other.sum()), list(self.ks)
 
         def theta_of(free, log_sd):
             z = jnp.zeros(len(other)).at[np.flatnonzero(other)].set(free[:n_other])
             theta = theta_from_sdcor(jnp.concatenate([z, jnp.zeros(1)]), ks)[0]
-            rows = free[n_other : n_other + n_rows].reshape(k - 1, k) / col_scale[kept, None]
-            direction = free[n_other + n_rows :]
-            part = centring.factor_with_intercept_row(t, rows, direction, jnp.exp(log_sd), jnp)
+            part = centring.factor_with_intercept_row(
+                t, free[n_other:], scales, jnp.exp(log_sd), jnp
+            )
             return theta.at[blocks_[t]].set(part)
 
         theta_and_jacobian = jax.jit(
             lambda free, log_sd: (theta_of(free, log_sd), jax.jacfwd(theta_of)(free, log_sd))
         )
-        start0 = np.concatenate(
-            [
-                self.zc_hat[other],
-                (T[kept] * col_scale[kept, None]).ravel(),
-                direction0 / np.linalg.norm(direction0),
-                self.beta_s_hat,
-            ]
-        )
-        nf = n_other + n_rows + k
+        coords = centring.intercept_row_coordinates(t, self.theta_hat[blocks_[t]], scales)
+        start0 = np.concatenate([self.zc_hat[other], coords, self.beta_s_hat])
+        nf = n_other + coords.size
         reopen = self._reopen(other)
 
         def solve(v, start):

@@ -224,29 +224,20 @@ def _intercept_sd_profile(ml: ModelFit, i: int, z_starts: list):
     centring, ks, cp = ml.centring, list(ml.ks), ml.search_cross_products
     blocks_ = blocks(ks)
     t = next(j for j, b in enumerate(blocks_) if i in b)
-    k, i0, moved = ks[t], centring.intercepts[t], centring.moved[t]
-    c = np.asarray(centring.shifts[t], dtype=float)
-    rows_t, cols_t = tril_index(k)
-    col_scale = user_theta_scales(centring.terms(ml.design.terms))[blocks_[t]][rows_t == cols_t]
-    kept = np.array([r for r in range(k) if r != moved[0]])
+    scales = user_theta_scales(centring.terms(ml.design.terms))[blocks_[t]]
     nz = sum(len(b) for b in blocks_) + 1  # and log sigma
     other = np.ones(nz, bool)
     other[blocks_[t]] = False
-    n_other, n_rows = int(other.sum()), (k - 1) * k
-    F = np.zeros((k, k))  # the centred factor, in sd units
-    F[rows_t, cols_t] = np.asarray(centring.to_centred_theta(ml.theta))[blocks_[t]] * ml.sigma
-    direction = F[i0] - c @ F
-    direction = np.eye(k)[i0] if not np.any(direction) else direction / np.linalg.norm(direction)
-    tail = np.concatenate([(F[kept] * col_scale[kept, None]).ravel(), direction])
-    starts = [jnp.asarray(np.concatenate([np.asarray(z)[other], tail])) for z in z_starts]
+    n_other = int(other.sum())
+    # the centred factor in sd units (the coordinates' rows are the covariance's factor)
+    theta_c = np.asarray(centring.to_centred_theta(ml.theta))[blocks_[t]] * ml.sigma
+    coords = centring.intercept_row_coordinates(t, theta_c, scales)
+    starts = [jnp.asarray(np.concatenate([np.asarray(z)[other], coords])) for z in z_starts]
 
     def deviance(free, log_sd):
         z = jnp.zeros(nz).at[np.flatnonzero(other)].set(free[:n_other])
         theta, sigma = theta_from_sdcor(z, ks)
-        rows = free[n_other : n_other + n_rows].reshape(k - 1, k) / col_scale[kept, None]
-        part = centring.factor_with_intercept_row(
-            t, rows, free[n_other + n_rows :], jnp.exp(log_sd), jnp
-        )
+        part = centring.factor_with_intercept_row(t, free[n_other:], scales, jnp.exp(log_sd), jnp)
         theta = theta.at[blocks_[t]].set(part / sigma)
         return deviance_varpar(to_internal(theta, ks, cp.order), sigma, cp, reml=False)
 
